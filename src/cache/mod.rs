@@ -1,0 +1,135 @@
+//! The cache: foyer hybrid storage behind pingora-cache, its key, and its freshness policy.
+//!
+//! - [`store`]: [`store::EdgeStorage`], the `pingora_cache::Storage` implementation.
+//! - [`object`]: the stored form of one object (meta + body) and its disk encoding.
+//! - [`key`]: the cache key (host + normalised path + query).
+//! - [`policy`]: which responses are stored and for how long.
+
+pub mod key;
+pub mod object;
+pub mod policy;
+pub mod store;
+
+use std::fs::File;
+use std::path::Path;
+use std::sync::atomic::AtomicU64;
+use std::sync::Arc;
+
+use foyer::{
+    BlockEngineConfig, DeviceBuilder, FsDeviceBuilder, HybridCache, HybridCacheBuilder, HybridCachePolicy,
+    PsyncIoEngineConfig, RecoverMode, S3FifoConfig, Spawner,
+};
+use mixtrics::registry::prometheus_0_14::PrometheusMetricsRegistry;
+
+use crate::config::CacheConfig;
+use object::StoredObject;
+use store::EdgeStorage;
+
+/// Counters the storage keeps for `/metrics`.
+#[derive(Debug, Default)]
+pub struct CacheStats {
+    /// Bytes of complete objects handed to the hybrid cache.
+    pub bytes_admitted: AtomicU64,
+    /// Fills that ended without a complete body (origin cut, length mismatch, timeout).
+    pub fill_failures: AtomicU64,
+    /// Entries that could not be read back (damaged disk data); each was removed.
+    pub read_errors: AtomicU64,
+}
+
+/// Disk block size for a given largest object: an entry must fit in one block.
+pub fn block_size_for(max_object: u64) -> usize {
+    const MIB: u64 = 1 << 20;
+    let with_headers = max_object.saturating_add(256 * 1024);
+    let rounded = with_headers.div_ceil(MIB).saturating_mul(MIB);
+    usize::try_from(rounded.max(4 * MIB)).unwrap_or(usize::MAX)
+}
+
+/// Errors opening the cache.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("cache.dir {0}: {1}")]
+    Dir(String, std::io::Error),
+    #[error("cache.dir {0} is in use by another edge process (one process per cache folder)")]
+    Locked(String),
+    #[error("cannot open the cache: {0}")]
+    Foyer(#[from] foyer::Error),
+}
+
+/// An opened cache: the storage, the folder lock it holds, and its counters.
+pub struct Cache {
+    pub storage: EdgeStorage,
+    pub stats: Arc<CacheStats>,
+    _dir_lock: File,
+}
+
+impl Cache {
+    /// Open (and recover) the hybrid cache in `cfg.dir`. Must run inside a tokio runtime that
+    /// outlives the cache; foyer's background work is spawned on `spawner`.
+    pub async fn open(cfg: &CacheConfig, registry: &prometheus::Registry, spawner: Spawner) -> Result<Cache, OpenError> {
+        let dir_lock = lock_dir(&cfg.dir)?;
+        let block = block_size_for(cfg.max_object);
+        let device = FsDeviceBuilder::new(&cfg.dir).with_capacity(cfg.disk as usize).build()?;
+        let engine = BlockEngineConfig::new(device)
+            .with_block_size(block)
+            .with_buffer_pool_size(2 * block)
+            .with_submit_queue_size_threshold(4 * block)
+            .with_tombstone_log(true);
+        let objects: HybridCache<u128, StoredObject> = HybridCacheBuilder::new()
+            .with_name("edge")
+            .with_policy(HybridCachePolicy::WriteOnInsertion)
+            .with_flush_on_close(true)
+            .with_metrics_registry(Box::new(PrometheusMetricsRegistry::new(registry.clone())))
+            .memory(cfg.memory as usize)
+            .with_shards(8)
+            .with_eviction_config(S3FifoConfig::default())
+            .with_weighter(|_k: &u128, v: &StoredObject| 16 + v.weight())
+            .storage()
+            .with_io_engine_config(PsyncIoEngineConfig::new())
+            .with_engine_config(engine)
+            .with_recover_mode(RecoverMode::Quiet)
+            .with_spawner(spawner)
+            .build()
+            .await?;
+        let stats = Arc::new(CacheStats::default());
+        Ok(Cache { storage: EdgeStorage::new(objects, stats.clone()), stats, _dir_lock: dir_lock })
+    }
+}
+
+/// Take an exclusive lock on `dir/LOCK`: foyer does not lock its folder, and two processes
+/// writing one folder would corrupt each other.
+fn lock_dir(dir: &Path) -> Result<File, OpenError> {
+    let shown = dir.display().to_string();
+    std::fs::create_dir_all(dir).map_err(|e| OpenError::Dir(shown.clone(), e))?;
+    let file = File::options()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join("LOCK"))
+        .map_err(|e| OpenError::Dir(shown.clone(), e))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(OpenError::Locked(shown)),
+        Err(std::fs::TryLockError::Error(e)) => Err(OpenError::Dir(shown, e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn blocks_hold_the_largest_object() {
+        assert_eq!(block_size_for(1), 4 << 20);
+        assert!(block_size_for(64 << 20) >= (64 << 20) + 256 * 1024);
+        assert_eq!(block_size_for(64 << 20) % (1 << 20), 0);
+    }
+
+    #[test]
+    fn a_cache_dir_is_locked_by_one_process() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = lock_dir(dir.path()).unwrap();
+        assert!(matches!(lock_dir(dir.path()), Err(OpenError::Locked(_))));
+        drop(first);
+        assert!(lock_dir(dir.path()).is_ok());
+    }
+}

@@ -1,0 +1,414 @@
+//! [`EdgeStorage`]: pingora-cache [`Storage`] on a foyer hybrid cache (memory + disk tiers).
+//!
+//! Complete objects live in foyer under the 128-bit hash of the cache key. An object being
+//! filled lives in `fills` until its last byte arrived: readers that find it there (the cache
+//! lock's waiters) stream its chunks as they land, so a herd on a cold segment costs one
+//! origin fetch and every client gets bytes as the origin sends them. A fill is committed to
+//! foyer only when it completed and its size matches `Content-Length`; a fill dropped early
+//! (origin cut, timeout, too large) is marked failed, so its readers get an error and nothing
+//! is stored.
+
+use std::any::Any;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use bytes::{Bytes, BytesMut};
+use foyer::HybridCache;
+use pingora_cache::key::CacheHashKey;
+use pingora_cache::storage::{
+    HandleHit, HandleMiss, HitHandler, MissFinishType, MissHandler, PurgeOutcome, PurgeTarget, PurgeType,
+};
+use pingora_cache::trace::SpanHandle;
+use pingora_cache::{CacheKey, CacheMeta, Storage};
+use pingora_error::{Error, ErrorType, Result};
+use tokio::sync::watch;
+
+use super::object::StoredObject;
+use super::CacheStats;
+
+/// Cache storage: in-flight fills in a map, complete objects in foyer.
+pub struct EdgeStorage {
+    objects: HybridCache<u128, StoredObject>,
+    fills: Mutex<HashMap<u128, Vec<Arc<Fill>>>>,
+    next_write: AtomicU64,
+    stats: Arc<CacheStats>,
+}
+
+/// Where a fill is: chunks published so far, and whether it ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Progress {
+    chunks: usize,
+    state: FillState,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FillState {
+    Writing,
+    Done,
+    Failed,
+}
+
+/// An object being written: its meta, the chunks so far, and a watch readers wait on.
+struct Fill {
+    id: u64,
+    meta_internal: Bytes,
+    meta_header: Bytes,
+    chunks: Mutex<Vec<Bytes>>,
+    progress: watch::Sender<Progress>,
+}
+
+impl Fill {
+    fn chunk(&self, i: usize) -> Option<Bytes> {
+        lock(&self.chunks).get(i).cloned()
+    }
+
+    fn set_state(&self, state: FillState) {
+        self.progress.send_modify(|p| p.state = state);
+    }
+}
+
+/// Lock a mutex, recovering from poisoning (no code holding these locks can panic, but the
+/// request path must never unwrap).
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn key_of(key: &impl CacheHashKey) -> u128 {
+    u128::from_be_bytes(key.combined_bin())
+}
+
+fn internal(msg: &'static str) -> Box<Error> {
+    Error::explain(ErrorType::InternalError, msg)
+}
+
+impl EdgeStorage {
+    pub fn new(objects: HybridCache<u128, StoredObject>, stats: Arc<CacheStats>) -> Self {
+        EdgeStorage { objects, fills: Mutex::new(HashMap::new()), next_write: AtomicU64::new(1), stats }
+    }
+
+    /// The foyer cache (for closing on shutdown and for statistics).
+    pub fn objects(&self) -> &HybridCache<u128, StoredObject> {
+        &self.objects
+    }
+
+    fn partial_hit(&self, fill: Arc<Fill>) -> Result<Option<(CacheMeta, HitHandler)>> {
+        let meta = CacheMeta::deserialize(&fill.meta_internal, &fill.meta_header)?;
+        let progress = fill.progress.subscribe();
+        Ok(Some((meta, Box::new(EdgeHit::Partial(PartialHit { fill, progress, next: 0 })))))
+    }
+
+    fn remove_fill(&self, key: u128, id: u64) {
+        let mut fills = lock(&self.fills);
+        if let Some(list) = fills.get_mut(&key) {
+            list.retain(|f| f.id != id);
+            if list.is_empty() {
+                fills.remove(&key);
+            }
+        }
+    }
+
+    async fn get_complete(&self, key: u128) -> Option<StoredObject> {
+        match self.objects.get(&key).await {
+            Ok(Some(entry)) => Some(entry.value().clone()),
+            Ok(None) => None,
+            Err(e) => {
+                // A damaged or unreadable disk entry is a miss, and is dropped so it is refetched.
+                tracing::warn!(error = %e, "cache read failed; treating as a miss and removing the entry");
+                self.stats.read_errors.fetch_add(1, Ordering::Relaxed);
+                self.objects.remove(&key);
+                None
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Storage for EdgeStorage {
+    async fn lookup(&'static self, key: &CacheKey, _trace: &SpanHandle) -> Result<Option<(CacheMeta, HitHandler)>> {
+        let hash = key_of(key);
+        // A fill in progress wins over a stored (possibly stale) copy: readers then see the
+        // fresh object as it streams instead of the old one until the fill completes.
+        let fill = lock(&self.fills)
+            .get(&hash)
+            .and_then(|list| list.iter().rev().find(|f| f.progress.borrow().state != FillState::Failed).cloned());
+        if let Some(fill) = fill {
+            return self.partial_hit(fill);
+        }
+        let Some(obj) = self.get_complete(hash).await else {
+            return Ok(None);
+        };
+        match CacheMeta::deserialize(&obj.meta_internal, &obj.meta_header) {
+            Ok(meta) => {
+                let end = obj.body.len();
+                Ok(Some((meta, Box::new(EdgeHit::Complete(CompleteHit { body: obj.body, start: 0, end, done: false })))))
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cached meta does not decode; removing the entry");
+                self.stats.read_errors.fetch_add(1, Ordering::Relaxed);
+                self.objects.remove(&hash);
+                Ok(None)
+            }
+        }
+    }
+
+    async fn lookup_streaming_write(
+        &'static self,
+        key: &CacheKey,
+        streaming_write_tag: Option<&[u8]>,
+        trace: &SpanHandle,
+    ) -> Result<Option<(CacheMeta, HitHandler)>> {
+        let hash = key_of(key);
+        let id = streaming_write_tag.and_then(|t| <[u8; 8]>::try_from(t).ok()).map(u64::from_be_bytes);
+        if let Some(id) = id {
+            let fill = lock(&self.fills).get(&hash).and_then(|l| l.iter().find(|f| f.id == id).cloned());
+            if let Some(fill) = fill {
+                return self.partial_hit(fill);
+            }
+        }
+        self.lookup(key, trace).await
+    }
+
+    async fn get_miss_handler(&'static self, key: &CacheKey, meta: &CacheMeta, _trace: &SpanHandle) -> Result<MissHandler> {
+        let hash = key_of(key);
+        let (meta_internal, meta_header) = meta.serialize()?;
+        let content_length = meta
+            .headers()
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<usize>().ok());
+        let id = self.next_write.fetch_add(1, Ordering::Relaxed);
+        let (progress, _) = watch::channel(Progress { chunks: 0, state: FillState::Writing });
+        let fill = Arc::new(Fill {
+            id,
+            meta_internal: meta_internal.into(),
+            meta_header: meta_header.into(),
+            chunks: Mutex::new(Vec::new()),
+            progress,
+        });
+        lock(&self.fills).entry(hash).or_default().push(fill.clone());
+        Ok(Box::new(EdgeMiss {
+            storage: self,
+            key: hash,
+            fill,
+            tag: id.to_be_bytes(),
+            content_length,
+            written: 0,
+            finished: false,
+        }))
+    }
+
+    async fn purge(&'static self, target: PurgeTarget<'_>, _purge_type: PurgeType, _trace: &SpanHandle) -> Result<PurgeOutcome> {
+        let hash = key_of(target.key());
+        let had_fill = lock(&self.fills).remove(&hash).is_some();
+        let had_object = self.objects.contains(&hash);
+        self.objects.remove(&hash);
+        Ok(if had_fill || had_object { PurgeOutcome::Purged(None) } else { PurgeOutcome::NotFound })
+    }
+
+    async fn update_meta(&'static self, key: &CacheKey, meta: &CacheMeta, _trace: &SpanHandle) -> Result<bool> {
+        let hash = key_of(key);
+        let Some(old) = self.get_complete(hash).await else {
+            return Ok(false);
+        };
+        let (meta_internal, meta_header) = meta.serialize()?;
+        let updated = StoredObject { meta_internal: meta_internal.into(), meta_header: meta_header.into(), body: old.body };
+        self.objects.insert(hash, updated);
+        Ok(true)
+    }
+
+    fn support_streaming_partial_write(&self) -> bool {
+        true
+    }
+
+    fn as_any(&self) -> &(dyn Any + Send + Sync + 'static) {
+        self
+    }
+}
+
+/// A hit: a complete object (seekable, for ranges) or a fill being streamed.
+pub enum EdgeHit {
+    Complete(CompleteHit),
+    Partial(PartialHit),
+}
+
+pub struct CompleteHit {
+    body: Bytes,
+    start: usize,
+    end: usize,
+    done: bool,
+}
+
+pub struct PartialHit {
+    fill: Arc<Fill>,
+    progress: watch::Receiver<Progress>,
+    next: usize,
+}
+
+impl PartialHit {
+    async fn read(&mut self) -> Result<Option<Bytes>> {
+        loop {
+            let p = *self.progress.borrow_and_update();
+            if self.next < p.chunks {
+                let chunk = self.fill.chunk(self.next).ok_or_else(|| internal("fill chunk missing"))?;
+                self.next += 1;
+                return Ok(Some(chunk));
+            }
+            match p.state {
+                FillState::Done => return Ok(None),
+                FillState::Failed => {
+                    return Err(Error::explain(ErrorType::ReadError, "cache fill failed upstream; body incomplete"))
+                }
+                FillState::Writing => {
+                    if self.progress.changed().await.is_err() {
+                        return Err(internal("cache fill writer vanished"));
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl HandleHit for EdgeHit {
+    async fn read_body(&mut self) -> Result<Option<Bytes>> {
+        match self {
+            EdgeHit::Complete(c) => {
+                if c.done || c.start >= c.end {
+                    c.done = true;
+                    return Ok(None);
+                }
+                c.done = true;
+                Ok(Some(c.body.slice(c.start..c.end)))
+            }
+            EdgeHit::Partial(p) => p.read().await,
+        }
+    }
+
+    async fn finish(self: Box<Self>, _storage: &'static (dyn Storage + Sync), _key: &CacheKey, _trace: &SpanHandle) -> Result<()> {
+        Ok(())
+    }
+
+    fn can_seek(&self) -> bool {
+        matches!(self, EdgeHit::Complete(_))
+    }
+
+    fn seek(&mut self, start: usize, end: Option<usize>) -> Result<()> {
+        match self {
+            EdgeHit::Complete(c) => {
+                let len = c.body.len();
+                if start >= len {
+                    return Error::e_explain(ErrorType::InternalError, format!("seek start {start} beyond body length {len}"));
+                }
+                c.start = start;
+                c.end = end.map_or(len, |e| e.min(len));
+                c.done = false;
+                Ok(())
+            }
+            EdgeHit::Partial(_) => Error::e_explain(ErrorType::InternalError, "seek during a fill"),
+        }
+    }
+
+    fn should_count_access(&self) -> bool {
+        matches!(self, EdgeHit::Complete(_))
+    }
+
+    fn get_eviction_weight(&self) -> usize {
+        match self {
+            EdgeHit::Complete(c) => c.body.len(),
+            EdgeHit::Partial(_) => 0,
+        }
+    }
+
+    fn as_any(&self) -> &(dyn Any + Send + Sync) {
+        self
+    }
+
+    fn as_any_mut(&mut self) -> &mut (dyn Any + Send + Sync) {
+        self
+    }
+}
+
+/// Writes one fill. Dropped without `finish` = the fill failed.
+struct EdgeMiss {
+    storage: &'static EdgeStorage,
+    key: u128,
+    fill: Arc<Fill>,
+    tag: [u8; 8],
+    content_length: Option<usize>,
+    written: usize,
+    finished: bool,
+}
+
+#[async_trait]
+impl HandleMiss for EdgeMiss {
+    async fn write_body(&mut self, data: Bytes, _eof: bool) -> Result<()> {
+        if data.is_empty() {
+            return Ok(());
+        }
+        self.written += data.len();
+        if self.content_length.is_some_and(|cl| self.written > cl) {
+            return Error::e_explain(ErrorType::InternalError, "origin sent more bytes than Content-Length");
+        }
+        let chunks = {
+            let mut chunks = lock(&self.fill.chunks);
+            chunks.push(data);
+            chunks.len()
+        };
+        self.fill.progress.send_modify(|p| p.chunks = chunks);
+        Ok(())
+    }
+
+    async fn finish(mut self: Box<Self>) -> Result<MissFinishType> {
+        if let Some(cl) = self.content_length {
+            if cl != self.written {
+                // Drop marks the fill failed: nothing is stored, readers get an error.
+                return Error::e_explain(
+                    ErrorType::InternalError,
+                    format!("body length {} does not match Content-Length {cl}; not caching", self.written),
+                );
+            }
+        }
+        let body = {
+            let chunks = lock(&self.fill.chunks);
+            if chunks.len() == 1 {
+                chunks[0].clone()
+            } else {
+                let mut buf = BytesMut::with_capacity(self.written);
+                for c in chunks.iter() {
+                    buf.extend_from_slice(c);
+                }
+                buf.freeze()
+            }
+        };
+        let size = body.len();
+        let obj = StoredObject {
+            meta_internal: self.fill.meta_internal.clone(),
+            meta_header: self.fill.meta_header.clone(),
+            body,
+        };
+        let weight = obj.weight();
+        // Insert before the fill leaves the map, so a lookup never falls between the two.
+        self.storage.objects.insert(self.key, obj);
+        self.storage.stats.bytes_admitted.fetch_add(weight as u64, Ordering::Relaxed);
+        self.fill.set_state(FillState::Done);
+        self.finished = true;
+        self.storage.remove_fill(self.key, self.fill.id);
+        Ok(MissFinishType::Created(size))
+    }
+
+    fn streaming_write_tag(&self) -> Option<&[u8]> {
+        Some(&self.tag)
+    }
+}
+
+impl Drop for EdgeMiss {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.fill.set_state(FillState::Failed);
+            self.storage.remove_fill(self.key, self.fill.id);
+            self.storage.stats.fill_failures.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}

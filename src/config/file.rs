@@ -1,0 +1,81 @@
+//! The file format of `edge.toml`: serde structs that mirror the file one to one.
+//!
+//! Every struct denies unknown fields, so a typo is an error that names the key. Values stay
+//! close to their text form here (durations and sizes are strings); `super::Config::from_file`
+//! turns them into typed, validated values.
+
+use serde::Deserialize;
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    #[serde(default)]
+    pub server: ServerSection,
+    #[serde(default)]
+    pub cache: CacheSection,
+    #[serde(default)]
+    pub cors: CorsSection,
+    #[serde(default)]
+    pub origins: Vec<OriginSection>,
+    pub demo: Option<DemoSection>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServerSection {
+    pub role: Option<String>,
+    pub http: Option<String>,
+    pub admin: Option<String>,
+    pub threads: Option<i64>,
+    pub grace_period: Option<String>,
+    pub shutdown_timeout: Option<String>,
+    pub public_url: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CacheSection {
+    pub memory: Option<String>,
+    pub dir: Option<String>,
+    pub disk: Option<String>,
+    pub max_object: Option<String>,
+    pub lock_timeout: Option<String>,
+    pub default_ttl: Option<String>,
+    pub negative_ttl: Option<String>,
+    pub stale_while_revalidate: Option<String>,
+    pub stale_if_error: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CorsSection {
+    pub allow_origins: Option<Vec<String>>,
+    pub max_age: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OriginSection {
+    pub name: String,
+    pub priority: Option<i64>,
+    pub nodes: Vec<NodeSection>,
+    pub connect_timeout: Option<String>,
+    pub read_timeout: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeSection {
+    pub addr: String,
+    pub weight: Option<i64>,
+    pub host: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DemoSection {
+    pub enabled: Option<bool>,
+    pub listen: Option<String>,
+    pub media: Option<String>,
+    pub title: Option<String>,
+}

@@ -1,0 +1,392 @@
+//! Configuration: `edge.toml` parsed into [`file::FileConfig`] and validated into [`Config`].
+//!
+//! Two layers, as in Pingora and River: the file structs mirror the TOML and deny unknown
+//! keys; [`Config`] holds typed values (socket addresses, durations, byte sizes, enums) and is
+//! the only thing the rest of the crate reads. Every error names the key path and the reason:
+//! `edge.toml: cache.memory: invalid size "lots"; expected e.g. "64 MiB" or "1 GiB"`.
+
+pub mod file;
+pub mod units;
+
+use std::fmt;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use file::FileConfig;
+use units::{parse_duration, parse_size};
+
+/// The shipped `edge.toml`, compiled in so `edge serve` plays even without the file.
+pub const EMBEDDED_DEFAULT: &str = include_str!("../../edge.toml");
+
+/// A configuration error: which key, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    /// Dotted key path, e.g. `origins[0].nodes[1].addr`; empty when the error has no key.
+    pub key: String,
+    pub reason: String,
+}
+
+impl ConfigError {
+    fn new(key: impl Into<String>, reason: impl Into<String>) -> Self {
+        ConfigError { key: key.into(), reason: reason.into() }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.key.is_empty() {
+            write!(f, "{}", self.reason)
+        } else {
+            write!(f, "{}: {}", self.key, self.reason)
+        }
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Whether this node faces players (`edge`) or other edges (`shield`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Edge,
+    Shield,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub cache: CacheConfig,
+    pub cors: CorsConfig,
+    pub origins: Vec<OriginPool>,
+    pub demo: Option<DemoConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub role: Role,
+    /// Plain HTTP listener for players.
+    pub http: SocketAddr,
+    /// Admin listener: health, readiness, metrics (and later purge).
+    pub admin: SocketAddr,
+    /// Worker threads of the proxy service.
+    pub threads: usize,
+    /// How long in-flight requests may finish after SIGTERM before runtimes stop.
+    pub grace_period: Duration,
+    /// How long runtimes get to stop after the grace period.
+    pub shutdown_timeout: Duration,
+    /// Base URL printed for players (default: derived from `http`).
+    pub public_url: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct CacheConfig {
+    pub memory: u64,
+    pub dir: PathBuf,
+    pub disk: u64,
+    pub max_object: u64,
+    /// How long a cache-lock writer may hold the lock before waiters give up and fetch.
+    pub lock_timeout: Duration,
+    /// Freshness of a 200 when the origin sends no `Cache-Control`/`Expires`.
+    pub default_ttl: Duration,
+    /// Freshness of a 404/410 when the origin sends no caching headers.
+    pub negative_ttl: Duration,
+    pub stale_while_revalidate: Duration,
+    pub stale_if_error: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct CorsConfig {
+    /// Allowed `Origin` values; `*` allows any. Empty disables CORS headers.
+    pub allow_origins: Vec<String>,
+    pub max_age: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct OriginPool {
+    pub name: String,
+    pub priority: u32,
+    pub nodes: Vec<OriginNode>,
+    pub connect_timeout: Duration,
+    pub read_timeout: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct OriginNode {
+    pub addr: SocketAddr,
+    pub weight: u32,
+    /// Host header sent to this node (default: the client's Host).
+    pub host: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct DemoConfig {
+    pub listen: SocketAddr,
+    pub media: PathBuf,
+    /// Path of the demo title's master playlist, as a player requests it through the edge.
+    pub title: String,
+}
+
+impl Config {
+    /// Read and validate a config file. Relative paths inside it resolve against its folder.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::new("", format!("cannot read file: {e}")))?;
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        Config::parse(&text, &base)
+    }
+
+    /// Parse and validate config text; relative paths resolve against `base`.
+    pub fn parse(text: &str, base: &Path) -> Result<Config, ConfigError> {
+        let de = toml::Deserializer::new(text);
+        let raw: FileConfig = serde_path_to_error::deserialize(de).map_err(|e| {
+            let key = e.path().to_string();
+            let key = if key == "." { String::new() } else { key };
+            ConfigError::new(key, first_line(&e.inner().message().to_string()))
+        })?;
+        Config::from_file(raw, base)
+    }
+
+    fn from_file(raw: FileConfig, base: &Path) -> Result<Config, ConfigError> {
+        let s = raw.server;
+        let role = match s.role.as_deref().unwrap_or("edge") {
+            "edge" => Role::Edge,
+            "shield" => Role::Shield,
+            other => {
+                return Err(ConfigError::new(
+                    "server.role",
+                    format!("unknown role {other:?}; expected \"edge\" or \"shield\""),
+                ))
+            }
+        };
+        let http = addr("server.http", s.http.as_deref().unwrap_or("0.0.0.0:8080"))?;
+        let admin = addr("server.admin", s.admin.as_deref().unwrap_or("127.0.0.1:9090"))?;
+        if admin == http {
+            return Err(ConfigError::new("server.admin", "must differ from server.http"));
+        }
+        let threads = match s.threads {
+            None => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+            Some(n) if (1..=1024).contains(&n) => n as usize,
+            Some(n) => return Err(ConfigError::new("server.threads", format!("{n} is out of range 1..=1024"))),
+        };
+        let server = ServerConfig {
+            role,
+            http,
+            admin,
+            threads,
+            grace_period: duration("server.grace_period", s.grace_period.as_deref(), "10s")?,
+            shutdown_timeout: duration("server.shutdown_timeout", s.shutdown_timeout.as_deref(), "5s")?,
+            public_url: match s.public_url {
+                Some(u) if u.starts_with("http://") || u.starts_with("https://") => {
+                    u.trim_end_matches('/').to_string()
+                }
+                Some(u) => {
+                    return Err(ConfigError::new(
+                        "server.public_url",
+                        format!("{u:?} must start with http:// or https://"),
+                    ))
+                }
+                None => default_public_url(http),
+            },
+        };
+
+        let c = raw.cache;
+        let memory = size("cache.memory", c.memory.as_deref(), "256 MiB")?;
+        if memory < (1 << 20) {
+            return Err(ConfigError::new("cache.memory", "must be at least 1 MiB"));
+        }
+        let disk = size("cache.disk", c.disk.as_deref(), "1 GiB")?;
+        let max_object = size("cache.max_object", c.max_object.as_deref(), "64 MiB")?;
+        if max_object == 0 {
+            return Err(ConfigError::new("cache.max_object", "must be greater than 0"));
+        }
+        if disk > 0 && disk < 4 * crate::cache::block_size_for(max_object) as u64 {
+            return Err(ConfigError::new(
+                "cache.disk",
+                format!(
+                    "{} is too small for cache.max_object = {}: the disk tier needs at least 4 blocks of {}",
+                    units::format_size(disk),
+                    units::format_size(max_object),
+                    units::format_size(crate::cache::block_size_for(max_object) as u64)
+                ),
+            ));
+        }
+        let dir = c.dir.as_deref().unwrap_or("data/cache");
+        if dir.trim().is_empty() {
+            return Err(ConfigError::new("cache.dir", "must not be empty"));
+        }
+        let cache = CacheConfig {
+            memory,
+            dir: base.join(dir),
+            disk,
+            max_object,
+            lock_timeout: duration("cache.lock_timeout", c.lock_timeout.as_deref(), "30s")?,
+            default_ttl: duration("cache.default_ttl", c.default_ttl.as_deref(), "1h")?,
+            negative_ttl: duration("cache.negative_ttl", c.negative_ttl.as_deref(), "10s")?,
+            stale_while_revalidate: duration(
+                "cache.stale_while_revalidate",
+                c.stale_while_revalidate.as_deref(),
+                "5s",
+            )?,
+            stale_if_error: duration("cache.stale_if_error", c.stale_if_error.as_deref(), "5m")?,
+        };
+
+        let allow_origins = raw.cors.allow_origins.unwrap_or_else(|| vec!["*".into()]);
+        for (i, o) in allow_origins.iter().enumerate() {
+            if o != "*" && !(o.starts_with("http://") || o.starts_with("https://")) {
+                return Err(ConfigError::new(
+                    format!("cors.allow_origins[{i}]"),
+                    format!("{o:?} must be \"*\" or an origin like \"https://player.example\""),
+                ));
+            }
+        }
+        let cors = CorsConfig {
+            allow_origins,
+            max_age: duration("cors.max_age", raw.cors.max_age.as_deref(), "1h")?,
+        };
+
+        let demo = match raw.demo {
+            Some(d) if d.enabled.unwrap_or(true) => {
+                let title = d.title.unwrap_or_else(|| "/demo/ts/master.m3u8".into());
+                if !title.starts_with('/') {
+                    return Err(ConfigError::new("demo.title", "must be a path starting with '/'"));
+                }
+                let listen = addr("demo.listen", d.listen.as_deref().unwrap_or("127.0.0.1:8081"))?;
+                if listen == http || listen == admin {
+                    return Err(ConfigError::new("demo.listen", "must differ from server.http and server.admin"));
+                }
+                Some(DemoConfig {
+                    listen,
+                    media: base.join(d.media.as_deref().unwrap_or("tests/fixtures/media")),
+                    title,
+                })
+            }
+            _ => None,
+        };
+
+        let mut origins = Vec::with_capacity(raw.origins.len());
+        for (i, o) in raw.origins.into_iter().enumerate() {
+            origins.push(origin_pool(i, o)?);
+        }
+        if origins.is_empty() {
+            match &demo {
+                Some(d) => origins.push(OriginPool {
+                    name: "demo".into(),
+                    priority: 0,
+                    nodes: vec![OriginNode { addr: d.listen, weight: 100, host: None }],
+                    connect_timeout: Duration::from_secs(2),
+                    read_timeout: Duration::from_secs(10),
+                }),
+                None => {
+                    return Err(ConfigError::new(
+                        "origins",
+                        "at least one [[origins]] pool is required (or enable [demo])",
+                    ))
+                }
+            }
+        }
+        let mut names: Vec<&str> = origins.iter().map(|p| p.name.as_str()).collect();
+        names.sort_unstable();
+        if let Some(w) = names.windows(2).find(|w| w[0] == w[1]) {
+            return Err(ConfigError::new("origins", format!("pool name {:?} is used twice", w[0])));
+        }
+        origins.sort_by_key(|p| p.priority);
+
+        Ok(Config { server, cache, cors, origins, demo })
+    }
+
+    /// One-line summary printed by `edge check`.
+    pub fn summary(&self) -> String {
+        let nodes: usize = self.origins.iter().map(|p| p.nodes.len()).sum();
+        format!(
+            "ok: role={} http={} admin={} cache=memory {} + disk {} in {} (max object {}), {} origin pool(s) with {} node(s){}",
+            match self.server.role {
+                Role::Edge => "edge",
+                Role::Shield => "shield",
+            },
+            self.server.http,
+            self.server.admin,
+            units::format_size(self.cache.memory),
+            units::format_size(self.cache.disk),
+            self.cache.dir.display(),
+            units::format_size(self.cache.max_object),
+            self.origins.len(),
+            nodes,
+            if self.demo.is_some() { ", demo origin on" } else { "" }
+        )
+    }
+}
+
+fn origin_pool(i: usize, o: file::OriginSection) -> Result<OriginPool, ConfigError> {
+    let key = format!("origins[{i}]");
+    if o.name.trim().is_empty() {
+        return Err(ConfigError::new(format!("{key}.name"), "must not be empty"));
+    }
+    let priority = match o.priority.unwrap_or(0) {
+        p if (0..=1000).contains(&p) => p as u32,
+        p => return Err(ConfigError::new(format!("{key}.priority"), format!("{p} is out of range 0..=1000"))),
+    };
+    if o.nodes.is_empty() {
+        return Err(ConfigError::new(format!("{key}.nodes"), "a pool needs at least one node"));
+    }
+    let mut nodes = Vec::with_capacity(o.nodes.len());
+    for (j, n) in o.nodes.into_iter().enumerate() {
+        let nkey = format!("{key}.nodes[{j}]");
+        let weight = match n.weight.unwrap_or(100) {
+            w if (1..=10_000).contains(&w) => w as u32,
+            w => return Err(ConfigError::new(format!("{nkey}.weight"), format!("{w} is out of range 1..=10000"))),
+        };
+        nodes.push(OriginNode { addr: resolve(&format!("{nkey}.addr"), &n.addr)?, weight, host: n.host });
+    }
+    Ok(OriginPool {
+        name: o.name,
+        priority,
+        nodes,
+        connect_timeout: duration(&format!("{key}.connect_timeout"), o.connect_timeout.as_deref(), "2s")?,
+        read_timeout: duration(&format!("{key}.read_timeout"), o.read_timeout.as_deref(), "10s")?,
+    })
+}
+
+fn first_line(s: &str) -> String {
+    s.lines().next().unwrap_or("").trim().to_string()
+}
+
+fn addr(key: &str, text: &str) -> Result<SocketAddr, ConfigError> {
+    text.parse()
+        .map_err(|_| ConfigError::new(key, format!("invalid listen address {text:?}; expected IP:port like \"127.0.0.1:8080\"")))
+}
+
+/// Origin addresses may be names; they are resolved once, here, so a bad name is a config
+/// error rather than a panic inside the proxy.
+fn resolve(key: &str, text: &str) -> Result<SocketAddr, ConfigError> {
+    if let Ok(a) = text.parse() {
+        return Ok(a);
+    }
+    if !text.contains(':') {
+        return Err(ConfigError::new(key, format!("{text:?} has no port; expected host:port")));
+    }
+    text.to_socket_addrs()
+        .map_err(|e| ConfigError::new(key, format!("cannot resolve {text:?}: {e}")))?
+        .next()
+        .ok_or_else(|| ConfigError::new(key, format!("{text:?} resolved to no address")))
+}
+
+fn duration(key: &str, text: Option<&str>, default: &str) -> Result<Duration, ConfigError> {
+    parse_duration(text.unwrap_or(default)).map_err(|e| ConfigError::new(key, e))
+}
+
+fn size(key: &str, text: Option<&str>, default: &str) -> Result<u64, ConfigError> {
+    parse_size(text.unwrap_or(default)).map_err(|e| ConfigError::new(key, e))
+}
+
+fn default_public_url(http: SocketAddr) -> String {
+    let host = match http.ip() {
+        ip if ip.is_unspecified() && ip.is_ipv4() => "127.0.0.1".to_string(),
+        ip if ip.is_unspecified() => "[::1]".to_string(),
+        std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+        ip => ip.to_string(),
+    };
+    format!("http://{host}:{}", http.port())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,110 @@
+use super::*;
+
+fn parse(text: &str) -> Result<Config, ConfigError> {
+    Config::parse(text, Path::new("/etc/edge"))
+}
+
+#[test]
+fn shipped_config_loads_whole() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("edge.toml");
+    let c = Config::load(&path).expect("shipped edge.toml must load");
+    assert_eq!(c.server.role, Role::Edge);
+    assert_eq!(c.server.http, "0.0.0.0:8080".parse().unwrap());
+    assert_eq!(c.server.admin, "127.0.0.1:9090".parse().unwrap());
+    assert_eq!(c.server.threads, 2);
+    assert_eq!(c.server.grace_period, Duration::from_secs(10));
+    assert_eq!(c.server.shutdown_timeout, Duration::from_secs(5));
+    assert_eq!(c.server.public_url, "http://127.0.0.1:8080");
+    assert_eq!(c.cache.memory, 256 << 20);
+    assert_eq!(c.cache.disk, 1 << 30);
+    assert_eq!(c.cache.max_object, 64 << 20);
+    assert_eq!(c.cache.dir, path.parent().unwrap().join("data/cache"));
+    assert_eq!(c.cache.lock_timeout, Duration::from_secs(30));
+    assert_eq!(c.cache.default_ttl, Duration::from_secs(3600));
+    assert_eq!(c.cache.negative_ttl, Duration::from_secs(10));
+    assert_eq!(c.cache.stale_while_revalidate, Duration::from_secs(5));
+    assert_eq!(c.cache.stale_if_error, Duration::from_secs(300));
+    assert_eq!(c.cors.allow_origins, vec!["*".to_string()]);
+    let demo = c.demo.as_ref().expect("demo on");
+    assert_eq!(demo.listen, "127.0.0.1:8081".parse().unwrap());
+    assert_eq!(demo.title, "/demo/ts/master.m3u8");
+    assert!(demo.media.ends_with("tests/fixtures/media"));
+    assert_eq!(c.origins.len(), 1);
+    assert_eq!(c.origins[0].name, "demo");
+    assert_eq!(c.origins[0].nodes[0].addr, demo.listen);
+}
+
+#[test]
+fn embedded_default_is_the_shipped_file() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("edge.toml");
+    assert_eq!(std::fs::read_to_string(path).unwrap(), EMBEDDED_DEFAULT);
+}
+
+#[test]
+fn minimal_config_gets_defaults() {
+    let c = parse("[[origins]]\nname = \"o\"\nnodes = [{ addr = \"127.0.0.1:1\" }]\n").unwrap();
+    assert_eq!(c.server.http.port(), 8080);
+    assert_eq!(c.cache.dir, Path::new("/etc/edge/data/cache"));
+    assert_eq!(c.origins[0].nodes[0].weight, 100);
+    assert!(c.demo.is_none());
+    assert!(c.summary().starts_with("ok: role=edge"));
+}
+
+#[test]
+fn pools_are_sorted_by_priority() {
+    let c = parse(
+        "[[origins]]\nname = \"b\"\npriority = 5\nnodes = [{ addr = \"127.0.0.1:2\" }]\n\
+         [[origins]]\nname = \"a\"\npriority = 1\nnodes = [{ addr = \"127.0.0.1:1\" }]\n",
+    )
+    .unwrap();
+    assert_eq!(c.origins[0].name, "a");
+    assert_eq!(c.origins[1].name, "b");
+}
+
+#[test]
+fn bad_configs_name_the_key_and_reason() {
+    const POOL: &str = "[[origins]]\nname = \"o\"\nnodes = [{ addr = \"127.0.0.1:1\" }]\n";
+    let cases: &[(&str, &str, &str)] = &[
+        ("[server]\nlisten = \"x\"\n", "server.listen", "unknown field `listen`"),
+        ("[server]\nhttp = \"localhost\"\n", "server.http", "invalid listen address \"localhost\""),
+        ("[server]\nrole = \"cdn\"\n", "server.role", "unknown role \"cdn\""),
+        ("[server]\nthreads = 0\n", "server.threads", "out of range"),
+        ("[server]\nthreads = \"two\"\n", "server.threads", "invalid type"),
+        ("[server]\ngrace_period = \"soon\"\n", "server.grace_period", "invalid duration \"soon\""),
+        ("[server]\nadmin = \"0.0.0.0:8080\"\n", "server.admin", "must differ from server.http"),
+        ("[server]\npublic_url = \"edge.example\"\n", "server.public_url", "must start with http://"),
+        ("[cache]\nmemory = \"lots\"\n", "cache.memory", "invalid size \"lots\""),
+        ("[cache]\nmemory = \"1 KiB\"\n", "cache.memory", "at least 1 MiB"),
+        ("[cache]\nmax_object = \"0\"\n", "cache.max_object", "greater than 0"),
+        ("[cache]\ndisk = \"8 MiB\"\n", "cache.disk", "too small for cache.max_object"),
+        ("[cache]\ndir = \"\"\n", "cache.dir", "must not be empty"),
+        ("[cache]\nttl = \"1h\"\n", "cache.ttl", "unknown field `ttl`"),
+        ("[cors]\nallow_origins = [\"player.example\"]\n", "cors.allow_origins[0]", "must be \"*\" or an origin"),
+        ("", "origins", "at least one [[origins]] pool is required"),
+        ("[[origins]]\nname = \"o\"\nnodes = []\n", "origins[0].nodes", "at least one node"),
+        ("[[origins]]\nname = \"o\"\nnodes = [{ addr = \"127.0.0.1\" }]\n", "origins[0].nodes[0].addr", "has no port"),
+        ("[[origins]]\nname = \"o\"\nnodes = [{ addr = \"127.0.0.1:1\", weight = 0 }]\n", "origins[0].nodes[0].weight", "out of range"),
+        ("[[origins]]\nname = \"o\"\nnodes = [{ addr = \"127.0.0.1:1\", wieght = 5 }]\n", "origins[0].nodes[0].wieght", "unknown field `wieght`"),
+        ("[[origins]]\nname = \"o\"\nnodes = [{ addr = \"127.0.0.1:1\" }]\nconnect_timeout = \"fast\"\n", "origins[0].connect_timeout", "invalid duration"),
+        ("[[origins]]\nnodes = [{ addr = \"127.0.0.1:1\" }]\n", "origins[0]", "missing field `name`"),
+        ("[[origins]]\nname = \"o\"\nnodes = [{ addr = \"127.0.0.1:1\" }]\n[[origins]]\nname = \"o\"\nnodes = [{ addr = \"127.0.0.1:2\" }]\n", "origins", "used twice"),
+        ("[demo]\ntitle = \"demo/ts/master.m3u8\"\n", "demo.title", "must be a path"),
+        ("[demo]\nlisten = \"0.0.0.0:8080\"\n", "demo.listen", "must differ"),
+    ];
+    for (text, key, reason) in cases {
+        let text = if text.contains("[[origins]]") || text.contains("[demo]") || text.is_empty() {
+            text.to_string()
+        } else {
+            format!("{text}{POOL}")
+        };
+        let err = parse(&text).expect_err(&format!("config should fail: {text}"));
+        assert_eq!(&err.key, key, "key for {text:?}: {err}");
+        assert!(err.reason.contains(reason), "reason for {text:?}: got {:?}, want {:?}", err.reason, reason);
+    }
+}
+
+#[test]
+fn syntax_errors_are_reported() {
+    let err = parse("[server\nhttp = 1").unwrap_err();
+    assert!(!err.reason.is_empty());
+}

@@ -1,0 +1,24 @@
+//! # edge: an edge CDN caching proxy and origin shield for video streaming
+//!
+//! Layout of the crate (one concept per module):
+//!
+//! - [`cli`]: the `edge` command line (`serve`, `check`).
+//! - [`config`]: `edge.toml`, its file structs and the validated [`config::Config`].
+//! - [`server`]: builds the Pingora server (proxy, admin, demo origin) and runs it.
+//! - [`proxy`]: the `ProxyHttp` implementation, request phases, CORS and origin choice.
+//! - [`cache`]: foyer-backed `pingora_cache::Storage`, cache key and TTL policy.
+//! - [`path`]: request path normalisation shared by the cache key and the origin request.
+//! - [`admin`]: the admin listener (`/healthz`, `/readyz`, `/metrics`).
+//! - [`metrics`]: the Prometheus registry and the edge's metrics.
+//! - [`demo`]: the embedded demo origin serving the sample HLS title.
+#![forbid(unsafe_code)]
+
+pub mod admin;
+pub mod cache;
+pub mod cli;
+pub mod config;
+pub mod demo;
+pub mod metrics;
+pub mod path;
+pub mod proxy;
+pub mod server;

@@ -1,0 +1,101 @@
+//! Prometheus metrics, all in one registry that foyer's own metrics also write to.
+//! Names follow DESIGN.md section 8.
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+};
+
+/// The edge's metrics.
+pub struct Metrics {
+    pub registry: Registry,
+    pub requests: IntCounterVec,
+    pub request_duration: HistogramVec,
+    pub bytes_sent: IntCounterVec,
+    pub upstream_requests: IntCounterVec,
+    pub upstream_duration: HistogramVec,
+    pub cache_coalesced: IntCounter,
+    pub cache_objects: IntGaugeVec,
+    pub cache_bytes: IntGaugeVec,
+    pub cache_fill_failures: IntCounter,
+    pub cache_read_errors: IntCounter,
+    pub cache_bytes_admitted: IntCounter,
+}
+
+const LATENCY_BUCKETS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+
+impl Metrics {
+    pub fn new() -> Result<Metrics, prometheus::Error> {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new("edge_requests_total", "Requests answered, by kind (content, local, preflight), status and cache result"),
+            &["kind", "status", "cache"],
+        )?;
+        let request_duration = HistogramVec::new(
+            HistogramOpts::new("edge_request_duration_seconds", "Time from request to last byte sent")
+                .buckets(LATENCY_BUCKETS.to_vec()),
+            &["kind", "cache"],
+        )?;
+        let bytes_sent =
+            IntCounterVec::new(Opts::new("edge_bytes_sent_total", "Response body bytes sent to clients"), &["cache"])?;
+        let upstream_requests = IntCounterVec::new(
+            Opts::new("edge_upstream_requests_total", "Requests sent to origins, by pool, node and status (or error)"),
+            &["pool", "node", "status"],
+        )?;
+        let upstream_duration = HistogramVec::new(
+            HistogramOpts::new("edge_upstream_duration_seconds", "Time from choosing an origin to its response header")
+                .buckets(LATENCY_BUCKETS.to_vec()),
+            &["pool"],
+        )?;
+        let cache_coalesced = IntCounter::new(
+            "edge_cache_coalesced_total",
+            "Requests that waited on another request's fill instead of going to the origin",
+        )?;
+        let cache_objects = IntGaugeVec::new(Opts::new("edge_cache_objects", "Objects in the cache by tier"), &["tier"])?;
+        let cache_bytes = IntGaugeVec::new(Opts::new("edge_cache_bytes", "Bytes in the cache by tier"), &["tier"])?;
+        let cache_fill_failures = IntCounter::new(
+            "edge_cache_fill_failures_total",
+            "Fills dropped because the origin body was incomplete (nothing stored)",
+        )?;
+        let cache_read_errors = IntCounter::new(
+            "edge_cache_read_errors_total",
+            "Cache entries that could not be read back (damaged); each was removed and refetched",
+        )?;
+        let cache_bytes_admitted =
+            IntCounter::new("edge_cache_admitted_bytes_total", "Bytes of complete objects admitted to the cache")?;
+        registry.register(Box::new(requests.clone()))?;
+        registry.register(Box::new(request_duration.clone()))?;
+        registry.register(Box::new(bytes_sent.clone()))?;
+        registry.register(Box::new(upstream_requests.clone()))?;
+        registry.register(Box::new(upstream_duration.clone()))?;
+        registry.register(Box::new(cache_coalesced.clone()))?;
+        registry.register(Box::new(cache_objects.clone()))?;
+        registry.register(Box::new(cache_bytes.clone()))?;
+        registry.register(Box::new(cache_fill_failures.clone()))?;
+        registry.register(Box::new(cache_read_errors.clone()))?;
+        registry.register(Box::new(cache_bytes_admitted.clone()))?;
+        Ok(Metrics {
+            registry,
+            requests,
+            request_duration,
+            bytes_sent,
+            upstream_requests,
+            upstream_duration,
+            cache_coalesced,
+            cache_objects,
+            cache_bytes,
+            cache_fill_failures,
+            cache_read_errors,
+            cache_bytes_admitted,
+        })
+    }
+
+    /// The registry in Prometheus text format.
+    pub fn render(&self) -> Vec<u8> {
+        let mut buf = Vec::with_capacity(16 * 1024);
+        let families = self.registry.gather();
+        if let Err(e) = TextEncoder::new().encode(&families, &mut buf) {
+            tracing::warn!(error = %e, "metrics encoding failed");
+        }
+        buf
+    }
+}

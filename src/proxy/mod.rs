@@ -1,0 +1,352 @@
+//! The player-facing proxy: a thin [`ProxyHttp`] dispatcher over pure functions.
+//!
+//! Phases, in the order Pingora runs them (DESIGN.md section 2):
+//! 1. `request_filter`: normalise the path ([`crate::path`]), answer `/healthz`, `/readyz`
+//!    and CORS preflights locally, refuse ambiguous paths with 400.
+//! 2. `request_cache_filter` / `cache_key_callback`: GET and HEAD are cached under
+//!    [`crate::cache::key::for_request`]; the cache lock coalesces a herd into one fetch.
+//! 3. `upstream_peer`: origin choice ([`upstream`]); connect failures retry on the next node.
+//! 4. `response_cache_filter`: [`crate::cache::policy::decide`].
+//! 5. `response_filter`: `X-Cache`, CORS headers. (Pingora adds `Age` on hits.)
+//! 6. `logging`: metrics and one access-log line.
+//!
+//! Seams for later work: token checks and playlist rewriting go in `request_filter` and
+//! `response_body_filter`; geo rules in `request_filter`; purge in `is_purge`.
+
+pub mod cors;
+pub mod upstream;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use http::{Method, StatusCode};
+use pingora_cache::lock::CacheKeyLockImpl;
+use pingora_cache::{CacheKey, CachePhase, RespCacheable};
+use pingora_core::upstreams::peer::HttpPeer;
+use pingora_error::{Error, ErrorType, Result};
+use pingora_http::{RequestHeader, ResponseHeader};
+use pingora_proxy::{ProxyHttp, Session};
+
+use crate::cache::key;
+use crate::cache::policy::{self, TtlPolicy};
+use crate::cache::Cache;
+use crate::config::Config;
+use crate::metrics::Metrics;
+use cors::Cors;
+use upstream::Upstreams;
+
+/// State shared by every request, built once at start.
+pub struct EdgeState {
+    pub config: Config,
+    pub metrics: Metrics,
+    pub cache: &'static Cache,
+    pub lock: &'static CacheKeyLockImpl,
+    pub ttl: TtlPolicy,
+    pub cors: Cors,
+    pub upstreams: Upstreams,
+    /// Set when shutdown starts: `/readyz` turns 503 so load balancers drain this node.
+    pub draining: AtomicBool,
+}
+
+/// What a request turned out to be, for routing and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Content,
+    Local,
+    Preflight,
+    Rejected,
+}
+
+impl Kind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Kind::Content => "content",
+            Kind::Local => "local",
+            Kind::Preflight => "preflight",
+            Kind::Rejected => "rejected",
+        }
+    }
+}
+
+/// Per-request context.
+pub struct RequestCtx {
+    start: Instant,
+    kind: Kind,
+    /// The normalised path: the one for the cache key and the origin request.
+    path: String,
+    /// `Access-Control-Allow-Origin` to send, when the request's Origin is allowed.
+    cors_origin: Option<String>,
+    /// Upstream attempts so far (connect failures retry on the next node).
+    tries: usize,
+    upstream: Option<upstream::Choice>,
+    upstream_started: Option<Instant>,
+    upstream_status: Option<u16>,
+    /// Status answered locally (health, preflight, rejections).
+    local_status: Option<u16>,
+}
+
+/// The proxy.
+pub struct EdgeProxy {
+    pub state: &'static EdgeState,
+}
+
+fn cache_label(phase: CachePhase) -> &'static str {
+    match phase {
+        CachePhase::Hit => "HIT",
+        CachePhase::Miss => "MISS",
+        CachePhase::Stale | CachePhase::StaleUpdating => "STALE",
+        CachePhase::Expired => "EXPIRED",
+        CachePhase::Revalidated | CachePhase::RevalidatedNoCache(_) => "REVALIDATED",
+        _ => "BYPASS",
+    }
+}
+
+/// Write a complete small response from the edge itself.
+async fn respond(session: &mut Session, status: u16, body: &'static str, extra: &[(&str, String)]) -> Result<()> {
+    let mut resp = ResponseHeader::build(status, Some(4 + extra.len()))?;
+    resp.insert_header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")?;
+    resp.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
+    resp.insert_header(http::header::CACHE_CONTROL, "no-store")?;
+    for (k, v) in extra {
+        resp.insert_header(k.to_string(), v.as_str())?;
+    }
+    let head_only = session.req_header().method == Method::HEAD || body.is_empty();
+    session.write_response_header(Box::new(resp), head_only).await?;
+    if !head_only {
+        session.write_response_body(Some(Bytes::from_static(body.as_bytes())), true).await?;
+    }
+    Ok(())
+}
+
+impl EdgeProxy {
+    fn cors_headers(&self, ctx: &RequestCtx) -> Vec<(&'static str, String)> {
+        let Some(origin) = &ctx.cors_origin else { return Vec::new() };
+        let mut h = vec![
+            ("access-control-allow-origin", origin.clone()),
+            ("access-control-expose-headers", cors::EXPOSE_HEADERS.to_string()),
+        ];
+        if self.state.cors.varies() {
+            h.push(("vary", "Origin".to_string()));
+        }
+        h
+    }
+}
+
+#[async_trait]
+impl ProxyHttp for EdgeProxy {
+    type CTX = RequestCtx;
+
+    fn new_ctx(&self) -> RequestCtx {
+        RequestCtx {
+            start: Instant::now(),
+            kind: Kind::Content,
+            path: String::new(),
+            cors_origin: None,
+            tries: 0,
+            upstream: None,
+            upstream_started: None,
+            upstream_status: None,
+            local_status: None,
+        }
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        let req = session.req_header();
+        let origin = req.headers.get(http::header::ORIGIN).and_then(|v| v.to_str().ok());
+        ctx.cors_origin = self.state.cors.allow_origin(origin);
+
+        let path = match crate::path::normalize(req.uri.path()) {
+            Ok(p) => p,
+            Err(e) => {
+                ctx.kind = Kind::Rejected;
+                ctx.local_status = Some(400);
+                let extra = [("x-edge-reason", e.code().to_string())];
+                respond(session, 400, "bad request path\n", &extra).await?;
+                return Ok(true);
+            }
+        };
+
+        match (req.method.clone(), path.as_str()) {
+            (Method::GET | Method::HEAD, "/healthz") => {
+                ctx.kind = Kind::Local;
+                ctx.local_status = Some(200);
+                respond(session, 200, "ok\n", &[]).await?;
+                return Ok(true);
+            }
+            (Method::GET | Method::HEAD, "/readyz") => {
+                ctx.kind = Kind::Local;
+                let draining = self.state.draining.load(Ordering::Relaxed);
+                let (status, body) = if draining { (503, "draining\n") } else { (200, "ready\n") };
+                ctx.local_status = Some(status);
+                respond(session, status, body, &[]).await?;
+                return Ok(true);
+            }
+            (Method::OPTIONS, _) if req.headers.contains_key(http::header::ACCESS_CONTROL_REQUEST_METHOD) => {
+                ctx.kind = Kind::Preflight;
+                let requested = req
+                    .headers
+                    .get(http::header::ACCESS_CONTROL_REQUEST_HEADERS)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("")
+                    .to_string();
+                let mut extra = self.cors_headers(ctx);
+                if ctx.cors_origin.is_some() {
+                    extra.push(("access-control-allow-methods", cors::ALLOW_METHODS.to_string()));
+                    if !requested.is_empty() {
+                        extra.push(("access-control-allow-headers", requested));
+                    }
+                    extra.push(("access-control-max-age", self.state.cors.max_age().to_string()));
+                }
+                ctx.local_status = Some(204);
+                respond(session, 204, "", &extra).await?;
+                return Ok(true);
+            }
+            _ => {}
+        }
+
+        // The normalised path is the one the origin sees too.
+        if path != session.req_header().uri.path() {
+            let uri = match session.req_header().uri.query() {
+                Some(q) => format!("{path}?{q}"),
+                None => path.clone(),
+            };
+            let uri: http::Uri = uri.parse().map_err(|_| Error::explain(ErrorType::InvalidHTTPHeader, "bad uri"))?;
+            session.req_header_mut().set_uri(uri);
+        }
+        ctx.path = path;
+        Ok(false)
+    }
+
+    fn request_cache_filter(&self, session: &mut Session, _ctx: &mut RequestCtx) -> Result<()> {
+        if matches!(session.req_header().method, Method::GET | Method::HEAD) {
+            session.cache.enable(&self.state.cache.storage, None, None, Some(self.state.lock), None);
+            session.cache.set_max_file_size_bytes(self.state.config.cache.max_object as usize);
+        }
+        Ok(())
+    }
+
+    fn cache_key_callback(&self, session: &Session, ctx: &mut RequestCtx) -> Result<CacheKey> {
+        let req = session.req_header();
+        let host = key::request_host(
+            req.uri.authority().map(|a| a.as_str()),
+            req.headers.get(http::header::HOST).and_then(|v| v.to_str().ok()),
+        );
+        Ok(key::for_request(&host, &ctx.path, req.uri.query()))
+    }
+
+    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
+        let choice = self
+            .state
+            .upstreams
+            .choose(&ctx.path, ctx.tries)
+            .ok_or_else(|| Error::explain(ErrorType::ConnectNoRoute, "no origin node available"))?;
+        ctx.tries += 1;
+        let peer = self.state.upstreams.peer(&choice);
+        ctx.upstream = Some(choice);
+        ctx.upstream_started = Some(Instant::now());
+        Ok(peer)
+    }
+
+    fn fail_to_connect(&self, _session: &mut Session, _peer: &HttpPeer, ctx: &mut RequestCtx, mut e: Box<Error>) -> Box<Error> {
+        if let Some(choice) = &ctx.upstream {
+            self.state.metrics.upstream_requests.with_label_values(&[choice.pool_name(), &choice.node_label(), "connect_error"]).inc();
+        }
+        // Connection never established: safe to try the next node for any method.
+        if ctx.tries < self.state.upstreams.max_tries() {
+            e.set_retry(true);
+        }
+        e
+    }
+
+    async fn upstream_request_filter(&self, _session: &mut Session, req: &mut RequestHeader, ctx: &mut RequestCtx) -> Result<()> {
+        if let Some(choice) = &ctx.upstream {
+            if let Some(host) = self.state.upstreams.host_override(choice) {
+                req.insert_header(http::header::HOST, host)?;
+            }
+        }
+        req.append_header(http::header::VIA, "1.1 edge")?;
+        Ok(())
+    }
+
+    async fn upstream_response_filter(&self, _session: &mut Session, resp: &mut ResponseHeader, ctx: &mut RequestCtx) -> Result<()> {
+        let status = resp.status.as_u16();
+        ctx.upstream_status = Some(status);
+        if let Some(choice) = &ctx.upstream {
+            let m = &self.state.metrics;
+            m.upstream_requests.with_label_values(&[choice.pool_name(), &choice.node_label(), &status.to_string()]).inc();
+            if let Some(t) = ctx.upstream_started {
+                m.upstream_duration.with_label_values(&[choice.pool_name()]).observe(t.elapsed().as_secs_f64());
+            }
+        }
+        Ok(())
+    }
+
+    fn response_cache_filter(&self, _session: &Session, resp: &ResponseHeader, _ctx: &mut RequestCtx) -> Result<RespCacheable> {
+        Ok(policy::decide(resp, &self.state.ttl, SystemTime::now()))
+    }
+
+    async fn response_filter(&self, session: &mut Session, resp: &mut ResponseHeader, ctx: &mut RequestCtx) -> Result<()> {
+        let label = if session.cache.enabled() || matches!(session.cache.phase(), CachePhase::Disabled(_)) {
+            cache_label(session.cache.phase())
+        } else {
+            "BYPASS"
+        };
+        resp.insert_header("x-cache", label)?;
+        for (k, v) in self.cors_headers(ctx) {
+            if k == "vary" {
+                resp.append_header(k, v)?;
+            } else {
+                resp.insert_header(k, v)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn should_serve_stale(&self, _session: &mut Session, _ctx: &mut RequestCtx, error: Option<&Error>) -> bool {
+        // Serve stale on origin failure (within stale-if-error) and during revalidation
+        // (within stale-while-revalidate); the windows themselves live in the cache meta.
+        match error {
+            None => true,
+            Some(e) => e.esource() == &pingora_error::ErrorSource::Upstream || matches!(e.etype(), ErrorType::HTTPStatus(s) if *s >= 500),
+        }
+    }
+
+    async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
+        let m = &self.state.metrics;
+        let status = session
+            .response_written()
+            .map(|r| r.status.as_u16())
+            .or(ctx.local_status)
+            .unwrap_or(if e.is_some() { 502 } else { 0 });
+        let cache = if ctx.kind == Kind::Content && session.cache.enabled() {
+            cache_label(session.cache.phase())
+        } else if ctx.kind == Kind::Content {
+            "BYPASS"
+        } else {
+            "NONE"
+        };
+        let kind = ctx.kind.as_str();
+        let status_label = StatusCode::from_u16(status).map(|s| s.as_str().to_string()).unwrap_or_else(|_| status.to_string());
+        m.requests.with_label_values(&[kind, &status_label, cache]).inc();
+        let elapsed = ctx.start.elapsed();
+        m.request_duration.with_label_values(&[kind, cache]).observe(elapsed.as_secs_f64());
+        let sent = session.body_bytes_sent();
+        m.bytes_sent.with_label_values(&[cache]).inc_by(sent as u64);
+        if session.cache.lock_duration().is_some_and(|d| d > Duration::ZERO) {
+            m.cache_coalesced.inc();
+        }
+        tracing::info!(
+            target: "edge::access",
+            method = %session.req_header().method,
+            path = %session.req_header().uri.path(),
+            status,
+            cache,
+            bytes = sent,
+            ms = elapsed.as_secs_f64() * 1000.0,
+            upstream = ctx.upstream.as_ref().map(|c| c.node_label()).unwrap_or_default(),
+            error = e.map(|e| e.to_string()).unwrap_or_default(),
+        );
+    }
+}

@@ -1,0 +1,135 @@
+//! Building and running the edge: one Pingora server with the proxy, admin and (optional)
+//! demo-origin services, over a foyer cache that lives on its own runtime.
+
+use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use async_trait::async_trait;
+use pingora_cache::lock::{CacheKeyLockImpl, CacheLock};
+use pingora_core::server::configuration::ServerConf;
+use pingora_core::server::{RunArgs, Server, ShutdownWatch};
+use pingora_core::services::background::{background_service, BackgroundService};
+use pingora_core::services::listening::Service;
+
+use crate::admin::AdminApp;
+use crate::cache::policy::TtlPolicy;
+use crate::cache::Cache;
+use crate::config::Config;
+use crate::demo::DemoOrigin;
+use crate::metrics::Metrics;
+use crate::proxy::cors::Cors;
+use crate::proxy::upstream::Upstreams;
+use crate::proxy::{EdgeProxy, EdgeState};
+
+/// Why the edge could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{key}: cannot listen on {addr}: {source}")]
+    Listen { key: &'static str, addr: SocketAddr, source: std::io::Error },
+    #[error("{0}")]
+    Cache(#[from] crate::cache::OpenError),
+    #[error("cannot start the cache runtime: {0}")]
+    Runtime(std::io::Error),
+    #[error("metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+    #[error("demo.media: folder {0} does not exist")]
+    DemoMedia(String),
+}
+
+/// Sets `draining` when Pingora starts shutting down, so `/readyz` answers 503.
+struct DrainWatch {
+    state: &'static EdgeState,
+}
+
+#[async_trait]
+impl BackgroundService for DrainWatch {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let _ = shutdown.changed().await;
+        self.state.draining.store(true, Ordering::Relaxed);
+        tracing::info!("shutdown started: draining");
+    }
+}
+
+fn check_port(key: &'static str, addr: SocketAddr) -> Result<(), StartError> {
+    TcpListener::bind(addr).map(drop).map_err(|source| StartError::Listen { key, addr, source })
+}
+
+/// Run the edge until SIGTERM/SIGINT. Returns after the cache has been closed (flushed).
+pub fn run(config: Config) -> Result<(), StartError> {
+    check_port("server.http", config.server.http)?;
+    check_port("server.admin", config.server.admin)?;
+    if let Some(demo) = &config.demo {
+        check_port("demo.listen", demo.listen)?;
+        if !demo.media.is_dir() {
+            return Err(StartError::DemoMedia(demo.media.display().to_string()));
+        }
+    }
+
+    let metrics = Metrics::new()?;
+    // foyer's I/O and flushing run on a runtime of their own that outlives Pingora's
+    // service runtimes, so the cache can be closed (flushed) after they stop.
+    let cache_rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("edge-cache")
+        .enable_all()
+        .build()
+        .map_err(StartError::Runtime)?;
+    let cache = cache_rt.block_on(Cache::open(&config.cache, &metrics.registry, cache_rt.handle().clone().into()))?;
+    let cache: &'static Cache = Box::leak(Box::new(cache));
+    let lock: &'static CacheKeyLockImpl = Box::leak(CacheLock::new_boxed(config.cache.lock_timeout));
+
+    let state: &'static EdgeState = Box::leak(Box::new(EdgeState {
+        ttl: TtlPolicy::from_config(&config.cache),
+        cors: Cors::new(&config.cors),
+        upstreams: Upstreams::new(config.origins.clone()),
+        config,
+        metrics,
+        cache,
+        lock,
+        draining: AtomicBool::new(false),
+    }));
+    let cfg = &state.config;
+
+    let conf = ServerConf {
+        threads: cfg.server.threads,
+        grace_period_seconds: Some(cfg.server.grace_period.as_secs()),
+        graceful_shutdown_timeout_seconds: Some(cfg.server.shutdown_timeout.as_secs().max(1)),
+        upstream_keepalive_pool_size: 512,
+        ..ServerConf::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(None, conf);
+    server.bootstrap();
+
+    let mut proxy = pingora_proxy::http_proxy_service_with_name(&server.configuration, EdgeProxy { state }, "edge proxy");
+    proxy.add_tcp(&cfg.server.http.to_string());
+    server.add_service(proxy);
+
+    let mut admin = Service::new("edge admin".to_string(), AdminApp { state });
+    admin.add_tcp(&cfg.server.admin.to_string());
+    server.add_service(admin);
+
+    if let Some(demo) = &cfg.demo {
+        let mut origin = Service::new("demo origin".to_string(), DemoOrigin { root: demo.media.clone() });
+        origin.add_tcp(&demo.listen.to_string());
+        server.add_service(origin);
+        println!("edge: demo origin on http://{} serving {}", demo.listen, demo.media.display());
+        println!("edge: play {}{}", cfg.server.public_url, demo.title);
+    }
+    server.add_service(background_service("drain watch", DrainWatch { state }));
+
+    println!(
+        "edge: listening on http://{} (admin http://{}); cache {} in {}",
+        cfg.server.http,
+        cfg.server.admin,
+        crate::config::units::format_size(cfg.cache.memory + cfg.cache.disk),
+        cfg.cache.dir.display()
+    );
+    server.run(RunArgs::default());
+
+    tracing::info!("services stopped; flushing the cache");
+    if let Err(e) = cache_rt.block_on(cache.storage.objects().close()) {
+        tracing::warn!(error = %e, "cache close failed");
+    }
+    cache_rt.shutdown_timeout(std::time::Duration::from_secs(5));
+    Ok(())
+}
