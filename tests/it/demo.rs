@@ -1,0 +1,51 @@
+//! The shipped demo: an edge with the embedded demo origin plays the sample title in ffmpeg.
+
+use std::process::Command;
+
+use crate::support::{client, free_port, Edge};
+
+const MEDIA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/media");
+
+async fn demo_edge() -> Edge {
+    let demo = format!("[demo]\nlisten = \"127.0.0.1:{}\"\nmedia = \"{MEDIA}\"\ntitle = \"/demo/ts/master.m3u8\"\n", free_port());
+    Edge::start_with_config(&demo, "").await
+}
+
+fn ffmpeg_plays(url: &str) {
+    let out = Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-i", url, "-map", "0", "-c", "copy", "-f", "null", "-"])
+        .output()
+        .expect("ffmpeg must be installed (bash .ci/deps test)");
+    assert!(out.status.success(), "ffmpeg failed on {url}: {}", String::from_utf8_lossy(&out.stderr));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.trim().is_empty(), "ffmpeg reported errors on {url}: {err}");
+}
+
+#[tokio::test]
+async fn demo_title_plays_through_the_edge_in_ffmpeg() {
+    let edge = demo_edge().await;
+    let printed = edge.log();
+    let url = edge.url("/demo/ts/master.m3u8");
+    assert!(printed.contains(&format!("edge: play {url}")), "start prints the playback URL:\n{printed}");
+
+    let fmp4 = edge.url("/demo/fmp4/master.m3u8");
+    let (u1, u2) = (url.clone(), fmp4.clone());
+    tokio::task::spawn_blocking(move || {
+        ffmpeg_plays(&u1);
+        ffmpeg_plays(&u2);
+    })
+    .await
+    .unwrap();
+    let misses = edge.metric(r#"edge_requests_total{kind="content",status="200",cache="MISS"}"#).await;
+    assert!(misses >= 10.0, "playlists and segments were fetched through the edge: {misses}");
+
+    // A second viewer is served from cache.
+    let u1 = url.clone();
+    tokio::task::spawn_blocking(move || ffmpeg_plays(&u1)).await.unwrap();
+    let hits = edge.metric(r#"edge_requests_total{kind="content",status="200",cache="HIT"}"#).await;
+    assert!(hits >= 5.0, "the second play hits the cache: {hits}");
+
+    let r = client().get(&url).send().await.unwrap();
+    assert_eq!(r.headers()["content-type"], "application/vnd.apple.mpegurl");
+    assert!(r.text().await.unwrap().starts_with("#EXTM3U"));
+}

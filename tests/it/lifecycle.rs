@@ -1,0 +1,95 @@
+//! Process lifecycle: warm restart on the same cache dir, graceful shutdown, start errors.
+
+use std::time::Duration;
+
+use crate::support::{bytes_of, client, free_port, Edge, Origin, Route};
+
+#[tokio::test]
+async fn objects_survive_a_restart() {
+    let origin = Origin::start().await;
+    let bodies: Vec<Vec<u8>> = (0..5).map(|i| bytes_of(100_000 + i * 1000, 20 + i as u64)).collect();
+    for (i, b) in bodies.iter().enumerate() {
+        origin.route(&format!("/v/w/{i}.ts"), Route::ok(b.clone()));
+    }
+    let mut edge = Edge::start(origin.addr, "").await;
+    let c = client();
+    for i in 0..bodies.len() {
+        let r = c.get(edge.url(&format!("/v/w/{i}.ts"))).send().await.unwrap();
+        assert_eq!(r.headers()["x-cache"], "MISS");
+        r.bytes().await.unwrap();
+    }
+    edge.restart().await;
+    for (i, b) in bodies.iter().enumerate() {
+        let r = c.get(edge.url(&format!("/v/w/{i}.ts"))).send().await.unwrap();
+        assert_eq!(r.headers()["x-cache"], "HIT", "object {i} after restart");
+        assert!(r.bytes().await.unwrap() == *b, "object {i} bytes after restart");
+    }
+    assert_eq!(origin.total_hits(), bodies.len(), "zero origin requests after the restart");
+}
+
+#[tokio::test]
+async fn shutdown_lets_in_flight_requests_finish_within_the_grace_period() {
+    let origin = Origin::start().await;
+    let body = bytes_of(200_000, 30);
+    origin.route("/v/slow.ts", Route::ok(body.clone()).paced(5, Duration::from_millis(600)));
+    let mut edge = Edge::start(origin.addr, "").await;
+    let c = client();
+    let url = edge.url("/v/slow.ts");
+    let inflight = tokio::spawn(async move { c.get(url).send().await.unwrap().bytes().await.unwrap() });
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    edge.terminate();
+    // readyz turns 503 while draining (checked before the grace period ends).
+    let ready = client().get(edge.admin_url("/readyz")).send().await;
+    if let Ok(r) = ready {
+        assert_eq!(r.status(), 503);
+    }
+    let got = inflight.await.unwrap();
+    assert!(got == body, "the in-flight response completed");
+    // grace_period = 1s and shutdown_timeout = 1s in the test config.
+    let (status, took) = edge.wait_exit(Duration::from_secs(10)).await;
+    assert!(status.success(), "clean exit: {status}");
+    assert!(took < Duration::from_secs(4), "exit took {took:?}");
+}
+
+#[tokio::test]
+async fn a_busy_port_is_a_clear_start_error() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("edge.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[server]\nhttp = \"127.0.0.1:{port}\"\nadmin = \"127.0.0.1:{}\"\n[cache]\ndir = \"c\"\ndisk = \"64 MiB\"\nmax_object = \"1 MiB\"\n\
+             [[origins]]\nname = \"o\"\nnodes = [{{ addr = \"127.0.0.1:9\" }}]\n",
+            free_port()
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_edge")).args(["serve", "--config"]).arg(&cfg).output().unwrap();
+    assert_eq!(out.status.code(), Some(69));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("server.http: cannot listen on 127.0.0.1:{port}")), "{err}");
+}
+
+#[tokio::test]
+async fn a_second_process_cannot_share_a_cache_dir() {
+    let origin = Origin::start().await;
+    let edge = Edge::start(origin.addr, "").await;
+    let cfg = edge.dir().join("second.toml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "[server]\nhttp = \"127.0.0.1:{}\"\nadmin = \"127.0.0.1:{}\"\n[cache]\ndir = \"cache\"\nmemory = \"64 MiB\"\ndisk = \"128 MiB\"\nmax_object = \"8 MiB\"\n\
+             [[origins]]\nname = \"o\"\nnodes = [{{ addr = \"{}\" }}]\n",
+            free_port(),
+            free_port(),
+            origin.addr
+        ),
+    )
+    .unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_edge")).args(["serve", "--config"]).arg(&cfg).output().unwrap();
+    assert_eq!(out.status.code(), Some(69));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("is in use by another edge process"), "{err}");
+}

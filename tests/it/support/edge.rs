@@ -1,0 +1,179 @@
+//! A real `edge` process on free ports with a temp cache dir, driven over HTTP.
+
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+/// A free port on 127.0.0.1 (bound then released; the edge binds it right after).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A running edge process. Killed on drop.
+pub struct Edge {
+    pub http: SocketAddr,
+    pub admin: SocketAddr,
+    pub dir: TempDir,
+    pub config_path: PathBuf,
+    child: Option<Child>,
+}
+
+impl Edge {
+    /// Start an edge in front of `origin` with extra TOML appended to a test config.
+    /// `extra` may add sections (`[cors]`, `[[origins]]` ...) but not repeat `[server]`/`[cache]`
+    /// keys set here; use `start_with_config` for full control.
+    pub async fn start(origin: SocketAddr, extra: &str) -> Edge {
+        let config = format!(
+            "[[origins]]\nname = \"test\"\nnodes = [{{ addr = \"{origin}\" }}]\nconnect_timeout = \"1s\"\nread_timeout = \"5s\"\n{extra}"
+        );
+        Edge::start_with_config(&config, "").await
+    }
+
+    /// Start an edge whose config is the test `[server]`/`[cache]` sections (with `server_extra`
+    /// lines added to `[server]`) followed by `rest`.
+    pub async fn start_with_config(rest: &str, server_extra: &str) -> Edge {
+        let dir = tempfile::tempdir().unwrap();
+        let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+        let config = format!(
+            "[server]\nhttp = \"{http}\"\nadmin = \"{admin}\"\nthreads = 2\ngrace_period = \"1s\"\nshutdown_timeout = \"1s\"\n{server_extra}\n\
+             [cache]\ndir = \"cache\"\nmemory = \"64 MiB\"\ndisk = \"128 MiB\"\nmax_object = \"8 MiB\"\n\n{rest}"
+        );
+        let config_path = dir.path().join("edge.toml");
+        std::fs::write(&config_path, config).unwrap();
+        let mut edge = Edge { http, admin, dir, config_path, child: None };
+        edge.spawn().await;
+        edge
+    }
+
+    async fn spawn(&mut self) {
+        let log = std::fs::File::create(self.dir.path().join("edge.log")).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_edge"))
+            .args(["serve", "--config"])
+            .arg(&self.config_path)
+            .current_dir(self.dir.path())
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("spawn edge");
+        self.child = Some(child);
+        self.wait_ready().await;
+    }
+
+    async fn wait_ready(&mut self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let url = format!("http://{}/readyz", self.admin);
+        let client = reqwest::Client::new();
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                panic!("edge exited during start ({status}):\n{}", self.log());
+            }
+            if let Ok(r) = client.get(&url).timeout(Duration::from_millis(500)).send().await {
+                if r.status() == 200 {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("edge not ready after 30 s:\n{}", self.log());
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("edge.log")).unwrap_or_default()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{}", self.http, path)
+    }
+
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{}", self.admin, path)
+    }
+
+    pub fn cache_dir(&self) -> PathBuf {
+        self.dir.path().join("cache")
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Send SIGTERM (graceful shutdown).
+    pub fn terminate(&self) {
+        if let Some(c) = &self.child {
+            let ok = Command::new("kill").args(["-TERM", &c.id().to_string()]).status().unwrap().success();
+            assert!(ok, "kill -TERM failed");
+        }
+    }
+
+    /// Wait for the process to exit, at most `limit`. Returns its status and how long it took.
+    pub async fn wait_exit(&mut self, limit: Duration) -> (ExitStatus, Duration) {
+        let start = Instant::now();
+        let child = self.child.as_mut().expect("edge running");
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                self.child = None;
+                return (status, start.elapsed());
+            }
+            if start.elapsed() > limit {
+                panic!("edge did not exit within {limit:?}:\n{}", self.log());
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Graceful stop, then start again on the same ports, config and cache dir.
+    pub async fn restart(&mut self) {
+        self.terminate();
+        let (status, _) = self.wait_exit(Duration::from_secs(15)).await;
+        assert!(status.success(), "edge exit status {status}:\n{}", self.log());
+        self.spawn().await;
+    }
+
+    /// The admin `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        reqwest::get(self.admin_url("/metrics")).await.unwrap().text().await.unwrap()
+    }
+
+    /// The value of one sample line, e.g. `edge_cache_coalesced_total` or
+    /// `edge_requests_total{cache="HIT",kind="content",status="200"}`. 0 when absent.
+    pub async fn metric(&self, sample: &str) -> f64 {
+        metric_value(&self.metrics().await, sample)
+    }
+}
+
+/// Find `sample` (name plus exact label set, labels in any order) in Prometheus text.
+pub fn metric_value(text: &str, sample: &str) -> f64 {
+    let (name, labels) = split_sample(sample);
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let Some((key, value)) = line.rsplit_once(' ') else { continue };
+        let (n, l) = split_sample(key);
+        if n == name && l == labels {
+            return value.parse().unwrap_or(f64::NAN);
+        }
+    }
+    0.0
+}
+
+fn split_sample(s: &str) -> (&str, Vec<&str>) {
+    match s.split_once('{') {
+        Some((n, rest)) => {
+            let mut labels: Vec<&str> = rest.trim_end_matches('}').split(',').filter(|l| !l.is_empty()).collect();
+            labels.sort_unstable();
+            (n, labels)
+        }
+        None => (s, Vec::new()),
+    }
+}
+
+impl Drop for Edge {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}

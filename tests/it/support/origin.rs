@@ -1,0 +1,222 @@
+//! A real HTTP/1.1 origin on 127.0.0.1 for tests: serves given bytes per path, counts
+//! requests and connections, and on request can delay, fail, pace or cut a body mid-way.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+
+/// How the origin answers one path.
+#[derive(Clone, Debug)]
+pub struct Route {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Bytes,
+    /// Wait this long before sending the response header.
+    pub delay: Duration,
+    /// Send the body in this many chunks spread over `pace` (0 = at once).
+    pub chunks: usize,
+    pub pace: Duration,
+    /// Close the connection after this many body bytes (Content-Length still says all).
+    pub cut_after: Option<usize>,
+    /// Body is `host + path` of the request instead of `body`.
+    pub echo_host: bool,
+}
+
+impl Route {
+    pub fn ok(body: impl Into<Bytes>) -> Route {
+        Route {
+            status: 200,
+            headers: Vec::new(),
+            body: body.into(),
+            delay: Duration::ZERO,
+            chunks: 1,
+            pace: Duration::ZERO,
+            cut_after: None,
+            echo_host: false,
+        }
+    }
+
+    pub fn status(mut self, status: u16) -> Route {
+        self.status = status;
+        self
+    }
+
+    pub fn header(mut self, k: &str, v: &str) -> Route {
+        self.headers.push((k.to_string(), v.to_string()));
+        self
+    }
+
+    pub fn delay(mut self, d: Duration) -> Route {
+        self.delay = d;
+        self
+    }
+
+    pub fn paced(mut self, chunks: usize, over: Duration) -> Route {
+        self.chunks = chunks.max(1);
+        self.pace = over;
+        self
+    }
+
+    pub fn cut_after(mut self, n: usize) -> Route {
+        self.cut_after = Some(n);
+        self
+    }
+
+    pub fn echo_host(mut self) -> Route {
+        self.echo_host = true;
+        self
+    }
+}
+
+/// One request as the origin saw it.
+#[derive(Clone, Debug)]
+pub struct SeenRequest {
+    pub method: String,
+    pub target: String,
+    pub headers: Vec<(String, String)>,
+}
+
+impl SeenRequest {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+}
+
+#[derive(Default)]
+struct Shared {
+    routes: Mutex<HashMap<String, Route>>,
+    seen: Mutex<Vec<SeenRequest>>,
+    connections: AtomicUsize,
+}
+
+/// A running test origin. Dropping it stops accepting.
+pub struct Origin {
+    pub addr: SocketAddr,
+    shared: Arc<Shared>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Origin {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+impl Origin {
+    pub async fn start() -> Origin {
+        Self::start_on("127.0.0.1:0".parse().unwrap()).await
+    }
+
+    pub async fn start_on(addr: SocketAddr) -> Origin {
+        let listener = TcpListener::bind(addr).await.expect("bind origin");
+        let addr = listener.local_addr().unwrap();
+        let shared = Arc::new(Shared::default());
+        let s = shared.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                s.connections.fetch_add(1, Ordering::SeqCst);
+                let s = s.clone();
+                tokio::spawn(async move {
+                    let _ = serve_connection(stream, s).await;
+                });
+            }
+        });
+        Origin { addr, shared, task }
+    }
+
+    pub fn route(&self, path: &str, route: Route) -> &Self {
+        self.shared.routes.lock().unwrap().insert(path.to_string(), route);
+        self
+    }
+
+    /// Requests seen for `path` (the request target without query).
+    pub fn hits(&self, path: &str) -> usize {
+        self.shared.seen.lock().unwrap().iter().filter(|r| r.target.split('?').next() == Some(path)).count()
+    }
+
+    pub fn total_hits(&self) -> usize {
+        self.shared.seen.lock().unwrap().len()
+    }
+
+    pub fn requests(&self) -> Vec<SeenRequest> {
+        self.shared.seen.lock().unwrap().clone()
+    }
+
+    pub fn connections(&self) -> usize {
+        self.shared.connections.load(Ordering::SeqCst)
+    }
+}
+
+async fn serve_connection(stream: TcpStream, shared: Arc<Shared>) -> std::io::Result<()> {
+    let mut reader = BufReader::new(stream);
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).await? == 0 {
+            return Ok(());
+        }
+        let mut parts = line.split_whitespace();
+        let method = parts.next().unwrap_or("").to_string();
+        let target = parts.next().unwrap_or("").to_string();
+        let mut headers = Vec::new();
+        loop {
+            let mut h = String::new();
+            if reader.read_line(&mut h).await? == 0 {
+                return Ok(());
+            }
+            let h = h.trim_end();
+            if h.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = h.split_once(':') {
+                headers.push((k.trim().to_string(), v.trim().to_string()));
+            }
+        }
+        let req = SeenRequest { method: method.clone(), target: target.clone(), headers };
+        if let Some(len) = req.header("content-length").and_then(|v| v.parse::<usize>().ok()) {
+            let mut body = vec![0u8; len];
+            reader.read_exact(&mut body).await?;
+        }
+        let host = req.header("host").unwrap_or("").to_string();
+        shared.seen.lock().unwrap().push(req);
+        let path = target.split('?').next().unwrap_or("").to_string();
+        let route = shared.routes.lock().unwrap().get(&path).cloned();
+        let route = route.unwrap_or_else(|| Route::ok("not found\n").status(404));
+        let body = if route.echo_host { Bytes::from(format!("{host}{path}")) } else { route.body.clone() };
+
+        tokio::time::sleep(route.delay).await;
+        let stream = reader.get_mut();
+        let mut head = format!("HTTP/1.1 {} X\r\ncontent-length: {}\r\n", route.status, body.len());
+        for (k, v) in &route.headers {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+        head.push_str("\r\n");
+        stream.write_all(head.as_bytes()).await?;
+        if method == "HEAD" {
+            continue;
+        }
+        let limit = route.cut_after.unwrap_or(body.len()).min(body.len());
+        let chunk = limit.div_ceil(route.chunks).max(1);
+        let gap = route.pace / route.chunks as u32;
+        let mut sent = 0;
+        while sent < limit {
+            let end = (sent + chunk).min(limit);
+            stream.write_all(&body[sent..end]).await?;
+            stream.flush().await?;
+            sent = end;
+            if sent < limit && !gap.is_zero() {
+                tokio::time::sleep(gap).await;
+            }
+        }
+        if route.cut_after.is_some() {
+            stream.shutdown().await?;
+            return Ok(());
+        }
+    }
+}
