@@ -1,11 +1,12 @@
 //! Integration tests: real edge processes, real origins and real clients on 127.0.0.1.
 
+#[allow(dead_code)] // a shared harness: not every test uses every helper
 mod support;
 
 mod admin;
 mod cache;
 mod cli;
-// mod demo; (enabled with the media fixtures)
+mod demo;
 mod http;
 mod lifecycle;
 mod ranges;
