@@ -3,10 +3,12 @@
 //! | method | path       | answer                                                   |
 //! |--------|------------|----------------------------------------------------------|
 //! | GET    | `/healthz` | 200 `ok` while the process runs                          |
-//! | GET    | `/readyz`  | 200 `ready`; 503 `draining` once shutdown has started    |
+//! | GET    | `/readyz`  | 503 `starting`, then 200 `ready` once the player listener accepts connections, then 503 `draining` after SIGTERM |
 //! | GET    | `/metrics` | Prometheus text: edge metrics and foyer's, one registry |
+//! | POST   | `/admin/purge` | JSON `{"url": ...}` or `{"prefix": ..., "host"?: ...}`, `"soft"?: bool` (see [`crate::cache::purge`]) |
 //!
-//! Anything else is 404; a known path with another method is 405.
+//! Anything else is 404; a known path with another method is 405. The listener is meant for
+//! loopback or a management network: it has no authentication of its own.
 
 use std::sync::atomic::Ordering;
 
@@ -41,15 +43,68 @@ impl AdminApp {
         let objects = s.cache.storage.objects();
         m.cache_bytes.with_label_values(&["memory"]).set(objects.memory().usage() as i64);
         let stats = &s.cache.stats;
+        // Counters kept by the storage as atomics, mirrored into Prometheus at scrape time.
         let sync = |counter: &prometheus::IntCounter, value: u64| {
             let have = counter.get();
             if value > have {
                 counter.inc_by(value - have);
             }
         };
-        sync(&m.cache_fill_failures, stats.fill_failures.load(Ordering::Relaxed));
-        sync(&m.cache_read_errors, stats.read_errors.load(Ordering::Relaxed));
-        sync(&m.cache_bytes_admitted, stats.bytes_admitted.load(Ordering::Relaxed));
+        let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        sync(&m.cache_fill_failures, load(&stats.fill_failures));
+        sync(&m.cache_read_errors, load(&stats.read_errors));
+        sync(&m.cache_bytes_admitted, load(&stats.bytes_admitted));
+        sync(&m.cache_purges, load(&stats.purges));
+        sync(&m.cache_promoted, load(&stats.promoted));
+        for (result, value) in [
+            ("memory", &stats.hits_memory),
+            ("disk", &stats.hits_disk),
+            ("fill", &stats.hits_fill),
+            ("miss", &stats.misses),
+        ] {
+            sync(&m.cache_lookups.with_label_values(&[result]), load(value));
+        }
+        let disk = objects.statistics();
+        sync(&m.cache_disk_write_bytes, disk.disk_write_bytes() as u64);
+        sync(&m.cache_disk_read_bytes, disk.disk_read_bytes() as u64);
+    }
+}
+
+/// Largest admin request body read.
+const MAX_BODY: usize = 64 * 1024;
+
+fn json(status: StatusCode, value: serde_json::Value) -> Response<Vec<u8>> {
+    let mut body = value.to_string().into_bytes();
+    body.push(b'\n');
+    text(status, "application/json", body)
+}
+
+impl AdminApp {
+    async fn purge(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        let mut body = Vec::new();
+        loop {
+            match session.read_request_body().await {
+                Ok(Some(chunk)) => {
+                    if body.len() + chunk.len() > MAX_BODY {
+                        return json(StatusCode::PAYLOAD_TOO_LARGE, serde_json::json!({"error": "body too large"}));
+                    }
+                    body.extend_from_slice(&chunk);
+                }
+                Ok(None) => break,
+                Err(_) => return json(StatusCode::BAD_REQUEST, serde_json::json!({"error": "unreadable body"})),
+            }
+        }
+        let purge = match crate::cache::purge::parse(&body) {
+            Ok(p) => p,
+            Err(e) => return json(StatusCode::BAD_REQUEST, serde_json::json!({"error": e})),
+        };
+        match crate::cache::purge::apply(self.state.cache, purge).await {
+            Ok(ban) => json(StatusCode::OK, serde_json::json!({"purged": ban})),
+            Err(e) => {
+                tracing::error!(error = %e, "purge could not be recorded");
+                json(StatusCode::INTERNAL_SERVER_ERROR, serde_json::json!({"error": "purge could not be recorded"}))
+            }
+        }
     }
 }
 
@@ -63,17 +118,15 @@ impl ServeHttp for AdminApp {
         match (get, path.as_str()) {
             (true, "/healthz") => text(StatusCode::OK, "text/plain", b"ok\n".to_vec()),
             (true, "/readyz") => {
-                if self.state.draining.load(Ordering::Relaxed) {
-                    text(StatusCode::SERVICE_UNAVAILABLE, "text/plain", b"draining\n".to_vec())
-                } else {
-                    text(StatusCode::OK, "text/plain", b"ready\n".to_vec())
-                }
+                let (status, body) = self.state.readiness();
+                text(StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE), "text/plain", body.as_bytes().to_vec())
             }
             (true, "/metrics") => {
                 self.refresh_gauges();
                 text(StatusCode::OK, "text/plain; version=0.0.4", self.state.metrics.render())
             }
-            (false, "/healthz" | "/readyz" | "/metrics") => {
+            (false, "/admin/purge") if method == http::Method::POST => self.purge(session).await,
+            (_, "/healthz" | "/readyz" | "/metrics" | "/admin/purge") => {
                 text(StatusCode::METHOD_NOT_ALLOWED, "text/plain", b"method not allowed\n".to_vec())
             }
             _ => text(StatusCode::NOT_FOUND, "text/plain", b"not found\n".to_vec()),

@@ -19,6 +19,11 @@ pub struct Metrics {
     pub cache_fill_failures: IntCounter,
     pub cache_read_errors: IntCounter,
     pub cache_bytes_admitted: IntCounter,
+    pub cache_lookups: IntCounterVec,
+    pub cache_purges: IntCounter,
+    pub cache_promoted: IntCounter,
+    pub cache_disk_write_bytes: IntCounter,
+    pub cache_disk_read_bytes: IntCounter,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
@@ -62,6 +67,21 @@ impl Metrics {
         )?;
         let cache_bytes_admitted =
             IntCounter::new("edge_cache_admitted_bytes_total", "Bytes of complete objects admitted to the cache")?;
+        let cache_lookups = IntCounterVec::new(
+            Opts::new("edge_cache_lookups_total", "Cache lookups by result: memory, disk (tier hits), fill (joined a fill in progress), miss"),
+            &["result"],
+        )?;
+        let cache_purges = IntCounter::new("edge_cache_purges_total", "Purges applied (admin API and PURGE method)")?;
+        let cache_promoted =
+            IntCounter::new("edge_cache_promoted_total", "Objects written to disk on their second request")?;
+        let cache_disk_write_bytes =
+            IntCounter::new("edge_cache_disk_write_bytes_total", "Bytes written to the disk tier")?;
+        let cache_disk_read_bytes = IntCounter::new("edge_cache_disk_read_bytes_total", "Bytes read from the disk tier")?;
+        registry.register(Box::new(cache_lookups.clone()))?;
+        registry.register(Box::new(cache_purges.clone()))?;
+        registry.register(Box::new(cache_promoted.clone()))?;
+        registry.register(Box::new(cache_disk_write_bytes.clone()))?;
+        registry.register(Box::new(cache_disk_read_bytes.clone()))?;
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(request_duration.clone()))?;
         registry.register(Box::new(bytes_sent.clone()))?;
@@ -86,6 +106,11 @@ impl Metrics {
             cache_fill_failures,
             cache_read_errors,
             cache_bytes_admitted,
+            cache_lookups,
+            cache_purges,
+            cache_promoted,
+            cache_disk_write_bytes,
+            cache_disk_read_bytes,
         })
     }
 

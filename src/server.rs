@@ -36,14 +36,31 @@ pub enum StartError {
     DemoMedia(String),
 }
 
-/// Sets `draining` when Pingora starts shutting down, so `/readyz` answers 503.
-struct DrainWatch {
+/// Readiness: sets `ready` once the player listener accepts connections, and `draining` when
+/// Pingora starts shutting down, so `/readyz` answers 200 only in between.
+struct Lifecycle {
     state: &'static EdgeState,
 }
 
 #[async_trait]
-impl BackgroundService for DrainWatch {
+impl BackgroundService for Lifecycle {
     async fn start(&self, mut shutdown: ShutdownWatch) {
+        let mut probe = self.state.config.server.http;
+        if probe.ip().is_unspecified() {
+            probe.set_ip(if probe.is_ipv4() { [127, 0, 0, 1].into() } else { std::net::Ipv6Addr::LOCALHOST.into() });
+        }
+        // Bounded: 30 s of 20 ms probes, or until shutdown.
+        for _ in 0..1500 {
+            if *shutdown.borrow() {
+                break;
+            }
+            if tokio::net::TcpStream::connect(probe).await.is_ok() {
+                self.state.ready.store(true, Ordering::Relaxed);
+                tracing::info!("ready: the player listener accepts connections");
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
         let _ = shutdown.changed().await;
         self.state.draining.store(true, Ordering::Relaxed);
         tracing::info!("shutdown started: draining");
@@ -86,6 +103,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
         metrics,
         cache,
         lock,
+        ready: AtomicBool::new(false),
         draining: AtomicBool::new(false),
     }));
     let cfg = &state.config;
@@ -115,7 +133,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
         println!("edge: demo origin on http://{} serving {}", demo.listen, demo.media.display());
         println!("edge: play {}{}", cfg.server.public_url, demo.title);
     }
-    server.add_service(background_service("drain watch", DrainWatch { state }));
+    server.add_service(background_service("lifecycle", Lifecycle { state }));
 
     println!(
         "edge: listening on http://{} (admin http://{}); cache {} in {}",
@@ -127,7 +145,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
     server.run(RunArgs::default());
 
     tracing::info!("services stopped; flushing the cache");
-    if let Err(e) = cache_rt.block_on(cache.storage.objects().close()) {
+    if let Err(e) = cache_rt.block_on(cache.close()) {
         tracing::warn!(error = %e, "cache close failed");
     }
     cache_rt.shutdown_timeout(std::time::Duration::from_secs(5));

@@ -5,9 +5,11 @@
 //! - [`key`]: the cache key (host + normalised path + query).
 //! - [`policy`]: which responses are stored and for how long.
 
+pub mod bans;
 pub mod key;
 pub mod object;
 pub mod policy;
+pub mod purge;
 pub mod store;
 
 use std::fs::File;
@@ -22,6 +24,7 @@ use foyer::{
 use mixtrics::registry::prometheus_0_14::PrometheusMetricsRegistry;
 
 use crate::config::CacheConfig;
+use bans::Bans;
 use object::StoredObject;
 use store::EdgeStorage;
 
@@ -34,6 +37,15 @@ pub struct CacheStats {
     pub fill_failures: AtomicU64,
     /// Entries that could not be read back (damaged disk data); each was removed.
     pub read_errors: AtomicU64,
+    /// Lookups answered from the memory tier, the disk tier, a fill in progress, or not at all.
+    pub hits_memory: AtomicU64,
+    pub hits_disk: AtomicU64,
+    pub hits_fill: AtomicU64,
+    pub misses: AtomicU64,
+    /// Objects written to disk on their second request (second-hit admission).
+    pub promoted: AtomicU64,
+    /// Purges applied (admin API and PURGE method).
+    pub purges: AtomicU64,
 }
 
 /// Disk block size for a given largest object: an entry must fit in one block.
@@ -53,12 +65,15 @@ pub enum OpenError {
     Locked(String),
     #[error("cannot open the cache: {0}")]
     Foyer(#[from] foyer::Error),
+    #[error("cache.dir: cannot load purges: {0}")]
+    Bans(std::io::Error),
 }
 
 /// An opened cache: the storage, the folder lock it holds, and its counters.
 pub struct Cache {
     pub storage: EdgeStorage,
     pub stats: Arc<CacheStats>,
+    pub bans: Bans,
     _dir_lock: File,
 }
 
@@ -67,6 +82,8 @@ impl Cache {
     /// outlives the cache; foyer's background work is spawned on `spawner`.
     pub async fn open(cfg: &CacheConfig, registry: &prometheus::Registry, spawner: Spawner) -> Result<Cache, OpenError> {
         let dir_lock = lock_dir(&cfg.dir)?;
+        // An object lives at most max_ttl fresh plus max_ttl stale: older bans match nothing.
+        let bans = Bans::load(&cfg.dir, cfg.max_ttl.saturating_mul(2)).map_err(OpenError::Bans)?;
         let block = block_size_for(cfg.max_object);
         let device = FsDeviceBuilder::new(&cfg.dir).with_capacity(cfg.disk as usize).build()?;
         let engine = BlockEngineConfig::new(device)
@@ -76,7 +93,7 @@ impl Cache {
             .with_tombstone_log(true);
         let objects: HybridCache<u128, StoredObject> = HybridCacheBuilder::new()
             .with_name("edge")
-            .with_policy(HybridCachePolicy::WriteOnInsertion)
+            .with_policy(HybridCachePolicy::WriteOnEviction)
             .with_flush_on_close(true)
             .with_metrics_registry(Box::new(PrometheusMetricsRegistry::new(registry.clone())))
             .memory(cfg.memory as usize)
@@ -91,7 +108,19 @@ impl Cache {
             .build()
             .await?;
         let stats = Arc::new(CacheStats::default());
-        Ok(Cache { storage: EdgeStorage::new(objects, stats.clone()), stats, _dir_lock: dir_lock })
+        Ok(Cache { storage: EdgeStorage::new(objects, stats.clone(), cfg.disk_admission), stats, bans, _dir_lock: dir_lock })
+    }
+}
+
+impl Cache {
+    /// Flush the memory tier to disk and close the cache (graceful shutdown). Objects kept in
+    /// memory only by second-hit admission reach the disk here, so a restart finds them.
+    pub async fn close(&self) -> foyer::Result<()> {
+        let objects = self.storage.objects();
+        objects.memory().flush().await;
+        // Let the flushers drain what was just queued before the engine stops accepting.
+        objects.storage().wait().await;
+        objects.close().await
     }
 }
 

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use bytes::{Bytes, BytesMut};
-use foyer::HybridCache;
+use foyer::{HybridCache, HybridCacheProperties, Location, Source};
 use pingora_cache::key::CacheHashKey;
 use pingora_cache::storage::{
     HandleHit, HandleMiss, HitHandler, MissFinishType, MissHandler, PurgeOutcome, PurgeTarget, PurgeType,
@@ -26,7 +26,13 @@ use pingora_error::{Error, ErrorType, Result};
 use tokio::sync::watch;
 
 use super::object::StoredObject;
+use super::policy::{playlist_ttl, PlaylistRefine};
 use super::CacheStats;
+use crate::config::DiskAdmission;
+
+/// How many "seen once" keys the doorkeeper remembers before it starts over (TinyLFU-style
+/// reset): 1M keys, about 40 MiB at most.
+const DOORKEEPER_MAX: usize = 1 << 20;
 
 /// Cache storage: in-flight fills in a map, complete objects in foyer.
 pub struct EdgeStorage {
@@ -34,6 +40,9 @@ pub struct EdgeStorage {
     fills: Mutex<HashMap<u128, Vec<Arc<Fill>>>>,
     next_write: AtomicU64,
     stats: Arc<CacheStats>,
+    admission: DiskAdmission,
+    /// Keys stored in memory only, waiting for a second request before they go to disk.
+    doorkeeper: Mutex<std::collections::HashSet<u128>>,
 }
 
 /// Where a fill is: chunks published so far, and whether it ended.
@@ -84,8 +93,51 @@ fn internal(msg: &'static str) -> Box<Error> {
 }
 
 impl EdgeStorage {
-    pub fn new(objects: HybridCache<u128, StoredObject>, stats: Arc<CacheStats>) -> Self {
-        EdgeStorage { objects, fills: Mutex::new(HashMap::new()), next_write: AtomicU64::new(1), stats }
+    pub fn new(objects: HybridCache<u128, StoredObject>, stats: Arc<CacheStats>, admission: DiskAdmission) -> Self {
+        EdgeStorage {
+            objects,
+            fills: Mutex::new(HashMap::new()),
+            next_write: AtomicU64::new(1),
+            stats,
+            admission,
+            doorkeeper: Mutex::new(std::collections::HashSet::new()),
+        }
+    }
+
+    /// Store a complete object in the memory tier. The disk tier is written when memory
+    /// evicts (foyer's write-on-eviction) and on a graceful shutdown's flush. With second-hit
+    /// admission a first-seen object is marked memory-only, so evicting it costs no disk
+    /// write; its second request ([`Self::promote`]) clears the mark.
+    fn admit(&self, key: u128, obj: StoredObject) {
+        let seen_before = match self.admission {
+            DiskAdmission::FirstHit => true,
+            DiskAdmission::SecondHit => {
+                let mut door = lock(&self.doorkeeper);
+                if door.remove(&key) {
+                    true
+                } else {
+                    if door.len() >= DOORKEEPER_MAX {
+                        door.clear();
+                    }
+                    door.insert(key);
+                    false
+                }
+            }
+        };
+        if seen_before {
+            self.objects.insert(key, obj);
+        } else {
+            self.objects.insert_with_properties(key, obj, HybridCacheProperties::default().with_location(Location::InMem));
+        }
+    }
+
+    /// A memory hit on an object still waiting in the doorkeeper: its second request, so it
+    /// may go to disk when memory evicts it.
+    fn promote(&self, key: u128, obj: &StoredObject) {
+        if self.admission == DiskAdmission::SecondHit && lock(&self.doorkeeper).remove(&key) {
+            self.objects.insert(key, obj.clone());
+            self.stats.promoted.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// The foyer cache (for closing on shutdown and for statistics).
@@ -111,7 +163,17 @@ impl EdgeStorage {
 
     async fn get_complete(&self, key: u128) -> Option<StoredObject> {
         match self.objects.get(&key).await {
-            Ok(Some(entry)) => Some(entry.value().clone()),
+            Ok(Some(entry)) => {
+                let obj = entry.value().clone();
+                match entry.source() {
+                    Source::Disk => self.stats.hits_disk.fetch_add(1, Ordering::Relaxed),
+                    _ => {
+                        self.promote(key, &obj);
+                        self.stats.hits_memory.fetch_add(1, Ordering::Relaxed)
+                    }
+                };
+                Some(obj)
+            }
             Ok(None) => None,
             Err(e) => {
                 // A damaged or unreadable disk entry is a miss, and is dropped so it is refetched.
@@ -134,9 +196,11 @@ impl Storage for EdgeStorage {
             .get(&hash)
             .and_then(|list| list.iter().rev().find(|f| f.progress.borrow().state != FillState::Failed).cloned());
         if let Some(fill) = fill {
+            self.stats.hits_fill.fetch_add(1, Ordering::Relaxed);
             return self.partial_hit(fill);
         }
         let Some(obj) = self.get_complete(hash).await else {
+            self.stats.misses.fetch_add(1, Ordering::Relaxed);
             return Ok(None);
         };
         match CacheMeta::deserialize(&obj.meta_internal, &obj.meta_header) {
@@ -189,6 +253,7 @@ impl Storage for EdgeStorage {
         });
         lock(&self.fills).entry(hash).or_default().push(fill.clone());
         Ok(Box::new(EdgeMiss {
+            refine: meta.extensions().get::<PlaylistRefine>().copied(),
             storage: self,
             key: hash,
             fill,
@@ -339,6 +404,8 @@ struct EdgeMiss {
     content_length: Option<usize>,
     written: usize,
     finished: bool,
+    /// Set for playlists stored with the default TTL: decide live vs VOD from the body.
+    refine: Option<PlaylistRefine>,
 }
 
 #[async_trait]
@@ -383,14 +450,21 @@ impl HandleMiss for EdgeMiss {
             }
         };
         let size = body.len();
-        let obj = StoredObject {
-            meta_internal: self.fill.meta_internal.clone(),
-            meta_header: self.fill.meta_header.clone(),
-            body,
+        let (meta_internal, meta_header) = match &self.refine {
+            None => (self.fill.meta_internal.clone(), self.fill.meta_header.clone()),
+            Some(refine) => {
+                let mut meta = CacheMeta::deserialize(&self.fill.meta_internal, &self.fill.meta_header)?;
+                let fresh_until = std::time::SystemTime::now() + playlist_ttl(&body, refine);
+                let (swr, sie) = (meta.stale_while_revalidate_sec(), meta.stale_if_error_sec());
+                meta.update_freshness(fresh_until, swr, sie);
+                let (i, h) = meta.serialize()?;
+                (Bytes::from(i), Bytes::from(h))
+            }
         };
+        let obj = StoredObject { meta_internal, meta_header, body };
         let weight = obj.weight();
         // Insert before the fill leaves the map, so a lookup never falls between the two.
-        self.storage.objects.insert(self.key, obj);
+        self.storage.admit(self.key, obj);
         self.storage.stats.bytes_admitted.fetch_add(weight as u64, Ordering::Relaxed);
         self.fill.set_state(FillState::Done);
         self.finished = true;

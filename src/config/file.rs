@@ -16,6 +16,8 @@ pub struct FileConfig {
     #[serde(default)]
     pub cors: CorsSection,
     #[serde(default)]
+    pub purge: PurgeSection,
+    #[serde(default)]
     pub origins: Vec<OriginSection>,
     pub demo: Option<DemoSection>,
 }
@@ -44,6 +46,27 @@ pub struct CacheSection {
     pub negative_ttl: Option<String>,
     pub stale_while_revalidate: Option<String>,
     pub stale_if_error: Option<String>,
+    pub stale_timeout: Option<String>,
+    pub max_ttl: Option<String>,
+    pub vod_playlist_ttl: Option<String>,
+    pub live_playlist_fraction: Option<f64>,
+    pub disk_admission: Option<String>,
+    #[serde(default)]
+    pub rules: Vec<TtlRuleSection>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TtlRuleSection {
+    pub prefix: String,
+    pub ttl: String,
+    pub override_origin: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PurgeSection {
+    pub allow: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

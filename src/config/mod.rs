@@ -57,6 +57,7 @@ pub struct Config {
     pub server: ServerConfig,
     pub cache: CacheConfig,
     pub cors: CorsConfig,
+    pub purge: PurgeConfig,
     pub origins: Vec<OriginPool>,
     pub demo: Option<DemoConfig>,
 }
@@ -92,6 +93,42 @@ pub struct CacheConfig {
     pub negative_ttl: Duration,
     pub stale_while_revalidate: Duration,
     pub stale_if_error: Duration,
+    /// With a stale copy to fall back on, how long the origin gets before the stale copy is
+    /// served (stale-if-error), instead of the pool's full timeouts.
+    pub stale_timeout: Duration,
+    /// Upper bound on any freshness lifetime, origin-given or default.
+    pub max_ttl: Duration,
+    /// Freshness of a VOD (`#EXT-X-ENDLIST`) or master playlist without caching headers.
+    pub vod_playlist_ttl: Duration,
+    /// A live media playlist without caching headers is fresh for this fraction of its
+    /// `#EXT-X-TARGETDURATION`.
+    pub live_playlist_fraction: f64,
+    pub disk_admission: DiskAdmission,
+    /// Per-path-prefix TTLs, longest prefix first.
+    pub rules: Vec<TtlRule>,
+}
+
+/// When an object is written to the disk tier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DiskAdmission {
+    /// On its first fill.
+    FirstHit,
+    /// When it is requested a second time, so one-hit wonders never churn the disk.
+    SecondHit,
+}
+
+#[derive(Debug, Clone)]
+pub struct TtlRule {
+    pub prefix: String,
+    pub ttl: Duration,
+    /// Apply even when the origin sends Cache-Control/Expires.
+    pub override_origin: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct PurgeConfig {
+    /// Networks allowed to send the `PURGE` method to the player listener.
+    pub allow: Vec<ipnet::IpNet>,
 }
 
 #[derive(Debug, Clone)]
@@ -141,7 +178,7 @@ impl Config {
         let raw: FileConfig = serde_path_to_error::deserialize(de).map_err(|e| {
             let key = e.path().to_string();
             let key = if key == "." { String::new() } else { key };
-            ConfigError::new(key, first_line(&e.inner().message().to_string()))
+            ConfigError::new(key, first_line(e.inner().message()))
         })?;
         Config::from_file(raw, base)
     }
@@ -220,7 +257,7 @@ impl Config {
             disk,
             max_object,
             lock_timeout: duration("cache.lock_timeout", c.lock_timeout.as_deref(), "30s")?,
-            default_ttl: duration("cache.default_ttl", c.default_ttl.as_deref(), "1h")?,
+            default_ttl: duration("cache.default_ttl", c.default_ttl.as_deref(), "24h")?,
             negative_ttl: duration("cache.negative_ttl", c.negative_ttl.as_deref(), "10s")?,
             stale_while_revalidate: duration(
                 "cache.stale_while_revalidate",
@@ -228,7 +265,34 @@ impl Config {
                 "5s",
             )?,
             stale_if_error: duration("cache.stale_if_error", c.stale_if_error.as_deref(), "5m")?,
+            stale_timeout: duration("cache.stale_timeout", c.stale_timeout.as_deref(), "1s")?,
+            max_ttl: duration("cache.max_ttl", c.max_ttl.as_deref(), "7d")?,
+            vod_playlist_ttl: duration("cache.vod_playlist_ttl", c.vod_playlist_ttl.as_deref(), "1h")?,
+            live_playlist_fraction: match c.live_playlist_fraction.unwrap_or(0.5) {
+                f if f > 0.0 && f <= 1.0 => f,
+                f => return Err(ConfigError::new("cache.live_playlist_fraction", format!("{f} is out of range (0, 1]"))),
+            },
+            disk_admission: match c.disk_admission.as_deref().unwrap_or("second-hit") {
+                "second-hit" => DiskAdmission::SecondHit,
+                "first-hit" => DiskAdmission::FirstHit,
+                other => {
+                    return Err(ConfigError::new(
+                        "cache.disk_admission",
+                        format!("unknown value {other:?}; expected \"second-hit\" or \"first-hit\""),
+                    ))
+                }
+            },
+            rules: ttl_rules(c.rules)?,
         };
+        if cache.stale_timeout.is_zero() {
+            return Err(ConfigError::new("cache.stale_timeout", "must be greater than 0"));
+        }
+
+        let mut allow = Vec::new();
+        for (i, net) in raw.purge.allow.unwrap_or_else(|| vec!["127.0.0.1/32".into(), "::1/128".into()]).iter().enumerate() {
+            allow.push(parse_net(&format!("purge.allow[{i}]"), net)?);
+        }
+        let purge = PurgeConfig { allow };
 
         let allow_origins = raw.cors.allow_origins.unwrap_or_else(|| vec!["*".into()]);
         for (i, o) in allow_origins.iter().enumerate() {
@@ -291,7 +355,7 @@ impl Config {
         }
         origins.sort_by_key(|p| p.priority);
 
-        Ok(Config { server, cache, cors, origins, demo })
+        Ok(Config { server, cache, cors, purge, origins, demo })
     }
 
     /// One-line summary printed by `edge check`.
@@ -344,6 +408,34 @@ fn origin_pool(i: usize, o: file::OriginSection) -> Result<OriginPool, ConfigErr
         connect_timeout: duration(&format!("{key}.connect_timeout"), o.connect_timeout.as_deref(), "2s")?,
         read_timeout: duration(&format!("{key}.read_timeout"), o.read_timeout.as_deref(), "10s")?,
     })
+}
+
+fn ttl_rules(raw: Vec<file::TtlRuleSection>) -> Result<Vec<TtlRule>, ConfigError> {
+    let mut rules = Vec::with_capacity(raw.len());
+    for (i, r) in raw.into_iter().enumerate() {
+        let key = format!("cache.rules[{i}]");
+        if !r.prefix.starts_with('/') {
+            return Err(ConfigError::new(format!("{key}.prefix"), format!("{:?} must start with '/'", r.prefix)));
+        }
+        rules.push(TtlRule {
+            prefix: r.prefix,
+            ttl: parse_duration(&r.ttl).map_err(|e| ConfigError::new(format!("{key}.ttl"), e))?,
+            override_origin: r.override_origin.unwrap_or(false),
+        });
+    }
+    // Longest prefix first, so the first match is the most specific.
+    rules.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
+    Ok(rules)
+}
+
+/// An address or network: `10.0.0.0/8`, `2001:db8::/32`, or a bare address (a /32 or /128).
+pub fn parse_net(key: &str, text: &str) -> Result<ipnet::IpNet, ConfigError> {
+    if let Ok(net) = text.parse::<ipnet::IpNet>() {
+        return Ok(net.trunc());
+    }
+    text.parse::<std::net::IpAddr>()
+        .map(ipnet::IpNet::from)
+        .map_err(|_| ConfigError::new(key, format!("{text:?} is not an IP address or network like \"10.0.0.0/8\"")))
 }
 
 fn first_line(s: &str) -> String {

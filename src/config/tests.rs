@@ -20,7 +20,14 @@ fn shipped_config_loads_whole() {
     assert_eq!(c.cache.max_object, 64 << 20);
     assert_eq!(c.cache.dir, path.parent().unwrap().join("data/cache"));
     assert_eq!(c.cache.lock_timeout, Duration::from_secs(30));
-    assert_eq!(c.cache.default_ttl, Duration::from_secs(3600));
+    assert_eq!(c.cache.default_ttl, Duration::from_secs(24 * 3600));
+    assert_eq!(c.cache.vod_playlist_ttl, Duration::from_secs(3600));
+    assert_eq!(c.cache.live_playlist_fraction, 0.5);
+    assert_eq!(c.cache.max_ttl, Duration::from_secs(7 * 24 * 3600));
+    assert_eq!(c.cache.stale_timeout, Duration::from_secs(1));
+    assert_eq!(c.cache.disk_admission, DiskAdmission::SecondHit);
+    assert!(c.cache.rules.is_empty());
+    assert_eq!(c.purge.allow, vec![parse_net("", "127.0.0.1/32").unwrap(), parse_net("", "::1").unwrap()]);
     assert_eq!(c.cache.negative_ttl, Duration::from_secs(10));
     assert_eq!(c.cache.stale_while_revalidate, Duration::from_secs(5));
     assert_eq!(c.cache.stale_if_error, Duration::from_secs(300));
@@ -90,6 +97,12 @@ fn bad_configs_name_the_key_and_reason() {
         ("[[origins]]\nname = \"o\"\nnodes = [{ addr = \"127.0.0.1:1\" }]\n[[origins]]\nname = \"o\"\nnodes = [{ addr = \"127.0.0.1:2\" }]\n", "origins", "used twice"),
         ("[demo]\ntitle = \"demo/ts/master.m3u8\"\n", "demo.title", "must be a path"),
         ("[demo]\nlisten = \"0.0.0.0:8080\"\n", "demo.listen", "must differ"),
+        ("[cache]\nlive_playlist_fraction = 1.5\n", "cache.live_playlist_fraction", "out of range"),
+        ("[cache]\ndisk_admission = \"sometimes\"\n", "cache.disk_admission", "unknown value"),
+        ("[cache]\nstale_timeout = \"0s\"\n", "cache.stale_timeout", "greater than 0"),
+        ("[[cache.rules]]\nprefix = \"live/\"\nttl = \"1s\"\n", "cache.rules[0].prefix", "must start with '/'"),
+        ("[[cache.rules]]\nprefix = \"/live/\"\nttl = \"often\"\n", "cache.rules[0].ttl", "invalid duration"),
+        ("[purge]\nallow = [\"localhost\"]\n", "purge.allow[0]", "not an IP address or network"),
     ];
     for (text, key, reason) in cases {
         let text = if text.contains("[[origins]]") || text.contains("[demo]") || text.is_empty() {
@@ -101,6 +114,18 @@ fn bad_configs_name_the_key_and_reason() {
         assert_eq!(&err.key, key, "key for {text:?}: {err}");
         assert!(err.reason.contains(reason), "reason for {text:?}: got {:?}, want {:?}", err.reason, reason);
     }
+}
+
+#[test]
+fn ttl_rules_are_longest_prefix_first() {
+    let c = parse(
+        "[[cache.rules]]\nprefix = \"/live/\"\nttl = \"2s\"\n[[cache.rules]]\nprefix = \"/live/sports/\"\nttl = \"1s\"\noverride_origin = true\n\
+         [[origins]]\nname = \"o\"\nnodes = [{ addr = \"127.0.0.1:1\" }]\n",
+    )
+    .unwrap();
+    assert_eq!(c.cache.rules[0].prefix, "/live/sports/");
+    assert!(c.cache.rules[0].override_origin);
+    assert_eq!(c.cache.rules[1].ttl, Duration::from_secs(2));
 }
 
 #[test]

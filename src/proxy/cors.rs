@@ -31,7 +31,7 @@ impl Cors {
             return Some("*".into());
         }
         let lower = origin.to_ascii_lowercase();
-        self.origins.iter().any(|o| *o == lower).then(|| origin.to_string())
+        self.origins.contains(&lower).then(|| origin.to_string())
     }
 
     /// Whether the allowed value depends on the request (so responses need `Vary: Origin`).

@@ -23,12 +23,14 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use http::{Method, StatusCode};
 use pingora_cache::lock::CacheKeyLockImpl;
-use pingora_cache::{CacheKey, CachePhase, RespCacheable};
+use pingora_cache::storage::HitHandler;
+use pingora_cache::{CacheKey, CacheMeta, CachePhase, ForcedFreshness, RespCacheable};
 use pingora_core::upstreams::peer::HttpPeer;
 use pingora_error::{Error, ErrorType, Result};
 use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::{ProxyHttp, Session};
 
+use crate::cache::bans::Verdict;
 use crate::cache::key;
 use crate::cache::policy::{self, TtlPolicy};
 use crate::cache::Cache;
@@ -46,8 +48,24 @@ pub struct EdgeState {
     pub ttl: TtlPolicy,
     pub cors: Cors,
     pub upstreams: Upstreams,
+    /// Set once the player listener accepts connections.
+    pub ready: AtomicBool,
     /// Set when shutdown starts: `/readyz` turns 503 so load balancers drain this node.
     pub draining: AtomicBool,
+}
+
+impl EdgeState {
+    /// `/readyz`: 503 `starting` until the player listener accepts connections, 200 `ready`,
+    /// then 503 `draining` once shutdown has started.
+    pub fn readiness(&self) -> (u16, &'static str) {
+        if self.draining.load(Ordering::Relaxed) {
+            (503, "draining\n")
+        } else if self.ready.load(Ordering::Relaxed) {
+            (200, "ready\n")
+        } else {
+            (503, "starting\n")
+        }
+    }
 }
 
 /// What a request turned out to be, for routing and metrics.
@@ -76,6 +94,8 @@ pub struct RequestCtx {
     kind: Kind,
     /// The normalised path: the one for the cache key and the origin request.
     path: String,
+    /// The request's host, normalised as in the cache key.
+    host: String,
     /// `Access-Control-Allow-Origin` to send, when the request's Origin is allowed.
     cors_origin: Option<String>,
     /// Upstream attempts so far (connect failures retry on the next node).
@@ -121,6 +141,36 @@ async fn respond(session: &mut Session, status: u16, body: &'static str, extra: 
 }
 
 impl EdgeProxy {
+    /// `PURGE /path` from an allowed network: ban that path on this host (every query
+    /// variant); `Soft-Purge: 1` marks it stale instead.
+    async fn purge_method(&self, session: &mut Session, ctx: &RequestCtx, path: String) -> Result<u16> {
+        let peer = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
+        let allowed = peer.is_some_and(|ip| self.state.config.purge.allow.iter().any(|n| n.contains(&ip)));
+        if !allowed {
+            respond(session, 403, "purge not allowed from this address\n", &[]).await?;
+            return Ok(403);
+        }
+        let soft = session.req_header().headers.get("soft-purge").is_some_and(|v| v.as_bytes() == b"1");
+        let purge = crate::cache::purge::Purge {
+            host: Some(ctx.host.clone()),
+            path,
+            query: session.req_header().uri.query().map(str::to_string),
+            exact: true,
+            soft,
+        };
+        match crate::cache::purge::apply(self.state.cache, purge).await {
+            Ok(_) => {
+                respond(session, 200, "purged\n", &[]).await?;
+                Ok(200)
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "purge could not be recorded");
+                respond(session, 500, "purge failed\n", &[]).await?;
+                Ok(500)
+            }
+        }
+    }
+
     fn cors_headers(&self, ctx: &RequestCtx) -> Vec<(&'static str, String)> {
         let Some(origin) = &ctx.cors_origin else { return Vec::new() };
         let mut h = vec![
@@ -143,6 +193,7 @@ impl ProxyHttp for EdgeProxy {
             start: Instant::now(),
             kind: Kind::Content,
             path: String::new(),
+            host: String::new(),
             cors_origin: None,
             tries: 0,
             upstream: None,
@@ -168,6 +219,17 @@ impl ProxyHttp for EdgeProxy {
             }
         };
 
+        ctx.host = key::request_host(
+            req.uri.authority().map(|a| a.as_str()),
+            req.headers.get(http::header::HOST).and_then(|v| v.to_str().ok()),
+        );
+        if req.method.as_str() == "PURGE" {
+            ctx.kind = Kind::Local;
+            let status = self.purge_method(session, ctx, path).await?;
+            ctx.local_status = Some(status);
+            return Ok(true);
+        }
+
         match (req.method.clone(), path.as_str()) {
             (Method::GET | Method::HEAD, "/healthz") => {
                 ctx.kind = Kind::Local;
@@ -177,8 +239,7 @@ impl ProxyHttp for EdgeProxy {
             }
             (Method::GET | Method::HEAD, "/readyz") => {
                 ctx.kind = Kind::Local;
-                let draining = self.state.draining.load(Ordering::Relaxed);
-                let (status, body) = if draining { (503, "draining\n") } else { (200, "ready\n") };
+                let (status, body) = self.state.readiness();
                 ctx.local_status = Some(status);
                 respond(session, status, body, &[]).await?;
                 return Ok(true);
@@ -228,22 +289,41 @@ impl ProxyHttp for EdgeProxy {
     }
 
     fn cache_key_callback(&self, session: &Session, ctx: &mut RequestCtx) -> Result<CacheKey> {
-        let req = session.req_header();
-        let host = key::request_host(
-            req.uri.authority().map(|a| a.as_str()),
-            req.headers.get(http::header::HOST).and_then(|v| v.to_str().ok()),
-        );
-        Ok(key::for_request(&host, &ctx.path, req.uri.query()))
+        Ok(key::for_request(&ctx.host, &ctx.path, session.req_header().uri.query()))
     }
 
-    async fn upstream_peer(&self, _session: &mut Session, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
+    async fn cache_hit_filter(
+        &self,
+        _session: &mut Session,
+        meta: &CacheMeta,
+        _hit: &mut HitHandler,
+        _is_fresh: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<Option<ForcedFreshness>> {
+        Ok(match self.state.cache.bans.verdict(&ctx.host, &ctx.path, meta.updated()) {
+            Verdict::Keep => None,
+            Verdict::Expire => Some(ForcedFreshness::ForceExpired),
+            Verdict::Remove => Some(ForcedFreshness::ForceMiss),
+        })
+    }
+
+    async fn upstream_peer(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
         let choice = self
             .state
             .upstreams
             .choose(&ctx.path, ctx.tries)
             .ok_or_else(|| Error::explain(ErrorType::ConnectNoRoute, "no origin node available"))?;
         ctx.tries += 1;
-        let peer = self.state.upstreams.peer(&choice);
+        let mut peer = self.state.upstreams.peer(&choice);
+        // With a stale copy to fall back on, a down or slow origin must not hold the client
+        // for the pool's full timeouts: give it `stale_timeout`, then stale-if-error answers.
+        if matches!(session.cache.phase(), CachePhase::Expired | CachePhase::Stale | CachePhase::StaleUpdating) {
+            let t = self.state.config.cache.stale_timeout;
+            let o = &mut peer.options;
+            o.connection_timeout = o.connection_timeout.map(|c| c.min(t));
+            o.total_connection_timeout = o.total_connection_timeout.map(|c| c.min(t));
+            o.read_timeout = o.read_timeout.map(|c| c.min(t));
+        }
         ctx.upstream = Some(choice);
         ctx.upstream_started = Some(Instant::now());
         Ok(peer)
@@ -283,8 +363,8 @@ impl ProxyHttp for EdgeProxy {
         Ok(())
     }
 
-    fn response_cache_filter(&self, _session: &Session, resp: &ResponseHeader, _ctx: &mut RequestCtx) -> Result<RespCacheable> {
-        Ok(policy::decide(resp, &self.state.ttl, SystemTime::now()))
+    fn response_cache_filter(&self, _session: &Session, resp: &ResponseHeader, ctx: &mut RequestCtx) -> Result<RespCacheable> {
+        Ok(policy::decide(resp, &ctx.path, &self.state.ttl, SystemTime::now()))
     }
 
     async fn response_filter(&self, session: &mut Session, resp: &mut ResponseHeader, ctx: &mut RequestCtx) -> Result<()> {
