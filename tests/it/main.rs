@@ -7,6 +7,8 @@ mod admin;
 mod cache;
 mod cli;
 mod demo;
+mod fills;
 mod http;
 mod lifecycle;
 mod ranges;
+mod ttl;

@@ -35,12 +35,24 @@ impl Edge {
     /// Start an edge whose config is the test `[server]`/`[cache]` sections (with `server_extra`
     /// lines added to `[server]`) followed by `rest`.
     pub async fn start_with_config(rest: &str, server_extra: &str) -> Edge {
+        Edge::start_full(rest, server_extra, "").await
+    }
+
+    /// As [`Edge::start_with_config`], with `cache_extra` lines added to `[cache]` (they may
+    /// end with `[[cache.rules]]` tables).
+    pub async fn start_with_config_cache(rest: &str, cache_extra: &str) -> Edge {
+        Edge::start_full(rest, "", cache_extra).await
+    }
+
+    /// The test config: `[server]` + `server_extra`, `[cache]` + `cache_extra`, then `rest`.
+    /// Test defaults: 64 MiB memory, 128 MiB disk, 8 MiB max object, 1 s grace period.
+    pub async fn start_full(rest: &str, server_extra: &str, cache_extra: &str) -> Edge {
         let dir = tempfile::tempdir().unwrap();
         let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let config = format!(
             "[server]\nhttp = \"{http}\"\nadmin = \"{admin}\"\nthreads = 2\ngrace_period = \"1s\"\nshutdown_timeout = \"1s\"\n{server_extra}\n\
-             [cache]\ndir = \"cache\"\nmemory = \"64 MiB\"\ndisk = \"128 MiB\"\nmax_object = \"8 MiB\"\n\n{rest}"
+             [cache]\ndir = \"cache\"\nmemory = \"64 MiB\"\ndisk = \"128 MiB\"\nmax_object = \"8 MiB\"\n{cache_extra}\n\n{rest}"
         );
         let config_path = dir.path().join("edge.toml");
         std::fs::write(&config_path, config).unwrap();

@@ -27,6 +27,12 @@ pub struct Route {
     pub cut_after: Option<usize>,
     /// Body is `host + path` of the request instead of `body`.
     pub echo_host: bool,
+    /// Reset the connection (RST) after this many body bytes.
+    pub reset_after: Option<usize>,
+    /// Stop sending after this many body bytes and hold the connection open.
+    pub stall_after: Option<usize>,
+    /// Send this ETag, and answer a matching If-None-Match with 304.
+    pub etag: Option<String>,
 }
 
 impl Route {
@@ -40,7 +46,25 @@ impl Route {
             pace: Duration::ZERO,
             cut_after: None,
             echo_host: false,
+            reset_after: None,
+            stall_after: None,
+            etag: None,
         }
+    }
+
+    pub fn reset_after(mut self, n: usize) -> Route {
+        self.reset_after = Some(n);
+        self
+    }
+
+    pub fn stall_after(mut self, n: usize) -> Route {
+        self.stall_after = Some(n);
+        self
+    }
+
+    pub fn etag(mut self, tag: &str) -> Route {
+        self.etag = Some(tag.to_string());
+        self
     }
 
     pub fn status(mut self, status: u16) -> Route {
@@ -184,6 +208,7 @@ async fn serve_connection(stream: TcpStream, shared: Arc<Shared>) -> std::io::Re
             reader.read_exact(&mut body).await?;
         }
         let host = req.header("host").unwrap_or("").to_string();
+        let if_none_match = req.header("if-none-match").map(str::to_string);
         shared.seen.lock().unwrap().push(req);
         let path = target.split('?').next().unwrap_or("").to_string();
         let route = shared.routes.lock().unwrap().get(&path).cloned();
@@ -192,16 +217,25 @@ async fn serve_connection(stream: TcpStream, shared: Arc<Shared>) -> std::io::Re
 
         tokio::time::sleep(route.delay).await;
         let stream = reader.get_mut();
-        let mut head = format!("HTTP/1.1 {} X\r\ncontent-length: {}\r\n", route.status, body.len());
+        let not_modified = route.etag.is_some() && route.etag == if_none_match;
+        let mut head = if not_modified {
+            "HTTP/1.1 304 Not Modified\r\n".to_string()
+        } else {
+            format!("HTTP/1.1 {} X\r\ncontent-length: {}\r\n", route.status, body.len())
+        };
+        if let Some(tag) = &route.etag {
+            head.push_str(&format!("etag: {tag}\r\n"));
+        }
         for (k, v) in &route.headers {
             head.push_str(&format!("{k}: {v}\r\n"));
         }
         head.push_str("\r\n");
         stream.write_all(head.as_bytes()).await?;
-        if method == "HEAD" {
+        if method == "HEAD" || not_modified {
             continue;
         }
-        let limit = route.cut_after.unwrap_or(body.len()).min(body.len());
+        let early = route.cut_after.or(route.reset_after).or(route.stall_after);
+        let limit = early.unwrap_or(body.len()).min(body.len());
         let chunk = limit.div_ceil(route.chunks).max(1);
         let gap = route.pace / route.chunks as u32;
         let mut sent = 0;
@@ -216,6 +250,16 @@ async fn serve_connection(stream: TcpStream, shared: Arc<Shared>) -> std::io::Re
         }
         if route.cut_after.is_some() {
             stream.shutdown().await?;
+            return Ok(());
+        }
+        if route.reset_after.is_some() {
+            let stream = reader.into_inner();
+            stream.set_linger(Some(Duration::ZERO))?;
+            drop(stream);
+            return Ok(());
+        }
+        if route.stall_after.is_some() {
+            tokio::time::sleep(Duration::from_secs(60)).await;
             return Ok(());
         }
     }
