@@ -52,7 +52,8 @@ impl Edge {
         let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let config = format!(
             "[server]\nhttp = \"{http}\"\nadmin = \"{admin}\"\nthreads = 2\ngrace_period = \"1s\"\nshutdown_timeout = \"1s\"\n{server_extra}\n\
-             [cache]\ndir = \"cache\"\nmemory = \"64 MiB\"\ndisk = \"128 MiB\"\nmax_object = \"8 MiB\"\n{cache_extra}\n\n{rest}"
+             [cache]\n{cache}\n\n{rest}",
+            cache = cache_section(cache_extra)
         );
         let config_path = dir.path().join("edge.toml");
         std::fs::write(&config_path, config).unwrap();
@@ -137,6 +138,12 @@ impl Edge {
         }
     }
 
+    /// Start again after a stop, on the same ports, config and cache dir.
+    pub async fn restart_after_stop(&mut self) {
+        assert!(self.child.is_none(), "edge still running");
+        self.spawn().await;
+    }
+
     /// Graceful stop, then start again on the same ports, config and cache dir.
     pub async fn restart(&mut self) {
         self.terminate();
@@ -155,6 +162,15 @@ impl Edge {
     pub async fn metric(&self, sample: &str) -> f64 {
         metric_value(&self.metrics().await, sample)
     }
+}
+
+/// The test `[cache]` body: defaults, each replaced by a line of `extra` with the same key.
+fn cache_section(extra: &str) -> String {
+    let defaults = [("dir", "\"cache\""), ("memory", "\"64 MiB\""), ("disk", "\"128 MiB\""), ("max_object", "\"8 MiB\"")];
+    let set = |k: &str| extra.lines().any(|l| l.split('=').next().map(str::trim) == Some(k));
+    let mut out: String = defaults.iter().filter(|(k, _)| !set(k)).map(|(k, v)| format!("{k} = {v}\n")).collect();
+    out.push_str(extra);
+    out
 }
 
 /// Find `sample` (name plus exact label set, labels in any order) in Prometheus text.

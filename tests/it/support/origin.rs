@@ -254,6 +254,7 @@ async fn serve_connection(stream: TcpStream, shared: Arc<Shared>) -> std::io::Re
         }
         if route.reset_after.is_some() {
             let stream = reader.into_inner();
+            #[allow(deprecated)] // an abortive close (RST) is the point here
             stream.set_linger(Some(Duration::ZERO))?;
             drop(stream);
             return Ok(());
