@@ -21,4 +21,6 @@ pub mod demo;
 pub mod metrics;
 pub mod path;
 pub mod proxy;
+pub mod hls;
+pub mod token;
 pub mod server;

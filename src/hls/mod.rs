@@ -1,0 +1,45 @@
+//! HLS playlist handling for the edge (pure functions, no I/O).
+//!
+//! - [`PlaylistRewriter`]: streaming rewrite that appends the client's token query parameter to
+//!   every URI of a playlist (URI lines and the `URI="…"` attribute of the tags that carry one),
+//!   so players that drop the playlist's own query when resolving relative URIs (hls.js) keep
+//!   sending the token. Works chunk by chunk, suitable for a response body filter.
+//! - [`filter_variants`]: drops master-playlist variants above a maximum height (the token's
+//!   `mh` claim).
+//! - [`is_playlist`]: decides from `Content-Type` and path whether a response is a playlist.
+
+mod attr;
+mod filter;
+mod rewrite;
+
+#[cfg(test)]
+mod tests;
+
+pub use filter::filter_variants;
+pub use rewrite::{PlaylistRewriter, MAX_LINE, URI_TAGS};
+
+/// Whether a response is an HLS playlist: `Content-Type` (parameters ignored, case-insensitive)
+/// is `application/vnd.apple.mpegurl`, `application/x-mpegurl`, `audio/mpegurl` or
+/// `audio/x-mpegurl`, or the path (query ignored) ends in `.m3u8` (case-insensitive).
+pub fn is_playlist(content_type: Option<&str>, path: &str) -> bool {
+    if let Some(ct) = content_type {
+        let mime = ct.split(';').next().unwrap_or("").trim();
+        if [
+            "application/vnd.apple.mpegurl",
+            "application/x-mpegurl",
+            "audio/mpegurl",
+            "audio/x-mpegurl",
+        ]
+        .iter()
+        .any(|m| mime.eq_ignore_ascii_case(m))
+        {
+            return true;
+        }
+    }
+    let path = path.split(['?', '#']).next().unwrap_or("");
+    let ext = ".m3u8";
+    path.len() >= ext.len()
+        && path
+            .get(path.len() - ext.len()..)
+            .is_some_and(|e| e.eq_ignore_ascii_case(ext))
+}

@@ -1,0 +1,162 @@
+//! Signed segment tokens (DESIGN.md section 3).
+//!
+//! Wire form (URL-safe base64 without padding):
+//!
+//! ```text
+//! v1.<kid>.<b64url(payload)>.<b64url(mac)>
+//! ```
+//!
+//! - `kid`: 1–32 characters of `[A-Za-z0-9_-]`, names a key of the [`Keyring`].
+//! - `payload`: compact JSON of [`Claims`] (`None` fields omitted; unknown fields ignored on
+//!   decode for forward compatibility; wrong types rejected).
+//! - `mac`: HMAC-SHA256 with the key named by `kid` over the bytes
+//!   `"edge-token/v1." + kid + "." + payload_b64`, verified in constant time
+//!   (`ring::hmac::verify`).
+//!
+//! [`verify`] checks, in this order, and returns the first failure as a [`Reject`]:
+//! form (`malformed`) → kid known (`unknown_key`) → mac (`bad_signature`) → claims JSON
+//! (`malformed`) → `exp < now - leeway` (`expired`) → `nbf > now + leeway` (`not_yet_valid`) →
+//! `exp - now > max_ttl` (`ttl_too_long`) → ACL (`acl_mismatch`) → IP (`ip_mismatch`).
+//!
+//! [`sign`]/[`sign_with`] return `Result` (unknown key id, invalid claims, oversized token).
+//!
+//! The module is pure: no I/O except [`load_key_file`], no clocks (callers pass `now`).
+//!
+//! Other pieces:
+//! - [`extract`]: pull a token out of a `/t/<token>/…` path, a query string or a cookie header.
+//! - [`edgeauth`]: verification of Akamai EdgeAuth 2.0 tokens (`st=…~exp=…~acl=…~hmac=…`).
+//! - [`testvec`]: a fixed known-answer vector for checking other implementations.
+
+mod acl;
+mod claims;
+pub mod edgeauth;
+pub mod extract;
+mod keys;
+mod net;
+pub mod testvec;
+mod wire;
+
+#[cfg(test)]
+mod tests;
+
+pub use acl::acl_covers;
+pub use claims::{Claims, ClaimsError};
+pub use extract::{from_cookie, from_path, from_query, QueryToken};
+pub use keys::{is_valid_kid, load_key_file, KeyError, KeySecret, Keyring, KEY_LEN};
+pub use net::IpNet;
+pub use wire::{sign, sign_with, verify, SignError, MAX_TOKEN_LEN, VERSION_PREFIX};
+
+use std::time::Duration;
+
+/// Why a token was refused. [`Reject::code`] is the short reason code used in 403 bodies and as
+/// the `reason` label of `edge_token_rejections_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
+pub enum Reject {
+    /// No token was presented.
+    #[error("token missing")]
+    Missing,
+    /// The token (or its claims) could not be parsed.
+    #[error("token malformed")]
+    Malformed,
+    /// The MAC does not match.
+    #[error("token signature invalid")]
+    BadSignature,
+    /// The key id is not in the keyring.
+    #[error("token key id unknown")]
+    UnknownKey,
+    /// `exp` is in the past (beyond the leeway).
+    #[error("token expired")]
+    Expired,
+    /// `nbf` is in the future (beyond the leeway).
+    #[error("token not yet valid")]
+    NotYetValid,
+    /// The request path is not covered by the token's ACL.
+    #[error("token ACL does not cover the path")]
+    AclMismatch,
+    /// The client address is not the token's `ip`.
+    #[error("token bound to another client address")]
+    IpMismatch,
+    /// `exp - now` exceeds the policy's `max_ttl`.
+    #[error("token lifetime exceeds the maximum")]
+    TtlTooLong,
+}
+
+/// Every reason code, in declaration order (for metrics pre-registration).
+pub const REJECT_CODES: [&str; 9] = [
+    "missing",
+    "malformed",
+    "bad_signature",
+    "unknown_key",
+    "expired",
+    "not_yet_valid",
+    "acl_mismatch",
+    "ip_mismatch",
+    "ttl_too_long",
+];
+
+impl Reject {
+    /// Every variant, in the same order as [`REJECT_CODES`].
+    pub const ALL: [Reject; 9] = [
+        Reject::Missing,
+        Reject::Malformed,
+        Reject::BadSignature,
+        Reject::UnknownKey,
+        Reject::Expired,
+        Reject::NotYetValid,
+        Reject::AclMismatch,
+        Reject::IpMismatch,
+        Reject::TtlTooLong,
+    ];
+
+    /// The short, stable reason code.
+    pub const fn code(&self) -> &'static str {
+        match self {
+            Reject::Missing => "missing",
+            Reject::Malformed => "malformed",
+            Reject::BadSignature => "bad_signature",
+            Reject::UnknownKey => "unknown_key",
+            Reject::Expired => "expired",
+            Reject::NotYetValid => "not_yet_valid",
+            Reject::AclMismatch => "acl_mismatch",
+            Reject::IpMismatch => "ip_mismatch",
+            Reject::TtlTooLong => "ttl_too_long",
+        }
+    }
+}
+
+/// Verification policy: clock-skew leeway and the longest lifetime a token may still have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VerifyPolicy {
+    /// Clock skew tolerated on `exp` and `nbf` (default 30 s). Whole seconds are used.
+    pub leeway: Duration,
+    /// Tokens with `exp - now > max_ttl` are refused (default 24 h). Whole seconds are used.
+    pub max_ttl: Duration,
+}
+
+impl Default for VerifyPolicy {
+    fn default() -> Self {
+        VerifyPolicy {
+            leeway: Duration::from_secs(30),
+            max_ttl: Duration::from_secs(24 * 3600),
+        }
+    }
+}
+
+impl VerifyPolicy {
+    /// Shared time checks (native tokens and EdgeAuth): expired → not yet valid → TTL too long.
+    pub(crate) fn check_times(&self, exp: u64, nbf: Option<u64>, now: u64) -> Result<(), Reject> {
+        let leeway = self.leeway.as_secs();
+        if exp.saturating_add(leeway) < now {
+            return Err(Reject::Expired);
+        }
+        if let Some(nbf) = nbf {
+            if nbf > now.saturating_add(leeway) {
+                return Err(Reject::NotYetValid);
+            }
+        }
+        if exp.saturating_sub(now) > self.max_ttl.as_secs() {
+            return Err(Reject::TtlTooLong);
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,141 @@
+#!/usr/bin/env node
+// Real-player check: hls.js in headless Chromium plays each master playlist URL given as an
+// argument. Prints one JSON line per URL; exits 0 only if every URL reached currentTime >= 3 s
+// with no fatal hls.js error, no media error and no failed network request.
+//
+//   node play.mjs http://127.0.0.1:8080/demo/ts/master.m3u8 [more URLs...]
+//
+// Env: CHROMIUM (default /usr/bin/chromium), PLAY_TIMEOUT_MS (default 30000),
+//      PLAY_TARGET_S (default 3), PLAY_SCREENSHOT_DIR (if set, a PNG per URL lands there).
+import http from 'node:http';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
+const TIMEOUT_MS = Number(process.env.PLAY_TIMEOUT_MS || 30000);
+const TARGET_S = Number(process.env.PLAY_TARGET_S || 3);
+const SHOTS = process.env.PLAY_SCREENSHOT_DIR || '';
+
+const urls = process.argv.slice(2);
+if (urls.length === 0) {
+  console.error('usage: node play.mjs <master.m3u8 URL>...');
+  process.exit(2);
+}
+
+// Chromium must reach nothing but loopback: every other host fails to resolve, and any proxied
+// request goes to a dead proxy (port 9, discard).
+const CHROME_ARGS = [
+  '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+  '--disable-background-networking', '--disable-component-update', '--disable-sync',
+  '--proxy-server=http://127.0.0.1:9',
+  '--proxy-bypass-list=localhost;127.0.0.1;[::1];127.*',
+  '--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.*, EXCLUDE [::1]',
+  '--autoplay-policy=no-user-gesture-required',
+];
+
+// Static server for the page and hls.js, on its own loopback port (a different origin than the
+// edge, so the edge's CORS headers are exercised).
+const FILES = {
+  '/': ['page.html', 'text/html; charset=utf-8'],
+  '/page.html': ['page.html', 'text/html; charset=utf-8'],
+  '/hls.min.js': ['node_modules/hls.js/dist/hls.min.js', 'text/javascript; charset=utf-8'],
+};
+const server = http.createServer((req, res) => {
+  const f = FILES[new URL(req.url, 'http://x').pathname];
+  if (!f) { res.writeHead(404).end('not found'); return; }
+  fs.readFile(path.join(here, f[0]), (err, body) => {
+    if (err) { res.writeHead(500).end(String(err)); return; }
+    res.writeHead(200, { 'content-type': f[1], 'cache-control': 'no-store' }).end(body);
+  });
+});
+await new Promise((ok) => server.listen(0, '127.0.0.1', ok));
+const pageUrl = `http://127.0.0.1:${server.address().port}/page.html`;
+
+async function playOne(url) {
+  const started = Date.now();
+  const out = { url, ok: false };
+  const failedRequests = [];
+  const pageErrors = [];
+  const profile = fs.mkdtempSync(path.join(os.tmpdir(), 'edge-player-profile-'));
+  let ctx;
+  try {
+    ctx = await chromium.launchPersistentContext(profile, {
+      executablePath: CHROMIUM, headless: true, args: CHROME_ARGS,
+      viewport: { width: 800, height: 450 },
+    });
+    const page = ctx.pages()[0] || (await ctx.newPage());
+    page.on('requestfailed', (rq) => {
+      failedRequests.push({ url: rq.url(), error: rq.failure() ? rq.failure().errorText : 'failed' });
+    });
+    page.on('response', (rs) => {
+      if (rs.status() >= 400) failedRequests.push({ url: rs.url(), status: rs.status() });
+    });
+    page.on('pageerror', (e) => pageErrors.push(String(e && e.message || e)));
+    await page.goto(pageUrl, { waitUntil: 'load', timeout: 10000 });
+    await page.evaluate((u) => window.edgePlay(u), url);
+    let timedOut = false;
+    try {
+      await page.waitForFunction((target) => {
+        const r = window.edgeResult;
+        if (!r) return false;
+        if (r.mediaError || r.hlsErrors.some((e) => e.fatal)) return true;
+        return document.getElementById('v').currentTime >= target;
+      }, TARGET_S, { timeout: TIMEOUT_MS, polling: 100 });
+    } catch (e) {
+      if (e && e.name === 'TimeoutError') timedOut = true; else throw e;
+    }
+    const snap = await page.evaluate(() => window.edgeSnapshot());
+    if (SHOTS) {
+      fs.mkdirSync(SHOTS, { recursive: true });
+      const name = url.replace(/^https?:\/\//, '').replace(/[^A-Za-z0-9._-]+/g, '_') + '.png';
+      await page.screenshot({ path: path.join(SHOTS, name) });
+    }
+    const fatal = snap.hlsErrors.filter((e) => e.fatal);
+    Object.assign(out, {
+      ttffMs: snap.ttffMs,
+      fragments: snap.fragments,
+      currentTime: Math.round(snap.currentTime * 1000) / 1000,
+      video: `${snap.videoWidth}x${snap.videoHeight}`,
+      decodedFrames: snap.decodedFrames,
+      droppedFrames: snap.droppedFrames,
+      levelsLoaded: snap.levelsLoaded,
+      hlsErrors: snap.hlsErrors,
+      failedRequests,
+      pageErrors,
+      mediaError: snap.mediaError,
+      playError: snap.playError,
+      hlsVersion: snap.hlsVersion,
+    });
+    const reasons = [];
+    if (timedOut) reasons.push(`currentTime ${out.currentTime} < ${TARGET_S} after ${TIMEOUT_MS} ms`);
+    else if (snap.currentTime < TARGET_S) reasons.push(`stopped at currentTime ${out.currentTime}`);
+    if (fatal.length) reasons.push(`${fatal.length} fatal hls.js error(s)`);
+    if (snap.mediaError) reasons.push(snap.mediaError);
+    if (failedRequests.length) reasons.push(`${failedRequests.length} failed request(s)`);
+    if (pageErrors.length) reasons.push(`${pageErrors.length} page error(s)`);
+    out.ok = reasons.length === 0;
+    if (!out.ok) out.reason = reasons.join('; ');
+  } catch (e) {
+    out.reason = `harness error: ${e && e.message || e}`;
+    out.failedRequests = failedRequests;
+    out.pageErrors = pageErrors;
+  } finally {
+    if (ctx) await ctx.close().catch(() => {});
+    fs.rmSync(profile, { recursive: true, force: true });
+  }
+  out.wallMs = Date.now() - started;
+  return out;
+}
+
+let allOk = true;
+for (const url of urls) {
+  const r = await playOne(url);
+  console.log(JSON.stringify(r));
+  if (!r.ok) allOk = false;
+}
+server.close();
+process.exit(allOk ? 0 : 1);

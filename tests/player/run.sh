@@ -1,0 +1,107 @@
+#!/usr/bin/env bash
+# Real-player check, one command: hls.js in headless Chromium plays the edge's demo title
+# (TS and fMP4) through a freshly started edge.
+#
+#   bash tests/player/run.sh            # from any directory
+#
+# Installs what is missing (Debian's chromium via apt, npm ci here), builds the edge release
+# binary (cargo decides if anything is stale), starts the edge on free loopback ports with a
+# temp config, runs play.mjs against both master playlists, and stops everything on exit.
+# Env: EDGE_BIN=path   use this edge binary, skip the cargo build
+#      PLAYER_TIMEOUT  whole-run bound in seconds (default 300; the cargo build has its own,
+#                      BUILD_TIMEOUT, default 1800, as a cold release build can take minutes)
+#      PLAY_SCREENSHOT_DIR=dir  save a PNG of the page per URL
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$HERE/../.." && pwd)"
+CHROMIUM="${CHROMIUM:-/usr/bin/chromium}"
+export CHROMIUM
+
+say() { echo "player: $*" >&2; }
+
+# --- install what is missing -------------------------------------------------------------
+as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+if [ ! -x "$CHROMIUM" ]; then
+  say "installing chromium (apt)"
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null
+fi
+command -v node >/dev/null || { say "node (>= 20) is required"; exit 1; }
+node -e 'process.exit(+process.versions.node.split(".")[0] >= 20 ? 0 : 1)' \
+  || { say "node >= 20 is required, found $(node -v)"; exit 1; }
+if [ ! -f "$HERE/node_modules/.package-lock.json" ] \
+   || [ "$HERE/package-lock.json" -nt "$HERE/node_modules/.package-lock.json" ]; then
+  say "npm ci"
+  (cd "$HERE" && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
+# --- edge binary -------------------------------------------------------------------------
+if [ -z "${EDGE_BIN:-}" ]; then
+  say "cargo build --release"
+  (cd "$ROOT" && timeout "${BUILD_TIMEOUT:-1800}" cargo build --release --quiet)
+  TARGET_DIR="${CARGO_TARGET_DIR:-target}"
+  case "$TARGET_DIR" in /*) ;; *) TARGET_DIR="$ROOT/$TARGET_DIR" ;; esac
+  EDGE_BIN="$TARGET_DIR/release/edge"
+fi
+[ -x "$EDGE_BIN" ] || { say "no edge binary at $EDGE_BIN"; exit 1; }
+
+# --- from here on, bounded in time ---------------------------------------------------------
+# (re-enter under timeout; timeout signals its whole process group: node, the edge, us)
+if [ -z "${_PLAYER_BOUNDED:-}" ]; then
+  export _PLAYER_BOUNDED=1 EDGE_BIN
+  exec timeout -k 10 "${PLAYER_TIMEOUT:-300}" bash "${BASH_SOURCE[0]}" "$@"
+fi
+
+TMP="$(mktemp -d "${TMPDIR:-/tmp}/edge-player.XXXXXX")"
+EDGE_PID=""
+cleanup() {
+  local rc=$?
+  if [ -n "$EDGE_PID" ] && kill -0 "$EDGE_PID" 2>/dev/null; then
+    kill -TERM "$EDGE_PID" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$EDGE_PID" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$EDGE_PID" 2>/dev/null || true
+    wait "$EDGE_PID" 2>/dev/null || true
+  fi
+  if [ "$rc" -ne 0 ] && [ -f "$TMP/edge.log" ]; then
+    say "edge log (last 40 lines):"; tail -n 40 "$TMP/edge.log" >&2
+  fi
+  rm -rf "$TMP"
+  exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 143' TERM INT HUP
+
+# Three distinct free loopback ports (held open together so they differ).
+read -r HTTP_PORT ADMIN_PORT DEMO_PORT < <(node -e '
+  const net = require("net"); const s = [0,1,2].map(() => net.createServer());
+  Promise.all(s.map((x) => new Promise((ok) => x.listen(0, "127.0.0.1", ok)))).then(() => {
+    console.log(s.map((x) => x.address().port).join(" ")); s.forEach((x) => x.close()); });')
+
+cat > "$TMP/edge.toml" <<TOML
+[server]
+http = "127.0.0.1:$HTTP_PORT"
+admin = "127.0.0.1:$ADMIN_PORT"
+grace_period = "1s"     # the edge drains for the whole grace period on SIGTERM; keep exit quick
+shutdown_timeout = "2s"
+[cache]
+dir = "$TMP/cache"
+disk = "64 MiB"
+max_object = "8 MiB"
+[demo]
+listen = "127.0.0.1:$DEMO_PORT"
+media = "$ROOT/tests/fixtures/media"
+TOML
+
+say "starting edge on 127.0.0.1:$HTTP_PORT (admin $ADMIN_PORT, demo origin $DEMO_PORT)"
+"$EDGE_BIN" serve --config "$TMP/edge.toml" >"$TMP/edge.log" 2>&1 &
+EDGE_PID=$!
+for i in $(seq 150); do
+  kill -0 "$EDGE_PID" 2>/dev/null || { say "edge exited during startup"; exit 1; }
+  curl -fsS -o /dev/null --max-time 1 "http://127.0.0.1:$ADMIN_PORT/readyz" 2>/dev/null && break
+  [ "$i" -eq 150 ] && { say "edge not ready after 15 s"; exit 1; }
+  sleep 0.1
+done
+
+BASE="http://127.0.0.1:$HTTP_PORT"
+node "$HERE/play.mjs" "$BASE/demo/ts/master.m3u8" "$BASE/demo/fmp4/master.m3u8"
