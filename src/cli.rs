@@ -9,6 +9,8 @@ use crate::config::{Config, ConfigError, EMBEDDED_DEFAULT};
 
 /// Exit code for a bad configuration (EX_CONFIG from sysexits.h).
 pub const EXIT_CONFIG: u8 = 64;
+/// Exit code for bad command-line input (EX_USAGE).
+pub const EXIT_USAGE: u8 = 2;
 /// Exit code for a failure to start (EX_UNAVAILABLE).
 pub const EXIT_START: u8 = 69;
 
@@ -31,6 +33,104 @@ pub enum Command {
         #[arg(long, short)]
         config: PathBuf,
     },
+    /// Print a signed URL for URL, with a key from the config's [tokens].
+    Sign {
+        #[arg(long, short)]
+        config: Option<PathBuf>,
+        /// Key id to sign with (default: [tokens] current).
+        #[arg(long)]
+        key_id: Option<String>,
+        /// Path prefix (ending in '/') or exact path the token grants.
+        #[arg(long)]
+        acl: String,
+        /// Lifetime, e.g. 2h.
+        #[arg(long, default_value = "2h")]
+        ttl: String,
+        /// Bind the token to a client address or network.
+        #[arg(long)]
+        ip: Option<String>,
+        /// Highest rendition (pixel height) the viewer may see.
+        #[arg(long)]
+        max_height: Option<u32>,
+        #[arg(long, value_enum, default_value_t = SignStyle::Path)]
+        style: SignStyle,
+        url: String,
+    },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum SignStyle {
+    Path,
+    Query,
+}
+
+/// Sign `claims` with `tokens` (key `kid` or the current one) and place it in `url`.
+pub fn sign_url(
+    tokens: &crate::config::TokensConfig,
+    kid: Option<&str>,
+    claims: &crate::token::Claims,
+    url: &str,
+    style: crate::token::url::Style,
+) -> Result<String, String> {
+    let token = match kid {
+        Some(k) => crate::token::sign_with(&tokens.keyring, k, claims),
+        None => crate::token::sign(&tokens.keyring, claims),
+    }
+    .map_err(|e| e.to_string())?;
+    crate::token::url::signed_url(url, &token, style, &tokens.param)
+        .ok_or_else(|| format!("{url:?} is not an absolute http(s) URL"))
+}
+
+fn sign_command(
+    config: Option<&Path>,
+    kid: Option<&str>,
+    acl: String,
+    ttl: &str,
+    ip: Option<String>,
+    max_height: Option<u32>,
+    style: SignStyle,
+    url: &str,
+) -> ExitCode {
+    let config = match load(config) {
+        Ok((_, c)) => c,
+        Err((file, e)) => {
+            eprintln!("{file}: {e}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    let Some(tokens) = &config.tokens else {
+        eprintln!("edge sign: the config has no [tokens] section");
+        return ExitCode::from(EXIT_CONFIG);
+    };
+    let ttl = match crate::config::units::parse_duration(ttl) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("edge sign: --ttl: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let mut claims = crate::token::Claims::new(acl, now + ttl.as_secs());
+    claims.ip = ip;
+    claims.mh = max_height;
+    if let Err(e) = claims.validate() {
+        eprintln!("edge sign: {e}");
+        return ExitCode::from(EXIT_USAGE);
+    }
+    let style = match style {
+        SignStyle::Path => crate::token::url::Style::Path,
+        SignStyle::Query => crate::token::url::Style::Query,
+    };
+    match sign_url(tokens, kid, &claims, url, style) {
+        Ok(u) => {
+            println!("{u}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("edge sign: {e}");
+            ExitCode::from(EXIT_USAGE)
+        }
+    }
 }
 
 fn load(path: Option<&Path>) -> Result<(String, Config), (String, ConfigError)> {
@@ -65,6 +165,9 @@ pub fn run(cli: Cli) -> ExitCode {
                 ExitCode::from(EXIT_CONFIG)
             }
         },
+        Command::Sign { config, key_id, acl, ttl, ip, max_height, style, url } => {
+            sign_command(config.as_deref(), key_id.as_deref(), acl, &ttl, ip, max_height, style, &url)
+        }
         Command::Serve { config } => {
             let config = match load(config.as_deref()) {
                 Ok((_, c)) => c,

@@ -24,6 +24,7 @@ pub struct Metrics {
     pub cache_promoted: IntCounter,
     pub cache_disk_write_bytes: IntCounter,
     pub cache_disk_read_bytes: IntCounter,
+    pub token_rejections: IntCounterVec,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
@@ -77,6 +78,14 @@ impl Metrics {
         let cache_disk_write_bytes =
             IntCounter::new("edge_cache_disk_write_bytes_total", "Bytes written to the disk tier")?;
         let cache_disk_read_bytes = IntCounter::new("edge_cache_disk_read_bytes_total", "Bytes read from the disk tier")?;
+        let token_rejections = IntCounterVec::new(
+            Opts::new("edge_token_rejections_total", "Requests refused with 403 for their token, by reason code"),
+            &["reason"],
+        )?;
+        for code in crate::token::REJECT_CODES {
+            token_rejections.with_label_values(&[code]);
+        }
+        registry.register(Box::new(token_rejections.clone()))?;
         registry.register(Box::new(cache_lookups.clone()))?;
         registry.register(Box::new(cache_purges.clone()))?;
         registry.register(Box::new(cache_promoted.clone()))?;
@@ -111,6 +120,7 @@ impl Metrics {
             cache_promoted,
             cache_disk_write_bytes,
             cache_disk_read_bytes,
+            token_rejections,
         })
     }
 

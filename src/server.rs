@@ -67,6 +67,31 @@ impl BackgroundService for Lifecycle {
     }
 }
 
+/// The lines printed for the demo title: the URL to play, signed when tokens are on (path
+/// style first; query style too).
+fn demo_urls(cfg: &Config, title: &str) -> Vec<String> {
+    let url = format!("{}{}", cfg.server.public_url, title);
+    let Some(tokens) = &cfg.tokens else {
+        return vec![format!("edge: play {url}")];
+    };
+    // Grant the title's top folder (e.g. /demo/ covers the TS and fMP4 packagings).
+    let acl = match title.trim_start_matches('/').split_once('/') {
+        Some((top, _)) => format!("/{top}/"),
+        None => title.to_string(),
+    };
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let ttl = tokens.policy.max_ttl.as_secs().min(24 * 3600).saturating_sub(60).max(60);
+    let claims = crate::token::Claims::new(acl, now + ttl);
+    let mut lines = Vec::new();
+    for (label, style) in [("play", crate::token::url::Style::Path), ("play (query token)", crate::token::url::Style::Query)] {
+        match crate::cli::sign_url(tokens, None, &claims, &url, style) {
+            Ok(u) => lines.push(format!("edge: {label} {u}")),
+            Err(e) => lines.push(format!("edge: cannot sign the demo URL: {e}")),
+        }
+    }
+    lines
+}
+
 fn check_port(key: &'static str, addr: SocketAddr) -> Result<(), StartError> {
     TcpListener::bind(addr).map(drop).map_err(|source| StartError::Listen { key, addr, source })
 }
@@ -131,7 +156,9 @@ pub fn run(config: Config) -> Result<(), StartError> {
         origin.add_tcp(&demo.listen.to_string());
         server.add_service(origin);
         println!("edge: demo origin on http://{} serving {}", demo.listen, demo.media.display());
-        println!("edge: play {}{}", cfg.server.public_url, demo.title);
+        for line in demo_urls(cfg, &demo.title) {
+            println!("{line}");
+        }
     }
     server.add_service(background_service("lifecycle", Lifecycle { state }));
 

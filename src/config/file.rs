@@ -17,6 +17,7 @@ pub struct FileConfig {
     pub cors: CorsSection,
     #[serde(default)]
     pub purge: PurgeSection,
+    pub tokens: Option<TokensSection>,
     #[serde(default)]
     pub origins: Vec<OriginSection>,
     pub demo: Option<DemoSection>,
@@ -101,4 +102,35 @@ pub struct DemoSection {
     pub listen: Option<String>,
     pub media: Option<String>,
     pub title: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokensSection {
+    pub required: Option<bool>,
+    pub param: Option<String>,
+    pub cookie: Option<String>,
+    pub leeway: Option<String>,
+    pub max_ttl: Option<String>,
+    pub current: Option<String>,
+    #[serde(default)]
+    pub keys: Vec<TokenKeySection>,
+    pub public: Option<Vec<String>>,
+    pub edgeauth: Option<EdgeAuthSection>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenKeySection {
+    pub id: String,
+    pub secret_file: Option<String>,
+    pub secret_env: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EdgeAuthSection {
+    pub param: Option<String>,
+    pub key_file: Option<String>,
+    pub key_env: Option<String>,
 }

@@ -58,8 +58,40 @@ pub struct Config {
     pub cache: CacheConfig,
     pub cors: CorsConfig,
     pub purge: PurgeConfig,
+    /// Signed tokens; `None` when the section is absent (no token checks).
+    pub tokens: Option<TokensConfig>,
     pub origins: Vec<OriginPool>,
     pub demo: Option<DemoConfig>,
+}
+
+/// `[tokens]`: signed segment tokens (DESIGN.md section 3).
+#[derive(Debug, Clone)]
+pub struct TokensConfig {
+    /// Refuse content requests without a valid token (outside `public` prefixes).
+    pub required: bool,
+    /// Query parameter that carries a token.
+    pub param: String,
+    /// Cookie that carries a token.
+    pub cookie: String,
+    pub policy: crate::token::VerifyPolicy,
+    /// Keys by id; the `current` one signs.
+    pub keyring: std::sync::Arc<crate::token::Keyring>,
+    /// Path prefixes served without a token.
+    pub public: Vec<String>,
+    /// Akamai EdgeAuth 2.0 tokens, accepted as well when configured.
+    pub edgeauth: Option<EdgeAuthConfig>,
+}
+
+#[derive(Clone)]
+pub struct EdgeAuthConfig {
+    pub param: String,
+    pub key: Vec<u8>,
+}
+
+impl fmt::Debug for EdgeAuthConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EdgeAuthConfig").field("param", &self.param).field("key", &"<redacted>").finish()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -293,6 +325,7 @@ impl Config {
             allow.push(parse_net(&format!("purge.allow[{i}]"), net)?);
         }
         let purge = PurgeConfig { allow };
+        let tokens = raw.tokens.map(|t| tokens_config(t, base)).transpose()?;
 
         let allow_origins = raw.cors.allow_origins.unwrap_or_else(|| vec!["*".into()]);
         for (i, o) in allow_origins.iter().enumerate() {
@@ -355,7 +388,7 @@ impl Config {
         }
         origins.sort_by_key(|p| p.priority);
 
-        Ok(Config { server, cache, cors, purge, origins, demo })
+        Ok(Config { server, cache, cors, purge, tokens, origins, demo })
     }
 
     /// One-line summary printed by `edge check`.
@@ -407,6 +440,72 @@ fn origin_pool(i: usize, o: file::OriginSection) -> Result<OriginPool, ConfigErr
         nodes,
         connect_timeout: duration(&format!("{key}.connect_timeout"), o.connect_timeout.as_deref(), "2s")?,
         read_timeout: duration(&format!("{key}.read_timeout"), o.read_timeout.as_deref(), "10s")?,
+    })
+}
+
+/// Key material from a file (relative to the config) or an environment variable. Errors name
+/// the key path and the file or variable, never the material.
+fn secret(key: &str, file: Option<&str>, env: Option<&str>, base: &Path) -> Result<Vec<u8>, ConfigError> {
+    match (file, env) {
+        (Some(f), None) => {
+            let path = base.join(f);
+            std::fs::read(&path).map_err(|e| ConfigError::new(key, format!("cannot read {}: {e}", path.display())))
+        }
+        (None, Some(var)) => std::env::var(var)
+            .map(String::into_bytes)
+            .map_err(|_| ConfigError::new(key, format!("environment variable {var} is not set"))),
+        _ => Err(ConfigError::new(key, "give exactly one of secret_file / secret_env (key_file / key_env)")),
+    }
+}
+
+fn tokens_config(t: file::TokensSection, base: &Path) -> Result<TokensConfig, ConfigError> {
+    use crate::token::{KeySecret, Keyring, VerifyPolicy};
+    let mut keys = Vec::with_capacity(t.keys.len());
+    for (i, k) in t.keys.iter().enumerate() {
+        let key = format!("tokens.keys[{i}]");
+        let material = secret(&key, k.secret_file.as_deref(), k.secret_env.as_deref(), base)?;
+        let secret = KeySecret::parse(&material).map_err(|e| ConfigError::new(&key, e.to_string()))?;
+        keys.push((k.id.clone(), secret));
+    }
+    if keys.is_empty() {
+        return Err(ConfigError::new("tokens.keys", "at least one key is required"));
+    }
+    let current = t.current.clone().or_else(|| keys.first().map(|(id, _)| id.clone())).unwrap_or_default();
+    let keyring = Keyring::new(keys.iter().map(|(id, s)| (id.clone(), *s.as_bytes())), &current)
+        .map_err(|e| ConfigError::new(if t.current.is_some() { "tokens.current" } else { "tokens.keys" }, e.to_string()))?;
+    let param = t.param.unwrap_or_else(|| "token".into());
+    if param.is_empty() || !param.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+        return Err(ConfigError::new("tokens.param", format!("{param:?} must be a plain parameter name")));
+    }
+    let cookie = t.cookie.unwrap_or_else(|| "edge_token".into());
+    let mut public = Vec::new();
+    for (i, p) in t.public.unwrap_or_default().into_iter().enumerate() {
+        if !p.starts_with('/') {
+            return Err(ConfigError::new(format!("tokens.public[{i}]"), format!("{p:?} must start with '/'")));
+        }
+        public.push(p);
+    }
+    let edgeauth = match t.edgeauth {
+        None => None,
+        Some(e) => {
+            let material = secret("tokens.edgeauth", e.key_file.as_deref(), e.key_env.as_deref(), base)?;
+            let hex = String::from_utf8_lossy(&material).trim().to_string();
+            let key = crate::token::edgeauth::parse_hex_key(&hex)
+                .ok_or_else(|| ConfigError::new("tokens.edgeauth", "the key must be hex (an even number of hex digits)"))?;
+            Some(EdgeAuthConfig { param: e.param.unwrap_or_else(|| "hdnts".into()), key })
+        }
+    };
+    Ok(TokensConfig {
+        required: t.required.unwrap_or(true),
+        param,
+        cookie,
+        policy: VerifyPolicy {
+            leeway: duration("tokens.leeway", t.leeway.as_deref(), "30s")?,
+            max_ttl: duration("tokens.max_ttl", t.max_ttl.as_deref(), "24h")?,
+        },
+        keyring: std::sync::Arc::new(keyring),
+        public,
+        edgeauth,
     })
 }
 

@@ -14,6 +14,7 @@
 //! `response_body_filter`; geo rules in `request_filter`; purge in `is_purge`.
 
 pub mod cors;
+pub mod tokens;
 pub mod upstream;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -105,6 +106,50 @@ pub struct RequestCtx {
     upstream_status: Option<u16>,
     /// Status answered locally (health, preflight, rejections).
     local_status: Option<u16>,
+    /// The accepted token, if the request carried one.
+    token: Option<tokens::Granted>,
+    /// Set when this response is a playlist rewritten for the viewer's token.
+    playlist: Option<PlaylistOut>,
+}
+
+/// A playlist being rewritten on its way to the viewer: every URI carries the token, and
+/// variants above the token's `mh` (max height) are removed from master playlists.
+struct PlaylistOut {
+    rewriter: Option<crate::hls::PlaylistRewriter>,
+    max_height: Option<u32>,
+    /// With `max_height`, the whole playlist is gathered first (masters are small).
+    gathered: Vec<u8>,
+}
+
+impl PlaylistOut {
+    fn push(&mut self, chunk: &[u8], end: bool) -> Bytes {
+        if self.max_height.is_some() {
+            self.gathered.extend_from_slice(chunk);
+            if !end {
+                return Bytes::new();
+            }
+            let all = std::mem::take(&mut self.gathered);
+            let filtered = crate::hls::filter_variants(&all, self.max_height.unwrap_or(u32::MAX));
+            return match &mut self.rewriter {
+                Some(rw) => Bytes::from(rw.rewrite_all(&filtered)),
+                None => Bytes::from(filtered),
+            };
+        }
+        match &mut self.rewriter {
+            Some(rw) => {
+                let out = rw.push(chunk);
+                if !end {
+                    return out;
+                }
+                let tail = rw.finish();
+                let mut all = Vec::with_capacity(out.len() + tail.len());
+                all.extend_from_slice(&out);
+                all.extend_from_slice(&tail);
+                Bytes::from(all)
+            }
+            None => Bytes::copy_from_slice(chunk),
+        }
+    }
 }
 
 /// The proxy.
@@ -121,6 +166,18 @@ fn cache_label(phase: CachePhase) -> &'static str {
         CachePhase::Revalidated | CachePhase::RevalidatedNoCache(_) => "REVALIDATED",
         _ => "BYPASS",
     }
+}
+
+fn client_ip(session: &Session) -> std::net::IpAddr {
+    session
+        .client_addr()
+        .and_then(|a| a.as_inet())
+        .map(|a| a.ip())
+        .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED))
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 /// Write a complete small response from the edge itself.
@@ -171,6 +228,40 @@ impl EdgeProxy {
         }
     }
 
+    /// Whether this response is a playlist that must be rewritten for the viewer's token.
+    fn rewrites_playlist(&self, resp: &ResponseHeader, ctx: &RequestCtx) -> bool {
+        let Some(g) = &ctx.token else { return false };
+        let has_work = matches!(g.placement, tokens::Placement::Query | tokens::Placement::EdgeAuthQuery)
+            || g.claims.as_ref().is_some_and(|c| c.mh.is_some());
+        has_work
+            && resp.status == StatusCode::OK
+            && crate::hls::is_playlist(
+                resp.headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()),
+                &ctx.path,
+            )
+    }
+
+    fn playlist_out(&self, resp: &ResponseHeader, ctx: &RequestCtx) -> Option<PlaylistOut> {
+        if !self.rewrites_playlist(resp, ctx) {
+            return None;
+        }
+        let g = ctx.token.as_ref()?;
+        let tc = self.state.config.tokens.as_ref()?;
+        const VALUE: &percent_encoding::AsciiSet =
+            &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+        let encode = |v: &str| percent_encoding::utf8_percent_encode(v, VALUE).to_string();
+        let append = match g.placement {
+            tokens::Placement::Query => Some(format!("{}={}", tc.param, encode(&g.token))),
+            tokens::Placement::EdgeAuthQuery => tc.edgeauth.as_ref().map(|ea| format!("{}={}", ea.param, encode(&g.token))),
+            tokens::Placement::Path | tokens::Placement::Cookie => None,
+        };
+        Some(PlaylistOut {
+            rewriter: append.map(|a| crate::hls::PlaylistRewriter::new(a).with_own_host(ctx.host.clone())),
+            max_height: g.claims.as_ref().and_then(|c| c.mh),
+            gathered: Vec::new(),
+        })
+    }
+
     fn cors_headers(&self, ctx: &RequestCtx) -> Vec<(&'static str, String)> {
         let Some(origin) = &ctx.cors_origin else { return Vec::new() };
         let mut h = vec![
@@ -200,6 +291,8 @@ impl ProxyHttp for EdgeProxy {
             upstream_started: None,
             upstream_status: None,
             local_status: None,
+            token: None,
+            playlist: None,
         }
     }
 
@@ -267,9 +360,33 @@ impl ProxyHttp for EdgeProxy {
             _ => {}
         }
 
-        // The normalised path is the one the origin sees too.
-        if path != session.req_header().uri.path() {
-            let uri = match session.req_header().uri.query() {
+        let mut path = path;
+        let raw_query = session.req_header().uri.query().map(str::to_string);
+        let mut query = raw_query.clone();
+        if let Some(tc) = &self.state.config.tokens {
+            let req = session.req_header();
+            let cookie = req.headers.get(http::header::COOKIE).and_then(|v| v.to_str().ok());
+            let client = client_ip(session);
+            let checked = tokens::check(tc, &path, query.as_deref(), cookie, client, unix_now());
+            path = checked.path;
+            query = checked.query;
+            match checked.verdict {
+                Ok(granted) => ctx.token = granted,
+                Err(reason) => {
+                    ctx.kind = Kind::Rejected;
+                    ctx.local_status = Some(403);
+                    self.state.metrics.token_rejections.with_label_values(&[reason.code()]).inc();
+                    let mut extra = self.cors_headers(ctx);
+                    extra.push(("x-edge-reason", reason.code().to_string()));
+                    respond(session, 403, reason.code_line(), &extra).await?;
+                    return Ok(true);
+                }
+            }
+        }
+
+        // The normalised path (and the query without tokens) is what the origin sees too.
+        if path != session.req_header().uri.path() || query != raw_query {
+            let uri = match &query {
                 Some(q) => format!("{path}?{q}"),
                 None => path.clone(),
             };
@@ -374,6 +491,16 @@ impl ProxyHttp for EdgeProxy {
             "BYPASS"
         };
         resp.insert_header("x-cache", label)?;
+        if let Some(out) = self.playlist_out(resp, ctx) {
+            // The body changes length; and it now carries a viewer's token, so no shared
+            // cache downstream may keep it.
+            resp.remove_header(&http::header::CONTENT_LENGTH);
+            if session.req_header().version == http::Version::HTTP_11 {
+                resp.insert_header(http::header::TRANSFER_ENCODING, "chunked")?;
+            }
+            resp.insert_header(http::header::CACHE_CONTROL, "private, no-store")?;
+            ctx.playlist = Some(out);
+        }
         for (k, v) in self.cors_headers(ctx) {
             if k == "vary" {
                 resp.append_header(k, v)?;
@@ -382,6 +509,34 @@ impl ProxyHttp for EdgeProxy {
             }
         }
         Ok(())
+    }
+
+    fn response_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<Option<Duration>> {
+        if let Some(out) = &mut ctx.playlist {
+            let chunk = body.take().unwrap_or_default();
+            let rewritten = out.push(&chunk, end_of_stream);
+            *body = (!rewritten.is_empty() || end_of_stream).then_some(rewritten);
+        }
+        Ok(None)
+    }
+
+    fn range_header_filter(
+        &self,
+        session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> pingora_proxy::RangeType {
+        // A playlist rewritten per viewer is always sent whole.
+        if self.rewrites_playlist(resp, ctx) {
+            return pingora_proxy::RangeType::None;
+        }
+        pingora_proxy::range_header_filter(session.req_header(), resp, Some(200))
     }
 
     fn should_serve_stale(&self, _session: &mut Session, _ctx: &mut RequestCtx, error: Option<&Error>) -> bool {
