@@ -119,6 +119,10 @@ struct PlaylistOut {
     max_height: Option<u32>,
     /// With `max_height`, the whole playlist is gathered first (masters are small).
     gathered: Vec<u8>,
+    /// The body length the response announced (before the rewrite removed the header).
+    expected: Option<usize>,
+    received: usize,
+    ended: bool,
 }
 
 impl PlaylistOut {
@@ -255,10 +259,18 @@ impl EdgeProxy {
             tokens::Placement::EdgeAuthQuery => tc.edgeauth.as_ref().map(|ea| format!("{}={}", ea.param, encode(&g.token))),
             tokens::Placement::Path | tokens::Placement::Cookie => None,
         };
+        let expected = resp
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse().ok());
         Some(PlaylistOut {
             rewriter: append.map(|a| crate::hls::PlaylistRewriter::new(a).with_own_host(ctx.host.clone())),
             max_height: g.claims.as_ref().and_then(|c| c.mh),
             gathered: Vec::new(),
+            expected,
+            received: 0,
+            ended: false,
         })
     }
 
@@ -520,7 +532,15 @@ impl ProxyHttp for EdgeProxy {
     ) -> Result<Option<Duration>> {
         if let Some(out) = &mut ctx.playlist {
             let chunk = body.take().unwrap_or_default();
-            let rewritten = out.push(&chunk, end_of_stream);
+            out.received += chunk.len();
+            // Pingora can end a Content-Length body with a task this filter never sees, so
+            // the end is also recognised by length.
+            let end = end_of_stream || out.expected.is_some_and(|n| out.received >= n);
+            if out.ended {
+                return Ok(None);
+            }
+            out.ended = end;
+            let rewritten = out.push(&chunk, end);
             *body = (!rewritten.is_empty() || end_of_stream).then_some(rewritten);
         }
         Ok(None)

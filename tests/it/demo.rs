@@ -6,6 +6,16 @@ use crate::support::{client, free_port, Edge};
 
 const MEDIA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/media");
 
+async fn demo_edge_with_tokens() -> Edge {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let cfg = format!(
+        "[demo]\nlisten = \"127.0.0.1:{}\"\nmedia = \"{MEDIA}\"\ntitle = \"/demo/ts/master.m3u8\"\n\
+         [tokens]\nrequired = true\ncurrent = \"demo\"\nkeys = [{{ id = \"demo\", secret_file = \"{root}/certs/demo-token.TEST-KEY.hex\" }}]\n",
+        free_port()
+    );
+    Edge::start_with_config(&cfg, "").await
+}
+
 async fn demo_edge() -> Edge {
     let demo = format!("[demo]\nlisten = \"127.0.0.1:{}\"\nmedia = \"{MEDIA}\"\ntitle = \"/demo/ts/master.m3u8\"\n", free_port());
     Edge::start_with_config(&demo, "").await
@@ -59,4 +69,23 @@ async fn demo_title_plays_through_the_edge_in_ffmpeg() {
     let r = client().get(&url).send().await.unwrap();
     assert_eq!(r.headers()["content-type"], "application/vnd.apple.mpegurl");
     assert!(r.text().await.unwrap().starts_with("#EXTM3U"));
+}
+
+#[tokio::test]
+async fn the_signed_demo_urls_play_in_both_token_styles() {
+    let edge = demo_edge_with_tokens().await;
+    let log = edge.log();
+    let path_url = log.lines().find_map(|l| l.strip_prefix("edge: play ")).expect("signed path URL printed").to_string();
+    let query_url =
+        log.lines().find_map(|l| l.strip_prefix("edge: play (query token) ")).expect("signed query URL printed").to_string();
+    assert!(path_url.contains("/t/v1.demo."), "{path_url}");
+    assert!(query_url.contains("master.m3u8?token=v1.demo."), "{query_url}");
+    // Unsigned, the title is refused.
+    let r = client().get(edge.url("/demo/ts/master.m3u8")).send().await.unwrap();
+    assert_eq!(r.status(), 403);
+    for url in [path_url.clone(), query_url.clone(), query_url.replace("/ts/", "/fmp4/"), path_url.replace("/ts/", "/fmp4/")] {
+        tokio::task::spawn_blocking(move || ffmpeg_plays(&url)).await.unwrap();
+    }
+    let rejected: f64 = edge.metrics().await.lines().filter(|l| l.starts_with("edge_token_rejections_total")).filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum();
+    assert_eq!(rejected, 1.0, "only the unsigned request was refused");
 }

@@ -14,4 +14,5 @@ mod lifecycle;
 mod purge;
 mod ranges;
 mod stale;
+mod tokens;
 mod ttl;

@@ -91,6 +91,10 @@ max_object = "8 MiB"
 [demo]
 listen = "127.0.0.1:$DEMO_PORT"
 media = "$ROOT/tests/fixtures/media"
+[tokens]
+required = true
+current = "demo"
+keys = [{ id = "demo", secret_file = "$ROOT/certs/demo-token.TEST-KEY.hex" }]   # public TEST key
 TOML
 
 say "starting edge on 127.0.0.1:$HTTP_PORT (admin $ADMIN_PORT, demo origin $DEMO_PORT)"
@@ -103,5 +107,12 @@ for i in $(seq 150); do
   sleep 0.1
 done
 
-BASE="http://127.0.0.1:$HTTP_PORT"
-node "$HERE/play.mjs" "$BASE/demo/ts/master.m3u8" "$BASE/demo/fmp4/master.m3u8"
+# The edge prints the demo URL signed in both token styles; play each, TS and fMP4.
+PATH_URL="$(sed -n 's/^edge: play \(http[^ ]*\)$/\1/p' "$TMP/edge.log" | head -n 1)"
+QUERY_URL="$(sed -n 's/^edge: play (query token) \(http[^ ]*\)$/\1/p' "$TMP/edge.log" | head -n 1)"
+[ -n "$PATH_URL" ] && [ -n "$QUERY_URL" ] || { say "the edge printed no signed demo URLs"; exit 1; }
+node "$HERE/play.mjs" "$PATH_URL" "$QUERY_URL" "${PATH_URL/\/ts\//\/fmp4\/}" "${QUERY_URL/\/ts\//\/fmp4\/}"
+# Unsigned, the title must be refused: the player check above really used the tokens.
+code="$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$HTTP_PORT/demo/ts/master.m3u8")"
+[ "$code" = "403" ] || { say "unsigned request answered $code, want 403"; exit 1; }
+say "ok: hls.js played the signed demo (path and query tokens, TS and fMP4)"
