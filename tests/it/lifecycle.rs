@@ -34,15 +34,31 @@ async fn shutdown_lets_in_flight_requests_finish_within_the_grace_period() {
     origin.route("/v/slow.ts", Route::ok(body.clone()).paced(5, Duration::from_millis(600)));
     let mut edge = Edge::start(origin.addr, "").await;
     let c = client();
+    let prober = client();
+    assert_eq!(prober.get(edge.admin_url("/readyz")).send().await.unwrap().status(), 200);
     let url = edge.url("/v/slow.ts");
     let inflight = tokio::spawn(async move { c.get(url).send().await.unwrap().bytes().await.unwrap() });
     tokio::time::sleep(Duration::from_millis(150)).await;
     edge.terminate();
-    // readyz turns 503 while draining (checked before the grace period ends).
-    let ready = client().get(edge.admin_url("/readyz")).send().await;
-    if let Ok(r) = ready {
-        assert_eq!(r.status(), 503);
+    // Readiness drops at once: a prober on a kept-alive connection reads 503 `draining`, a new
+    // connection is refused (Pingora stops accepting). It never reads `ready` again.
+    let mut drained = false;
+    for _ in 0..50 {
+        match prober.get(edge.admin_url("/readyz")).send().await {
+            Ok(r) if r.status() == 503 => {
+                assert_eq!(r.text().await.unwrap(), "draining\n");
+                drained = true;
+                break;
+            }
+            Ok(r) => assert_eq!(r.status(), 200, "before the signal lands"),
+            Err(_) => {
+                drained = true;
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    assert!(drained, "readiness dropped within a second of SIGTERM");
     let got = inflight.await.unwrap();
     assert!(got == body, "the in-flight response completed");
     // grace_period = 1s and shutdown_timeout = 1s in the test config.
