@@ -38,7 +38,8 @@ async fn fifty_waiters_stream_a_slow_fill_as_it_arrives() {
         worst_first = worst_first.max(first_at);
         worst_done = worst_done.max(done_at);
     }
-    assert_eq!(origin.hits("/v/slow4m.ts"), 1);
+    let seen: Vec<_> = origin.requests().iter().map(|r| (r.at.duration_since(start), r.headers.clone())).collect();
+    assert_eq!(origin.hits("/v/slow4m.ts"), 1, "origin requests: {seen:?}");
     // The origin needs ~1.9 s from its first to its last chunk: every client had bytes long before.
     assert!(worst_first < Duration::from_millis(1200), "slowest first byte at {worst_first:?}");
     assert!(worst_done < Duration::from_secs(5), "slowest client done at {worst_done:?}");

@@ -102,6 +102,8 @@ impl Route {
 /// One request as the origin saw it.
 #[derive(Clone, Debug)]
 pub struct SeenRequest {
+    /// When the request head was read.
+    pub at: std::time::Instant,
     pub method: String,
     pub target: String,
     pub headers: Vec<(String, String)>,
@@ -202,7 +204,7 @@ async fn serve_connection(stream: TcpStream, shared: Arc<Shared>) -> std::io::Re
                 headers.push((k.trim().to_string(), v.trim().to_string()));
             }
         }
-        let req = SeenRequest { method: method.clone(), target: target.clone(), headers };
+        let req = SeenRequest { at: std::time::Instant::now(), method: method.clone(), target: target.clone(), headers };
         if let Some(len) = req.header("content-length").and_then(|v| v.parse::<usize>().ok()) {
             let mut body = vec![0u8; len];
             reader.read_exact(&mut body).await?;
