@@ -5,6 +5,7 @@
 //! | GET    | `/healthz` | 200 `ok` while the process runs                          |
 //! | GET    | `/readyz`  | 503 `starting`, then 200 `ready` once the player listener accepts connections, then 503 `draining` after SIGTERM |
 //! | GET    | `/metrics` | Prometheus text: edge metrics and foyer's, one registry |
+//! | GET    | `/admin/origins` | JSON health summary of every origin pool and node |
 //! | POST   | `/admin/purge` | JSON `{"url": ...}` or `{"prefix": ..., "host"?: ...}`, `"soft"?: bool` (see [`crate::cache::purge`]) |
 //!
 //! Anything else is 404; a known path with another method is 405. The listener is meant for
@@ -64,6 +65,12 @@ impl AdminApp {
         ] {
             sync(&m.cache_lookups.with_label_values(&[result]), load(value));
         }
+        let now = crate::origin::health::now_ms();
+        for p in &s.pools.pools {
+            for (n, h) in p.cfg.nodes.iter().zip(&p.health) {
+                m.upstream_healthy.with_label_values(&[&p.cfg.name, &n.addr.to_string()]).set(i64::from(h.usable(now)));
+            }
+        }
         let disk = objects.statistics();
         sync(&m.cache_disk_write_bytes, disk.disk_write_bytes() as u64);
         sync(&m.cache_disk_read_bytes, disk.disk_read_bytes() as u64);
@@ -80,6 +87,43 @@ fn json(status: StatusCode, value: serde_json::Value) -> Response<Vec<u8>> {
 }
 
 impl AdminApp {
+    fn origins(&self) -> serde_json::Value {
+        let now = crate::origin::health::now_ms();
+        let pools: Vec<_> = self
+            .state
+            .pools
+            .pools
+            .iter()
+            .map(|p| {
+                let nodes: Vec<_> = p
+                    .cfg
+                    .nodes
+                    .iter()
+                    .zip(&p.health)
+                    .map(|(n, h)| {
+                        serde_json::json!({
+                            "addr": n.addr.to_string(),
+                            "weight": n.weight,
+                            "up": h.is_up(),
+                            "usable": h.usable(now),
+                            "ejected_for_ms": crate::origin::health::remaining(h.ejected_until_ms(), now).as_millis() as u64,
+                        })
+                    })
+                    .collect();
+                serde_json::json!({
+                    "name": p.cfg.name,
+                    "priority": p.cfg.priority,
+                    "active_checks": p.cfg.health.as_ref().map(|h| h.path.clone()),
+                    "nodes": nodes,
+                })
+            })
+            .collect();
+        serde_json::json!({ "role": match self.state.config.server.role {
+            crate::config::Role::Edge => "edge",
+            crate::config::Role::Shield => "shield",
+        }, "name": self.state.config.server.name, "pools": pools })
+    }
+
     async fn purge(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         let mut body = Vec::new();
         loop {
@@ -125,8 +169,9 @@ impl ServeHttp for AdminApp {
                 self.refresh_gauges();
                 text(StatusCode::OK, "text/plain; version=0.0.4", self.state.metrics.render())
             }
+            (true, "/admin/origins") => json(StatusCode::OK, self.origins()),
             (false, "/admin/purge") if method == http::Method::POST => self.purge(session).await,
-            (_, "/healthz" | "/readyz" | "/metrics" | "/admin/purge") => {
+            (_, "/healthz" | "/readyz" | "/metrics" | "/admin/purge" | "/admin/origins") => {
                 text(StatusCode::METHOD_NOT_ALLOWED, "text/plain", b"method not allowed\n".to_vec())
             }
             _ => text(StatusCode::NOT_FOUND, "text/plain", b"not found\n".to_vec()),

@@ -34,28 +34,31 @@ pub enum Command {
         config: PathBuf,
     },
     /// Print a signed URL for URL, with a key from the config's [tokens].
-    Sign {
-        #[arg(long, short)]
-        config: Option<PathBuf>,
-        /// Key id to sign with (default: [tokens] current).
-        #[arg(long)]
-        key_id: Option<String>,
-        /// Path prefix (ending in '/') or exact path the token grants.
-        #[arg(long)]
-        acl: String,
-        /// Lifetime, e.g. 2h.
-        #[arg(long, default_value = "2h")]
-        ttl: String,
-        /// Bind the token to a client address or network.
-        #[arg(long)]
-        ip: Option<String>,
-        /// Highest rendition (pixel height) the viewer may see.
-        #[arg(long)]
-        max_height: Option<u32>,
-        #[arg(long, value_enum, default_value_t = SignStyle::Path)]
-        style: SignStyle,
-        url: String,
-    },
+    Sign(SignArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SignArgs {
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// Key id to sign with (default: [tokens] current).
+    #[arg(long)]
+    key_id: Option<String>,
+    /// Path prefix (ending in '/') or exact path the token grants.
+    #[arg(long)]
+    acl: String,
+    /// Lifetime, e.g. 2h.
+    #[arg(long, default_value = "2h")]
+    ttl: String,
+    /// Bind the token to a client address or network.
+    #[arg(long)]
+    ip: Option<String>,
+    /// Highest rendition (pixel height) the viewer may see.
+    #[arg(long)]
+    max_height: Option<u32>,
+    #[arg(long, value_enum, default_value_t = SignStyle::Path)]
+    style: SignStyle,
+    url: String,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -81,17 +84,8 @@ pub fn sign_url(
         .ok_or_else(|| format!("{url:?} is not an absolute http(s) URL"))
 }
 
-fn sign_command(
-    config: Option<&Path>,
-    kid: Option<&str>,
-    acl: String,
-    ttl: &str,
-    ip: Option<String>,
-    max_height: Option<u32>,
-    style: SignStyle,
-    url: &str,
-) -> ExitCode {
-    let config = match load(config) {
+fn sign_command(a: SignArgs) -> ExitCode {
+    let config = match load(a.config.as_deref()) {
         Ok((_, c)) => c,
         Err((file, e)) => {
             eprintln!("{file}: {e}");
@@ -102,7 +96,7 @@ fn sign_command(
         eprintln!("edge sign: the config has no [tokens] section");
         return ExitCode::from(EXIT_CONFIG);
     };
-    let ttl = match crate::config::units::parse_duration(ttl) {
+    let ttl = match crate::config::units::parse_duration(&a.ttl) {
         Ok(t) => t,
         Err(e) => {
             eprintln!("edge sign: --ttl: {e}");
@@ -110,18 +104,18 @@ fn sign_command(
         }
     };
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    let mut claims = crate::token::Claims::new(acl, now + ttl.as_secs());
-    claims.ip = ip;
-    claims.mh = max_height;
+    let mut claims = crate::token::Claims::new(a.acl, now + ttl.as_secs());
+    claims.ip = a.ip;
+    claims.mh = a.max_height;
     if let Err(e) = claims.validate() {
         eprintln!("edge sign: {e}");
         return ExitCode::from(EXIT_USAGE);
     }
-    let style = match style {
+    let style = match a.style {
         SignStyle::Path => crate::token::url::Style::Path,
         SignStyle::Query => crate::token::url::Style::Query,
     };
-    match sign_url(tokens, kid, &claims, url, style) {
+    match sign_url(tokens, a.key_id.as_deref(), &claims, &a.url, style) {
         Ok(u) => {
             println!("{u}");
             ExitCode::SUCCESS
@@ -165,9 +159,7 @@ pub fn run(cli: Cli) -> ExitCode {
                 ExitCode::from(EXIT_CONFIG)
             }
         },
-        Command::Sign { config, key_id, acl, ttl, ip, max_height, style, url } => {
-            sign_command(config.as_deref(), key_id.as_deref(), acl, &ttl, ip, max_height, style, &url)
-        }
+        Command::Sign(args) => sign_command(args),
         Command::Serve { config } => {
             let config = match load(config.as_deref()) {
                 Ok((_, c)) => c,

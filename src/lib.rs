@@ -19,6 +19,7 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod metrics;
+pub mod origin;
 pub mod path;
 pub mod proxy;
 pub mod hls;

@@ -25,6 +25,7 @@ pub struct Metrics {
     pub cache_disk_write_bytes: IntCounter,
     pub cache_disk_read_bytes: IntCounter,
     pub token_rejections: IntCounterVec,
+    pub upstream_healthy: IntGaugeVec,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
@@ -86,6 +87,11 @@ impl Metrics {
             token_rejections.with_label_values(&[code]);
         }
         registry.register(Box::new(token_rejections.clone()))?;
+        let upstream_healthy = IntGaugeVec::new(
+            Opts::new("edge_upstream_healthy", "1 when the origin node takes requests (up and not ejected), else 0"),
+            &["pool", "node"],
+        )?;
+        registry.register(Box::new(upstream_healthy.clone()))?;
         registry.register(Box::new(cache_lookups.clone()))?;
         registry.register(Box::new(cache_purges.clone()))?;
         registry.register(Box::new(cache_promoted.clone()))?;
@@ -121,6 +127,7 @@ impl Metrics {
             cache_disk_write_bytes,
             cache_disk_read_bytes,
             token_rejections,
+            upstream_healthy,
         })
     }
 

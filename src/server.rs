@@ -18,7 +18,7 @@ use crate::config::Config;
 use crate::demo::DemoOrigin;
 use crate::metrics::Metrics;
 use crate::proxy::cors::Cors;
-use crate::proxy::upstream::Upstreams;
+use crate::origin::pools::Pools;
 use crate::proxy::{EdgeProxy, EdgeState};
 
 /// Why the edge could not start.
@@ -123,7 +123,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
     let state: &'static EdgeState = Box::leak(Box::new(EdgeState {
         ttl: TtlPolicy::from_config(&config.cache),
         cors: Cors::new(&config.cors),
-        upstreams: Upstreams::new(config.origins.clone()),
+        pools: Pools::new(config.origins.clone()),
         config,
         metrics,
         cache,
@@ -161,6 +161,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
         }
     }
     server.add_service(background_service("lifecycle", Lifecycle { state }));
+    server.add_service(background_service("origin health checks", crate::origin::checker::Checker { pools: &state.pools }));
 
     println!(
         "edge: listening on http://{} (admin http://{}); cache {} in {}",

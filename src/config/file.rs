@@ -33,6 +33,7 @@ pub struct ServerSection {
     pub grace_period: Option<String>,
     pub shutdown_timeout: Option<String>,
     pub public_url: Option<String>,
+    pub name: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -85,6 +86,28 @@ pub struct OriginSection {
     pub nodes: Vec<NodeSection>,
     pub connect_timeout: Option<String>,
     pub read_timeout: Option<String>,
+    pub retries: Option<i64>,
+    pub load_factor: Option<f64>,
+    pub health: Option<HealthSection>,
+    pub passive: Option<PassiveSection>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthSection {
+    pub path: Option<String>,
+    pub interval: Option<String>,
+    pub timeout: Option<String>,
+    pub healthy_threshold: Option<i64>,
+    pub unhealthy_threshold: Option<i64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PassiveSection {
+    pub max_failures: Option<i64>,
+    pub ejection: Option<String>,
+    pub max_ejection: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -109,6 +109,8 @@ pub struct ServerConfig {
     pub shutdown_timeout: Duration,
     /// Base URL printed for players (default: derived from `http`).
     pub public_url: String,
+    /// This node's name in `Via` (loop detection); default `edge-<http port>`.
+    pub name: String,
 }
 
 #[derive(Debug, Clone)]
@@ -177,6 +179,39 @@ pub struct OriginPool {
     pub nodes: Vec<OriginNode>,
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
+    /// Further nodes of this pool a request may try after the first fails (then the next pool).
+    pub retries: usize,
+    /// Bounded-load factor: no node takes more than this × the pool's average in-flight.
+    pub load_factor: f64,
+    /// Active health checks; `None` = nodes are up unless passive checks eject them.
+    pub health: Option<HealthCheck>,
+    pub passive: PassiveHealth,
+}
+
+impl Default for PassiveHealth {
+    fn default() -> Self {
+        PassiveHealth { max_failures: 3, ejection: Duration::from_secs(5), max_ejection: Duration::from_secs(60) }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct HealthCheck {
+    pub path: String,
+    pub interval: Duration,
+    pub timeout: Duration,
+    /// Consecutive passing checks that mark a down node up.
+    pub healthy_threshold: u32,
+    /// Consecutive failing checks that mark an up node down.
+    pub unhealthy_threshold: u32,
+}
+
+/// Passive ejection: consecutive connect errors, resets, timeouts or 5xx eject a node for
+/// `ejection`, doubling on each repeat up to `max_ejection`.
+#[derive(Debug, Clone)]
+pub struct PassiveHealth {
+    pub max_failures: u32,
+    pub ejection: Duration,
+    pub max_ejection: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -255,6 +290,11 @@ impl Config {
                     ))
                 }
                 None => default_public_url(http),
+            },
+            name: match s.name {
+                Some(n) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) => n,
+                Some(n) => return Err(ConfigError::new("server.name", format!("{n:?} must be letters, digits, '-', '_' or '.'"))),
+                None => format!("edge-{}", http.port()),
             },
         };
 
@@ -372,6 +412,10 @@ impl Config {
                     nodes: vec![OriginNode { addr: d.listen, weight: 100, host: None }],
                     connect_timeout: Duration::from_secs(2),
                     read_timeout: Duration::from_secs(10),
+                    retries: 0,
+                    load_factor: 1.25,
+                    health: None,
+                    passive: PassiveHealth::default(),
                 }),
                 None => {
                     return Err(ConfigError::new(
@@ -434,12 +478,58 @@ fn origin_pool(i: usize, o: file::OriginSection) -> Result<OriginPool, ConfigErr
         };
         nodes.push(OriginNode { addr: resolve(&format!("{nkey}.addr"), &n.addr)?, weight, host: n.host });
     }
+    let retries = match o.retries {
+        None => nodes.len() - 1,
+        Some(r) if (0..=100).contains(&r) => r as usize,
+        Some(r) => return Err(ConfigError::new(format!("{key}.retries"), format!("{r} is out of range 0..=100"))),
+    };
+    let load_factor = match o.load_factor.unwrap_or(1.25) {
+        f if (1.0..=100.0).contains(&f) => f,
+        f => return Err(ConfigError::new(format!("{key}.load_factor"), format!("{f} is out of range 1.0..=100.0"))),
+    };
+    let health = match o.health {
+        None => None,
+        Some(h) => {
+            let hk = format!("{key}.health");
+            let path = h.path.unwrap_or_else(|| "/healthz".into());
+            if !path.starts_with('/') {
+                return Err(ConfigError::new(format!("{hk}.path"), format!("{path:?} must start with '/'")));
+            }
+            let threshold = |name: &str, v: Option<i64>, default: u32| match v {
+                None => Ok(default),
+                Some(n) if (1..=100).contains(&n) => Ok(n as u32),
+                Some(n) => Err(ConfigError::new(format!("{hk}.{name}"), format!("{n} is out of range 1..=100"))),
+            };
+            Some(HealthCheck {
+                path,
+                interval: duration(&format!("{hk}.interval"), h.interval.as_deref(), "2s")?,
+                timeout: duration(&format!("{hk}.timeout"), h.timeout.as_deref(), "1s")?,
+                healthy_threshold: threshold("healthy_threshold", h.healthy_threshold, 2)?,
+                unhealthy_threshold: threshold("unhealthy_threshold", h.unhealthy_threshold, 2)?,
+            })
+        }
+    };
+    let passive = match o.passive {
+        None => PassiveHealth::default(),
+        Some(p) => PassiveHealth {
+            max_failures: match p.max_failures.unwrap_or(3) {
+                n if (1..=1000).contains(&n) => n as u32,
+                n => return Err(ConfigError::new(format!("{key}.passive.max_failures"), format!("{n} is out of range 1..=1000"))),
+            },
+            ejection: duration(&format!("{key}.passive.ejection"), p.ejection.as_deref(), "5s")?,
+            max_ejection: duration(&format!("{key}.passive.max_ejection"), p.max_ejection.as_deref(), "60s")?,
+        },
+    };
     Ok(OriginPool {
         name: o.name,
         priority,
         nodes,
         connect_timeout: duration(&format!("{key}.connect_timeout"), o.connect_timeout.as_deref(), "2s")?,
         read_timeout: duration(&format!("{key}.read_timeout"), o.read_timeout.as_deref(), "10s")?,
+        retries,
+        load_factor,
+        health,
+        passive,
     })
 }
 

@@ -14,8 +14,8 @@
 //! in. A key hashes to `xxh64(key, seed 0)` and belongs to the first point at or after it, wrapping
 //! round. Only if a pool's points would exceed [`MAX_POINTS`] are all counts scaled down together.
 //!
-//! XXH64 is implemented here, in safe code, from its published specification and pinned by test
-//! vectors: every edge and shield process, whatever its version, must map a key to the same node.
+//! XXH64 comes from the `twox-hash` crate and is pinned by the published test vectors: every edge
+//! and shield process, whatever its version, must map a key to the same node.
 //! (std's `DefaultHasher` is neither specified nor stable, and `RandomState` is seeded per process.)
 //!
 //! # Node identity
@@ -342,75 +342,9 @@ impl Drop for InFlightGuard {
     }
 }
 
-// XXH64 with seed 0, after https://github.com/Cyan4973/xxHash/blob/dev/doc/xxhash_spec.md.
-const P1: u64 = 0x9E37_79B1_85EB_CA87;
-const P2: u64 = 0xC2B2_AE3D_27D4_EB4F;
-const P3: u64 = 0x1656_67B1_9E37_79F9;
-const P4: u64 = 0x85EB_CA77_C2B2_AE63;
-const P5: u64 = 0x27D4_EB2F_1656_67C5;
-
+/// XXH64 with seed 0 (the `twox-hash` crate; pinned by the published vectors in the tests).
 fn xxh64(input: &[u8]) -> u64 {
-    const SEED: u64 = 0;
-    fn le(bytes: &[u8]) -> u64 {
-        bytes
-            .iter()
-            .rev()
-            .fold(0, |acc, &b| acc << 8 | u64::from(b))
-    }
-    fn round(acc: u64, lane: u64) -> u64 {
-        acc.wrapping_add(lane.wrapping_mul(P2))
-            .rotate_left(31)
-            .wrapping_mul(P1)
-    }
-    fn merge(acc: u64, v: u64) -> u64 {
-        (acc ^ round(0, v)).wrapping_mul(P1).wrapping_add(P4)
-    }
-
-    let stripes = input.chunks_exact(32);
-    let mut rest = stripes.remainder();
-    let mut h = if input.len() >= 32 {
-        let mut v = [
-            SEED.wrapping_add(P1).wrapping_add(P2),
-            SEED.wrapping_add(P2),
-            SEED,
-            SEED.wrapping_sub(P1),
-        ];
-        for stripe in stripes {
-            for (lane, bytes) in v.iter_mut().zip(stripe.chunks_exact(8)) {
-                *lane = round(*lane, le(bytes));
-            }
-        }
-        let h = v[0]
-            .rotate_left(1)
-            .wrapping_add(v[1].rotate_left(7))
-            .wrapping_add(v[2].rotate_left(12))
-            .wrapping_add(v[3].rotate_left(18));
-        v.iter().fold(h, |h, &lane| merge(h, lane))
-    } else {
-        SEED.wrapping_add(P5)
-    };
-    h = h.wrapping_add(input.len() as u64);
-
-    while rest.len() >= 8 {
-        h ^= round(0, le(&rest[..8]));
-        h = h.rotate_left(27).wrapping_mul(P1).wrapping_add(P4);
-        rest = &rest[8..];
-    }
-    if rest.len() >= 4 {
-        h ^= le(&rest[..4]).wrapping_mul(P1);
-        h = h.rotate_left(23).wrapping_mul(P2).wrapping_add(P3);
-        rest = &rest[4..];
-    }
-    for &b in rest {
-        h ^= u64::from(b).wrapping_mul(P5);
-        h = h.rotate_left(11).wrapping_mul(P1);
-    }
-
-    h ^= h >> 33;
-    h = h.wrapping_mul(P2);
-    h ^= h >> 29;
-    h = h.wrapping_mul(P3);
-    h ^ (h >> 32)
+    twox_hash::XxHash64::oneshot(0, input)
 }
 
 #[cfg(test)]

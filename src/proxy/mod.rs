@@ -15,7 +15,6 @@
 
 pub mod cors;
 pub mod tokens;
-pub mod upstream;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
@@ -38,7 +37,7 @@ use crate::cache::Cache;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use cors::Cors;
-use upstream::Upstreams;
+use crate::origin::pools::{Choice, Pools};
 
 /// State shared by every request, built once at start.
 pub struct EdgeState {
@@ -48,7 +47,7 @@ pub struct EdgeState {
     pub lock: &'static CacheKeyLockImpl,
     pub ttl: TtlPolicy,
     pub cors: Cors,
-    pub upstreams: Upstreams,
+    pub pools: Pools,
     /// Set once the player listener accepts connections.
     pub ready: AtomicBool,
     /// Set when shutdown starts: `/readyz` turns 503 so load balancers drain this node.
@@ -99,9 +98,12 @@ pub struct RequestCtx {
     host: String,
     /// `Access-Control-Allow-Origin` to send, when the request's Origin is allowed.
     cors_origin: Option<String>,
-    /// Upstream attempts so far (connect failures retry on the next node).
-    tries: usize,
-    upstream: Option<upstream::Choice>,
+    /// Nodes this request already tried, as (pool, node): a retry goes elsewhere.
+    tried: Vec<(usize, usize)>,
+    /// What picks the node: host + path + query (the same on every edge, so a shield tier
+    /// sees each object from one node).
+    route_key: Vec<u8>,
+    upstream: Option<Choice>,
     upstream_started: Option<Instant>,
     upstream_status: Option<u16>,
     /// Status answered locally (health, preflight, rejections).
@@ -202,6 +204,19 @@ async fn respond(session: &mut Session, status: u16, body: &'static str, extra: 
 }
 
 impl EdgeProxy {
+    /// Count a failed attempt against its node (passive health) and in the metrics.
+    fn upstream_failed(&self, ctx: &RequestCtx, what: &str) {
+        let Some(choice) = &ctx.upstream else { return };
+        self.state.metrics.upstream_requests.with_label_values(&[choice.pool_name(), &choice.node_label(), what]).inc();
+        if let Some(pool) = self.state.pools.pool(choice) {
+            if let Some(h) = pool.health.get(choice.node) {
+                if h.on_failure(&pool.cfg.passive, crate::origin::health::now_ms()) {
+                    tracing::warn!(pool = choice.pool_name(), node = %choice.addr, "origin node ejected after consecutive failures");
+                }
+            }
+        }
+    }
+
     /// `PURGE /path` from an allowed network: ban that path on this host (every query
     /// variant); `Soft-Purge: 1` marks it stale instead.
     async fn purge_method(&self, session: &mut Session, ctx: &RequestCtx, path: String) -> Result<u16> {
@@ -298,7 +313,8 @@ impl ProxyHttp for EdgeProxy {
             path: String::new(),
             host: String::new(),
             cors_origin: None,
-            tries: 0,
+            tried: Vec::new(),
+            route_key: Vec::new(),
             upstream: None,
             upstream_started: None,
             upstream_status: None,
@@ -328,6 +344,17 @@ impl ProxyHttp for EdgeProxy {
             req.uri.authority().map(|a| a.as_str()),
             req.headers.get(http::header::HOST).and_then(|v| v.to_str().ok()),
         );
+        // A request that already passed this node is a forwarding loop.
+        let me = &self.state.config.server.name;
+        let looped = req.headers.get_all(http::header::VIA).iter().any(|v| {
+            v.to_str().is_ok_and(|v| v.split(',').any(|hop| hop.split_whitespace().nth(1) == Some(me.as_str())))
+        });
+        if looped {
+            ctx.kind = Kind::Rejected;
+            ctx.local_status = Some(508);
+            respond(session, 508, "loop_detected\n", &[("x-edge-reason", "loop_detected".to_string())]).await?;
+            return Ok(true);
+        }
         if req.method.as_str() == "PURGE" {
             ctx.kind = Kind::Local;
             let status = self.purge_method(session, ctx, path).await?;
@@ -405,6 +432,7 @@ impl ProxyHttp for EdgeProxy {
             let uri: http::Uri = uri.parse().map_err(|_| Error::explain(ErrorType::InvalidHTTPHeader, "bad uri"))?;
             session.req_header_mut().set_uri(uri);
         }
+        ctx.route_key = format!("{}{}?{}", ctx.host, path, query.as_deref().unwrap_or("")).into_bytes();
         ctx.path = path;
         Ok(false)
     }
@@ -437,13 +465,12 @@ impl ProxyHttp for EdgeProxy {
     }
 
     async fn upstream_peer(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
-        let choice = self
-            .state
-            .upstreams
-            .choose(&ctx.path, ctx.tries)
-            .ok_or_else(|| Error::explain(ErrorType::ConnectNoRoute, "no origin node available"))?;
-        ctx.tries += 1;
-        let mut peer = self.state.upstreams.peer(&choice);
+        let pools = &self.state.pools;
+        let choice = pools
+            .choose(&ctx.route_key, &ctx.tried)
+            .ok_or_else(|| Error::explain(ErrorType::ConnectNoRoute, "no origin node left to try"))?;
+        ctx.tried.push((choice.pool, choice.node));
+        let mut peer = pools.peer(&choice);
         // With a stale copy to fall back on, a down or slow origin must not hold the client
         // for the pool's full timeouts: give it `stale_timeout`, then stale-if-error answers.
         if matches!(session.cache.phase(), CachePhase::Expired | CachePhase::Stale | CachePhase::StaleUpdating) {
@@ -459,27 +486,46 @@ impl ProxyHttp for EdgeProxy {
     }
 
     fn fail_to_connect(&self, _session: &mut Session, _peer: &HttpPeer, ctx: &mut RequestCtx, mut e: Box<Error>) -> Box<Error> {
-        if let Some(choice) = &ctx.upstream {
-            self.state.metrics.upstream_requests.with_label_values(&[choice.pool_name(), &choice.node_label(), "connect_error"]).inc();
-        }
-        // Connection never established: safe to try the next node for any method.
-        if ctx.tries < self.state.upstreams.max_tries() {
+        self.upstream_failed(ctx, "connect_error");
+        // The connection never opened: safe to try another node for any method.
+        if self.state.pools.has_alternative(&ctx.route_key, &ctx.tried) {
             e.set_retry(true);
         }
         e
     }
 
+    fn error_while_proxy(
+        &self,
+        peer: &HttpPeer,
+        session: &mut Session,
+        e: Box<Error>,
+        ctx: &mut RequestCtx,
+        _client_reused: bool,
+    ) -> Box<Error> {
+        let mut e = e.more_context(format!("Peer: {peer}"));
+        if e.esource() == &pingora_error::ErrorSource::Upstream {
+            self.upstream_failed(ctx, "error");
+        }
+        // Idempotent requests move to another node when nothing was sent to the client yet.
+        let retry = session.req_header().method.is_idempotent()
+            && !session.as_ref().retry_buffer_truncated()
+            && session.response_written().is_none()
+            && self.state.pools.has_alternative(&ctx.route_key, &ctx.tried);
+        e.set_retry(retry);
+        e
+    }
+
     async fn upstream_request_filter(&self, _session: &mut Session, req: &mut RequestHeader, ctx: &mut RequestCtx) -> Result<()> {
         if let Some(choice) = &ctx.upstream {
-            if let Some(host) = self.state.upstreams.host_override(choice) {
+            if let Some(host) = self.state.pools.host_override(choice) {
                 req.insert_header(http::header::HOST, host)?;
             }
         }
-        req.append_header(http::header::VIA, "1.1 edge")?;
+        req.append_header(http::header::VIA, format!("1.1 {}", self.state.config.server.name))?;
         Ok(())
     }
 
-    async fn upstream_response_filter(&self, _session: &mut Session, resp: &mut ResponseHeader, ctx: &mut RequestCtx) -> Result<()> {
+    async fn upstream_response_filter(&self, session: &mut Session, resp: &mut ResponseHeader, ctx: &mut RequestCtx) -> Result<()> {
         let status = resp.status.as_u16();
         ctx.upstream_status = Some(status);
         if let Some(choice) = &ctx.upstream {
@@ -488,6 +534,22 @@ impl ProxyHttp for EdgeProxy {
             if let Some(t) = ctx.upstream_started {
                 m.upstream_duration.with_label_values(&[choice.pool_name()]).observe(t.elapsed().as_secs_f64());
             }
+        }
+        if status >= 500 {
+            if let (Some(choice), Some(pool)) = (&ctx.upstream, ctx.upstream.as_ref().and_then(|c| self.state.pools.pool(c))) {
+                if let Some(h) = pool.health.get(choice.node) {
+                    h.on_failure(&pool.cfg.passive, crate::origin::health::now_ms());
+                }
+            }
+            // Another node may have it: an idempotent request tries there instead of
+            // handing the client this node's error.
+            if session.req_header().method.is_idempotent() && self.state.pools.has_alternative(&ctx.route_key, &ctx.tried) {
+                let mut e = Error::explain(ErrorType::HTTPStatus(status), "origin node answered 5xx; trying another");
+                e.set_retry(true);
+                return Err(e);
+            }
+        } else if let Some(h) = ctx.upstream.as_ref().and_then(|c| self.state.pools.health(c)) {
+            h.on_success();
         }
         Ok(())
     }

@@ -29,7 +29,7 @@ async fn miss_then_hit_with_one_origin_request() {
     assert_eq!(edge.metric(r#"edge_requests_total{kind="content",status="200",cache="MISS"}"#).await, 1.0);
     assert_eq!(edge.metric(&format!(r#"edge_upstream_requests_total{{pool="test",node="{}",status="200"}}"#, origin.addr)).await, 1.0);
     let via = origin.requests()[0].header("via").map(str::to_string);
-    assert_eq!(via.as_deref(), Some("1.1 edge"));
+    assert_eq!(via, Some(format!("1.1 edge-{}", edge.http.port())), "Via names this node");
 }
 
 #[tokio::test]

@@ -61,7 +61,10 @@ async fn failure_mode(route: Route) {
         tasks.push(tokio::spawn(async move {
             match c.get(url).send().await {
                 Ok(r) if r.status() == 200 => r.bytes().await.map(|b| b.len()).map_err(|_| ()),
-                Ok(r) => Err(assert!(r.status().is_server_error(), "status {}", r.status())),
+                Ok(r) => {
+                    assert!(r.status().is_server_error(), "status {}", r.status());
+                    Err(())
+                }
                 Err(_) => Err(()),
             }
         }));

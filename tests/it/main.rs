@@ -11,6 +11,7 @@ mod disk;
 mod fills;
 mod http;
 mod lifecycle;
+mod origins;
 mod purge;
 mod ranges;
 mod stale;

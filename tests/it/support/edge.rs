@@ -50,11 +50,19 @@ impl Edge {
         let dir = tempfile::tempdir().unwrap();
         let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let config = format!(
-            "[server]\nhttp = \"{http}\"\nadmin = \"{admin}\"\nthreads = 2\ngrace_period = \"1s\"\nshutdown_timeout = \"1s\"\n{server_extra}\n\
-             [cache]\n{cache}\n\n{rest}",
-            cache = cache_section(cache_extra)
-        );
+        let server_defaults = [
+            ("http", format!("\"{http}\"")),
+            ("admin", format!("\"{admin}\"")),
+            ("threads", "2".to_string()),
+            ("grace_period", "\"1s\"".to_string()),
+            ("shutdown_timeout", "\"1s\"".to_string()),
+        ];
+        let server = section(&server_defaults, server_extra);
+        let http: SocketAddr = server
+            .lines()
+            .find_map(|l| l.strip_prefix("http = \"")?.strip_suffix('"')?.parse().ok())
+            .unwrap_or(http);
+        let config = format!("[server]\n{server}\n[cache]\n{cache}\n\n{rest}", cache = cache_section(cache_extra));
         let config_path = dir.path().join("edge.toml");
         std::fs::write(&config_path, config).unwrap();
         let mut edge = Edge { http, admin, dir, config_path, child: None };
@@ -166,10 +174,17 @@ impl Edge {
 
 /// The test `[cache]` body: defaults, each replaced by a line of `extra` with the same key.
 fn cache_section(extra: &str) -> String {
-    let defaults = [("dir", "\"cache\""), ("memory", "\"64 MiB\""), ("disk", "\"128 MiB\""), ("max_object", "\"8 MiB\"")];
+    let defaults = [("dir", "\"cache\""), ("memory", "\"64 MiB\""), ("disk", "\"128 MiB\""), ("max_object", "\"8 MiB\"")]
+        .map(|(k, v)| (k, v.to_string()));
+    section(&defaults, extra)
+}
+
+/// A section body: `defaults` as `key = value` lines, except keys that `extra` sets, then `extra`.
+fn section(defaults: &[(&str, String)], extra: &str) -> String {
     let set = |k: &str| extra.lines().any(|l| l.split('=').next().map(str::trim) == Some(k));
     let mut out: String = defaults.iter().filter(|(k, _)| !set(k)).map(|(k, v)| format!("{k} = {v}\n")).collect();
     out.push_str(extra);
+    out.push('\n');
     out
 }
 

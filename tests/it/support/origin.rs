@@ -120,6 +120,8 @@ struct Shared {
     routes: Mutex<HashMap<String, Route>>,
     seen: Mutex<Vec<SeenRequest>>,
     connections: AtomicUsize,
+    /// Connection tasks, aborted when the origin is dropped (a dead origin drops them all).
+    tasks: Mutex<Vec<tokio::task::AbortHandle>>,
 }
 
 /// A running test origin. Dropping it stops accepting.
@@ -132,6 +134,9 @@ pub struct Origin {
 impl Drop for Origin {
     fn drop(&mut self) {
         self.task.abort();
+        for t in self.shared.tasks.lock().unwrap().drain(..) {
+            t.abort();
+        }
     }
 }
 
@@ -148,10 +153,11 @@ impl Origin {
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 s.connections.fetch_add(1, Ordering::SeqCst);
-                let s = s.clone();
-                tokio::spawn(async move {
-                    let _ = serve_connection(stream, s).await;
+                let s2 = s.clone();
+                let handle = tokio::spawn(async move {
+                    let _ = serve_connection(stream, s2).await;
                 });
+                s.tasks.lock().unwrap().push(handle.abort_handle());
             }
         });
         Origin { addr, shared, task }
