@@ -1,0 +1,77 @@
+//! Criterion benchmarks of the per-request hot paths: token verification, the cache key,
+//! the origin ring lookup, path normalisation and the playlist rewrite.
+//!
+//! `cargo bench --bench hot_paths`
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use edge::hls::PlaylistRewriter;
+use edge::origin::ring::{NodeSpec, Ring};
+use edge::token::{self, Claims, Keyring, VerifyPolicy};
+
+const NOW: u64 = 1_800_000_000;
+
+fn tokens(c: &mut Criterion) {
+    let ring = Keyring::new([("k2", [0x42u8; 32]), ("k1", [0x17u8; 32])], "k2").unwrap();
+    let mut claims = Claims::new("/v/title/", NOW + 3600);
+    claims.sid = Some("session-123".into());
+    let tok = token::sign(&ring, &claims).unwrap();
+    let policy = VerifyPolicy::default();
+    let ip = "192.0.2.10".parse().unwrap();
+    c.bench_function("token_verify", |b| {
+        b.iter(|| token::verify(&ring, black_box(&tok), black_box("/v/title/720p/seg_00042.ts"), ip, NOW, &policy).unwrap())
+    });
+    let forged = format!("{}A", &tok[..tok.len() - 1]);
+    c.bench_function("token_verify_bad_signature", |b| {
+        b.iter(|| token::verify(&ring, black_box(&forged), "/v/title/720p/seg_00042.ts", ip, NOW, &policy).unwrap_err())
+    });
+}
+
+fn cache_key(c: &mut Criterion) {
+    c.bench_function("cache_key", |b| {
+        b.iter(|| edge::cache::key::for_request(black_box("cdn.example"), black_box("/v/title/720p/seg_00042.ts"), None))
+    });
+    c.bench_function("path_normalize", |b| {
+        b.iter(|| edge::path::normalize(black_box("/v/title/./720p//seg_%30042.ts")).unwrap())
+    });
+}
+
+fn origin_ring(c: &mut Criterion) {
+    let nodes: Vec<NodeSpec> = (0..8).map(|i| NodeSpec { id: format!("10.0.0.{i}:8080"), weight: 100 }).collect();
+    let ring = Ring::new(&nodes);
+    let key = b"cdn.example/v/title/720p/seg_00042.ts?";
+    c.bench_function("ring_lookup_8_nodes", |b| {
+        b.iter(|| ring.select(Ring::hash_key(black_box(key)), |_| true, |_| 3, 1.25).unwrap())
+    });
+}
+
+fn playlist(c: &mut Criterion) {
+    let mut media = String::from("#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-TARGETDURATION:4\n#EXT-X-MAP:URI=\"init.mp4\"\n");
+    for i in 0..5000 {
+        media.push_str(&format!("#EXTINF:4.000,\nseg_{i:05}.m4s\n"));
+    }
+    media.push_str("#EXT-X-ENDLIST\n");
+    let append = format!("token={}", "v1.k2.eyJleHAiOjE4MDAwMDM2MDAsImFjbCI6Ii92L3RpdGxlLyJ9.c2lnbmF0dXJlc2lnbmF0dXJlc2lnbmF0dXJlc2ln");
+    let mut g = c.benchmark_group("playlist_rewrite");
+    g.throughput(Throughput::Bytes(media.len() as u64));
+    g.bench_function("vod_5000_segments", |b| {
+        b.iter(|| {
+            let mut rw = PlaylistRewriter::new(append.clone());
+            let mut out = 0;
+            for chunk in media.as_bytes().chunks(16 * 1024) {
+                out += rw.push(chunk).len();
+            }
+            out + rw.finish().len()
+        })
+    });
+    g.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1));
+    targets = tokens, cache_key, origin_ring, playlist
+}
+criterion_main!(benches);
