@@ -43,6 +43,24 @@ impl AdminApp {
         let m = &s.metrics;
         let objects = s.cache.storage.objects();
         m.cache_bytes.with_label_values(&["memory"]).set(objects.memory().usage() as i64);
+        // foyer keeps entry and block counts in the shared registry: derive the tier gauges.
+        let families = m.registry.gather();
+        let gauge = |name: &str, label: Option<(&str, &str)>| -> f64 {
+            families
+                .iter()
+                .filter(|f| f.name() == name)
+                .flat_map(|f| f.get_metric().iter())
+                .filter(|mt| label.is_none_or(|(k, v)| mt.get_label().iter().any(|l| l.name() == k && l.value() == v)))
+                .map(|mt| mt.get_gauge().value())
+                .sum()
+        };
+        m.cache_objects.with_label_values(&["memory"]).set(gauge("foyer_memory_entries", None) as i64);
+        let used_blocks: f64 = ["evictable", "writing", "reclaiming"]
+            .iter()
+            .map(|t| gauge("foyer_storage_block_engine_block", Some(("type", t))))
+            .sum();
+        let block = gauge("foyer_storage_block_engine_block_size_bytes", None);
+        m.cache_bytes.with_label_values(&["disk"]).set((used_blocks * block) as i64);
         let stats = &s.cache.stats;
         // Counters kept by the storage as atomics, mirrored into Prometheus at scrape time.
         let sync = |counter: &prometheus::IntCounter, value: u64| {

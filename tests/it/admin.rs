@@ -26,5 +26,8 @@ async fn admin_endpoints() {
     let mem = metric_value(&text, r#"edge_cache_bytes{tier="memory"}"#);
     assert!(mem >= 4096.0, "memory tier holds the object: {mem}");
     assert!(metric_value(&text, "edge_cache_admitted_bytes_total") >= 4096.0);
+    assert_eq!(metric_value(&text, r#"edge_cache_objects{tier="memory"}"#), 1.0);
+    assert_eq!(metric_value(&text, r#"edge_cache_lookups_total{result="memory"}"#), 2.0);
+    assert_eq!(metric_value(&text, r#"edge_cache_lookups_total{result="miss"}"#), 1.0);
     assert!(text.contains("foyer_"), "foyer's metrics share the registry");
 }

@@ -44,6 +44,8 @@ async fn a_20_mib_object_reaches_the_disk_tier_and_is_served_from_it() {
     assert_eq!(x, "HIT");
     assert!(got == body, "the disk copy is byte-identical");
     assert_eq!(edge.metric(r#"edge_cache_lookups_total{result="disk"}"#).await, 1.0);
+    let disk_bytes = edge.metric(r#"edge_cache_bytes{tier="disk"}"#).await;
+    assert!(disk_bytes >= (20 << 20) as f64, "the disk tier holds the object: {disk_bytes}");
     assert_eq!(origin.hits("/v/big.mp4"), 1);
 }
 
