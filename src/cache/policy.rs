@@ -74,13 +74,7 @@ pub fn cacheable_status(status: u16) -> bool {
 
 /// Whether a response is an HLS playlist, by content type or path.
 pub fn is_playlist(resp: &ResponseHeader, path: &str) -> bool {
-    let ct = resp
-        .headers
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_ascii_lowercase();
-    ct.contains("mpegurl") || path.to_ascii_lowercase().ends_with(".m3u8")
+    crate::hls::is_playlist(resp.headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()), path)
 }
 
 fn secs_u32(d: Duration) -> u32 {
