@@ -118,7 +118,8 @@ async fn a_5xx_node_is_retried_on_another_node() {
         bad.route(&format!("/live/{i}.ts"), Route::ok("oops").status(503));
     }
     bad.route("/healthz", Route::ok("ok"));
-    let edge = Edge::start_with_config(&pool("p", 0, &[bad.addr, good.addr]), "").await;
+    let cfg = pool("p", 0, &[bad.addr, good.addr]).replace("ejection = \"2s\"", "ejection = \"60s\"");
+    let edge = Edge::start_with_config(&cfg, "").await;
     for i in 0..30 {
         assert_eq!(body(&edge, &format!("/live/{i}.ts")).await.unwrap(), (200, "good".to_string()), "request {i}");
     }
