@@ -69,9 +69,37 @@ fn playlist(c: &mut Criterion) {
     g.finish();
 }
 
+fn cache_meta(c: &mut Criterion) {
+    use pingora_cache::CacheMeta;
+    use pingora_http::ResponseHeader;
+    use std::time::SystemTime;
+    let mut h = ResponseHeader::build(200, None).unwrap();
+    for (k, v) in [
+        ("content-type", "video/mp2t"),
+        ("content-length", "1048576"),
+        ("etag", "\"5f3a-1a2b3c\""),
+        ("last-modified", "Sat, 21 Nov 2026 04:55:06 GMT"),
+        ("cache-control", "public, max-age=86400"),
+        ("accept-ranges", "bytes"),
+    ] {
+        h.insert_header(k, v).unwrap();
+    }
+    let now = SystemTime::now();
+    let meta = CacheMeta::new(now, now, 5, 300, h.clone());
+    let (internal, header) = meta.serialize().unwrap();
+    c.bench_function("cache_meta_deserialize", |b| b.iter(|| CacheMeta::deserialize(black_box(&internal), black_box(&header)).unwrap()));
+    c.bench_function("cache_meta_rebuild_from_decoded", |b| {
+        b.iter(|| {
+            let mut m = CacheMeta::new(now, now, 5, 300, black_box(&h).clone());
+            m.set_epoch_override(now);
+            m
+        })
+    });
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1));
-    targets = tokens, cache_key, origin_ring, playlist
+    targets = tokens, cache_key, origin_ring, playlist, cache_meta
 }
 criterion_main!(benches);

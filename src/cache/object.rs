@@ -7,7 +7,11 @@
 
 use bytes::Bytes;
 use foyer::Code;
+use pingora_cache::CacheMeta;
+use pingora_http::ResponseHeader;
 use std::io::{Read, Write};
+use std::sync::{Arc, OnceLock};
+use std::time::SystemTime;
 
 const MAGIC: &[u8; 4] = b"EDG1";
 /// A meta blob larger than this is corrupt (headers are a few KiB at most).
@@ -19,9 +23,47 @@ pub struct StoredObject {
     pub meta_internal: Bytes,
     pub meta_header: Bytes,
     pub body: Bytes,
+    /// The meta decoded once, in memory only: rebuilding a `CacheMeta` from it costs ~0.3 µs
+    /// where decoding the (zstd-compressed) header costs ~2.5 µs on every hit.
+    decoded: Arc<OnceLock<DecodedMeta>>,
+}
+
+/// The parts of a decoded `CacheMeta` an edge uses.
+#[derive(Debug)]
+struct DecodedMeta {
+    fresh_until: SystemTime,
+    created: SystemTime,
+    epoch: SystemTime,
+    stale_while_revalidate: u32,
+    stale_if_error: u32,
+    header: ResponseHeader,
 }
 
 impl StoredObject {
+    pub fn new(meta_internal: Bytes, meta_header: Bytes, body: Bytes) -> Self {
+        StoredObject { meta_internal, meta_header, body, decoded: Arc::new(OnceLock::new()) }
+    }
+
+    /// The object's cache meta. `updated` is carried as the meta's epoch (what `Age`,
+    /// freshness and purge checks read) rather than as `updated` itself.
+    pub fn meta(&self) -> pingora_error::Result<CacheMeta> {
+        if let Some(d) = self.decoded.get() {
+            let mut meta = CacheMeta::new(d.fresh_until, d.created, d.stale_while_revalidate, d.stale_if_error, d.header.clone());
+            meta.set_epoch_override(d.epoch);
+            return Ok(meta);
+        }
+        let meta = CacheMeta::deserialize(&self.meta_internal, &self.meta_header)?;
+        let _ = self.decoded.set(DecodedMeta {
+            fresh_until: meta.fresh_until(),
+            created: meta.created(),
+            epoch: meta.epoch(),
+            stale_while_revalidate: meta.stale_while_revalidate_sec(),
+            stale_if_error: meta.stale_if_error_sec(),
+            header: meta.response_header().clone(),
+        });
+        Ok(meta)
+    }
+
     /// Bytes this object weighs in the memory tier (and roughly on disk).
     pub fn weight(&self) -> usize {
         MAGIC.len() + 4 + 4 + 8 + self.meta_internal.len() + self.meta_header.len() + self.body.len()
@@ -59,7 +101,7 @@ impl Code for StoredObject {
         r.read_exact(&mut len).map_err(foyer::Error::io_error)?;
         let body_len = usize::try_from(u64::from_le_bytes(len)).map_err(|_| io_err("body too large"))?;
         let body = read_blob(r, body_len, 1 << 34)?;
-        Ok(StoredObject { meta_internal, meta_header, body })
+        Ok(StoredObject::new(meta_internal, meta_header, body))
     }
 
     fn estimated_size(&self) -> usize {
@@ -91,11 +133,11 @@ mod tests {
     use super::*;
 
     fn sample() -> StoredObject {
-        StoredObject {
-            meta_internal: Bytes::from_static(b"internal"),
-            meta_header: Bytes::from_static(b"HTTP/1.1 200 OK"),
-            body: Bytes::from(vec![7u8; 10_000]),
-        }
+        StoredObject::new(
+            Bytes::from_static(b"internal"),
+            Bytes::from_static(b"HTTP/1.1 200 OK"),
+            Bytes::from(vec![7u8; 10_000]),
+        )
     }
 
     #[test]
@@ -107,6 +149,26 @@ mod tests {
         assert_eq!(back.meta_internal, sample().meta_internal);
         assert_eq!(back.meta_header, sample().meta_header);
         assert_eq!(back.body, sample().body);
+    }
+
+    #[test]
+    fn decoded_meta_rebuilds_the_same_meta() {
+        let mut h = ResponseHeader::build(200, None).unwrap();
+        h.insert_header("etag", "\"a\"").unwrap();
+        let created = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_800_000_000);
+        let mut meta = CacheMeta::new(created + std::time::Duration::from_secs(60), created, 5, 300, h);
+        meta.update_freshness(created + std::time::Duration::from_secs(120), 6, 301);
+        let (i, hd) = meta.serialize().unwrap();
+        let obj = StoredObject::new(i.into(), hd.into(), Bytes::from_static(b"x"));
+        let first = obj.meta().unwrap();
+        let again = obj.clone().meta().unwrap();
+        for m in [&first, &again] {
+            assert_eq!(m.fresh_until(), meta.fresh_until());
+            assert_eq!(m.created(), created);
+            assert_eq!(m.epoch(), meta.updated(), "the revalidation time is the epoch");
+            assert_eq!((m.stale_while_revalidate_sec(), m.stale_if_error_sec()), (6, 301));
+            assert_eq!(m.headers().get("etag").unwrap(), "\"a\"");
+        }
     }
 
     #[test]

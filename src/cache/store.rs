@@ -151,6 +151,13 @@ impl EdgeStorage {
         Ok(Some((meta, Box::new(EdgeHit::Partial(PartialHit { fill, progress, next: 0 })))))
     }
 
+    /// The newest fill of `key` that has not failed.
+    fn active_fill(&self, key: u128) -> Option<Arc<Fill>> {
+        lock(&self.fills)
+            .get(&key)
+            .and_then(|list| list.iter().rev().find(|f| f.progress.borrow().state != FillState::Failed).cloned())
+    }
+
     fn remove_fill(&self, key: u128, id: u64) {
         let mut fills = lock(&self.fills);
         if let Some(list) = fills.get_mut(&key) {
@@ -192,18 +199,21 @@ impl Storage for EdgeStorage {
         let hash = key_of(key);
         // A fill in progress wins over a stored (possibly stale) copy: readers then see the
         // fresh object as it streams instead of the old one until the fill completes.
-        let fill = lock(&self.fills)
-            .get(&hash)
-            .and_then(|list| list.iter().rev().find(|f| f.progress.borrow().state != FillState::Failed).cloned());
-        if let Some(fill) = fill {
+        if let Some(fill) = self.active_fill(hash) {
             self.stats.hits_fill.fetch_add(1, Ordering::Relaxed);
             return self.partial_hit(fill);
         }
         let Some(obj) = self.get_complete(hash).await else {
+            // A fill may have started while the tiers were searched (a disk lookup takes a
+            // while): join it rather than report a miss that would start a second fetch.
+            if let Some(fill) = self.active_fill(hash) {
+                self.stats.hits_fill.fetch_add(1, Ordering::Relaxed);
+                return self.partial_hit(fill);
+            }
             self.stats.misses.fetch_add(1, Ordering::Relaxed);
             return Ok(None);
         };
-        match CacheMeta::deserialize(&obj.meta_internal, &obj.meta_header) {
+        match obj.meta() {
             Ok(meta) => {
                 let end = obj.body.len();
                 Ok(Some((meta, Box::new(EdgeHit::Complete(CompleteHit { body: obj.body, start: 0, end, done: false })))))
@@ -278,7 +288,7 @@ impl Storage for EdgeStorage {
             return Ok(false);
         };
         let (meta_internal, meta_header) = meta.serialize()?;
-        let updated = StoredObject { meta_internal: meta_internal.into(), meta_header: meta_header.into(), body: old.body };
+        let updated = StoredObject::new(meta_internal.into(), meta_header.into(), old.body);
         self.objects.insert(hash, updated);
         Ok(true)
     }
@@ -461,7 +471,7 @@ impl HandleMiss for EdgeMiss {
                 (Bytes::from(i), Bytes::from(h))
             }
         };
-        let obj = StoredObject { meta_internal, meta_header, body };
+        let obj = StoredObject::new(meta_internal, meta_header, body);
         let weight = obj.weight();
         // Insert before the fill leaves the map, so a lookup never falls between the two.
         self.storage.admit(self.key, obj);

@@ -457,7 +457,8 @@ impl ProxyHttp for EdgeProxy {
         _is_fresh: bool,
         ctx: &mut RequestCtx,
     ) -> Result<Option<ForcedFreshness>> {
-        Ok(match self.state.cache.bans.verdict(&ctx.host, &ctx.path, meta.updated()) {
+        // The epoch is when the object was stored or last revalidated.
+        Ok(match self.state.cache.bans.verdict(&ctx.host, &ctx.path, meta.epoch()) {
             Verdict::Keep => None,
             Verdict::Expire => Some(ForcedFreshness::ForceExpired),
             Verdict::Remove => Some(ForcedFreshness::ForceMiss),

@@ -39,7 +39,7 @@ async fn fifty_waiters_stream_a_slow_fill_as_it_arrives() {
         worst_done = worst_done.max(done_at);
     }
     let seen: Vec<_> = origin.requests().iter().map(|r| (r.at.duration_since(start), r.headers.clone())).collect();
-    assert_eq!(origin.hits("/v/slow4m.ts"), 1, "origin requests: {seen:?}");
+    assert_eq!(origin.hits("/v/slow4m.ts"), 1, "origin requests: {seen:?}\n{}", edge.log());
     // The origin needs ~1.9 s from its first to its last chunk: every client had bytes long before.
     assert!(worst_first < Duration::from_millis(1200), "slowest first byte at {worst_first:?}");
     assert!(worst_done < Duration::from_secs(5), "slowest client done at {worst_done:?}");
