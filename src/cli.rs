@@ -35,6 +35,14 @@ pub enum Command {
     },
     /// Print a signed URL for URL, with a key from the config's [tokens].
     Sign(SignArgs),
+    /// Generate a development CA and a certificate for NAMES (reuses the CA if present).
+    Certs {
+        #[arg(long, default_value = "certs")]
+        out: PathBuf,
+        /// Comma-separated DNS names and IP addresses.
+        #[arg(long, value_delimiter = ',', default_value = "localhost,127.0.0.1,edge.test")]
+        names: Vec<String>,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -160,6 +168,22 @@ pub fn run(cli: Cli) -> ExitCode {
             }
         },
         Command::Sign(args) => sign_command(args),
+        Command::Certs { out, names } => match crate::tls::certs::generate_dev(&out, &names) {
+            Ok(p) => {
+                println!("certificate {} and key {} for {}", p.cert.display(), p.key.display(), p.names.join(", "));
+                println!(
+                    "{} development CA {}: trust it with `curl --cacert {}` or import it into a browser",
+                    if p.ca_created { "new" } else { "reused" },
+                    p.ca_cert.display(),
+                    p.ca_cert.display()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("edge certs: {e}");
+                ExitCode::from(EXIT_START)
+            }
+        },
         Command::Serve { config } => {
             let config = match load(config.as_deref()) {
                 Ok((_, c)) => c,

@@ -11,6 +11,9 @@
 //! - [`admin`]: the admin listener (`/healthz`, `/readyz`, `/metrics`).
 //! - [`metrics`]: the Prometheus registry and the edge's metrics.
 //! - [`demo`]: the embedded demo origin serving the sample HLS title.
+//! - [`token`], [`hls`]: signed tokens and the playlist rewriter (pure).
+//! - [`origin`]: origin pools, consistent hashing, health.
+//! - [`tls`]: certificates (SNI resolver with reload, dev CA), [`geo`]: GeoIP and country rules.
 #![forbid(unsafe_code)]
 
 pub mod admin;
@@ -18,6 +21,7 @@ pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod geo;
 pub mod metrics;
 pub mod origin;
 pub mod path;
@@ -25,3 +29,4 @@ pub mod proxy;
 pub mod hls;
 pub mod token;
 pub mod server;
+pub mod tls;

@@ -26,6 +26,7 @@ pub struct Metrics {
     pub cache_disk_read_bytes: IntCounter,
     pub token_rejections: IntCounterVec,
     pub upstream_healthy: IntGaugeVec,
+    pub geo_blocked: IntCounterVec,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
@@ -92,6 +93,11 @@ impl Metrics {
             &["pool", "node"],
         )?;
         registry.register(Box::new(upstream_healthy.clone()))?;
+        let geo_blocked = IntCounterVec::new(
+            Opts::new("edge_geo_blocked_total", "Requests refused by country rules, by client country (or unknown)"),
+            &["country"],
+        )?;
+        registry.register(Box::new(geo_blocked.clone()))?;
         registry.register(Box::new(cache_lookups.clone()))?;
         registry.register(Box::new(cache_purges.clone()))?;
         registry.register(Box::new(cache_promoted.clone()))?;
@@ -128,6 +134,7 @@ impl Metrics {
             cache_disk_read_bytes,
             token_rejections,
             upstream_healthy,
+            geo_blocked,
         })
     }
 

@@ -34,6 +34,60 @@ pub enum StartError {
     Metrics(#[from] prometheus::Error),
     #[error("demo.media: folder {0} does not exist")]
     DemoMedia(String),
+    #[error("tls: {0}")]
+    Tls(#[from] crate::tls::TlsError),
+    #[error("geo.database: {0}")]
+    Geo(#[from] crate::geo::GeoError),
+}
+
+/// Reloads certificates when their files change or on SIGHUP, and the GeoIP database when its
+/// file changes. A bad new file is logged and the old one stays in service.
+struct Reloader {
+    state: &'static EdgeState,
+}
+
+#[async_trait]
+impl BackgroundService for Reloader {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let cfg = &self.state.config;
+        let mut poller = cfg.tls.as_ref().map(|t| crate::tls::watch::Poller::new(t.certs.clone()));
+        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+        let tick = cfg.tls.as_ref().map(|t| t.reload_interval).unwrap_or(cfg.geo.reload_interval).min(cfg.geo.reload_interval);
+        let mut geo_due = tokio::time::Instant::now() + cfg.geo.reload_interval;
+        loop {
+            let forced = tokio::select! {
+                _ = shutdown.changed() => return,
+                _ = tokio::time::sleep(tick) => false,
+                Some(_) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => true,
+            };
+            if let (Some(p), Some(resolver)) = (poller.as_mut(), &self.state.tls) {
+                if forced {
+                    match resolver.reload(p.specs()) {
+                        Ok(()) => tracing::info!("SIGHUP: certificates reloaded"),
+                        Err(e) => tracing::error!(error = %e, "SIGHUP: certificate reload failed; the old certificates stay in service"),
+                    }
+                } else {
+                    match p.poll(resolver) {
+                        crate::tls::watch::PollOutcome::Reloaded => tracing::info!("certificate files changed: reloaded"),
+                        crate::tls::watch::PollOutcome::Failed(e) => {
+                            tracing::error!(error = %e, "certificate files changed but do not load; the old certificates stay in service")
+                        }
+                        crate::tls::watch::PollOutcome::Unchanged => {}
+                    }
+                }
+            }
+            if let Some(geo) = self.state.geo.clone() {
+                if forced || tokio::time::Instant::now() >= geo_due {
+                    geo_due = tokio::time::Instant::now() + cfg.geo.reload_interval;
+                    match tokio::task::spawn_blocking(move || geo.reload_if_changed()).await {
+                        Ok(Ok(true)) => tracing::info!("GeoIP database changed: reloaded"),
+                        Ok(Err(e)) => tracing::error!(error = %e, "GeoIP database changed but does not load; the old one stays in service"),
+                        _ => {}
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// Readiness: sets `ready` once the player listener accepts connections, and `draining` when
@@ -83,8 +137,13 @@ fn demo_urls(cfg: &Config, title: &str) -> Vec<String> {
     let ttl = tokens.policy.max_ttl.as_secs().min(24 * 3600).saturating_sub(60).max(60);
     let claims = crate::token::Claims::new(acl, now + ttl);
     let mut lines = Vec::new();
-    for (label, style) in [("play", crate::token::url::Style::Path), ("play (query token)", crate::token::url::Style::Query)] {
-        match crate::cli::sign_url(tokens, None, &claims, &url, style) {
+    let https = cfg.server.https.map(|h| format!("https://localhost:{}{}", h.port(), title));
+    let mut targets = vec![("play", url.clone(), crate::token::url::Style::Path), ("play (query token)", url, crate::token::url::Style::Query)];
+    if let Some(h) = https {
+        targets.push(("play (https)", h, crate::token::url::Style::Path));
+    }
+    for (label, target, style) in targets {
+        match crate::cli::sign_url(tokens, None, &claims, &target, style) {
             Ok(u) => lines.push(format!("edge: {label} {u}")),
             Err(e) => lines.push(format!("edge: cannot sign the demo URL: {e}")),
         }
@@ -107,6 +166,29 @@ pub fn run(config: Config) -> Result<(), StartError> {
         }
     }
 
+    if let Some(https) = config.server.https {
+        check_port("server.https", https)?;
+    }
+    // Certificates and the GeoIP database are checked before anything starts: a bad file is a
+    // clear start error naming it, never a panic inside a listener.
+    let tls = match &config.tls {
+        None => None,
+        Some(t) => {
+            if let (Some(names), Some(first)) = (&t.dev_names, t.certs.first()) {
+                if !first.cert.exists() || !first.key.exists() {
+                    let dir = first.cert.parent().unwrap_or(std::path::Path::new("."));
+                    let made = crate::tls::certs::generate_dev(dir, names)?;
+                    println!("edge: generated a development CA and certificate in {} (trust {})", dir.display(), made.ca_cert.display());
+                }
+            }
+            Some(std::sync::Arc::new(crate::tls::store::SniResolver::load(&t.certs)?))
+        }
+    };
+    let geo = match &config.geo.database {
+        None => None,
+        Some(path) => Some(std::sync::Arc::new(crate::geo::Geo::open(path.clone())?)),
+    };
+
     let metrics = Metrics::new()?;
     // foyer's I/O and flushing run on a runtime of their own that outlives Pingora's
     // service runtimes, so the cache can be closed (flushed) after they stop.
@@ -128,6 +210,8 @@ pub fn run(config: Config) -> Result<(), StartError> {
         metrics,
         cache,
         lock,
+        tls,
+        geo,
         ready: AtomicBool::new(false),
         draining: AtomicBool::new(false),
     }));
@@ -145,6 +229,13 @@ pub fn run(config: Config) -> Result<(), StartError> {
 
     let mut proxy = pingora_proxy::http_proxy_service_with_name(&server.configuration, EdgeProxy { state }, "edge proxy");
     proxy.add_tcp(&cfg.server.http.to_string());
+    if let (Some(https), Some(resolver)) = (cfg.server.https, &state.tls) {
+        let mut settings = pingora_core::listeners::tls::TlsSettings::intermediate("", "")
+            .map_err(|e| StartError::Tls(crate::tls::TlsError::Config(e.to_string())))?;
+        settings.set_cert_resolver(resolver.clone());
+        settings.enable_h2();
+        proxy.add_tls_with_settings(&https.to_string(), None, settings);
+    }
     server.add_service(proxy);
 
     let mut admin = Service::new("edge admin".to_string(), AdminApp { state });
@@ -161,8 +252,14 @@ pub fn run(config: Config) -> Result<(), StartError> {
         }
     }
     server.add_service(background_service("lifecycle", Lifecycle { state }));
+    if state.tls.is_some() || state.geo.is_some() {
+        server.add_service(background_service("reloader", Reloader { state }));
+    }
     server.add_service(background_service("origin health checks", crate::origin::checker::Checker { pools: &state.pools }));
 
+    if let Some(https) = cfg.server.https {
+        println!("edge: listening on https://{https} (HTTP/2 and HTTP/1.1)");
+    }
     println!(
         "edge: listening on http://{} (admin http://{}); cache {} in {}",
         cfg.server.http,

@@ -18,6 +18,8 @@ pub struct FileConfig {
     #[serde(default)]
     pub purge: PurgeSection,
     pub tokens: Option<TokensSection>,
+    pub tls: Option<TlsSection>,
+    pub geo: Option<GeoSection>,
     #[serde(default)]
     pub origins: Vec<OriginSection>,
     pub demo: Option<DemoSection>,
@@ -34,6 +36,7 @@ pub struct ServerSection {
     pub shutdown_timeout: Option<String>,
     pub public_url: Option<String>,
     pub name: Option<String>,
+    pub https: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -156,4 +159,41 @@ pub struct EdgeAuthSection {
     pub param: Option<String>,
     pub key_file: Option<String>,
     pub key_env: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSection {
+    #[serde(default)]
+    pub certs: Vec<CertSection>,
+    /// Generate a development CA + certificate for these names when the first cert is missing.
+    pub dev_names: Option<Vec<String>>,
+    pub reload_interval: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertSection {
+    pub cert: String,
+    pub key: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GeoSection {
+    pub database: Option<String>,
+    pub trusted_proxies: Option<Vec<String>>,
+    pub status: Option<i64>,
+    pub reload_interval: Option<String>,
+    #[serde(default)]
+    pub rules: Vec<GeoRuleSection>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GeoRuleSection {
+    pub prefix: String,
+    pub allow: Option<Vec<String>>,
+    pub deny: Option<Vec<String>>,
+    pub unknown: Option<String>,
 }

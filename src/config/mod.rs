@@ -60,8 +60,31 @@ pub struct Config {
     pub purge: PurgeConfig,
     /// Signed tokens; `None` when the section is absent (no token checks).
     pub tokens: Option<TokensConfig>,
+    pub tls: Option<TlsConfig>,
+    pub geo: GeoConfig,
     pub origins: Vec<OriginPool>,
     pub demo: Option<DemoConfig>,
+}
+
+/// `[tls]`: certificates for the HTTPS listener (`[server] https`).
+#[derive(Debug, Clone)]
+pub struct TlsConfig {
+    /// First = default for clients without SNI (or an unknown name).
+    pub certs: Vec<crate::tls::store::CertSpec>,
+    /// Names for a development certificate generated when the first cert file is missing.
+    pub dev_names: Option<Vec<String>>,
+    /// How often the cert/key files are checked for changes (SIGHUP reloads at once).
+    pub reload_interval: Duration,
+}
+
+/// `[geo]`: client country and country rules.
+#[derive(Debug, Clone, Default)]
+pub struct GeoConfig {
+    pub database: Option<PathBuf>,
+    /// Peers whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    pub policy: crate::geo::rules::Policy,
+    pub reload_interval: Duration,
 }
 
 /// `[tokens]`: signed segment tokens (DESIGN.md section 3).
@@ -111,6 +134,8 @@ pub struct ServerConfig {
     pub public_url: String,
     /// This node's name in `Via` (loop detection); default `edge-<http port>`.
     pub name: String,
+    /// HTTPS listener (needs `[tls]`).
+    pub https: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone)]
@@ -291,6 +316,7 @@ impl Config {
                 }
                 None => default_public_url(http),
             },
+            https: s.https.as_deref().map(|a| addr("server.https", a)).transpose()?,
             name: match s.name {
                 Some(n) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) => n,
                 Some(n) => return Err(ConfigError::new("server.name", format!("{n:?} must be letters, digits, '-', '_' or '.'"))),
@@ -366,6 +392,16 @@ impl Config {
         }
         let purge = PurgeConfig { allow };
         let tokens = raw.tokens.map(|t| tokens_config(t, base)).transpose()?;
+        let tls = raw.tls.map(|t| tls_config(t, base)).transpose()?;
+        match (&server.https, &tls) {
+            (Some(_), None) => return Err(ConfigError::new("server.https", "needs a [tls] section with certs")),
+            (None, Some(_)) => return Err(ConfigError::new("tls", "set [server] https to serve these certificates")),
+            _ => {}
+        }
+        if server.https.is_some_and(|h| h == server.http || h == server.admin) {
+            return Err(ConfigError::new("server.https", "must differ from server.http and server.admin"));
+        }
+        let geo = raw.geo.map(|g| geo_config(g, base)).transpose()?.unwrap_or_default();
 
         let allow_origins = raw.cors.allow_origins.unwrap_or_else(|| vec!["*".into()]);
         for (i, o) in allow_origins.iter().enumerate() {
@@ -432,7 +468,7 @@ impl Config {
         }
         origins.sort_by_key(|p| p.priority);
 
-        Ok(Config { server, cache, cors, purge, tokens, origins, demo })
+        Ok(Config { server, cache, cors, purge, tokens, tls, geo, origins, demo })
     }
 
     /// One-line summary printed by `edge check`.
@@ -596,6 +632,54 @@ fn tokens_config(t: file::TokensSection, base: &Path) -> Result<TokensConfig, Co
         keyring: std::sync::Arc::new(keyring),
         public,
         edgeauth,
+    })
+}
+
+fn tls_config(t: file::TlsSection, base: &Path) -> Result<TlsConfig, ConfigError> {
+    if t.certs.is_empty() {
+        return Err(ConfigError::new("tls.certs", "at least one { cert, key } pair is required"));
+    }
+    let certs = t.certs.iter().map(|c| crate::tls::store::CertSpec::new(base.join(&c.cert), base.join(&c.key))).collect();
+    if let Some(names) = &t.dev_names {
+        if names.is_empty() {
+            return Err(ConfigError::new("tls.dev_names", "list at least one name, or leave it out"));
+        }
+    }
+    Ok(TlsConfig {
+        certs,
+        dev_names: t.dev_names,
+        reload_interval: duration("tls.reload_interval", t.reload_interval.as_deref(), "2s")?,
+    })
+}
+
+fn geo_config(g: file::GeoSection, base: &Path) -> Result<GeoConfig, ConfigError> {
+    use crate::geo::rules::{Action, Policy, Rule};
+    let mut trusted = Vec::new();
+    for (i, net) in g.trusted_proxies.unwrap_or_default().iter().enumerate() {
+        trusted.push(parse_net(&format!("geo.trusted_proxies[{i}]"), net)?);
+    }
+    let mut rules = Vec::new();
+    for (i, r) in g.rules.into_iter().enumerate() {
+        let unknown = match r.unknown.as_deref() {
+            None => Action::Allow,
+            Some(u) => u.parse().map_err(|e: crate::geo::rules::RuleError| ConfigError::new(format!("geo.rules[{i}].unknown"), e.0))?,
+        };
+        rules.push(Rule { prefix: r.prefix, allow: r.allow, deny: r.deny, unknown });
+    }
+    let status = match g.status {
+        None => None,
+        Some(s) if (400..=599).contains(&s) => Some(s as u16),
+        Some(s) => return Err(ConfigError::new("geo.status", format!("{s} is out of range 400..=599"))),
+    };
+    let policy = Policy::new(rules, status).map_err(|e| ConfigError::new("geo.rules", e.0))?;
+    if !policy.rules().is_empty() && g.database.is_none() {
+        return Err(ConfigError::new("geo.database", "country rules need a database"));
+    }
+    Ok(GeoConfig {
+        database: g.database.map(|d| base.join(d)),
+        trusted_proxies: trusted,
+        policy,
+        reload_interval: duration("geo.reload_interval", g.reload_interval.as_deref(), "10s")?,
     })
 }
 

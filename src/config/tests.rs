@@ -15,6 +15,14 @@ fn shipped_config_loads_whole() {
     assert_eq!(c.server.grace_period, Duration::from_secs(10));
     assert_eq!(c.server.shutdown_timeout, Duration::from_secs(5));
     assert_eq!(c.server.public_url, "http://127.0.0.1:8080");
+    assert_eq!(c.server.https, Some("0.0.0.0:8443".parse().unwrap()));
+    let tls = c.tls.as_ref().expect("tls on");
+    assert_eq!(tls.certs[0].cert, path.parent().unwrap().join("certs/edge.pem"));
+    assert_eq!(tls.dev_names.as_deref(), Some(&["localhost".to_string(), "127.0.0.1".into(), "edge.test".into()][..]));
+    assert_eq!(c.geo.database.as_deref(), Some(path.parent().unwrap().join("geoip/edge-test.mmdb").as_path()));
+    assert_eq!(c.geo.trusted_proxies, vec![parse_net("", "127.0.0.1/32").unwrap()]);
+    assert_eq!(c.geo.policy.status(), 451);
+    assert_eq!(c.geo.policy.rules()[0].prefix, "/v/uk-only/");
     assert_eq!(c.cache.memory, 256 << 20);
     assert_eq!(c.cache.disk, 1 << 30);
     assert_eq!(c.cache.max_object, 64 << 20);
@@ -103,6 +111,13 @@ fn bad_configs_name_the_key_and_reason() {
         ("[[cache.rules]]\nprefix = \"live/\"\nttl = \"1s\"\n", "cache.rules[0].prefix", "must start with '/'"),
         ("[[cache.rules]]\nprefix = \"/live/\"\nttl = \"often\"\n", "cache.rules[0].ttl", "invalid duration"),
         ("[purge]\nallow = [\"localhost\"]\n", "purge.allow[0]", "not an IP address or network"),
+        ("[server]\nhttps = \"127.0.0.1:8443\"\n", "server.https", "needs a [tls] section"),
+        ("[tls]\ncerts = [{ cert = \"a.pem\", key = \"a-key.pem\" }]\n", "tls", "set [server] https"),
+        ("[server]\nhttps = \"127.0.0.1:8443\"\n[tls]\ncerts = []\n", "tls.certs", "at least one"),
+        ("[geo]\ntrusted_proxies = [\"proxy\"]\n", "geo.trusted_proxies[0]", "not an IP address"),
+        ("[geo]\nstatus = 200\n", "geo.status", "out of range"),
+        ("[[geo.rules]]\nprefix = \"/v/\"\nallow = [\"GB\"]\n", "geo.database", "need a database"),
+        ("[geo]\ndatabase = \"x.mmdb\"\n[[geo.rules]]\nprefix = \"/v/\"\nallow = [\"GB\"]\nunknown = \"maybe\"\n", "geo.rules[0].unknown", "expected"),
     ];
     for (text, key, reason) in cases {
         let text = if text.contains("[[origins]]") || text.contains("[demo]") || text.is_empty() {

@@ -48,6 +48,10 @@ pub struct EdgeState {
     pub ttl: TtlPolicy,
     pub cors: Cors,
     pub pools: Pools,
+    /// The HTTPS listener's certificates (reloadable).
+    pub tls: Option<std::sync::Arc<crate::tls::store::SniResolver>>,
+    /// The GeoIP database (reloadable).
+    pub geo: Option<std::sync::Arc<crate::geo::Geo>>,
     /// Set once the player listener accepts connections.
     pub ready: AtomicBool,
     /// Set when shutdown starts: `/readyz` turns 503 so load balancers drain this node.
@@ -96,6 +100,8 @@ pub struct RequestCtx {
     path: String,
     /// The request's host, normalised as in the cache key.
     host: String,
+    /// The client address (peer, or X-Forwarded-For behind a trusted proxy).
+    client: std::net::IpAddr,
     /// `Access-Control-Allow-Origin` to send, when the request's Origin is allowed.
     cors_origin: Option<String>,
     /// Nodes this request already tried, as (pool, node): a retry goes elsewhere.
@@ -174,12 +180,38 @@ fn cache_label(phase: CachePhase) -> &'static str {
     }
 }
 
-fn client_ip(session: &Session) -> std::net::IpAddr {
-    session
+/// The client's address: the socket peer, or from `X-Forwarded-For` when the peer is a
+/// trusted proxy (`[geo] trusted_proxies`).
+fn client_ip(session: &Session, trusted: &[ipnet::IpNet]) -> std::net::IpAddr {
+    let peer = session
         .client_addr()
         .and_then(|a| a.as_inet())
         .map(|a| a.ip())
-        .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED))
+        .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+    if trusted.is_empty() {
+        return peer;
+    }
+    let xff: Vec<&str> = session
+        .req_header()
+        .headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .collect();
+    if xff.is_empty() {
+        return peer;
+    }
+    crate::geo::client_ip(peer, Some(&xff.join(",")), trusted)
+}
+
+/// The body of a geo refusal.
+fn blocked_body(reason: &str) -> &'static str {
+    match reason {
+        "country_denied" => "country_denied\n",
+        "country_not_allowed" => "country_not_allowed\n",
+        "country_unknown" => "country_unknown\n",
+        _ => "token_country\n",
+    }
 }
 
 fn unix_now() -> u64 {
@@ -312,6 +344,7 @@ impl ProxyHttp for EdgeProxy {
             kind: Kind::Content,
             path: String::new(),
             host: String::new(),
+            client: std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
             cors_origin: None,
             tried: Vec::new(),
             route_key: Vec::new(),
@@ -325,6 +358,7 @@ impl ProxyHttp for EdgeProxy {
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        ctx.client = client_ip(session, &self.state.config.geo.trusted_proxies);
         let req = session.req_header();
         let origin = req.headers.get(http::header::ORIGIN).and_then(|v| v.to_str().ok());
         ctx.cors_origin = self.state.cors.allow_origin(origin);
@@ -405,8 +439,7 @@ impl ProxyHttp for EdgeProxy {
         if let Some(tc) = &self.state.config.tokens {
             let req = session.req_header();
             let cookie = req.headers.get(http::header::COOKIE).and_then(|v| v.to_str().ok());
-            let client = client_ip(session);
-            let checked = tokens::check(tc, &path, query.as_deref(), cookie, client, unix_now());
+            let checked = tokens::check(tc, &path, query.as_deref(), cookie, ctx.client, unix_now());
             path = checked.path;
             query = checked.query;
             match checked.verdict {
@@ -420,6 +453,24 @@ impl ProxyHttp for EdgeProxy {
                     respond(session, 403, reason.code_line(), &extra).await?;
                     return Ok(true);
                 }
+            }
+        }
+
+        // Country rules (by path prefix, and the token's `cc` claim).
+        let token_cc = ctx.token.as_ref().and_then(|g| g.claims.as_ref()).and_then(|c| c.cc.clone());
+        let policy = &self.state.config.geo.policy;
+        if token_cc.is_some() || policy.rule_for(&path).is_some() {
+            let country = self.state.geo.as_ref().and_then(|g| g.lookup(ctx.client));
+            if let Err(blocked) = policy.check(&path, country.as_ref().map(|c| c.as_str()), token_cc.as_deref()) {
+                let status = policy.status();
+                ctx.kind = Kind::Rejected;
+                ctx.local_status = Some(status);
+                let label = blocked.country.as_deref().unwrap_or("unknown");
+                self.state.metrics.geo_blocked.with_label_values(&[label]).inc();
+                let mut extra = self.cors_headers(ctx);
+                extra.push(("x-edge-reason", blocked.reason.to_string()));
+                respond(session, status, blocked_body(blocked.reason), &extra).await?;
+                return Ok(true);
             }
         }
 
