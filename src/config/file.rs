@@ -91,6 +91,7 @@ pub struct OriginSection {
     pub read_timeout: Option<String>,
     pub retries: Option<i64>,
     pub load_factor: Option<f64>,
+    pub ca_file: Option<String>,
     pub health: Option<HealthSection>,
     pub passive: Option<PassiveSection>,
 }
@@ -119,6 +120,8 @@ pub struct NodeSection {
     pub addr: String,
     pub weight: Option<i64>,
     pub host: Option<String>,
+    pub tls: Option<bool>,
+    pub sni: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

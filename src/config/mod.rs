@@ -211,6 +211,9 @@ pub struct OriginPool {
     /// Active health checks; `None` = nodes are up unless passive checks eject them.
     pub health: Option<HealthCheck>,
     pub passive: PassiveHealth,
+    /// CA certificates (DER) that TLS nodes of this pool are verified against; `None` =
+    /// the system roots.
+    pub ca: Option<std::sync::Arc<Vec<Vec<u8>>>>,
 }
 
 impl Default for PassiveHealth {
@@ -245,6 +248,10 @@ pub struct OriginNode {
     pub weight: u32,
     /// Host header sent to this node (default: the client's Host).
     pub host: Option<String>,
+    /// Connect with TLS (certificate verified against `ca_file` or the system roots).
+    pub tls: bool,
+    /// SNI and verified name (default: `host`, else the address's host name).
+    pub sni: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -438,20 +445,21 @@ impl Config {
 
         let mut origins = Vec::with_capacity(raw.origins.len());
         for (i, o) in raw.origins.into_iter().enumerate() {
-            origins.push(origin_pool(i, o)?);
+            origins.push(origin_pool(i, o, base)?);
         }
         if origins.is_empty() {
             match &demo {
                 Some(d) => origins.push(OriginPool {
                     name: "demo".into(),
                     priority: 0,
-                    nodes: vec![OriginNode { addr: d.listen, weight: 100, host: None }],
+                    nodes: vec![OriginNode { addr: d.listen, weight: 100, host: None, tls: false, sni: None }],
                     connect_timeout: Duration::from_secs(2),
                     read_timeout: Duration::from_secs(10),
                     retries: 0,
                     load_factor: 1.25,
                     health: None,
                     passive: PassiveHealth::default(),
+                    ca: None,
                 }),
                 None => {
                     return Err(ConfigError::new(
@@ -493,7 +501,7 @@ impl Config {
     }
 }
 
-fn origin_pool(i: usize, o: file::OriginSection) -> Result<OriginPool, ConfigError> {
+fn origin_pool(i: usize, o: file::OriginSection, base: &Path) -> Result<OriginPool, ConfigError> {
     let key = format!("origins[{i}]");
     if o.name.trim().is_empty() {
         return Err(ConfigError::new(format!("{key}.name"), "must not be empty"));
@@ -512,7 +520,16 @@ fn origin_pool(i: usize, o: file::OriginSection) -> Result<OriginPool, ConfigErr
             w if (1..=10_000).contains(&w) => w as u32,
             w => return Err(ConfigError::new(format!("{nkey}.weight"), format!("{w} is out of range 1..=10000"))),
         };
-        nodes.push(OriginNode { addr: resolve(&format!("{nkey}.addr"), &n.addr)?, weight, host: n.host });
+        // A name in `addr` is the default SNI for a TLS node.
+        let name = n.addr.rsplit_once(':').map(|(h, _)| h.trim_matches(|c| c == '[' || c == ']').to_string());
+        let sni = n.sni.or_else(|| n.host.clone()).or_else(|| name.filter(|h| h.parse::<std::net::IpAddr>().is_err()));
+        nodes.push(OriginNode {
+            addr: resolve(&format!("{nkey}.addr"), &n.addr)?,
+            weight,
+            host: n.host,
+            tls: n.tls.unwrap_or(false),
+            sni,
+        });
     }
     let retries = match o.retries {
         None => nodes.len() - 1,
@@ -556,10 +573,19 @@ fn origin_pool(i: usize, o: file::OriginSection) -> Result<OriginPool, ConfigErr
             max_ejection: duration(&format!("{key}.passive.max_ejection"), p.max_ejection.as_deref(), "60s")?,
         },
     };
+    let ca = match o.ca_file {
+        None => None,
+        Some(f) => {
+            let ders = crate::tls::origin::load_ca_file(&base.join(f))
+                .map_err(|e| ConfigError::new(format!("{key}.ca_file"), e.to_string()))?;
+            Some(std::sync::Arc::new(ders.into_iter().map(|d| d.as_ref().to_vec()).collect()))
+        }
+    };
     Ok(OriginPool {
         name: o.name,
         priority,
         nodes,
+        ca,
         connect_timeout: duration(&format!("{key}.connect_timeout"), o.connect_timeout.as_deref(), "2s")?,
         read_timeout: duration(&format!("{key}.read_timeout"), o.read_timeout.as_deref(), "10s")?,
         retries,

@@ -23,12 +23,9 @@ async fn check_once(connector: &Connector, pools: &Pools, pool: usize, node: usi
     let Some(p) = pools.pools.get(pool) else { return false };
     let Some(hc) = &p.cfg.health else { return true };
     let Some(n) = p.cfg.nodes.get(node) else { return false };
-    let mut peer = pingora_core::upstreams::peer::HttpPeer::new(n.addr, false, String::new());
-    peer.options.connection_timeout = Some(hc.timeout);
-    peer.options.total_connection_timeout = Some(hc.timeout);
-    peer.options.read_timeout = Some(hc.timeout);
+    let peer = pools.peer_for(pool, node, Some(hc.timeout));
     let attempt = async {
-        let (mut session, _) = connector.get_http_session(&peer).await.ok()?;
+        let (mut session, _) = connector.get_http_session(peer.as_ref()).await.ok()?;
         let mut req = RequestHeader::build("GET", hc.path.as_bytes(), None).ok()?;
         let host = n.host.clone().unwrap_or_else(|| n.addr.to_string());
         req.insert_header(http::header::HOST, host).ok()?;
@@ -39,7 +36,7 @@ async fn check_once(connector: &Connector, pools: &Pools, pool: usize, node: usi
         let status = session.response_header()?.status.as_u16();
         // Drain a small body so the connection can be reused; ignore body errors.
         while let Ok(Some(_)) = session.read_response_body().await {}
-        connector.release_http_session(session, &peer, Some(Duration::from_secs(30))).await;
+        connector.release_http_session(session, peer.as_ref(), Some(Duration::from_secs(30))).await;
         Some((200..400).contains(&status))
     };
     tokio::time::timeout(hc.timeout, attempt).await.ok().flatten().unwrap_or(false)

@@ -22,6 +22,8 @@ pub const BALANCE_FLOOR: u64 = 16;
 /// One pool with its ring, health and in-flight counters.
 pub struct Pool {
     pub cfg: OriginPool,
+    /// The pool's CA certificates in Pingora's form, parsed once.
+    ca: Option<Arc<pingora_core::protocols::tls::CaType>>,
     ring: Ring,
     inflight: Arc<InFlight>,
     pub health: Vec<Arc<NodeHealth>>,
@@ -58,7 +60,16 @@ impl Pools {
             .into_iter()
             .map(|p| {
                 let specs: Vec<NodeSpec> = p.nodes.iter().map(|n| NodeSpec { id: n.addr.to_string(), weight: n.weight }).collect();
+                let ca = p.ca.as_ref().map(|ders| {
+                    let certs: Vec<pingora_core::utils::tls::WrappedX509> = ders
+                        .iter()
+                        .map(|d| pingora_core::utils::tls::WrappedX509::new(d.clone(), pingora_core::utils::tls::parse_x509))
+                        .collect();
+                    // Each certificate was parsed when the config was loaded.
+                    Arc::<pingora_core::protocols::tls::CaType>::from(certs.into_boxed_slice())
+                });
                 Pool {
+                    ca,
                     ring: Ring::new(&specs),
                     inflight: Arc::new(InFlight::new(specs.len())),
                     health: specs.iter().map(|_| Arc::new(NodeHealth::default())).collect(),
@@ -127,16 +138,31 @@ impl Pools {
         self.pools.get(c.pool)
     }
 
-    /// The Pingora peer for a choice, with its pool's timeouts.
+    /// The Pingora peer for a choice, with its pool's timeouts and TLS settings.
     pub fn peer(&self, c: &Choice) -> Box<HttpPeer> {
-        let mut peer = HttpPeer::new(c.addr, false, String::new());
-        if let Some(pool) = self.pools.get(c.pool) {
-            let o = &mut peer.options;
-            o.connection_timeout = Some(pool.cfg.connect_timeout);
-            o.total_connection_timeout = Some(pool.cfg.connect_timeout + Duration::from_millis(500));
-            o.read_timeout = Some(pool.cfg.read_timeout);
-            o.write_timeout = Some(pool.cfg.read_timeout);
-            o.idle_timeout = Some(Duration::from_secs(60));
+        self.peer_for(c.pool, c.node, None)
+    }
+
+    /// The peer for node `node` of pool `pool`; `timeout` overrides every timeout (health checks).
+    pub fn peer_for(&self, pool: usize, node: usize, timeout: Option<Duration>) -> Box<HttpPeer> {
+        let Some(p) = self.pools.get(pool) else {
+            return Box::new(HttpPeer::new(SocketAddr::from(([127, 0, 0, 1], 9)), false, String::new()));
+        };
+        let n = p.cfg.nodes.get(node);
+        let addr = n.map(|n| n.addr).unwrap_or(SocketAddr::from(([127, 0, 0, 1], 9)));
+        let tls = n.is_some_and(|n| n.tls);
+        let sni = n.and_then(|n| n.sni.clone()).unwrap_or_default();
+        let mut peer = HttpPeer::new(addr, tls, sni);
+        let o = &mut peer.options;
+        let connect = timeout.unwrap_or(p.cfg.connect_timeout);
+        o.connection_timeout = Some(connect);
+        o.total_connection_timeout = Some(timeout.unwrap_or(connect + Duration::from_millis(500)));
+        o.read_timeout = Some(timeout.unwrap_or(p.cfg.read_timeout));
+        o.write_timeout = Some(timeout.unwrap_or(p.cfg.read_timeout));
+        o.idle_timeout = Some(Duration::from_secs(60));
+        if tls {
+            o.ca = p.ca.clone();
+            o.alpn = pingora_core::protocols::ALPN::H1;
         }
         Box::new(peer)
     }
@@ -158,7 +184,7 @@ mod tests {
             priority: 0,
             nodes: ports
                 .iter()
-                .map(|p| OriginNode { addr: format!("127.0.0.1:{p}").parse().unwrap(), weight: 100, host: None })
+                .map(|p| OriginNode { addr: format!("127.0.0.1:{p}").parse().unwrap(), weight: 100, host: None, tls: false, sni: None })
                 .collect(),
             connect_timeout: Duration::from_secs(1),
             read_timeout: Duration::from_secs(1),
@@ -166,6 +192,7 @@ mod tests {
             load_factor: 1.25,
             health: None,
             passive: PassiveHealth::default(),
+            ca: None,
         }
     }
 

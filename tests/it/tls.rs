@@ -158,3 +158,33 @@ async fn bad_certificate_files_are_clear_start_errors() {
         assert!(!err.contains("panicked"), "{err}");
     }
 }
+
+#[tokio::test]
+async fn tls_origins_are_verified_against_the_pool_ca() {
+    let certs = tempfile::tempdir().unwrap();
+    generate_dev(certs.path(), &["origin.test".into()]).unwrap();
+    let origin = Origin::start_tls(certs.path()).await;
+    origin.route("/v/secure.ts", Route::ok("over tls"));
+    let ca_file = certs.path().join("edge-dev-ca.pem");
+    let pool = |ca: &str, sni: &str| {
+        format!(
+            "[[origins]]\nname = \"tls\"\nca_file = \"{ca}\"\nnodes = [{{ addr = \"{}\", tls = true, sni = \"{sni}\" }}]\n",
+            origin.addr
+        )
+    };
+    let edge = Edge::start_with_config(&pool(&ca_file.display().to_string(), "origin.test"), "").await;
+    let r = crate::support::client().get(edge.url("/v/secure.ts")).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().await.unwrap(), "over tls");
+    // A name the certificate does not carry fails verification: an upstream error, never the body.
+    let other = tempfile::tempdir().unwrap();
+    generate_dev(other.path(), &["elsewhere.test".into()]).unwrap();
+    let wrong_ca = other.path().join("edge-dev-ca.pem");
+    for (ca, sni) in [(ca_file.display().to_string(), "wrong.test"), (wrong_ca.display().to_string(), "origin.test")] {
+        let bad = Edge::start_with_config(&pool(&ca, sni), "").await;
+        let r = crate::support::client().get(bad.url("/v/secure.ts")).send().await.unwrap();
+        assert_eq!(r.status(), 502, "sni {sni}");
+        assert!(bad.metric(&format!(r#"edge_upstream_requests_total{{pool="tls",node="{}",status="connect_error"}}"#, origin.addr)).await >= 1.0);
+    }
+    assert_eq!(origin.hits("/v/secure.ts"), 1, "unverified connections never sent the request");
+}

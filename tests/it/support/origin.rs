@@ -186,7 +186,69 @@ impl Origin {
     }
 }
 
-async fn serve_connection(stream: TcpStream, shared: Arc<Shared>) -> std::io::Result<()> {
+/// A connection the origin can serve: plain TCP or TLS.
+trait Conn: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {
+    /// Close abortively (RST) where the transport can.
+    fn reset(self);
+}
+
+impl Conn for TcpStream {
+    fn reset(self) {
+        #[allow(deprecated)] // an abortive close (RST) is the point here
+        let _ = self.set_linger(Some(Duration::ZERO));
+    }
+}
+
+impl Conn for tokio_rustls::server::TlsStream<TcpStream> {
+    fn reset(self) {
+        let (tcp, _) = self.into_inner();
+        tcp.reset();
+    }
+}
+
+impl Origin {
+    /// An origin that speaks TLS with the certificate and key in `dir` (`edge.pem`, `edge-key.pem`).
+    pub async fn start_tls(dir: &std::path::Path) -> Origin {
+        use rustls_pemfile::Item;
+        let certs: Vec<_> = rustls_pemfile::certs(&mut std::io::BufReader::new(std::fs::File::open(dir.join("edge.pem")).unwrap()))
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let key = match rustls_pemfile::read_one(&mut std::io::BufReader::new(std::fs::File::open(dir.join("edge-key.pem")).unwrap()))
+            .unwrap()
+            .unwrap()
+        {
+            Item::Pkcs8Key(k) => rustls_pki_types::PrivateKeyDer::Pkcs8(k),
+            Item::Sec1Key(k) => rustls_pki_types::PrivateKeyDer::Sec1(k),
+            other => panic!("unexpected key {other:?}"),
+        };
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shared = Arc::new(Shared::default());
+        let s = shared.clone();
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                s.connections.fetch_add(1, Ordering::SeqCst);
+                let (s2, acceptor) = (s.clone(), acceptor.clone());
+                let handle = tokio::spawn(async move {
+                    if let Ok(tls) = acceptor.accept(stream).await {
+                        let _ = serve_connection(tls, s2).await;
+                    }
+                });
+                s.tasks.lock().unwrap().push(handle.abort_handle());
+            }
+        });
+        Origin { addr, shared, task }
+    }
+}
+
+async fn serve_connection<S: Conn>(stream: S, shared: Arc<Shared>) -> std::io::Result<()> {
     let mut reader = BufReader::new(stream);
     loop {
         let mut line = String::new();
@@ -261,10 +323,7 @@ async fn serve_connection(stream: TcpStream, shared: Arc<Shared>) -> std::io::Re
             return Ok(());
         }
         if route.reset_after.is_some() {
-            let stream = reader.into_inner();
-            #[allow(deprecated)] // an abortive close (RST) is the point here
-            stream.set_linger(Some(Duration::ZERO))?;
-            drop(stream);
+            reader.into_inner().reset();
             return Ok(());
         }
         if route.stall_after.is_some() {
