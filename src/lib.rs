@@ -13,6 +13,7 @@
 //! - [`demo`]: the embedded demo origin serving the sample HLS title.
 //! - [`token`], [`hls`]: signed tokens and the playlist rewriter (pure).
 //! - [`origin`]: origin pools, consistent hashing, health.
+//! - [`control`]: the embedded control plane (`/api/v1`: users, catalog, playback, progress).
 //! - [`tls`]: certificates (SNI resolver with reload, dev CA), [`geo`]: GeoIP and country rules.
 #![forbid(unsafe_code)]
 
@@ -20,6 +21,7 @@ pub mod admin;
 pub mod cache;
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod demo;
 pub mod geo;
 pub mod metrics;

@@ -38,6 +38,99 @@ pub enum StartError {
     Tls(#[from] crate::tls::TlsError),
     #[error("geo.database: {0}")]
     Geo(#[from] crate::geo::GeoError),
+    #[error("control: {0}")]
+    Control(String),
+}
+
+/// CDN host health for the control plane: a TCP connect to each host every few seconds.
+struct ProbeHealth {
+    hosts: Vec<(String, std::sync::atomic::AtomicBool)>,
+}
+
+impl crate::control::CdnHealth for ProbeHealth {
+    fn healthy(&self, host: &crate::control::CdnHost) -> bool {
+        self.hosts.iter().find(|(u, _)| *u == host.base_url).is_none_or(|(_, ok)| ok.load(Ordering::Relaxed))
+    }
+}
+
+impl ProbeHealth {
+    /// host:port of a bare origin URL.
+    fn authority(base_url: &str) -> Option<String> {
+        let (scheme, rest) = base_url.split_once("://")?;
+        let host = rest.trim_end_matches('/');
+        if host.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) {
+            Some(host.to_string())
+        } else {
+            Some(format!("{host}:{}", if scheme == "https" { 443 } else { 80 }))
+        }
+    }
+
+    async fn probe_forever(self: std::sync::Arc<Self>) {
+        loop {
+            for (url, ok) in &self.hosts {
+                let up = match Self::authority(url) {
+                    Some(a) => matches!(
+                        tokio::time::timeout(std::time::Duration::from_secs(1), tokio::net::TcpStream::connect(a)).await,
+                        Ok(Ok(_))
+                    ),
+                    None => false,
+                };
+                ok.store(up, Ordering::Relaxed);
+            }
+            tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+        }
+    }
+}
+
+/// The running control plane: its runtime, address and shutdown switch.
+struct ControlPlane {
+    runtime: tokio::runtime::Runtime,
+    addr: SocketAddr,
+    stop: tokio::sync::oneshot::Sender<()>,
+}
+
+fn start_control(cfg: &Config) -> Result<Option<ControlPlane>, StartError> {
+    let (Some(c), Some(tokens)) = (&cfg.control, &cfg.tokens) else { return Ok(None) };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("edge-control")
+        .enable_all()
+        .build()
+        .map_err(StartError::Runtime)?;
+    let mut cc = crate::control::ControlConfig::new(c.database.clone(), c.admin_token.clone(), tokens.keyring.clone());
+    cc.cdn_hosts = c.cdn_hosts.clone();
+    cc.playback_slack = c.playback_slack;
+    cc.session_ttl = c.session_ttl;
+    cc.tier_max_height = crate::control::TierHeights {
+        basic: c.basic_max_height,
+        standard: c.standard_max_height,
+        premium: u32::MAX,
+    };
+    if cfg.demo.is_some() {
+        cc.seed = Some(crate::control::Title::demo());
+    }
+    let health = std::sync::Arc::new(ProbeHealth {
+        hosts: c.cdn_hosts.iter().map(|h| (h.base_url.clone(), std::sync::atomic::AtomicBool::new(true))).collect(),
+    });
+    let state = runtime
+        .block_on(crate::control::AppState::open(cc, health.clone()))
+        .map_err(|e| StartError::Control(e.to_string()))?;
+    let listener = runtime
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .map_err(|e| StartError::Control(format!("cannot listen on loopback: {e}")))?;
+    let addr = listener.local_addr().map_err(|e| StartError::Control(e.to_string()))?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    runtime.spawn(health.probe_forever());
+    runtime.spawn(async move {
+        if let Err(e) = crate::control::serve_state(listener, state, async move {
+            let _ = stopped.await;
+        })
+        .await
+        {
+            tracing::error!(error = %e, "control plane stopped");
+        }
+    });
+    Ok(Some(ControlPlane { runtime, addr, stop }))
 }
 
 /// Reloads certificates when their files change or on SIGHUP, and the GeoIP database when its
@@ -189,6 +282,8 @@ pub fn run(config: Config) -> Result<(), StartError> {
         Some(path) => Some(std::sync::Arc::new(crate::geo::Geo::open(path.clone())?)),
     };
 
+    let control = start_control(&config)?;
+
     let metrics = Metrics::new()?;
     // foyer's I/O and flushing run on a runtime of their own that outlives Pingora's
     // service runtimes, so the cache can be closed (flushed) after they stop.
@@ -212,6 +307,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
         lock,
         tls,
         geo,
+        control: control.as_ref().map(|c| c.addr),
         ready: AtomicBool::new(false),
         draining: AtomicBool::new(false),
     }));
@@ -260,6 +356,9 @@ pub fn run(config: Config) -> Result<(), StartError> {
     if let Some(https) = cfg.server.https {
         println!("edge: listening on https://{https} (HTTP/2 and HTTP/1.1)");
     }
+    if state.control.is_some() {
+        println!("edge: control plane at {}/api/v1 (OpenAPI: /api/v1/openapi.json)", cfg.server.public_url);
+    }
     println!(
         "edge: listening on http://{} (admin http://{}); cache {} in {}",
         cfg.server.http,
@@ -269,6 +368,10 @@ pub fn run(config: Config) -> Result<(), StartError> {
     );
     server.run(RunArgs::default());
 
+    if let Some(c) = control {
+        let _ = c.stop.send(());
+        c.runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    }
     tracing::info!("services stopped; flushing the cache");
     if let Err(e) = cache_rt.block_on(cache.close()) {
         tracing::warn!(error = %e, "cache close failed");

@@ -20,6 +20,7 @@ pub struct FileConfig {
     pub tokens: Option<TokensSection>,
     pub tls: Option<TlsSection>,
     pub geo: Option<GeoSection>,
+    pub control: Option<ControlSection>,
     #[serde(default)]
     pub origins: Vec<OriginSection>,
     pub demo: Option<DemoSection>,
@@ -199,4 +200,26 @@ pub struct GeoRuleSection {
     pub allow: Option<Vec<String>>,
     pub deny: Option<Vec<String>>,
     pub unknown: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ControlSection {
+    pub enabled: Option<bool>,
+    pub database: Option<String>,
+    pub admin_token_file: Option<String>,
+    pub admin_token_env: Option<String>,
+    pub cdn_hosts: Option<Vec<CdnHostSection>>,
+    pub playback_slack: Option<String>,
+    pub session_ttl: Option<String>,
+    pub basic_max_height: Option<i64>,
+    pub standard_max_height: Option<i64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CdnHostSection {
+    pub name: String,
+    pub base_url: String,
+    pub priority: Option<i64>,
 }

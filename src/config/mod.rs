@@ -62,8 +62,32 @@ pub struct Config {
     pub tokens: Option<TokensConfig>,
     pub tls: Option<TlsConfig>,
     pub geo: GeoConfig,
+    /// The embedded control plane under `/api/v1`; `None` = off.
+    pub control: Option<ControlSettings>,
     pub origins: Vec<OriginPool>,
     pub demo: Option<DemoConfig>,
+}
+
+/// `[control]`: the embedded control plane.
+#[derive(Clone)]
+pub struct ControlSettings {
+    pub database: PathBuf,
+    pub admin_token: String,
+    pub cdn_hosts: Vec<crate::control::CdnHost>,
+    pub playback_slack: Duration,
+    pub session_ttl: Duration,
+    pub basic_max_height: u32,
+    pub standard_max_height: u32,
+}
+
+impl fmt::Debug for ControlSettings {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ControlSettings")
+            .field("database", &self.database)
+            .field("admin_token", &"<redacted>")
+            .field("cdn_hosts", &self.cdn_hosts)
+            .finish()
+    }
 }
 
 /// `[tls]`: certificates for the HTTPS listener (`[server] https`).
@@ -409,6 +433,15 @@ impl Config {
             return Err(ConfigError::new("server.https", "must differ from server.http and server.admin"));
         }
         let geo = raw.geo.map(|g| geo_config(g, base)).transpose()?.unwrap_or_default();
+        let control = match raw.control {
+            Some(c) if c.enabled.unwrap_or(true) => {
+                if tokens.is_none() {
+                    return Err(ConfigError::new("control", "the control plane signs playback URLs: it needs [tokens]"));
+                }
+                Some(control_settings(c, base, &server)?)
+            }
+            _ => None,
+        };
 
         let allow_origins = raw.cors.allow_origins.unwrap_or_else(|| vec!["*".into()]);
         for (i, o) in allow_origins.iter().enumerate() {
@@ -476,7 +509,7 @@ impl Config {
         }
         origins.sort_by_key(|p| p.priority);
 
-        Ok(Config { server, cache, cors, purge, tokens, tls, geo, origins, demo })
+        Ok(Config { server, cache, cors, purge, tokens, tls, geo, control, origins, demo })
     }
 
     /// One-line summary printed by `edge check`.
@@ -658,6 +691,54 @@ fn tokens_config(t: file::TokensSection, base: &Path) -> Result<TokensConfig, Co
         keyring: std::sync::Arc::new(keyring),
         public,
         edgeauth,
+    })
+}
+
+fn control_settings(c: file::ControlSection, base: &Path, server: &ServerConfig) -> Result<ControlSettings, ConfigError> {
+    let admin_token = match (&c.admin_token_file, &c.admin_token_env) {
+        (None, None) => String::new(),
+        (f, e) => {
+            let bytes = secret("control.admin_token", f.as_deref(), e.as_deref(), base)?;
+            let token = String::from_utf8(bytes)
+                .map_err(|_| ConfigError::new("control.admin_token", "the admin token must be text"))?
+                .trim()
+                .to_string();
+            if token.len() < 16 {
+                return Err(ConfigError::new("control.admin_token", "the admin token must be at least 16 characters"));
+            }
+            token
+        }
+    };
+    let mut cdn_hosts = Vec::new();
+    for (i, h) in c.cdn_hosts.unwrap_or_default().into_iter().enumerate() {
+        let ok = (h.base_url.starts_with("http://") || h.base_url.starts_with("https://"))
+            && h.base_url.splitn(4, '/').nth(3).is_none_or(|rest| rest.is_empty());
+        if !ok {
+            return Err(ConfigError::new(
+                format!("control.cdn_hosts[{i}].base_url"),
+                format!("{:?} must be a bare origin like \"https://cdn.example\" (no path)", h.base_url),
+            ));
+        }
+        let priority = u32::try_from(h.priority.unwrap_or(0))
+            .map_err(|_| ConfigError::new(format!("control.cdn_hosts[{i}].priority"), "must be 0 or more"))?;
+        cdn_hosts.push(crate::control::CdnHost { name: h.name, base_url: h.base_url.trim_end_matches('/').to_string(), priority });
+    }
+    if cdn_hosts.is_empty() {
+        cdn_hosts.push(crate::control::CdnHost { name: "this-edge".into(), base_url: server.public_url.clone(), priority: 0 });
+    }
+    let height = |key: &str, v: Option<i64>, default: u32| match v {
+        None => Ok(default),
+        Some(h) if (1..=10_000).contains(&h) => Ok(h as u32),
+        Some(h) => Err(ConfigError::new(format!("control.{key}"), format!("{h} is out of range 1..=10000"))),
+    };
+    Ok(ControlSettings {
+        database: base.join(c.database.as_deref().unwrap_or("data/control.db")),
+        admin_token,
+        cdn_hosts,
+        playback_slack: duration("control.playback_slack", c.playback_slack.as_deref(), "1h")?,
+        session_ttl: duration("control.session_ttl", c.session_ttl.as_deref(), "7d")?,
+        basic_max_height: height("basic_max_height", c.basic_max_height, 480)?,
+        standard_max_height: height("standard_max_height", c.standard_max_height, 1080)?,
     })
 }
 

@@ -52,6 +52,8 @@ pub struct EdgeState {
     pub tls: Option<std::sync::Arc<crate::tls::store::SniResolver>>,
     /// The GeoIP database (reloadable).
     pub geo: Option<std::sync::Arc<crate::geo::Geo>>,
+    /// The embedded control plane's loopback address, when it runs.
+    pub control: Option<std::net::SocketAddr>,
     /// Set once the player listener accepts connections.
     pub ready: AtomicBool,
     /// Set when shutdown starts: `/readyz` turns 503 so load balancers drain this node.
@@ -76,6 +78,8 @@ impl EdgeState {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     Content,
+    /// `/api/v1`: forwarded to the control plane, never cached, no playback token.
+    Api,
     Local,
     Preflight,
     Rejected,
@@ -85,6 +89,7 @@ impl Kind {
     fn as_str(self) -> &'static str {
         match self {
             Kind::Content => "content",
+            Kind::Api => "api",
             Kind::Local => "local",
             Kind::Preflight => "preflight",
             Kind::Rejected => "rejected",
@@ -238,6 +243,9 @@ async fn respond(session: &mut Session, status: u16, body: &'static str, extra: 
 impl EdgeProxy {
     /// Count a failed attempt against its node (passive health) and in the metrics.
     fn upstream_failed(&self, ctx: &RequestCtx, what: &str) {
+        if ctx.kind == Kind::Api {
+            return;
+        }
         let Some(choice) = &ctx.upstream else { return };
         self.state.metrics.upstream_requests.with_label_values(&[choice.pool_name(), &choice.node_label(), what]).inc();
         if let Some(pool) = self.state.pools.pool(choice) {
@@ -433,6 +441,12 @@ impl ProxyHttp for EdgeProxy {
             _ => {}
         }
 
+        if self.state.control.is_some() && (path == "/api/v1" || path.starts_with("/api/v1/")) {
+            ctx.kind = Kind::Api;
+            ctx.path = path;
+            return Ok(false);
+        }
+
         let mut path = path;
         let raw_query = session.req_header().uri.query().map(str::to_string);
         let mut query = raw_query.clone();
@@ -488,8 +502,8 @@ impl ProxyHttp for EdgeProxy {
         Ok(false)
     }
 
-    fn request_cache_filter(&self, session: &mut Session, _ctx: &mut RequestCtx) -> Result<()> {
-        if matches!(session.req_header().method, Method::GET | Method::HEAD) {
+    fn request_cache_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
+        if ctx.kind == Kind::Content && matches!(session.req_header().method, Method::GET | Method::HEAD) {
             session.cache.enable(&self.state.cache.storage, None, None, Some(self.state.lock), None);
             session.cache.set_max_file_size_bytes(self.state.config.cache.max_object as usize);
         }
@@ -517,6 +531,12 @@ impl ProxyHttp for EdgeProxy {
     }
 
     async fn upstream_peer(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
+        if ctx.kind == Kind::Api {
+            let addr = self.state.control.ok_or_else(|| Error::explain(ErrorType::ConnectNoRoute, "no control plane"))?;
+            let mut peer = HttpPeer::new(addr, false, String::new());
+            peer.options.read_timeout = Some(Duration::from_secs(30));
+            return Ok(Box::new(peer));
+        }
         let pools = &self.state.pools;
         let choice = pools
             .choose(&ctx.route_key, &ctx.tried)
@@ -568,6 +588,16 @@ impl ProxyHttp for EdgeProxy {
     }
 
     async fn upstream_request_filter(&self, _session: &mut Session, req: &mut RequestHeader, ctx: &mut RequestCtx) -> Result<()> {
+        if ctx.kind == Kind::Api {
+            // The control plane trusts exactly these two headers: always set by the edge,
+            // never passed through from the client.
+            req.insert_header("x-edge-client-ip", ctx.client.to_string())?;
+            req.remove_header("x-edge-country");
+            if let Some(cc) = self.state.geo.as_ref().and_then(|g| g.lookup(ctx.client)) {
+                req.insert_header("x-edge-country", cc.as_str())?;
+            }
+            return Ok(());
+        }
         if let Some(choice) = &ctx.upstream {
             if let Some(host) = self.state.pools.host_override(choice) {
                 req.insert_header(http::header::HOST, host)?;
@@ -580,6 +610,9 @@ impl ProxyHttp for EdgeProxy {
     async fn upstream_response_filter(&self, session: &mut Session, resp: &mut ResponseHeader, ctx: &mut RequestCtx) -> Result<()> {
         let status = resp.status.as_u16();
         ctx.upstream_status = Some(status);
+        if ctx.kind == Kind::Api {
+            return Ok(());
+        }
         if let Some(choice) = &ctx.upstream {
             let m = &self.state.metrics;
             m.upstream_requests.with_label_values(&[choice.pool_name(), &choice.node_label(), &status.to_string()]).inc();

@@ -6,6 +6,7 @@ mod support;
 mod admin;
 mod cache;
 mod cli;
+mod control;
 mod demo;
 mod disk;
 mod fills;

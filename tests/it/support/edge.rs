@@ -146,6 +146,14 @@ impl Edge {
         }
     }
 
+    /// SIGKILL: no graceful shutdown at all.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
     /// Start again after a stop, on the same ports, config and cache dir.
     pub async fn restart_after_stop(&mut self) {
         assert!(self.child.is_none(), "edge still running");

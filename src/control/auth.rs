@@ -1,0 +1,324 @@
+//! Credentials: argon2id password hashes, random session tokens (only their SHA-256 is
+//! stored), the in-memory login rate limiter and the clock.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::{Algorithm, Argon2, Params, Version};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use ring::rand::{SecureRandom, SystemRandom};
+
+/// Argon2id cost parameters for new password hashes. Existing hashes keep the parameters they
+/// were made with (they are part of the stored PHC string), so the cost can be raised later.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PasswordHashing {
+    /// Memory in KiB (`m`).
+    pub memory_kib: u32,
+    /// Passes (`t`).
+    pub iterations: u32,
+    /// Lanes (`p`).
+    pub parallelism: u32,
+}
+
+impl Default for PasswordHashing {
+    /// OWASP's argon2id recommendation: m = 19 MiB, t = 2, p = 1.
+    fn default() -> Self {
+        PasswordHashing {
+            memory_kib: 19 * 1024,
+            iterations: 2,
+            parallelism: 1,
+        }
+    }
+}
+
+impl PasswordHashing {
+    fn hasher(&self) -> Result<Argon2<'static>, String> {
+        let params = Params::new(self.memory_kib, self.iterations, self.parallelism, None)
+            .map_err(|e| format!("argon2 parameters: {e}"))?;
+        Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
+    }
+
+    /// Checks the parameters (at startup).
+    pub fn validate(&self) -> Result<(), String> {
+        self.hasher().map(|_| ())
+    }
+
+    /// An argon2id PHC string for `password` with a fresh 128-bit salt. CPU- and memory-heavy:
+    /// call on the blocking pool.
+    pub fn hash(&self, password: &str, rng: &SystemRandom) -> Result<String, String> {
+        let mut salt = [0u8; 16];
+        rng.fill(&mut salt)
+            .map_err(|_| "random source failed".to_string())?;
+        let salt = SaltString::encode_b64(&salt).map_err(|e| format!("salt: {e}"))?;
+        let hash = self
+            .hasher()?
+            .hash_password(password.as_bytes(), &salt)
+            .map_err(|e| format!("argon2: {e}"))?;
+        Ok(hash.to_string())
+    }
+}
+
+/// Whether `password` matches the PHC string `hash` (constant time in the hash comparison;
+/// uses the parameters stored in `hash`). Call on the blocking pool.
+pub fn verify_password(hash: &str, password: &str) -> bool {
+    let Ok(parsed) = PasswordHash::new(hash) else {
+        return false;
+    };
+    if parsed.algorithm != argon2::Algorithm::Argon2id.ident() {
+        return false;
+    }
+    Argon2::default()
+        .verify_password(password.as_bytes(), &parsed)
+        .is_ok()
+}
+
+/// SHA-256 of a session token (what the store keeps).
+pub fn token_hash(token: &str) -> [u8; 32] {
+    let d = ring::digest::digest(&ring::digest::SHA256, token.as_bytes());
+    let mut out = [0u8; 32];
+    out.copy_from_slice(d.as_ref());
+    out
+}
+
+/// A new session token (256 random bits, base64url, 43 characters) and its hash.
+pub fn new_session_token(rng: &SystemRandom) -> Result<(String, [u8; 32]), String> {
+    let mut raw = [0u8; 32];
+    rng.fill(&mut raw)
+        .map_err(|_| "random source failed".to_string())?;
+    let token = URL_SAFE_NO_PAD.encode(raw);
+    let hash = token_hash(&token);
+    Ok((token, hash))
+}
+
+/// Compares two digests without an early exit.
+pub fn digest_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    a.iter()
+        .zip(b.iter())
+        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
+        == 0
+}
+
+/// Login rate limits: failed attempts per account and per client address in a sliding window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoginLimits {
+    /// Failures per account (email) per window before refusing with 429.
+    pub per_account: u32,
+    /// Failures per client address per window before refusing with 429.
+    pub per_ip: u32,
+    pub window: Duration,
+}
+
+impl Default for LoginLimits {
+    fn default() -> Self {
+        LoginLimits {
+            per_account: 5,
+            per_ip: 20,
+            window: Duration::from_secs(15 * 60),
+        }
+    }
+}
+
+/// Key of a rate-limit bucket.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum LimitKey {
+    Account(String),
+    Ip(String),
+}
+
+const MAX_BUCKETS: usize = 100_000;
+
+/// In-memory sliding-window counter of login failures.
+#[derive(Debug)]
+pub struct LoginLimiter {
+    limits: LoginLimits,
+    buckets: Mutex<HashMap<LimitKey, VecDeque<i64>>>,
+}
+
+impl LoginLimiter {
+    pub fn new(limits: LoginLimits) -> Self {
+        LoginLimiter {
+            limits,
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn window(&self) -> i64 {
+        i64::try_from(self.limits.window.as_secs()).unwrap_or(i64::MAX)
+    }
+
+    fn limit(&self, key: &LimitKey) -> u32 {
+        match key {
+            LimitKey::Account(_) => self.limits.per_account,
+            LimitKey::Ip(_) => self.limits.per_ip,
+        }
+    }
+
+    /// `Err(retry_after_seconds)` when any of `keys` has reached its limit at `now`.
+    pub fn check(&self, keys: &[LimitKey], now: i64) -> Result<(), u64> {
+        let window = self.window();
+        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        let mut retry: Option<i64> = None;
+        for key in keys {
+            if let Some(q) = buckets.get_mut(key) {
+                while q.front().is_some_and(|&t| t.saturating_add(window) <= now) {
+                    q.pop_front();
+                }
+                let limit = usize::try_from(self.limit(key)).unwrap_or(usize::MAX);
+                if q.len() >= limit {
+                    // The bucket reopens when enough of the oldest failures age out.
+                    let idx = q.len() - limit;
+                    let reopen = q.get(idx).copied().unwrap_or(now).saturating_add(window);
+                    let wait = (reopen - now).max(1);
+                    retry = Some(retry.map_or(wait, |r| r.max(wait)));
+                }
+            }
+        }
+        match retry {
+            Some(r) => Err(u64::try_from(r).unwrap_or(1)),
+            None => Ok(()),
+        }
+    }
+
+    /// Records a failed attempt against every key.
+    pub fn record_failure(&self, keys: &[LimitKey], now: i64) {
+        let window = self.window();
+        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        if buckets.len() >= MAX_BUCKETS {
+            buckets.retain(|_, q| q.back().is_some_and(|&t| t.saturating_add(window) > now));
+        }
+        for key in keys {
+            let q = buckets.entry(key.clone()).or_default();
+            q.push_back(now);
+            let cap = usize::try_from(self.limit(key))
+                .unwrap_or(usize::MAX)
+                .saturating_add(1);
+            while q.len() > cap {
+                q.pop_front();
+            }
+        }
+    }
+
+    /// Forgets the failures of `key` (after a successful login of that account).
+    pub fn reset(&self, key: &LimitKey) {
+        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
+        buckets.remove(key);
+    }
+}
+
+/// Wall clock in unix seconds with an adjustable offset (tests move time forward).
+#[derive(Debug, Default)]
+pub struct Clock {
+    offset: AtomicI64,
+}
+
+impl Clock {
+    pub fn now(&self) -> i64 {
+        let sys = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+            .unwrap_or(0);
+        sys.saturating_add(self.offset.load(Ordering::Relaxed))
+    }
+
+    /// Moves the clock by `secs` (tests).
+    pub fn advance(&self, secs: i64) {
+        self.offset.fetch_add(secs, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cheap() -> PasswordHashing {
+        PasswordHashing {
+            memory_kib: 64,
+            iterations: 1,
+            parallelism: 1,
+        }
+    }
+
+    #[test]
+    fn hashes_are_argon2id_and_salted() {
+        let rng = SystemRandom::new();
+        let a = cheap().hash("correct horse", &rng).unwrap();
+        let b = cheap().hash("correct horse", &rng).unwrap();
+        assert!(a.starts_with("$argon2id$v=19$m=64,t=1,p=1$"), "{a}");
+        assert_ne!(a, b);
+        assert!(verify_password(&a, "correct horse"));
+        assert!(!verify_password(&a, "correct horsf"));
+        assert!(!verify_password("not a hash", "x"));
+        // Another algorithm's PHC string is refused.
+        let i = a.replacen("$argon2id$", "$argon2i$", 1);
+        assert!(!verify_password(&i, "correct horse"));
+    }
+
+    #[test]
+    fn default_cost_is_owasp() {
+        let rng = SystemRandom::new();
+        let h = PasswordHashing::default().hash("0123456789", &rng).unwrap();
+        assert!(h.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{h}");
+        assert!(verify_password(&h, "0123456789"));
+        assert!(PasswordHashing {
+            memory_kib: 1,
+            iterations: 1,
+            parallelism: 1
+        }
+        .validate()
+        .is_err());
+    }
+
+    #[test]
+    fn session_tokens() {
+        let rng = SystemRandom::new();
+        let (t1, h1) = new_session_token(&rng).unwrap();
+        let (t2, _) = new_session_token(&rng).unwrap();
+        assert_eq!(t1.len(), 43);
+        assert_ne!(t1, t2);
+        assert_eq!(token_hash(&t1), h1);
+        assert!(digest_eq(&h1, &h1));
+        assert!(!digest_eq(&h1, &token_hash(&t2)));
+    }
+
+    #[test]
+    fn limiter_window() {
+        let l = LoginLimiter::new(LoginLimits {
+            per_account: 3,
+            per_ip: 5,
+            window: Duration::from_secs(100),
+        });
+        let acct = LimitKey::Account("a@b.c".into());
+        let ip = LimitKey::Ip("1.2.3.4".into());
+        let keys = [acct.clone(), ip.clone()];
+        for t in 0..3 {
+            assert!(l.check(&keys, t).is_ok());
+            l.record_failure(&keys, t);
+        }
+        // Third failure at t=2: the oldest (t=0) ages out at 100.
+        assert_eq!(l.check(&keys, 10), Err(90));
+        assert_eq!(l.check(&keys, 100), Ok(()));
+        // The IP bucket is separate and larger.
+        let other = [LimitKey::Account("x@y.z".into()), ip.clone()];
+        assert!(l.check(&other, 10).is_ok());
+        // The check at t=100 aged out the IP's t=0 failure: 1, 2, 10, 11, 12 reach 5.
+        l.record_failure(&other, 10);
+        l.record_failure(&other, 11);
+        assert!(l.check(std::slice::from_ref(&ip), 11).is_ok());
+        l.record_failure(&other, 12);
+        assert!(l.check(std::slice::from_ref(&ip), 12).is_err());
+        l.reset(&acct);
+        assert!(l.check(&[acct], 12).is_ok());
+    }
+
+    #[test]
+    fn clock_moves() {
+        let c = Clock::default();
+        let a = c.now();
+        c.advance(1000);
+        assert!(c.now() >= a + 1000);
+    }
+}
