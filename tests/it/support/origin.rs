@@ -146,6 +146,18 @@ impl Origin {
     }
 
     pub async fn start_on(addr: SocketAddr) -> Origin {
+        Self::listen(addr, |stream, shared| async move {
+            let _ = serve_connection(stream, shared).await;
+        })
+        .await
+    }
+
+    /// Accept connections on `addr`, counting them, each handled by `handle` in its own task.
+    async fn listen<F, Fut>(addr: SocketAddr, handle: F) -> Origin
+    where
+        F: Fn(TcpStream, Arc<Shared>) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
         let listener = TcpListener::bind(addr).await.expect("bind origin");
         let addr = listener.local_addr().unwrap();
         let shared = Arc::new(Shared::default());
@@ -153,11 +165,8 @@ impl Origin {
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 s.connections.fetch_add(1, Ordering::SeqCst);
-                let s2 = s.clone();
-                let handle = tokio::spawn(async move {
-                    let _ = serve_connection(stream, s2).await;
-                });
-                s.tasks.lock().unwrap().push(handle.abort_handle());
+                let conn = tokio::spawn(handle(stream, s.clone()));
+                s.tasks.lock().unwrap().push(conn.abort_handle());
             }
         });
         Origin { addr, shared, task }
@@ -228,23 +237,15 @@ impl Origin {
             .with_single_cert(certs, key)
             .unwrap();
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let shared = Arc::new(Shared::default());
-        let s = shared.clone();
-        let task = tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
-                s.connections.fetch_add(1, Ordering::SeqCst);
-                let (s2, acceptor) = (s.clone(), acceptor.clone());
-                let handle = tokio::spawn(async move {
-                    if let Ok(tls) = acceptor.accept(stream).await {
-                        let _ = serve_connection(tls, s2).await;
-                    }
-                });
-                s.tasks.lock().unwrap().push(handle.abort_handle());
+        Self::listen("127.0.0.1:0".parse().unwrap(), move |stream, shared| {
+            let acceptor = acceptor.clone();
+            async move {
+                if let Ok(tls) = acceptor.accept(stream).await {
+                    let _ = serve_connection(tls, shared).await;
+                }
             }
-        });
-        Origin { addr, shared, task }
+        })
+        .await
     }
 }
 
