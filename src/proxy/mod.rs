@@ -209,22 +209,12 @@ fn client_ip(session: &Session, trusted: &[ipnet::IpNet]) -> std::net::IpAddr {
     crate::geo::client_ip(peer, Some(&xff.join(",")), trusted)
 }
 
-/// The body of a geo refusal.
-fn blocked_body(reason: &str) -> &'static str {
-    match reason {
-        "country_denied" => "country_denied\n",
-        "country_not_allowed" => "country_not_allowed\n",
-        "country_unknown" => "country_unknown\n",
-        _ => "token_country\n",
-    }
-}
-
 fn unix_now() -> u64 {
     SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 /// Write a complete small response from the edge itself.
-async fn respond(session: &mut Session, status: u16, body: &'static str, extra: &[(&str, String)]) -> Result<()> {
+async fn respond(session: &mut Session, status: u16, body: &str, extra: &[(&str, String)]) -> Result<()> {
     let mut resp = ResponseHeader::build(status, Some(4 + extra.len()))?;
     resp.insert_header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")?;
     resp.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
@@ -235,7 +225,7 @@ async fn respond(session: &mut Session, status: u16, body: &'static str, extra: 
     let head_only = session.req_header().method == Method::HEAD || body.is_empty();
     session.write_response_header(Box::new(resp), head_only).await?;
     if !head_only {
-        session.write_response_body(Some(Bytes::from_static(body.as_bytes())), true).await?;
+        session.write_response_body(Some(Bytes::copy_from_slice(body.as_bytes())), true).await?;
     }
     Ok(())
 }
@@ -464,7 +454,7 @@ impl ProxyHttp for EdgeProxy {
                     self.state.metrics.token_rejections.with_label_values(&[reason.code()]).inc();
                     let mut extra = self.cors_headers(ctx);
                     extra.push(("x-edge-reason", reason.code().to_string()));
-                    respond(session, 403, reason.code_line(), &extra).await?;
+                    respond(session, 403, &format!("{}\n", reason.code()), &extra).await?;
                     return Ok(true);
                 }
             }
@@ -483,7 +473,7 @@ impl ProxyHttp for EdgeProxy {
                 self.state.metrics.geo_blocked.with_label_values(&[label]).inc();
                 let mut extra = self.cors_headers(ctx);
                 extra.push(("x-edge-reason", blocked.reason.to_string()));
-                respond(session, status, blocked_body(blocked.reason), &extra).await?;
+                respond(session, status, &format!("{}\n", blocked.reason), &extra).await?;
                 return Ok(true);
             }
         }

@@ -109,21 +109,6 @@ impl Reject {
         Reject::TtlTooLong,
     ];
 
-    /// The reason code and a newline: the body of a 403.
-    pub const fn code_line(&self) -> &'static str {
-        match self {
-            Reject::Missing => "missing\n",
-            Reject::Malformed => "malformed\n",
-            Reject::BadSignature => "bad_signature\n",
-            Reject::UnknownKey => "unknown_key\n",
-            Reject::Expired => "expired\n",
-            Reject::NotYetValid => "not_yet_valid\n",
-            Reject::AclMismatch => "acl_mismatch\n",
-            Reject::IpMismatch => "ip_mismatch\n",
-            Reject::TtlTooLong => "ttl_too_long\n",
-        }
-    }
-
     /// The short, stable reason code.
     pub const fn code(&self) -> &'static str {
         match self {
