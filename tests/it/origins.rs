@@ -124,6 +124,11 @@ async fn a_5xx_node_is_retried_on_another_node() {
         assert_eq!(body(&edge, &format!("/live/{i}.ts")).await.unwrap(), (200, "good".to_string()), "request {i}");
     }
     let content: Vec<_> = bad.requests().into_iter().filter(|r| r.target.starts_with("/live/")).map(|r| r.target).collect();
+    // Each 5xx is counted once, as its status (not again as an error when it is retried).
+    let text = edge.metrics().await;
+    let as_503 = metric_value(&text, &format!(r#"edge_upstream_requests_total{{pool="p",node="{}",status="503"}}"#, bad.addr));
+    let as_error = metric_value(&text, &format!(r#"edge_upstream_requests_total{{pool="p",node="{}",status="error"}}"#, bad.addr));
+    assert_eq!((as_503, as_error), (content.len() as f64, 0.0));
     assert!(content.len() <= 3, "the 5xx node is ejected after its failures: {content:?}");
 }
 
