@@ -634,12 +634,8 @@ impl ProxyHttp for EdgeProxy {
     }
 
     async fn response_filter(&self, session: &mut Session, resp: &mut ResponseHeader, ctx: &mut RequestCtx) -> Result<()> {
-        let label = if session.cache.enabled() || matches!(session.cache.phase(), CachePhase::Disabled(_)) {
-            cache_label(session.cache.phase())
-        } else {
-            "BYPASS"
-        };
-        resp.insert_header("x-cache", label)?;
+        // Phases without a cache result (disabled, uninitialised) read as BYPASS.
+        resp.insert_header("x-cache", cache_label(session.cache.phase()))?;
         if let Some(out) = self.playlist_out(resp, ctx) {
             // The body changes length; and it now carries a viewer's token, so no shared
             // cache downstream may keep it.
@@ -712,13 +708,7 @@ impl ProxyHttp for EdgeProxy {
             .map(|r| r.status.as_u16())
             .or(ctx.local_status)
             .unwrap_or(if e.is_some() { 502 } else { 0 });
-        let cache = if ctx.kind == Kind::Content && session.cache.enabled() {
-            cache_label(session.cache.phase())
-        } else if ctx.kind == Kind::Content {
-            "BYPASS"
-        } else {
-            "NONE"
-        };
+        let cache = if ctx.kind == Kind::Content { cache_label(session.cache.phase()) } else { "NONE" };
         let kind = ctx.kind.as_str();
         let status_label = StatusCode::from_u16(status).map(|s| s.as_str().to_string()).unwrap_or_else(|_| status.to_string());
         m.requests.with_label_values(&[kind, &status_label, cache]).inc();
