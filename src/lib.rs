@@ -5,7 +5,8 @@
 //! - [`cli`]: the `edge` command line (`serve`, `check`).
 //! - [`config`]: `edge.toml`, its file structs and the validated [`config::Config`].
 //! - [`server`]: builds the Pingora server (proxy, admin, demo origin) and runs it.
-//! - [`proxy`]: the `ProxyHttp` implementation, request phases, CORS and origin choice.
+//! - [`proxy`]: the `ProxyHttp` implementation, request phases, CORS and origin choice; its
+//!   [`proxy::front`] answers fresh memory hits on HTTP/1 before the Pingora pipeline.
 //! - [`cache`]: foyer-backed `pingora_cache::Storage`, cache key and TTL policy.
 //! - [`path`]: request path normalisation shared by the cache key and the origin request.
 //! - [`admin`]: the admin listener (`/healthz`, `/readyz`, `/metrics`).

@@ -22,6 +22,7 @@ pub struct Metrics {
     pub cache_lookups: IntCounterVec,
     pub cache_purges: IntCounter,
     pub cache_promoted: IntCounter,
+    pub front_hits: IntCounter,
     pub cache_disk_write_bytes: IntCounter,
     pub cache_disk_read_bytes: IntCounter,
     pub token_rejections: IntCounterVec,
@@ -77,6 +78,10 @@ impl Metrics {
         let cache_purges = IntCounter::new("edge_cache_purges_total", "Purges applied (admin API and PURGE method)")?;
         let cache_promoted =
             IntCounter::new("edge_cache_promoted_total", "Objects written to disk on their second request")?;
+        let front_hits = IntCounter::new(
+            "edge_front_hits_total",
+            "Fresh memory hits answered by the player front without the full proxy pipeline (also counted in edge_requests_total)",
+        )?;
         let cache_disk_write_bytes =
             IntCounter::new("edge_cache_disk_write_bytes_total", "Bytes written to the disk tier")?;
         let cache_disk_read_bytes = IntCounter::new("edge_cache_disk_read_bytes_total", "Bytes read from the disk tier")?;
@@ -101,6 +106,7 @@ impl Metrics {
         registry.register(Box::new(cache_lookups.clone()))?;
         registry.register(Box::new(cache_purges.clone()))?;
         registry.register(Box::new(cache_promoted.clone()))?;
+        registry.register(Box::new(front_hits.clone()))?;
         registry.register(Box::new(cache_disk_write_bytes.clone()))?;
         registry.register(Box::new(cache_disk_read_bytes.clone()))?;
         registry.register(Box::new(requests.clone()))?;
@@ -130,6 +136,7 @@ impl Metrics {
             cache_lookups,
             cache_purges,
             cache_promoted,
+            front_hits,
             cache_disk_write_bytes,
             cache_disk_read_bytes,
             token_rejections,

@@ -323,7 +323,10 @@ pub fn run(config: Config) -> Result<(), StartError> {
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
 
-    let mut proxy = pingora_proxy::http_proxy_service_with_name(&server.configuration, EdgeProxy { state }, "edge proxy");
+    // The player listener: the front answers fresh memory hits, the Pingora proxy the rest.
+    let mut pipeline = pingora_proxy::HttpProxy::new(EdgeProxy { state }, server.configuration.clone());
+    pipeline.handle_init_modules();
+    let mut proxy = Service::new("edge proxy".to_string(), crate::proxy::front::Front::new(pipeline, state));
     proxy.add_tcp(&cfg.server.http.to_string());
     if let (Some(https), Some(resolver)) = (cfg.server.https, &state.tls) {
         let mut settings = pingora_core::listeners::tls::TlsSettings::intermediate("", "")

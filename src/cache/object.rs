@@ -37,6 +37,48 @@ struct DecodedMeta {
     stale_while_revalidate: u32,
     stale_if_error: u32,
     header: ResponseHeader,
+    /// The stored headers on the HTTP/1 wire, for the player front's hits: set when the
+    /// response can be answered there (a 200 with `Content-Length`), without the headers
+    /// every answer sets itself (`Date`, `Age`, `Accept-Ranges`, `Connection`).
+    wire: Option<Bytes>,
+}
+
+/// What the player front needs to answer a hit: freshness, the purge epoch and the headers.
+#[derive(Debug, Clone, Copy)]
+pub struct FastView<'a> {
+    pub fresh_until: SystemTime,
+    pub epoch: SystemTime,
+    pub content_type: Option<&'a str>,
+    /// The stored headers in HTTP/1 wire form (each line ends in CRLF).
+    pub wire: &'a [u8],
+}
+
+/// Headers an answer from the cache sets itself rather than replaying from the origin.
+const SET_PER_ANSWER: [http::HeaderName; 5] = [
+    http::header::DATE,
+    http::header::AGE,
+    http::header::ACCEPT_RANGES,
+    http::header::CONNECTION,
+    http::header::TRANSFER_ENCODING,
+];
+
+fn wire_of(header: &ResponseHeader, body_len: usize) -> Option<Bytes> {
+    let length_matches = header
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        == Some(body_len);
+    if header.status != http::StatusCode::OK || !length_matches {
+        return None;
+    }
+    let mut h = header.clone();
+    for name in &SET_PER_ANSWER {
+        h.remove_header(name);
+    }
+    let mut buf = bytes::BytesMut::with_capacity(256);
+    h.header_to_h1_wire(&mut buf);
+    Some(buf.freeze())
 }
 
 impl StoredObject {
@@ -60,8 +102,22 @@ impl StoredObject {
             stale_while_revalidate: meta.stale_while_revalidate_sec(),
             stale_if_error: meta.stale_if_error_sec(),
             header: meta.response_header().clone(),
+            wire: wire_of(meta.response_header(), self.body.len()),
         });
         Ok(meta)
+    }
+
+    /// The object as the player front answers it, once its meta has been decoded (by a first
+    /// hit through the full pipeline): `None` when not decoded yet or when the stored
+    /// response is not a 200 with a matching `Content-Length`.
+    pub fn fast_view(&self) -> Option<FastView<'_>> {
+        let d = self.decoded.get()?;
+        Some(FastView {
+            fresh_until: d.fresh_until,
+            epoch: d.epoch,
+            content_type: d.header.headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()),
+            wire: d.wire.as_deref()?,
+        })
     }
 
     /// Bytes this object weighs in the memory tier (and roughly on disk).

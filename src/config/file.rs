@@ -38,6 +38,7 @@ pub struct ServerSection {
     pub public_url: Option<String>,
     pub name: Option<String>,
     pub https: Option<String>,
+    pub fast_hits: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

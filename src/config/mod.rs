@@ -160,6 +160,9 @@ pub struct ServerConfig {
     pub name: String,
     /// HTTPS listener (needs `[tls]`).
     pub https: Option<SocketAddr>,
+    /// Answer fresh memory-tier hits in the player front ([`crate::proxy::front`]) rather
+    /// than through the full proxy pipeline.
+    pub fast_hits: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -353,6 +356,7 @@ impl Config {
                 Some(n) => return Err(ConfigError::new("server.name", format!("{n:?} must be letters, digits, '-', '_' or '.'"))),
                 None => format!("edge-{}", http.port()),
             },
+            fast_hits: s.fast_hits.unwrap_or(true),
         };
 
         let c = raw.cache;

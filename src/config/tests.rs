@@ -12,6 +12,7 @@ fn shipped_config_loads_whole() {
     assert_eq!(c.server.http, "0.0.0.0:8080".parse().unwrap());
     assert_eq!(c.server.admin, "127.0.0.1:9090".parse().unwrap());
     assert_eq!(c.server.threads, 2);
+    assert!(c.server.fast_hits, "the player front is on by default");
     assert_eq!(c.server.grace_period, Duration::from_secs(10));
     assert_eq!(c.server.shutdown_timeout, Duration::from_secs(5));
     assert_eq!(c.server.public_url, "http://127.0.0.1:8080");
@@ -85,6 +86,7 @@ fn bad_configs_name_the_key_and_reason() {
         ("[server]\nrole = \"cdn\"\n", "server.role", "unknown role \"cdn\""),
         ("[server]\nthreads = 0\n", "server.threads", "out of range"),
         ("[server]\nthreads = \"two\"\n", "server.threads", "invalid type"),
+        ("[server]\nfast_hits = \"yes\"\n", "server.fast_hits", "invalid type"),
         ("[server]\ngrace_period = \"soon\"\n", "server.grace_period", "invalid duration \"soon\""),
         ("[server]\nadmin = \"0.0.0.0:8080\"\n", "server.admin", "must differ from server.http"),
         ("[server]\npublic_url = \"edge.example\"\n", "server.public_url", "must start with http://"),

@@ -14,6 +14,7 @@
 //! `response_body_filter`; geo rules in `request_filter`; purge in `is_purge`.
 
 pub mod cors;
+pub mod front;
 pub mod tokens;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -279,15 +280,12 @@ impl EdgeProxy {
 
     /// Whether this response is a playlist that must be rewritten for the viewer's token.
     fn rewrites_playlist(&self, resp: &ResponseHeader, ctx: &RequestCtx) -> bool {
-        let Some(g) = &ctx.token else { return false };
-        let has_work = matches!(g.placement, tokens::Placement::Query | tokens::Placement::EdgeAuthQuery)
-            || g.claims.as_ref().is_some_and(|c| c.mh.is_some());
-        has_work
-            && resp.status == StatusCode::OK
-            && crate::hls::is_playlist(
-                resp.headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()),
-                &ctx.path,
-            )
+        rewrites_playlist(
+            ctx.token.as_ref(),
+            resp.status,
+            resp.headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()),
+            &ctx.path,
+        )
     }
 
     fn playlist_out(&self, resp: &ResponseHeader, ctx: &RequestCtx) -> Option<PlaylistOut> {
@@ -320,21 +318,39 @@ impl EdgeProxy {
     }
 
     fn cors_headers(&self, ctx: &RequestCtx) -> Vec<(&'static str, String)> {
-        let Some(origin) = &ctx.cors_origin else { return Vec::new() };
-        let mut h = vec![
-            ("access-control-allow-origin", origin.clone()),
-            ("access-control-expose-headers", cors::EXPOSE_HEADERS.to_string()),
-        ];
-        if self.state.cors.varies() {
-            h.push(("vary", "Origin".to_string()));
-        }
-        h
+        cors_headers(self.state, ctx.cors_origin.as_deref())
     }
+}
+
+/// Whether a response is a playlist that must be rewritten for the viewer's token (query
+/// tokens ride on every URI; an `mh` claim filters variants).
+fn rewrites_playlist(token: Option<&tokens::Granted>, status: StatusCode, content_type: Option<&str>, path: &str) -> bool {
+    let Some(g) = token else { return false };
+    let has_work = matches!(g.placement, tokens::Placement::Query | tokens::Placement::EdgeAuthQuery)
+        || g.claims.as_ref().is_some_and(|c| c.mh.is_some());
+    has_work && status == StatusCode::OK && crate::hls::is_playlist(content_type, path)
+}
+
+/// The CORS headers of a response to a request whose `Origin` is allowed as `allowed`.
+fn cors_headers(state: &EdgeState, allowed: Option<&str>) -> Vec<(&'static str, String)> {
+    let Some(origin) = allowed else { return Vec::new() };
+    let mut h = vec![
+        ("access-control-allow-origin", origin.to_string()),
+        ("access-control-expose-headers", cors::EXPOSE_HEADERS.to_string()),
+    ];
+    if state.cors.varies() {
+        h.push(("vary", "Origin".to_string()));
+    }
+    h
 }
 
 #[async_trait]
 impl ProxyHttp for EdgeProxy {
     type CTX = RequestCtx;
+
+    /// No downstream modules: Pingora's default adds a (disabled) compression module that
+    /// costs an allocation and a filter pass on every request. Video is not recompressed.
+    fn init_downstream_modules(&self, _modules: &mut pingora_core::modules::http::HttpModules) {}
 
     fn new_ctx(&self) -> RequestCtx {
         RequestCtx {

@@ -10,6 +10,7 @@ mod control;
 mod demo;
 mod disk;
 mod fills;
+mod front;
 mod geo;
 mod http;
 mod lifecycle;

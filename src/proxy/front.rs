@@ -1,0 +1,360 @@
+//! The player listener's front door: fresh memory-tier hits answered without the full
+//! proxy pipeline.
+//!
+//! Pingora's proxy pipeline spends ~16 µs of CPU on a cache hit of a small playlist: session
+//! and module setup, the cache state machine, the meta and header rebuilds, several large
+//! future moves (issue 3 has the profile). Players ask for the same hot playlists and
+//! segments over and over, so the front reads each HTTP/1 request head itself and, when
+//! the request is a plain `GET`/`HEAD` for an object that is complete, fresh and in the
+//! memory tier, writes the stored response at once: the same status, headers and body the
+//! pipeline would send, the same metrics and access-log line.
+//!
+//! It decides with the pipeline's own functions (path normalisation, the token gate, bans,
+//! the cache key) and steps aside whenever the request needs more: ranges, conditionals,
+//! a body, `Via` (loop checks), geo rules, playlist rewriting, local routes, stale or
+//! banned objects, objects not decoded yet, shutdown. Those requests, and every HTTP/2
+//! connection, go to the Pingora proxy unchanged; the bytes already read are handed over
+//! as the start of the next request, and the connection comes back to the front after.
+//! `[server] fast_hits = false` turns the front off.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use async_trait::async_trait;
+use bytes::{Buf, Bytes, BytesMut};
+use pingora_core::apps::{HttpServerApp, ServerApp};
+use pingora_core::protocols::http::ServerSession;
+use pingora_core::protocols::{Stream, ALPN};
+use pingora_core::server::ShutdownWatch;
+use pingora_proxy::HttpProxy;
+use prometheus::{Histogram, IntCounter};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use super::{tokens, EdgeProxy, EdgeState};
+use crate::cache::bans::Verdict;
+use crate::cache::key;
+use crate::cache::object::StoredObject;
+
+/// A request head longer than this goes to the pipeline (which allows much larger ones).
+const HEAD_MAX: usize = 8 * 1024;
+/// A request with more header lines than this goes to the pipeline.
+const MAX_HEADERS: usize = 32;
+/// How long an idle keep-alive connection waits for its next request (Pingora's default).
+const IDLE: Duration = Duration::from_secs(60);
+/// Bodies up to this size are copied next to the head so the answer leaves in one write.
+const COALESCE_MAX: usize = 64 * 1024;
+
+/// The player-facing service: the front, then the Pingora proxy for everything else.
+pub struct Front {
+    proxy: Arc<HttpProxy<EdgeProxy>>,
+    state: &'static EdgeState,
+    enabled: bool,
+    hits: IntCounter,
+    hit_duration: Histogram,
+    hit_bytes: IntCounter,
+    front_hits: IntCounter,
+}
+
+/// A hit the front answers.
+struct Reply {
+    head: BytesMut,
+    body: Option<Bytes>,
+    key: u128,
+    object: StoredObject,
+    path: String,
+    head_only: bool,
+}
+
+enum Next {
+    /// A complete request head of this many bytes that the front answers.
+    Answer(usize, Box<Reply>),
+    /// The pipeline takes the request (the bytes read so far go with it).
+    Pipeline,
+    /// More bytes are needed.
+    Partial,
+}
+
+impl Front {
+    pub fn new(proxy: HttpProxy<EdgeProxy>, state: &'static EdgeState) -> Self {
+        let m = &state.metrics;
+        Front {
+            proxy: Arc::new(proxy),
+            state,
+            enabled: state.config.server.fast_hits,
+            hits: m.requests.with_label_values(&["content", "200", "HIT"]),
+            hit_duration: m.request_duration.with_label_values(&["content", "HIT"]),
+            hit_bytes: m.bytes_sent.with_label_values(&["HIT"]),
+            front_hits: m.front_hits.clone(),
+        }
+    }
+
+    /// Look at the bytes read so far: a request the front answers, one for the pipeline, or
+    /// not a whole head yet.
+    fn inspect(&self, buf: &[u8], client: IpAddr) -> Next {
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut req = httparse::Request::new(&mut headers);
+        match req.parse(buf) {
+            Ok(httparse::Status::Complete(n)) => match self.decide(&req, client) {
+                Some(reply) => Next::Answer(n, Box::new(reply)),
+                None => Next::Pipeline,
+            },
+            Ok(httparse::Status::Partial) if buf.len() < HEAD_MAX => Next::Partial,
+            // Too long, too many headers or malformed: the pipeline answers (400 and such).
+            _ => Next::Pipeline,
+        }
+    }
+
+    /// Whether this request is a fresh memory hit the front may answer, and the answer.
+    fn decide(&self, req: &httparse::Request<'_, '_>, client: IpAddr) -> Option<Reply> {
+        let state = self.state;
+        let head_only = match req.method? {
+            "GET" => false,
+            "HEAD" => true,
+            _ => return None,
+        };
+        if req.version != Some(1) {
+            return None;
+        }
+        let target = req.path?;
+        if !target.starts_with('/') || !target.bytes().all(plain_target_byte) {
+            return None;
+        }
+        let mut host = None;
+        let mut cookie = None;
+        let mut origin = None;
+        for h in req.headers.iter() {
+            let name = h.name;
+            let value = std::str::from_utf8(h.value).ok()?;
+            if name.eq_ignore_ascii_case("host") {
+                if host.replace(value).is_some() {
+                    return None;
+                }
+            } else if name.eq_ignore_ascii_case("cookie") {
+                if cookie.replace(value).is_some() {
+                    return None;
+                }
+            } else if name.eq_ignore_ascii_case("origin") {
+                if origin.replace(value).is_some() {
+                    return None;
+                }
+            } else if name.eq_ignore_ascii_case("connection") {
+                if !value.trim().eq_ignore_ascii_case("keep-alive") {
+                    return None;
+                }
+            } else if PIPELINE_HEADERS.iter().any(|p| name.eq_ignore_ascii_case(p))
+                || (name.eq_ignore_ascii_case("x-forwarded-for") && !state.config.geo.trusted_proxies.is_empty())
+            {
+                return None;
+            }
+        }
+        let host = key::request_host(None, Some(host?));
+        let (raw_path, query) = match target.split_once('?') {
+            Some((p, q)) => (p, Some(q)),
+            None => (target, None),
+        };
+        let mut path = crate::path::normalize(raw_path).ok()?;
+        if path == "/healthz" || path == "/readyz" || (state.control.is_some() && (path == "/api/v1" || path.starts_with("/api/v1/"))) {
+            return None;
+        }
+        let mut query = query.map(str::to_string);
+        let mut granted = None;
+        if let Some(tc) = &state.config.tokens {
+            let checked = tokens::check(tc, &path, query.as_deref(), cookie, client, super::unix_now());
+            // A refusal is answered (and counted) by the pipeline.
+            granted = checked.verdict.ok()?;
+            path = checked.path;
+            query = checked.query;
+        }
+        let token_cc = granted.as_ref().and_then(|g| g.claims.as_ref()).is_some_and(|c| c.cc.is_some());
+        if token_cc || state.config.geo.policy.rule_for(&path).is_some() {
+            return None;
+        }
+
+        let key = crate::cache::store::key_of(&key::for_request(&host, &path, query.as_deref()));
+        let storage = &state.cache.storage;
+        let object = storage.memory_object(key)?;
+        let view = object.fast_view()?;
+        let now = SystemTime::now();
+        if view.fresh_until < now {
+            return None;
+        }
+        if state.cache.bans.verdict(&host, &path, view.epoch) != Verdict::Keep {
+            return None;
+        }
+        if super::rewrites_playlist(granted.as_ref(), http::StatusCode::OK, view.content_type, &path) {
+            return None;
+        }
+
+        let age = now.duration_since(view.epoch).map(|d| d.as_secs()).unwrap_or(0);
+        let date = pingora_core::protocols::http::date::get_cached_date();
+        let cors = super::cors_headers(state, state.cors.allow_origin(origin).as_deref());
+        let body_len = if head_only { 0 } else { object.body.len() };
+        let coalesce = body_len <= COALESCE_MAX;
+        let mut head = BytesMut::with_capacity(160 + view.wire.len() + if coalesce { body_len } else { 0 });
+        head.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
+        head.extend_from_slice(view.wire);
+        head.extend_from_slice(b"Accept-Ranges: bytes\r\nDate: ");
+        head.extend_from_slice(date.as_bytes());
+        head.extend_from_slice(b"\r\nAge: ");
+        head.extend_from_slice(age.to_string().as_bytes());
+        head.extend_from_slice(b"\r\nx-cache: HIT\r\n");
+        for (name, value) in &cors {
+            head.extend_from_slice(name.as_bytes());
+            head.extend_from_slice(b": ");
+            head.extend_from_slice(value.as_bytes());
+            head.extend_from_slice(b"\r\n");
+        }
+        head.extend_from_slice(b"Connection: keep-alive\r\n\r\n");
+        let body = if head_only {
+            None
+        } else if coalesce {
+            head.extend_from_slice(&object.body);
+            None
+        } else {
+            Some(object.body.clone())
+        };
+        Some(Reply { head, body, key, object, path, head_only })
+    }
+
+    /// Write a reply and account it like the pipeline's `logging` would.
+    async fn answer(&self, stream: &mut Stream, reply: Reply, started: Instant) -> std::io::Result<()> {
+        stream.write_all(&reply.head).await?;
+        if let Some(body) = &reply.body {
+            stream.write_all(body).await?;
+        }
+        stream.flush().await?;
+        self.state.cache.storage.note_memory_hit(reply.key, &reply.object);
+        let sent = if reply.head_only { 0 } else { reply.object.body.len() };
+        let elapsed = started.elapsed();
+        self.hits.inc();
+        self.front_hits.inc();
+        self.hit_duration.observe(elapsed.as_secs_f64());
+        self.hit_bytes.inc_by(sent as u64);
+        tracing::info!(
+            target: "edge::access",
+            method = if reply.head_only { "HEAD" } else { "GET" },
+            path = %reply.path,
+            status = 200u16,
+            cache = "HIT",
+            bytes = sent,
+            ms = elapsed.as_secs_f64() * 1000.0,
+            upstream = "",
+            error = "",
+        );
+        Ok(())
+    }
+
+    /// Serve one HTTP/1 connection: hits here, the rest through the pipeline.
+    async fn serve_h1(self: &Arc<Self>, mut stream: Stream, shutdown: &ShutdownWatch) -> Option<Stream> {
+        let client = stream
+            .get_socket_digest()
+            .and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).map(|a| a.ip()))
+            .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+        let mut watch = shutdown.clone();
+        let mut buf = BytesMut::with_capacity(4096);
+        loop {
+            // Take the next request head, or give the connection to the pipeline.
+            let mut to_pipeline = *watch.borrow();
+            while !to_pipeline {
+                let started = Instant::now();
+                match self.inspect(&buf, client) {
+                    Next::Answer(n, reply) => {
+                        if self.answer(&mut stream, *reply, started).await.is_err() {
+                            return None;
+                        }
+                        buf.advance(n);
+                        to_pipeline = *watch.borrow();
+                        continue;
+                    }
+                    Next::Pipeline => to_pipeline = true,
+                    Next::Partial => {
+                        if buf.capacity() - buf.len() < 1024 {
+                            buf.reserve(4096);
+                        }
+                        let read = tokio::select! {
+                            biased;
+                            r = tokio::time::timeout(IDLE, stream.read_buf(&mut buf)) => r,
+                            _ = watch.changed() => {
+                                // Shutting down: an idle connection closes, a started request
+                                // is finished by the pipeline (which answers it with close).
+                                if buf.is_empty() {
+                                    return None;
+                                }
+                                to_pipeline = true;
+                                continue;
+                            }
+                        };
+                        match read {
+                            Ok(Ok(n)) if n > 0 => {}
+                            // Closed, failed or idle too long.
+                            _ => return None,
+                        }
+                    }
+                }
+            }
+            // One request through the Pingora pipeline, then back to the front.
+            let mut session = ServerSession::new_http1(stream);
+            session.set_keepalive(if *watch.borrow() { None } else { Some(IDLE.as_secs()) });
+            if !buf.is_empty() {
+                session.set_pipelined_prefix(std::mem::take(&mut buf));
+            }
+            let reused = self.proxy.process_new_http(session, shutdown).await?;
+            // Pingora keeps no bytes across requests here (pipelining is off), so the next
+            // request starts in a fresh buffer.
+            let (s, _settings) = reused.consume();
+            stream = s;
+            buf = BytesMut::with_capacity(4096);
+        }
+    }
+}
+
+/// Request headers whose handling needs the full pipeline.
+const PIPELINE_HEADERS: [&str; 12] = [
+    "content-length",
+    "transfer-encoding",
+    "range",
+    "if-range",
+    "if-match",
+    "if-none-match",
+    "if-modified-since",
+    "if-unmodified-since",
+    "via",
+    "expect",
+    "upgrade",
+    "access-control-request-method",
+];
+
+/// Bytes the front accepts in a request target (RFC 3986 path and query characters);
+/// anything else (fragments, quotes, braces, ...) is left to the pipeline's parser.
+fn plain_target_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric()
+        || matches!(b, b'/' | b'?' | b'%' | b'-' | b'.' | b'_' | b'~' | b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'=' | b':' | b'@')
+}
+
+#[async_trait]
+impl ServerApp for Front {
+    async fn process_new(self: &Arc<Self>, stream: Stream, shutdown: &ShutdownWatch) -> Option<Stream> {
+        if !self.enabled || matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
+            return ServerApp::process_new(&self.proxy, stream, shutdown).await;
+        }
+        self.serve_h1(stream, shutdown).await
+    }
+
+    async fn cleanup(&self) {
+        self.proxy.http_cleanup().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn target_bytes() {
+        assert!("/v/title/720p/seg_001.ts?a=1&b=%2F".bytes().all(plain_target_byte));
+        for bad in ["/a#b", "/a b", "/a\"", "/a{b}", "/a\\b", "/a|b", "/a^b", "/a<b>", "/a`"] {
+            assert!(!bad.bytes().all(plain_target_byte), "{bad}");
+        }
+    }
+}
