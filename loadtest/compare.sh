@@ -7,13 +7,13 @@
 #
 # Knobs (env): QUICK, PROXIES="edge nginx varnish", SCENARIOS="hot_playlist hot_segment
 # cold_herd zipf" (add vod_players), DURATION, HOT_VUS, SEG_VUS, ZIPF_VUS, HERD_CLIENTS,
-# HERD_WAVES, HERD_PERIOD_MS, PIN=1, K6_CPUS, PROXY_CPUS, ORIGIN_CPUS, PORT_BASE=18080,
-# EDGE_BIN, RESULTS, PERF=1 (profile the edge during an extra hot_playlist run), KEEP_TMP=1.
+# HERD_WAVES, HERD_PERIOD_MS, EDGE_THREADS, EDGE_FAST_HITS (false: hits through the full
+# pipeline), PIN=1, K6_CPUS, PROXY_CPUS, ORIGIN_CPUS, PORT_BASE=18080, EDGE_BIN, RESULTS, PERF=1 (profile the edge during an extra hot_playlist run), KEEP_TMP=1.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(dirname "$HERE")
-COMMAND="$(for v in QUICK PROXIES SCENARIOS DURATION EDGE_THREADS HOT_VUS SEG_VUS ZIPF_VUS VOD_PLAYERS VOD_SPEED HERD_CLIENTS HERD_WAVES HERD_PERIOD_MS HERD_SIZE HERD_TTFB_MS HERD_PACE_MS ZIPF_N ZIPF_SIZE ZIPF_S MEMORY_MIB DISK_MIB EDGE_DISK_ADMISSION PIN K6_CPUS PROXY_CPUS ORIGIN_CPUS PORT_BASE EDGE_BIN QUIET_MAX_WAIT OTHER_MAX_PCT ATTEMPTS RESULTS PERF; do [ -n "${!v:-}" ] && printf '%s=%q ' "$v" "${!v}"; done; true)bash loadtest/compare.sh"
+COMMAND="$(for v in QUICK PROXIES SCENARIOS DURATION EDGE_THREADS EDGE_FAST_HITS HOT_VUS SEG_VUS ZIPF_VUS VOD_PLAYERS VOD_SPEED HERD_CLIENTS HERD_WAVES HERD_PERIOD_MS HERD_SIZE HERD_TTFB_MS HERD_PACE_MS ZIPF_N ZIPF_SIZE ZIPF_S MEMORY_MIB DISK_MIB EDGE_DISK_ADMISSION PIN K6_CPUS PROXY_CPUS ORIGIN_CPUS PORT_BASE EDGE_BIN QUIET_MAX_WAIT OTHER_MAX_PCT ATTEMPTS RESULTS PERF; do [ -n "${!v:-}" ] && printf '%s=%q ' "$v" "${!v}"; done; true)bash loadtest/compare.sh"
 T0=$(date +%s)
 
 QUICK=${QUICK:-0}
@@ -180,6 +180,7 @@ start_edge() {
 http = "127.0.0.1:$EDGE_PORT"
 admin = "127.0.0.1:$EDGE_ADMIN"
 threads = ${EDGE_THREADS:-2}
+fast_hits = ${EDGE_FAST_HITS:-true}
 grace_period = "1s"
 shutdown_timeout = "2s"
 
@@ -463,7 +464,7 @@ ELAPSED=$(($(date +%s) - T0))
   echo "- command: \`$COMMAND\` (from the repository root; took ${ELAPSED} s)"
   echo "- machine: $NPROC CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo) RAM, $(. /etc/os-release && echo "$PRETTY_NAME"), kernel $(uname -r)"
   echo "- placement: k6 on CPU $K6_CPUS, proxy on CPU $PROXY_CPUS, origin on CPU $ORIGIN_CPUS (PIN=$PIN)"
-  echo "- edge: $EDGE_DESC; threads=${EDGE_THREADS:-2}, memory ${MEMORY_MIB} MiB, disk ${DISK_MIB} MiB, disk_admission ${EDGE_DISK_ADMISSION:-(edge default)}"
+  echo "- edge: $EDGE_DESC; threads=${EDGE_THREADS:-2}, fast_hits=${EDGE_FAST_HITS:-true}, memory ${MEMORY_MIB} MiB, disk ${DISK_MIB} MiB, disk_admission ${EDGE_DISK_ADMISSION:-(edge default)}"
   command -v nginx >/dev/null && echo "- nginx: $(nginx -v 2>&1 | sed 's/^nginx version: //'); 2 workers, proxy_cache on disk max_size=${DISK_MIB}m (+ OS page cache), proxy_cache_lock on"
   command -v varnishd >/dev/null && echo "- varnish: $(varnishd -V 2>&1 | head -1 | sed 's/^varnishd (//; s/ revision.*//'); -s malloc,${MEMORY_MIB}m, default coalescing"
   echo "- load: k6 $(k6 version 2>/dev/null | awk '{print $2}'); duration $DURATION per run; hot_playlist $HOT_VUS VUs, hot_segment $SEG_VUS VUs, zipf $ZIPF_VUS VUs over $ZIPF_N x $ZIPF_SIZE B (s=$ZIPF_S), cold_herd $HERD_CLIENTS clients x $HERD_WAVES waves of a ${HERD_SIZE}-byte object (origin TTFB ${HERD_TTFB_MS} ms + ${HERD_PACE_MS} ms pacing)"

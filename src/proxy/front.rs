@@ -274,7 +274,9 @@ impl Front {
                         }
                         let read = tokio::select! {
                             biased;
-                            r = tokio::time::timeout(IDLE, stream.read_buf(&mut buf)) => r,
+                            // Pingora's shared coarse timers: a tokio timer per read would wake
+                            // the runtime's driver (an eventfd write) on every request.
+                            r = pingora_timeout::fast_timeout::fast_timeout(IDLE, stream.read_buf(&mut buf)) => r,
                             _ = watch.changed() => {
                                 // Shutting down: an idle connection closes, a started request
                                 // is finished by the pipeline (which answers it with close).
