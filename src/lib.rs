@@ -28,6 +28,7 @@ pub mod geo;
 pub mod metrics;
 pub mod origin;
 pub mod path;
+pub mod net;
 pub mod proxy;
 pub mod hls;
 pub mod token;

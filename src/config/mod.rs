@@ -106,7 +106,7 @@ pub struct TlsConfig {
 pub struct GeoConfig {
     pub database: Option<PathBuf>,
     /// Peers whose `X-Forwarded-For` is believed.
-    pub trusted_proxies: Vec<ipnet::IpNet>,
+    pub trusted_proxies: Vec<crate::net::IpNet>,
     pub policy: crate::geo::rules::Policy,
     pub reload_interval: Duration,
 }
@@ -214,7 +214,7 @@ pub struct TtlRule {
 #[derive(Debug, Clone)]
 pub struct PurgeConfig {
     /// Networks allowed to send the `PURGE` method to the player listener.
-    pub allow: Vec<ipnet::IpNet>,
+    pub allow: Vec<crate::net::IpNet>,
 }
 
 #[derive(Debug, Clone)]
@@ -813,13 +813,9 @@ fn ttl_rules(raw: Vec<file::TtlRuleSection>) -> Result<Vec<TtlRule>, ConfigError
 }
 
 /// An address or network: `10.0.0.0/8`, `2001:db8::/32`, or a bare address (a /32 or /128).
-pub fn parse_net(key: &str, text: &str) -> Result<ipnet::IpNet, ConfigError> {
-    if let Ok(net) = text.parse::<ipnet::IpNet>() {
-        return Ok(net.trunc());
-    }
-    text.parse::<std::net::IpAddr>()
-        .map(ipnet::IpNet::from)
-        .map_err(|_| ConfigError::new(key, format!("{text:?} is not an IP address or network like \"10.0.0.0/8\"")))
+pub fn parse_net(key: &str, text: &str) -> Result<crate::net::IpNet, ConfigError> {
+    crate::net::IpNet::parse(text.trim())
+        .ok_or_else(|| ConfigError::new(key, format!("{text:?} is not an IP address or network like \"10.0.0.0/8\"")))
 }
 
 fn first_line(s: &str) -> String {

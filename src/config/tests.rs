@@ -37,6 +37,10 @@ fn shipped_config_loads_whole() {
     assert_eq!(c.cache.disk_admission, DiskAdmission::SecondHit);
     assert!(c.cache.rules.is_empty());
     assert_eq!(c.purge.allow, vec![parse_net("", "127.0.0.1/32").unwrap(), parse_net("", "::1").unwrap()]);
+    // A dual-stack listener reports IPv4 peers as IPv4-mapped IPv6: they still match.
+    let mapped: std::net::IpAddr = "::ffff:127.0.0.1".parse().unwrap();
+    assert!(c.purge.allow.iter().any(|n| n.contains(mapped)));
+    assert!(c.geo.trusted_proxies[0].contains(mapped));
     assert_eq!(c.cache.negative_ttl, Duration::from_secs(10));
     assert_eq!(c.cache.stale_while_revalidate, Duration::from_secs(5));
     assert_eq!(c.cache.stale_if_error, Duration::from_secs(300));

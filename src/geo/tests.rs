@@ -2,7 +2,7 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
-use ipnet::IpNet;
+use crate::net::IpNet;
 
 use super::*;
 
@@ -326,7 +326,7 @@ fn geo_open_errors_name_the_file() {
 // client_ip
 
 fn nets(list: &[&str]) -> Vec<IpNet> {
-    list.iter().map(|n| n.parse().unwrap()).collect()
+    list.iter().map(|n| IpNet::parse(n).unwrap()).collect()
 }
 
 #[test]

@@ -2,7 +2,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use ipnet::IpNet;
+use crate::net::IpNet;
 
 /// The address to geolocate for a request from `peer` carrying `xff` (the
 /// `X-Forwarded-For` value; several headers joined with `,` in order).
@@ -43,7 +43,7 @@ pub fn client_ip(peer: IpAddr, xff: Option<&str>, trusted: &[IpNet]) -> IpAddr {
 /// `ip` (canonicalised) is inside one of `trusted`.
 pub fn is_trusted(ip: IpAddr, trusted: &[IpNet]) -> bool {
     let ip = ip.to_canonical();
-    trusted.iter().any(|net| net.contains(&ip))
+    trusted.iter().any(|net| net.contains(ip))
 }
 
 fn parse_entry(entry: &str) -> Option<IpAddr> {

@@ -188,7 +188,7 @@ fn cache_label(phase: CachePhase) -> &'static str {
 
 /// The client's address: the socket peer, or from `X-Forwarded-For` when the peer is a
 /// trusted proxy (`[geo] trusted_proxies`).
-fn client_ip(session: &Session, trusted: &[ipnet::IpNet]) -> std::net::IpAddr {
+fn client_ip(session: &Session, trusted: &[crate::net::IpNet]) -> std::net::IpAddr {
     let peer = session
         .client_addr()
         .and_then(|a| a.as_inet())
@@ -252,7 +252,7 @@ impl EdgeProxy {
     /// variant); `Soft-Purge: 1` marks it stale instead.
     async fn purge_method(&self, session: &mut Session, ctx: &RequestCtx, path: String) -> Result<u16> {
         let peer = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
-        let allowed = peer.is_some_and(|ip| self.state.config.purge.allow.iter().any(|n| n.contains(&ip)));
+        let allowed = peer.is_some_and(|ip| self.state.config.purge.allow.iter().any(|n| n.contains(ip)));
         if !allowed {
             respond(session, 403, "purge not allowed from this address\n", &[]).await?;
             return Ok(403);

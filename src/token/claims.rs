@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::token::net::IpNet;
+use crate::net::IpNet;
 
 /// Claims of a `v1` token. Serialised as compact JSON in this field order, `None` fields
 /// omitted. Unknown fields are ignored when decoding; wrong types are errors.

@@ -32,7 +32,6 @@ mod claims;
 pub mod edgeauth;
 pub mod extract;
 mod keys;
-mod net;
 pub mod testvec;
 mod wire;
 pub mod url;
@@ -44,7 +43,7 @@ pub use acl::acl_covers;
 pub use claims::{Claims, ClaimsError};
 pub use extract::{from_cookie, from_path, from_query, QueryToken};
 pub use keys::{is_valid_kid, load_key_file, KeyError, KeySecret, Keyring, KEY_LEN};
-pub use net::IpNet;
+pub use crate::net::IpNet;
 pub use wire::{sign, sign_with, verify, SignError, MAX_TOKEN_LEN, VERSION_PREFIX};
 
 use std::time::Duration;

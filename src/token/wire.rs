@@ -138,7 +138,7 @@ pub fn verify(
     }
     // 9. ip
     if let Some(ip) = &claims.ip {
-        match crate::token::net::IpNet::parse(ip) {
+        match crate::net::IpNet::parse(ip) {
             Some(net) if net.contains(client_ip) => {}
             Some(_) => return Err(Reject::IpMismatch),
             None => return Err(Reject::Malformed),

@@ -1,4 +1,8 @@
-//! IP address / CIDR prefix matching for the `ip` claim.
+//! IP networks (CIDR prefixes): the token `ip` claim, `[purge] allow`, `[geo] trusted_proxies`.
+//!
+//! One type for all three, because a dual-stack listener reports IPv4 clients as
+//! IPv4-mapped IPv6 addresses (`::ffff:a.b.c.d`): [`IpNet::contains`] matches them against
+//! IPv4 networks (and the other way round) everywhere.
 
 use std::fmt;
 use std::net::IpAddr;
