@@ -397,3 +397,53 @@ async fn tokens_are_checked_before_a_front_hit() {
     assert_eq!(front_hits(&edge).await, 3.0, "refusals and rewritten playlists are not front hits");
     assert_eq!(edge.metric(r#"edge_token_rejections_total{reason="acl_mismatch"}"#).await, 1.0);
 }
+
+/// Mangled request heads (bytes flipped, cut, duplicated, control characters) never take the
+/// edge down: each gets an answer or a closed connection, and hits keep working after.
+#[tokio::test]
+async fn mangled_heads_never_break_the_front() {
+    let origin = Origin::start().await;
+    let seg = origin_with_objects(&origin);
+    let edge = Edge::start(origin.addr, "").await;
+    let mut c = Conn::open(edge.http).await;
+    c.send(&get("/v/a/seg_000.ts", "")).await;
+    c.response(false).await;
+
+    let base = get("/v/a/seg_000.ts?x=1", "Origin: https://p.example\r\nCookie: a=b\r\n");
+    let noise = bytes_of(4096, 99);
+    let specials = [b'\0', b'\r', b'\n', b' ', b':', b'%', b'?', b'#', b'\x7f', b'\xff', b'/', b'.'];
+    for i in 0..150usize {
+        let mut req = base.clone();
+        let r = |k: usize| noise[(i * 7 + k * 13) % noise.len()] as usize;
+        match i % 5 {
+            0 => req[r(0) % base.len()] = specials[r(1) % specials.len()],
+            1 => req.truncate(r(0) % base.len()),
+            2 => {
+                let at = r(0) % base.len();
+                let dup = req[at..].to_vec();
+                req.extend_from_slice(&dup);
+            }
+            3 => {
+                for k in 0..4 {
+                    let at = r(k) % req.len();
+                    req[at] = noise[(i + k) % noise.len()];
+                }
+            }
+            _ => req.splice(r(0) % base.len()..r(0) % base.len(), std::iter::repeat_n(b'a', 9000)).for_each(drop),
+        }
+        let mut raw = TcpStream::connect(edge.http).await.unwrap();
+        raw.write_all(&req).await.unwrap();
+        let _ = raw.shutdown().await;
+        let mut sink = Vec::new();
+        // An answer, or a close; either way within the bound.
+        let read = tokio::time::timeout(Duration::from_secs(5), raw.read_to_end(&mut sink)).await;
+        assert!(read.is_ok(), "case {i}: no answer and no close within 5 s");
+    }
+    // Still serving, from the front.
+    let before = front_hits(&edge).await;
+    c.send(&get("/v/a/seg_000.ts", "")).await;
+    let r = c.response(false).await;
+    assert_eq!(r.header("x-cache"), Some("HIT"));
+    assert!(r.body == seg);
+    assert_eq!(front_hits(&edge).await, before + 1.0);
+}
