@@ -39,7 +39,8 @@ struct DecodedMeta {
     header: ResponseHeader,
     /// The stored headers on the HTTP/1 wire, for the player front's hits: set when the
     /// response can be answered there (a 200 with `Content-Length`), without the headers
-    /// every answer sets itself (`Date`, `Age`, `Accept-Ranges`, `Connection`).
+    /// every answer sets itself (`Content-Length`, `Date`, `Age`, `Accept-Ranges`,
+    /// `Connection`).
     wire: Option<Bytes>,
 }
 
@@ -54,7 +55,8 @@ pub struct FastView<'a> {
 }
 
 /// Headers an answer from the cache sets itself rather than replaying from the origin.
-const SET_PER_ANSWER: [http::HeaderName; 5] = [
+const SET_PER_ANSWER: [http::HeaderName; 6] = [
+    http::header::CONTENT_LENGTH,
     http::header::DATE,
     http::header::AGE,
     http::header::ACCEPT_RANGES,

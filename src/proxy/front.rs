@@ -5,12 +5,13 @@
 //! and module setup, the cache state machine, the meta and header rebuilds, several large
 //! future moves (issue 3 has the profile). Players ask for the same hot playlists and
 //! segments over and over, so the front reads each HTTP/1 request head itself and, when
-//! the request is a plain `GET`/`HEAD` for an object that is complete, fresh and in the
-//! memory tier, writes the stored response at once: the same status, headers and body the
-//! pipeline would send, the same metrics and access-log line.
+//! the request is a plain `GET`/`HEAD` (whole, or one plain byte range) for an object that
+//! is complete, fresh and in the memory tier, writes the stored response at once: the same
+//! status, headers and body the pipeline would send, the same metrics and access-log line.
 //!
 //! It decides with the pipeline's own functions (path normalisation, the token gate, bans,
-//! the cache key) and steps aside whenever the request needs more: ranges, conditionals,
+//! the cache key) and steps aside whenever the request needs more: multipart, odd or
+//! unsatisfiable ranges, `If-Range` and other conditionals,
 //! a body, `Via` (loop checks), geo rules, playlist rewriting, local routes, stale or
 //! banned objects, objects not decoded yet, shutdown. Those requests, and every HTTP/2
 //! connection, go to the Pingora proxy unchanged; the bytes already read are handed over
@@ -51,6 +52,7 @@ pub struct Front {
     state: &'static EdgeState,
     enabled: bool,
     hits: IntCounter,
+    partial_hits: IntCounter,
     hit_duration: Histogram,
     hit_bytes: IntCounter,
     front_hits: IntCounter,
@@ -64,6 +66,10 @@ struct Reply {
     object: StoredObject,
     path: String,
     head_only: bool,
+    /// 200, or 206 for a single range.
+    status: u16,
+    /// Body bytes sent (0 for HEAD).
+    sent: usize,
 }
 
 enum Next {
@@ -83,6 +89,7 @@ impl Front {
             state,
             enabled: state.config.server.fast_hits,
             hits: m.requests.with_label_values(&["content", "200", "HIT"]),
+            partial_hits: m.requests.with_label_values(&["content", "206", "HIT"]),
             hit_duration: m.request_duration.with_label_values(&["content", "HIT"]),
             hit_bytes: m.bytes_sent.with_label_values(&["HIT"]),
             front_hits: m.front_hits.clone(),
@@ -123,6 +130,7 @@ impl Front {
         let mut host = None;
         let mut cookie = None;
         let mut origin = None;
+        let mut range = None;
         for h in req.headers.iter() {
             let name = h.name;
             let value = std::str::from_utf8(h.value).ok()?;
@@ -136,6 +144,10 @@ impl Front {
                 }
             } else if name.eq_ignore_ascii_case("origin") {
                 if origin.replace(value).is_some() {
+                    return None;
+                }
+            } else if name.eq_ignore_ascii_case("range") {
+                if range.replace(value).is_some() {
                     return None;
                 }
             } else if name.eq_ignore_ascii_case("connection") {
@@ -186,15 +198,29 @@ impl Front {
             return None;
         }
 
+        let len = object.body.len();
+        let (status, part) = match range {
+            None => (200, 0..len),
+            Some(r) => (206, single_range(r, len)?),
+        };
         let age = now.duration_since(view.epoch).map(|d| d.as_secs()).unwrap_or(0);
         let date = pingora_core::protocols::http::date::get_cached_date();
         let cors = super::cors_headers(state, state.cors.allow_origin(origin).as_deref());
-        let body_len = if head_only { 0 } else { object.body.len() };
-        let coalesce = body_len <= COALESCE_MAX;
-        let mut head = BytesMut::with_capacity(160 + view.wire.len() + if coalesce { body_len } else { 0 });
-        head.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
-        head.extend_from_slice(view.wire);
-        head.extend_from_slice(b"Accept-Ranges: bytes\r\nDate: ");
+        let sent = if head_only { 0 } else { part.len() };
+        let coalesce = sent <= COALESCE_MAX;
+        let mut head = BytesMut::with_capacity(200 + view.wire.len() + if coalesce { sent } else { 0 });
+        if status == 200 {
+            head.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
+            head.extend_from_slice(view.wire);
+            head.extend_from_slice(format!("Content-Length: {len}\r\nAccept-Ranges: bytes\r\n").as_bytes());
+        } else {
+            // As the pipeline's range filter: 206, the part's length, no Accept-Ranges.
+            head.extend_from_slice(b"HTTP/1.1 206 Partial Content\r\n");
+            head.extend_from_slice(view.wire);
+            let (first, last) = (part.start, part.end - 1);
+            head.extend_from_slice(format!("Content-Length: {}\r\nContent-Range: bytes {first}-{last}/{len}\r\n", part.len()).as_bytes());
+        }
+        head.extend_from_slice(b"Date: ");
         head.extend_from_slice(date.as_bytes());
         head.extend_from_slice(b"\r\nAge: ");
         head.extend_from_slice(age.to_string().as_bytes());
@@ -209,12 +235,12 @@ impl Front {
         let body = if head_only {
             None
         } else if coalesce {
-            head.extend_from_slice(&object.body);
+            head.extend_from_slice(&object.body[part]);
             None
         } else {
-            Some(object.body.clone())
+            Some(object.body.slice(part))
         };
-        Some(Reply { head, body, key, object, path, head_only })
+        Some(Reply { head, body, key, object, path, head_only, status, sent })
     }
 
     /// Write a reply and account it like the pipeline's `logging` would.
@@ -225,9 +251,13 @@ impl Front {
         }
         stream.flush().await?;
         self.state.cache.storage.note_memory_hit(reply.key, &reply.object);
-        let sent = if reply.head_only { 0 } else { reply.object.body.len() };
+        let sent = reply.sent;
         let elapsed = started.elapsed();
-        self.hits.inc();
+        if reply.status == 200 {
+            self.hits.inc();
+        } else {
+            self.partial_hits.inc();
+        }
         self.front_hits.inc();
         self.hit_duration.observe(elapsed.as_secs_f64());
         self.hit_bytes.inc_by(sent as u64);
@@ -235,7 +265,7 @@ impl Front {
             target: "edge::access",
             method = if reply.head_only { "HEAD" } else { "GET" },
             path = %reply.path,
-            status = 200u16,
+            status = reply.status,
             cache = "HIT",
             bytes = sent,
             ms = elapsed.as_secs_f64() * 1000.0,
@@ -311,11 +341,39 @@ impl Front {
     }
 }
 
+/// The byte range of a `Range` header the front answers itself: one range, in one of the
+/// plain forms `a-b`, `a-` or `-n`, that is satisfiable (as the pipeline would answer it,
+/// with an end past the object clamped to its last byte). Anything else — several ranges,
+/// spaces, an unsatisfiable or empty range — is `None`, and the pipeline answers it (206
+/// multipart, 416, or the whole object).
+fn single_range(value: &str, len: usize) -> Option<std::ops::Range<usize>> {
+    let (unit, spec) = value.split_once('=')?;
+    if !unit.eq_ignore_ascii_case("bytes") {
+        return None;
+    }
+    let (first, last) = spec.split_once('-')?;
+    let number = |s: &str| -> Option<usize> {
+        if s.is_empty() || s.len() > 19 || !s.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        s.parse().ok()
+    };
+    if first.is_empty() {
+        let n = number(last)?;
+        return (n > 0 && len > 0).then(|| len.saturating_sub(n)..len);
+    }
+    let start = number(first)?;
+    if start >= len {
+        return None;
+    }
+    let end = if last.is_empty() { len - 1 } else { number(last)?.min(len - 1) };
+    (end >= start).then_some(start..end + 1)
+}
+
 /// Request headers whose handling needs the full pipeline.
-const PIPELINE_HEADERS: [&str; 12] = [
+const PIPELINE_HEADERS: [&str; 11] = [
     "content-length",
     "transfer-encoding",
-    "range",
     "if-range",
     "if-match",
     "if-none-match",
@@ -351,6 +409,35 @@ impl ServerApp for Front {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn single_ranges_as_the_pipeline_reads_them() {
+        let len = 1000;
+        for (value, want) in [
+            ("bytes=0-", Some(0..1000)),
+            ("bytes=0-0", Some(0..1)),
+            ("bytes=10-19", Some(10..20)),
+            ("BYTES=10-19", Some(10..20)),
+            ("bytes=990-5000", Some(990..1000)),
+            ("bytes=999-", Some(999..1000)),
+            ("bytes=-100", Some(900..1000)),
+            ("bytes=-5000", Some(0..1000)),
+            // Left to the pipeline: unsatisfiable, empty, several, odd syntax.
+            ("bytes=1000-", None),
+            ("bytes=20-10", None),
+            ("bytes=-0", None),
+            ("bytes=", None),
+            ("bytes=-", None),
+            ("bytes=0-1,5-6", None),
+            ("bytes= 0-1", None),
+            ("bytes=+1-2", None),
+            ("items=0-1", None),
+            ("bytes=99999999999999999999-", None),
+        ] {
+            assert_eq!(single_range(value, len), want, "{value}");
+        }
+        assert_eq!(single_range("bytes=-1", 0), None, "nothing to slice in an empty body");
+    }
 
     #[test]
     fn target_bytes() {

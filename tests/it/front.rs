@@ -144,6 +144,12 @@ async fn front_answers_exactly_as_the_pipeline_does() {
         (get("/v/a/index.m3u8", "User-Agent: test-player/1.0\r\nAccept: */*\r\n"), false),
         (get("/v/a/big.ts", ""), false),
         (get("/v/a/./seg_000.ts", ""), false),
+        (get("/v/a/seg_000.ts", "Range: bytes=0-\r\n"), false),
+        (get("/v/a/seg_000.ts", "Range: bytes=10-19\r\n"), false),
+        (get("/v/a/seg_000.ts", "Range: bytes=-100\r\n"), false),
+        (get("/v/a/seg_000.ts", "Range: bytes=199990-300000\r\nOrigin: https://player.example\r\n"), false),
+        (get("/v/a/big.ts", "Range: bytes=1000000-\r\n"), false),
+        (b"HEAD /v/a/seg_000.ts HTTP/1.1\r\nHost: edge.test\r\nRange: bytes=5-9\r\n\r\n".to_vec(), true),
     ];
     let mut answers = Vec::new();
     for edge in [&fast, &slow] {
@@ -162,7 +168,8 @@ async fn front_answers_exactly_as_the_pipeline_does() {
     }
     for (i, (f, s)) in answers[0].iter().zip(&answers[1]).enumerate() {
         let what = String::from_utf8_lossy(&requests[i].0).lines().next().unwrap_or("").to_string();
-        assert_eq!(f.status, 200, "{what}");
+        let ranged = String::from_utf8_lossy(&requests[i].0).contains("Range:");
+        assert_eq!(f.status, if ranged { 206 } else { 200 }, "{what}");
         assert_eq!(f.status, s.status, "{what}");
         assert_eq!(f.header("x-cache"), Some("HIT"), "{what}");
         let strip = |h: &BTreeMap<String, String>| {
@@ -179,16 +186,25 @@ async fn front_answers_exactly_as_the_pipeline_does() {
     assert_eq!(answers[0][2].header("vary"), Some("Origin"));
     assert_eq!(answers[0][3].header("access-control-allow-origin"), None);
     assert_eq!(answers[0][5].body.len(), 3 << 20);
+    assert!(answers[0][7].body == seg[..] && answers[0][7].header("content-range") == Some("bytes 0-199999/200000"));
+    assert!(answers[0][8].body == seg[10..20] && answers[0][8].header("content-range") == Some("bytes 10-19/200000"));
+    assert!(answers[0][9].body == seg[199_900..]);
+    assert!(answers[0][10].body == seg[199_990..] && answers[0][10].header("content-range") == Some("bytes 199990-199999/200000"));
+    assert_eq!(answers[0][11].body.len(), (3 << 20) - 1_000_000);
+    assert_eq!(answers[0][12].header("content-length"), Some("5"), "HEAD with a range: the part's length, no body");
+    assert_eq!(answers[0][8].header("accept-ranges"), None, "206 answers carry no Accept-Ranges");
 
     // The front answered every hit on `fast` and none on `slow`; both count them alike.
     let n = requests.len() as f64;
+    let partial = answers[0].iter().filter(|r| r.status == 206).count() as f64;
+    let body_bytes: usize = answers[0].iter().map(|r| r.body.len()).sum();
     assert_eq!(front_hits(&fast).await, n);
     assert_eq!(front_hits(&slow).await, 0.0);
     for edge in [&fast, &slow] {
-        assert_eq!(edge.metric(r#"edge_requests_total{kind="content",status="200",cache="HIT"}"#).await, n);
+        assert_eq!(edge.metric(r#"edge_requests_total{kind="content",status="200",cache="HIT"}"#).await, n - partial);
+        assert_eq!(edge.metric(r#"edge_requests_total{kind="content",status="206",cache="HIT"}"#).await, partial);
         assert_eq!(edge.metric(r#"edge_cache_lookups_total{result="memory"}"#).await, n);
-        let sent = edge.metric(r#"edge_bytes_sent_total{cache="HIT"}"#).await;
-        assert_eq!(sent, (200_000 * 4 + PLAYLIST.len() + (3 << 20)) as f64);
+        assert_eq!(edge.metric(r#"edge_bytes_sent_total{cache="HIT"}"#).await, body_bytes as f64);
     }
     assert_eq!(origin.total_hits(), 6, "three fills per edge, every other request a hit");
 }
@@ -205,11 +221,17 @@ async fn front_steps_aside_for_what_needs_the_pipeline() {
     c.send(&get("/v/a/seg_000.ts", "")).await;
     assert_eq!(c.response(false).await.header("x-cache"), Some("MISS"));
 
-    // Range: 206 with the right bytes.
-    c.send(&get("/v/a/seg_000.ts", "Range: bytes=10-19\r\n")).await;
+    // Several ranges: a multipart 206 from the pipeline; an unsatisfiable one: 416.
+    c.send(&get("/v/a/seg_000.ts", "Range: bytes=0-1,10-19\r\n")).await;
     let r = c.response(false).await;
     assert_eq!(r.status, 206);
-    assert_eq!(r.body, seg[10..20]);
+    assert!(r.header("content-type").is_some_and(|t| t.starts_with("multipart/byteranges")));
+    c.send(&get("/v/a/seg_000.ts", "Range: bytes=500000-\r\n")).await;
+    assert_eq!(c.response(false).await.status, 416);
+    // If-Range that does not match: the whole object, from the pipeline.
+    c.send(&get("/v/a/seg_000.ts", "Range: bytes=0-1\r\nIf-Range: \"other\"\r\n")).await;
+    let r = c.response(false).await;
+    assert_eq!((r.status, r.body.len()), (200, seg.len()));
     // Conditional: 304.
     c.send(&get("/v/a/seg_000.ts", "If-None-Match: \"s0\"\r\n")).await;
     assert_eq!(c.response(false).await.status, 304);
