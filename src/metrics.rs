@@ -89,8 +89,8 @@ impl Metrics {
             Opts::new("edge_token_rejections_total", "Requests refused with 403 for their token, by reason code"),
             &["reason"],
         )?;
-        for code in crate::token::REJECT_CODES {
-            token_rejections.with_label_values(&[code]);
+        for reject in crate::token::Reject::ALL {
+            token_rejections.with_label_values(&[reject.code()]);
         }
         registry.register(Box::new(token_rejections.clone()))?;
         let upstream_healthy = IntGaugeVec::new(
@@ -153,5 +153,20 @@ impl Metrics {
             tracing::warn!(error = %e, "metrics encoding failed");
         }
         buf
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_token_reason_is_exported_before_any_refusal() {
+        let m = Metrics::new().unwrap();
+        let text = prometheus::TextEncoder::new().encode_to_string(&m.registry.gather()).unwrap();
+        for reject in crate::token::Reject::ALL {
+            let line = format!("edge_token_rejections_total{{reason=\"{}\"}} 0", reject.code());
+            assert!(text.lines().any(|l| l == line), "missing {line}");
+        }
     }
 }

@@ -50,7 +50,6 @@ const COALESCE_MAX: usize = 64 * 1024;
 pub struct Front {
     proxy: Arc<HttpProxy<EdgeProxy>>,
     state: &'static EdgeState,
-    enabled: bool,
     hits: IntCounter,
     partial_hits: IntCounter,
     hit_duration: Histogram,
@@ -87,7 +86,6 @@ impl Front {
         Front {
             proxy: Arc::new(proxy),
             state,
-            enabled: state.config.server.fast_hits,
             hits: m.requests.with_label_values(&["content", "200", "HIT"]),
             partial_hits: m.requests.with_label_values(&["content", "206", "HIT"]),
             hit_duration: m.request_duration.with_label_values(&["content", "HIT"]),
@@ -395,7 +393,7 @@ fn plain_target_byte(b: u8) -> bool {
 #[async_trait]
 impl ServerApp for Front {
     async fn process_new(self: &Arc<Self>, stream: Stream, shutdown: &ShutdownWatch) -> Option<Stream> {
-        if !self.enabled || matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
+        if !self.state.config.server.fast_hits || matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
             return ServerApp::process_new(&self.proxy, stream, shutdown).await;
         }
         self.serve_h1(stream, shutdown).await
