@@ -16,6 +16,8 @@
 //! - [`origin`]: origin pools, consistent hashing, health.
 //! - [`control`]: the embedded control plane (`/api/v1`: users, catalog, playback, progress).
 //! - [`tls`]: certificates (SNI resolver with reload, dev CA), [`geo`]: GeoIP and country rules.
+//! - [`net`]: IP networks (token `ip` claims, purge and trusted-proxy lists); [`stamp`]: file
+//!   version stamps for reload-on-change polling.
 #![forbid(unsafe_code)]
 
 pub mod admin;
@@ -33,4 +35,5 @@ pub mod proxy;
 pub mod hls;
 pub mod token;
 pub mod server;
+pub mod stamp;
 pub mod tls;

@@ -10,11 +10,12 @@ use std::fmt;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::UNIX_EPOCH;
 
 use arc_swap::ArcSwap;
 use maxminddb::{MaxMindDbError, Reader};
 use serde::Deserialize;
+
+use crate::stamp::FileStamp;
 use std::sync::Mutex;
 
 /// Why a GeoIP database cannot be used. The message starts with the file.
@@ -98,27 +99,9 @@ struct Place<'a> {
     iso_code: Option<&'a str>,
 }
 
-/// Identity of a file version: (len, mtime ns, inode).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct FileStamp(u64, u128, u64);
-
-impl FileStamp {
-    pub(crate) fn of(path: &Path) -> Result<FileStamp, GeoError> {
-        let meta = std::fs::metadata(path).map_err(|source| GeoError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
-        let mtime = meta
-            .modified()
-            .ok()
-            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-            .map_or(0, |d| d.as_nanos());
-        #[cfg(unix)]
-        let inode = std::os::unix::fs::MetadataExt::ino(&meta);
-        #[cfg(not(unix))]
-        let inode = 0;
-        Ok(FileStamp(meta.len(), mtime, inode))
-    }
+/// The stamp of the database file, as a [`GeoError`] naming the file when it cannot be read.
+fn stamp_of(path: &Path) -> Result<FileStamp, GeoError> {
+    FileStamp::of(path).map_err(|source| GeoError::Io { path: path.to_path_buf(), source })
 }
 
 /// An opened, verified GeoIP database.
@@ -134,7 +117,7 @@ impl Db {
     /// names the file. Verification walks the whole file: milliseconds for a Country
     /// database, up to a few seconds for City; run reloads off the request path.
     pub fn open(path: &Path) -> Result<Db, GeoError> {
-        let stamp = FileStamp::of(path)?;
+        let stamp = stamp_of(path)?;
         let bytes = std::fs::read(path).map_err(|source| GeoError::Io {
             path: path.to_path_buf(),
             source,
@@ -280,7 +263,7 @@ impl Geo {
     /// it is first noticed missing.
     pub fn reload_if_changed(&self) -> Result<bool, GeoError> {
         let mut attempted = self.attempted.lock().unwrap_or_else(|p| p.into_inner());
-        let stamp = match FileStamp::of(&self.path) {
+        let stamp = match stamp_of(&self.path) {
             Ok(stamp) => stamp,
             // Missing: report once, then notice the file's return as a change.
             Err(e) => {
@@ -302,7 +285,7 @@ impl Geo {
     /// Re-reads the file now, changed or not (e.g. on SIGHUP). On error the old database
     /// stays in service.
     pub fn reload(&self) -> Result<(), GeoError> {
-        let stamp = FileStamp::of(&self.path)?;
+        let stamp = stamp_of(&self.path)?;
         *self.attempted.lock().unwrap_or_else(|p| p.into_inner()) = Some(stamp);
         self.load_stamped(stamp)
     }

@@ -41,10 +41,10 @@
 
 use std::hash::{Hash, Hasher};
 use std::path::Path;
-use std::time::UNIX_EPOCH;
 
 use super::store::{CertSpec, SniResolver};
 use super::TlsError;
+use crate::stamp::FileStamp;
 
 /// A hash of every cert and key file's (path, length, mtime, inode). A missing or unreadable
 /// file hashes as such, so its disappearance (and reappearance) counts as a change.
@@ -57,21 +57,9 @@ pub fn fingerprint(specs: &[CertSpec]) -> u64 {
     hasher.finish()
 }
 
-/// (path, len, mtime ns, inode) or (path, missing) for one file.
-fn stamp(path: &Path) -> (&Path, Option<(u64, u128, u64)>) {
-    let meta = std::fs::metadata(path).ok().map(|m| {
-        let mtime = m
-            .modified()
-            .ok()
-            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
-            .map_or(0, |d| d.as_nanos());
-        #[cfg(unix)]
-        let inode = std::os::unix::fs::MetadataExt::ino(&m);
-        #[cfg(not(unix))]
-        let inode = 0;
-        (m.len(), mtime, inode)
-    });
-    (path, meta)
+/// The path and its [`FileStamp`], or the path and `None` while the file is missing.
+fn stamp(path: &Path) -> (&Path, Option<FileStamp>) {
+    (path, FileStamp::of(path).ok())
 }
 
 /// What one [`Poller::poll`] did.
