@@ -1,17 +1,18 @@
 //! The player-facing proxy: a thin [`ProxyHttp`] dispatcher over pure functions.
 //!
-//! Phases, in the order Pingora runs them (DESIGN.md section 2):
+//! On HTTP/1 connections [`front`] comes first and answers fresh memory hits itself; every
+//! other request runs these phases, in the order Pingora runs them (DESIGN.md section 2):
 //! 1. `request_filter`: normalise the path ([`crate::path`]), answer `/healthz`, `/readyz`
-//!    and CORS preflights locally, refuse ambiguous paths with 400.
+//!    and CORS preflights locally, refuse ambiguous paths with 400, check tokens
+//!    ([`tokens`]) and country rules, answer `PURGE`.
 //! 2. `request_cache_filter` / `cache_key_callback`: GET and HEAD are cached under
 //!    [`crate::cache::key::for_request`]; the cache lock coalesces a herd into one fetch.
-//! 3. `upstream_peer`: origin choice ([`upstream`]); connect failures retry on the next node.
+//! 3. `upstream_peer`: origin choice ([`crate::origin::pools`]); connect failures retry on
+//!    the next node.
 //! 4. `response_cache_filter`: [`crate::cache::policy::decide`].
-//! 5. `response_filter`: `X-Cache`, CORS headers. (Pingora adds `Age` on hits.)
+//! 5. `response_filter`: `X-Cache`, CORS headers, playlist rewriting set up (Pingora adds
+//!    `Age` on hits); `response_body_filter` rewrites playlists for the viewer's token.
 //! 6. `logging`: metrics and one access-log line.
-//!
-//! Seams for later work: token checks and playlist rewriting go in `request_filter` and
-//! `response_body_filter`; geo rules in `request_filter`; purge in `is_purge`.
 
 pub mod cors;
 pub mod front;
