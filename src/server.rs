@@ -89,14 +89,19 @@ struct ControlPlane {
     stop: tokio::sync::oneshot::Sender<()>,
 }
 
-fn start_control(cfg: &Config) -> Result<Option<ControlPlane>, StartError> {
-    let (Some(c), Some(tokens)) = (&cfg.control, &cfg.tokens) else { return Ok(None) };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+/// A one-worker runtime of its own, outside Pingora's services (control plane, cache I/O).
+fn side_runtime(name: &str) -> Result<tokio::runtime::Runtime, StartError> {
+    tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
-        .thread_name("edge-control")
+        .thread_name(name)
         .enable_all()
         .build()
-        .map_err(StartError::Runtime)?;
+        .map_err(StartError::Runtime)
+}
+
+fn start_control(cfg: &Config) -> Result<Option<ControlPlane>, StartError> {
+    let (Some(c), Some(tokens)) = (&cfg.control, &cfg.tokens) else { return Ok(None) };
+    let runtime = side_runtime("edge-control")?;
     let mut cc = crate::control::ControlConfig::new(c.database.clone(), c.admin_token.clone(), tokens.keyring.clone());
     cc.cdn_hosts = c.cdn_hosts.clone();
     cc.playback_slack = c.playback_slack;
@@ -287,12 +292,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
     let metrics = Metrics::new()?;
     // foyer's I/O and flushing run on a runtime of their own that outlives Pingora's
     // service runtimes, so the cache can be closed (flushed) after they stop.
-    let cache_rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .thread_name("edge-cache")
-        .enable_all()
-        .build()
-        .map_err(StartError::Runtime)?;
+    let cache_rt = side_runtime("edge-cache")?;
     let cache = cache_rt.block_on(Cache::open(&config.cache, &metrics.registry, cache_rt.handle().clone().into()))?;
     let cache: &'static Cache = Box::leak(Box::new(cache));
     let lock: &'static CacheKeyLockImpl = Box::leak(CacheLock::new_boxed(config.cache.lock_timeout));
