@@ -259,17 +259,8 @@ impl Front {
         self.front_hits.inc();
         self.hit_duration.observe(elapsed.as_secs_f64());
         self.hit_bytes.inc_by(sent as u64);
-        tracing::info!(
-            target: "edge::access",
-            method = if reply.head_only { "HEAD" } else { "GET" },
-            path = %reply.path,
-            status = reply.status,
-            cache = "HIT",
-            bytes = sent,
-            ms = elapsed.as_secs_f64() * 1000.0,
-            upstream = "",
-            error = "",
-        );
+        let method = if reply.head_only { "HEAD" } else { "GET" };
+        super::access_log(method, &reply.path, reply.status, "HIT", sent, elapsed, String::new, String::new);
         Ok(())
     }
 

@@ -332,6 +332,36 @@ fn rewrites_playlist(token: Option<&tokens::Granted>, status: StatusCode, conten
     has_work && status == StatusCode::OK && crate::hls::is_playlist(content_type, path)
 }
 
+/// One access-log line (target `edge::access`, off unless `RUST_LOG` turns it on), written
+/// by the pipeline's `logging` and by the front alike. `upstream` and `error` are only
+/// computed when the line is written.
+#[allow(clippy::too_many_arguments)]
+fn access_log(
+    method: &str,
+    path: &str,
+    status: u16,
+    cache: &str,
+    bytes: usize,
+    elapsed: Duration,
+    upstream: impl FnOnce() -> String,
+    error: impl FnOnce() -> String,
+) {
+    if !tracing::enabled!(target: "edge::access", tracing::Level::INFO) {
+        return;
+    }
+    tracing::info!(
+        target: "edge::access",
+        method = %method,
+        path = %path,
+        status,
+        cache,
+        bytes,
+        ms = elapsed.as_secs_f64() * 1000.0,
+        upstream = upstream(),
+        error = error(),
+    );
+}
+
 /// The CORS headers of a response to a request whose `Origin` is allowed as `allowed`.
 fn cors_headers(state: &EdgeState, allowed: Option<&str>) -> Vec<(&'static str, String)> {
     let Some(origin) = allowed else { return Vec::new() };
@@ -736,16 +766,15 @@ impl ProxyHttp for EdgeProxy {
         if session.cache.lock_duration().is_some_and(|d| d > Duration::ZERO) {
             m.cache_coalesced.inc();
         }
-        tracing::info!(
-            target: "edge::access",
-            method = %session.req_header().method,
-            path = %session.req_header().uri.path(),
+        access_log(
+            session.req_header().method.as_str(),
+            session.req_header().uri.path(),
             status,
             cache,
-            bytes = sent,
-            ms = elapsed.as_secs_f64() * 1000.0,
-            upstream = ctx.upstream.as_ref().map(|c| c.node_label()).unwrap_or_default(),
-            error = e.map(|e| e.to_string()).unwrap_or_default(),
+            sent,
+            elapsed,
+            || ctx.upstream.as_ref().map(|c| c.node_label()).unwrap_or_default(),
+            || e.map(|e| e.to_string()).unwrap_or_default(),
         );
     }
 }

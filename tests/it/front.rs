@@ -469,3 +469,63 @@ async fn mangled_heads_never_break_the_front() {
     assert!(r.body == seg);
     assert_eq!(front_hits(&edge).await, before + 1.0);
 }
+
+/// The access log (`RUST_LOG=edge::access=info`) has one line per request in the same form
+/// whether the pipeline or the front answered it.
+#[tokio::test]
+async fn access_log_lines_are_the_same_from_front_and_pipeline() {
+    let origin = Origin::start().await;
+    origin_with_objects(&origin);
+    let edge = Edge::start_logging(origin.addr, "", "warn,edge::access=info").await;
+    let mut c = Conn::open(edge.http).await;
+    for _ in 0..2 {
+        c.send(&get("/v/a/index.m3u8", "")).await;
+        c.response(false).await;
+    }
+    assert_eq!(front_hits(&edge).await, 1.0);
+    let mut lines = Vec::new();
+    for _ in 0..50 {
+        let log = edge.log();
+        lines = log.lines().map(strip_ansi).filter(|l| l.contains("edge::access")).collect::<Vec<_>>();
+        if lines.len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(lines.len(), 2, "one line per request:\n{}", edge.log());
+    let fields = |line: &str, cache: &str| {
+        for f in [
+            "method=GET".to_string(),
+            "path=/v/a/index.m3u8".to_string(),
+            "status=200".to_string(),
+            format!("cache=\"{cache}\""),
+            format!("bytes={}", PLAYLIST.len()),
+            "ms=".to_string(),
+            "error=\"\"".to_string(),
+        ] {
+            assert!(line.contains(&f), "{f} in {line}");
+        }
+    };
+    fields(&lines[0], "MISS");
+    assert!(lines[0].contains(&format!("upstream=\"{}\"", origin.addr)), "{}", lines[0]);
+    fields(&lines[1], "HIT");
+    assert!(lines[1].contains("upstream=\"\""), "{}", lines[1]);
+}
+
+/// A log line without its terminal colour codes (`ESC [ ... m`).
+fn strip_ansi(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(ch) = chars.next() {
+        if ch == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            out.push(ch);
+        }
+    }
+    out
+}

@@ -12,6 +12,13 @@ pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// The test config's origin pool (one node at `origin`) followed by `extra`.
+fn origin_config(origin: SocketAddr, extra: &str) -> String {
+    format!(
+        "[[origins]]\nname = \"test\"\nnodes = [{{ addr = \"{origin}\" }}]\nconnect_timeout = \"1s\"\nread_timeout = \"5s\"\n{extra}"
+    )
+}
+
 /// A running edge process. Killed on drop.
 pub struct Edge {
     pub http: SocketAddr,
@@ -19,6 +26,8 @@ pub struct Edge {
     pub dir: TempDir,
     pub config_path: PathBuf,
     child: Option<Child>,
+    /// `RUST_LOG` for the process (`None`: inherited).
+    rust_log: Option<String>,
 }
 
 impl Edge {
@@ -26,10 +35,15 @@ impl Edge {
     /// `extra` may add sections (`[cors]`, `[[origins]]` ...) but not repeat `[server]`/`[cache]`
     /// keys set here; use `start_with_config` for full control.
     pub async fn start(origin: SocketAddr, extra: &str) -> Edge {
-        let config = format!(
-            "[[origins]]\nname = \"test\"\nnodes = [{{ addr = \"{origin}\" }}]\nconnect_timeout = \"1s\"\nread_timeout = \"5s\"\n{extra}"
-        );
-        Edge::start_with_config(&config, "").await
+        Edge::start_with_config(&origin_config(origin, extra), "").await
+    }
+
+    /// As [`Edge::start`], with `RUST_LOG` set to `filter` for the process.
+    pub async fn start_logging(origin: SocketAddr, extra: &str, filter: &str) -> Edge {
+        let mut edge = Edge::configured(&origin_config(origin, extra), "", "");
+        edge.rust_log = Some(filter.to_string());
+        edge.spawn().await;
+        edge
     }
 
     /// Start an edge whose config is the test `[server]`/`[cache]` sections (with `server_extra`
@@ -47,6 +61,13 @@ impl Edge {
     /// The test config: `[server]` + `server_extra`, `[cache]` + `cache_extra`, then `rest`.
     /// Test defaults: 64 MiB memory, 128 MiB disk, 8 MiB max object, 1 s grace period.
     pub async fn start_full(rest: &str, server_extra: &str, cache_extra: &str) -> Edge {
+        let mut edge = Edge::configured(rest, server_extra, cache_extra);
+        edge.spawn().await;
+        edge
+    }
+
+    /// The edge of [`Edge::start_full`], its config written, not started yet.
+    fn configured(rest: &str, server_extra: &str, cache_extra: &str) -> Edge {
         let dir = tempfile::tempdir().unwrap();
         let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
@@ -65,14 +86,16 @@ impl Edge {
         let config = format!("[server]\n{server}\n[cache]\n{cache}\n\n{rest}", cache = cache_section(cache_extra));
         let config_path = dir.path().join("edge.toml");
         std::fs::write(&config_path, config).unwrap();
-        let mut edge = Edge { http, admin, dir, config_path, child: None };
-        edge.spawn().await;
-        edge
+        Edge { http, admin, dir, config_path, child: None, rust_log: None }
     }
 
     async fn spawn(&mut self) {
         let log = std::fs::File::create(self.dir.path().join("edge.log")).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_edge"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_edge"));
+        if let Some(filter) = &self.rust_log {
+            command.env("RUST_LOG", filter);
+        }
+        let child = command
             .args(["serve", "--config"])
             .arg(&self.config_path)
             .current_dir(self.dir.path())
