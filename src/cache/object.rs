@@ -109,9 +109,9 @@ impl StoredObject {
         Ok(meta)
     }
 
-    /// The object as the player front answers it, once its meta has been decoded (by a first
-    /// hit through the full pipeline): `None` when not decoded yet or when the stored
-    /// response is not a 200 with a matching `Content-Length`.
+    /// The object as the player front answers it, once its meta has been decoded (when its
+    /// fill committed, or by the pipeline's first lookup after a disk read): `None` when not
+    /// decoded yet or when the stored response is not a 200 with a matching `Content-Length`.
     pub fn fast_view(&self) -> Option<FastView<'_>> {
         let d = self.decoded.get()?;
         Some(FastView {
