@@ -1,4 +1,7 @@
-//! The command line: `edge serve`, `edge check`.
+//! The command line: `edge serve`, `edge check`, `edge sign`, `edge certs`.
+//!
+//! `check`, `serve` and `sign` load the config the same way ([`Config::load`]: parse, then
+//! the start-up I/O), so `edge check` reports an unreadable key file exactly as `serve` would.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -75,23 +78,6 @@ pub enum SignStyle {
     Query,
 }
 
-/// Sign `claims` with `tokens` (key `kid` or the current one) and place it in `url`.
-pub fn sign_url(
-    tokens: &crate::config::TokensConfig,
-    kid: Option<&str>,
-    claims: &crate::token::Claims,
-    url: &str,
-    style: crate::token::url::Style,
-) -> Result<String, String> {
-    let token = match kid {
-        Some(k) => crate::token::sign_with(&tokens.keyring, k, claims),
-        None => crate::token::sign(&tokens.keyring, claims),
-    }
-    .map_err(|e| e.to_string())?;
-    crate::token::url::signed_url(url, &token, style, &tokens.param)
-        .ok_or_else(|| format!("{url:?} is not an absolute http(s) URL"))
-}
-
 fn sign_command(a: SignArgs) -> ExitCode {
     let config = match load(a.config.as_deref()) {
         Ok((_, c)) => c,
@@ -123,7 +109,7 @@ fn sign_command(a: SignArgs) -> ExitCode {
         SignStyle::Path => crate::token::url::Style::Path,
         SignStyle::Query => crate::token::url::Style::Query,
     };
-    match sign_url(tokens, a.key_id.as_deref(), &claims, &a.url, style) {
+    match tokens.sign_url(a.key_id.as_deref(), &claims, &a.url, style) {
         Ok(u) => {
             println!("{u}");
             ExitCode::SUCCESS
@@ -142,7 +128,7 @@ fn load(path: Option<&Path>) -> Result<(String, Config), (String, ConfigError)> 
             Config::load(p).map(|c| (shown.clone(), c)).map_err(|e| (shown, e))
         }
         None if Path::new("edge.toml").exists() => load(Some(Path::new("edge.toml"))),
-        None => Config::parse(EMBEDDED_DEFAULT, Path::new("."))
+        None => Config::load_str(EMBEDDED_DEFAULT, Path::new("."))
             .map(|c| ("built-in edge.toml".to_string(), c))
             .map_err(|e| ("built-in edge.toml".to_string(), e)),
     }

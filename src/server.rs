@@ -12,7 +12,6 @@ use pingora_core::services::background::{background_service, BackgroundService};
 use pingora_core::services::listening::Service;
 
 use crate::admin::AdminApp;
-use crate::cache::policy::TtlPolicy;
 use crate::cache::Cache;
 use crate::config::Config;
 use crate::demo::DemoOrigin;
@@ -102,23 +101,11 @@ fn side_runtime(name: &str) -> Result<tokio::runtime::Runtime, StartError> {
 fn start_control(cfg: &Config) -> Result<Option<ControlPlane>, StartError> {
     let (Some(c), Some(tokens)) = (&cfg.control, &cfg.tokens) else { return Ok(None) };
     let runtime = side_runtime("edge-control")?;
-    let mut cc = crate::control::ControlConfig::new(c.database.clone(), c.admin_token.clone(), tokens.keyring.clone());
-    cc.cdn_hosts = c.cdn_hosts.clone();
-    cc.playback_slack = c.playback_slack;
-    cc.session_ttl = c.session_ttl;
-    cc.tier_max_height = crate::control::TierHeights {
-        basic: c.basic_max_height,
-        standard: c.standard_max_height,
-        premium: u32::MAX,
-    };
-    if cfg.demo.is_some() {
-        cc.seed = Some(crate::control::Title::demo());
-    }
     let health = std::sync::Arc::new(ProbeHealth {
         hosts: c.cdn_hosts.iter().map(|h| (h.base_url.clone(), std::sync::atomic::AtomicBool::new(true))).collect(),
     });
     let state = runtime
-        .block_on(crate::control::AppState::open(cc, health.clone()))
+        .block_on(crate::control::AppState::open(c.clone(), tokens.keyring.clone(), health.clone()))
         .map_err(|e| StartError::Control(e.to_string()))?;
     let listener = runtime
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
@@ -241,7 +228,7 @@ fn demo_urls(cfg: &Config, title: &str) -> Vec<String> {
         targets.push(("play (https)", h, crate::token::url::Style::Path));
     }
     for (label, target, style) in targets {
-        match crate::cli::sign_url(tokens, None, &claims, &target, style) {
+        match tokens.sign_url(None, &claims, &target, style) {
             Ok(u) => lines.push(format!("edge: {label} {u}")),
             Err(e) => lines.push(format!("edge: cannot sign the demo URL: {e}")),
         }
@@ -255,40 +242,10 @@ fn check_port(key: &'static str, addr: SocketAddr) -> Result<(), StartError> {
 
 /// Run the edge until SIGTERM/SIGINT. Returns after the cache has been closed (flushed).
 pub fn run(config: Config) -> Result<(), StartError> {
-    check_port("server.http", config.server.http)?;
-    check_port("server.admin", config.server.admin)?;
-    if let Some(demo) = &config.demo {
-        check_port("demo.listen", demo.listen)?;
-        if !demo.media.is_dir() {
-            return Err(StartError::DemoMedia(demo.media.display().to_string()));
-        }
-    }
-
-    if let Some(https) = config.server.https {
-        check_port("server.https", https)?;
-    }
-    // Certificates and the GeoIP database are checked before anything starts: a bad file is a
-    // clear start error naming it, never a panic inside a listener.
-    let tls = match &config.tls {
-        None => None,
-        Some(t) => {
-            if let (Some(names), Some(first)) = (&t.dev_names, t.certs.first()) {
-                if !first.cert.exists() || !first.key.exists() {
-                    let dir = first.cert.parent().unwrap_or(std::path::Path::new("."));
-                    let made = crate::tls::certs::generate_dev(dir, names)?;
-                    println!("edge: generated a development CA and certificate in {} (trust {})", dir.display(), made.ca_cert.display());
-                }
-            }
-            Some(std::sync::Arc::new(crate::tls::store::SniResolver::load(&t.certs)?))
-        }
-    };
-    let geo = match &config.geo.database {
-        None => None,
-        Some(path) => Some(std::sync::Arc::new(crate::geo::Geo::open(path.clone())?)),
-    };
-
+    preflight(&config)?;
+    let tls = load_certificates(&config)?;
+    let geo = config.geo.database.as_ref().map(|path| crate::geo::Geo::open(path.clone()).map(std::sync::Arc::new)).transpose()?;
     let control = start_control(&config)?;
-
     let metrics = Metrics::new()?;
     // foyer's I/O and flushing run on a runtime of their own that outlives Pingora's
     // service runtimes, so the cache can be closed (flushed) after they stop.
@@ -298,7 +255,6 @@ pub fn run(config: Config) -> Result<(), StartError> {
     let lock: &'static CacheKeyLockImpl = Box::leak(CacheLock::new_boxed(config.cache.lock_timeout));
 
     let state: &'static EdgeState = Box::leak(Box::new(EdgeState {
-        ttl: TtlPolicy::from_config(&config.cache),
         cors: Cors::new(&config.cors),
         pools: Pools::new(config.origins.clone()),
         config,
@@ -311,8 +267,57 @@ pub fn run(config: Config) -> Result<(), StartError> {
         ready: AtomicBool::new(false),
         draining: AtomicBool::new(false),
     }));
-    let cfg = &state.config;
+    let server = build_server(state)?;
+    announce(state);
+    server.run(RunArgs::default());
 
+    if let Some(c) = control {
+        let _ = c.stop.send(());
+        c.runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+    }
+    tracing::info!("services stopped; flushing the cache");
+    if let Err(e) = cache_rt.block_on(cache.close()) {
+        tracing::warn!(error = %e, "cache close failed");
+    }
+    cache_rt.shutdown_timeout(std::time::Duration::from_secs(5));
+    Ok(())
+}
+
+/// Everything that can be checked before anything starts: free ports and the demo media.
+fn preflight(config: &Config) -> Result<(), StartError> {
+    check_port("server.http", config.server.http)?;
+    check_port("server.admin", config.server.admin)?;
+    if let Some(demo) = &config.demo {
+        check_port("demo.listen", demo.listen)?;
+        if !demo.media.is_dir() {
+            return Err(StartError::DemoMedia(demo.media.display().to_string()));
+        }
+    }
+    if let Some(https) = config.server.https {
+        check_port("server.https", https)?;
+    }
+    Ok(())
+}
+
+/// The HTTPS certificates, generating a development pair first when `dev_names` asks for it.
+/// Loaded before anything starts: a bad file is a clear start error naming it, never a panic
+/// inside a listener.
+fn load_certificates(config: &Config) -> Result<Option<std::sync::Arc<crate::tls::store::SniResolver>>, StartError> {
+    let Some(t) = &config.tls else { return Ok(None) };
+    if let (Some(names), Some(first)) = (&t.dev_names, t.certs.first()) {
+        if !first.cert.exists() || !first.key.exists() {
+            let dir = first.cert.parent().unwrap_or(std::path::Path::new("."));
+            let made = crate::tls::certs::generate_dev(dir, names)?;
+            println!("edge: generated a development CA and certificate in {} (trust {})", dir.display(), made.ca_cert.display());
+        }
+    }
+    Ok(Some(std::sync::Arc::new(crate::tls::store::SniResolver::load(&t.certs)?)))
+}
+
+/// The Pingora server with its services: the player listener (the front answers fresh memory
+/// hits, the Pingora proxy the rest), admin, the demo origin and the background services.
+fn build_server(state: &'static EdgeState) -> Result<Server, StartError> {
+    let cfg = &state.config;
     let conf = ServerConf {
         threads: cfg.server.threads,
         grace_period_seconds: Some(cfg.server.grace_period.as_secs()),
@@ -323,7 +328,6 @@ pub fn run(config: Config) -> Result<(), StartError> {
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
 
-    // The player listener: the front answers fresh memory hits, the Pingora proxy the rest.
     let mut pipeline = pingora_proxy::HttpProxy::new(EdgeProxy { state }, server.configuration.clone());
     pipeline.handle_init_modules();
     let mut proxy = Service::new("edge proxy".to_string(), crate::proxy::front::Front::new(pipeline, state));
@@ -345,17 +349,24 @@ pub fn run(config: Config) -> Result<(), StartError> {
         let mut origin = Service::new("demo origin".to_string(), DemoOrigin { root: demo.media.clone() });
         origin.add_tcp(&demo.listen.to_string());
         server.add_service(origin);
-        println!("edge: demo origin on http://{} serving {}", demo.listen, demo.media.display());
-        for line in demo_urls(cfg, &demo.title) {
-            println!("{line}");
-        }
     }
     server.add_service(background_service("lifecycle", Lifecycle { state }));
     if state.tls.is_some() || state.geo.is_some() {
         server.add_service(background_service("reloader", Reloader { state }));
     }
     server.add_service(background_service("origin health checks", crate::origin::checker::Checker { pools: &state.pools }));
+    Ok(server)
+}
 
+/// The start-up lines for the operator: where to play, where the listeners are.
+fn announce(state: &EdgeState) {
+    let cfg = &state.config;
+    if let Some(demo) = &cfg.demo {
+        println!("edge: demo origin on http://{} serving {}", demo.listen, demo.media.display());
+        for line in demo_urls(cfg, &demo.title) {
+            println!("{line}");
+        }
+    }
     if let Some(https) = cfg.server.https {
         println!("edge: listening on https://{https} (HTTP/2 and HTTP/1.1)");
     }
@@ -369,16 +380,4 @@ pub fn run(config: Config) -> Result<(), StartError> {
         crate::config::units::format_size(cfg.cache.memory + cfg.cache.disk),
         cfg.cache.dir.display()
     );
-    server.run(RunArgs::default());
-
-    if let Some(c) = control {
-        let _ = c.stop.send(());
-        c.runtime.shutdown_timeout(std::time::Duration::from_secs(2));
-    }
-    tracing::info!("services stopped; flushing the cache");
-    if let Err(e) = cache_rt.block_on(cache.close()) {
-        tracing::warn!(error = %e, "cache close failed");
-    }
-    cache_rt.shutdown_timeout(std::time::Duration::from_secs(5));
-    Ok(())
 }

@@ -3,7 +3,8 @@
 //! - [`store`]: [`store::EdgeStorage`], the `pingora_cache::Storage` implementation.
 //! - [`object`]: the stored form of one object (meta + body) and its disk encoding.
 //! - [`key`]: the cache key (host + normalised path + query).
-//! - [`policy`]: which responses are stored and for how long.
+//! - [`policy`]: which responses are stored and for how long (read from
+//!   [`crate::config::CacheConfig`] as it is).
 
 pub mod bans;
 pub mod key;
@@ -48,14 +49,6 @@ pub struct CacheStats {
     pub purges: AtomicU64,
 }
 
-/// Disk block size for a given largest object: an entry must fit in one block.
-pub fn block_size_for(max_object: u64) -> usize {
-    const MIB: u64 = 1 << 20;
-    let with_headers = max_object.saturating_add(256 * 1024);
-    let rounded = with_headers.div_ceil(MIB).saturating_mul(MIB);
-    usize::try_from(rounded.max(4 * MIB)).unwrap_or(usize::MAX)
-}
-
 /// Errors opening the cache.
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
@@ -84,7 +77,7 @@ impl Cache {
         let dir_lock = lock_dir(&cfg.dir)?;
         // An object lives at most max_ttl fresh plus max_ttl stale: older bans match nothing.
         let bans = Bans::load(&cfg.dir, cfg.max_ttl.saturating_mul(2)).map_err(OpenError::Bans)?;
-        let block = block_size_for(cfg.max_object);
+        let block = cfg.block_size();
         let device = FsDeviceBuilder::new(&cfg.dir).with_capacity(cfg.disk as usize).build()?;
         let engine = BlockEngineConfig::new(device)
             .with_block_size(block)
@@ -145,13 +138,6 @@ fn lock_dir(dir: &Path) -> Result<File, OpenError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn blocks_hold_the_largest_object() {
-        assert_eq!(block_size_for(1), 4 << 20);
-        assert!(block_size_for(64 << 20) >= (64 << 20) + 256 * 1024);
-        assert_eq!(block_size_for(64 << 20) % (1 << 20), 0);
-    }
 
     #[test]
     fn a_cache_dir_is_locked_by_one_process() {

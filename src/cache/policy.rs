@@ -12,6 +12,7 @@
 //!    `live_playlist_fraction` × `#EXT-X-TARGETDURATION`; 404/410 get `negative_ttl`; every
 //!    other cacheable response gets `default_ttl`.
 //!
+//! The policy is the `[cache]` section itself ([`CacheConfig`]): no copy of its fields.
 //! Every lifetime is capped at `max_ttl`. `stale-while-revalidate`/`stale-if-error` come from
 //! the response's Cache-Control, else from the config defaults.
 
@@ -22,20 +23,7 @@ use pingora_cache::filters::{calculate_fresh_until, calculate_serve_stale_durati
 use pingora_cache::{CacheMeta, CacheMetaDefaults, NoCacheReason, RespCacheable};
 use pingora_http::ResponseHeader;
 
-use crate::config::{CacheConfig, TtlRule};
-
-/// TTL policy from `[cache]`.
-#[derive(Debug, Clone)]
-pub struct TtlPolicy {
-    pub default_ttl: Duration,
-    pub negative_ttl: Duration,
-    pub vod_playlist_ttl: Duration,
-    pub live_playlist_fraction: f64,
-    pub max_ttl: Duration,
-    pub stale_while_revalidate: Duration,
-    pub stale_if_error: Duration,
-    pub rules: Vec<TtlRule>,
-}
+use crate::config::CacheConfig;
 
 /// Freshness assumed for a playlist until its body says whether it is live.
 pub const PLAYLIST_PROVISIONAL_TTL: Duration = Duration::from_secs(1);
@@ -46,25 +34,6 @@ pub const PLAYLIST_PROVISIONAL_TTL: Duration = Duration::from_secs(1);
 pub struct PlaylistRefine {
     pub vod_ttl: Duration,
     pub live_fraction: f64,
-}
-
-impl TtlPolicy {
-    pub fn from_config(c: &CacheConfig) -> Self {
-        TtlPolicy {
-            default_ttl: c.default_ttl,
-            negative_ttl: c.negative_ttl,
-            vod_playlist_ttl: c.vod_playlist_ttl,
-            live_playlist_fraction: c.live_playlist_fraction,
-            max_ttl: c.max_ttl,
-            stale_while_revalidate: c.stale_while_revalidate,
-            stale_if_error: c.stale_if_error,
-            rules: c.rules.clone(),
-        }
-    }
-
-    fn rule_for(&self, path: &str) -> Option<&TtlRule> {
-        self.rules.iter().find(|r| path.starts_with(&r.prefix))
-    }
 }
 
 /// Statuses an edge may store.
@@ -82,7 +51,7 @@ fn secs_u32(d: Duration) -> u32 {
 }
 
 /// Decide whether `resp` (for the normalised request `path`) is stored, and build its meta.
-pub fn decide(resp: &ResponseHeader, path: &str, policy: &TtlPolicy, now: SystemTime) -> RespCacheable {
+pub fn decide(resp: &ResponseHeader, path: &str, policy: &CacheConfig, now: SystemTime) -> RespCacheable {
     let status = resp.status.as_u16();
     if !cacheable_status(status) || resp.headers.contains_key(http::header::SET_COOKIE) {
         return RespCacheable::Uncacheable(NoCacheReason::OriginNotCache);
@@ -160,20 +129,15 @@ pub fn playlist_ttl(body: &[u8], refine: &PlaylistRefine) -> Duration {
 mod tests {
     use super::*;
 
-    fn policy() -> TtlPolicy {
-        TtlPolicy {
-            default_ttl: Duration::from_secs(86_400),
-            negative_ttl: Duration::from_secs(10),
-            vod_playlist_ttl: Duration::from_secs(3600),
-            live_playlist_fraction: 0.5,
-            max_ttl: Duration::from_secs(7 * 86_400),
-            stale_while_revalidate: Duration::from_secs(5),
-            stale_if_error: Duration::from_secs(300),
-            rules: vec![
-                TtlRule { prefix: "/live/sports/".into(), ttl: Duration::from_secs(1), override_origin: true },
-                TtlRule { prefix: "/live/".into(), ttl: Duration::from_secs(2), override_origin: false },
-            ],
-        }
+    fn policy() -> CacheConfig {
+        let section = toml::from_str(
+            "default_ttl = \"24h\"\nnegative_ttl = \"10s\"\nvod_playlist_ttl = \"1h\"\nlive_playlist_fraction = 0.5\n\
+             max_ttl = \"7d\"\nstale_while_revalidate = \"5s\"\nstale_if_error = \"5m\"\n\
+             [[rules]]\nprefix = \"/live/\"\nttl = \"2s\"\n\
+             [[rules]]\nprefix = \"/live/sports/\"\nttl = \"1s\"\noverride_origin = true\n",
+        )
+        .unwrap();
+        CacheConfig::build(section, std::path::Path::new("/")).unwrap()
     }
 
     fn resp(status: u16, headers: &[(&str, &str)]) -> ResponseHeader {

@@ -1,8 +1,8 @@
 //! The file format of `edge.toml`: serde structs that mirror the file one to one.
 //!
 //! Every struct denies unknown fields, so a typo is an error that names the key. Values stay
-//! close to their text form here (durations and sizes are strings); `super::Config::from_file`
-//! turns them into typed, validated values.
+//! close to their text form here (durations and sizes are strings); each section's module
+//! (`super::server`, `super::cache`, ...) turns its section into typed, validated values.
 
 use serde::Deserialize;
 
@@ -183,7 +183,7 @@ pub struct CertSection {
     pub key: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GeoSection {
     pub database: Option<String>,

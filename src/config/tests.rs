@@ -1,6 +1,9 @@
+use std::time::Duration;
+
+use super::value::net as parse_net;
 use super::*;
 
-fn parse(text: &str) -> Result<Config, ConfigError> {
+fn parse(text: &str) -> Result<Config<Parsed>, ConfigError> {
     Config::parse(text, Path::new("/etc/edge"))
 }
 
@@ -153,4 +156,70 @@ fn ttl_rules_are_longest_prefix_first() {
 fn syntax_errors_are_reported() {
     let err = parse("[server\nhttp = 1").unwrap_err();
     assert!(!err.reason.is_empty());
+}
+
+const POOL: &str = "[[origins]]\nname = \"o\"\nnodes = [{ addr = \"127.0.0.1:1\" }]\n";
+
+/// Parsing reads nothing: every file named below is missing and the origin name does not
+/// resolve, yet the text parses; resolving then names the key of the first missing piece.
+#[test]
+fn parsing_does_no_io_and_resolving_names_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = "[tokens]\nkeys = [{ id = \"k\", secret_file = \"k.key\" }]\n";
+    let edgeauth = "[tokens.edgeauth]\nkey_file = \"ea.key\"\n";
+    let control = "[control]\nadmin_token_file = \"admin\"\n";
+    // Sorted by priority the CA pool comes first, but errors keep the file's index. The bad
+    // port fails the lookup without asking DNS.
+    let name = "[[origins]]\nname = \"n\"\npriority = 5\nnodes = [{ addr = \"127.0.0.1:http\" }]\n";
+    let ca = "[[origins]]\nname = \"o\"\nca_file = \"ca.pem\"\nnodes = [{ addr = \"127.0.0.1:1\" }]\n";
+    let text = format!("{key}{edgeauth}{control}{name}{ca}");
+    let parsed = Config::parse(&text, dir.path()).expect("parsing reads no file and resolves no name");
+    assert_eq!(parsed.origins[0].name, "o");
+    // Supply one missing piece at a time; each step fails on the next key.
+    let steps = [
+        ("tokens.keys[0]", "k.key", "ab".repeat(32)),
+        ("tokens.edgeauth", "ea.key", "00ff".to_string()),
+        ("control.admin_token", "admin", "a-long-enough-admin-token".to_string()),
+        ("origins[1].ca_file", "unused", String::new()),
+    ];
+    for (want_key, file, content) in steps {
+        let err = Config::parse(&text, dir.path()).unwrap().resolve().expect_err("a piece is missing");
+        assert_eq!(err.key, want_key, "{err}");
+        std::fs::write(dir.path().join(file), content).unwrap();
+    }
+    let text = format!("{key}{edgeauth}{control}{name}");
+    let err = Config::parse(&text, dir.path()).unwrap().resolve().unwrap_err();
+    assert_eq!(err.key, "origins[0].nodes[0].addr", "{err}");
+    assert!(err.reason.contains("cannot resolve"), "{err}");
+}
+
+#[test]
+fn resolving_reads_keys_and_configures_the_control_plane_once() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("k.key"), "ab".repeat(32)).unwrap();
+    std::fs::write(dir.path().join("admin"), "  a-long-enough-admin-token\n").unwrap();
+    let text = format!(
+        "[tokens]\nkeys = [{{ id = \"k\", secret_file = \"k.key\" }}]\n\
+         [control]\nadmin_token_file = \"admin\"\nbasic_max_height = 360\n[demo]\n{POOL}"
+    );
+    let c = Config::load_str(&text, dir.path()).unwrap();
+    assert_eq!(c.tokens.as_ref().unwrap().keyring.current_id(), "k");
+    let plane = c.control.as_ref().expect("control on");
+    assert_eq!(plane.admin_token, "a-long-enough-admin-token");
+    assert_eq!(plane.tier_max_height.basic, 360);
+    assert_eq!(plane.tier_max_height.standard, 1080);
+    assert_eq!(plane.database, dir.path().join("data/control.db"));
+    assert_eq!(plane.cdn_hosts[0].base_url, c.server.public_url);
+    assert!(plane.seed.is_some(), "the demo title is seeded when [demo] is on");
+
+    std::fs::write(dir.path().join("admin"), "short").unwrap();
+    let err = Config::load_str(&text, dir.path()).unwrap_err();
+    assert_eq!((err.key.as_str(), err.reason.as_str()), ("control.admin_token", "the admin token must be at least 16 characters"));
+}
+
+#[test]
+fn secrets_need_exactly_one_source() {
+    let err = parse(&format!("[tokens]\nkeys = [{{ id = \"k\" }}]\n{POOL}")).unwrap_err();
+    assert_eq!(err.key, "tokens.keys[0]");
+    assert!(err.reason.contains("exactly one"), "{err}");
 }

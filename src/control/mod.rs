@@ -7,191 +7,39 @@
 //! (ISO 3166 alpha-2 from GeoIP, absent when unknown, used for geo restrictions). These headers
 //! are trusted as-is: the listener must only be reachable from the edge.
 //!
-//! Layout:
+//! Layout (each module depends only on those listed before it):
 //! - [`model`]: domain types and input validation.
 //! - [`store`]: the [`store::Store`] trait and its SQLite implementation (migrations in
 //!   `migrations/*.sql`).
-//! - [`auth`]: argon2id passwords, session tokens, login rate limiter, clock.
-//! - [`api`]: the HTTP handlers and extractors; [`routes`]: the route table (one constant used by
-//!   the router and the OpenAPI document); [`openapi`]: the OpenAPI 3 document.
 //! - [`error`]: JSON errors with stable codes.
+//! - [`auth`]: argon2id passwords, session tokens, login rate limiter, clock.
+//! - [`settings`]: [`ControlConfig`], CDN hosts and their health.
+//! - [`routes`]: the route table (data only), from which both the router and the OpenAPI
+//!   document are built; [`openapi`]: the OpenAPI 3 document.
+//! - [`api`]: the HTTP handlers, shared state and extractors.
+//! - [`router`]: the axum router binding each route of the table to its handler.
+//! - [`serve`](mod@serve): [`serve`] and [`serve_state`].
+//!
+//! This file only declares and re-exports.
 
 pub mod api;
 pub mod auth;
 pub mod error;
 pub mod model;
 pub mod openapi;
+pub mod router;
 pub mod routes;
+pub mod serve;
+pub mod settings;
 pub mod store;
 
 #[cfg(test)]
 mod tests;
 
-use std::future::Future;
-use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::Duration;
-
 pub use api::AppState;
 pub use auth::{LoginLimits, PasswordHashing};
 pub use model::{Maturity, Rating, Rendition, SeedTitle, Tier, TierHeights, Title};
-pub use routes::{router, ROUTES};
-
-/// Configuration of the control plane. `Debug` does not print the admin token.
-#[derive(Clone)]
-pub struct ControlConfig {
-    /// SQLite database file; created (with its parent folder) if missing, WAL mode.
-    pub database: PathBuf,
-    /// Bearer token for the admin calls (`/admin/*`). Empty disables the admin API.
-    pub admin_token: String,
-    /// CDN hosts handed to players (`base_url` an origin like `http://127.0.0.1:8080`, without
-    /// a path). Lower `priority` is preferred; unhealthy hosts go last.
-    pub cdn_hosts: Vec<CdnHost>,
-    /// Maximum rendition height per subscription tier.
-    pub tier_max_height: TierHeights,
-    /// Playback token lifetime = title duration + this.
-    pub playback_slack: Duration,
-    /// Lifetime of a login session.
-    pub session_ttl: Duration,
-    /// Keys for signing playback tokens (the edge verifies them with the same keyring).
-    pub keyring: Arc<crate::token::Keyring>,
-    /// Title inserted at startup when no title with its id exists ([`Title::demo`]).
-    pub seed: Option<SeedTitle>,
-    /// Failed-login limits (per account and per client address).
-    pub login_limits: LoginLimits,
-    /// Argon2id cost for new password hashes.
-    pub password_hashing: PasswordHashing,
-    /// Profiles per account.
-    pub max_profiles: u32,
-}
-
-impl std::fmt::Debug for ControlConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ControlConfig")
-            .field("database", &self.database)
-            .field(
-                "admin_token",
-                &if self.admin_token.is_empty() {
-                    "(disabled)"
-                } else {
-                    "(set)"
-                },
-            )
-            .field("cdn_hosts", &self.cdn_hosts)
-            .field("tier_max_height", &self.tier_max_height)
-            .field("playback_slack", &self.playback_slack)
-            .field("session_ttl", &self.session_ttl)
-            .field("keyring", &self.keyring)
-            .field("seed", &self.seed.as_ref().map(|t| &t.id))
-            .field("login_limits", &self.login_limits)
-            .field("password_hashing", &self.password_hashing)
-            .field("max_profiles", &self.max_profiles)
-            .finish()
-    }
-}
-
-impl ControlConfig {
-    /// A configuration with the defaults: no CDN hosts, tiers 480/1080/unlimited, slack 1 h,
-    /// sessions 7 days, no seed, 5 failures per account / 20 per address per 15 min, OWASP
-    /// argon2id cost, 5 profiles per account.
-    pub fn new(
-        database: impl Into<PathBuf>,
-        admin_token: impl Into<String>,
-        keyring: Arc<crate::token::Keyring>,
-    ) -> Self {
-        ControlConfig {
-            database: database.into(),
-            admin_token: admin_token.into(),
-            cdn_hosts: Vec::new(),
-            tier_max_height: TierHeights::default(),
-            playback_slack: Duration::from_secs(3600),
-            session_ttl: Duration::from_secs(7 * 24 * 3600),
-            keyring,
-            seed: None,
-            login_limits: LoginLimits::default(),
-            password_hashing: PasswordHashing::default(),
-            max_profiles: 5,
-        }
-    }
-}
-
-/// A CDN host players can be sent to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CdnHost {
-    pub name: String,
-    /// `http(s)://host[:port]` (no path); `/t/<token>` and the title's path are appended.
-    pub base_url: String,
-    /// Lower is preferred.
-    pub priority: u32,
-}
-
-/// Health of CDN hosts, provided by the edge.
-pub trait CdnHealth: Send + Sync {
-    fn healthy(&self, host: &CdnHost) -> bool;
-}
-
-/// Every host is healthy (for setups without health checks).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct AlwaysHealthy;
-
-impl CdnHealth for AlwaysHealthy {
-    fn healthy(&self, _host: &CdnHost) -> bool {
-        true
-    }
-}
-
-/// Why the control plane could not start or stopped with an error.
-#[derive(Debug, thiserror::Error)]
-pub enum ControlError {
-    #[error("control plane configuration: {0}")]
-    Config(String),
-    #[error("control plane database: {0}")]
-    Database(String),
-    #[error("control plane server: {0}")]
-    Io(#[from] std::io::Error),
-}
-
-/// How often expired sessions are deleted.
-const SESSION_PURGE_INTERVAL: Duration = Duration::from_secs(3600);
-
-/// Opens (creating and migrating) the database, seeds, and serves the API on `listener` until
-/// `shutdown` completes (then finishes in-flight requests and returns).
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    cfg: ControlConfig,
-    health: Arc<dyn CdnHealth>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), ControlError> {
-    let state = AppState::open(cfg, health).await?;
-    serve_state(listener, state, shutdown).await
-}
-
-/// [`serve`] with an already opened [`AppState`].
-pub async fn serve_state(
-    listener: tokio::net::TcpListener,
-    state: AppState,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), ControlError> {
-    if let Ok(addr) = listener.local_addr() {
-        tracing::info!(%addr, "control: API listening");
-    }
-    let purger = tokio::spawn({
-        let state = state.clone();
-        async move {
-            let mut tick = tokio::time::interval(SESSION_PURGE_INTERVAL);
-            loop {
-                tick.tick().await;
-                match state.store().purge_sessions(state.now()).await {
-                    Ok(n) if n > 0 => tracing::debug!(n, "control: purged expired sessions"),
-                    Ok(_) => {}
-                    Err(e) => tracing::warn!(error = %e, "control: session purge failed"),
-                }
-            }
-        }
-    });
-    let r = axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await;
-    purger.abort();
-    r.map_err(ControlError::Io)
-}
+pub use router::router;
+pub use routes::ROUTES;
+pub use serve::{serve, serve_state};
+pub use settings::{AlwaysHealthy, CdnHealth, CdnHost, ControlConfig, ControlError};

@@ -1,14 +1,6 @@
-//! The route table: the one list of routes that both [`router`] and the OpenAPI document
-//! ([`super::openapi`]) are built from.
-
-use axum::extract::DefaultBodyLimit;
-use axum::http::{header, HeaderValue, StatusCode};
-use axum::response::{IntoResponse, Response};
-use axum::routing::{on, MethodFilter, MethodRouter};
-use axum::Router;
-
-use super::api::{account, catalog, playback, AppState};
-use super::error::ApiError;
+//! The route table: the one list of routes that both the router ([`super::router`]) and
+//! the OpenAPI document ([`super::openapi`]) are built from. Data only: it depends on no
+//! other part of the control plane.
 
 /// Every route is below this prefix.
 pub const API_PREFIX: &str = "/api/v1";
@@ -32,15 +24,6 @@ impl Method {
             Method::Post => "POST",
             Method::Put => "PUT",
             Method::Delete => "DELETE",
-        }
-    }
-
-    fn filter(self) -> MethodFilter {
-        match self {
-            Method::Get => MethodFilter::GET,
-            Method::Post => MethodFilter::POST,
-            Method::Put => MethodFilter::PUT,
-            Method::Delete => MethodFilter::DELETE,
         }
     }
 }
@@ -101,28 +84,6 @@ impl Op {
             Op::AdminDeleteTitle => "adminDeleteTitle",
             Op::AdminSetTier => "adminSetTier",
             Op::OpenApi => "openapi",
-        }
-    }
-
-    fn handler(self, f: MethodFilter) -> MethodRouter<AppState> {
-        match self {
-            Op::Register => on(f, account::register),
-            Op::Me => on(f, account::me),
-            Op::Login => on(f, account::login),
-            Op::Logout => on(f, account::logout),
-            Op::ListProfiles => on(f, account::list_profiles),
-            Op::CreateProfile => on(f, account::create_profile),
-            Op::ListTitles => on(f, catalog::list),
-            Op::SearchTitles => on(f, catalog::search),
-            Op::GetTitle => on(f, catalog::get),
-            Op::Playback => on(f, playback::playback),
-            Op::PutProgress => on(f, playback::put_progress),
-            Op::ContinueWatching => on(f, playback::continue_watching),
-            Op::AdminCreateTitle => on(f, catalog::admin_create),
-            Op::AdminPutTitle => on(f, catalog::admin_put),
-            Op::AdminDeleteTitle => on(f, catalog::admin_delete),
-            Op::AdminSetTier => on(f, catalog::admin_set_tier),
-            Op::OpenApi => on(f, openapi_json),
         }
     }
 }
@@ -427,49 +388,3 @@ impl RouteSpec {
 
 /// Message of the 404 for paths that match no route.
 pub const NO_ROUTE_MESSAGE: &str = "no such API route";
-
-async fn no_route() -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "not_found", NO_ROUTE_MESSAGE)
-}
-
-async fn method_not_allowed() -> ApiError {
-    ApiError::new(
-        StatusCode::METHOD_NOT_ALLOWED,
-        "method_not_allowed",
-        "this route does not support the method",
-    )
-}
-
-async fn openapi_json(axum::extract::State(st): axum::extract::State<AppState>) -> Response {
-    let mut r = st.0.openapi.clone().into_response();
-    r.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    r
-}
-
-async fn harden(mut r: Response) -> Response {
-    let h = r.headers_mut();
-    h.entry(header::CACHE_CONTROL)
-        .or_insert(HeaderValue::from_static("no-store"));
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    r
-}
-
-/// The API router for `state` (every route of [`ROUTES`] below [`API_PREFIX`]; JSON errors
-/// for unknown routes, wrong methods and oversized bodies; `Cache-Control: no-store`).
-pub fn router(state: AppState) -> Router {
-    let mut r: Router<AppState> = Router::new();
-    for spec in ROUTES {
-        r = r.route(&spec.full_path(), spec.op.handler(spec.method.filter()));
-    }
-    r.fallback(no_route)
-        .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .layer(axum::middleware::map_response(harden))
-        .with_state(state)
-}

@@ -34,7 +34,7 @@ use pingora_proxy::{ProxyHttp, Session};
 
 use crate::cache::bans::Verdict;
 use crate::cache::key;
-use crate::cache::policy::{self, TtlPolicy};
+use crate::cache::policy;
 use crate::cache::Cache;
 use crate::config::Config;
 use crate::metrics::Metrics;
@@ -47,7 +47,6 @@ pub struct EdgeState {
     pub metrics: Metrics,
     pub cache: &'static Cache,
     pub lock: &'static CacheKeyLockImpl,
-    pub ttl: TtlPolicy,
     pub cors: Cors,
     pub pools: Pools,
     /// The HTTPS listener's certificates (reloadable).
@@ -677,7 +676,7 @@ impl ProxyHttp for EdgeProxy {
     }
 
     fn response_cache_filter(&self, _session: &Session, resp: &ResponseHeader, ctx: &mut RequestCtx) -> Result<RespCacheable> {
-        Ok(policy::decide(resp, &ctx.path, &self.state.ttl, SystemTime::now()))
+        Ok(policy::decide(resp, &ctx.path, &self.state.config.cache, SystemTime::now()))
     }
 
     async fn response_filter(&self, session: &mut Session, resp: &mut ResponseHeader, ctx: &mut RequestCtx) -> Result<()> {

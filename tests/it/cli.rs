@@ -44,3 +44,27 @@ fn missing_file_is_a_config_error() {
     assert_eq!(out.status.code(), Some(64));
     assert!(String::from_utf8_lossy(&out.stderr).starts_with("/nonexistent/edge.toml: cannot read file"));
 }
+
+/// Key files are read at start-up, not while parsing, yet `edge check` still reads them:
+/// a missing one is a config error naming its key, for `check` and `serve` alike.
+#[test]
+fn check_reads_secret_files_like_serve() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("edge.toml");
+    std::fs::write(
+        &path,
+        "[tokens]\nkeys = [{ id = \"k\", secret_file = \"missing.key\" }]\n\
+         [[origins]]\nname = \"o\"\nnodes = [{ addr = \"127.0.0.1:1\" }]\n",
+    )
+    .unwrap();
+    for cmd in ["check", "serve"] {
+        let out = edge().args([cmd, "--config"]).arg(&path).output().unwrap();
+        assert_eq!(out.status.code(), Some(64), "{cmd}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        let want = format!("{}: tokens.keys[0]: cannot read {}", path.display(), dir.path().join("missing.key").display());
+        assert!(err.starts_with(&want), "{cmd}: got {err:?}, want {want:?}");
+    }
+    std::fs::write(dir.path().join("missing.key"), "ab".repeat(32)).unwrap();
+    let out = edge().args(["check", "--config"]).arg(&path).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+}

@@ -24,7 +24,7 @@ use super::error::{ApiError, ApiResult};
 use super::model::{Profile, TierHeights, User};
 use super::store::sqlite::SqliteStore;
 use super::store::{PutMode, SessionLookup, Store};
-use super::{CdnHealth, CdnHost, ControlConfig, ControlError};
+use super::settings::{CdnHealth, CdnHost, ControlConfig, ControlError};
 use crate::token::{Claims, Keyring};
 
 /// Header set by the edge: the client's address.
@@ -55,7 +55,6 @@ pub(crate) struct Shared {
     /// A hash to verify against when the email is unknown (same cost as a real login).
     pub(crate) dummy_hash: OnceCell<String>,
     pub(crate) max_profiles: u32,
-    pub(crate) openapi: Bytes,
 }
 
 /// The state shared by all handlers. Cheap to clone.
@@ -90,7 +89,7 @@ pub fn is_origin_url(u: &str) -> bool {
             .all(|b| b.is_ascii_graphic() && !matches!(b, b'/' | b'?' | b'#' | b'\\' | b'@'))
 }
 
-fn check_config(cfg: &ControlConfig) -> Result<(), ControlError> {
+fn check_config(cfg: &ControlConfig, keyring: &Keyring) -> Result<(), ControlError> {
     let bad = |m: String| Err(ControlError::Config(m));
     for (i, h) in cfg.cdn_hosts.iter().enumerate() {
         if h.name.is_empty() {
@@ -126,7 +125,7 @@ fn check_config(cfg: &ControlConfig) -> Result<(), ControlError> {
     if cfg.login_limits.per_account == 0 || cfg.login_limits.per_ip == 0 {
         return bad("login limits must be at least 1".into());
     }
-    if crate::token::sign(&cfg.keyring, &Claims::new("/", 1)).is_err() {
+    if crate::token::sign(keyring, &Claims::new("/", 1)).is_err() {
         return bad("the keyring cannot sign tokens".into());
     }
     if let Some(seed) = &cfg.seed {
@@ -140,11 +139,13 @@ fn check_config(cfg: &ControlConfig) -> Result<(), ControlError> {
 impl AppState {
     /// Checks the configuration, opens and migrates the SQLite database (creating its folder),
     /// and inserts the seed title if absent.
+    /// `keyring` signs playback tokens (the edge verifies them with the same keyring).
     pub async fn open(
         cfg: ControlConfig,
+        keyring: Arc<Keyring>,
         health: Arc<dyn CdnHealth>,
     ) -> Result<AppState, ControlError> {
-        check_config(&cfg)?;
+        check_config(&cfg, &keyring)?;
         if let Some(dir) = cfg.database.parent().filter(|d| !d.as_os_str().is_empty()) {
             tokio::fs::create_dir_all(dir).await.map_err(|e| {
                 ControlError::Database(format!("cannot create {}: {e}", dir.display()))
@@ -153,16 +154,17 @@ impl AppState {
         let store = SqliteStore::open_async(cfg.database.clone())
             .await
             .map_err(|e| ControlError::Database(format!("{}: {e}", cfg.database.display())))?;
-        AppState::with_store(cfg, health, Arc::new(store)).await
+        AppState::with_store(cfg, keyring, health, Arc::new(store)).await
     }
 
     /// Like [`AppState::open`] with another store (`cfg.database` is not used).
     pub async fn with_store(
         cfg: ControlConfig,
+        keyring: Arc<Keyring>,
         health: Arc<dyn CdnHealth>,
         store: Arc<dyn Store>,
     ) -> Result<AppState, ControlError> {
-        check_config(&cfg)?;
+        check_config(&cfg, &keyring)?;
         let clock = Clock::default();
         if let Some(seed) = &cfg.seed {
             let outcome = store
@@ -176,14 +178,13 @@ impl AppState {
         let slots = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(2);
-        let openapi = super::openapi::document_bytes();
         Ok(AppState(Arc::new(Shared {
             store,
             cdn_hosts: cfg.cdn_hosts,
             tiers: cfg.tier_max_height,
             playback_slack: secs(cfg.playback_slack),
             session_ttl: secs(cfg.session_ttl),
-            keyring: cfg.keyring,
+            keyring,
             admin_digest,
             health,
             limiter: LoginLimiter::new(cfg.login_limits),
@@ -193,7 +194,6 @@ impl AppState {
             hash_slots: Semaphore::new(slots),
             dummy_hash: OnceCell::new(),
             max_profiles: cfg.max_profiles,
-            openapi,
         })))
     }
 

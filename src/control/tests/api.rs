@@ -1057,28 +1057,28 @@ async fn startup_checks_and_restart() {
     let health = std::sync::Arc::new(TestHealth::default());
     let mut cfg = config(dir.path().join("a.db"));
     cfg.cdn_hosts[0].base_url = "cdn.example".into();
-    let e = crate::control::AppState::open(cfg, health.clone())
+    let e = crate::control::AppState::open(cfg, keyring(), health.clone())
         .await
         .expect_err("bad url");
     assert!(matches!(e, crate::control::ControlError::Config(_)), "{e}");
     let mut cfg = config(dir.path().join("a.db"));
     cfg.cdn_hosts[0].base_url = "https://cdn.example/prefix".into();
     assert!(
-        crate::control::AppState::open(cfg, health.clone())
+        crate::control::AppState::open(cfg, keyring(), health.clone())
             .await
             .is_err(),
         "path prefixes are refused"
     );
     let mut cfg = config(dir.path().join("a.db"));
     cfg.cdn_hosts[1].name = "backup".into();
-    assert!(crate::control::AppState::open(cfg, health.clone())
+    assert!(crate::control::AppState::open(cfg, keyring(), health.clone())
         .await
         .is_err());
     let mut cfg = config(dir.path().join("a.db"));
     if let Some(seed) = cfg.seed.as_mut() {
         seed.origin_path = "nope".into();
     }
-    assert!(crate::control::AppState::open(cfg, health.clone())
+    assert!(crate::control::AppState::open(cfg, keyring(), health.clone())
         .await
         .is_err());
     assert!(!dir.path().join("a.db").exists());
@@ -1095,6 +1095,7 @@ async fn startup_checks_and_restart() {
         let task = tokio::spawn(crate::control::serve(
             listener,
             config(db),
+            keyring(),
             std::sync::Arc::new(crate::control::AlwaysHealthy),
             async move {
                 let _ = rx.await;

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::support::{client, config, json_of, title_json, JsonBody, ADMIN, PASSWORD};
+use super::support::{client, config, json_of, keyring, title_json, JsonBody, ADMIN, PASSWORD};
 use crate::control::store::sqlite::SqliteStore;
 use crate::control::store::Store;
 use crate::control::{serve, AlwaysHealthy};
@@ -39,6 +39,7 @@ fn crash_child() {
         let _ = serve(
             listener,
             config(db.into()),
+            keyring(),
             Arc::new(AlwaysHealthy),
             std::future::pending(),
         )

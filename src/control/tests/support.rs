@@ -57,7 +57,7 @@ pub fn cheap_hashing() -> PasswordHashing {
 }
 
 pub fn config(db: PathBuf) -> ControlConfig {
-    let mut c = ControlConfig::new(db, ADMIN, keyring());
+    let mut c = ControlConfig::new(db, ADMIN);
     c.cdn_hosts = vec![
         CdnHost {
             name: "backup".into(),
@@ -106,7 +106,7 @@ impl TestServer {
         let mut cfg = config(db.clone());
         adjust(&mut cfg);
         let health = Arc::new(TestHealth::default());
-        let state = AppState::open(cfg, health.clone())
+        let state = AppState::open(cfg, keyring(), health.clone())
             .await
             .expect("open state");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

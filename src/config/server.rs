@@ -1,0 +1,115 @@
+//! `[server]`: this node's role, listeners, threads and shutdown timings.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use super::file::ServerSection;
+use super::value::{addr, duration};
+use super::ConfigError;
+
+/// Whether this node faces players (`edge`) or other edges (`shield`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Edge,
+    Shield,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Edge => "edge",
+            Role::Shield => "shield",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    pub role: Role,
+    /// Plain HTTP listener for players.
+    pub http: SocketAddr,
+    /// Admin listener: health, readiness, metrics (and later purge).
+    pub admin: SocketAddr,
+    /// Worker threads of the proxy service.
+    pub threads: usize,
+    /// How long in-flight requests may finish after SIGTERM before runtimes stop.
+    pub grace_period: Duration,
+    /// How long runtimes get to stop after the grace period.
+    pub shutdown_timeout: Duration,
+    /// Base URL printed for players (default: derived from `http`).
+    pub public_url: String,
+    /// This node's name in `Via` (loop detection); default `edge-<http port>`.
+    pub name: String,
+    /// HTTPS listener (needs `[tls]`).
+    pub https: Option<SocketAddr>,
+    /// Answer fresh memory-tier hits in the player front (`proxy::front`) rather than through
+    /// the full proxy pipeline.
+    pub fast_hits: bool,
+}
+
+impl TryFrom<ServerSection> for ServerConfig {
+    type Error = ConfigError;
+
+    fn try_from(s: ServerSection) -> Result<Self, ConfigError> {
+        let role = match s.role.as_deref().unwrap_or("edge") {
+            "edge" => Role::Edge,
+            "shield" => Role::Shield,
+            other => {
+                return Err(ConfigError::new(
+                    "server.role",
+                    format!("unknown role {other:?}; expected \"edge\" or \"shield\""),
+                ))
+            }
+        };
+        let http = addr("server.http", s.http.as_deref().unwrap_or("0.0.0.0:8080"))?;
+        let admin = addr("server.admin", s.admin.as_deref().unwrap_or("127.0.0.1:9090"))?;
+        if admin == http {
+            return Err(ConfigError::new("server.admin", "must differ from server.http"));
+        }
+        let threads = match s.threads {
+            None => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+            Some(n) if (1..=1024).contains(&n) => n as usize,
+            Some(n) => return Err(ConfigError::new("server.threads", format!("{n} is out of range 1..=1024"))),
+        };
+        let https = s.https.as_deref().map(|a| addr("server.https", a)).transpose()?;
+        if https.is_some_and(|h| h == http || h == admin) {
+            return Err(ConfigError::new("server.https", "must differ from server.http and server.admin"));
+        }
+        Ok(ServerConfig {
+            role,
+            http,
+            admin,
+            threads,
+            grace_period: duration("server.grace_period", s.grace_period.as_deref(), "10s")?,
+            shutdown_timeout: duration("server.shutdown_timeout", s.shutdown_timeout.as_deref(), "5s")?,
+            public_url: public_url(s.public_url, http)?,
+            https,
+            name: match s.name {
+                Some(n) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) => n,
+                Some(n) => {
+                    return Err(ConfigError::new("server.name", format!("{n:?} must be letters, digits, '-', '_' or '.'")))
+                }
+                None => format!("edge-{}", http.port()),
+            },
+            fast_hits: s.fast_hits.unwrap_or(true),
+        })
+    }
+}
+
+fn public_url(given: Option<String>, http: SocketAddr) -> Result<String, ConfigError> {
+    match given {
+        Some(u) if u.starts_with("http://") || u.starts_with("https://") => Ok(u.trim_end_matches('/').to_string()),
+        Some(u) => Err(ConfigError::new("server.public_url", format!("{u:?} must start with http:// or https://"))),
+        None => Ok(default_public_url(http)),
+    }
+}
+
+fn default_public_url(http: SocketAddr) -> String {
+    let host = match http.ip() {
+        ip if ip.is_unspecified() && ip.is_ipv4() => "127.0.0.1".to_string(),
+        ip if ip.is_unspecified() => "[::1]".to_string(),
+        std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+        ip => ip.to_string(),
+    };
+    format!("http://{host}:{}", http.port())
+}
