@@ -37,3 +37,6 @@ pub mod token;
 pub mod server;
 pub mod stamp;
 pub mod tls;
+
+#[cfg(test)]
+mod module_graph;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::file::{CacheSection, TtlRuleSection};
 use super::units::{format_size, parse_duration};
 use super::value::{duration, size};
-use super::ConfigError;
+use super::error::ConfigError;
 
 #[derive(Debug, Clone)]
 pub struct CacheConfig {

@@ -1,5 +1,5 @@
 //! `[control]`: the embedded control plane, configured straight into the control plane's
-//! own [`ControlConfig`]. Only the admin token waits for start-up ([`PendingControl`]).
+//! own [`ControlConfig`]. Only the admin token waits for start-up ([`PendingControl::resolve`]).
 
 use std::path::Path;
 
@@ -7,17 +7,9 @@ use crate::control::{CdnHost, ControlConfig, TierHeights, Title};
 
 use super::file::{CdnHostSection, ControlSection};
 use super::server::ServerConfig;
-use super::stage::SecretSource;
+use super::stage::{PendingControl, SecretSource};
 use super::value::{duration, int_in};
-use super::ConfigError;
-
-/// The control plane's configuration before its admin token is read: `plane.admin_token` is
-/// empty until [`PendingControl::resolve`].
-#[derive(Debug, Clone)]
-pub struct PendingControl {
-    pub plane: ControlConfig,
-    pub admin_token: Option<SecretSource>,
-}
+use super::error::ConfigError;
 
 /// What `[control]` needs from the rest of the file.
 pub struct Context<'a> {

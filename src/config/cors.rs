@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use super::file::CorsSection;
 use super::value::duration;
-use super::ConfigError;
+use super::error::ConfigError;
 
 #[derive(Debug, Clone)]
 pub struct CorsConfig {

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use super::file::DemoSection;
 use super::server::ServerConfig;
 use super::value::addr;
-use super::ConfigError;
+use super::error::ConfigError;
 
 #[derive(Debug, Clone)]
 pub struct DemoConfig {

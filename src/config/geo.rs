@@ -7,7 +7,7 @@ use crate::geo::rules::{Action, Policy, Rule, RuleError};
 
 use super::file::GeoSection;
 use super::value::{duration, nets};
-use super::ConfigError;
+use super::error::ConfigError;
 
 #[derive(Debug, Clone, Default)]
 pub struct GeoConfig {

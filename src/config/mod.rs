@@ -17,6 +17,7 @@ pub mod cache;
 pub mod control;
 pub mod cors;
 pub mod demo;
+pub mod error;
 pub mod file;
 pub mod geo;
 pub mod origins;
@@ -28,12 +29,12 @@ pub mod tokens;
 pub mod units;
 pub mod value;
 
-use std::fmt;
 use std::path::Path;
 
 pub use cache::{CacheConfig, DiskAdmission, TtlRule};
 pub use cors::CorsConfig;
 pub use demo::DemoConfig;
+pub use error::ConfigError;
 pub use geo::GeoConfig;
 pub use origins::{HealthCheck, OriginNode, OriginPool, PassiveHealth};
 pub use purge::PurgeConfig;
@@ -47,31 +48,6 @@ use file::FileConfig;
 /// The shipped `edge.toml`, compiled in so `edge serve` plays even without the file.
 pub const EMBEDDED_DEFAULT: &str = include_str!("../../edge.toml");
 
-/// A configuration error: which key, and why.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConfigError {
-    /// Dotted key path, e.g. `origins[0].nodes[1].addr`; empty when the error has no key.
-    pub key: String,
-    pub reason: String,
-}
-
-impl ConfigError {
-    pub(crate) fn new(key: impl Into<String>, reason: impl Into<String>) -> Self {
-        ConfigError { key: key.into(), reason: reason.into() }
-    }
-}
-
-impl fmt::Display for ConfigError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.key.is_empty() {
-            write!(f, "{}", self.reason)
-        } else {
-            write!(f, "{}: {}", self.key, self.reason)
-        }
-    }
-}
-
-impl std::error::Error for ConfigError {}
 
 #[derive(Debug, Clone)]
 pub struct Config<S: Stage = Loaded> {
@@ -143,7 +119,7 @@ impl Config<Parsed> {
     pub fn resolve(self) -> Result<Config, ConfigError> {
         Ok(Config {
             tokens: self.tokens.map(TokensConfig::resolve).transpose()?,
-            control: self.control.map(control::PendingControl::resolve).transpose()?,
+            control: self.control.map(stage::PendingControl::resolve).transpose()?,
             origins: self.origins.into_iter().map(OriginPool::resolve).collect::<Result<_, _>>()?,
             server: self.server,
             cache: self.cache,

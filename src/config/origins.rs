@@ -9,7 +9,7 @@ use super::demo::DemoConfig;
 use super::file::{HealthSection, NodeSection, OriginSection, PassiveSection};
 use super::stage::{check_host_port, resolve_host_port, Loaded, Parsed, Pending, Stage};
 use super::value::{duration, int_in};
-use super::ConfigError;
+use super::error::ConfigError;
 
 #[derive(Debug, Clone)]
 pub struct OriginPool<S: Stage = Loaded> {

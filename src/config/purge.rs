@@ -2,7 +2,7 @@
 
 use super::file::PurgeSection;
 use super::value::nets;
-use super::ConfigError;
+use super::error::ConfigError;
 
 #[derive(Debug, Clone)]
 pub struct PurgeConfig {

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::file::ServerSection;
 use super::value::{addr, duration};
-use super::ConfigError;
+use super::error::ConfigError;
 
 /// Whether this node faces players (`edge`) or other edges (`shield`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -11,7 +11,7 @@ use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::ConfigError;
+use super::error::ConfigError;
 
 /// What a stage holds where I/O is needed.
 pub trait Stage: Clone + fmt::Debug {
@@ -36,11 +36,11 @@ pub struct Parsed;
 pub struct Loaded;
 
 impl Stage for Parsed {
-    type Keyring = super::tokens::KeySources;
+    type Keyring = KeySources;
     type EdgeAuthKey = SecretSource;
     type NodeAddr = Pending<String>;
     type Ca = Pending<PathBuf>;
-    type Control = super::control::PendingControl;
+    type Control = PendingControl;
 }
 
 impl Stage for Loaded {
@@ -49,6 +49,22 @@ impl Stage for Loaded {
     type NodeAddr = SocketAddr;
     type Ca = Arc<Vec<Vec<u8>>>;
     type Control = crate::control::ControlConfig;
+}
+
+/// `[tokens]` keys before their material is read (`TokensConfig::resolve`).
+#[derive(Debug, Clone)]
+pub struct KeySources {
+    /// `current`, when given (else the first key signs).
+    pub current: Option<String>,
+    pub keys: Vec<(String, SecretSource)>,
+}
+
+/// The control plane's configuration before its admin token is read: `plane.admin_token` is
+/// empty until `PendingControl::resolve` (in `super::control`).
+#[derive(Debug, Clone)]
+pub struct PendingControl {
+    pub plane: crate::control::ControlConfig,
+    pub admin_token: Option<SecretSource>,
 }
 
 /// A value to read at start-up and the key it came from, so the error names that key even

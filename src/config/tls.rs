@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use super::file::TlsSection;
 use super::value::duration;
-use super::ConfigError;
+use super::error::ConfigError;
 
 #[derive(Debug, Clone)]
 pub struct TlsConfig {

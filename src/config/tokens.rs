@@ -9,9 +9,9 @@ use std::sync::Arc;
 use crate::token::{Claims, KeySecret, Keyring, VerifyPolicy};
 
 use super::file::TokensSection;
-use super::stage::{Loaded, Parsed, SecretSource, Stage};
+use super::stage::{KeySources, Loaded, Parsed, SecretSource, Stage};
 use super::value::duration;
-use super::ConfigError;
+use super::error::ConfigError;
 
 #[derive(Debug, Clone)]
 pub struct TokensConfig<S: Stage = Loaded> {
@@ -28,14 +28,6 @@ pub struct TokensConfig<S: Stage = Loaded> {
     pub public: Vec<String>,
     /// Akamai EdgeAuth 2.0 tokens, accepted as well when configured.
     pub edgeauth: Option<EdgeAuthConfig<S>>,
-}
-
-/// `[tokens]` keys before their material is read.
-#[derive(Debug, Clone)]
-pub struct KeySources {
-    /// `current`, when given (else the first key signs).
-    pub current: Option<String>,
-    pub keys: Vec<(String, SecretSource)>,
 }
 
 #[derive(Clone)]

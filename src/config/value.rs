@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::units::{parse_duration, parse_size};
-use super::ConfigError;
+use super::error::ConfigError;
 
 /// A listen address: `IP:port`, never a name (a listener binds one address).
 pub fn addr(key: &str, text: &str) -> Result<SocketAddr, ConfigError> {
