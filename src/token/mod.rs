@@ -1,4 +1,4 @@
-//! Signed segment tokens (DESIGN.md section 3).
+//! Signed segment tokens (`docs/design.md`, "Tokens").
 //!
 //! Wire form (URL-safe base64 without padding):
 //!
