@@ -36,4 +36,5 @@ pub mod hls;
 pub mod token;
 pub mod server;
 pub mod stamp;
+pub mod state;
 pub mod tls;
