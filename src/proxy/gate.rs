@@ -106,7 +106,11 @@ impl<'a> RequestView<'a> {
             version: req.version,
             path: req.uri.path(),
             query: req.uri.query(),
-            authority: req.uri.authority().map(|a| a.as_str()),
+            // HTTP/2's `:authority`; on HTTP/1 Pingora keeps an absolute-form authority out of
+            // the Uri (and has already refused one that disagrees with `Host`).
+            authority: req.uri.authority().map(|a| a.as_str()).or_else(|| {
+                pingora_http::authority::raw_target_authority(req.raw_path()).authority().and_then(|a| std::str::from_utf8(a).ok())
+            }),
             headers: Headers::Map(&req.headers),
             peer,
         }
@@ -162,7 +166,8 @@ pub struct ContentRequest {
     pub query: Option<String>,
     pub key: CacheKey,
     pub token: Option<tokens::Granted>,
-    /// Whether path or query differ from the target as sent (the origin request is rewritten).
+    /// Whether the origin request's target differs from the one sent (tokens or dot segments
+    /// removed, absolute-form made origin-form).
     pub rewritten: bool,
     /// The request's `Accept-Encoding`, normalised ([`super::vary::accept_encoding`]): what
     /// the origin is asked with, and what `Vary: Accept-Encoding` variants are keyed on.
@@ -259,7 +264,8 @@ fn admission(req: &RequestView<'_>, state: &EdgeState, client: IpAddr, cors_orig
         }
     }
 
-    let rewritten = path != req.path || query.as_deref() != req.query;
+    // An absolute-form target goes to the origin in origin-form (RFC 9112 §3.2.2).
+    let rewritten = path != req.path || query.as_deref() != req.query || req.authority.is_some();
     let key = key::for_request(&host, &path, query.as_deref());
     let accept_encoding = super::vary::accept_encoding(req.headers);
     Admission::Content(ContentRequest { host, path, query, key, token, rewritten, accept_encoding })

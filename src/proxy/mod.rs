@@ -18,6 +18,7 @@ pub mod compose;
 pub mod cors;
 pub mod front;
 pub mod gate;
+pub mod hop;
 pub mod record;
 pub mod tokens;
 pub mod vary;
@@ -399,6 +400,7 @@ impl ProxyHttp for EdgeProxy {
     }
 
     async fn upstream_request_filter(&self, _session: &mut Session, req: &mut RequestHeader, ctx: &mut RequestCtx) -> Result<()> {
+        hop::strip_request(req);
         if ctx.kind == Kind::Api {
             // The control plane trusts exactly these two headers: always set by the edge,
             // never passed through from the client.
@@ -409,10 +411,12 @@ impl ProxyHttp for EdgeProxy {
             }
             return Ok(());
         }
-        if let Some(choice) = &ctx.upstream {
-            if let Some(host) = self.state.pools.host_override(choice) {
-                req.insert_header(http::header::HOST, host)?;
-            }
+        // The origin sees the host as the cache key has it (or the pool's override).
+        let host = ctx.upstream.as_ref().and_then(|choice| self.state.pools.host_override(choice));
+        match (host, &ctx.content) {
+            (Some(h), _) => req.insert_header(http::header::HOST, h)?,
+            (None, Some(c)) => req.insert_header(http::header::HOST, c.host.as_str())?,
+            (None, None) => {}
         }
         req.append_header(http::header::VIA, format!("1.1 {}", self.state.config.server.name))?;
         if let Some(c) = &ctx.content {
@@ -428,6 +432,8 @@ impl ProxyHttp for EdgeProxy {
         if ctx.kind == Kind::Api {
             return Ok(());
         }
+        // Before the response is stored: hop-by-hop fields belong to the origin's connection.
+        hop::strip_response(resp);
         if let Some(choice) = &ctx.upstream {
             let m = &self.state.metrics;
             m.upstream_requests.with_label_values(&[choice.pool_name(), &choice.node_label(), &status.to_string()]).inc();
