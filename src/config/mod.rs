@@ -192,6 +192,10 @@ pub struct CacheConfig {
     pub disk_admission: DiskAdmission,
     /// Per-path-prefix TTLs, longest prefix first.
     pub rules: Vec<TtlRule>,
+    /// Send players' CMCD on to the origin (it is never part of the cache key).
+    pub forward_cmcd: bool,
+    /// Per-path-prefix query-parameter policies for the cache key.
+    pub keys: Vec<crate::cache::key::KeyRule>,
 }
 
 /// When an object is written to the disk tier.
@@ -416,6 +420,8 @@ impl Config {
                 }
             },
             rules: ttl_rules(c.rules)?,
+            forward_cmcd: c.forward_cmcd.unwrap_or(false),
+            keys: key_rules(c.keys)?,
         };
         if cache.stale_timeout.is_zero() {
             return Err(ConfigError::new("cache.stale_timeout", "must be greater than 0"));
@@ -809,6 +815,29 @@ fn ttl_rules(raw: Vec<file::TtlRuleSection>) -> Result<Vec<TtlRule>, ConfigError
     }
     // Longest prefix first, so the first match is the most specific.
     rules.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
+    Ok(rules)
+}
+
+fn key_rules(raw: Vec<file::KeyRuleSection>) -> Result<Vec<crate::cache::key::KeyRule>, ConfigError> {
+    use crate::cache::key::{KeyRule, QueryPolicy};
+    let mut rules = Vec::with_capacity(raw.len());
+    for (i, r) in raw.into_iter().enumerate() {
+        let key = format!("cache.keys[{i}]");
+        if !r.prefix.starts_with('/') {
+            return Err(ConfigError::new(format!("{key}.prefix"), format!("{:?} must start with '/'", r.prefix)));
+        }
+        let query = match (r.query.as_deref(), r.allow, r.deny) {
+            (Some("all"), None, None) => QueryPolicy::All,
+            (Some("none"), None, None) => QueryPolicy::None,
+            (Some(other), None, None) => {
+                return Err(ConfigError::new(format!("{key}.query"), format!("{other:?}: expected \"all\" or \"none\" (or an allow or deny list)")))
+            }
+            (None, Some(allow), None) => QueryPolicy::Allow(allow),
+            (None, None, Some(deny)) => QueryPolicy::Deny(deny),
+            _ => return Err(ConfigError::new(key, "set exactly one of query, allow or deny")),
+        };
+        rules.push(KeyRule { prefix: r.prefix, query });
+    }
     Ok(rules)
 }
 

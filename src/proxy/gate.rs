@@ -14,7 +14,8 @@
 //! 6. `/api/v1` → the control plane;
 //! 7. the token gate ([`super::tokens`]) → 403 with a reason code;
 //! 8. country rules (by path prefix and the token's `cc` claim) → 451 (or the configured status);
-//! 9. content: host, path and query without tokens, the cache key, the token granted.
+//! 9. content: host, path and query without tokens (and CMCD), the cache key under the
+//!    `[[cache.keys]]` query policy, the token granted, the normalised `Accept-Encoding`.
 //!
 //! The gate never writes: it returns an [`Admission`] and the caller answers, counts and logs.
 
@@ -162,8 +163,11 @@ pub struct ContentRequest {
     pub host: String,
     /// The normalised path without a token prefix: the one for the key and the origin.
     pub path: String,
-    /// The query without token parameters.
+    /// The query the origin is asked with: without token parameters (and without CMCD
+    /// unless `[cache] forward_cmcd`).
     pub query: Option<String>,
+    /// The query as the cache key has it ([`key::key_query`]).
+    pub key_query: Option<String>,
     pub key: CacheKey,
     pub token: Option<tokens::Granted>,
     /// Whether the origin request's target differs from the one sent (tokens or dot segments
@@ -175,10 +179,10 @@ pub struct ContentRequest {
 }
 
 impl ContentRequest {
-    /// What picks the origin node: host + path + query, the same on every edge, so a shield
-    /// tier sees each object from one node.
+    /// What picks the origin node: host + path + the key's query, the same on every edge, so
+    /// a shield tier sees each object from one node.
     pub fn route_key(&self) -> Vec<u8> {
-        format!("{}{}?{}", self.host, self.path, self.query.as_deref().unwrap_or("")).into_bytes()
+        format!("{}{}?{}", self.host, self.path, self.key_query.as_deref().unwrap_or("")).into_bytes()
     }
 
     /// The origin-form target the origin is asked for.
@@ -264,11 +268,16 @@ fn admission(req: &RequestView<'_>, state: &EdgeState, client: IpAddr, cors_orig
         }
     }
 
+    let cache = &state.config.cache;
+    let key_query = key::key_query(&cache.keys, &path, query.as_deref());
+    if !cache.forward_cmcd {
+        query = key::without_param(query.as_deref(), key::CMCD_PARAM);
+    }
     // An absolute-form target goes to the origin in origin-form (RFC 9112 §3.2.2).
     let rewritten = path != req.path || query.as_deref() != req.query || req.authority.is_some();
-    let key = key::for_request(&host, &path, query.as_deref());
+    let key = key::for_request(&host, &path, key_query.as_deref());
     let accept_encoding = super::vary::accept_encoding(req.headers);
-    Admission::Content(ContentRequest { host, path, query, key, token, rewritten, accept_encoding })
+    Admission::Content(ContentRequest { host, path, query, key_query, key, token, rewritten, accept_encoding })
 }
 
 /// `PURGE`, health, readiness and CORS preflights.

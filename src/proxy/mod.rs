@@ -422,6 +422,11 @@ impl ProxyHttp for EdgeProxy {
         if let Some(c) = &ctx.content {
             // The origin is asked with the normalised encoding the cache variant is keyed on.
             req.insert_header(http::header::ACCEPT_ENCODING, c.accept_encoding)?;
+            if !self.state.config.cache.forward_cmcd {
+                for name in ["cmcd-request", "cmcd-object", "cmcd-status", "cmcd-session"] {
+                    req.remove_header(name);
+                }
+            }
         }
         Ok(())
     }

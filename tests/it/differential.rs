@@ -106,6 +106,8 @@ async fn front_and_pipeline_agree_on_every_admission_outcome() {
         row("multipart range", get("/pub/seg.ts", "Range: bytes=0-1,5-6\r\n"), 206, false),
         row("unsatisfiable range", get("/pub/seg.ts", "Range: bytes=200000-\r\n"), 416, false),
         row("dot segments", get("/pub/./seg.ts", ""), 200, true),
+        row("CMCD is not part of the key", get("/pub/seg.ts?CMCD=bl%3D2000%2Cbr%3D800", ""), 200, true),
+        row("hop-by-hop request fields", get("/pub/seg.ts", "Connection: keep-alive, X-A\r\nX-A: 1\r\nKeep-Alive: timeout=5\r\n"), 200, false),
         row("host with port and case", "GET /pub/seg.ts HTTP/1.1\r\nHost: EDGE.test:80\r\n\r\n".into(), 200, true),
         row("healthz", get("/healthz", ""), 200, false),
         row("readyz", get("/readyz", ""), 200, false),
