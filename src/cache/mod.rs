@@ -172,6 +172,19 @@ impl Cache {
         Some(FreshHit { meta, body: object.body })
     }
 
+    /// Remove the stored object under `key` (and any fill of it), as RFC 9111 §4.4 asks after
+    /// a successful unsafe request to its URI. Variants stored under other `Vary` values are
+    /// older than the next primary copy, so pingora-cache no longer answers with them.
+    pub async fn invalidate(&'static self, key: &CacheKey) {
+        use pingora_cache::Storage;
+        let compact = key.to_compact();
+        let span = pingora_cache::trace::Span::inactive();
+        let target = pingora_cache::storage::PurgeTarget::Active(&compact);
+        if let Err(e) = self.storage.purge(target, pingora_cache::storage::PurgeType::Invalidation, &span.handle()).await {
+            tracing::warn!(error = %e, "invalidation failed");
+        }
+    }
+
     /// Flush the memory tier to disk and close the cache (graceful shutdown). Objects kept in
     /// memory only by second-hit admission reach the disk here, so a restart finds them.
     pub async fn close(&self) -> foyer::Result<()> {

@@ -187,6 +187,24 @@ impl EdgeProxy {
         Ok(status)
     }
 
+    /// RFC 9111 §4.4: a non-error response to an unsafe method invalidates the target URI and
+    /// the same-host URIs in `Location` and `Content-Location`.
+    async fn invalidate_after_unsafe(&self, resp: &ResponseHeader, ctx: &RequestCtx) {
+        let Some(c) = &ctx.content else { return };
+        let cache = self.state.cache;
+        cache.invalidate(&c.key).await;
+        for field in [http::header::LOCATION, http::header::CONTENT_LOCATION] {
+            let Some(target) = resp.headers.get(&field).and_then(|v| v.to_str().ok()) else { continue };
+            let Ok(uri) = target.parse::<http::Uri>() else { continue };
+            let same_host = uri.authority().is_none_or(|a| crate::cache::key::request_host(Some(a.as_str()), None) == c.host);
+            let Ok(path) = crate::path::normalize(uri.path()) else { continue };
+            if same_host && path.starts_with('/') {
+                let query = crate::cache::key::key_query(&self.state.config.cache.keys, &path, uri.query());
+                cache.invalidate(&crate::cache::key::for_request(&c.host, &path, query.as_deref())).await;
+            }
+        }
+    }
+
     /// Count a refusal the gate made, by reason.
     fn count_refusal(&self, refusal: &gate::Refusal) {
         let m = &self.state.metrics;
@@ -439,6 +457,9 @@ impl ProxyHttp for EdgeProxy {
         }
         // Before the response is stored: hop-by-hop fields belong to the origin's connection.
         hop::strip_response(resp);
+        if !session.req_header().method.is_safe() && (200..400).contains(&status) {
+            self.invalidate_after_unsafe(resp, ctx).await;
+        }
         if let Some(choice) = &ctx.upstream {
             let m = &self.state.metrics;
             m.upstream_requests.with_label_values(&[choice.pool_name(), &choice.node_label(), &status.to_string()]).inc();

@@ -15,6 +15,7 @@ mod forwarding;
 mod front;
 mod geo;
 mod http;
+mod invalidation;
 mod keys;
 mod lifecycle;
 mod origins;
