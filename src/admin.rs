@@ -18,7 +18,7 @@ use http::{Response, StatusCode};
 use pingora_core::apps::http_app::ServeHttp;
 use pingora_core::protocols::http::ServerSession;
 
-use crate::proxy::EdgeState;
+use crate::state::EdgeState;
 
 pub struct AdminApp {
     pub state: &'static EdgeState,

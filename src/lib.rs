@@ -3,11 +3,13 @@
 //! Layout of the crate (one concept per module):
 //!
 //! - [`cli`]: the `edge` command line (`serve`, `check`).
-//! - [`config`]: `edge.toml`, its file structs and the validated [`config::Config`].
+//! - [`config`]: `edge.toml`: its file structs, one module per section, the validated
+//!   [`config::Config`] and the start-up step that reads key and CA files.
 //! - [`server`]: builds the Pingora server (proxy, admin, demo origin) and runs it.
-//! - [`proxy`]: the `ProxyHttp` implementation, request phases, CORS and origin choice; its
+//! - [`proxy`]: the `ProxyHttp` implementation, request phases and origin choice; its
 //!   [`proxy::front`] answers fresh memory hits on HTTP/1 before the Pingora pipeline.
 //! - [`cache`]: foyer-backed `pingora_cache::Storage`, cache key and TTL policy.
+//! - [`cors`]: which player origins may read responses, and the CORS headers.
 //! - [`path`]: request path normalisation shared by the cache key and the origin request.
 //! - [`admin`]: the admin listener (`/healthz`, `/readyz`, `/metrics`).
 //! - [`metrics`]: the Prometheus registry and the edge's metrics.
@@ -25,6 +27,7 @@ pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod control;
+pub mod cors;
 pub mod demo;
 pub mod geo;
 pub mod metrics;
@@ -36,6 +39,7 @@ pub mod hls;
 pub mod token;
 pub mod server;
 pub mod stamp;
+pub mod state;
 pub mod tls;
 
 #[cfg(test)]

@@ -16,9 +16,10 @@ use crate::cache::Cache;
 use crate::config::Config;
 use crate::demo::DemoOrigin;
 use crate::metrics::Metrics;
-use crate::proxy::cors::Cors;
+use crate::cors::Cors;
 use crate::origin::pools::Pools;
-use crate::proxy::{EdgeProxy, EdgeState};
+use crate::proxy::EdgeProxy;
+use crate::state::EdgeState;
 
 /// Why the edge could not start.
 #[derive(Debug, thiserror::Error)]

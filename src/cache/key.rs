@@ -1,7 +1,10 @@
-//! The cache key: host + normalised path + query.
+//! The cache key: host + normalised path + the query parameters that name the object.
 //!
 //! The host is always in the key (a key without it lets one site's object answer for another).
 //! Components are length-framed before hashing so `("a", "/bc")` and `("ab", "/c")` differ.
+//! Which query parameters count is a per-path-prefix policy ([`QueryPolicy`], `[[cache.keys]]`);
+//! the ones that count are sorted, so their order does not split the cache, and CMCD
+//! (CTA-5004 player data, different on every request) never counts.
 
 use pingora_cache::CacheKey;
 
@@ -30,6 +33,64 @@ pub fn for_request(host: &str, path: &str, query: Option<&str>) -> CacheKey {
     CacheKey::new(primary, "")
 }
 
+// The policy types are configuration (`[[cache.keys]]`), defined next to the validation that
+// builds them; this module gives them their meaning.
+pub use crate::config::cache::{KeyRule, QueryPolicy};
+
+/// Query parameters that are never part of a key: Common Media Client Data changes on every
+/// request of a player (buffer length, throughput), so keying on it would make every request
+/// a miss.
+pub const CMCD_PARAM: &str = "CMCD";
+
+fn param_name(param: &str) -> &str {
+    param.split_once('=').map_or(param, |(k, _)| k)
+}
+
+impl QueryPolicy {
+    fn keeps(&self, name: &str) -> bool {
+        match self {
+            QueryPolicy::All => true,
+            QueryPolicy::None => false,
+            QueryPolicy::Allow(names) => names.iter().any(|n| n == name),
+            QueryPolicy::Deny(names) => !names.iter().any(|n| n == name),
+        }
+    }
+}
+
+/// The part of `query` that goes into the key of `path`: the parameters the most specific
+/// rule keeps (all without a rule), never CMCD, sorted. `None` when nothing is left.
+pub fn key_query(rules: &[KeyRule], path: &str, query: Option<&str>) -> Option<String> {
+    let query = query?;
+    let policy = rules
+        .iter()
+        .filter(|r| path.starts_with(r.prefix.as_str()))
+        .max_by_key(|r| r.prefix.len())
+        .map_or(&QueryPolicy::All, |r| &r.query);
+    let mut params: Vec<&str> = query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .filter(|p| {
+            let name = param_name(p);
+            name != CMCD_PARAM && policy.keeps(name)
+        })
+        .collect();
+    if params.is_empty() {
+        return None;
+    }
+    params.sort_unstable();
+    Some(params.join("&"))
+}
+
+/// `query` without the parameter `name` (`None` when nothing is left).
+pub fn without_param(query: Option<&str>, name: &str) -> Option<String> {
+    let query = query?;
+    if !query.split('&').any(|p| param_name(p) == name) {
+        return Some(query.to_string());
+    }
+    let kept: Vec<&str> = query.split('&').filter(|p| !p.is_empty() && param_name(p) != name).collect();
+    (!kept.is_empty()).then(|| kept.join("&"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -47,6 +108,32 @@ mod tests {
         assert_ne!(base, bin("a.example", "/v/2.ts", None));
         assert_ne!(base, bin("a.example", "/v/1.ts", Some("x=1")));
         assert_ne!(bin("a", "/bc", None), bin("ab", "/c", None));
+    }
+
+    #[test]
+    fn query_policies() {
+        let rules = vec![
+            KeyRule { prefix: "/live/".into(), query: QueryPolicy::None },
+            KeyRule { prefix: "/vod/".into(), query: QueryPolicy::Allow(vec!["v".into(), "lang".into()]) },
+            KeyRule { prefix: "/vod/ads/".into(), query: QueryPolicy::Deny(vec!["utm_source".into()]) },
+        ];
+        let k = |path: &str, q: &str| key_query(&rules, path, Some(q));
+        assert_eq!(k("/other/a.ts", "b=2&a=1"), Some("a=1&b=2".into()), "all, sorted");
+        assert_eq!(k("/other/a.ts", "a=1&CMCD=bl%3D2000%2Cbr%3D800"), Some("a=1".into()), "CMCD never counts");
+        assert_eq!(k("/other/a.ts", "CMCD=x"), None);
+        assert_eq!(k("/live/a.ts", "a=1"), None);
+        assert_eq!(k("/vod/a.ts", "lang=en&x=1&v=2"), Some("lang=en&v=2".into()));
+        assert_eq!(k("/vod/ads/a.ts", "utm_source=x&v=2&z=1"), Some("v=2&z=1".into()), "the longest prefix wins");
+        assert_eq!(key_query(&rules, "/other/a.ts", None), None);
+        assert_eq!(k("/other/a.ts", "&&"), None);
+    }
+
+    #[test]
+    fn params_removed() {
+        assert_eq!(without_param(Some("a=1&CMCD=x&b"), "CMCD"), Some("a=1&b".into()));
+        assert_eq!(without_param(Some("CMCD=x"), "CMCD"), None);
+        assert_eq!(without_param(Some("a=1"), "CMCD"), Some("a=1".into()));
+        assert_eq!(without_param(None, "CMCD"), None);
     }
 
     #[test]

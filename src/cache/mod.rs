@@ -14,6 +14,9 @@ pub mod purge;
 pub mod store;
 
 use std::fs::File;
+use std::time::SystemTime;
+
+use pingora_cache::CacheKey;
 use std::path::Path;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
@@ -105,7 +108,76 @@ impl Cache {
     }
 }
 
+/// A complete, fresh, unbanned object of the memory tier (see [`Cache::fresh_memory_hit`]).
+pub struct FreshHit {
+    pub meta: std::sync::Arc<object::DecodedMeta>,
+    pub body: bytes::Bytes,
+}
+
+impl FreshHit {
+    /// Seconds since the object was stored or revalidated (what `Age` says).
+    pub fn age(&self, now: SystemTime) -> u64 {
+        now.duration_since(self.meta.epoch).map(|d| d.as_secs()).unwrap_or(0)
+    }
+
+    /// Seconds the object stays fresh from `now`.
+    pub fn ttl(&self, now: SystemTime) -> u64 {
+        self.meta.fresh_until.duration_since(now).map(|d| d.as_secs()).unwrap_or(0)
+    }
+}
+
 impl Cache {
+    /// The object under `key` when the memory tier holds it complete (no fill in flight),
+    /// fresh at `now`, decoded, of the variance `variance` computes for its `Vary` (a stored
+    /// object without `Vary` needs none) and not purged since it was stored: what a fast path
+    /// may answer without the pipeline. Counted as a memory hit (and a second hit for disk
+    /// admission). `None` leaves the request to the pipeline, which decides everything else.
+    pub fn fresh_memory_hit(
+        &self,
+        key: &CacheKey,
+        host: &str,
+        path: &str,
+        now: SystemTime,
+        variance: impl Fn(&pingora_http::ResponseHeader) -> Option<[u8; 16]>,
+    ) -> Option<FreshHit> {
+        let mut hash = store::key_of(key);
+        let mut object = self.storage.memory_object(hash)?;
+        let mut meta = object.decoded()?;
+        if meta.header.headers.contains_key(http::header::VARY) {
+            // The first variant stored lives under the primary key; others under primary +
+            // variance (pingora-cache's layout).
+            let wanted = variance(&meta.header)?;
+            if meta.variance != Some(wanted) {
+                let mut k = key.clone();
+                k.set_variance_key(wanted);
+                hash = store::key_of(&k);
+                object = self.storage.memory_object(hash)?;
+                meta = object.decoded()?;
+                if meta.variance != Some(wanted) {
+                    return None;
+                }
+            }
+        }
+        if meta.fresh_until < now || self.bans.verdict(host, path, meta.epoch) != bans::Verdict::Keep {
+            return None;
+        }
+        self.storage.note_memory_hit(hash, &object);
+        Some(FreshHit { meta, body: object.body })
+    }
+
+    /// Remove the stored object under `key` (and any fill of it), as RFC 9111 §4.4 asks after
+    /// a successful unsafe request to its URI. Variants stored under other `Vary` values are
+    /// older than the next primary copy, so pingora-cache no longer answers with them.
+    pub async fn invalidate(&'static self, key: &CacheKey) {
+        use pingora_cache::Storage;
+        let compact = key.to_compact();
+        let span = pingora_cache::trace::Span::inactive();
+        let target = pingora_cache::storage::PurgeTarget::Active(&compact);
+        if let Err(e) = self.storage.purge(target, pingora_cache::storage::PurgeType::Invalidation, &span.handle()).await {
+            tracing::warn!(error = %e, "invalidation failed");
+        }
+    }
+
     /// Flush the memory tier to disk and close the cache (graceful shutdown). Objects kept in
     /// memory only by second-hit admission reach the disk here, so a restart finds them.
     pub async fn close(&self) -> foyer::Result<()> {

@@ -25,62 +25,25 @@ pub struct StoredObject {
     pub body: Bytes,
     /// The meta decoded once, in memory only: rebuilding a `CacheMeta` from it costs ~0.3 µs
     /// where decoding the (zstd-compressed) header costs ~2.5 µs on every hit.
-    decoded: Arc<OnceLock<DecodedMeta>>,
+    decoded: Arc<OnceLock<Arc<DecodedMeta>>>,
 }
 
 /// The parts of a decoded `CacheMeta` an edge uses.
 #[derive(Debug)]
-struct DecodedMeta {
-    fresh_until: SystemTime,
+pub struct DecodedMeta {
+    pub fresh_until: SystemTime,
     created: SystemTime,
-    epoch: SystemTime,
+    /// What `Age`, freshness and purge checks count from: when the object was stored or last
+    /// revalidated.
+    pub epoch: SystemTime,
     stale_while_revalidate: u32,
     stale_if_error: u32,
-    header: ResponseHeader,
-    /// The stored headers on the HTTP/1 wire, for the player front's hits: set when the
-    /// response can be answered there (a 200 with `Content-Length`), without the headers
-    /// every answer sets itself (`Content-Length`, `Date`, `Age`, `Accept-Ranges`,
-    /// `Connection`).
-    wire: Option<Bytes>,
-}
-
-/// What the player front needs to answer a hit: freshness, the purge epoch and the headers.
-#[derive(Debug, Clone, Copy)]
-pub struct FastView<'a> {
-    pub fresh_until: SystemTime,
-    pub epoch: SystemTime,
-    pub content_type: Option<&'a str>,
-    /// The stored headers in HTTP/1 wire form (each line ends in CRLF).
-    pub wire: &'a [u8],
-}
-
-/// Headers an answer from the cache sets itself rather than replaying from the origin.
-const SET_PER_ANSWER: [http::HeaderName; 6] = [
-    http::header::CONTENT_LENGTH,
-    http::header::DATE,
-    http::header::AGE,
-    http::header::ACCEPT_RANGES,
-    http::header::CONNECTION,
-    http::header::TRANSFER_ENCODING,
-];
-
-fn wire_of(header: &ResponseHeader, body_len: usize) -> Option<Bytes> {
-    let length_matches = header
-        .headers
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<usize>().ok())
-        == Some(body_len);
-    if header.status != http::StatusCode::OK || !length_matches {
-        return None;
-    }
-    let mut h = header.clone();
-    for name in &SET_PER_ANSWER {
-        h.remove_header(name);
-    }
-    let mut buf = bytes::BytesMut::with_capacity(256);
-    h.header_to_h1_wire(&mut buf);
-    Some(buf.freeze())
+    pub header: ResponseHeader,
+    /// The variance this object was stored under (its `Vary` request headers hashed).
+    pub variance: Option<[u8; 16]>,
+    /// One rendering of the headers that a delivery path derives once per object and keeps
+    /// with it; opaque to the cache.
+    pub memo: OnceLock<Bytes>,
 }
 
 impl StoredObject {
@@ -94,32 +57,29 @@ impl StoredObject {
         if let Some(d) = self.decoded.get() {
             let mut meta = CacheMeta::new(d.fresh_until, d.created, d.stale_while_revalidate, d.stale_if_error, d.header.clone());
             meta.set_epoch_override(d.epoch);
+            if let Some(v) = d.variance {
+                meta.set_variance_key(v);
+            }
             return Ok(meta);
         }
         let meta = CacheMeta::deserialize(&self.meta_internal, &self.meta_header)?;
-        let _ = self.decoded.set(DecodedMeta {
+        let _ = self.decoded.set(Arc::new(DecodedMeta {
             fresh_until: meta.fresh_until(),
             created: meta.created(),
             epoch: meta.epoch(),
             stale_while_revalidate: meta.stale_while_revalidate_sec(),
             stale_if_error: meta.stale_if_error_sec(),
             header: meta.response_header().clone(),
-            wire: wire_of(meta.response_header(), self.body.len()),
-        });
+            variance: meta.variance(),
+            memo: OnceLock::new(),
+        }));
         Ok(meta)
     }
 
-    /// The object as the player front answers it, once its meta has been decoded (when its
-    /// fill committed, or by the pipeline's first lookup after a disk read): `None` when not
-    /// decoded yet or when the stored response is not a 200 with a matching `Content-Length`.
-    pub fn fast_view(&self) -> Option<FastView<'_>> {
-        let d = self.decoded.get()?;
-        Some(FastView {
-            fresh_until: d.fresh_until,
-            epoch: d.epoch,
-            content_type: d.header.headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()),
-            wire: d.wire.as_deref()?,
-        })
+    /// The decoded meta, once [`Self::meta`] has run (when the fill committed, or at the
+    /// pipeline's first lookup after a disk read).
+    pub fn decoded(&self) -> Option<Arc<DecodedMeta>> {
+        self.decoded.get().cloned()
     }
 
     /// Bytes this object weighs in the memory tier (and roughly on disk).

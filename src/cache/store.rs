@@ -143,7 +143,7 @@ impl EdgeStorage {
     /// A complete object of the memory tier, without waiting on the disk: `None` when the
     /// key is not in memory or a fill of it is in flight (the full pipeline then decides).
     /// Counted as a memory hit by [`Self::note_memory_hit`] once the caller answers with it.
-    pub fn memory_object(&self, key: u128) -> Option<StoredObject> {
+    pub(super) fn memory_object(&self, key: u128) -> Option<StoredObject> {
         if lock(&self.fills).contains_key(&key) {
             return None;
         }
@@ -151,7 +151,7 @@ impl EdgeStorage {
     }
 
     /// Account a hit answered from [`Self::memory_object`], as a lookup would.
-    pub fn note_memory_hit(&self, key: u128, obj: &StoredObject) {
+    pub(super) fn note_memory_hit(&self, key: u128, obj: &StoredObject) {
         self.promote(key, obj);
         self.stats.hits_memory.fetch_add(1, Ordering::Relaxed);
     }
@@ -305,7 +305,7 @@ impl Storage for EdgeStorage {
         };
         let (meta_internal, meta_header) = meta.serialize()?;
         let updated = StoredObject::new(meta_internal.into(), meta_header.into(), old.body);
-        // Decoded now, so the player front can answer the next request (see `finish`).
+        // Decoded now, so a fast path can answer the next request (see `finish`).
         let _ = updated.meta();
         self.objects.insert(hash, updated);
         Ok(true)
@@ -490,9 +490,9 @@ impl HandleMiss for EdgeMiss {
             }
         };
         let obj = StoredObject::new(meta_internal, meta_header, body);
-        // Decode the meta once now: the player front answers only objects whose meta is
-        // decoded, so the first hit after a fill is already a front hit. (A meta that does
-        // not decode is stored anyway; the lookup removes it.)
+        // Decode the meta once now: `Cache::fresh_memory_hit` offers only objects whose meta
+        // is decoded, so the first hit after a fill can already take a fast path. (A meta
+        // that does not decode is stored anyway; the lookup removes it.)
         let _ = obj.meta();
         let weight = obj.weight();
         // Insert before the fill leaves the map, so a lookup never falls between the two.

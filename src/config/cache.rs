@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::file::{CacheSection, TtlRuleSection};
+use super::file::{CacheSection, KeyRuleSection, TtlRuleSection};
 use super::units::{format_size, parse_duration};
 use super::value::{duration, size};
 use super::error::ConfigError;
@@ -36,6 +36,10 @@ pub struct CacheConfig {
     pub disk_admission: DiskAdmission,
     /// Per-path-prefix TTLs, longest prefix first.
     pub rules: Vec<TtlRule>,
+    /// Send players' CMCD on to the origin (it is never part of the cache key).
+    pub forward_cmcd: bool,
+    /// Per-path-prefix query-parameter policies for the cache key ([`crate::cache::key`]).
+    pub keys: Vec<KeyRule>,
 }
 
 /// When an object is written to the disk tier.
@@ -53,6 +57,26 @@ pub struct TtlRule {
     pub ttl: Duration,
     /// Apply even when the origin sends Cache-Control/Expires.
     pub override_origin: bool,
+}
+
+/// Which query parameters make up the key under a path prefix.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum QueryPolicy {
+    /// Every parameter (the default).
+    All,
+    /// None: the path alone names the object.
+    None,
+    /// Only these parameters.
+    Allow(Vec<String>),
+    /// Every parameter but these.
+    Deny(Vec<String>),
+}
+
+/// `[[cache.keys]]`: the query policy for paths under `prefix`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyRule {
+    pub prefix: String,
+    pub query: QueryPolicy,
 }
 
 /// Disk block size for a given largest object: an entry must fit in one block.
@@ -110,6 +134,8 @@ impl CacheConfig {
             },
             disk_admission: disk_admission(c.disk_admission.as_deref())?,
             rules: ttl_rules(c.rules)?,
+            forward_cmcd: c.forward_cmcd.unwrap_or(false),
+            keys: key_rules(c.keys)?,
         };
         if cache.stale_timeout.is_zero() {
             return Err(ConfigError::new("cache.stale_timeout", "must be greater than 0"));
@@ -154,6 +180,31 @@ fn ttl_rules(raw: Vec<TtlRuleSection>) -> Result<Vec<TtlRule>, ConfigError> {
     }
     // Longest prefix first, so the first match is the most specific.
     rules.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
+    Ok(rules)
+}
+
+fn key_rules(raw: Vec<KeyRuleSection>) -> Result<Vec<KeyRule>, ConfigError> {
+    let mut rules = Vec::with_capacity(raw.len());
+    for (i, r) in raw.into_iter().enumerate() {
+        let key = format!("cache.keys[{i}]");
+        if !r.prefix.starts_with('/') {
+            return Err(ConfigError::new(format!("{key}.prefix"), format!("{:?} must start with '/'", r.prefix)));
+        }
+        let query = match (r.query.as_deref(), r.allow, r.deny) {
+            (Some("all"), None, None) => QueryPolicy::All,
+            (Some("none"), None, None) => QueryPolicy::None,
+            (Some(other), None, None) => {
+                return Err(ConfigError::new(
+                    format!("{key}.query"),
+                    format!("{other:?}: expected \"all\" or \"none\" (or an allow or deny list)"),
+                ))
+            }
+            (None, Some(allow), None) => QueryPolicy::Allow(allow),
+            (None, None, Some(deny)) => QueryPolicy::Deny(deny),
+            _ => return Err(ConfigError::new(key, "set exactly one of query, allow or deny")),
+        };
+        rules.push(KeyRule { prefix: r.prefix, query });
+    }
     Ok(rules)
 }
 

@@ -60,6 +60,21 @@ pub struct CacheSection {
     pub disk_admission: Option<String>,
     #[serde(default)]
     pub rules: Vec<TtlRuleSection>,
+    /// Send players' CMCD (`CMCD=` query parameter, `CMCD-*` headers) on to the origin.
+    pub forward_cmcd: Option<bool>,
+    #[serde(default)]
+    pub keys: Vec<KeyRuleSection>,
+}
+
+/// `[[cache.keys]]`: which query parameters make up the cache key under a path prefix.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KeyRuleSection {
+    pub prefix: String,
+    /// `"all"` or `"none"`.
+    pub query: Option<String>,
+    pub allow: Option<Vec<String>>,
+    pub deny: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]

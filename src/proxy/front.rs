@@ -4,19 +4,22 @@
 //! Pingora's proxy pipeline spends ~16 µs of CPU on a cache hit of a small playlist: session
 //! and module setup, the cache state machine, the meta and header rebuilds, several large
 //! future moves (issue 3 has the profile). Players ask for the same hot playlists and
-//! segments over and over, so the front reads each HTTP/1 request head itself and, when
-//! the request is a plain `GET`/`HEAD` (whole, or one plain byte range) for an object that
-//! is complete, fresh and in the memory tier, writes the stored response at once: the same
-//! status, headers and body the pipeline would send, the same metrics and access-log line.
+//! segments over and over, so the front reads each HTTP/1 request head itself and answers
+//! the ones it can from the memory tier: the same status, headers and body the pipeline
+//! would send, the same metrics and access-log line.
 //!
-//! It decides with the pipeline's own functions (path normalisation, the token gate, bans,
-//! the cache key) and steps aside whenever the request needs more: multipart, odd or
-//! unsatisfiable ranges, `If-Range` and other conditionals,
-//! a body, `Via` (loop checks), geo rules, playlist rewriting, local routes, stale or
-//! banned objects, objects not decoded yet, shutdown. Those requests, and every HTTP/2
-//! connection, go to the Pingora proxy unchanged; the bytes already read are handed over
-//! as the start of the next request, and the connection comes back to the front after.
-//! `[server] fast_hits = false` turns the front off.
+//! What a request *is* — allowed or refused, which host, path, key and token — the front
+//! never decides itself: it calls the pipeline's own gate ([`super::gate::admit`]). It only
+//! adds "can I answer this myself": a plain `GET`/`HEAD` (whole, or one plain byte range)
+//! that the gate admitted as content, for an object that [`crate::cache::Cache::fresh_memory_hit`]
+//! offers (complete, fresh, unpurged, of the request's variance) as a 200 with a matching
+//! `Content-Length`, and that needs no per-viewer playlist rewrite. The response headers come
+//! from [`super::compose`], as on the pipeline. Everything else — local answers and refusals,
+//! multipart or unsatisfiable ranges, conditionals, `Authorization`, bodies, `Upgrade`,
+//! stale or missing objects, shutdown — and every HTTP/2 connection goes to the Pingora
+//! proxy unchanged; the bytes already read are handed over as the start of the next
+//! request, and the connection comes back to the front after. `[server] fast_hits = false`
+//! turns the front off. tests/it/differential.rs proves both paths answer alike.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -29,13 +32,12 @@ use pingora_core::protocols::http::ServerSession;
 use pingora_core::protocols::{Stream, ALPN};
 use pingora_core::server::ShutdownWatch;
 use pingora_proxy::HttpProxy;
-use prometheus::{Histogram, IntCounter};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::{tokens, EdgeProxy, EdgeState};
-use crate::cache::bans::Verdict;
-use crate::cache::key;
-use crate::cache::object::StoredObject;
+use super::gate::{self, Admission, Headers, Kind, RequestView};
+use super::record::RequestRecord;
+use super::{compose, EdgeProxy};
+use crate::state::EdgeState;
 
 /// A request head longer than this goes to the pipeline (which allows much larger ones).
 const HEAD_MAX: usize = 8 * 1024;
@@ -50,19 +52,12 @@ const COALESCE_MAX: usize = 64 * 1024;
 pub struct Front {
     proxy: Arc<HttpProxy<EdgeProxy>>,
     state: &'static EdgeState,
-    hits: IntCounter,
-    partial_hits: IntCounter,
-    hit_duration: Histogram,
-    hit_bytes: IntCounter,
-    front_hits: IntCounter,
 }
 
 /// A hit the front answers.
 struct Reply {
     head: BytesMut,
     body: Option<Bytes>,
-    key: u128,
-    object: StoredObject,
     path: String,
     head_only: bool,
     /// 200, or 206 for a single range.
@@ -82,16 +77,7 @@ enum Next {
 
 impl Front {
     pub fn new(proxy: HttpProxy<EdgeProxy>, state: &'static EdgeState) -> Self {
-        let m = &state.metrics;
-        Front {
-            proxy: Arc::new(proxy),
-            state,
-            hits: m.requests.with_label_values(&["content", "200", "HIT"]),
-            partial_hits: m.requests.with_label_values(&["content", "206", "HIT"]),
-            hit_duration: m.request_duration.with_label_values(&["content", "HIT"]),
-            hit_bytes: m.bytes_sent.with_label_values(&["HIT"]),
-            front_hits: m.front_hits.clone(),
-        }
+        Front { proxy: Arc::new(proxy), state }
     }
 
     /// Look at the bytes read so far: a request the front answers, one for the pipeline, or
@@ -110,10 +96,13 @@ impl Front {
         }
     }
 
-    /// Whether this request is a fresh memory hit the front may answer, and the answer.
-    fn decide(&self, req: &httparse::Request<'_, '_>, client: IpAddr) -> Option<Reply> {
+    /// Whether this request is a fresh memory hit the front may answer, and the answer. The
+    /// gate decides what the request is, exactly as for the pipeline; the front only adds
+    /// "can I answer this myself".
+    fn decide(&self, req: &httparse::Request<'_, '_>, peer: IpAddr) -> Option<Reply> {
         let state = self.state;
-        let head_only = match req.method? {
+        let method = req.method?;
+        let head_only = match method {
             "GET" => false,
             "HEAD" => true,
             _ => return None,
@@ -125,105 +114,80 @@ impl Front {
         if !target.starts_with('/') || !target.bytes().all(plain_target_byte) {
             return None;
         }
-        let mut host = None;
-        let mut cookie = None;
-        let mut origin = None;
         let mut range = None;
         for h in req.headers.iter() {
             let name = h.name;
-            let value = std::str::from_utf8(h.value).ok()?;
-            if name.eq_ignore_ascii_case("host") {
-                if host.replace(value).is_some() {
-                    return None;
-                }
-            } else if name.eq_ignore_ascii_case("cookie") {
-                if cookie.replace(value).is_some() {
-                    return None;
-                }
-            } else if name.eq_ignore_ascii_case("origin") {
-                if origin.replace(value).is_some() {
-                    return None;
-                }
-            } else if name.eq_ignore_ascii_case("range") {
-                if range.replace(value).is_some() {
+            if name.eq_ignore_ascii_case("range") {
+                if range.replace(std::str::from_utf8(h.value).ok()?).is_some() {
                     return None;
                 }
             } else if name.eq_ignore_ascii_case("connection") {
-                if !value.trim().eq_ignore_ascii_case("keep-alive") {
+                if !h.value.trim_ascii().eq_ignore_ascii_case(b"keep-alive") {
                     return None;
                 }
-            } else if PIPELINE_HEADERS.iter().any(|p| name.eq_ignore_ascii_case(p))
-                || (name.eq_ignore_ascii_case("x-forwarded-for") && !state.config.geo.trusted_proxies.is_empty())
-            {
+            } else if PIPELINE_HEADERS.iter().any(|p| name.eq_ignore_ascii_case(p)) {
                 return None;
             }
         }
-        let host = key::request_host(None, Some(host?));
-        let (raw_path, query) = match target.split_once('?') {
+        let (path, query) = match target.split_once('?') {
             Some((p, q)) => (p, Some(q)),
             None => (target, None),
         };
-        let mut path = crate::path::normalize(raw_path).ok()?;
-        if path == "/healthz" || path == "/readyz" || (state.control.is_some() && (path == "/api/v1" || path.starts_with("/api/v1/"))) {
-            return None;
-        }
-        let mut query = query.map(str::to_string);
-        let mut granted = None;
-        if let Some(tc) = &state.config.tokens {
-            let checked = tokens::check(tc, &path, query.as_deref(), cookie, client, super::unix_now());
-            // A refusal is answered (and counted) by the pipeline.
-            granted = checked.verdict.ok()?;
-            path = checked.path;
-            query = checked.query;
-        }
-        let token_cc = granted.as_ref().and_then(|g| g.claims.as_ref()).is_some_and(|c| c.cc.is_some());
-        if token_cc || state.config.geo.policy.rule_for(&path).is_some() {
-            return None;
-        }
-
-        let key = crate::cache::store::key_of(&key::for_request(&host, &path, query.as_deref()));
-        let storage = &state.cache.storage;
-        let object = storage.memory_object(key)?;
-        let view = object.fast_view()?;
+        let view = RequestView {
+            method,
+            version: http::Version::HTTP_11,
+            path,
+            query,
+            authority: None,
+            headers: Headers::H1(req.headers),
+            peer,
+        };
+        let decision = gate::admit(&view, state, super::unix_now());
+        let Admission::Content(content) = decision.admission else { return None };
         let now = SystemTime::now();
-        if view.fresh_until < now {
+        let hit = state.cache.fresh_memory_hit(&content.key, &content.host, &content.path, now, |h| super::vary::variance(h, view.headers))?;
+        let header = &hit.meta.header;
+        let len = hit.body.len();
+        let length_matches = header
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            == Some(len);
+        if header.status != http::StatusCode::OK || !length_matches {
             return None;
         }
-        if state.cache.bans.verdict(&host, &path, view.epoch) != Verdict::Keep {
-            return None;
-        }
-        if super::rewrites_playlist(granted.as_ref(), http::StatusCode::OK, view.content_type, &path) {
+        let content_type = header.headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+        if super::rewrites_playlist(content.token.as_ref(), http::StatusCode::OK, content_type, &content.path) {
             return None;
         }
 
-        let len = object.body.len();
         let (status, part) = match range {
             None => (200, 0..len),
             Some(r) => (206, single_range(r, len)?),
         };
-        let age = now.duration_since(view.epoch).map(|d| d.as_secs()).unwrap_or(0);
+        let memo = hit.meta.memo.get_or_init(|| compose::memo_of(header));
         let date = pingora_core::protocols::http::date::get_cached_date();
-        let cors = super::cors_headers(state, state.cors.allow_origin(origin).as_deref());
         let sent = if head_only { 0 } else { part.len() };
         let coalesce = sent <= COALESCE_MAX;
-        let mut head = BytesMut::with_capacity(200 + view.wire.len() + if coalesce { sent } else { 0 });
+        let mut head = BytesMut::with_capacity(300 + memo.len() + if coalesce { sent } else { 0 });
         if status == 200 {
             head.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
-            head.extend_from_slice(view.wire);
+            head.extend_from_slice(memo);
             head.extend_from_slice(format!("Content-Length: {len}\r\nAccept-Ranges: bytes\r\n").as_bytes());
         } else {
             // As the pipeline's range filter: 206, the part's length, no Accept-Ranges.
             head.extend_from_slice(b"HTTP/1.1 206 Partial Content\r\n");
-            head.extend_from_slice(view.wire);
+            head.extend_from_slice(memo);
             let (first, last) = (part.start, part.end - 1);
             head.extend_from_slice(format!("Content-Length: {}\r\nContent-Range: bytes {first}-{last}/{len}\r\n", part.len()).as_bytes());
         }
         head.extend_from_slice(b"Date: ");
         head.extend_from_slice(date.as_bytes());
         head.extend_from_slice(b"\r\nAge: ");
-        head.extend_from_slice(age.to_string().as_bytes());
-        head.extend_from_slice(b"\r\nx-cache: HIT\r\n");
-        for (name, value) in &cors {
+        head.extend_from_slice(hit.age(now).to_string().as_bytes());
+        head.extend_from_slice(b"\r\n");
+        for (name, value) in compose::edge_headers(state, "HIT", decision.cors_origin.as_deref()) {
             head.extend_from_slice(name.as_bytes());
             head.extend_from_slice(b": ");
             head.extend_from_slice(value.as_bytes());
@@ -233,34 +197,33 @@ impl Front {
         let body = if head_only {
             None
         } else if coalesce {
-            head.extend_from_slice(&object.body[part]);
+            head.extend_from_slice(&hit.body[part]);
             None
         } else {
-            Some(object.body.slice(part))
+            Some(hit.body.slice(part))
         };
-        Some(Reply { head, body, key, object, path, head_only, status, sent })
+        Some(Reply { head, body, path: path.to_string(), head_only, status, sent })
     }
 
     /// Write a reply and account it like the pipeline's `logging` would.
     async fn answer(&self, stream: &mut Stream, reply: Reply, started: Instant) -> std::io::Result<()> {
+        // Counted before the write, so a client that has its answer sees it counted.
+        self.state.metrics.front_hits.inc();
         stream.write_all(&reply.head).await?;
         if let Some(body) = &reply.body {
             stream.write_all(body).await?;
         }
         stream.flush().await?;
-        self.state.cache.storage.note_memory_hit(reply.key, &reply.object);
-        let sent = reply.sent;
-        let elapsed = started.elapsed();
-        if reply.status == 200 {
-            self.hits.inc();
-        } else {
-            self.partial_hits.inc();
-        }
-        self.front_hits.inc();
-        self.hit_duration.observe(elapsed.as_secs_f64());
-        self.hit_bytes.inc_by(sent as u64);
-        let method = if reply.head_only { "HEAD" } else { "GET" };
-        super::access_log(method, &reply.path, reply.status, "HIT", sent, elapsed, String::new, String::new);
+        let record = RequestRecord {
+            kind: Kind::Content,
+            method: if reply.head_only { "HEAD" } else { "GET" },
+            path: &reply.path,
+            status: reply.status,
+            cache: "HIT",
+            bytes: reply.sent,
+            elapsed: started.elapsed(),
+        };
+        record.emit(&self.state.metrics, String::new, String::new);
         Ok(())
     }
 
@@ -360,7 +323,9 @@ fn single_range(value: &str, len: usize) -> Option<std::ops::Range<usize>> {
 }
 
 /// Request headers whose handling needs the full pipeline.
-const PIPELINE_HEADERS: [&str; 11] = [
+const PIPELINE_HEADERS: [&str; 10] = [
+    // RFC 9111 §3.5: the pipeline decides whether a stored response may answer it.
+    "authorization",
     "content-length",
     "transfer-encoding",
     "if-range",
@@ -368,10 +333,8 @@ const PIPELINE_HEADERS: [&str; 11] = [
     "if-none-match",
     "if-modified-since",
     "if-unmodified-since",
-    "via",
     "expect",
     "upgrade",
-    "access-control-request-method",
 ];
 
 /// Bytes the front accepts in a request target (RFC 3986 path and query characters);

@@ -1,30 +1,32 @@
-//! The player-facing proxy: a thin [`ProxyHttp`] dispatcher over pure functions.
+//! The player-facing proxy: the [`ProxyHttp`] phases, each short, over pure functions.
 //!
 //! On HTTP/1 connections [`front`] comes first and answers fresh memory hits itself; every
-//! other request runs these phases, in the order Pingora runs them (DESIGN.md section 2):
-//! 1. `request_filter`: normalise the path ([`crate::path`]), answer `/healthz`, `/readyz`
-//!    and CORS preflights locally, refuse ambiguous paths with 400, check tokens
-//!    ([`tokens`]) and country rules, answer `PURGE`.
-//! 2. `request_cache_filter` / `cache_key_callback`: GET and HEAD are cached under
-//!    [`crate::cache::key::for_request`]; the cache lock coalesces a herd into one fetch.
+//! other request runs these phases, in the order Pingora runs them (docs/design.md, "Request
+//! flow"):
+//! 1. `request_filter`: [`gate::admit`] decides (the same function the front calls) and this
+//!    phase carries the verdict out: a local answer, a purge, the control plane, or content.
+//! 2. `request_cache_filter` / `cache_key_callback`: GET and HEAD are cached under the key the
+//!    gate computed; the cache lock coalesces a herd into one fetch.
 //! 3. `upstream_peer`: origin choice ([`crate::origin::pools`]); connect failures retry on
 //!    the next node.
 //! 4. `response_cache_filter`: [`crate::cache::policy::decide`].
-//! 5. `response_filter`: `X-Cache`, CORS headers, playlist rewriting set up (Pingora adds
-//!    `Age` on hits); `response_body_filter` rewrites playlists for the viewer's token.
-//! 6. `logging`: metrics and one access-log line.
+//! 5. `response_filter`: the edge's headers ([`compose`]), playlist rewriting set up (Pingora
+//!    adds `Age` on hits); `response_body_filter` rewrites playlists for the viewer's token.
+//! 6. `logging`: one [`record::RequestRecord`] for the metrics and the access log.
 
-pub mod cors;
+pub mod compose;
 pub mod front;
+pub mod gate;
+pub mod hop;
+pub mod record;
 pub mod tokens;
+pub mod vary;
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use http::{Method, StatusCode};
-use pingora_cache::lock::CacheKeyLockImpl;
 use pingora_cache::storage::HitHandler;
 use pingora_cache::{CacheKey, CacheMeta, CachePhase, ForcedFreshness, RespCacheable};
 use pingora_core::upstreams::peer::HttpPeer;
@@ -33,97 +35,43 @@ use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::{ProxyHttp, Session};
 
 use crate::cache::bans::Verdict;
-use crate::cache::key;
 use crate::cache::policy;
-use crate::cache::Cache;
-use crate::config::Config;
-use crate::metrics::Metrics;
-use cors::Cors;
-use crate::origin::pools::{Choice, Pools};
-
-/// State shared by every request, built once at start.
-pub struct EdgeState {
-    pub config: Config,
-    pub metrics: Metrics,
-    pub cache: &'static Cache,
-    pub lock: &'static CacheKeyLockImpl,
-    pub cors: Cors,
-    pub pools: Pools,
-    /// The HTTPS listener's certificates (reloadable).
-    pub tls: Option<std::sync::Arc<crate::tls::store::SniResolver>>,
-    /// The GeoIP database (reloadable).
-    pub geo: Option<std::sync::Arc<crate::geo::Geo>>,
-    /// The embedded control plane's loopback address, when it runs.
-    pub control: Option<std::net::SocketAddr>,
-    /// Set once the player listener accepts connections.
-    pub ready: AtomicBool,
-    /// Set when shutdown starts: `/readyz` turns 503 so load balancers drain this node.
-    pub draining: AtomicBool,
-}
-
-impl EdgeState {
-    /// `/readyz`: 503 `starting` until the player listener accepts connections, 200 `ready`,
-    /// then 503 `draining` once shutdown has started.
-    pub fn readiness(&self) -> (u16, &'static str) {
-        if self.draining.load(Ordering::Relaxed) {
-            (503, "draining\n")
-        } else if self.ready.load(Ordering::Relaxed) {
-            (200, "ready\n")
-        } else {
-            (503, "starting\n")
-        }
-    }
-}
-
-/// What a request turned out to be, for routing and metrics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    Content,
-    /// `/api/v1`: forwarded to the control plane, never cached, no playback token.
-    Api,
-    Local,
-    Preflight,
-    Rejected,
-}
-
-impl Kind {
-    fn as_str(self) -> &'static str {
-        match self {
-            Kind::Content => "content",
-            Kind::Api => "api",
-            Kind::Local => "local",
-            Kind::Preflight => "preflight",
-            Kind::Rejected => "rejected",
-        }
-    }
-}
+use crate::origin::pools::Choice;
+use crate::state::EdgeState;
+use gate::{Admission, ContentRequest, Kind, Reply};
+use record::RequestRecord;
 
 /// Per-request context.
 pub struct RequestCtx {
     start: Instant,
     kind: Kind,
-    /// The normalised path: the one for the cache key and the origin request.
-    path: String,
-    /// The request's host, normalised as in the cache key.
-    host: String,
     /// The client address (peer, or X-Forwarded-For behind a trusted proxy).
     client: std::net::IpAddr,
     /// `Access-Control-Allow-Origin` to send, when the request's Origin is allowed.
     cors_origin: Option<String>,
+    /// The content request the gate admitted (`None` for every other kind).
+    content: Option<ContentRequest>,
+    /// What picks the origin node ([`ContentRequest::route_key`]).
+    route_key: Vec<u8>,
     /// Nodes this request already tried, as (pool, node): a retry goes elsewhere.
     tried: Vec<(usize, usize)>,
-    /// What picks the node: host + path + query (the same on every edge, so a shield tier
-    /// sees each object from one node).
-    route_key: Vec<u8>,
     upstream: Option<Choice>,
     upstream_started: Option<Instant>,
     upstream_status: Option<u16>,
     /// Status answered locally (health, preflight, rejections).
     local_status: Option<u16>,
-    /// The accepted token, if the request carried one.
-    token: Option<tokens::Granted>,
     /// Set when this response is a playlist rewritten for the viewer's token.
     playlist: Option<PlaylistOut>,
+}
+
+impl RequestCtx {
+    fn token(&self) -> Option<&tokens::Granted> {
+        self.content.as_ref().and_then(|c| c.token.as_ref())
+    }
+
+    fn path(&self) -> &str {
+        self.content.as_ref().map_or("", |c| c.path.as_str())
+    }
 }
 
 /// A playlist being rewritten on its way to the viewer: every URI carries the token, and
@@ -186,47 +134,23 @@ fn cache_label(phase: CachePhase) -> &'static str {
     }
 }
 
-/// The client's address: the socket peer, or from `X-Forwarded-For` when the peer is a
-/// trusted proxy (`[geo] trusted_proxies`).
-fn client_ip(session: &Session, trusted: &[crate::net::IpNet]) -> std::net::IpAddr {
-    let peer = session
-        .client_addr()
-        .and_then(|a| a.as_inet())
-        .map(|a| a.ip())
-        .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
-    if trusted.is_empty() {
-        return peer;
-    }
-    let xff: Vec<&str> = session
-        .req_header()
-        .headers
-        .get_all("x-forwarded-for")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .collect();
-    if xff.is_empty() {
-        return peer;
-    }
-    crate::geo::client_ip(peer, Some(&xff.join(",")), trusted)
-}
-
 fn unix_now() -> u64 {
     SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
 }
 
 /// Write a complete small response from the edge itself.
-async fn respond(session: &mut Session, status: u16, body: &str, extra: &[(&str, String)]) -> Result<()> {
-    let mut resp = ResponseHeader::build(status, Some(4 + extra.len()))?;
+async fn respond(session: &mut Session, reply: &Reply) -> Result<()> {
+    let mut resp = ResponseHeader::build(reply.status, Some(4 + reply.headers.len()))?;
     resp.insert_header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")?;
-    resp.insert_header(http::header::CONTENT_LENGTH, body.len().to_string())?;
+    resp.insert_header(http::header::CONTENT_LENGTH, reply.body.len().to_string())?;
     resp.insert_header(http::header::CACHE_CONTROL, "no-store")?;
-    for (k, v) in extra {
-        resp.insert_header(k.to_string(), v.as_str())?;
+    for (k, v) in &reply.headers {
+        resp.append_header(*k, v.as_str())?;
     }
-    let head_only = session.req_header().method == Method::HEAD || body.is_empty();
+    let head_only = session.req_header().method == Method::HEAD || reply.body.is_empty();
     session.write_response_header(Box::new(resp), head_only).await?;
     if !head_only {
-        session.write_response_body(Some(Bytes::copy_from_slice(body.as_bytes())), true).await?;
+        session.write_response_body(Some(Bytes::copy_from_slice(reply.body.as_bytes())), true).await?;
     }
     Ok(())
 }
@@ -248,43 +172,54 @@ impl EdgeProxy {
         }
     }
 
-    /// `PURGE /path` from an allowed network: ban that path on this host (every query
-    /// variant); `Soft-Purge: 1` marks it stale instead.
-    async fn purge_method(&self, session: &mut Session, ctx: &RequestCtx, path: String) -> Result<u16> {
-        let peer = session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip());
-        let allowed = peer.is_some_and(|ip| self.state.config.purge.allow.iter().any(|n| n.contains(ip)));
-        if !allowed {
-            respond(session, 403, "purge not allowed from this address\n", &[]).await?;
-            return Ok(403);
-        }
-        let soft = session.req_header().headers.get("soft-purge").is_some_and(|v| v.as_bytes() == b"1");
-        let purge = crate::cache::purge::Purge {
-            host: Some(ctx.host.clone()),
-            path,
-            query: session.req_header().uri.query().map(str::to_string),
-            exact: true,
-            soft,
-        };
-        match crate::cache::purge::apply(self.state.cache, purge).await {
-            Ok(_) => {
-                respond(session, 200, "purged\n", &[]).await?;
-                Ok(200)
-            }
+    /// An allowed `PURGE`: ban that path on this host; `Soft-Purge: 1` marks it stale.
+    async fn purge(&self, session: &mut Session, purge: crate::cache::purge::Purge) -> Result<u16> {
+        let (status, body) = match crate::cache::purge::apply(self.state.cache, purge).await {
+            Ok(_) => (200, "purged\n"),
             Err(e) => {
                 tracing::error!(error = %e, "purge could not be recorded");
-                respond(session, 500, "purge failed\n", &[]).await?;
-                Ok(500)
+                (500, "purge failed\n")
             }
+        };
+        let reply = Reply { kind: Kind::Local, status, body: body.to_string(), headers: Vec::new(), refusal: None };
+        respond(session, &reply).await?;
+        Ok(status)
+    }
+
+    /// RFC 9111 §4.4: a non-error response to an unsafe method invalidates the target URI and
+    /// the same-host URIs in `Location` and `Content-Location`.
+    async fn invalidate_after_unsafe(&self, resp: &ResponseHeader, ctx: &RequestCtx) {
+        let Some(c) = &ctx.content else { return };
+        let cache = self.state.cache;
+        cache.invalidate(&c.key).await;
+        for field in [http::header::LOCATION, http::header::CONTENT_LOCATION] {
+            let Some(target) = resp.headers.get(&field).and_then(|v| v.to_str().ok()) else { continue };
+            let Ok(uri) = target.parse::<http::Uri>() else { continue };
+            let same_host = uri.authority().is_none_or(|a| crate::cache::key::request_host(Some(a.as_str()), None) == c.host);
+            let Ok(path) = crate::path::normalize(uri.path()) else { continue };
+            if same_host && path.starts_with('/') {
+                let query = crate::cache::key::key_query(&self.state.config.cache.keys, &path, uri.query());
+                cache.invalidate(&crate::cache::key::for_request(&c.host, &path, query.as_deref())).await;
+            }
+        }
+    }
+
+    /// Count a refusal the gate made, by reason.
+    fn count_refusal(&self, refusal: &gate::Refusal) {
+        let m = &self.state.metrics;
+        match refusal {
+            gate::Refusal::Token(reason) => m.token_rejections.with_label_values(&[reason.code()]).inc(),
+            gate::Refusal::Geo(country) => m.geo_blocked.with_label_values(&[country.as_str()]).inc(),
         }
     }
 
     /// Whether this response is a playlist that must be rewritten for the viewer's token.
     fn rewrites_playlist(&self, resp: &ResponseHeader, ctx: &RequestCtx) -> bool {
         rewrites_playlist(
-            ctx.token.as_ref(),
+            ctx.token(),
             resp.status,
             resp.headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()),
-            &ctx.path,
+            ctx.path(),
         )
     }
 
@@ -292,7 +227,8 @@ impl EdgeProxy {
         if !self.rewrites_playlist(resp, ctx) {
             return None;
         }
-        let g = ctx.token.as_ref()?;
+        let c = ctx.content.as_ref()?;
+        let g = c.token.as_ref()?;
         let tc = self.state.config.tokens.as_ref()?;
         const VALUE: &percent_encoding::AsciiSet =
             &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
@@ -308,17 +244,13 @@ impl EdgeProxy {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse().ok());
         Some(PlaylistOut {
-            rewriter: append.map(|a| crate::hls::PlaylistRewriter::new(a).with_own_host(ctx.host.clone())),
+            rewriter: append.map(|a| crate::hls::PlaylistRewriter::new(a).with_own_host(c.host.clone())),
             max_height: g.claims.as_ref().and_then(|c| c.mh),
             gathered: Vec::new(),
             expected,
             received: 0,
             ended: false,
         })
-    }
-
-    fn cors_headers(&self, ctx: &RequestCtx) -> Vec<(&'static str, String)> {
-        cors_headers(self.state, ctx.cors_origin.as_deref())
     }
 }
 
@@ -329,49 +261,6 @@ fn rewrites_playlist(token: Option<&tokens::Granted>, status: StatusCode, conten
     let has_work = matches!(g.placement, tokens::Placement::Query | tokens::Placement::EdgeAuthQuery)
         || g.claims.as_ref().is_some_and(|c| c.mh.is_some());
     has_work && status == StatusCode::OK && crate::hls::is_playlist(content_type, path)
-}
-
-/// One access-log line (target `edge::access`, off unless `RUST_LOG` turns it on), written
-/// by the pipeline's `logging` and by the front alike. `upstream` and `error` are only
-/// computed when the line is written.
-#[allow(clippy::too_many_arguments)]
-fn access_log(
-    method: &str,
-    path: &str,
-    status: u16,
-    cache: &str,
-    bytes: usize,
-    elapsed: Duration,
-    upstream: impl FnOnce() -> String,
-    error: impl FnOnce() -> String,
-) {
-    if !tracing::enabled!(target: "edge::access", tracing::Level::INFO) {
-        return;
-    }
-    tracing::info!(
-        target: "edge::access",
-        method = %method,
-        path = %path,
-        status,
-        cache,
-        bytes,
-        ms = elapsed.as_secs_f64() * 1000.0,
-        upstream = upstream(),
-        error = error(),
-    );
-}
-
-/// The CORS headers of a response to a request whose `Origin` is allowed as `allowed`.
-fn cors_headers(state: &EdgeState, allowed: Option<&str>) -> Vec<(&'static str, String)> {
-    let Some(origin) = allowed else { return Vec::new() };
-    let mut h = vec![
-        ("access-control-allow-origin", origin.to_string()),
-        ("access-control-expose-headers", cors::EXPOSE_HEADERS.to_string()),
-    ];
-    if state.cors.varies() {
-        h.push(("vary", "Origin".to_string()));
-    }
-    h
 }
 
 #[async_trait]
@@ -386,168 +275,71 @@ impl ProxyHttp for EdgeProxy {
         RequestCtx {
             start: Instant::now(),
             kind: Kind::Content,
-            path: String::new(),
-            host: String::new(),
             client: std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
             cors_origin: None,
-            tried: Vec::new(),
+            content: None,
             route_key: Vec::new(),
+            tried: Vec::new(),
             upstream: None,
             upstream_started: None,
             upstream_status: None,
             local_status: None,
-            token: None,
             playlist: None,
         }
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
-        ctx.client = client_ip(session, &self.state.config.geo.trusted_proxies);
-        let req = session.req_header();
-        let origin = req.headers.get(http::header::ORIGIN).and_then(|v| v.to_str().ok());
-        ctx.cors_origin = self.state.cors.allow_origin(origin);
-
-        let path = match crate::path::normalize(req.uri.path()) {
-            Ok(p) => p,
-            Err(e) => {
-                ctx.kind = Kind::Rejected;
-                ctx.local_status = Some(400);
-                let extra = [("x-edge-reason", e.code().to_string())];
-                respond(session, 400, "bad request path\n", &extra).await?;
-                return Ok(true);
-            }
-        };
-
-        ctx.host = key::request_host(
-            req.uri.authority().map(|a| a.as_str()),
-            req.headers.get(http::header::HOST).and_then(|v| v.to_str().ok()),
-        );
-        // A request that already passed this node is a forwarding loop.
-        let me = &self.state.config.server.name;
-        let looped = req.headers.get_all(http::header::VIA).iter().any(|v| {
-            v.to_str().is_ok_and(|v| v.split(',').any(|hop| hop.split_whitespace().nth(1) == Some(me.as_str())))
-        });
-        if looped {
-            ctx.kind = Kind::Rejected;
-            ctx.local_status = Some(508);
-            respond(session, 508, "loop_detected\n", &[("x-edge-reason", "loop_detected".to_string())]).await?;
-            return Ok(true);
-        }
-        if req.method.as_str() == "PURGE" {
-            ctx.kind = Kind::Local;
-            let status = self.purge_method(session, ctx, path).await?;
-            ctx.local_status = Some(status);
-            return Ok(true);
-        }
-
-        match (req.method.clone(), path.as_str()) {
-            (Method::GET | Method::HEAD, "/healthz") => {
-                ctx.kind = Kind::Local;
-                ctx.local_status = Some(200);
-                respond(session, 200, "ok\n", &[]).await?;
-                return Ok(true);
-            }
-            (Method::GET | Method::HEAD, "/readyz") => {
-                ctx.kind = Kind::Local;
-                let (status, body) = self.state.readiness();
-                ctx.local_status = Some(status);
-                respond(session, status, body, &[]).await?;
-                return Ok(true);
-            }
-            (Method::OPTIONS, _) if req.headers.contains_key(http::header::ACCESS_CONTROL_REQUEST_METHOD) => {
-                ctx.kind = Kind::Preflight;
-                let requested = req
-                    .headers
-                    .get(http::header::ACCESS_CONTROL_REQUEST_HEADERS)
-                    .and_then(|v| v.to_str().ok())
-                    .unwrap_or("")
-                    .to_string();
-                let mut extra = self.cors_headers(ctx);
-                if ctx.cors_origin.is_some() {
-                    extra.push(("access-control-allow-methods", cors::ALLOW_METHODS.to_string()));
-                    if !requested.is_empty() {
-                        extra.push(("access-control-allow-headers", requested));
-                    }
-                    extra.push(("access-control-max-age", self.state.cors.max_age().to_string()));
+        let peer = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip())
+            .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+        let decision = gate::admit(&gate::RequestView::of(session.req_header(), peer), self.state, unix_now());
+        ctx.client = decision.client;
+        ctx.cors_origin = decision.cors_origin;
+        match decision.admission {
+            Admission::Local(reply) => {
+                ctx.kind = reply.kind;
+                ctx.local_status = Some(reply.status);
+                if let Some(r) = &reply.refusal {
+                    self.count_refusal(r);
                 }
-                ctx.local_status = Some(204);
-                respond(session, 204, "", &extra).await?;
-                return Ok(true);
+                respond(session, &reply).await?;
+                Ok(true)
             }
-            _ => {}
-        }
-
-        if self.state.control.is_some() && (path == "/api/v1" || path.starts_with("/api/v1/")) {
-            ctx.kind = Kind::Api;
-            ctx.path = path;
-            return Ok(false);
-        }
-
-        let mut path = path;
-        let raw_query = session.req_header().uri.query().map(str::to_string);
-        let mut query = raw_query.clone();
-        if let Some(tc) = &self.state.config.tokens {
-            let req = session.req_header();
-            let cookie = req.headers.get(http::header::COOKIE).and_then(|v| v.to_str().ok());
-            let checked = tokens::check(tc, &path, query.as_deref(), cookie, ctx.client, unix_now());
-            path = checked.path;
-            query = checked.query;
-            match checked.verdict {
-                Ok(granted) => ctx.token = granted,
-                Err(reason) => {
-                    ctx.kind = Kind::Rejected;
-                    ctx.local_status = Some(403);
-                    self.state.metrics.token_rejections.with_label_values(&[reason.code()]).inc();
-                    let mut extra = self.cors_headers(ctx);
-                    extra.push(("x-edge-reason", reason.code().to_string()));
-                    respond(session, 403, &format!("{}\n", reason.code()), &extra).await?;
-                    return Ok(true);
+            Admission::Purge(purge) => {
+                ctx.kind = Kind::Local;
+                ctx.local_status = Some(self.purge(session, purge).await?);
+                Ok(true)
+            }
+            Admission::Api { .. } => {
+                ctx.kind = Kind::Api;
+                Ok(false)
+            }
+            Admission::Content(content) => {
+                // The normalised path (and the query without tokens) is what the origin sees too.
+                if content.rewritten {
+                    let uri = content.target().parse().map_err(|_| Error::explain(ErrorType::InvalidHTTPHeader, "bad uri"))?;
+                    session.req_header_mut().set_uri(uri);
                 }
+                ctx.route_key = content.route_key();
+                ctx.content = Some(content);
+                Ok(false)
             }
         }
-
-        // Country rules (by path prefix, and the token's `cc` claim).
-        let token_cc = ctx.token.as_ref().and_then(|g| g.claims.as_ref()).and_then(|c| c.cc.clone());
-        let policy = &self.state.config.geo.policy;
-        if token_cc.is_some() || policy.rule_for(&path).is_some() {
-            let country = self.state.geo.as_ref().and_then(|g| g.lookup(ctx.client));
-            if let Err(blocked) = policy.check(&path, country.as_ref().map(|c| c.as_str()), token_cc.as_deref()) {
-                let status = policy.status();
-                ctx.kind = Kind::Rejected;
-                ctx.local_status = Some(status);
-                let label = blocked.country.as_deref().unwrap_or("unknown");
-                self.state.metrics.geo_blocked.with_label_values(&[label]).inc();
-                let mut extra = self.cors_headers(ctx);
-                extra.push(("x-edge-reason", blocked.reason.to_string()));
-                respond(session, status, &format!("{}\n", blocked.reason), &extra).await?;
-                return Ok(true);
-            }
-        }
-
-        // The normalised path (and the query without tokens) is what the origin sees too.
-        if path != session.req_header().uri.path() || query != raw_query {
-            let uri = match &query {
-                Some(q) => format!("{path}?{q}"),
-                None => path.clone(),
-            };
-            let uri: http::Uri = uri.parse().map_err(|_| Error::explain(ErrorType::InvalidHTTPHeader, "bad uri"))?;
-            session.req_header_mut().set_uri(uri);
-        }
-        ctx.route_key = format!("{}{}?{}", ctx.host, path, query.as_deref().unwrap_or("")).into_bytes();
-        ctx.path = path;
-        Ok(false)
     }
 
     fn request_cache_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
-        if ctx.kind == Kind::Content && matches!(session.req_header().method, Method::GET | Method::HEAD) {
+        if ctx.content.is_some() && matches!(session.req_header().method, Method::GET | Method::HEAD) {
             session.cache.enable(&self.state.cache.storage, None, None, Some(self.state.lock), None);
             session.cache.set_max_file_size_bytes(self.state.config.cache.max_object as usize);
         }
         Ok(())
     }
 
-    fn cache_key_callback(&self, session: &Session, ctx: &mut RequestCtx) -> Result<CacheKey> {
-        Ok(key::for_request(&ctx.host, &ctx.path, session.req_header().uri.query()))
+    fn cache_key_callback(&self, _session: &Session, ctx: &mut RequestCtx) -> Result<CacheKey> {
+        let c = ctx.content.as_ref().ok_or_else(|| Error::explain(ErrorType::InternalError, "cache key without a content request"))?;
+        Ok(c.key.clone())
     }
 
     async fn cache_hit_filter(
@@ -559,7 +351,8 @@ impl ProxyHttp for EdgeProxy {
         ctx: &mut RequestCtx,
     ) -> Result<Option<ForcedFreshness>> {
         // The epoch is when the object was stored or last revalidated.
-        Ok(match self.state.cache.bans.verdict(&ctx.host, &ctx.path, meta.epoch()) {
+        let Some(c) = &ctx.content else { return Ok(None) };
+        Ok(match self.state.cache.bans.verdict(&c.host, &c.path, meta.epoch()) {
             Verdict::Keep => None,
             Verdict::Expire => Some(ForcedFreshness::ForceExpired),
             Verdict::Remove => Some(ForcedFreshness::ForceMiss),
@@ -624,6 +417,7 @@ impl ProxyHttp for EdgeProxy {
     }
 
     async fn upstream_request_filter(&self, _session: &mut Session, req: &mut RequestHeader, ctx: &mut RequestCtx) -> Result<()> {
+        hop::strip_request(req);
         if ctx.kind == Kind::Api {
             // The control plane trusts exactly these two headers: always set by the edge,
             // never passed through from the client.
@@ -634,12 +428,23 @@ impl ProxyHttp for EdgeProxy {
             }
             return Ok(());
         }
-        if let Some(choice) = &ctx.upstream {
-            if let Some(host) = self.state.pools.host_override(choice) {
-                req.insert_header(http::header::HOST, host)?;
-            }
+        // The origin sees the host as the cache key has it (or the pool's override).
+        let host = ctx.upstream.as_ref().and_then(|choice| self.state.pools.host_override(choice));
+        match (host, &ctx.content) {
+            (Some(h), _) => req.insert_header(http::header::HOST, h)?,
+            (None, Some(c)) => req.insert_header(http::header::HOST, c.host.as_str())?,
+            (None, None) => {}
         }
         req.append_header(http::header::VIA, format!("1.1 {}", self.state.config.server.name))?;
+        if let Some(c) = &ctx.content {
+            // The origin is asked with the normalised encoding the cache variant is keyed on.
+            req.insert_header(http::header::ACCEPT_ENCODING, c.accept_encoding)?;
+            if !self.state.config.cache.forward_cmcd {
+                for name in ["cmcd-request", "cmcd-object", "cmcd-status", "cmcd-session"] {
+                    req.remove_header(name);
+                }
+            }
+        }
         Ok(())
     }
 
@@ -648,6 +453,11 @@ impl ProxyHttp for EdgeProxy {
         ctx.upstream_status = Some(status);
         if ctx.kind == Kind::Api {
             return Ok(());
+        }
+        // Before the response is stored: hop-by-hop fields belong to the origin's connection.
+        hop::strip_response(resp);
+        if !session.req_header().method.is_safe() && (200..400).contains(&status) {
+            self.invalidate_after_unsafe(resp, ctx).await;
         }
         if let Some(choice) = &ctx.upstream {
             let m = &self.state.metrics;
@@ -676,12 +486,19 @@ impl ProxyHttp for EdgeProxy {
     }
 
     fn response_cache_filter(&self, _session: &Session, resp: &ResponseHeader, ctx: &mut RequestCtx) -> Result<RespCacheable> {
-        Ok(policy::decide(resp, &ctx.path, &self.state.config.cache, SystemTime::now()))
+        if vary::varies_on_everything(resp) {
+            return Ok(RespCacheable::Uncacheable(pingora_cache::NoCacheReason::OriginNotCache));
+        }
+        Ok(policy::decide(resp, ctx.path(), &self.state.config.cache, SystemTime::now()))
+    }
+
+    fn cache_vary_filter(&self, meta: &CacheMeta, _ctx: &mut RequestCtx, req: &RequestHeader) -> Option<[u8; 16]> {
+        vary::variance(meta.response_header(), gate::Headers::Map(&req.headers))
     }
 
     async fn response_filter(&self, session: &mut Session, resp: &mut ResponseHeader, ctx: &mut RequestCtx) -> Result<()> {
         // Phases without a cache result (disabled, uninitialised) read as BYPASS.
-        resp.insert_header("x-cache", cache_label(session.cache.phase()))?;
+        compose::apply(resp, compose::edge_headers(self.state, cache_label(session.cache.phase()), ctx.cors_origin.as_deref()))?;
         if let Some(out) = self.playlist_out(resp, ctx) {
             // The body changes length; and it now carries a viewer's token, so no shared
             // cache downstream may keep it.
@@ -691,13 +508,6 @@ impl ProxyHttp for EdgeProxy {
             }
             resp.insert_header(http::header::CACHE_CONTROL, "private, no-store")?;
             ctx.playlist = Some(out);
-        }
-        for (k, v) in self.cors_headers(ctx) {
-            if k == "vary" {
-                resp.append_header(k, v)?;
-            } else {
-                resp.insert_header(k, v)?;
-            }
         }
         Ok(())
     }
@@ -748,30 +558,25 @@ impl ProxyHttp for EdgeProxy {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
-        let m = &self.state.metrics;
         let status = session
             .response_written()
             .map(|r| r.status.as_u16())
             .or(ctx.local_status)
             .unwrap_or(if e.is_some() { 502 } else { 0 });
-        let cache = if ctx.kind == Kind::Content { cache_label(session.cache.phase()) } else { "NONE" };
-        let kind = ctx.kind.as_str();
-        let status_label = StatusCode::from_u16(status).map(|s| s.as_str().to_string()).unwrap_or_else(|_| status.to_string());
-        m.requests.with_label_values(&[kind, &status_label, cache]).inc();
-        let elapsed = ctx.start.elapsed();
-        m.request_duration.with_label_values(&[kind, cache]).observe(elapsed.as_secs_f64());
-        let sent = session.body_bytes_sent();
-        m.bytes_sent.with_label_values(&[cache]).inc_by(sent as u64);
         if session.cache.lock_duration().is_some_and(|d| d > Duration::ZERO) {
-            m.cache_coalesced.inc();
+            self.state.metrics.cache_coalesced.inc();
         }
-        access_log(
-            session.req_header().method.as_str(),
-            session.req_header().uri.path(),
+        let record = RequestRecord {
+            kind: ctx.kind,
+            method: session.req_header().method.as_str(),
+            path: session.req_header().uri.path(),
             status,
-            cache,
-            sent,
-            elapsed,
+            cache: if ctx.kind == Kind::Content { cache_label(session.cache.phase()) } else { "NONE" },
+            bytes: session.body_bytes_sent(),
+            elapsed: ctx.start.elapsed(),
+        };
+        record.emit(
+            &self.state.metrics,
             || ctx.upstream.as_ref().map(|c| c.node_label()).unwrap_or_default(),
             || e.map(|e| e.to_string()).unwrap_or_default(),
         );

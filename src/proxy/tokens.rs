@@ -48,8 +48,16 @@ fn strip_query(query: Option<&str>, param: &str) -> (Option<String>, Result<Opti
     }
 }
 
-/// Check one request. `path` is already normalised.
-pub fn check(cfg: &TokensConfig, path: &str, query: Option<&str>, cookie: Option<&str>, client: IpAddr, now: u64) -> Checked {
+/// Check one request. `path` is already normalised; `cookies` are the request's `Cookie`
+/// field values (HTTP/2 may split them into several).
+pub fn check<'c>(
+    cfg: &TokensConfig,
+    path: &str,
+    query: Option<&str>,
+    cookies: impl IntoIterator<Item = &'c str>,
+    client: IpAddr,
+    now: u64,
+) -> Checked {
     // Take every placement out of the request first, so the cache key never carries a token.
     let (path_token, path) = match token::from_path(path) {
         Some((t, rest)) => (Some(t.to_string()), rest.to_string()),
@@ -65,7 +73,7 @@ pub fn check(cfg: &TokensConfig, path: &str, query: Option<&str>, cookie: Option
         (Err(r), _) | (_, Err(r)) => return checked(Err(r)),
         (Ok(a), Ok(b)) => (a, b),
     };
-    let cookie_token = cookie.and_then(|c| token::from_cookie(c, &cfg.cookie)).map(str::to_string);
+    let cookie_token = cookies.into_iter().find_map(|c| token::from_cookie(c, &cfg.cookie)).map(str::to_string);
 
     let native = |t: String, placement| {
         token::verify(&cfg.keyring, &t, &path, client, now, &cfg.policy)

@@ -3,108 +3,16 @@
 //! on the same connection.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use crate::support::raw::Conn;
 use crate::support::{bytes_of, client, Edge, Origin, Route};
 
 const M3U8: &str = "application/vnd.apple.mpegurl";
 const PLAYLIST: &str = "#EXTM3U\n#EXT-X-TARGETDURATION:4\n#EXTINF:4.0,\nseg_000.ts\n#EXT-X-ENDLIST\n";
-
-/// One response read off a raw connection.
-#[derive(Debug)]
-struct Resp {
-    status: u16,
-    /// Lower-cased names; repeated headers joined with ", " in arrival order.
-    headers: BTreeMap<String, String>,
-    body: Vec<u8>,
-}
-
-impl Resp {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).map(String::as_str)
-    }
-}
-
-/// A raw HTTP/1.1 connection: exact bytes out, responses parsed one by one.
-struct Conn {
-    s: TcpStream,
-    buf: Vec<u8>,
-}
-
-impl Conn {
-    async fn open(addr: SocketAddr) -> Conn {
-        Conn { s: TcpStream::connect(addr).await.unwrap(), buf: Vec::new() }
-    }
-
-    async fn send(&mut self, bytes: &[u8]) {
-        self.s.write_all(bytes).await.unwrap();
-    }
-
-    async fn fill(&mut self) -> usize {
-        let mut chunk = [0u8; 16384];
-        let n = tokio::time::timeout(Duration::from_secs(10), self.s.read(&mut chunk)).await.expect("response in time").unwrap();
-        self.buf.extend_from_slice(&chunk[..n]);
-        n
-    }
-
-    /// The next response; `head_only` for answers to HEAD.
-    async fn response(&mut self, head_only: bool) -> Resp {
-        let end = loop {
-            if let Some(i) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                break i + 4;
-            }
-            assert!(self.fill().await > 0, "connection closed before a response head");
-        };
-        let head = String::from_utf8(self.buf.drain(..end).collect()).unwrap();
-        let mut lines = head.split("\r\n");
-        let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
-        let mut headers: BTreeMap<String, String> = BTreeMap::new();
-        for line in lines.filter(|l| !l.is_empty()) {
-            let (k, v) = line.split_once(':').unwrap();
-            let (k, v) = (k.trim().to_ascii_lowercase(), v.trim().to_string());
-            headers.entry(k).and_modify(|old| *old = format!("{old}, {v}")).or_insert(v);
-        }
-        let mut body = Vec::new();
-        if !head_only && status != 304 && status != 204 {
-            if headers.get("transfer-encoding").is_some_and(|v| v == "chunked") {
-                loop {
-                    let line_end = loop {
-                        if let Some(i) = self.buf.windows(2).position(|w| w == b"\r\n") {
-                            break i;
-                        }
-                        assert!(self.fill().await > 0);
-                    };
-                    let size = usize::from_str_radix(std::str::from_utf8(&self.buf[..line_end]).unwrap().trim(), 16).unwrap();
-                    while self.buf.len() < line_end + 2 + size + 2 {
-                        assert!(self.fill().await > 0);
-                    }
-                    body.extend_from_slice(&self.buf[line_end + 2..line_end + 2 + size]);
-                    self.buf.drain(..line_end + 2 + size + 2);
-                    if size == 0 {
-                        break;
-                    }
-                }
-            } else {
-                let len: usize = headers.get("content-length").map(|v| v.parse().unwrap()).unwrap_or(0);
-                while self.buf.len() < len {
-                    assert!(self.fill().await > 0, "connection closed mid-body");
-                }
-                body = self.buf.drain(..len).collect();
-            }
-        }
-        Resp { status, headers, body }
-    }
-
-    /// Whether the peer closed the connection (within a second).
-    async fn closed(&mut self) -> bool {
-        let mut b = [0u8; 64];
-        matches!(tokio::time::timeout(Duration::from_secs(1), self.s.read(&mut b)).await, Ok(Ok(0)) | Ok(Err(_)))
-    }
-}
 
 fn get(path: &str, extra: &str) -> Vec<u8> {
     format!("GET {path} HTTP/1.1\r\nHost: edge.test\r\n{extra}\r\n").into_bytes()
@@ -133,8 +41,8 @@ async fn front_answers_exactly_as_the_pipeline_does() {
     let seg = origin_with_objects(&origin);
     let cors = "[cors]\nallow_origins = [\"https://player.example\"]\n";
     let cfg = format!("[[origins]]\nname = \"test\"\nnodes = [{{ addr = \"{}\" }}]\n{cors}", origin.addr);
-    let fast = Edge::start_with_config(&cfg, "").await;
-    let slow = Edge::start_with_config(&cfg, "fast_hits = false").await;
+    let fast = Edge::start_with_config(&cfg, "name = \"edge-front\"").await;
+    let slow = Edge::start_with_config(&cfg, "name = \"edge-front\"\nfast_hits = false").await;
 
     let requests: Vec<(Vec<u8>, bool)> = vec![
         (get("/v/a/seg_000.ts", ""), false),
@@ -352,8 +260,11 @@ async fn stale_and_purged_objects_go_through_the_pipeline() {
         .await
         .unwrap();
     assert_eq!(purge.status(), 200);
+    let admitted = edge.metric("edge_cache_admitted_bytes_total").await;
     let r = c.get(edge.url("/v/long.ts")).send().await.unwrap();
     assert_eq!(r.headers()["x-cache"], "MISS", "a purged object is refetched");
+    r.bytes().await.unwrap();
+    edge.await_admitted(admitted).await;
     assert_eq!(origin.hits("/v/long.ts"), 2);
     assert_eq!(front_hits(&edge).await, 2.0, "neither the expired nor the purged object came from the front");
     // And the refetched copy is a front hit again.
@@ -479,8 +390,11 @@ async fn access_log_lines_are_the_same_from_front_and_pipeline() {
     let edge = Edge::start_logging(origin.addr, "", "warn,edge::access=info").await;
     let mut c = Conn::open(edge.http).await;
     for _ in 0..2 {
+        let admitted = edge.metric("edge_cache_admitted_bytes_total").await;
         c.send(&get("/v/a/index.m3u8", "")).await;
-        c.response(false).await;
+        if c.response(false).await.header("x-cache") == Some("MISS") {
+            edge.await_admitted(admitted).await;
+        }
     }
     assert_eq!(front_hits(&edge).await, 1.0);
     let mut lines = Vec::new();

@@ -192,6 +192,19 @@ impl Edge {
     }
 
     /// The admin `/metrics` text.
+    /// Wait (up to 5 s) until the cache admitted more bytes than `before` (the value of
+    /// `edge_cache_admitted_bytes_total` read before a miss): a miss's response can reach the
+    /// client a moment before its fill is committed to the cache.
+    pub async fn await_admitted(&self, before: f64) {
+        for _ in 0..250 {
+            if self.metric("edge_cache_admitted_bytes_total").await > before {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("no fill was committed within 5 s");
+    }
+
     pub async fn metrics(&self) -> String {
         reqwest::get(self.admin_url("/metrics")).await.unwrap().text().await.unwrap()
     }

@@ -3,6 +3,7 @@
 
 pub mod edge;
 pub mod origin;
+pub mod raw;
 
 pub use edge::{free_port, Edge};
 pub use origin::{Origin, Route};

@@ -33,6 +33,9 @@ pub struct Route {
     pub stall_after: Option<usize>,
     /// Send this ETag, and answer a matching If-None-Match with 304.
     pub etag: Option<String>,
+    /// When the request's `Accept-Encoding` names this coding, answer with this body and
+    /// `Content-Encoding: <coding>` instead (and always `Vary: Accept-Encoding`).
+    pub encoded: Option<(String, Bytes)>,
 }
 
 impl Route {
@@ -49,7 +52,13 @@ impl Route {
             reset_after: None,
             stall_after: None,
             etag: None,
+            encoded: None,
         }
+    }
+
+    pub fn encoded(mut self, coding: &str, body: impl Into<Bytes>) -> Route {
+        self.encoded = Some((coding.to_string(), body.into()));
+        self
     }
 
     pub fn reset_after(mut self, n: usize) -> Route {
@@ -279,12 +288,21 @@ async fn serve_connection<S: Conn>(stream: S, shared: Arc<Shared>) -> std::io::R
             reader.read_exact(&mut body).await?;
         }
         let host = req.header("host").unwrap_or("").to_string();
+        let accept_encoding = req.header("accept-encoding").unwrap_or("").to_ascii_lowercase();
         let if_none_match = req.header("if-none-match").map(str::to_string);
         shared.seen.lock().unwrap().push(req);
         let path = target.split('?').next().unwrap_or("").to_string();
         let route = shared.routes.lock().unwrap().get(&path).cloned();
         let route = route.unwrap_or_else(|| Route::ok("not found\n").status(404));
-        let body = if route.echo_host { Bytes::from(format!("{host}{path}")) } else { route.body.clone() };
+        let mut route = route;
+        let mut body = if route.echo_host { Bytes::from(format!("{host}{path}")) } else { route.body.clone() };
+        if let Some((coding, encoded)) = route.encoded.clone() {
+            route.headers.push(("vary".into(), "Accept-Encoding".into()));
+            if accept_encoding.split(',').any(|c| c.split(';').next().unwrap_or("").trim() == coding) {
+                route.headers.push(("content-encoding".into(), coding));
+                body = encoded;
+            }
+        }
 
         tokio::time::sleep(route.delay).await;
         let stream = reader.get_mut();

@@ -1,0 +1,433 @@
+//! The admission gate: one pure function, [`admit`], decides what a player request is and
+//! whether it may proceed. Both request paths call it — the HTTP/1 [`super::front`] and the
+//! Pingora pipeline's `request_filter` (HTTP/1, HTTP/2, TLS) — so a request rule written here
+//! holds on every path by construction (docs/design.md, "Request flow").
+//!
+//! Checks, in order:
+//! 1. the client address (the peer, or `X-Forwarded-For` from `[geo] trusted_proxies`) and the
+//!    CORS origin;
+//! 2. the target path, normalised once ([`crate::path`]); ambiguous paths → 400;
+//! 3. the host (RFC 9112 §3.2): an absolute-form/HTTP/2 authority wins over `Host`; an HTTP/1.1
+//!    request without `Host`, with several, or with an invalid one → 400;
+//! 4. a forwarding loop (our own name in `Via`) → 508;
+//! 5. `PURGE` from `[purge] allow` (else 403); `/healthz`, `/readyz`, CORS preflights;
+//! 6. `/api/v1` → the control plane;
+//! 7. the token gate ([`super::tokens`]) → 403 with a reason code;
+//! 8. country rules (by path prefix and the token's `cc` claim) → 451 (or the configured status);
+//! 9. content: host, path and query without tokens (and CMCD), the cache key under the
+//!    `[[cache.keys]]` query policy, the token granted, the normalised `Accept-Encoding`.
+//!
+//! The gate never writes: it returns an [`Admission`] and the caller answers, counts and logs.
+
+use std::net::IpAddr;
+
+use http::Version;
+use pingora_cache::CacheKey;
+
+use super::tokens;
+use crate::cors;
+use crate::cache::key;
+use crate::state::EdgeState;
+use crate::token::Reject;
+
+/// What a request turned out to be, for routing and metrics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Content,
+    /// `/api/v1`: forwarded to the control plane, never cached, no playback token.
+    Api,
+    Local,
+    Preflight,
+    Rejected,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Content => "content",
+            Kind::Api => "api",
+            Kind::Local => "local",
+            Kind::Preflight => "preflight",
+            Kind::Rejected => "rejected",
+        }
+    }
+}
+
+/// A request's header fields, as either path parsed them.
+#[derive(Clone, Copy)]
+pub enum Headers<'a> {
+    /// The front's `httparse` parse of an HTTP/1 head.
+    H1(&'a [httparse::Header<'a>]),
+    /// Pingora's request header (HTTP/1 or HTTP/2).
+    Map(&'a http::HeaderMap),
+}
+
+impl<'a> Headers<'a> {
+    /// Every value of `name` (lower-case), in arrival order.
+    pub fn all<'n>(self, name: &'n str) -> impl Iterator<Item = &'a [u8]> + 'n
+    where
+        'a: 'n,
+    {
+        let (h1, map) = match self {
+            Headers::H1(h) => (Some(h.iter().filter(move |h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value)), None),
+            Headers::Map(m) => (None, Some(m.get_all(name).into_iter().map(|v| v.as_bytes()))),
+        };
+        h1.into_iter().flatten().chain(map.into_iter().flatten())
+    }
+
+    /// The first value of `name` as text (`None` when absent or not visible ASCII/UTF-8).
+    pub fn first(self, name: &str) -> Option<&'a str> {
+        self.all(name).next().and_then(|v| std::str::from_utf8(v).ok())
+    }
+
+    pub fn has(self, name: &str) -> bool {
+        self.all(name).next().is_some()
+    }
+}
+
+/// The parts of a request the gate reads.
+#[derive(Clone, Copy)]
+pub struct RequestView<'a> {
+    pub method: &'a str,
+    pub version: Version,
+    /// The target's path as sent (before normalisation).
+    pub path: &'a str,
+    pub query: Option<&'a str>,
+    /// The target's authority: absolute-form on HTTP/1, `:authority` on HTTP/2.
+    pub authority: Option<&'a str>,
+    pub headers: Headers<'a>,
+    /// The socket peer.
+    pub peer: IpAddr,
+}
+
+impl<'a> RequestView<'a> {
+    /// The view of a request Pingora parsed.
+    pub fn of(req: &'a pingora_http::RequestHeader, peer: IpAddr) -> Self {
+        RequestView {
+            method: req.method.as_str(),
+            version: req.version,
+            path: req.uri.path(),
+            query: req.uri.query(),
+            // HTTP/2's `:authority`; on HTTP/1 Pingora keeps an absolute-form authority out of
+            // the Uri (and has already refused one that disagrees with `Host`).
+            authority: req.uri.authority().map(|a| a.as_str()).or_else(|| {
+                pingora_http::authority::raw_target_authority(req.raw_path()).authority().and_then(|a| std::str::from_utf8(a).ok())
+            }),
+            headers: Headers::Map(&req.headers),
+            peer,
+        }
+    }
+}
+
+/// The gate's verdict, with what every outcome needs.
+pub struct Decision {
+    /// The client (after trusted `X-Forwarded-For`).
+    pub client: IpAddr,
+    /// `Access-Control-Allow-Origin` to send, when the request's `Origin` is allowed.
+    pub cors_origin: Option<String>,
+    pub admission: Admission,
+}
+
+pub enum Admission {
+    /// Answered by the edge itself.
+    Local(Reply),
+    /// An allowed `PURGE` of this host's path (every query variant unless exact).
+    Purge(crate::cache::purge::Purge),
+    /// Forwarded to the embedded control plane.
+    Api { path: String },
+    Content(ContentRequest),
+}
+
+/// Why a request was refused, for the refusal metrics.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refusal {
+    Token(Reject),
+    /// Blocked by a country rule; the client's country, or `unknown`.
+    Geo(String),
+}
+
+/// A complete answer from the edge.
+#[derive(Debug, Clone)]
+pub struct Reply {
+    pub kind: Kind,
+    pub status: u16,
+    pub body: String,
+    /// Extra headers (reason code, CORS).
+    pub headers: Vec<(&'static str, String)>,
+    pub refusal: Option<Refusal>,
+}
+
+/// A content request that passed the gate.
+#[derive(Debug, Clone)]
+pub struct ContentRequest {
+    /// Normalised as in the cache key.
+    pub host: String,
+    /// The normalised path without a token prefix: the one for the key and the origin.
+    pub path: String,
+    /// The query the origin is asked with: without token parameters (and without CMCD
+    /// unless `[cache] forward_cmcd`).
+    pub query: Option<String>,
+    /// The query as the cache key has it ([`key::key_query`]).
+    pub key_query: Option<String>,
+    pub key: CacheKey,
+    pub token: Option<tokens::Granted>,
+    /// Whether the origin request's target differs from the one sent (tokens or dot segments
+    /// removed, absolute-form made origin-form).
+    pub rewritten: bool,
+    /// The request's `Accept-Encoding`, normalised ([`super::vary::accept_encoding`]): what
+    /// the origin is asked with, and what `Vary: Accept-Encoding` variants are keyed on.
+    pub accept_encoding: &'static str,
+}
+
+impl ContentRequest {
+    /// What picks the origin node: host + path + the key's query, the same on every edge, so
+    /// a shield tier sees each object from one node.
+    pub fn route_key(&self) -> Vec<u8> {
+        format!("{}{}?{}", self.host, self.path, self.key_query.as_deref().unwrap_or("")).into_bytes()
+    }
+
+    /// The origin-form target the origin is asked for.
+    pub fn target(&self) -> String {
+        match &self.query {
+            Some(q) => format!("{}?{q}", self.path),
+            None => self.path.clone(),
+        }
+    }
+}
+
+/// Decide one request. `now` is unix seconds (token expiry).
+pub fn admit(req: &RequestView<'_>, state: &EdgeState, now: u64) -> Decision {
+    let client = client_ip(req, &state.config.geo.trusted_proxies);
+    let cors_origin = state.cors.allow_origin(req.headers.first("origin"));
+    let admission = admission(req, state, client, cors_origin.as_deref(), now);
+    Decision { client, cors_origin, admission }
+}
+
+fn admission(req: &RequestView<'_>, state: &EdgeState, client: IpAddr, cors_origin: Option<&str>, now: u64) -> Admission {
+    let path = match crate::path::normalize(req.path) {
+        Ok(p) => p,
+        Err(e) => return bad_request("bad request path\n", e.code()),
+    };
+    let host = match host_of(req) {
+        Ok(h) => h,
+        Err(code) => return bad_request("bad host\n", code),
+    };
+    let me = &state.config.server.name;
+    let looped = req.headers.all("via").any(|v| {
+        std::str::from_utf8(v).is_ok_and(|v| v.split(',').any(|hop| hop.split_whitespace().nth(1) == Some(me.as_str())))
+    });
+    if looped {
+        return local(Kind::Rejected, 508, "loop_detected\n", vec![("x-edge-reason", "loop_detected".into())]);
+    }
+    if let Some(local) = local_route(req, state, &host, &path, cors_origin) {
+        return local;
+    }
+    let api = path.strip_prefix(crate::control::routes::API_PREFIX).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'));
+    if state.control.is_some() && api {
+        return Admission::Api { path };
+    }
+
+    let mut query = req.query.map(str::to_string);
+    let mut path = path;
+    let mut token = None;
+    if let Some(tc) = &state.config.tokens {
+        let cookies = req.headers.all("cookie").filter_map(|v| std::str::from_utf8(v).ok());
+        let checked = tokens::check(tc, &path, query.as_deref(), cookies, client, now);
+        path = checked.path;
+        query = checked.query;
+        match checked.verdict {
+            Ok(granted) => token = granted,
+            Err(reason) => {
+                let mut headers = cors_headers(state, cors_origin);
+                headers.push(("x-edge-reason", reason.code().to_string()));
+                return Admission::Local(Reply {
+                    kind: Kind::Rejected,
+                    status: 403,
+                    body: format!("{}\n", reason.code()),
+                    headers,
+                    refusal: Some(Refusal::Token(reason)),
+                });
+            }
+        }
+    }
+
+    // Country rules (by path prefix, and the token's `cc` claim).
+    let token_cc = token.as_ref().and_then(|g: &tokens::Granted| g.claims.as_ref()).and_then(|c| c.cc.as_deref());
+    let policy = &state.config.geo.policy;
+    if token_cc.is_some() || policy.rule_for(&path).is_some() {
+        let country = state.geo.as_ref().and_then(|g| g.lookup(client));
+        if let Err(blocked) = policy.check(&path, country.as_ref().map(|c| c.as_str()), token_cc) {
+            let mut headers = cors_headers(state, cors_origin);
+            headers.push(("x-edge-reason", blocked.reason.to_string()));
+            return Admission::Local(Reply {
+                kind: Kind::Rejected,
+                status: policy.status(),
+                body: format!("{}\n", blocked.reason),
+                headers,
+                refusal: Some(Refusal::Geo(blocked.country.unwrap_or_else(|| "unknown".into()))),
+            });
+        }
+    }
+
+    let cache = &state.config.cache;
+    let key_query = key::key_query(&cache.keys, &path, query.as_deref());
+    if !cache.forward_cmcd {
+        query = key::without_param(query.as_deref(), key::CMCD_PARAM);
+    }
+    // An absolute-form target goes to the origin in origin-form (RFC 9112 §3.2.2).
+    let rewritten = path != req.path || query.as_deref() != req.query || req.authority.is_some();
+    let key = key::for_request(&host, &path, key_query.as_deref());
+    let accept_encoding = super::vary::accept_encoding(req.headers);
+    Admission::Content(ContentRequest { host, path, query, key_query, key, token, rewritten, accept_encoding })
+}
+
+/// `PURGE`, health, readiness and CORS preflights.
+fn local_route(req: &RequestView<'_>, state: &EdgeState, host: &str, path: &str, cors_origin: Option<&str>) -> Option<Admission> {
+    let get_or_head = matches!(req.method, "GET" | "HEAD");
+    Some(match (req.method, path) {
+        ("PURGE", _) => {
+            if !state.config.purge.allow.iter().any(|n| n.contains(req.peer)) {
+                return Some(local(Kind::Local, 403, "purge not allowed from this address\n", Vec::new()));
+            }
+            Admission::Purge(crate::cache::purge::Purge {
+                host: Some(host.to_string()),
+                path: path.to_string(),
+                query: req.query.map(str::to_string),
+                exact: true,
+                soft: req.headers.first("soft-purge") == Some("1"),
+            })
+        }
+        (_, "/healthz") if get_or_head => local(Kind::Local, 200, "ok\n", Vec::new()),
+        (_, "/readyz") if get_or_head => {
+            let (status, body) = state.readiness();
+            local(Kind::Local, status, body, Vec::new())
+        }
+        ("OPTIONS", _) if req.headers.has("access-control-request-method") => {
+            let mut headers = cors_headers(state, cors_origin);
+            if cors_origin.is_some() {
+                headers.push(("access-control-allow-methods", cors::ALLOW_METHODS.to_string()));
+                if let Some(requested) = req.headers.first("access-control-request-headers").filter(|v| !v.is_empty()) {
+                    headers.push(("access-control-allow-headers", requested.to_string()));
+                }
+                headers.push(("access-control-max-age", state.cors.max_age().to_string()));
+            }
+            local(Kind::Preflight, 204, "", headers)
+        }
+        _ => return None,
+    })
+}
+
+fn local(kind: Kind, status: u16, body: &str, headers: Vec<(&'static str, String)>) -> Admission {
+    Admission::Local(Reply { kind, status, body: body.to_string(), headers, refusal: None })
+}
+
+fn bad_request(body: &str, code: &str) -> Admission {
+    local(Kind::Rejected, 400, body, vec![("x-edge-reason", code.to_string())])
+}
+
+/// The request's host, normalised as in the cache key (RFC 9112 §3.2, §3.2.2): the target's
+/// authority when it has one, else `Host`; an HTTP/1.1 request must carry exactly one valid
+/// `Host`.
+fn host_of(req: &RequestView<'_>) -> Result<String, &'static str> {
+    let mut hosts = req.headers.all("host");
+    let first = hosts.next();
+    if hosts.next().is_some() {
+        return Err("duplicate_host");
+    }
+    let host = match first {
+        Some(v) => Some(std::str::from_utf8(v).ok().filter(|h| valid_host(h)).ok_or("bad_host")?),
+        None if req.version == Version::HTTP_11 && req.authority.is_none() => return Err("missing_host"),
+        None => None,
+    };
+    if let Some(a) = req.authority {
+        if !valid_host(a) {
+            return Err("bad_host");
+        }
+    }
+    Ok(key::request_host(req.authority, host))
+}
+
+/// RFC 9110 §7.2 / RFC 3986 §3.2.2: `host [ ":" port ]`, host a reg-name, an IPv4 address or
+/// a bracketed IPv6 literal. Empty is allowed (a target without an authority).
+fn valid_host(h: &str) -> bool {
+    let (name, port) = match h.strip_prefix('[') {
+        Some(rest) => match rest.split_once(']') {
+            Some((v6, after)) => {
+                if v6.parse::<std::net::Ipv6Addr>().is_err() {
+                    return false;
+                }
+                (None, after.strip_prefix(':').map(Some).unwrap_or(if after.is_empty() { None } else { Some("x") }))
+            }
+            None => return false,
+        },
+        None => match h.rsplit_once(':') {
+            Some((n, p)) => (Some(n), Some(p)),
+            None => (Some(h), None),
+        },
+    };
+    let name_ok = name.is_none_or(|n| {
+        n.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'%' | b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'='))
+    });
+    let port_ok = port.is_none_or(|p| p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()));
+    name_ok && port_ok
+}
+
+/// The client's address: the socket peer, or from `X-Forwarded-For` when the peer is a
+/// trusted proxy (`[geo] trusted_proxies`).
+fn client_ip(req: &RequestView<'_>, trusted: &[crate::net::IpNet]) -> IpAddr {
+    if trusted.is_empty() {
+        return req.peer;
+    }
+    let xff: Vec<&str> = req.headers.all("x-forwarded-for").filter_map(|v| std::str::from_utf8(v).ok()).collect();
+    if xff.is_empty() {
+        return req.peer;
+    }
+    crate::geo::client_ip(req.peer, Some(&xff.join(",")), trusted)
+}
+
+/// The CORS headers of a response to a request whose `Origin` is allowed as `allowed`.
+pub fn cors_headers(state: &EdgeState, allowed: Option<&str>) -> Vec<(&'static str, String)> {
+    let Some(origin) = allowed else { return Vec::new() };
+    let mut h = vec![
+        ("access-control-allow-origin", origin.to_string()),
+        ("access-control-expose-headers", cors::EXPOSE_HEADERS.to_string()),
+    ];
+    if state.cors.varies() {
+        h.push(("vary", "Origin".to_string()));
+    }
+    h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts() {
+        for ok in ["edge.example", "edge.example:8080", "127.0.0.1:80", "[::1]:8080", "[::1]", "", "a_b.example"] {
+            assert!(valid_host(ok), "{ok}");
+        }
+        for bad in ["local host", "localhost/x", "a@b", "[::1", "[zz]", "edge:80x", "edge:123456", "a\tb", "[::1]x"] {
+            assert!(!valid_host(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn headers_from_either_parse() {
+        let raw = [
+            httparse::Header { name: "Cookie", value: b"a=1" },
+            httparse::Header { name: "Host", value: b"h" },
+            httparse::Header { name: "cookie", value: b"b=2" },
+        ];
+        let h1 = Headers::H1(&raw);
+        let mut map = http::HeaderMap::new();
+        map.append("cookie", "a=1".parse().unwrap());
+        map.append("host", "h".parse().unwrap());
+        map.append("cookie", "b=2".parse().unwrap());
+        for h in [h1, Headers::Map(&map)] {
+            assert_eq!(h.all("cookie").collect::<Vec<_>>(), vec![&b"a=1"[..], &b"b=2"[..]]);
+            assert_eq!(h.first("host"), Some("h"));
+            assert!(!h.has("origin"));
+        }
+    }
+}

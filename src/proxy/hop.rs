@@ -1,0 +1,74 @@
+//! Hop-by-hop fields (RFC 9110 §7.6.1): `Connection`, the fields it names, and the fields
+//! that are hop-by-hop by definition are for one connection only, so the edge removes them
+//! from what it forwards, both ways: from the request it sends to an origin and from the
+//! response it stores and sends to players. Framing (`Content-Length`, `Transfer-Encoding`)
+//! is left to Pingora, which frames each connection itself.
+
+use http::HeaderMap;
+
+/// Fields that are hop-by-hop whether or not `Connection` names them. `Upgrade` is among
+/// them: the edge does not tunnel (a `101` would turn a connection into a pipe past the
+/// token gate).
+const ALWAYS: [&str; 7] = ["connection", "keep-alive", "proxy-connection", "te", "trailer", "upgrade", "proxy-authorization"];
+
+/// Never removed even when `Connection` names them: Pingora frames the message with them.
+const FRAMING: [&str; 2] = ["content-length", "transfer-encoding"];
+
+/// Remove the hop-by-hop fields of a request being forwarded to an origin.
+pub fn strip_request(req: &mut pingora_http::RequestHeader) {
+    for name in to_strip(&req.headers) {
+        req.remove_header(&name);
+    }
+}
+
+/// Remove the hop-by-hop fields of an origin's response (before it is stored or sent).
+pub fn strip_response(resp: &mut pingora_http::ResponseHeader) {
+    for name in to_strip(&resp.headers) {
+        resp.remove_header(&name);
+    }
+}
+
+/// The hop-by-hop fields present in `headers`.
+fn to_strip(headers: &HeaderMap) -> Vec<String> {
+    let named = headers
+        .get_all(http::header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|n| n.trim().to_ascii_lowercase())
+        .filter(|n| !n.is_empty() && !FRAMING.contains(&n.as_str()));
+    let mut out: Vec<String> = ALWAYS.iter().map(|n| n.to_string()).chain(named).collect();
+    out.retain(|n| headers.contains_key(n.as_str()));
+    out.dedup();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_and_what_it_names_go() {
+        let mut h = HeaderMap::new();
+        for (k, v) in [
+            ("connection", "close, X-Secret"),
+            ("connection", "x-other , content-length"),
+            ("x-secret", "1"),
+            ("x-other", "2"),
+            ("keep-alive", "timeout=5"),
+            ("upgrade", "websocket"),
+            ("content-length", "3"),
+            ("x-kept", "yes"),
+        ] {
+            h.append(http::HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
+        }
+        let mut req = pingora_http::RequestHeader::build("GET", b"/", None).unwrap();
+        for (k, v) in h.iter() {
+            req.append_header(k.clone(), v.clone()).unwrap();
+        }
+        strip_request(&mut req);
+        let mut left: Vec<&str> = req.headers.keys().map(|k| k.as_str()).collect();
+        left.sort();
+        assert_eq!(left, vec!["content-length", "x-kept"]);
+    }
+}

@@ -1,0 +1,226 @@
+//! The differential test: every admission outcome through an edge whose HTTP/1 front answers
+//! fresh memory hits and through one without it (`fast_hits = false`, every request through
+//! the Pingora pipeline). Both give the same status, headers (but `Date`/`Age`) and bytes;
+//! the rows marked `front` are answered by the front on the first edge, every other row by
+//! the pipeline on both. A new request rule lives in the gate (src/proxy/gate.rs), which
+//! both paths call; covering it here is one more row.
+
+use std::collections::BTreeMap;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use edge::token::{self, Claims, Keyring};
+
+use crate::support::raw::{Conn, Resp};
+use crate::support::{Edge, Origin, Route};
+
+const KEY: [u8; 32] = [0x42; 32];
+const DB: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/geoip/edge-test.mmdb");
+/// A GB and a US address in the test GeoIP database (sent as X-Forwarded-For from loopback).
+const GB: &str = "192.0.2.7";
+const US: &str = "198.51.100.7";
+
+fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
+}
+
+fn sign(claims: &Claims) -> String {
+    token::sign(&Keyring::new([("k1", KEY)], "k1").unwrap(), claims).unwrap()
+}
+
+/// One row: the request bytes, the status both edges must answer, and whether the first
+/// edge's front answers it.
+struct Row {
+    what: &'static str,
+    request: String,
+    status: u16,
+    front: bool,
+}
+
+fn get(path: &str, extra: &str) -> String {
+    format!("GET {path} HTTP/1.1\r\nHost: edge.test\r\n{extra}\r\n")
+}
+
+fn row(what: &'static str, request: String, status: u16, front: bool) -> Row {
+    Row { what, request, status, front }
+}
+
+async fn edges(origin: &Origin) -> (Edge, Edge, tempfile::TempDir) {
+    let keys = tempfile::tempdir().unwrap();
+    std::fs::write(keys.path().join("k1.key"), KEY.iter().map(|b| format!("{b:02x}")).collect::<String>()).unwrap();
+    let cfg = format!(
+        "[[origins]]\nname = \"o\"\nnodes = [{{ addr = \"{addr}\" }}]\n\
+         [cors]\nallow_origins = [\"https://player.example\"]\n\
+         [tokens]\nrequired = true\ncurrent = \"k1\"\nmax_ttl = \"1h\"\npublic = [\"/pub/\"]\n\
+         keys = [{{ id = \"k1\", secret_file = \"{d}/k1.key\" }}]\n\
+         [geo]\ndatabase = \"{DB}\"\ntrusted_proxies = [\"127.0.0.1/32\"]\n\
+         [[geo.rules]]\nprefix = \"/pub/uk/\"\nallow = [\"GB\"]\nunknown = \"deny\"\n",
+        addr = origin.addr,
+        d = keys.path().display()
+    );
+    // One node name for both, so `Via` and `Cache-Status` read the same.
+    let fast = Edge::start_with_config(&cfg, "name = \"edge-diff\"").await;
+    let slow = Edge::start_with_config(&cfg, "name = \"edge-diff\"\nfast_hits = false").await;
+    (fast, slow, keys)
+}
+
+#[tokio::test]
+async fn front_and_pipeline_agree_on_every_admission_outcome() {
+    let origin = Origin::start().await;
+    let seg: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+    for p in ["/pub/seg.ts", "/v/a/seg.ts", "/pub/uk/seg.ts", "/pub/purged.ts"] {
+        origin.route(p, Route::ok(seg.clone()).header("content-type", "video/mp2t").header("cache-control", "max-age=600"));
+    }
+    let (fast, slow, _keys) = edges(&origin).await;
+
+    let ok = sign(&Claims::new("/v/a/", now() + 600));
+    let mut expired = Claims::new("/v/", now() - 600);
+    expired.nbf = Some(now() - 1000);
+    let mut early = Claims::new("/v/", now() + 600);
+    early.nbf = Some(now() + 300);
+    let mut other_ip = Claims::new("/v/", now() + 600);
+    other_ip.ip = Some("203.0.113.1".into());
+    let unknown_key = token::sign(&Keyring::new([("k9", [9u8; 32])], "k9").unwrap(), &Claims::new("/v/", now() + 600)).unwrap();
+    // One MAC character changed (not the last, whose spare bits would make it malformed).
+    let forged = {
+        let mut t: Vec<char> = ok.chars().collect();
+        let i = t.len() - 10;
+        t[i] = if t[i] == 'A' { 'B' } else { 'A' };
+        t.into_iter().collect::<String>()
+    };
+
+    // Fill every object once (misses, through the pipeline on both edges).
+    let fills = [
+        get("/pub/seg.ts", ""),
+        get(&format!("/v/a/seg.ts?token={ok}"), ""),
+        get("/pub/uk/seg.ts", &format!("X-Forwarded-For: {GB}\r\n")),
+        get("/pub/purged.ts", ""),
+    ];
+
+    let rows = vec![
+        row("plain hit", get("/pub/seg.ts", ""), 200, true),
+        row("HEAD hit", "HEAD /pub/seg.ts HTTP/1.1\r\nHost: edge.test\r\n\r\n".into(), 200, true),
+        row("CORS allowed", get("/pub/seg.ts", "Origin: https://player.example\r\n"), 200, true),
+        row("CORS not allowed", get("/pub/seg.ts", "Origin: https://other.example\r\n"), 200, true),
+        row("single range", get("/pub/seg.ts", "Range: bytes=10-19\r\n"), 206, true),
+        row("suffix range", get("/pub/seg.ts", "Range: bytes=-100\r\n"), 206, true),
+        row("multipart range", get("/pub/seg.ts", "Range: bytes=0-1,5-6\r\n"), 206, false),
+        row("unsatisfiable range", get("/pub/seg.ts", "Range: bytes=200000-\r\n"), 416, false),
+        row("dot segments", get("/pub/./seg.ts", ""), 200, true),
+        row("CMCD is not part of the key", get("/pub/seg.ts?CMCD=bl%3D2000%2Cbr%3D800", ""), 200, true),
+        row("hop-by-hop request fields", get("/pub/seg.ts", "Connection: keep-alive, X-A\r\nX-A: 1\r\nKeep-Alive: timeout=5\r\n"), 200, false),
+        row("host with port and case", "GET /pub/seg.ts HTTP/1.1\r\nHost: EDGE.test:80\r\n\r\n".into(), 200, true),
+        row("healthz", get("/healthz", ""), 200, false),
+        row("readyz", get("/readyz", ""), 200, false),
+        row(
+            "preflight",
+            "OPTIONS /pub/seg.ts HTTP/1.1\r\nHost: edge.test\r\nOrigin: https://player.example\r\nAccess-Control-Request-Method: GET\r\nAccess-Control-Request-Headers: range\r\n\r\n".into(),
+            204,
+            false,
+        ),
+        row("encoded slash", get("/pub/a%2Fb.ts", ""), 400, false),
+        row("no Host on HTTP/1.1", "GET /pub/seg.ts HTTP/1.1\r\n\r\n".into(), 400, false),
+        row("two Hosts", "GET /pub/seg.ts HTTP/1.1\r\nHost: edge.test\r\nHost: other.test\r\n\r\n".into(), 400, false),
+        row("invalid Host", "GET /pub/seg.ts HTTP/1.1\r\nHost: local host\r\n\r\n".into(), 400, false),
+        row("Host with a path", "GET /pub/seg.ts HTTP/1.1\r\nHost: edge.test/x\r\n\r\n".into(), 400, false),
+        row("forwarding loop", get("/pub/seg.ts", "Via: 1.1 edge-diff\r\n"), 508, false),
+        row("token missing", get("/v/a/seg.ts", ""), 403, false),
+        row("token malformed", get("/v/a/seg.ts?token=v1.nope", ""), 403, false),
+        row("token forged", get(&format!("/v/a/seg.ts?token={forged}"), ""), 403, false),
+        row("token of an unknown key", get(&format!("/v/a/seg.ts?token={unknown_key}"), ""), 403, false),
+        row("token expired", get(&format!("/v/a/seg.ts?token={}", sign(&expired)), ""), 403, false),
+        row("token not yet valid", get(&format!("/v/a/seg.ts?token={}", sign(&early)), ""), 403, false),
+        row("token for another path", get(&format!("/v/b/seg.ts?token={ok}"), ""), 403, false),
+        row("token for another address", get(&format!("/v/a/seg.ts?token={}", sign(&other_ip)), ""), 403, false),
+        row("token lives too long", get(&format!("/v/a/seg.ts?token={}", sign(&Claims::new("/v/", now() + 7200))), ""), 403, false),
+        row("token twice", get(&format!("/v/a/seg.ts?token={ok}&token={ok}"), ""), 403, false),
+        row("query token", get(&format!("/v/a/seg.ts?token={ok}"), ""), 200, true),
+        row("path token", get(&format!("/t/{ok}/v/a/seg.ts"), ""), 200, true),
+        row("cookie token", get("/v/a/seg.ts", &format!("Cookie: a=b; edge_token={ok}\r\n")), 200, true),
+        row("country allowed", get("/pub/uk/seg.ts", &format!("X-Forwarded-For: {GB}\r\n")), 200, true),
+        row("country refused", get("/pub/uk/seg.ts", &format!("X-Forwarded-For: {US}\r\n")), 451, false),
+        row("country unknown", get("/pub/uk/seg.ts", ""), 451, false),
+        row("conditional", get("/pub/seg.ts", "If-None-Match: \"x\"\r\n"), 200, false),
+        row("purge", "PURGE /pub/purged.ts HTTP/1.1\r\nHost: edge.test\r\n\r\n".into(), 200, false),
+        row("purged object refetched", get("/pub/purged.ts", ""), 200, false),
+        row("refetched object is a hit again", get("/pub/purged.ts", ""), 200, true),
+    ];
+
+    let mut answers: Vec<Vec<Resp>> = Vec::new();
+    let mut front_counts = Vec::new();
+    for edge in [&fast, &slow] {
+        for f in &fills {
+            let admitted = edge.metric("edge_cache_admitted_bytes_total").await;
+            let mut c = Conn::open(edge.http).await;
+            c.send(f.as_bytes()).await;
+            assert_eq!(c.response(false).await.header("x-cache"), Some("MISS"), "fill {f}");
+            edge.await_admitted(admitted).await;
+        }
+        let mut got = Vec::new();
+        let mut counts = Vec::new();
+        for r in &rows {
+            let before = edge.metric("edge_front_hits_total").await;
+            let admitted = edge.metric("edge_cache_admitted_bytes_total").await;
+            // A fresh connection per row: some answers close theirs.
+            let mut c = Conn::open(edge.http).await;
+            c.send(r.request.as_bytes()).await;
+            let resp = c.response(r.request.starts_with("HEAD")).await;
+            counts.push(edge.metric("edge_front_hits_total").await - before);
+            if resp.header("x-cache") == Some("MISS") {
+                edge.await_admitted(admitted).await;
+            }
+            got.push(resp);
+        }
+        answers.push(got);
+        front_counts.push(counts);
+    }
+
+    let strip = |h: &BTreeMap<String, String>| {
+        let mut h = h.clone();
+        h.remove("date");
+        h.remove("age");
+        // Multipart boundaries are random per answer.
+        if let Some(ct) = h.get_mut("content-type") {
+            if ct.starts_with("multipart/byteranges") {
+                *ct = "multipart/byteranges".into();
+            }
+        }
+        h
+    };
+    for (i, r) in rows.iter().enumerate() {
+        let (f, s) = (&answers[0][i], &answers[1][i]);
+        assert_eq!(f.status, r.status, "{}: status through the front edge", r.what);
+        assert_eq!(s.status, r.status, "{}: status through the pipeline edge", r.what);
+        assert_eq!(strip(&f.headers), strip(&s.headers), "{}: same headers", r.what);
+        if !f.headers.get("content-type").is_some_and(|c| c.starts_with("multipart/")) {
+            assert!(f.body == s.body, "{}: same body", r.what);
+        }
+        assert_eq!(front_counts[0][i], if r.front { 1.0 } else { 0.0 }, "{}: answered by the front", r.what);
+        assert_eq!(front_counts[1][i], 0.0, "{}: the pipeline edge has no front", r.what);
+        if r.status == 200 && !r.request.starts_with("HEAD") && !r.request.starts_with("PURGE") && r.what != "healthz" && r.what != "readyz" {
+            assert!(f.body == seg, "{}: the object's bytes", r.what);
+        }
+    }
+    // Refusals are counted alike on both paths.
+    for edge in [&fast, &slow] {
+        for reason in ["missing", "malformed", "bad_signature", "unknown_key", "expired", "not_yet_valid", "acl_mismatch", "ip_mismatch", "ttl_too_long"] {
+            let n = edge.metric(&format!("edge_token_rejections_total{{reason=\"{reason}\"}}")).await;
+            let want = if reason == "malformed" { 2.0 } else { 1.0 };
+            assert_eq!(n, want, "{reason}");
+        }
+        assert_eq!(edge.metric(r#"edge_geo_blocked_total{country="US"}"#).await, 1.0);
+        assert_eq!(edge.metric(r#"edge_geo_blocked_total{country="unknown"}"#).await, 1.0);
+    }
+    let by = |what: &str| rows.iter().position(|r| r.what == what).unwrap();
+    let f = &answers[0];
+    assert_eq!(f[by("CORS allowed")].header("access-control-allow-origin"), Some("https://player.example"));
+    assert_eq!(f[by("CORS not allowed")].header("access-control-allow-origin"), None);
+    assert_eq!(f[by("single range")].header("content-range"), Some("bytes 10-19/100000"));
+    assert_eq!(f[by("no Host on HTTP/1.1")].header("x-edge-reason"), Some("missing_host"));
+    assert_eq!(f[by("token forged")].header("x-edge-reason"), Some("bad_signature"));
+    assert_eq!(f[by("country refused")].header("x-edge-reason"), Some("country_not_allowed"));
+    assert_eq!(f[by("plain hit")].header("cache-status"), Some("edge-diff; hit"));
+    assert_eq!(f[by("purged object refetched")].header("x-cache"), Some("MISS"));
+    // Each object reached the origin once per edge, plus the refetch after the purge.
+    assert_eq!(origin.hits("/pub/seg.ts"), 2);
+    assert_eq!(origin.hits("/pub/purged.ts"), 4);
+}
