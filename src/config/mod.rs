@@ -31,7 +31,7 @@ pub mod value;
 
 use std::path::Path;
 
-pub use cache::{CacheConfig, DiskAdmission, TtlRule};
+pub use cache::{CacheConfig, DiskAdmission, KeyRule, QueryPolicy, TtlRule};
 pub use cors::CorsConfig;
 pub use demo::DemoConfig;
 pub use error::ConfigError;
@@ -48,7 +48,8 @@ use file::FileConfig;
 /// The shipped `edge.toml`, compiled in so `edge serve` plays even without the file.
 pub const EMBEDDED_DEFAULT: &str = include_str!("../../edge.toml");
 
-
+/// The whole configuration. `Config` (= `Config<Loaded>`) is what the edge runs with;
+/// `Config<Parsed>` is the validated text before the start-up I/O ([`stage`]).
 #[derive(Debug, Clone)]
 pub struct Config<S: Stage = Loaded> {
     pub server: ServerConfig,
