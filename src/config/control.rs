@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use crate::control::{CdnHost, ControlConfig, TierHeights, Title};
+use crate::control::{is_origin_url, CdnHost, ControlConfig, TierHeights, Title};
 
 use super::file::{CdnHostSection, ControlSection};
 use super::server::ServerConfig;
@@ -50,9 +50,14 @@ pub fn build(c: Option<ControlSection>, cx: &Context<'_>) -> Result<Option<Pendi
 fn cdn_hosts(raw: Vec<CdnHostSection>) -> Result<Vec<CdnHost>, ConfigError> {
     let mut hosts = Vec::with_capacity(raw.len());
     for (i, h) in raw.into_iter().enumerate() {
-        let ok = (h.base_url.starts_with("http://") || h.base_url.starts_with("https://"))
-            && h.base_url.splitn(4, '/').nth(3).is_none_or(|rest| rest.is_empty());
-        if !ok {
+        // The control plane checks these again when it opens; here they get their key path.
+        if h.name.is_empty() {
+            return Err(ConfigError::new(format!("control.cdn_hosts[{i}].name"), "must not be empty"));
+        }
+        if hosts.iter().any(|o: &CdnHost| o.name == h.name) {
+            return Err(ConfigError::new(format!("control.cdn_hosts[{i}].name"), format!("{:?} is used twice", h.name)));
+        }
+        if !is_origin_url(&h.base_url) {
             return Err(ConfigError::new(
                 format!("control.cdn_hosts[{i}].base_url"),
                 format!("{:?} must be a bare origin like \"https://cdn.example\" (no path)", h.base_url),

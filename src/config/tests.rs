@@ -226,3 +226,27 @@ fn secrets_need_exactly_one_source() {
     assert_eq!(err.key, "tokens.keys[0]");
     assert!(err.reason.contains("exactly one"), "{err}");
 }
+
+/// `[control]` values the control plane would refuse at start are config errors with a key.
+#[test]
+fn control_errors_name_the_key() {
+    let tokens = "[tokens]\nkeys = [{ id = \"k\", secret_env = \"EDGE_TEST_UNSET\" }]\n";
+    let cases: &[(&str, &str, &str)] = &[
+        ("[control]\n", "control", "needs [tokens]"),
+        ("[control]\ncdn_hosts = [{ name = \"a\", base_url = \"https://cdn.example/v\" }]\n", "control.cdn_hosts[0].base_url", "bare origin"),
+        ("[control]\ncdn_hosts = [{ name = \"a\", base_url = \"https://user@cdn.example\" }]\n", "control.cdn_hosts[0].base_url", "bare origin"),
+        ("[control]\ncdn_hosts = [{ name = \"\", base_url = \"https://cdn.example\" }]\n", "control.cdn_hosts[0].name", "must not be empty"),
+        (
+            "[control]\ncdn_hosts = [{ name = \"a\", base_url = \"https://a.example\" }, { name = \"a\", base_url = \"https://b.example\" }]\n",
+            "control.cdn_hosts[1].name",
+            "used twice",
+        ),
+        ("[control]\nbasic_max_height = 0\n", "control.basic_max_height", "out of range"),
+    ];
+    for (i, (text, key, reason)) in cases.iter().enumerate() {
+        let text = if i == 0 { format!("{text}{POOL}") } else { format!("{tokens}{text}{POOL}") };
+        let err = parse(&text).expect_err(&text);
+        assert_eq!(&err.key, key, "{text}: {err}");
+        assert!(err.reason.contains(reason), "{text}: {err}");
+    }
+}

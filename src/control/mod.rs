@@ -42,4 +42,4 @@ pub use model::{Maturity, Rating, Rendition, SeedTitle, Tier, TierHeights, Title
 pub use router::router;
 pub use routes::ROUTES;
 pub use serve::{serve, serve_state};
-pub use settings::{AlwaysHealthy, CdnHealth, CdnHost, ControlConfig, ControlError};
+pub use settings::{is_origin_url, AlwaysHealthy, CdnHealth, CdnHost, ControlConfig, ControlError};

@@ -87,6 +87,22 @@ pub struct CdnHost {
     pub priority: u32,
 }
 
+/// `http(s)://authority` with an optional trailing `/` and nothing else. The edge takes the
+/// token from the start of the path (`/t/<token>/…`), so a base path would break the ACL.
+pub fn is_origin_url(u: &str) -> bool {
+    let rest = match u
+        .strip_prefix("http://")
+        .or_else(|| u.strip_prefix("https://"))
+    {
+        Some(r) => r.strip_suffix('/').unwrap_or(r),
+        None => return false,
+    };
+    !rest.is_empty()
+        && rest
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && !matches!(b, b'/' | b'?' | b'#' | b'\\' | b'@'))
+}
+
 /// Health of CDN hosts, provided by the edge.
 pub trait CdnHealth: Send + Sync {
     fn healthy(&self, host: &CdnHost) -> bool;

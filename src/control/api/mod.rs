@@ -24,7 +24,7 @@ use super::error::{ApiError, ApiResult};
 use super::model::{Profile, TierHeights, User};
 use super::store::sqlite::SqliteStore;
 use super::store::{PutMode, SessionLookup, Store};
-use super::settings::{CdnHealth, CdnHost, ControlConfig, ControlError};
+use super::settings::{is_origin_url, CdnHealth, CdnHost, ControlConfig, ControlError};
 use crate::token::{Claims, Keyring};
 
 /// Header set by the edge: the client's address.
@@ -71,22 +71,6 @@ impl std::fmt::Debug for AppState {
 
 fn secs(d: std::time::Duration) -> i64 {
     i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
-}
-
-/// `http(s)://authority` with an optional trailing `/` and nothing else. The edge takes the
-/// token from the start of the path (`/t/<token>/…`), so a base path would break the ACL.
-pub fn is_origin_url(u: &str) -> bool {
-    let rest = match u
-        .strip_prefix("http://")
-        .or_else(|| u.strip_prefix("https://"))
-    {
-        Some(r) => r.strip_suffix('/').unwrap_or(r),
-        None => return false,
-    };
-    !rest.is_empty()
-        && rest
-            .bytes()
-            .all(|b| b.is_ascii_graphic() && !matches!(b, b'/' | b'?' | b'#' | b'\\' | b'@'))
 }
 
 fn check_config(cfg: &ControlConfig, keyring: &Keyring) -> Result<(), ControlError> {
