@@ -245,7 +245,10 @@ fn check_port(key: &'static str, addr: SocketAddr) -> Result<(), StartError> {
 pub fn run(config: Config) -> Result<(), StartError> {
     preflight(&config)?;
     let tls = load_certificates(&config)?;
-    let geo = config.geo.database.as_ref().map(|path| crate::geo::Geo::open(path.clone()).map(std::sync::Arc::new)).transpose()?;
+    let geo = match &config.geo.database {
+        None => None,
+        Some(path) => Some(std::sync::Arc::new(crate::geo::Geo::open(path.clone())?)),
+    };
     let control = start_control(&config)?;
     let metrics = Metrics::new()?;
     // foyer's I/O and flushing run on a runtime of their own that outlives Pingora's
