@@ -4,8 +4,11 @@
 //! - [`object`]: the stored form of one object (meta + body) and its disk encoding.
 //! - [`key`]: the cache key (host + normalised path + query).
 //! - [`policy`]: which responses are stored and for how long.
+//! - [`freshness`]: the RFC 9111 / RFC 9213 rules the policy applies (lifetimes, ages,
+//!   stale windows, 304 updates, targeted fields).
 
 pub mod bans;
+pub mod freshness;
 pub mod key;
 pub mod object;
 pub mod policy;

@@ -36,6 +36,8 @@ struct DecodedMeta {
     epoch: SystemTime,
     stale_while_revalidate: u32,
     stale_if_error: u32,
+    /// The response's age when stored (its stored `Age`, RFC 9111 §4.2.3).
+    initial_age: std::time::Duration,
     header: ResponseHeader,
     /// The stored headers on the HTTP/1 wire, for the player front's hits: set when the
     /// response can be answered there (a 200 with `Content-Length`), without the headers
@@ -49,6 +51,8 @@ struct DecodedMeta {
 pub struct FastView<'a> {
     pub fresh_until: SystemTime,
     pub epoch: SystemTime,
+    /// The response's age when stored: an answer's `Age` is this plus the time since `epoch`.
+    pub initial_age: std::time::Duration,
     pub content_type: Option<&'a str>,
     /// The stored headers in HTTP/1 wire form (each line ends in CRLF).
     pub wire: &'a [u8],
@@ -103,6 +107,7 @@ impl StoredObject {
             epoch: meta.epoch(),
             stale_while_revalidate: meta.stale_while_revalidate_sec(),
             stale_if_error: meta.stale_if_error_sec(),
+            initial_age: super::freshness::age_value(meta.headers()),
             header: meta.response_header().clone(),
             wire: wire_of(meta.response_header(), self.body.len()),
         });
@@ -117,6 +122,7 @@ impl StoredObject {
         Some(FastView {
             fresh_until: d.fresh_until,
             epoch: d.epoch,
+            initial_age: d.initial_age,
             content_type: d.header.headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()),
             wire: d.wire.as_deref()?,
         })

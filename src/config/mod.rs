@@ -190,6 +190,8 @@ pub struct CacheConfig {
     /// `#EXT-X-TARGETDURATION`.
     pub live_playlist_fraction: f64,
     pub disk_admission: DiskAdmission,
+    /// A targeted cache-control field (RFC 9213) tried before `CDN-Cache-Control`.
+    pub targeted_field: Option<http::HeaderName>,
     /// Per-path-prefix TTLs, longest prefix first.
     pub rules: Vec<TtlRule>,
 }
@@ -414,6 +416,12 @@ impl Config {
                         format!("unknown value {other:?}; expected \"second-hit\" or \"first-hit\""),
                     ))
                 }
+            },
+            targeted_field: match c.targeted_field.as_deref().map(str::trim) {
+                None => None,
+                Some(n) => Some(http::HeaderName::from_bytes(n.as_bytes()).map_err(|_| {
+                    ConfigError::new("cache.targeted_field", format!("{n:?} is not a valid header field name"))
+                })?),
             },
             rules: ttl_rules(c.rules)?,
         };

@@ -11,7 +11,7 @@
 //!
 //! It decides with the pipeline's own functions (path normalisation, the token gate, bans,
 //! the cache key) and steps aside whenever the request needs more: multipart, odd or
-//! unsatisfiable ranges, `If-Range` and other conditionals,
+//! unsatisfiable ranges, `If-Range` and other conditionals, `Authorization`,
 //! a body, `Via` (loop checks), geo rules, playlist rewriting, local routes, stale or
 //! banned objects, objects not decoded yet, shutdown. Those requests, and every HTTP/2
 //! connection, go to the Pingora proxy unchanged; the bytes already read are handed over
@@ -201,7 +201,7 @@ impl Front {
             None => (200, 0..len),
             Some(r) => (206, single_range(r, len)?),
         };
-        let age = now.duration_since(view.epoch).map(|d| d.as_secs()).unwrap_or(0);
+        let age = crate::cache::freshness::current_age(view.initial_age, now.duration_since(view.epoch).unwrap_or_default());
         let date = pingora_core::protocols::http::date::get_cached_date();
         let cors = super::cors_headers(state, state.cors.allow_origin(origin).as_deref());
         let sent = if head_only { 0 } else { part.len() };
@@ -360,7 +360,7 @@ fn single_range(value: &str, len: usize) -> Option<std::ops::Range<usize>> {
 }
 
 /// Request headers whose handling needs the full pipeline.
-const PIPELINE_HEADERS: [&str; 11] = [
+const PIPELINE_HEADERS: [&str; 12] = [
     "content-length",
     "transfer-encoding",
     "if-range",
@@ -372,6 +372,8 @@ const PIPELINE_HEADERS: [&str; 11] = [
     "expect",
     "upgrade",
     "access-control-request-method",
+    // RFC 9111 §3.5: whether a stored response may answer it is the pipeline's call.
+    "authorization",
 ];
 
 /// Bytes the front accepts in a request target (RFC 3986 path and query characters);

@@ -33,6 +33,7 @@ use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::{ProxyHttp, Session};
 
 use crate::cache::bans::Verdict;
+use crate::cache::freshness;
 use crate::cache::key;
 use crate::cache::policy::{self, TtlPolicy};
 use crate::cache::Cache;
@@ -125,6 +126,8 @@ pub struct RequestCtx {
     token: Option<tokens::Granted>,
     /// Set when this response is a playlist rewritten for the viewer's token.
     playlist: Option<PlaylistOut>,
+    /// The origin's 304 to a revalidation, until its headers update the stored ones.
+    not_modified: Option<Box<ResponseHeader>>,
 }
 
 /// A playlist being rewritten on its way to the viewer: every URI carries the token, and
@@ -323,6 +326,17 @@ impl EdgeProxy {
     }
 }
 
+/// The `Age` of an answer from a stored response (RFC 9111 §4.2.3): its age when stored
+/// (the stored `Age`) plus its time in this cache. `None` when the answer is the origin's
+/// (Pingora sets only the resident time on hits).
+fn answer_age(cache: &pingora_cache::HttpCache) -> Option<u64> {
+    if !matches!(cache.phase(), CachePhase::Hit | CachePhase::Stale | CachePhase::StaleUpdating) {
+        return None;
+    }
+    let meta = cache.maybe_cache_meta()?;
+    Some(freshness::current_age(freshness::age_value(meta.headers()), meta.age()))
+}
+
 /// Whether a response is a playlist that must be rewritten for the viewer's token (query
 /// tokens ride on every URI; an `mh` claim filters variants).
 fn rewrites_playlist(token: Option<&tokens::Granted>, status: StatusCode, content_type: Option<&str>, path: &str) -> bool {
@@ -399,6 +413,7 @@ impl ProxyHttp for EdgeProxy {
             local_status: None,
             token: None,
             playlist: None,
+            not_modified: None,
         }
     }
 
@@ -553,12 +568,16 @@ impl ProxyHttp for EdgeProxy {
 
     async fn cache_hit_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         meta: &CacheMeta,
         _hit: &mut HitHandler,
         _is_fresh: bool,
         ctx: &mut RequestCtx,
     ) -> Result<Option<ForcedFreshness>> {
+        // `Authorization` (RFC 9111 §3.5): only a response that allows sharing answers it.
+        if !policy::may_serve_stored(session.req_header(), meta.response_header(), &self.state.ttl) {
+            return Ok(Some(ForcedFreshness::ForceMiss));
+        }
         // The epoch is when the object was stored or last revalidated.
         Ok(match self.state.cache.bans.verdict(&ctx.host, &ctx.path, meta.epoch()) {
             Verdict::Keep => None,
@@ -650,6 +669,10 @@ impl ProxyHttp for EdgeProxy {
         if ctx.kind == Kind::Api {
             return Ok(());
         }
+        if status == 304 && session.cache.phase() == CachePhase::Stale {
+            // A revalidation: `response_cache_filter` updates the stored headers from it.
+            ctx.not_modified = Some(Box::new(resp.clone()));
+        }
         if let Some(choice) = &ctx.upstream {
             let m = &self.state.metrics;
             m.upstream_requests.with_label_values(&[choice.pool_name(), &choice.node_label(), &status.to_string()]).inc();
@@ -676,13 +699,30 @@ impl ProxyHttp for EdgeProxy {
         Ok(())
     }
 
-    fn response_cache_filter(&self, _session: &Session, resp: &ResponseHeader, ctx: &mut RequestCtx) -> Result<RespCacheable> {
-        Ok(policy::decide(resp, &ctx.path, &self.state.ttl, SystemTime::now()))
+    fn response_cache_filter(&self, session: &Session, resp: &ResponseHeader, ctx: &mut RequestCtx) -> Result<RespCacheable> {
+        // On a 304, `resp` is Pingora's merge (a few fields); RFC 9111 §3.2 wants them all.
+        let merged;
+        let resp = match ctx.not_modified.take() {
+            Some(not_modified) => {
+                merged = freshness::merge_not_modified(resp, &not_modified);
+                &merged
+            }
+            None => resp,
+        };
+        let ex = policy::Exchange {
+            now: SystemTime::now(),
+            response_delay: ctx.upstream_started.map_or(Duration::ZERO, |t| t.elapsed()),
+            authorization: policy::has_authorization(session.req_header()),
+        };
+        Ok(policy::decide(resp, &ctx.path, &self.state.ttl, ex))
     }
 
     async fn response_filter(&self, session: &mut Session, resp: &mut ResponseHeader, ctx: &mut RequestCtx) -> Result<()> {
         // Phases without a cache result (disabled, uninitialised) read as BYPASS.
         resp.insert_header("x-cache", cache_label(session.cache.phase()))?;
+        if let Some(age) = answer_age(&session.cache) {
+            resp.insert_header(http::header::AGE, age)?;
+        }
         if let Some(out) = self.playlist_out(resp, ctx) {
             // The body changes length; and it now carries a viewer's token, so no shared
             // cache downstream may keep it.
