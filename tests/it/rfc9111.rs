@@ -213,6 +213,25 @@ async fn a_304_updates_the_stored_headers() {
     assert_eq!(origin.hits("/v/upd.ts"), 2, "fresh for the 304's max-age=60");
 }
 
+/// A playlist without caching headers revalidated with a 304 keeps the TTL its body gives
+/// it (here `vod_playlist_ttl`), not the 1 s assumed before a body is seen.
+#[tokio::test]
+async fn a_304_keeps_a_playlists_own_ttl() {
+    let origin = Origin::start().await;
+    let vod = "#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2.0,\nseg0.ts\n#EXT-X-ENDLIST\n";
+    origin.route("/v/p/index.m3u8", Route::ok(vod).etag("\"p1\"").header("content-type", "application/vnd.apple.mpegurl"));
+    let edge = edge_without_swr(origin.addr, "vod_playlist_ttl = \"3s\"\n").await;
+    let c = client();
+    get(&c, edge.url("/v/p/index.m3u8"), &[]).await;
+    tokio::time::sleep(Duration::from_millis(3300)).await;
+    let (_, label, body, _) = get(&c, edge.url("/v/p/index.m3u8"), &[]).await;
+    assert_eq!((label.as_str(), body.as_str()), ("REVALIDATED", vod));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let (_, label, _, _) = get(&c, edge.url("/v/p/index.m3u8"), &[]).await;
+    assert_eq!(label, "HIT", "fresh for vod_playlist_ttl after the 304");
+    assert_eq!(origin.hits("/v/p/index.m3u8"), 2);
+}
+
 /// Conditional requests from clients are answered 304 from a fresh copy (RFC 9110 §13):
 /// If-None-Match (weak comparison), If-Modified-Since; a non-matching one gets the 200.
 #[tokio::test]
