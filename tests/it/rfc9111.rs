@@ -76,6 +76,35 @@ async fn responses_the_origin_wants_revalidated_are_never_served_stale() {
     }
 }
 
+/// Where the origin forbade serving stale (no-cache, must-revalidate, proxy-revalidate,
+/// s-maxage), the default stale-if-error does not hide its errors either (RFC 9111 §4.2.4).
+#[tokio::test]
+async fn no_stale_if_error_where_the_origin_forbade_stale() {
+    let origin = Origin::start().await;
+    let paths = [
+        ("/v/e-no-cache.ts", "no-cache"),
+        ("/v/e-must.ts", "max-age=1, must-revalidate"),
+        ("/v/e-proxy.ts", "max-age=1, proxy-revalidate"),
+        ("/v/e-smaxage.ts", "s-maxage=1"),
+    ];
+    for (p, cc) in paths {
+        origin.route(p, Route::ok("kept").header("cache-control", cc));
+    }
+    let edge = edge_with_defaults(&origin).await;
+    let c = client();
+    for (p, _) in paths {
+        assert_eq!(get(&c, edge.url(p), &[]).await.0, 200, "{p}");
+    }
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    for (p, _) in paths {
+        origin.route(p, Route::ok("down").status(503));
+    }
+    for (p, _) in paths {
+        let (status, label, body, _) = get(&c, edge.url(p), &[]).await;
+        assert_eq!((status, body.as_str()), (503, "down"), "{p}: not the stale copy ({label})");
+    }
+}
+
 /// A 304 to such a revalidation keeps the stored body (and is a conditional request).
 #[tokio::test]
 async fn max_age_zero_revalidates_with_a_conditional_request() {
