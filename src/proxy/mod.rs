@@ -7,11 +7,15 @@
 //!    ([`tokens`]) and country rules, answer `PURGE`.
 //! 2. `request_cache_filter` / `cache_key_callback`: GET and HEAD are cached under
 //!    [`crate::cache::key::for_request`]; the cache lock coalesces a herd into one fetch.
+//!    `cache_hit_filter`: a request with `Authorization` is answered only from a response
+//!    that allows it ([`crate::cache::policy::may_serve_stored`]); purges (bans).
 //! 3. `upstream_peer`: origin choice ([`crate::origin::pools`]); connect failures retry on
 //!    the next node.
-//! 4. `response_cache_filter`: [`crate::cache::policy::decide`].
-//! 5. `response_filter`: `X-Cache`, CORS headers, playlist rewriting set up (Pingora adds
-//!    `Age` on hits); `response_body_filter` rewrites playlists for the viewer's token.
+//! 4. `response_cache_filter`: [`crate::cache::policy::decide`], on a revalidation's 304
+//!    after its headers are merged into the stored ones ([`crate::cache::freshness`]).
+//! 5. `response_filter`: `X-Cache`, CORS headers, `Age` on hits (the stored age plus the
+//!    time in this cache), playlist rewriting set up; `response_body_filter` rewrites
+//!    playlists for the viewer's token.
 //! 6. `logging`: metrics and one access-log line.
 
 pub mod cors;
