@@ -5,8 +5,11 @@
 //! - [`key`]: the cache key (host + normalised path + query).
 //! - [`policy`]: which responses are stored and for how long (read from
 //!   [`crate::config::CacheConfig`] as it is).
+//! - [`freshness`]: the RFC 9111 / RFC 9213 rules the policy applies (lifetimes, ages,
+//!   stale windows, 304 updates, targeted fields).
 
 pub mod bans;
+pub mod freshness;
 pub mod key;
 pub mod object;
 pub mod policy;
@@ -115,9 +118,10 @@ pub struct FreshHit {
 }
 
 impl FreshHit {
-    /// Seconds since the object was stored or revalidated (what `Age` says).
+    /// The `Age` an answer carries: the object's age when stored plus its time here
+    /// (RFC 9111 §4.2.3).
     pub fn age(&self, now: SystemTime) -> u64 {
-        now.duration_since(self.meta.epoch).map(|d| d.as_secs()).unwrap_or(0)
+        freshness::current_age(self.meta.initial_age, now.duration_since(self.meta.epoch).unwrap_or_default())
     }
 
     /// Seconds the object stays fresh from `now`.

@@ -38,6 +38,8 @@ pub struct DecodedMeta {
     pub epoch: SystemTime,
     stale_while_revalidate: u32,
     stale_if_error: u32,
+    /// The response's age when stored (its stored `Age`, RFC 9111 §4.2.3).
+    pub initial_age: std::time::Duration,
     pub header: ResponseHeader,
     /// The variance this object was stored under (its `Vary` request headers hashed).
     pub variance: Option<[u8; 16]>,
@@ -69,6 +71,7 @@ impl StoredObject {
             epoch: meta.epoch(),
             stale_while_revalidate: meta.stale_while_revalidate_sec(),
             stale_if_error: meta.stale_if_error_sec(),
+            initial_age: super::freshness::age_value(meta.headers()),
             header: meta.response_header().clone(),
             variance: meta.variance(),
             memo: OnceLock::new(),

@@ -1,28 +1,34 @@
-//! Which origin responses are stored, and for how long.
+//! Which origin responses are stored, and for how long (the RFC rules themselves are in
+//! [`super::freshness`]).
 //!
-//! In order:
+//! The directives come from the first valid targeted field (`[cache] targeted_field`, then
+//! `CDN-Cache-Control`, RFC 9213), else `Cache-Control` and `Expires`. In order:
 //! 1. Never stored: statuses outside [`cacheable_status`] (so every 5xx), `no-store`, `private`,
-//!    and responses that set cookies.
+//!    responses that set cookies, and responses to requests with `Authorization` unless they
+//!    say `public`, `s-maxage` or `must-revalidate` (RFC 9111 §3.5).
 //! 2. A `[[cache.rules]]` rule with `override_origin = true` for the path sets the TTL.
-//! 3. Origin `Cache-Control` (s-maxage, max-age) or `Expires`; `no-cache` is stored but always
-//!    revalidated.
-//! 4. A rule for the path without `override_origin`.
-//! 5. Defaults by kind: playlists are stored as *live* (1 s) until their body is seen, then
-//!    [`playlist_ttl`] gives VOD/master playlists `vod_playlist_ttl` and live media playlists
-//!    `live_playlist_fraction` × `#EXT-X-TARGETDURATION`; 404/410 get `negative_ttl`; every
-//!    other cacheable response gets `default_ttl`.
+//! 3. The origin's explicit lifetime: `no-cache` (0), `s-maxage`, `max-age`, `Expires − Date`;
+//!    a malformed one is 0. Zero means stored but revalidated on every use.
+//! 4. Only without an explicit lifetime, heuristics (RFC 9111 §4.2.2): a rule for the path
+//!    without `override_origin`, else defaults by kind: playlists are stored as *live* (1 s)
+//!    until their body is seen, then [`playlist_ttl`] gives VOD/master playlists
+//!    `vod_playlist_ttl` and live media playlists `live_playlist_fraction` ×
+//!    `#EXT-X-TARGETDURATION`; 404/410 get `negative_ttl`; every other cacheable response gets
+//!    `default_ttl` (a CDN choice: RFC 9111 suggests 10 % of the time since `Last-Modified`,
+//!    which for a live segment written a second ago would mean revalidating it every 100 ms).
 //!
 //! The policy is the `[cache]` section itself ([`CacheConfig`]): no copy of its fields.
-//! Every lifetime is capped at `max_ttl`. `stale-while-revalidate`/`stale-if-error` come from
-//! the response's Cache-Control, else from the config defaults.
+//! Every lifetime is capped at `max_ttl`, and the response's age on arrival (its upstream's
+//! `Age`/`Date`, RFC 9111 §4.2.3) is taken off it. `stale-while-revalidate`/`stale-if-error`
+//! come from the response, else from the config defaults, and are 0 where the origin forbade
+//! serving stale (see [`freshness::stale_windows`]).
 
 use std::time::{Duration, SystemTime};
 
-use pingora_cache::cache_control::{CacheControl, InterpretCacheControl};
-use pingora_cache::filters::{calculate_fresh_until, calculate_serve_stale_durations};
-use pingora_cache::{CacheMeta, CacheMetaDefaults, NoCacheReason, RespCacheable};
-use pingora_http::ResponseHeader;
+use pingora_cache::{CacheMeta, NoCacheReason, RespCacheable};
+use pingora_http::{RequestHeader, ResponseHeader};
 
+use super::freshness;
 use crate::config::CacheConfig;
 
 /// Freshness assumed for a playlist until its body says whether it is live.
@@ -50,54 +56,100 @@ fn secs_u32(d: Duration) -> u32 {
     u32::try_from(d.as_secs()).unwrap_or(u32::MAX)
 }
 
+/// What the policy knows of the exchange besides the response.
+#[derive(Debug, Clone, Copy)]
+pub struct Exchange {
+    /// When the response (its header) arrived.
+    pub now: SystemTime,
+    /// How long the origin took to answer (request sent → response header), part of the
+    /// response's corrected initial age (RFC 9111 §4.2.3).
+    pub response_delay: Duration,
+    /// The request carried `Authorization` (RFC 9111 §3.5).
+    pub authorization: bool,
+}
+
+impl Exchange {
+    /// An exchange at `now` without `Authorization` that took no time.
+    pub fn at(now: SystemTime) -> Exchange {
+        Exchange { now, response_delay: Duration::ZERO, authorization: false }
+    }
+}
+
+/// Whether a request carries `Authorization` (the edge's own tokens travel in the path,
+/// the query or a cookie, never there).
+pub fn has_authorization(req: &RequestHeader) -> bool {
+    req.headers.contains_key(http::header::AUTHORIZATION)
+}
+
+/// Whether a stored response may answer this request (RFC 9111 §3.5): a request with
+/// `Authorization` is answered from the cache only when the stored response says a shared
+/// cache may reuse it (`public`, `s-maxage`, `must-revalidate`); otherwise it goes to the
+/// origin (and its response is stored only if it says so, see [`decide`]).
+pub fn may_serve_stored(req: &RequestHeader, stored: &ResponseHeader, policy: &CacheConfig) -> bool {
+    !has_authorization(req) || freshness::governing(&stored.headers, &policy.targeted).directives.allows_authorized()
+}
+
 /// Decide whether `resp` (for the normalised request `path`) is stored, and build its meta.
-pub fn decide(resp: &ResponseHeader, path: &str, policy: &CacheConfig, now: SystemTime) -> RespCacheable {
+///
+/// The stored header carries the response's corrected initial age as `Age` (absent when 0):
+/// answers from the cache add their resident time to it.
+pub fn decide(resp: &ResponseHeader, path: &str, policy: &CacheConfig, ex: Exchange) -> RespCacheable {
+    let now = ex.now;
     let status = resp.status.as_u16();
     if !cacheable_status(status) || resp.headers.contains_key(http::header::SET_COOKIE) {
         return RespCacheable::Uncacheable(NoCacheReason::OriginNotCache);
     }
-    let cc = CacheControl::from_resp_headers(resp);
-    if cc.as_ref().is_some_and(|cc| cc.no_store() || cc.private()) {
+    let governing = freshness::governing(&resp.headers, &policy.targeted);
+    let d = &governing.directives;
+    if d.no_store || d.private || (ex.authorization && !d.allows_authorized()) {
         return RespCacheable::Uncacheable(NoCacheReason::OriginNotCache);
     }
+    let explicit = freshness::explicit_lifetime(&governing, &resp.headers, now);
+    let age = freshness::corrected_initial_age(&resp.headers, now, ex.response_delay);
     let rule = policy.rule_for(path);
-    let no_defaults = CacheMetaDefaults::new(|_| None, 0, 0);
     let mut refine = None;
-    let fresh_until = match rule {
-        Some(r) if r.override_origin => now + r.ttl,
-        _ => match calculate_fresh_until(now, cc.as_ref(), resp, false, &no_defaults) {
-            Some(t) => t,
-            None if cc.as_ref().is_some_and(|cc| cc.no_cache()) => now - Duration::from_secs(1),
-            None => {
-                let ttl = match rule {
-                    Some(r) => r.ttl,
-                    None if matches!(status, 404 | 410) => policy.negative_ttl,
-                    None if status == 200 && is_playlist(resp, path) => {
-                        refine = Some(PlaylistRefine {
-                            vod_ttl: policy.vod_playlist_ttl,
-                            live_fraction: policy.live_playlist_fraction,
-                        });
-                        PLAYLIST_PROVISIONAL_TTL
-                    }
-                    None => policy.default_ttl,
-                };
-                if ttl.is_zero() {
-                    return RespCacheable::Uncacheable(NoCacheReason::OriginNotCache);
+    // An operator's override is this edge's lifetime from arrival; the origin's lifetime
+    // counts from the response's generation, so its age is taken off (§4.2.3).
+    let (lifetime, aged) = match (rule, explicit) {
+        (Some(r), _) if r.override_origin => (r.ttl, false),
+        (_, Some(l)) => (l, true),
+        // Heuristic freshness (§4.2.2): only without an explicit lifetime, and every status
+        // in `cacheable_status` is heuristically cacheable.
+        (rule, None) => {
+            let ttl = match rule {
+                Some(r) => r.ttl,
+                None if matches!(status, 404 | 410) => policy.negative_ttl,
+                None if status == 200 && is_playlist(resp, path) => {
+                    refine = Some(PlaylistRefine {
+                        vod_ttl: policy.vod_playlist_ttl,
+                        live_fraction: policy.live_playlist_fraction,
+                    });
+                    PLAYLIST_PROVISIONAL_TTL
                 }
-                now + ttl
+                None => policy.default_ttl,
+            };
+            if ttl.is_zero() {
+                return RespCacheable::Uncacheable(NoCacheReason::OriginNotCache);
             }
-        },
+            (ttl, true)
+        }
     };
-    let fresh_until = fresh_until.min(now + policy.max_ttl);
-    let stale_defaults =
-        CacheMetaDefaults::new(|_| None, secs_u32(policy.stale_while_revalidate), secs_u32(policy.stale_if_error));
-    let (swr, sie) = calculate_serve_stale_durations(cc.as_ref(), &stale_defaults);
+    let lifetime = lifetime.min(policy.max_ttl);
+    let remaining = if aged { lifetime.saturating_sub(age) } else { lifetime };
+    // Zero left: stored, but stale at once, so every use revalidates.
+    let fresh_until = if remaining.is_zero() { now - Duration::from_secs(1) } else { now + remaining };
+    let (swr, sie) = freshness::stale_windows(d, explicit, policy.stale_while_revalidate, policy.stale_if_error);
     let cap = secs_u32(policy.max_ttl);
     let mut header = resp.clone();
-    if let Some(cc) = &cc {
-        cc.strip_private_headers(&mut header);
+    for name in &d.strip {
+        header.remove_header(name.as_str());
     }
-    let mut meta = CacheMeta::new(fresh_until, now, swr.min(cap), sie.min(cap), header);
+    header.remove_header(&http::header::AGE);
+    if age.as_secs() > 0 {
+        // Cannot fail: a number is a valid header value.
+        let _ = header.insert_header(http::header::AGE, age.as_secs().to_string());
+    }
+    let mut meta = CacheMeta::new(fresh_until, now, secs_u32(swr).min(cap), secs_u32(sie).min(cap), header);
     if let Some(r) = refine {
         meta.extensions_mut().insert(r);
     }
@@ -133,6 +185,7 @@ mod tests {
         let section = toml::from_str(
             "default_ttl = \"24h\"\nnegative_ttl = \"10s\"\nvod_playlist_ttl = \"1h\"\nlive_playlist_fraction = 0.5\n\
              max_ttl = \"7d\"\nstale_while_revalidate = \"5s\"\nstale_if_error = \"5m\"\n\
+             targeted_field = \"Edge-Cache-Control\"\n\
              [[rules]]\nprefix = \"/live/\"\nttl = \"2s\"\n\
              [[rules]]\nprefix = \"/live/sports/\"\nttl = \"1s\"\noverride_origin = true\n",
         )
@@ -149,8 +202,12 @@ mod tests {
     }
 
     fn decide_at(r: &ResponseHeader, path: &str) -> Option<(u64, u32, u32, bool)> {
-        let now = SystemTime::now();
-        match decide(r, path, &policy(), now) {
+        decide_with(r, path, Exchange::at(SystemTime::now()))
+    }
+
+    fn decide_with(r: &ResponseHeader, path: &str, ex: Exchange) -> Option<(u64, u32, u32, bool)> {
+        let now = ex.now;
+        match decide(r, path, &policy(), ex) {
             RespCacheable::Cacheable(meta) => Some((
                 meta.fresh_until().duration_since(now).map(|d| d.as_secs()).unwrap_or(0),
                 meta.stale_while_revalidate_sec(),
@@ -206,6 +263,81 @@ mod tests {
     #[test]
     fn no_cache_is_stored_but_stale() {
         assert_eq!(ttl(&resp(200, &[("cache-control", "no-cache")])), Some(0));
+    }
+
+    #[test]
+    fn no_stale_defaults_where_the_origin_wants_revalidation() {
+        // The configured defaults (5 s / 300 s) never apply to these.
+        for cc in ["no-cache", "max-age=60, must-revalidate", "max-age=60, proxy-revalidate", "s-maxage=60"] {
+            let got = decide_at(&resp(200, &[("cache-control", cc)]), "/v/x.ts").map(|t| (t.1, t.2));
+            assert_eq!(got, Some((0, 0)), "{cc}");
+        }
+        assert_eq!(decide_at(&resp(200, &[("cache-control", "max-age=0")]), "/v/x.ts"), Some((0, 0, 300, false)));
+        // A malformed lifetime is stale, not a day of default_ttl.
+        assert_eq!(ttl(&resp(200, &[("cache-control", "max-age=soon")])), Some(0));
+    }
+
+    #[test]
+    fn expires_counts_from_the_origins_date() {
+        let now = SystemTime::now();
+        let date = httpdate::fmt_http_date(now + Duration::from_secs(3600));
+        let expires = httpdate::fmt_http_date(now + Duration::from_secs(3600 + 30));
+        let got = ttl(&resp(200, &[("date", &date), ("expires", &expires)])).unwrap();
+        assert!((29..=30).contains(&got), "{got}");
+        let past = httpdate::fmt_http_date(now - Duration::from_secs(10));
+        assert_eq!(decide_at(&resp(200, &[("expires", &past)]), "/v/x.ts"), Some((0, 0, 300, false)));
+    }
+
+    #[test]
+    fn the_upstream_age_is_taken_off_the_lifetime() {
+        let now = SystemTime::now();
+        let ex = Exchange { now, response_delay: Duration::from_secs(1), authorization: false };
+        let r = resp(200, &[("cache-control", "max-age=60"), ("age", "20")]);
+        assert_eq!(decide_with(&r, "/v/x.ts", ex).map(|t| t.0), Some(39));
+        let RespCacheable::Cacheable(meta) = decide(&r, "/v/x.ts", &policy(), ex) else { panic!() };
+        assert_eq!(meta.headers().get("age").unwrap(), "21", "stored: the corrected initial age");
+        // Older than its lifetime already: stored stale.
+        let r = resp(200, &[("cache-control", "max-age=60"), ("age", "90")]);
+        assert_eq!(decide_with(&r, "/v/x.ts", ex).map(|t| t.0), Some(0));
+        // Heuristic lifetimes too; an operator's override counts from arrival.
+        assert_eq!(decide_with(&resp(200, &[("age", "400")]), "/v/x.ts", ex).map(|t| t.0), Some(86_400 - 401));
+        assert_eq!(decide_with(&resp(200, &[("age", "400")]), "/live/sports/a.ts", ex).map(|t| t.0), Some(1));
+        let RespCacheable::Cacheable(meta) = decide(&resp(200, &[]), "/v/x.ts", &policy(), Exchange::at(now)) else { panic!() };
+        assert!(meta.headers().get("age").is_none());
+    }
+
+    #[test]
+    fn authorization_needs_the_response_to_allow_sharing() {
+        let ex = Exchange { authorization: true, ..Exchange::at(SystemTime::now()) };
+        let with = |cc: &str| decide_with(&resp(200, &[("cache-control", cc)]), "/v/x.ts", ex).map(|t| t.0);
+        assert_eq!(with("max-age=60"), None);
+        assert_eq!(decide_with(&resp(200, &[]), "/v/x.ts", ex), None);
+        assert_eq!(with("public, max-age=60"), Some(60));
+        assert_eq!(with("s-maxage=60"), Some(60));
+        assert_eq!(with("max-age=60, must-revalidate"), Some(60));
+        // Request side.
+        let mut req = RequestHeader::build("GET", b"/v/x.ts", None).unwrap();
+        let stored = resp(200, &[("cache-control", "max-age=60")]);
+        assert!(may_serve_stored(&req, &stored, &policy()));
+        req.insert_header("authorization", "Bearer x").unwrap();
+        assert!(!may_serve_stored(&req, &stored, &policy()));
+        assert!(may_serve_stored(&req, &resp(200, &[("cache-control", "public, max-age=60")]), &policy()));
+        assert!(may_serve_stored(&req, &resp(200, &[("cdn-cache-control", "public")]), &policy()));
+    }
+
+    #[test]
+    fn targeted_fields_decide_for_the_edge() {
+        // Cache-Control private, CDN-Cache-Control says the CDN may keep it for 10 minutes.
+        let r = resp(200, &[("cache-control", "private, max-age=5"), ("cdn-cache-control", "max-age=600")]);
+        assert_eq!(ttl(&r), Some(600));
+        let r = resp(200, &[("cache-control", "max-age=600"), ("cdn-cache-control", "no-store")]);
+        assert_eq!(ttl(&r), None);
+        let r = resp(200, &[("edge-cache-control", "max-age=7"), ("cdn-cache-control", "max-age=600")]);
+        assert_eq!(ttl(&r), Some(7));
+        // Qualified private: stored without the named fields.
+        let r = resp(200, &[("cache-control", "private=\"x-user\", max-age=60"), ("x-user", "alice")]);
+        let RespCacheable::Cacheable(meta) = decide(&r, "/v/x.ts", &policy(), Exchange::at(SystemTime::now())) else { panic!() };
+        assert!(meta.headers().get("x-user").is_none());
     }
 
     #[test]

@@ -303,7 +303,15 @@ impl Storage for EdgeStorage {
         let Some(old) = self.get_complete(hash).await else {
             return Ok(false);
         };
-        let (meta_internal, meta_header) = meta.serialize()?;
+        let (mut meta_internal, mut meta_header) = meta.serialize()?;
+        if let Some(refine) = meta.extensions().get::<PlaylistRefine>() {
+            // A 304 to a playlist stored with the default TTL: the policy gave it the
+            // provisional TTL; the stored body says which one it really gets (as on a fill).
+            let mut m = CacheMeta::deserialize(&meta_internal, &meta_header)?;
+            let (swr, sie) = (m.stale_while_revalidate_sec(), m.stale_if_error_sec());
+            m.update_freshness(std::time::SystemTime::now() + playlist_ttl(&old.body, refine), swr, sie);
+            (meta_internal, meta_header) = m.serialize()?;
+        }
         let updated = StoredObject::new(meta_internal.into(), meta_header.into(), old.body);
         // Decoded now, so a fast path can answer the next request (see `finish`).
         let _ = updated.meta();

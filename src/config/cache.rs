@@ -40,6 +40,9 @@ pub struct CacheConfig {
     pub forward_cmcd: bool,
     /// Per-path-prefix query-parameter policies for the cache key ([`crate::cache::key`]).
     pub keys: Vec<KeyRule>,
+    /// Targeted cache-control fields (RFC 9213) in precedence order: `[cache] targeted_field`
+    /// when set, then `CDN-Cache-Control`; the first valid one beats `Cache-Control`.
+    pub targeted: Vec<http::HeaderName>,
 }
 
 /// When an object is written to the disk tier.
@@ -136,6 +139,7 @@ impl CacheConfig {
             rules: ttl_rules(c.rules)?,
             forward_cmcd: c.forward_cmcd.unwrap_or(false),
             keys: key_rules(c.keys)?,
+            targeted: targeted(c.targeted_field.as_deref())?,
         };
         if cache.stale_timeout.is_zero() {
             return Err(ConfigError::new("cache.stale_timeout", "must be greater than 0"));
@@ -218,4 +222,17 @@ mod tests {
         assert!(block_size_for(64 << 20) >= (64 << 20) + 256 * 1024);
         assert_eq!(block_size_for(64 << 20) % (1 << 20), 0);
     }
+}
+
+/// `[cache] targeted_field`, then `CDN-Cache-Control` (RFC 9213).
+fn targeted(field: Option<&str>) -> Result<Vec<http::HeaderName>, ConfigError> {
+    let mut fields = Vec::with_capacity(2);
+    if let Some(n) = field.map(str::trim) {
+        fields.push(
+            http::HeaderName::from_bytes(n.as_bytes())
+                .map_err(|_| ConfigError::new("cache.targeted_field", format!("{n:?} is not a valid header field name")))?,
+        );
+    }
+    fields.push(http::HeaderName::from_static("cdn-cache-control"));
+    Ok(fields)
 }

@@ -58,6 +58,7 @@ pub struct CacheSection {
     pub vod_playlist_ttl: Option<String>,
     pub live_playlist_fraction: Option<f64>,
     pub disk_admission: Option<String>,
+    pub targeted_field: Option<String>,
     #[serde(default)]
     pub rules: Vec<TtlRuleSection>,
     /// Send players' CMCD (`CMCD=` query parameter, `CMCD-*` headers) on to the origin.

@@ -120,6 +120,7 @@ fn bad_configs_name_the_key_and_reason() {
         ("[cache]\nlive_playlist_fraction = 1.5\n", "cache.live_playlist_fraction", "out of range"),
         ("[cache]\ndisk_admission = \"sometimes\"\n", "cache.disk_admission", "unknown value"),
         ("[cache]\nstale_timeout = \"0s\"\n", "cache.stale_timeout", "greater than 0"),
+        ("[cache]\ntargeted_field = \"Edge Cache\"\n", "cache.targeted_field", "not a valid header field name"),
         ("[[cache.rules]]\nprefix = \"live/\"\nttl = \"1s\"\n", "cache.rules[0].prefix", "must start with '/'"),
         ("[[cache.rules]]\nprefix = \"/live/\"\nttl = \"often\"\n", "cache.rules[0].ttl", "invalid duration"),
         ("[purge]\nallow = [\"localhost\"]\n", "purge.allow[0]", "not an IP address or network"),

@@ -6,12 +6,19 @@
 //! 1. `request_filter`: [`gate::admit`] decides (the same function the front calls) and this
 //!    phase carries the verdict out: a local answer, a purge, the control plane, or content.
 //! 2. `request_cache_filter` / `cache_key_callback`: GET and HEAD are cached under the key the
-//!    gate computed; the cache lock coalesces a herd into one fetch.
+//!    gate computed; the cache lock coalesces a herd into one fetch; `cache_vary_filter`
+//!    picks the variant ([`vary`]). `cache_hit_filter`: a request with `Authorization` is
+//!    answered only from a response that allows it
+//!    ([`crate::cache::policy::may_serve_stored`]); purges (bans).
 //! 3. `upstream_peer`: origin choice ([`crate::origin::pools`]); connect failures retry on
-//!    the next node.
-//! 4. `response_cache_filter`: [`crate::cache::policy::decide`].
-//! 5. `response_filter`: the edge's headers ([`compose`]), playlist rewriting set up (Pingora
-//!    adds `Age` on hits); `response_body_filter` rewrites playlists for the viewer's token.
+//!    the next node. `upstream_request_filter`: hop-by-hop fields out ([`hop`]), the key's
+//!    host, `Via`, the normalised `Accept-Encoding`.
+//! 4. `upstream_response_filter`: hop-by-hop fields out, unsafe methods invalidate;
+//!    `response_cache_filter`: [`crate::cache::policy::decide`], on a revalidation's 304
+//!    after its headers are merged into the stored ones ([`crate::cache::freshness`]).
+//! 5. `response_filter`: the edge's headers ([`compose`]), `Age` on hits (the stored age plus
+//!    the time in this cache), playlist rewriting set up; `response_body_filter` rewrites
+//!    playlists for the viewer's token.
 //! 6. `logging`: one [`record::RequestRecord`] for the metrics and the access log.
 
 pub mod compose;
@@ -35,6 +42,7 @@ use pingora_http::{RequestHeader, ResponseHeader};
 use pingora_proxy::{ProxyHttp, Session};
 
 use crate::cache::bans::Verdict;
+use crate::cache::freshness;
 use crate::cache::policy;
 use crate::origin::pools::Choice;
 use crate::state::EdgeState;
@@ -62,6 +70,8 @@ pub struct RequestCtx {
     local_status: Option<u16>,
     /// Set when this response is a playlist rewritten for the viewer's token.
     playlist: Option<PlaylistOut>,
+    /// The origin's 304 to a revalidation, until its headers update the stored ones.
+    not_modified: Option<Box<ResponseHeader>>,
 }
 
 impl RequestCtx {
@@ -254,6 +264,17 @@ impl EdgeProxy {
     }
 }
 
+/// The `Age` of an answer from a stored response (RFC 9111 §4.2.3): its age when stored
+/// (the stored `Age`) plus its time in this cache. `None` when the answer is the origin's
+/// (Pingora sets only the resident time on hits).
+fn answer_age(cache: &pingora_cache::HttpCache) -> Option<u64> {
+    if !matches!(cache.phase(), CachePhase::Hit | CachePhase::Stale | CachePhase::StaleUpdating) {
+        return None;
+    }
+    let meta = cache.maybe_cache_meta()?;
+    Some(freshness::current_age(freshness::age_value(meta.headers()), meta.age()))
+}
+
 /// Whether a response is a playlist that must be rewritten for the viewer's token (query
 /// tokens ride on every URI; an `mh` claim filters variants).
 fn rewrites_playlist(token: Option<&tokens::Granted>, status: StatusCode, content_type: Option<&str>, path: &str) -> bool {
@@ -285,6 +306,7 @@ impl ProxyHttp for EdgeProxy {
             upstream_status: None,
             local_status: None,
             playlist: None,
+            not_modified: None,
         }
     }
 
@@ -344,12 +366,16 @@ impl ProxyHttp for EdgeProxy {
 
     async fn cache_hit_filter(
         &self,
-        _session: &mut Session,
+        session: &mut Session,
         meta: &CacheMeta,
         _hit: &mut HitHandler,
         _is_fresh: bool,
         ctx: &mut RequestCtx,
     ) -> Result<Option<ForcedFreshness>> {
+        // `Authorization` (RFC 9111 §3.5): only a response that allows sharing answers it.
+        if !policy::may_serve_stored(session.req_header(), meta.response_header(), &self.state.config.cache) {
+            return Ok(Some(ForcedFreshness::ForceMiss));
+        }
         // The epoch is when the object was stored or last revalidated.
         let Some(c) = &ctx.content else { return Ok(None) };
         Ok(match self.state.cache.bans.verdict(&c.host, &c.path, meta.epoch()) {
@@ -459,6 +485,10 @@ impl ProxyHttp for EdgeProxy {
         if !session.req_header().method.is_safe() && (200..400).contains(&status) {
             self.invalidate_after_unsafe(resp, ctx).await;
         }
+        if status == 304 && session.cache.phase() == CachePhase::Stale {
+            // A revalidation: `response_cache_filter` updates the stored headers from it.
+            ctx.not_modified = Some(Box::new(resp.clone()));
+        }
         if let Some(choice) = &ctx.upstream {
             let m = &self.state.metrics;
             m.upstream_requests.with_label_values(&[choice.pool_name(), &choice.node_label(), &status.to_string()]).inc();
@@ -485,11 +515,25 @@ impl ProxyHttp for EdgeProxy {
         Ok(())
     }
 
-    fn response_cache_filter(&self, _session: &Session, resp: &ResponseHeader, ctx: &mut RequestCtx) -> Result<RespCacheable> {
+    fn response_cache_filter(&self, session: &Session, resp: &ResponseHeader, ctx: &mut RequestCtx) -> Result<RespCacheable> {
+        // On a 304, `resp` is Pingora's merge (a few fields); RFC 9111 §3.2 wants them all.
+        let merged;
+        let resp = match ctx.not_modified.take() {
+            Some(not_modified) => {
+                merged = freshness::merge_not_modified(resp, &not_modified);
+                &merged
+            }
+            None => resp,
+        };
         if vary::varies_on_everything(resp) {
             return Ok(RespCacheable::Uncacheable(pingora_cache::NoCacheReason::OriginNotCache));
         }
-        Ok(policy::decide(resp, ctx.path(), &self.state.config.cache, SystemTime::now()))
+        let ex = policy::Exchange {
+            now: SystemTime::now(),
+            response_delay: ctx.upstream_started.map_or(Duration::ZERO, |t| t.elapsed()),
+            authorization: policy::has_authorization(session.req_header()),
+        };
+        Ok(policy::decide(resp, ctx.path(), &self.state.config.cache, ex))
     }
 
     fn cache_vary_filter(&self, meta: &CacheMeta, _ctx: &mut RequestCtx, req: &RequestHeader) -> Option<[u8; 16]> {
@@ -499,6 +543,9 @@ impl ProxyHttp for EdgeProxy {
     async fn response_filter(&self, session: &mut Session, resp: &mut ResponseHeader, ctx: &mut RequestCtx) -> Result<()> {
         // Phases without a cache result (disabled, uninitialised) read as BYPASS.
         compose::apply(resp, compose::edge_headers(self.state, cache_label(session.cache.phase()), ctx.cors_origin.as_deref()))?;
+        if let Some(age) = answer_age(&session.cache) {
+            resp.insert_header(http::header::AGE, age)?;
+        }
         if let Some(out) = self.playlist_out(resp, ctx) {
             // The body changes length; and it now carries a viewer's token, so no shared
             // cache downstream may keep it.

@@ -21,6 +21,7 @@ mod lifecycle;
 mod origins;
 mod purge;
 mod ranges;
+mod rfc9111;
 mod stale;
 mod tls;
 mod tokens;
