@@ -127,47 +127,73 @@ pub struct RequestCtx {
     playlist: Option<PlaylistOut>,
 }
 
-/// A playlist being rewritten on its way to the viewer: every URI carries the token, and
-/// variants above the token's `mh` (max height) are removed from master playlists.
+/// A playlist being rewritten on its way to the viewer: decoded from the origin's content
+/// coding, variants above the token's `mh` (max height) removed from master playlists, every
+/// URI carrying the token ([`crate::hls::Transform`]).
 struct PlaylistOut {
-    rewriter: Option<crate::hls::PlaylistRewriter>,
-    max_height: Option<u32>,
-    /// With `max_height`, the whole playlist is gathered first (masters are small).
-    gathered: Vec<u8>,
+    delivery: Delivery,
     /// The body length the response announced (before the rewrite removed the header).
     expected: Option<usize>,
     received: usize,
     ended: bool,
 }
 
+enum Delivery {
+    Rewrite(crate::hls::Transform),
+    /// The body's coding cannot be decoded: the viewer gets this error body instead (once).
+    Refused(Option<Bytes>),
+}
+
+/// `x-edge-reason` (and body) of a playlist that cannot be rewritten for the viewer.
+const PLAYLIST_UNDECODABLE: &str = "playlist_undecodable";
+
 impl PlaylistOut {
-    fn push(&mut self, chunk: &[u8], end: bool) -> Bytes {
-        if self.max_height.is_some() {
-            self.gathered.extend_from_slice(chunk);
-            if !end {
-                return Bytes::new();
-            }
-            let all = std::mem::take(&mut self.gathered);
-            let filtered = crate::hls::filter_variants(&all, self.max_height.unwrap_or(u32::MAX));
-            return match &mut self.rewriter {
-                Some(rw) => Bytes::from(rw.rewrite_all(&filtered)),
-                None => Bytes::from(filtered),
-            };
-        }
-        match &mut self.rewriter {
-            Some(rw) => {
-                let out = rw.push(chunk);
+    fn push(&mut self, chunk: &[u8], end: bool) -> std::result::Result<Bytes, crate::hls::encoding::DecodeError> {
+        match &mut self.delivery {
+            Delivery::Rewrite(t) => {
+                let out = t.push(chunk)?;
                 if !end {
-                    return out;
+                    return Ok(out);
                 }
-                let tail = rw.finish();
+                let tail = t.finish()?;
+                if out.is_empty() {
+                    return Ok(tail);
+                }
                 let mut all = Vec::with_capacity(out.len() + tail.len());
                 all.extend_from_slice(&out);
                 all.extend_from_slice(&tail);
-                Bytes::from(all)
+                Ok(Bytes::from(all))
             }
-            None => Bytes::copy_from_slice(chunk),
+            Delivery::Refused(body) => Ok(body.take().unwrap_or_default()),
         }
+    }
+
+    /// The response header for the viewer: identity body of unknown length, or the refusal.
+    fn edit_header(&self, resp: &mut ResponseHeader, version: http::Version) -> Result<()> {
+        match &self.delivery {
+            Delivery::Rewrite(_) => {
+                // The body changes length and goes out decoded (the cache keeps the origin's
+                // coding); and it now carries a viewer's token, so no shared cache downstream
+                // may keep it.
+                resp.remove_header(&http::header::CONTENT_LENGTH);
+                resp.remove_header(&http::header::CONTENT_ENCODING);
+                if version == http::Version::HTTP_11 {
+                    resp.insert_header(http::header::TRANSFER_ENCODING, "chunked")?;
+                }
+                resp.insert_header(http::header::CACHE_CONTROL, "private, no-store")?;
+            }
+            Delivery::Refused(body) => {
+                // With a query token the playlist must carry it; sending the origin's bytes
+                // untouched would strand the player, and rewriting them would mangle them.
+                let mut h = ResponseHeader::build(502, Some(4))?;
+                h.insert_header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")?;
+                h.insert_header(http::header::CONTENT_LENGTH, body.as_ref().map_or(0, Bytes::len).to_string())?;
+                h.insert_header(http::header::CACHE_CONTROL, "no-store")?;
+                h.insert_header("x-edge-reason", PLAYLIST_UNDECODABLE)?;
+                *resp = h;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -308,14 +334,25 @@ impl EdgeProxy {
             .get(http::header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse().ok());
-        Some(PlaylistOut {
-            rewriter: append.map(|a| crate::hls::PlaylistRewriter::new(a).with_own_host(ctx.host.clone())),
-            max_height: g.claims.as_ref().and_then(|c| c.mh),
-            gathered: Vec::new(),
-            expected,
-            received: 0,
-            ended: false,
-        })
+        let codings = resp.headers.get_all(http::header::CONTENT_ENCODING);
+        let delivery = match crate::hls::encoding::Coding::from_header(codings.iter().map(|v| v.as_bytes())) {
+            Ok(coding) => Delivery::Rewrite(crate::hls::Transform::new(
+                coding,
+                append.map(|a| crate::hls::PlaylistRewriter::new(a).with_own_host(ctx.host.clone())),
+                g.claims.as_ref().and_then(|c| c.mh),
+            )),
+            Err(e) => {
+                self.playlist_failed(ctx, &e);
+                Delivery::Refused(Some(Bytes::from(format!("{PLAYLIST_UNDECODABLE}\n"))))
+            }
+        };
+        Some(PlaylistOut { delivery, expected, received: 0, ended: false })
+    }
+
+    /// Count and log a playlist that cannot be rewritten for its viewer.
+    fn playlist_failed(&self, ctx: &RequestCtx, e: &crate::hls::encoding::DecodeError) {
+        self.state.metrics.playlist_rewrite_failures.with_label_values(&[e.reason()]).inc();
+        tracing::warn!(path = %ctx.path, error = %e, "playlist not rewritten: {PLAYLIST_UNDECODABLE}");
     }
 
     fn cors_headers(&self, ctx: &RequestCtx) -> Vec<(&'static str, String)> {
@@ -681,18 +718,12 @@ impl ProxyHttp for EdgeProxy {
     }
 
     async fn response_filter(&self, session: &mut Session, resp: &mut ResponseHeader, ctx: &mut RequestCtx) -> Result<()> {
-        // Phases without a cache result (disabled, uninitialised) read as BYPASS.
-        resp.insert_header("x-cache", cache_label(session.cache.phase()))?;
         if let Some(out) = self.playlist_out(resp, ctx) {
-            // The body changes length; and it now carries a viewer's token, so no shared
-            // cache downstream may keep it.
-            resp.remove_header(&http::header::CONTENT_LENGTH);
-            if session.req_header().version == http::Version::HTTP_11 {
-                resp.insert_header(http::header::TRANSFER_ENCODING, "chunked")?;
-            }
-            resp.insert_header(http::header::CACHE_CONTROL, "private, no-store")?;
+            out.edit_header(resp, session.req_header().version)?;
             ctx.playlist = Some(out);
         }
+        // Phases without a cache result (disabled, uninitialised) read as BYPASS.
+        resp.insert_header("x-cache", cache_label(session.cache.phase()))?;
         for (k, v) in self.cors_headers(ctx) {
             if k == "vary" {
                 resp.append_header(k, v)?;
@@ -720,8 +751,17 @@ impl ProxyHttp for EdgeProxy {
                 return Ok(None);
             }
             out.ended = end;
-            let rewritten = out.push(&chunk, end);
-            *body = (!rewritten.is_empty() || end_of_stream).then_some(rewritten);
+            match out.push(&chunk, end) {
+                Ok(rewritten) => *body = (!rewritten.is_empty() || end_of_stream).then_some(rewritten),
+                Err(e) => {
+                    // The header is already out: ending the response unfinished (no last
+                    // chunk, a stream reset) is the error the viewer can see. Nothing of the
+                    // body was sent: encoded bodies are held until proven whole.
+                    out.ended = true;
+                    self.playlist_failed(ctx, &e);
+                    return Err(Error::explain(ErrorType::Custom(PLAYLIST_UNDECODABLE), e.to_string()));
+                }
+            }
         }
         Ok(None)
     }
