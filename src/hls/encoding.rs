@@ -3,8 +3,8 @@
 //!
 //! The cache keeps the origin's bytes whatever their coding; a playlist transformed for one
 //! viewer (token carrying, `mh` filtering) is decoded on its way out, so the transformation
-//! sees text and the viewer gets an identity body. Supported: `gzip` (also `x-gzip`, several
-//! members), `deflate` (zlib-wrapped as RFC 9110 says, or raw deflate as some servers send it),
+//! sees text and the viewer gets an identity body. Supported: `gzip` (also `x-gzip`; one member),
+//! `deflate` (zlib-wrapped as RFC 9110 says, or raw deflate as some servers send it),
 //! `br`. Anything else, and stacked codings, is [`DecodeError::Unsupported`]: the caller must
 //! not transform (or send) what it cannot read.
 
@@ -106,8 +106,8 @@ impl DecodeError {
 }
 
 /// Where decoders write: collects output until taken, and refuses to grow past `limit` in
-/// total. Refusing inside the write (not after it) is what bounds a bomb: a decoder hands its
-/// output over in [`STEP`]-sized pieces, so no more than that is ever produced past the limit.
+/// total. Checked after every step of [`STEP`] bytes of output, so a bomb is stopped with at
+/// most one step produced past the limit.
 struct Sink {
     out: Vec<u8>,
     total: usize,
@@ -141,15 +141,67 @@ impl Write for Sink {
     }
 }
 
-/// HTTP `deflate`: RFC 9110 says zlib (RFC 1950), but servers have long sent raw deflate
-/// (RFC 1951) under that name, so the first two bytes decide, as browsers do. Driven on
-/// [`flate2::Decompress`] directly because the end of the stream must be seen: a truncated
-/// body is an error, not a short playlist.
+/// Longest gzip member header accepted (`FEXTRA` is at most 64 KiB; names are short).
+const MAX_GZIP_HEADER: usize = 128 * 1024;
+
+/// The length of the gzip member header (RFC 1952 §2.3) at the start of `b`, once complete.
+fn gzip_header_len(b: &[u8]) -> Result<Option<usize>, &'static str> {
+    if b.first().is_some_and(|&c| c != 0x1f) || b.get(1).is_some_and(|&c| c != 0x8b) {
+        return Err("not gzip (bad magic bytes)");
+    }
+    if b.get(2).is_some_and(|&c| c != 8) {
+        return Err("unknown gzip compression method");
+    }
+    let Some(&flags) = b.get(3) else { return Ok(None) };
+    if flags & 0xe0 != 0 {
+        return Err("reserved gzip flags set");
+    }
+    let mut n = 10; // magic, method, flags, mtime, xfl, os
+    if flags & 0x04 != 0 {
+        // FEXTRA: a little-endian length, then that many bytes
+        let Some(&[lo, hi]) = b.get(n..n + 2) else { return Ok(None) };
+        n += 2 + usize::from(u16::from_le_bytes([lo, hi]));
+    }
+    for flag in [0x08, 0x10] {
+        // FNAME, FCOMMENT: zero-terminated
+        if flags & flag != 0 {
+            match b.get(n..).and_then(|rest| memchr::memchr(0, rest)) {
+                Some(i) => n += i + 1,
+                None => return Ok(None),
+            }
+        }
+    }
+    if flags & 0x02 != 0 {
+        n += 2; // FHCRC
+    }
+    Ok((b.len() >= n).then_some(n))
+}
+
+/// Where an [`Inflate`] is in its stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Gathering the gzip header, or the two bytes that tell zlib from raw deflate.
+    Head,
+    Body,
+    /// Gathering gzip's CRC-32 and size.
+    Trailer,
+    End,
+}
+
+/// `gzip` and `deflate`, driven on [`flate2::Decompress`] directly because the end of the
+/// stream must be seen: a truncated body is an error, not a short playlist, and a complete one
+/// is known complete before the transport says so.
+///
+/// HTTP `deflate` is zlib (RFC 1950) per RFC 9110, but servers have long sent raw deflate
+/// (RFC 1951) under that name, so the first two bytes decide, as browsers do. A gzip body is
+/// one member (what HTTP servers send); bytes after it are an error.
 struct Inflate {
-    /// The first bytes, until there are two to look at.
-    head: Vec<u8>,
-    z: Option<flate2::Decompress>,
-    ended: bool,
+    gzip: bool,
+    phase: Phase,
+    /// Bytes of a header or trailer not complete yet.
+    held: Vec<u8>,
+    z: flate2::Decompress,
+    crc: flate2::Crc,
     step: Vec<u8>,
     sink: Sink,
 }
@@ -167,53 +219,162 @@ enum Fail {
     Over,
 }
 
+fn corrupt(detail: &str) -> Fail {
+    Fail::Corrupt(detail.to_string())
+}
+
 impl Inflate {
-    fn new(limit: usize) -> Inflate {
-        Inflate { head: Vec::new(), z: None, ended: false, step: Vec::with_capacity(STEP), sink: Sink::new(limit) }
-    }
-
-    fn push(&mut self, mut input: &[u8]) -> Result<(), Fail> {
-        if self.z.is_none() {
-            let take = (2 - self.head.len()).min(input.len());
-            self.head.extend_from_slice(input.get(..take).unwrap_or_default());
-            input = input.get(take..).unwrap_or_default();
-            if self.head.len() < 2 {
-                return Ok(());
-            }
-            let head = std::mem::take(&mut self.head);
-            self.z = Some(flate2::Decompress::new(is_zlib(&head)));
-            self.inflate(&head)?;
+    fn new(gzip: bool, limit: usize) -> Inflate {
+        Inflate {
+            gzip,
+            phase: Phase::Head,
+            held: Vec::new(),
+            // gzip wraps raw deflate; deflate's wrapper is decided on its first two bytes
+            z: flate2::Decompress::new(false),
+            crc: flate2::Crc::new(),
+            step: Vec::with_capacity(STEP),
+            sink: Sink::new(limit),
         }
-        self.inflate(input)
     }
 
-    fn inflate(&mut self, mut input: &[u8]) -> Result<(), Fail> {
-        let Some(z) = self.z.as_mut() else { return Ok(()) };
-        loop {
-            if self.ended {
-                return match input.is_empty() {
-                    true => Ok(()),
-                    false => Err(Fail::Corrupt("data after the end of the stream".into())),
+    fn push(&mut self, input: &[u8]) -> Result<(), Fail> {
+        let mut input = input;
+        let after_head;
+        if self.phase == Phase::Head {
+            self.held.extend_from_slice(input);
+            let head = if self.gzip {
+                gzip_header_len(&self.held).map_err(corrupt)?
+            } else if self.held.len() >= 2 {
+                self.z = flate2::Decompress::new(is_zlib(&self.held));
+                Some(0) // zlib's header is the decompressor's to read
+            } else {
+                None
+            };
+            let Some(n) = head else {
+                return match self.held.len() > MAX_GZIP_HEADER {
+                    true => Err(corrupt("gzip header too long")),
+                    false => Ok(()),
                 };
-            }
-            let (in_before, out_before) = (z.total_in(), z.total_out());
-            self.step.clear();
-            let status = z
-                .decompress_vec(input, &mut self.step, flate2::FlushDecompress::None)
-                .map_err(|e| Fail::Corrupt(e.to_string()))?;
-            let used = usize::try_from(z.total_in() - in_before).unwrap_or(usize::MAX);
+            };
+            let mut rest = std::mem::take(&mut self.held);
+            rest.drain(..n);
+            after_head = rest;
+            input = &after_head;
+            self.phase = Phase::Body;
+        }
+        if self.phase == Phase::Body {
+            let used = self.inflate(input)?;
             input = input.get(used..).unwrap_or_default();
+        }
+        if self.phase == Phase::Trailer {
+            let take = (8 - self.held.len()).min(input.len());
+            self.held.extend_from_slice(input.get(..take).unwrap_or_default());
+            input = input.get(take..).unwrap_or_default();
+            if let Ok(trailer) = <[u8; 8]>::try_from(self.held.as_slice()) {
+                let [c0, c1, c2, c3, s0, s1, s2, s3] = trailer;
+                if u32::from_le_bytes([c0, c1, c2, c3]) != self.crc.sum() {
+                    return Err(corrupt("CRC-32 mismatch"));
+                }
+                if u32::from_le_bytes([s0, s1, s2, s3]) != self.crc.amount() {
+                    return Err(corrupt("size mismatch"));
+                }
+                self.phase = Phase::End;
+            }
+        }
+        if self.phase == Phase::End && !input.is_empty() {
+            return Err(corrupt("data after the end of the stream"));
+        }
+        Ok(())
+    }
+
+    /// Inflate from `input` until it is used up or the deflate stream ends; returns how many
+    /// bytes of `input` were used.
+    fn inflate(&mut self, input: &[u8]) -> Result<usize, Fail> {
+        let mut used = 0;
+        loop {
+            let rest = input.get(used..).unwrap_or_default();
+            let (in_before, out_before) = (self.z.total_in(), self.z.total_out());
+            self.step.clear();
+            let status = self
+                .z
+                .decompress_vec(rest, &mut self.step, flate2::FlushDecompress::None)
+                .map_err(|e| Fail::Corrupt(e.to_string()))?;
+            let now = usize::try_from(self.z.total_in() - in_before).unwrap_or(usize::MAX);
+            used = used.saturating_add(now);
+            if self.gzip {
+                self.crc.update(&self.step);
+            }
             self.sink.write_all(&self.step).map_err(|_| Fail::Over)?;
             if status == flate2::Status::StreamEnd {
-                self.ended = true;
-                continue;
+                self.phase = if self.gzip { Phase::Trailer } else { Phase::End };
+                return Ok(used);
             }
+            // A full step may leave output inside the decompressor: go round again.
             let full = self.step.len() == self.step.capacity();
-            if input.is_empty() && !full {
-                return Ok(());
+            if used >= input.len() && !full {
+                return Ok(used);
             }
-            if used == 0 && z.total_out() == out_before {
-                return Err(Fail::Corrupt("no progress".into()));
+            if now == 0 && self.z.total_out() == out_before {
+                return Err(corrupt("no progress"));
+            }
+        }
+    }
+}
+
+type BrotliState = brotli_decompressor::BrotliState<
+    brotli_decompressor::StandardAlloc,
+    brotli_decompressor::StandardAlloc,
+    brotli_decompressor::StandardAlloc,
+>;
+
+/// `br`, driven on the decoder's stream API for the same reason as [`Inflate`]: it says when
+/// the stream is complete.
+struct Unbrotli {
+    state: Box<BrotliState>,
+    ended: bool,
+    total_out: usize,
+    step: Vec<u8>,
+    sink: Sink,
+}
+
+impl Unbrotli {
+    fn new(limit: usize) -> Unbrotli {
+        let a = brotli_decompressor::StandardAlloc::default;
+        Unbrotli { state: Box::new(BrotliState::new(a(), a(), a())), ended: false, total_out: 0, step: vec![0; STEP], sink: Sink::new(limit) }
+    }
+
+    fn push(&mut self, input: &[u8]) -> Result<(), Fail> {
+        if self.ended {
+            return match input.is_empty() {
+                true => Ok(()),
+                false => Err(corrupt("data after the end of the stream")),
+            };
+        }
+        let (mut available_in, mut input_offset) = (input.len(), 0);
+        loop {
+            let (mut available_out, mut output_offset) = (self.step.len(), 0);
+            let result = brotli_decompressor::BrotliDecompressStream(
+                &mut available_in,
+                &mut input_offset,
+                input,
+                &mut available_out,
+                &mut output_offset,
+                &mut self.step,
+                &mut self.total_out,
+                &mut self.state,
+            );
+            self.sink.write_all(self.step.get(..output_offset).unwrap_or_default()).map_err(|_| Fail::Over)?;
+            match result {
+                brotli_decompressor::BrotliResult::NeedsMoreOutput => continue,
+                brotli_decompressor::BrotliResult::NeedsMoreInput => return Ok(()),
+                brotli_decompressor::BrotliResult::ResultSuccess => {
+                    self.ended = true;
+                    return match available_in {
+                        0 => Ok(()),
+                        _ => Err(corrupt("data after the end of the stream")),
+                    };
+                }
+                brotli_decompressor::BrotliResult::ResultFailure => return Err(corrupt("invalid brotli data")),
             }
         }
     }
@@ -221,9 +382,8 @@ impl Inflate {
 
 enum State {
     Identity(Sink),
-    Gzip(Box<flate2::write::MultiGzDecoder<Sink>>),
-    Deflate(Box<Inflate>),
-    Br(Box<brotli_decompressor::DecompressorWriter<Sink>>),
+    Inflate(Box<Inflate>),
+    Br(Box<Unbrotli>),
     /// Finished, or failed with this error.
     Done(Option<DecodeError>),
 }
@@ -231,8 +391,11 @@ enum State {
 /// A streaming decoder for one body: feed it the body's chunks with [`push`](Self::push), then
 /// call [`finish`](Self::finish). The concatenated output is the decoded body however the
 /// input is split. The decoded total is bounded by the limit given to [`new`](Self::new); the
-/// decoder holds at most a step's output (32 KiB) plus the coding's window beyond what it returns.
-/// After an error every call returns that error.
+/// decoder holds at most one step of output (32 KiB) plus the coding's window beyond what it
+/// returned. After an error every call returns that error.
+///
+/// The encoded codings delimit themselves: [`is_complete`](Self::is_complete) turns true once
+/// the whole stream (checksum included) has been read, whatever the transport says.
 pub struct Decoder {
     coding: Coding,
     limit: usize,
@@ -250,9 +413,9 @@ impl Decoder {
     pub fn new(coding: Coding, limit: usize) -> Decoder {
         let state = match coding {
             Coding::Identity => State::Identity(Sink::new(limit)),
-            Coding::Gzip => State::Gzip(Box::new(flate2::write::MultiGzDecoder::new(Sink::new(limit)))),
-            Coding::Deflate => State::Deflate(Box::new(Inflate::new(limit))),
-            Coding::Br => State::Br(Box::new(brotli_decompressor::DecompressorWriter::new(Sink::new(limit), 4096))),
+            Coding::Gzip => State::Inflate(Box::new(Inflate::new(true, limit))),
+            Coding::Deflate => State::Inflate(Box::new(Inflate::new(false, limit))),
+            Coding::Br => State::Br(Box::new(Unbrotli::new(limit))),
         };
         Decoder { coding, limit, state }
     }
@@ -261,32 +424,39 @@ impl Decoder {
         self.coding
     }
 
+    /// Whether the encoded stream has ended (checksums verified). Never true for identity,
+    /// which only the transport can end.
+    pub fn is_complete(&self) -> bool {
+        match &self.state {
+            State::Inflate(d) => d.phase == Phase::End,
+            State::Br(d) => d.ended,
+            State::Identity(_) | State::Done(_) => false,
+        }
+    }
+
     /// Decode the next chunk of the body; returns the decoded bytes available so far (possibly
     /// none: decoders buffer a little).
     pub fn push(&mut self, chunk: &[u8]) -> Result<Bytes, DecodeError> {
         let result = match &mut self.state {
             State::Identity(sink) => sink.write_all(chunk).map(|_| sink.take()).map_err(|_| Fail::Over),
-            State::Gzip(d) => io_result(d.write_all(chunk), d.get_mut()),
-            State::Deflate(d) => d.push(chunk).map(|_| d.sink.take()),
-            State::Br(d) => io_result(d.write_all(chunk), d.get_mut()),
-            State::Done(None) => Err(Fail::Corrupt("data after the end of the body".into())),
+            State::Inflate(d) => d.push(chunk).map(|_| d.sink.take()),
+            State::Br(d) => d.push(chunk).map(|_| d.sink.take()),
+            State::Done(None) if chunk.is_empty() => Ok(Bytes::new()),
+            State::Done(None) => Err(corrupt("data after the end of the body")),
             State::Done(Some(e)) => return Err(e.clone()),
         };
         self.settle(result, false)
     }
 
     /// The end of the body: the rest of the decoded bytes, or an error if the body was
-    /// truncated or failed its checksum.
+    /// truncated.
     pub fn finish(&mut self) -> Result<Bytes, DecodeError> {
+        let complete = self.is_complete();
         let result = match &mut self.state {
             State::Identity(sink) => Ok(sink.take()),
-            State::Gzip(d) => io_result(d.try_finish(), d.get_mut()),
-            State::Deflate(d) => match (d.ended, d.push(&[])) {
-                (_, Err(e)) => Err(e),
-                (true, Ok(())) => Ok(d.sink.take()),
-                (false, Ok(())) => Err(Fail::Corrupt("truncated".into())),
-            },
-            State::Br(d) => io_result(d.close(), d.get_mut()),
+            State::Inflate(d) if complete => Ok(d.sink.take()),
+            State::Br(d) if complete => Ok(d.sink.take()),
+            State::Inflate(_) | State::Br(_) => Err(corrupt("truncated")),
             State::Done(None) => Ok(Bytes::new()),
             State::Done(Some(e)) => return Err(e.clone()),
         };
@@ -311,17 +481,6 @@ impl Decoder {
                 Err(e)
             }
         }
-    }
-}
-
-/// The outcome of a write into a `Write`-style decoder: its sink's output, or why not. An error
-/// after the sink refused to grow is the limit, whatever the decoder made of it.
-fn io_result(r: std::io::Result<()>, sink: &mut Sink) -> Result<Bytes, Fail> {
-    match r {
-        Ok(()) => Ok(sink.take()),
-        Err(_) if sink.over => Err(Fail::Over),
-        Err(e) if e.kind() == std::io::ErrorKind::WriteZero => Err(Fail::Corrupt("data after the end of the stream".into())),
-        Err(e) => Err(Fail::Corrupt(e.to_string())),
     }
 }
 
@@ -414,10 +573,58 @@ pub(crate) mod tests {
     }
 
     #[test]
-    fn gzip_with_several_members_is_one_body() {
+    fn a_second_gzip_member_is_data_after_the_end() {
         let mut enc = encode(Coding::Gzip, b"#EXTM3U\n");
         enc.extend(encode(Coding::Gzip, b"seg.ts\n"));
-        assert_eq!(decode_chunked(Coding::Gzip, &enc, &[5, 30], MAX_DECODED).unwrap(), b"#EXTM3U\nseg.ts\n");
+        let e = decode_chunked(Coding::Gzip, &enc, &[5, 30], MAX_DECODED).unwrap_err();
+        assert_eq!(e.to_string(), "body is not valid gzip: data after the end of the stream");
+    }
+
+    #[test]
+    fn gzip_headers_with_every_optional_field() {
+        let mut e = flate2::GzBuilder::new()
+            .filename("index.m3u8")
+            .comment("made by a test")
+            .extra(vec![7; 300])
+            .mtime(1_700_000_000)
+            .write(Vec::new(), flate2::Compression::default());
+        e.write_all(PLAYLIST).unwrap();
+        let enc = e.finish().unwrap();
+        let cuts: Vec<usize> = (0..enc.len()).step_by(3).collect();
+        assert_eq!(decode_chunked(Coding::Gzip, &enc, &cuts, MAX_DECODED).unwrap(), PLAYLIST);
+        // FHCRC: two header CRC bytes after the rest of the header (flag bit 1)
+        let plain = encode(Coding::Gzip, PLAYLIST);
+        let mut with_hcrc = plain[..10].to_vec();
+        with_hcrc[3] |= 0x02;
+        with_hcrc.extend_from_slice(&[0xab, 0xcd]);
+        with_hcrc.extend_from_slice(&plain[10..]);
+        assert_eq!(decode_chunked(Coding::Gzip, &with_hcrc, &[11], MAX_DECODED).unwrap(), PLAYLIST);
+        // reserved flag bits, another method
+        let mut bad = plain.clone();
+        bad[3] |= 0x80;
+        assert_eq!(decode_chunked(Coding::Gzip, &bad, &[], MAX_DECODED).unwrap_err().to_string(), "body is not valid gzip: reserved gzip flags set");
+        let mut bad = plain;
+        bad[2] = 7;
+        assert_eq!(decode_chunked(Coding::Gzip, &bad, &[], MAX_DECODED).unwrap_err().reason(), "corrupt");
+    }
+
+    #[test]
+    fn an_encoded_stream_knows_its_end_before_the_transport_does() {
+        for coding in [Coding::Gzip, Coding::Deflate, Coding::Br] {
+            let enc = encode(coding, PLAYLIST);
+            let mut d = Decoder::new(coding, MAX_DECODED);
+            let mut out = d.push(&enc[..enc.len() - 1]).unwrap().to_vec();
+            assert!(!d.is_complete(), "{coding:?}");
+            out.extend_from_slice(&d.push(&enc[enc.len() - 1..]).unwrap());
+            assert!(d.is_complete(), "{coding:?}");
+            assert_eq!(out, PLAYLIST, "{coding:?}: all output is out once complete");
+            assert!(d.finish().unwrap().is_empty());
+            assert!(d.push(b"").unwrap().is_empty(), "an empty push after the end is fine");
+            assert_eq!(d.push(b"x").unwrap_err().reason(), "corrupt");
+        }
+        let mut d = Decoder::new(Coding::Identity, MAX_DECODED);
+        d.push(PLAYLIST).unwrap();
+        assert!(!d.is_complete());
     }
 
     #[test]
@@ -461,7 +668,7 @@ pub(crate) mod tests {
             let e = decode_chunked(coding, &enc, &[], MAX_DECODED).unwrap_err();
             assert_eq!(e.reason(), "corrupt", "{coding:?}: {e}");
         }
-        // gzip: trailing bytes are read as the next member, whose header is wrong
+        // gzip too (a second member is refused the same way)
         let mut enc = encode(Coding::Gzip, PLAYLIST);
         enc.extend_from_slice(b"junk");
         assert_eq!(decode_chunked(Coding::Gzip, &enc, &[], MAX_DECODED).unwrap_err().reason(), "corrupt");

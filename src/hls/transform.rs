@@ -17,6 +17,10 @@ use crate::hls::{filter_variants, PlaylistRewriter};
 ///
 /// What is held is bounded by the decoder's limit ([`MAX_DECODED`] by default): past it the
 /// body is refused with [`DecodeError::TooLarge`].
+///
+/// An encoded body is complete when its stream ends: [`push`](Self::push) then returns the
+/// whole playlist at once, without waiting for [`finish`](Self::finish) (the transport's end may
+/// never be reported to a body filter). Data after that end is an error.
 #[derive(Debug)]
 pub struct Transform {
     decoder: Decoder,
@@ -25,6 +29,7 @@ pub struct Transform {
     /// Decoded bytes held until the end (see the type's doc).
     held: Vec<u8>,
     hold: bool,
+    finished: bool,
 }
 
 impl Transform {
@@ -39,7 +44,7 @@ impl Transform {
         let hold = coding != Coding::Identity || max_height.is_some();
         // A streamed identity body holds nothing beyond the rewriter's line buffer.
         let limit = if hold { limit } else { usize::MAX };
-        Transform { decoder: Decoder::new(coding, limit), rewriter, max_height, held: Vec::new(), hold }
+        Transform { decoder: Decoder::new(coding, limit), rewriter, max_height, held: Vec::new(), hold, finished: false }
     }
 
     /// The next chunk of the origin's body; returns what can be sent now.
@@ -52,11 +57,24 @@ impl Transform {
         }
         let decoded = self.decoder.push(chunk)?;
         self.held.extend_from_slice(&decoded);
+        if self.decoder.is_complete() && !self.finished {
+            return self.finish();
+        }
         Ok(Bytes::new())
     }
 
-    /// The end of the body: the rest of the playlist, or why the body cannot be sent.
+    /// Whether the whole playlist has been returned.
+    pub fn is_finished(&self) -> bool {
+        self.finished
+    }
+
+    /// The end of the body: the rest of the playlist, or why the body cannot be sent. Returns
+    /// nothing more once finished.
     pub fn finish(&mut self) -> Result<Bytes, DecodeError> {
+        if self.finished {
+            return Ok(Bytes::new());
+        }
+        self.finished = true;
         if !self.hold {
             return Ok(match &mut self.rewriter {
                 Some(rw) => rw.finish(),
@@ -123,6 +141,18 @@ mod tests {
         assert!(t.push(&enc[..enc.len() - 1]).unwrap().is_empty());
         // cut before the last byte of the CRC trailer: nothing was sent, and nothing will be
         assert_eq!(t.finish().unwrap_err().reason(), "corrupt");
+    }
+
+    #[test]
+    fn an_encoded_body_is_sent_when_its_stream_ends() {
+        let enc = encode(Coding::Br, MASTER);
+        let mut t = Transform::new(Coding::Br, rewriter(), None);
+        let out = t.push(&enc).unwrap();
+        assert!(t.is_finished());
+        assert_eq!(out, Bytes::from(PlaylistRewriter::new(TOK.into()).rewrite_all(MASTER)));
+        assert!(t.push(b"").unwrap().is_empty());
+        assert!(t.finish().unwrap().is_empty());
+        assert_eq!(t.push(b"more").unwrap_err().reason(), "corrupt");
     }
 
     #[test]

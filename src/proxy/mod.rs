@@ -152,7 +152,7 @@ impl PlaylistOut {
         match &mut self.delivery {
             Delivery::Rewrite(t) => {
                 let out = t.push(chunk)?;
-                if !end {
+                if !end || t.is_finished() {
                     return Ok(out);
                 }
                 let tail = t.finish()?;
@@ -744,8 +744,9 @@ impl ProxyHttp for EdgeProxy {
         if let Some(out) = &mut ctx.playlist {
             let chunk = body.take().unwrap_or_default();
             out.received += chunk.len();
-            // Pingora can end a Content-Length body with a task this filter never sees, so
-            // the end is also recognised by length.
+            // Pingora can end a body with a task this filter never sees, so the end is also
+            // recognised by length, and an encoded body by the end of its stream (the
+            // transform sends it whole then).
             let end = end_of_stream || out.expected.is_some_and(|n| out.received >= n);
             if out.ended {
                 return Ok(None);

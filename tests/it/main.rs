@@ -9,6 +9,7 @@ mod cli;
 mod control;
 mod demo;
 mod disk;
+mod encoded;
 mod fills;
 mod front;
 mod geo;
