@@ -11,11 +11,12 @@
 //!    the next node.
 //! 4. `response_cache_filter`: [`crate::cache::policy::decide`].
 //! 5. `response_filter`: `X-Cache`, CORS headers, playlist rewriting set up (Pingora adds
-//!    `Age` on hits); `response_body_filter` rewrites playlists for the viewer's token.
+//!    `Age` on hits); the [`playlist`] module rewrites playlists for the viewer's token.
 //! 6. `logging`: metrics and one access-log line.
 
 pub mod cors;
 pub mod front;
+pub mod playlist;
 pub mod tokens;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -39,6 +40,7 @@ use crate::cache::Cache;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use cors::Cors;
+use playlist::PlaylistOut;
 use crate::origin::pools::{Choice, Pools};
 
 /// State shared by every request, built once at start.
@@ -123,78 +125,6 @@ pub struct RequestCtx {
     local_status: Option<u16>,
     /// The accepted token, if the request carried one.
     token: Option<tokens::Granted>,
-    /// Set when this response is a playlist rewritten for the viewer's token.
-    playlist: Option<PlaylistOut>,
-}
-
-/// A playlist being rewritten on its way to the viewer: decoded from the origin's content
-/// coding, variants above the token's `mh` (max height) removed from master playlists, every
-/// URI carrying the token ([`crate::hls::Transform`]).
-struct PlaylistOut {
-    delivery: Delivery,
-    /// The body length the response announced (before the rewrite removed the header).
-    expected: Option<usize>,
-    received: usize,
-    ended: bool,
-}
-
-enum Delivery {
-    Rewrite(crate::hls::Transform),
-    /// The body's coding cannot be decoded: the viewer gets this error body instead (once).
-    Refused(Option<Bytes>),
-}
-
-/// `x-edge-reason` (and body) of a playlist that cannot be rewritten for the viewer.
-const PLAYLIST_UNDECODABLE: &str = "playlist_undecodable";
-
-impl PlaylistOut {
-    fn push(&mut self, chunk: &[u8], end: bool) -> std::result::Result<Bytes, crate::hls::encoding::DecodeError> {
-        match &mut self.delivery {
-            Delivery::Rewrite(t) => {
-                let out = t.push(chunk)?;
-                if !end || t.is_finished() {
-                    return Ok(out);
-                }
-                let tail = t.finish()?;
-                if out.is_empty() {
-                    return Ok(tail);
-                }
-                let mut all = Vec::with_capacity(out.len() + tail.len());
-                all.extend_from_slice(&out);
-                all.extend_from_slice(&tail);
-                Ok(Bytes::from(all))
-            }
-            Delivery::Refused(body) => Ok(body.take().unwrap_or_default()),
-        }
-    }
-
-    /// The response header for the viewer: identity body of unknown length, or the refusal.
-    fn edit_header(&self, resp: &mut ResponseHeader, version: http::Version) -> Result<()> {
-        match &self.delivery {
-            Delivery::Rewrite(_) => {
-                // The body changes length and goes out decoded (the cache keeps the origin's
-                // coding); and it now carries a viewer's token, so no shared cache downstream
-                // may keep it.
-                resp.remove_header(&http::header::CONTENT_LENGTH);
-                resp.remove_header(&http::header::CONTENT_ENCODING);
-                if version == http::Version::HTTP_11 {
-                    resp.insert_header(http::header::TRANSFER_ENCODING, "chunked")?;
-                }
-                resp.insert_header(http::header::CACHE_CONTROL, "private, no-store")?;
-            }
-            Delivery::Refused(body) => {
-                // With a query token the playlist must carry it; sending the origin's bytes
-                // untouched would strand the player, and rewriting them would mangle them.
-                let mut h = ResponseHeader::build(502, Some(4))?;
-                h.insert_header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")?;
-                h.insert_header(http::header::CONTENT_LENGTH, body.as_ref().map_or(0, Bytes::len).to_string())?;
-                h.insert_header(http::header::CACHE_CONTROL, "no-store")?;
-                h.insert_header("x-edge-reason", PLAYLIST_UNDECODABLE)?;
-                *resp = h;
-            }
-        }
-        Ok(())
-    }
 }
 
 /// The proxy.
@@ -329,30 +259,18 @@ impl EdgeProxy {
             tokens::Placement::EdgeAuthQuery => tc.edgeauth.as_ref().map(|ea| format!("{}={}", ea.param, encode(&g.token))),
             tokens::Placement::Path | tokens::Placement::Cookie => None,
         };
-        let expected = resp
-            .headers
-            .get(http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse().ok());
         let codings = resp.headers.get_all(http::header::CONTENT_ENCODING);
-        let delivery = match crate::hls::encoding::Coding::from_header(codings.iter().map(|v| v.as_bytes())) {
-            Ok(coding) => Delivery::Rewrite(crate::hls::Transform::new(
-                coding,
-                append.map(|a| crate::hls::PlaylistRewriter::new(a).with_own_host(ctx.host.clone())),
-                g.claims.as_ref().and_then(|c| c.mh),
-            )),
-            Err(e) => {
-                self.playlist_failed(ctx, &e);
-                Delivery::Refused(Some(Bytes::from(format!("{PLAYLIST_UNDECODABLE}\n"))))
-            }
-        };
-        Some(PlaylistOut { delivery, expected, received: 0, ended: false })
-    }
-
-    /// Count and log a playlist that cannot be rewritten for its viewer.
-    fn playlist_failed(&self, ctx: &RequestCtx, e: &crate::hls::encoding::DecodeError) {
-        self.state.metrics.playlist_rewrite_failures.with_label_values(&[e.reason()]).inc();
-        tracing::warn!(path = %ctx.path, error = %e, "playlist not rewritten: {PLAYLIST_UNDECODABLE}");
+        Some(match crate::hls::encoding::Coding::from_header(codings.iter().map(|v| v.as_bytes())) {
+            Ok(coding) => PlaylistOut::rewrite(
+                crate::hls::Transform::new(
+                    coding,
+                    append.map(|a| crate::hls::PlaylistRewriter::new(a).with_own_host(ctx.host.clone())),
+                    g.claims.as_ref().and_then(|c| c.mh),
+                ),
+                &ctx.path,
+            ),
+            Err(e) => PlaylistOut::refused(&self.state.metrics, &e, &ctx.path),
+        })
     }
 
     fn cors_headers(&self, ctx: &RequestCtx) -> Vec<(&'static str, String)> {
@@ -416,9 +334,11 @@ fn cors_headers(state: &EdgeState, allowed: Option<&str>) -> Vec<(&'static str, 
 impl ProxyHttp for EdgeProxy {
     type CTX = RequestCtx;
 
-    /// No downstream modules: Pingora's default adds a (disabled) compression module that
-    /// costs an allocation and a filter pass on every request. Video is not recompressed.
-    fn init_downstream_modules(&self, _modules: &mut pingora_core::modules::http::HttpModules) {}
+    /// One downstream module, the playlist delivery ([`playlist`]: it must see the end of
+    /// every response). Not Pingora's default compression module: video is not recompressed.
+    fn init_downstream_modules(&self, modules: &mut pingora_core::modules::http::HttpModules) {
+        modules.add_module(Box::new(playlist::PlaylistModuleBuilder { metrics: &self.state.metrics }));
+    }
 
     fn new_ctx(&self) -> RequestCtx {
         RequestCtx {
@@ -435,7 +355,6 @@ impl ProxyHttp for EdgeProxy {
             upstream_status: None,
             local_status: None,
             token: None,
-            playlist: None,
         }
     }
 
@@ -720,7 +639,12 @@ impl ProxyHttp for EdgeProxy {
     async fn response_filter(&self, session: &mut Session, resp: &mut ResponseHeader, ctx: &mut RequestCtx) -> Result<()> {
         if let Some(out) = self.playlist_out(resp, ctx) {
             out.edit_header(resp, session.req_header().version)?;
-            ctx.playlist = Some(out);
+            // A HEAD response has no body to transform (nor room for one).
+            if session.req_header().method != Method::HEAD {
+                if let Some(m) = session.downstream_modules_ctx.get_mut::<playlist::PlaylistModule>() {
+                    m.deliver(out);
+                }
+            }
         }
         // Phases without a cache result (disabled, uninitialised) read as BYPASS.
         resp.insert_header("x-cache", cache_label(session.cache.phase()))?;
@@ -732,39 +656,6 @@ impl ProxyHttp for EdgeProxy {
             }
         }
         Ok(())
-    }
-
-    fn response_body_filter(
-        &self,
-        _session: &mut Session,
-        body: &mut Option<Bytes>,
-        end_of_stream: bool,
-        ctx: &mut RequestCtx,
-    ) -> Result<Option<Duration>> {
-        if let Some(out) = &mut ctx.playlist {
-            let chunk = body.take().unwrap_or_default();
-            out.received += chunk.len();
-            // Pingora can end a body with a task this filter never sees, so the end is also
-            // recognised by length, and an encoded body by the end of its stream (the
-            // transform sends it whole then).
-            let end = end_of_stream || out.expected.is_some_and(|n| out.received >= n);
-            if out.ended {
-                return Ok(None);
-            }
-            out.ended = end;
-            match out.push(&chunk, end) {
-                Ok(rewritten) => *body = (!rewritten.is_empty() || end_of_stream).then_some(rewritten),
-                Err(e) => {
-                    // The header is already out: ending the response unfinished (no last
-                    // chunk, a stream reset) is the error the viewer can see. Nothing of the
-                    // body was sent: encoded bodies are held until proven whole.
-                    out.ended = true;
-                    self.playlist_failed(ctx, &e);
-                    return Err(Error::explain(ErrorType::Custom(PLAYLIST_UNDECODABLE), e.to_string()));
-                }
-            }
-        }
-        Ok(None)
     }
 
     fn range_header_filter(

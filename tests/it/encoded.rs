@@ -1,7 +1,7 @@
 //! Encoded playlists through an edge that rewrites them for query tokens and `mh` claims:
 //! gzip and br from a real nginx, deflate and br from the raw test origin; bodies that cannot
 //! be decoded are refused (clear status, or an unfinished response) and counted, never sent
-//! mangled.
+//! mangled. Also chunked identity playlists, whose end a body filter does not see on a miss.
 
 use std::io::{Read, Write};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -303,4 +303,33 @@ async fn a_playlist_decoding_past_8_mib_is_refused_not_held() {
     let (_, body) = raw_body(&edge, &format!("/v/big/index.m3u8?token={t}")).await;
     assert!(body.is_empty(), "{} body bytes were sent", body.len());
     assert_eq!(edge.metric("edge_playlist_rewrite_failures_total{reason=\"too_large\"}").await, 1.0);
+}
+
+#[tokio::test]
+async fn a_chunked_identity_playlist_is_filtered_and_rewritten_whole_on_a_miss() {
+    // sub_filter makes nginx send static files chunked, as dynamic origins (Node) do.
+    let extra_http = "sub_filter 'no-such-text' 'x';\n    sub_filter_types application/vnd.apple.mpegurl;".to_string();
+    let nginx = Nginx::start(NginxOptions { extra_http, ..NginxOptions::default() }).await;
+    nginx.put("/v/a/master.m3u8", MASTER);
+    nginx.put("/v/a/nonl.m3u8", "#EXTM3U\n#EXTINF:4,\nseg.ts");
+    let direct = client().get(format!("http://{}/v/a/master.m3u8", nginx.addr)).send().await.unwrap();
+    assert_eq!(direct.headers()["transfer-encoding"], "chunked");
+    let (edge, _keys) = edge(nginx.addr).await;
+    let t = grant(Some(720));
+    for cache in ["MISS", "HIT"] {
+        let (status, h, body) = get(&edge.url(&format!("/v/a/master.m3u8?token={t}")), "identity").await;
+        assert_eq!((status, h["x-cache"].to_str().unwrap()), (200, cache));
+        assert!(h.get("content-encoding").is_none());
+        assert_eq!(
+            text(body),
+            format!("#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=200000,RESOLUTION=426x240\n240p/index.m3u8?token={t}\n#EXT-X-STREAM-INF:BANDWIDTH=900000,RESOLUTION=1280x720\n720p/index.m3u8?token={t}\n"),
+            "{cache}"
+        );
+    }
+    let t = grant(None);
+    for cache in ["MISS", "HIT"] {
+        let (_, h, body) = get(&edge.url(&format!("/v/a/nonl.m3u8?token={t}")), "identity").await;
+        assert_eq!(h["x-cache"], cache);
+        assert_eq!(text(body), format!("#EXTM3U\n#EXTINF:4,\nseg.ts?token={t}"), "the last line has no newline: {cache}");
+    }
 }

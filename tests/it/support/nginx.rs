@@ -26,11 +26,14 @@ pub struct NginxOptions {
     pub keepalive_timeout: Duration,
     /// Load the brotli filter module and turn `brotli on` for the same types as gzip.
     pub brotli: bool,
+    /// More directives for the `http` block (e.g. a `sub_filter`, which makes static files
+    /// chunked).
+    pub extra_http: String,
 }
 
 impl Default for NginxOptions {
     fn default() -> Self {
-        NginxOptions { keepalive_timeout: Duration::from_secs(75), brotli: false }
+        NginxOptions { keepalive_timeout: Duration::from_secs(75), brotli: false, extra_http: String::new() }
     }
 }
 
@@ -162,6 +165,7 @@ http {{
     gzip_min_length 0;
     gzip_proxied any;
     {brotli}
+    {extra}
     server {{
         listen {addr};
         root {d}/www;
@@ -169,6 +173,7 @@ http {{
 }}
 "#,
         keepalive = o.keepalive_timeout.as_millis(),
+        extra = o.extra_http,
     )
 }
 
