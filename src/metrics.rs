@@ -32,6 +32,7 @@ pub struct Metrics {
     /// 206), the answers a fast path gives most: a label lookup per hit costs more than the
     /// increment.
     hot: [(u16, IntCounter, prometheus::Histogram, IntCounter); 2],
+    pub playlist_rewrite_failures: IntCounterVec,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
@@ -107,6 +108,17 @@ impl Metrics {
             &["country"],
         )?;
         registry.register(Box::new(geo_blocked.clone()))?;
+        let playlist_rewrite_failures = IntCounterVec::new(
+            Opts::new(
+                "edge_playlist_rewrite_failures_total",
+                "Playlists that could not be rewritten for a viewer (body undecodable: unsupported_encoding, corrupt, too_large); none was sent mangled",
+            ),
+            &["reason"],
+        )?;
+        for reason in crate::hls::encoding::DecodeError::REASONS {
+            playlist_rewrite_failures.with_label_values(&[reason]);
+        }
+        registry.register(Box::new(playlist_rewrite_failures.clone()))?;
         registry.register(Box::new(cache_lookups.clone()))?;
         registry.register(Box::new(cache_purges.clone()))?;
         registry.register(Box::new(cache_promoted.clone()))?;
@@ -156,6 +168,7 @@ impl Metrics {
             upstream_healthy,
             geo_blocked,
             hot,
+            playlist_rewrite_failures,
         })
     }
 
@@ -192,11 +205,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_token_reason_is_exported_before_any_refusal() {
+    fn every_reason_label_is_exported_before_any_refusal() {
         let m = Metrics::new().unwrap();
         let text = prometheus::TextEncoder::new().encode_to_string(&m.registry.gather()).unwrap();
         for reject in crate::token::Reject::ALL {
             let line = format!("edge_token_rejections_total{{reason=\"{}\"}} 0", reject.code());
+            assert!(text.lines().any(|l| l == line), "missing {line}");
+        }
+        for reason in crate::hls::encoding::DecodeError::REASONS {
+            let line = format!("edge_playlist_rewrite_failures_total{{reason=\"{reason}\"}} 0");
             assert!(text.lines().any(|l| l == line), "missing {line}");
         }
     }

@@ -7,16 +7,22 @@
 //! - [`filter_variants`]: drops master-playlist variants above a maximum height (the token's
 //!   `mh` claim).
 //! - [`is_playlist`]: decides from `Content-Type` and path whether a response is a playlist.
+//! - [`encoding`]: the content coding of a playlist body (gzip, deflate, br) and a streaming,
+//!   bounded decoder; [`Transform`]: the whole way of one playlist to one viewer (decode,
+//!   filter, rewrite), sent as identity.
 
 mod attr;
+pub mod encoding;
 mod filter;
 mod rewrite;
+mod transform;
 
 #[cfg(test)]
 mod tests;
 
 pub use filter::filter_variants;
 pub use rewrite::{PlaylistRewriter, MAX_LINE, URI_TAGS};
+pub use transform::Transform;
 
 /// Whether a response is an HLS playlist: `Content-Type` (parameters ignored, case-insensitive)
 /// is `application/vnd.apple.mpegurl`, `application/x-mpegurl`, `audio/mpegurl` or

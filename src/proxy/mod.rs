@@ -16,9 +16,9 @@
 //! 4. `upstream_response_filter`: hop-by-hop fields out, unsafe methods invalidate;
 //!    `response_cache_filter`: [`crate::cache::policy::decide`], on a revalidation's 304
 //!    after its headers are merged into the stored ones ([`crate::cache::freshness`]).
-//! 5. `response_filter`: the edge's headers ([`compose`]), `Age` on hits (the stored age plus
-//!    the time in this cache), playlist rewriting set up; `response_body_filter` rewrites
-//!    playlists for the viewer's token.
+//! 5. `response_filter`: playlist delivery handed to the [`playlist`] downstream module
+//!    (decoded, filtered and rewritten for the viewer's token), then the edge's headers
+//!    ([`compose`]) and `Age` on hits (the stored age plus the time in this cache).
 //! 6. `logging`: one [`record::RequestRecord`] for the metrics and the access log.
 
 pub mod compose;
@@ -26,6 +26,7 @@ pub mod front;
 pub mod gate;
 pub mod hop;
 pub mod record;
+pub mod playlist;
 pub mod tokens;
 pub mod vary;
 
@@ -48,6 +49,7 @@ use crate::origin::pools::Choice;
 use crate::state::EdgeState;
 use gate::{Admission, ContentRequest, Kind, Reply};
 use record::RequestRecord;
+use playlist::PlaylistOut;
 
 /// Per-request context.
 pub struct RequestCtx {
@@ -68,8 +70,6 @@ pub struct RequestCtx {
     upstream_status: Option<u16>,
     /// Status answered locally (health, preflight, rejections).
     local_status: Option<u16>,
-    /// Set when this response is a playlist rewritten for the viewer's token.
-    playlist: Option<PlaylistOut>,
     /// The origin's 304 to a revalidation, until its headers update the stored ones.
     not_modified: Option<Box<ResponseHeader>>,
 }
@@ -81,50 +81,6 @@ impl RequestCtx {
 
     fn path(&self) -> &str {
         self.content.as_ref().map_or("", |c| c.path.as_str())
-    }
-}
-
-/// A playlist being rewritten on its way to the viewer: every URI carries the token, and
-/// variants above the token's `mh` (max height) are removed from master playlists.
-struct PlaylistOut {
-    rewriter: Option<crate::hls::PlaylistRewriter>,
-    max_height: Option<u32>,
-    /// With `max_height`, the whole playlist is gathered first (masters are small).
-    gathered: Vec<u8>,
-    /// The body length the response announced (before the rewrite removed the header).
-    expected: Option<usize>,
-    received: usize,
-    ended: bool,
-}
-
-impl PlaylistOut {
-    fn push(&mut self, chunk: &[u8], end: bool) -> Bytes {
-        if self.max_height.is_some() {
-            self.gathered.extend_from_slice(chunk);
-            if !end {
-                return Bytes::new();
-            }
-            let all = std::mem::take(&mut self.gathered);
-            let filtered = crate::hls::filter_variants(&all, self.max_height.unwrap_or(u32::MAX));
-            return match &mut self.rewriter {
-                Some(rw) => Bytes::from(rw.rewrite_all(&filtered)),
-                None => Bytes::from(filtered),
-            };
-        }
-        match &mut self.rewriter {
-            Some(rw) => {
-                let out = rw.push(chunk);
-                if !end {
-                    return out;
-                }
-                let tail = rw.finish();
-                let mut all = Vec::with_capacity(out.len() + tail.len());
-                all.extend_from_slice(&out);
-                all.extend_from_slice(&tail);
-                Bytes::from(all)
-            }
-            None => Bytes::copy_from_slice(chunk),
-        }
     }
 }
 
@@ -248,18 +204,17 @@ impl EdgeProxy {
             tokens::Placement::EdgeAuthQuery => tc.edgeauth.as_ref().map(|ea| format!("{}={}", ea.param, encode(&g.token))),
             tokens::Placement::Path | tokens::Placement::Cookie => None,
         };
-        let expected = resp
-            .headers
-            .get(http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse().ok());
-        Some(PlaylistOut {
-            rewriter: append.map(|a| crate::hls::PlaylistRewriter::new(a).with_own_host(c.host.clone())),
-            max_height: g.claims.as_ref().and_then(|c| c.mh),
-            gathered: Vec::new(),
-            expected,
-            received: 0,
-            ended: false,
+        let codings = resp.headers.get_all(http::header::CONTENT_ENCODING);
+        Some(match crate::hls::encoding::Coding::from_header(codings.iter().map(|v| v.as_bytes())) {
+            Ok(coding) => PlaylistOut::rewrite(
+                crate::hls::Transform::new(
+                    coding,
+                    append.map(|a| crate::hls::PlaylistRewriter::new(a).with_own_host(c.host.clone())),
+                    g.claims.as_ref().and_then(|c| c.mh),
+                ),
+                &c.path,
+            ),
+            Err(e) => PlaylistOut::refused(&self.state.metrics, &e, &c.path),
         })
     }
 }
@@ -288,9 +243,11 @@ fn rewrites_playlist(token: Option<&tokens::Granted>, status: StatusCode, conten
 impl ProxyHttp for EdgeProxy {
     type CTX = RequestCtx;
 
-    /// No downstream modules: Pingora's default adds a (disabled) compression module that
-    /// costs an allocation and a filter pass on every request. Video is not recompressed.
-    fn init_downstream_modules(&self, _modules: &mut pingora_core::modules::http::HttpModules) {}
+    /// One downstream module, the playlist delivery ([`playlist`]: it must see the end of
+    /// every response). Not Pingora's default compression module: video is not recompressed.
+    fn init_downstream_modules(&self, modules: &mut pingora_core::modules::http::HttpModules) {
+        modules.add_module(Box::new(playlist::PlaylistModuleBuilder { metrics: &self.state.metrics }));
+    }
 
     fn new_ctx(&self) -> RequestCtx {
         RequestCtx {
@@ -305,7 +262,6 @@ impl ProxyHttp for EdgeProxy {
             upstream_started: None,
             upstream_status: None,
             local_status: None,
-            playlist: None,
             not_modified: None,
         }
     }
@@ -541,45 +497,21 @@ impl ProxyHttp for EdgeProxy {
     }
 
     async fn response_filter(&self, session: &mut Session, resp: &mut ResponseHeader, ctx: &mut RequestCtx) -> Result<()> {
+        if let Some(out) = self.playlist_out(resp, ctx) {
+            out.edit_header(resp, session.req_header().version)?;
+            // A HEAD response has no body to transform (nor room for one).
+            if session.req_header().method != Method::HEAD {
+                if let Some(m) = session.downstream_modules_ctx.get_mut::<playlist::PlaylistModule>() {
+                    m.deliver(out);
+                }
+            }
+        }
         // Phases without a cache result (disabled, uninitialised) read as BYPASS.
         compose::apply(resp, compose::edge_headers(self.state, cache_label(session.cache.phase()), ctx.cors_origin.as_deref()))?;
         if let Some(age) = answer_age(&session.cache) {
             resp.insert_header(http::header::AGE, age)?;
         }
-        if let Some(out) = self.playlist_out(resp, ctx) {
-            // The body changes length; and it now carries a viewer's token, so no shared
-            // cache downstream may keep it.
-            resp.remove_header(&http::header::CONTENT_LENGTH);
-            if session.req_header().version == http::Version::HTTP_11 {
-                resp.insert_header(http::header::TRANSFER_ENCODING, "chunked")?;
-            }
-            resp.insert_header(http::header::CACHE_CONTROL, "private, no-store")?;
-            ctx.playlist = Some(out);
-        }
         Ok(())
-    }
-
-    fn response_body_filter(
-        &self,
-        _session: &mut Session,
-        body: &mut Option<Bytes>,
-        end_of_stream: bool,
-        ctx: &mut RequestCtx,
-    ) -> Result<Option<Duration>> {
-        if let Some(out) = &mut ctx.playlist {
-            let chunk = body.take().unwrap_or_default();
-            out.received += chunk.len();
-            // Pingora can end a Content-Length body with a task this filter never sees, so
-            // the end is also recognised by length.
-            let end = end_of_stream || out.expected.is_some_and(|n| out.received >= n);
-            if out.ended {
-                return Ok(None);
-            }
-            out.ended = end;
-            let rewritten = out.push(&chunk, end);
-            *body = (!rewritten.is_empty() || end_of_stream).then_some(rewritten);
-        }
-        Ok(None)
     }
 
     fn range_header_filter(

@@ -12,8 +12,10 @@ use pingora_http::ResponseHeader;
 
 use super::gate::Headers;
 
-/// The encodings the edge distinguishes, best first. The origin is asked with exactly one
-/// of them, so a stored variant's encoding is always acceptable to the requests it answers.
+/// The encodings the edge distinguishes: which of `br` and `gzip` the request accepts. The
+/// origin is asked with exactly that set, so a stored variant's encoding is always
+/// acceptable to every request of the same class, and an origin without brotli still
+/// compresses for a client that takes both.
 pub fn accept_encoding(headers: Headers<'_>) -> &'static str {
     let mut gzip = false;
     let mut br = false;
@@ -41,12 +43,11 @@ pub fn accept_encoding(headers: Headers<'_>) -> &'static str {
             }
         }
     }
-    if br {
-        "br"
-    } else if gzip {
-        "gzip"
-    } else {
-        "identity"
+    match (br, gzip) {
+        (true, true) => "br, gzip",
+        (true, false) => "br",
+        (false, true) => "gzip",
+        (false, false) => "identity",
     }
 }
 
@@ -116,13 +117,14 @@ mod tests {
     #[test]
     fn accept_encoding_normalised() {
         for (value, want) in [
-            ("gzip, deflate, br, zstd", "br"),
+            ("gzip, deflate, br, zstd", "br, gzip"),
+            ("br", "br"),
             ("gzip, deflate", "gzip"),
             ("br;q=0, gzip", "gzip"),
             ("gzip;q=0", "identity"),
             ("GZIP", "gzip"),
             ("identity", "identity"),
-            ("*", "br"),
+            ("*", "br, gzip"),
             ("", "identity"),
         ] {
             let m = map(&[("accept-encoding", value)]);

@@ -10,6 +10,7 @@ mod control;
 mod demo;
 mod differential;
 mod disk;
+mod encoded;
 mod fills;
 mod forwarding;
 mod front;

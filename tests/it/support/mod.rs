@@ -1,7 +1,8 @@
 //! Test support: a real origin ([`origin::Origin`]), a real edge process ([`edge::Edge`]),
-//! and a real HTTP client.
+//! a real nginx ([`nginx::Nginx`]) and a real HTTP client.
 
 pub mod edge;
+pub mod nginx;
 pub mod origin;
 pub mod raw;
 
