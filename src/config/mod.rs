@@ -231,6 +231,9 @@ pub struct OriginPool {
     pub nodes: Vec<OriginNode>,
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
+    /// How long an idle keep-alive connection to a node is kept for reuse; below the origin's
+    /// own keep-alive timeout, so the edge closes first. Zero: connections are not reused.
+    pub idle_timeout: Duration,
     /// Further nodes of this pool a request may try after the first fails (then the next pool).
     pub retries: usize,
     /// Bounded-load factor: no node takes more than this × the pool's average in-flight.
@@ -492,6 +495,7 @@ impl Config {
                     nodes: vec![OriginNode { addr: d.listen, weight: 100, host: None, tls: false, sni: None }],
                     connect_timeout: Duration::from_secs(2),
                     read_timeout: Duration::from_secs(10),
+                    idle_timeout: DEFAULT_IDLE_TIMEOUT,
                     retries: 0,
                     load_factor: 1.25,
                     health: None,
@@ -625,6 +629,7 @@ fn origin_pool(i: usize, o: file::OriginSection, base: &Path) -> Result<OriginPo
         ca,
         connect_timeout: duration(&format!("{key}.connect_timeout"), o.connect_timeout.as_deref(), "2s")?,
         read_timeout: duration(&format!("{key}.read_timeout"), o.read_timeout.as_deref(), "10s")?,
+        idle_timeout: idle_timeout(&format!("{key}.idle_timeout"), o.idle_timeout.as_deref())?,
         retries,
         load_factor,
         health,
@@ -840,6 +845,20 @@ fn resolve(key: &str, text: &str) -> Result<SocketAddr, ConfigError> {
         .map_err(|e| ConfigError::new(key, format!("cannot resolve {text:?}: {e}")))?
         .next()
         .ok_or_else(|| ConfigError::new(key, format!("{text:?} resolved to no address")))
+}
+
+/// Default `[[origins]] idle_timeout`: under the 5 s keep-alive timeout of Node.js and Apache,
+/// the most common short one, so the edge drops an idle connection before the origin does.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(4);
+
+/// `[[origins]] idle_timeout`: up to an hour (origins close idle connections long before).
+fn idle_timeout(key: &str, text: Option<&str>) -> Result<Duration, ConfigError> {
+    let Some(text) = text else { return Ok(DEFAULT_IDLE_TIMEOUT) };
+    match parse_duration(text) {
+        Ok(d) if d <= Duration::from_secs(3600) => Ok(d),
+        Ok(_) => Err(ConfigError::new(key, format!("{text:?} is longer than 1h"))),
+        Err(e) => Err(ConfigError::new(key, e)),
+    }
 }
 
 fn duration(key: &str, text: Option<&str>, default: &str) -> Result<Duration, ConfigError> {
