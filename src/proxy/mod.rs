@@ -8,7 +8,8 @@
 //! 2. `request_cache_filter` / `cache_key_callback`: GET and HEAD are cached under
 //!    [`crate::cache::key::for_request`]; the cache lock coalesces a herd into one fetch.
 //! 3. `upstream_peer`: origin choice ([`crate::origin::pools`]); connect failures retry on
-//!    the next node.
+//!    the next node; a request that met a pooled connection the origin had closed retries
+//!    once on a fresh connection to the same node ([`crate::origin::reuse`]).
 //! 4. `response_cache_filter`: [`crate::cache::policy::decide`].
 //! 5. `response_filter`: `X-Cache`, CORS headers, playlist rewriting set up (Pingora adds
 //!    `Age` on hits); `response_body_filter` rewrites playlists for the viewer's token.
@@ -40,6 +41,7 @@ use crate::config::Config;
 use crate::metrics::Metrics;
 use cors::Cors;
 use crate::origin::pools::{Choice, Pools};
+use crate::origin::reuse::{self, FreshRetry};
 
 /// State shared by every request, built once at start.
 pub struct EdgeState {
@@ -117,6 +119,8 @@ pub struct RequestCtx {
     /// sees each object from one node).
     route_key: Vec<u8>,
     upstream: Option<Choice>,
+    /// Whether this node attempt may still be retried on a fresh connection.
+    fresh_retry: FreshRetry,
     upstream_started: Option<Instant>,
     upstream_status: Option<u16>,
     /// Status answered locally (health, preflight, rejections).
@@ -233,13 +237,22 @@ async fn respond(session: &mut Session, status: u16, body: &str, extra: &[(&str,
 }
 
 impl EdgeProxy {
-    /// Count a failed attempt against its node (passive health) and in the metrics.
-    fn upstream_failed(&self, ctx: &RequestCtx, what: &str) {
+    /// Count a failed attempt in the metrics only.
+    fn upstream_counted(&self, ctx: &RequestCtx, what: &str) {
         if ctx.kind == Kind::Api {
             return;
         }
         let Some(choice) = &ctx.upstream else { return };
         self.state.metrics.upstream_requests.with_label_values(&[choice.pool_name(), &choice.node_label(), what]).inc();
+    }
+
+    /// Count a failed attempt against its node (passive health) and in the metrics.
+    fn upstream_failed(&self, ctx: &RequestCtx, what: &str) {
+        self.upstream_counted(ctx, what);
+        if ctx.kind == Kind::Api {
+            return;
+        }
+        let Some(choice) = &ctx.upstream else { return };
         if let Some(pool) = self.state.pools.pool(choice) {
             if let Some(h) = pool.health.get(choice.node) {
                 if h.on_failure(&pool.cfg.passive, crate::origin::health::now_ms()) {
@@ -247,6 +260,44 @@ impl EdgeProxy {
                 }
             }
         }
+    }
+
+    /// The node and peer of the next attempt: the same node on a fresh connection after a
+    /// stale pooled one ([`reuse`]), else the next node the pools choose.
+    fn next_attempt(&self, ctx: &mut RequestCtx) -> Result<(Choice, Box<HttpPeer>)> {
+        let pools = &self.state.pools;
+        if ctx.fresh_retry == FreshRetry::Pending {
+            if let Some(same) = ctx.upstream.take() {
+                ctx.fresh_retry = FreshRetry::Used;
+                let mut peer = pools.peer(&same);
+                reuse::fresh(&mut peer);
+                return Ok((same, peer));
+            }
+        }
+        let choice = pools
+            .choose(&ctx.route_key, &ctx.tried)
+            .ok_or_else(|| Error::explain(ErrorType::ConnectNoRoute, "no origin node left to try"))?;
+        ctx.tried.push((choice.pool, choice.node));
+        ctx.fresh_retry = FreshRetry::Unused;
+        let peer = pools.peer(&choice);
+        Ok((choice, peer))
+    }
+
+    /// After a failed attempt: when it met a pooled connection the origin had closed and the
+    /// request may be sent again ([`reuse::may_resend`]), mark the next attempt as the same
+    /// node on a fresh connection and count it. Not a strike against the node.
+    fn resend_on_fresh_connection(&self, session: &Session, ctx: &mut RequestCtx, e: &Error, reused: bool) -> bool {
+        if ctx.kind == Kind::Api || !reuse::is_stale(e, reused) {
+            return false;
+        }
+        let body_truncated = session.as_ref().retry_buffer_truncated();
+        if !reuse::may_resend(&session.req_header().method, body_truncated, session.response_written().is_some(), ctx.fresh_retry) {
+            return false;
+        }
+        let Some(choice) = &ctx.upstream else { return false };
+        ctx.fresh_retry = FreshRetry::Pending;
+        self.state.metrics.upstream_retries.with_label_values(&[choice.pool_name(), "reused_connection"]).inc();
+        true
     }
 
     /// `PURGE /path` from an allowed network: ban that path on this host (every query
@@ -394,6 +445,7 @@ impl ProxyHttp for EdgeProxy {
             tried: Vec::new(),
             route_key: Vec::new(),
             upstream: None,
+            fresh_retry: FreshRetry::Unused,
             upstream_started: None,
             upstream_status: None,
             local_status: None,
@@ -574,12 +626,7 @@ impl ProxyHttp for EdgeProxy {
             peer.options.read_timeout = Some(Duration::from_secs(30));
             return Ok(Box::new(peer));
         }
-        let pools = &self.state.pools;
-        let choice = pools
-            .choose(&ctx.route_key, &ctx.tried)
-            .ok_or_else(|| Error::explain(ErrorType::ConnectNoRoute, "no origin node left to try"))?;
-        ctx.tried.push((choice.pool, choice.node));
-        let mut peer = pools.peer(&choice);
+        let (choice, mut peer) = self.next_attempt(ctx)?;
         // With a stale copy to fall back on, a down or slow origin must not hold the client
         // for the pool's full timeouts: give it `stale_timeout`, then stale-if-error answers.
         if matches!(session.cache.phase(), CachePhase::Expired | CachePhase::Stale | CachePhase::StaleUpdating) {
@@ -609,10 +656,17 @@ impl ProxyHttp for EdgeProxy {
         session: &mut Session,
         e: Box<Error>,
         ctx: &mut RequestCtx,
-        _client_reused: bool,
+        client_reused: bool,
     ) -> Box<Error> {
         let mut e = e.more_context(format!("Peer: {peer}"));
-        if e.esource() == &pingora_error::ErrorSource::Upstream {
+        if self.resend_on_fresh_connection(session, ctx, &e, client_reused) {
+            e.set_retry(true);
+            return e;
+        }
+        if reuse::is_stale(&e, client_reused) {
+            // The origin closed an idle connection: not a strike against the node.
+            self.upstream_counted(ctx, "error");
+        } else if e.esource() == &pingora_error::ErrorSource::Upstream {
             self.upstream_failed(ctx, "error");
         }
         // Idempotent requests move to another node when nothing was sent to the client yet.
