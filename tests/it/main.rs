@@ -17,6 +17,7 @@ mod lifecycle;
 mod origins;
 mod purge;
 mod ranges;
+mod reuse;
 mod stale;
 mod tls;
 mod tokens;

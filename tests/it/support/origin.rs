@@ -33,6 +33,10 @@ pub struct Route {
     pub stall_after: Option<usize>,
     /// Send this ETag, and answer a matching If-None-Match with 304.
     pub etag: Option<String>,
+    /// From this request of a connection on (0 = its first), read the request, then close
+    /// without answering: with 1, a keep-alive connection the origin gave up on just as it
+    /// was reused.
+    pub drop_from: Option<usize>,
 }
 
 impl Route {
@@ -49,7 +53,18 @@ impl Route {
             reset_after: None,
             stall_after: None,
             etag: None,
+            drop_from: None,
         }
+    }
+
+    /// Read and drop every request after the first of a connection.
+    pub fn close_reused(self) -> Route {
+        self.drop_from(1)
+    }
+
+    pub fn drop_from(mut self, nth: usize) -> Route {
+        self.drop_from = Some(nth);
+        self
     }
 
     pub fn reset_after(mut self, n: usize) -> Route {
@@ -251,7 +266,7 @@ impl Origin {
 
 async fn serve_connection<S: Conn>(stream: S, shared: Arc<Shared>) -> std::io::Result<()> {
     let mut reader = BufReader::new(stream);
-    loop {
+    for served in 0usize.. {
         let mut line = String::new();
         if reader.read_line(&mut line).await? == 0 {
             return Ok(());
@@ -284,6 +299,9 @@ async fn serve_connection<S: Conn>(stream: S, shared: Arc<Shared>) -> std::io::R
         let path = target.split('?').next().unwrap_or("").to_string();
         let route = shared.routes.lock().unwrap().get(&path).cloned();
         let route = route.unwrap_or_else(|| Route::ok("not found\n").status(404));
+        if route.drop_from.is_some_and(|n| served >= n) {
+            return Ok(());
+        }
         let body = if route.echo_host { Bytes::from(format!("{host}{path}")) } else { route.body.clone() };
 
         tokio::time::sleep(route.delay).await;
@@ -332,4 +350,5 @@ async fn serve_connection<S: Conn>(stream: S, shared: Arc<Shared>) -> std::io::R
             return Ok(());
         }
     }
+    Ok(())
 }
