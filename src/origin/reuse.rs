@@ -4,17 +4,19 @@
 //! §9.3.1 expects the sender to retry: such a request goes once more to the *same* node, on a
 //! fresh connection, and is not counted against the node.
 //!
-//! Which failures qualify is Pingora's call: it marks an error `RetryType::ReusedOnly` when a
-//! connection closed or reset while the response header was being read, the signature of a
-//! connection the origin had already given up on. The edge adds the conditions below
-//! ([`may_resend`]) and one such retry per node attempt ([`FreshRetry`]).
+//! Which failures qualify ([`is_stale`]) is mostly Pingora's call: it marks an error
+//! `RetryType::ReusedOnly` when a connection closed or reset while the response header was
+//! being read, the signature of a connection the origin had already given up on. Over TLS it
+//! marks nothing, yet an origin that closes without a close_notify (Node's `destroy()` does)
+//! shows the same failure as an unexpected end of stream; that one qualifies too. The edge
+//! adds the conditions of [`may_resend`] and one such retry per node attempt ([`FreshRetry`]).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use http::Method;
 use pingora_core::upstreams::peer::HttpPeer;
-use pingora_error::{Error, RetryType};
+use pingora_error::{Error, ErrorType, RetryType};
 
 /// The fresh-connection retry of one node attempt.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -28,9 +30,15 @@ pub enum FreshRetry {
     Used,
 }
 
-/// Whether an attempt failed on a pooled connection the origin had closed.
-pub fn is_stale(e: &Error, connection_reused: bool) -> bool {
-    connection_reused && e.retry == RetryType::ReusedOnly
+/// Whether an attempt failed on a pooled connection the origin had closed before answering.
+pub fn is_stale(e: &Error, connection_reused: bool, header_received: bool) -> bool {
+    connection_reused && !header_received && (e.retry == RetryType::ReusedOnly || tls_closed(e))
+}
+
+/// A read that ended without the TLS close_notify: the origin closed the TCP connection.
+fn tls_closed(e: &Error) -> bool {
+    e.etype == ErrorType::ReadError
+        && e.root_cause().downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::UnexpectedEof)
 }
 
 /// Whether a request that failed on a stale connection may be sent again: only idempotent
@@ -57,7 +65,6 @@ pub fn fresh(peer: &mut HttpPeer) {
 mod tests {
     use super::*;
     use pingora_core::upstreams::peer::Peer;
-    use pingora_error::ErrorType;
 
     fn closed_while_reading_header() -> Box<Error> {
         let mut e = Error::explain(ErrorType::ConnectionClosed, "while reading response headers, bytes already read: 0");
@@ -67,13 +74,26 @@ mod tests {
 
     #[test]
     fn only_reuse_class_errors_on_reused_connections_are_stale() {
-        assert!(is_stale(&closed_while_reading_header(), true));
-        assert!(!is_stale(&closed_while_reading_header(), false), "a fresh connection that fails is the node's failure");
+        assert!(is_stale(&closed_while_reading_header(), true, false));
+        assert!(!is_stale(&closed_while_reading_header(), false, false), "a fresh connection that fails is the node's failure");
+        assert!(!is_stale(&closed_while_reading_header(), true, true), "once a response header arrived, the origin answered");
         let timeout = Error::explain(ErrorType::ReadTimedout, "while reading response headers");
-        assert!(!is_stale(&timeout, true), "a slow origin is not a stale connection");
+        assert!(!is_stale(&timeout, true, false), "a slow origin is not a stale connection");
         let mut decided = closed_while_reading_header();
         decided.set_retry(false);
-        assert!(!is_stale(&decided, true));
+        assert!(!is_stale(&decided, true, false));
+    }
+
+    fn tls_read_error(kind: std::io::ErrorKind) -> Box<Error> {
+        let io = std::io::Error::new(kind, "peer closed connection without sending TLS close_notify");
+        Error::because(ErrorType::ReadError, "while reading response headers, bytes already read: 0", io).more_context("Peer: x")
+    }
+
+    #[test]
+    fn a_tls_close_without_close_notify_is_stale_other_tls_errors_are_not() {
+        assert!(is_stale(&tls_read_error(std::io::ErrorKind::UnexpectedEof), true, false));
+        assert!(!is_stale(&tls_read_error(std::io::ErrorKind::UnexpectedEof), false, false));
+        assert!(!is_stale(&tls_read_error(std::io::ErrorKind::InvalidData), true, false), "a bad record is not a close");
     }
 
     #[test]

@@ -122,6 +122,7 @@ pub struct RequestCtx {
     /// Whether this node attempt may still be retried on a fresh connection.
     fresh_retry: FreshRetry,
     upstream_started: Option<Instant>,
+    /// The response status of the current attempt, once its header arrived.
     upstream_status: Option<u16>,
     /// Status answered locally (health, preflight, rejections).
     local_status: Option<u16>,
@@ -269,6 +270,7 @@ impl EdgeProxy {
         if ctx.fresh_retry == FreshRetry::Pending {
             if let Some(same) = ctx.upstream.take() {
                 ctx.fresh_retry = FreshRetry::Used;
+                ctx.upstream_status = None;
                 let mut peer = pools.peer(&same);
                 reuse::fresh(&mut peer);
                 return Ok((same, peer));
@@ -279,6 +281,7 @@ impl EdgeProxy {
             .ok_or_else(|| Error::explain(ErrorType::ConnectNoRoute, "no origin node left to try"))?;
         ctx.tried.push((choice.pool, choice.node));
         ctx.fresh_retry = FreshRetry::Unused;
+        ctx.upstream_status = None;
         let peer = pools.peer(&choice);
         Ok((choice, peer))
     }
@@ -287,7 +290,7 @@ impl EdgeProxy {
     /// request may be sent again ([`reuse::may_resend`]), mark the next attempt as the same
     /// node on a fresh connection and count it. Not a strike against the node.
     fn resend_on_fresh_connection(&self, session: &Session, ctx: &mut RequestCtx, e: &Error, reused: bool) -> bool {
-        if ctx.kind == Kind::Api || !reuse::is_stale(e, reused) {
+        if ctx.kind == Kind::Api || !reuse::is_stale(e, reused, ctx.upstream_status.is_some()) {
             return false;
         }
         let body_truncated = session.as_ref().retry_buffer_truncated();
@@ -663,7 +666,7 @@ impl ProxyHttp for EdgeProxy {
             e.set_retry(true);
             return e;
         }
-        if reuse::is_stale(&e, client_reused) {
+        if reuse::is_stale(&e, client_reused, ctx.upstream_status.is_some()) {
             // The origin closed an idle connection: not a strike against the node.
             self.upstream_counted(ctx, "error");
         } else if e.esource() == &pingora_error::ErrorSource::Upstream {

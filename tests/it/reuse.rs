@@ -316,3 +316,33 @@ async fn node_with_its_default_keep_alive_and_the_edge_default_idle_timeout() {
     assert_eq!(edge.metric(RETRIES).await, 0.0, "the edge closed first: nothing stale to retry");
     assert_eq!(solo_health(&edge).await, (true, 0));
 }
+
+#[tokio::test]
+async fn over_tls_a_reused_connection_closed_without_close_notify_is_retried_too() {
+    // Origins often close TLS keep-alive connections without a close_notify (Node's destroy()
+    // does): the edge reads an unexpected end of stream instead of a clean close.
+    let certs = tempfile::tempdir().unwrap();
+    edge::tls::certs::generate_dev(certs.path(), &["origin.test".into()]).unwrap();
+    let origin = Origin::start_tls(certs.path()).await;
+    for i in 0..6 {
+        origin.route(&format!("/live/{i}.ts"), Route::ok(format!("seg {i}")).header("cache-control", "no-store").close_reused());
+    }
+    let ca = certs.path().join("edge-dev-ca.pem");
+    let pool = format!(
+        "[[origins]]\nname = \"solo\"\nca_file = \"{}\"\nnodes = [{{ addr = \"{}\", tls = true, sni = \"origin.test\" }}]\n\
+         passive = {{ max_failures = 1, ejection = \"30s\" }}\n",
+        ca.display(),
+        origin.addr
+    );
+    let edge = Edge::start_with_config(&pool, "").await;
+    let c = client();
+    let mut answers = Vec::new();
+    for i in 0..6 {
+        let r = c.get(edge.url(&format!("/live/{i}.ts"))).send().await.unwrap();
+        answers.push((r.status().as_u16(), r.text().await.unwrap()));
+    }
+    let expected: Vec<(u16, String)> = (0..6).map(|i| (200, format!("seg {i}"))).collect();
+    assert_eq!(answers, expected, "{}", edge.log());
+    assert_eq!(edge.metric(RETRIES).await, 3.0);
+    assert_eq!(solo_health(&edge).await, (true, 0));
+}
