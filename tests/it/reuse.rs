@@ -1,7 +1,9 @@
 //! Upstream keep-alive on real sockets: a pooled connection the origin closes just as the edge
-//! reuses it is retried once on a fresh connection, never a client error and never a strike
-//! against the node; against a real Node.js server whose keep-alive timeout races the edge's
-//! reuse, no request fails.
+//! reuses it (unanswered, over plain TCP or TLS) is retried once on a fresh connection, never a
+//! client error and never a strike against the node; a POST is never replayed; the pool's
+//! `idle_timeout` drops connections before the origin does. Against a real Node.js server,
+//! behind a link with a real network's latency, requests spaced around its keep-alive close
+//! never fail.
 
 use std::net::SocketAddr;
 use std::process::Stdio;
@@ -303,8 +305,9 @@ async fn node_with_a_1s_keep_alive_timeout_and_requests_spaced_around_it() {
 
 #[tokio::test]
 async fn node_with_its_default_keep_alive_and_the_edge_default_idle_timeout() {
-    // Node closes idle connections after 5 s; the edge stops reusing them sooner, so requests
-    // spaced around 5 s never meet a connection Node is closing.
+    // Node closes idle connections 5 s after a response (Node 20: 6 s, it adds a second); the
+    // edge stops reusing them after 4 s, so requests spaced around Node's close never meet a
+    // connection Node is closing.
     let node = NodeOrigin::start(None).await;
     let link = Latency::start(node.addr, Duration::from_millis(20)).await;
     let edge = Edge::start_with_config(&solo_pool(link.addr, ""), "").await;
