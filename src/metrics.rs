@@ -13,6 +13,7 @@ pub struct Metrics {
     pub bytes_sent: IntCounterVec,
     pub upstream_requests: IntCounterVec,
     pub upstream_duration: HistogramVec,
+    pub upstream_retries: IntCounterVec,
     pub cache_coalesced: IntCounter,
     pub cache_objects: IntGaugeVec,
     pub cache_bytes: IntGaugeVec,
@@ -59,6 +60,13 @@ impl Metrics {
             HistogramOpts::new("edge_upstream_duration_seconds", "Time from choosing an origin to its response header")
                 .buckets(LATENCY_BUCKETS.to_vec()),
             &["pool"],
+        )?;
+        let upstream_retries = IntCounterVec::new(
+            Opts::new(
+                "edge_upstream_retries_total",
+                "Requests sent again to the same node without counting against it, by pool and reason (reused_connection: the origin had closed the pooled connection)",
+            ),
+            &["pool", "reason"],
         )?;
         let cache_coalesced = IntCounter::new(
             "edge_cache_coalesced_total",
@@ -130,6 +138,7 @@ impl Metrics {
         registry.register(Box::new(bytes_sent.clone()))?;
         registry.register(Box::new(upstream_requests.clone()))?;
         registry.register(Box::new(upstream_duration.clone()))?;
+        registry.register(Box::new(upstream_retries.clone()))?;
         registry.register(Box::new(cache_coalesced.clone()))?;
         registry.register(Box::new(cache_objects.clone()))?;
         registry.register(Box::new(cache_bytes.clone()))?;
@@ -152,6 +161,7 @@ impl Metrics {
             bytes_sent,
             upstream_requests,
             upstream_duration,
+            upstream_retries,
             cache_coalesced,
             cache_objects,
             cache_bytes,

@@ -107,6 +107,7 @@ pub struct OriginSection {
     pub nodes: Vec<NodeSection>,
     pub connect_timeout: Option<String>,
     pub read_timeout: Option<String>,
+    pub idle_timeout: Option<String>,
     pub retries: Option<i64>,
     pub load_factor: Option<f64>,
     pub ca_file: Option<String>,

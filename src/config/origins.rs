@@ -18,6 +18,9 @@ pub struct OriginPool<S: Stage = Loaded> {
     pub nodes: Vec<OriginNode<S>>,
     pub connect_timeout: Duration,
     pub read_timeout: Duration,
+    /// How long an idle keep-alive connection to a node is kept for reuse; below the origin's
+    /// own keep-alive timeout, so the edge closes first. Zero: connections are not reused.
+    pub idle_timeout: Duration,
     /// Further nodes of this pool a request may try after the first fails (then the next pool).
     pub retries: usize,
     /// Bounded-load factor: no node takes more than this × the pool's average in-flight.
@@ -84,6 +87,7 @@ pub fn build(raw: Vec<OriginSection>, base: &Path, demo: Option<&DemoConfig>) ->
                 weight: 100, host: None, tls: false, sni: None }],
             connect_timeout: Duration::from_secs(2),
             read_timeout: Duration::from_secs(10),
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
             retries: 0,
             load_factor: 1.25,
             health: None,
@@ -126,6 +130,7 @@ fn pool(i: usize, o: OriginSection, base: &Path) -> Result<OriginPool<Parsed>, C
         ca: o.ca_file.map(|f| Pending { key: format!("{key}.ca_file"), source: base.join(f) }),
         connect_timeout: duration(&format!("{key}.connect_timeout"), o.connect_timeout.as_deref(), "2s")?,
         read_timeout: duration(&format!("{key}.read_timeout"), o.read_timeout.as_deref(), "10s")?,
+        idle_timeout: idle_timeout(&format!("{key}.idle_timeout"), o.idle_timeout.as_deref())?,
         retries,
         load_factor,
         health: o.health.map(|h| health(&format!("{key}.health"), h)).transpose()?,
@@ -186,11 +191,26 @@ impl OriginPool<Parsed> {
             nodes,
             connect_timeout: self.connect_timeout,
             read_timeout: self.read_timeout,
+            idle_timeout: self.idle_timeout,
             retries: self.retries,
             load_factor: self.load_factor,
             health: self.health,
             passive: self.passive,
             ca,
         })
+    }
+}
+
+/// Default `[[origins]] idle_timeout`: under the 5 s keep-alive timeout of Node.js and Apache,
+/// the most common short one, so the edge drops an idle connection before the origin does.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(4);
+
+/// `[[origins]] idle_timeout`: up to an hour (origins close idle connections long before).
+fn idle_timeout(key: &str, text: Option<&str>) -> Result<Duration, ConfigError> {
+    let Some(text) = text else { return Ok(DEFAULT_IDLE_TIMEOUT) };
+    match super::units::parse_duration(text) {
+        Ok(d) if d <= Duration::from_secs(3600) => Ok(d),
+        Ok(_) => Err(ConfigError::new(key, format!("{text:?} is longer than 1h"))),
+        Err(e) => Err(ConfigError::new(key, e)),
     }
 }

@@ -251,3 +251,17 @@ fn control_errors_name_the_key() {
         assert!(err.reason.contains(reason), "{text}: {err}");
     }
 }
+
+#[test]
+fn origin_idle_timeout_defaults_below_node_and_apache_and_names_its_key() {
+    assert_eq!(parse(POOL).unwrap().origins[0].idle_timeout, Duration::from_secs(4));
+    assert_eq!(parse(&format!("{POOL}idle_timeout = \"1500ms\"\n")).unwrap().origins[0].idle_timeout, Duration::from_millis(1500));
+    assert_eq!(parse(&format!("{POOL}idle_timeout = \"0s\"\n")).unwrap().origins[0].idle_timeout, Duration::ZERO);
+    for (value, reason) in [("\"soon\"", "invalid duration"), ("\"2h\"", "longer than 1h"), ("4", "invalid type")] {
+        let err = parse(&format!("{POOL}idle_timeout = {value}\n")).unwrap_err();
+        assert!(err.key.starts_with("origins[0]"), "{value}: {err}");
+        assert!(err.reason.contains(reason), "{value}: {err}");
+    }
+    let err = parse(&format!("{POOL}idle_timeout = \"soon\"\n")).unwrap_err();
+    assert_eq!(err.key, "origins[0].idle_timeout");
+}

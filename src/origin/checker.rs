@@ -36,7 +36,9 @@ async fn check_once(connector: &Connector, pools: &Pools, pool: usize, node: usi
         let status = session.response_header()?.status.as_u16();
         // Drain a small body so the connection can be reused; ignore body errors.
         while let Ok(Some(_)) = session.read_response_body().await {}
-        connector.release_http_session(session, peer.as_ref(), Some(Duration::from_secs(30))).await;
+        // Kept no longer than the pool's idle timeout, so a check does not meet a connection
+        // the origin closed in between (a check interval above the origin's keep-alive).
+        connector.release_http_session(session, peer.as_ref(), peer.options.idle_timeout).await;
         Some((200..400).contains(&status))
     };
     tokio::time::timeout(hc.timeout, attempt).await.ok().flatten().unwrap_or(false)

@@ -159,7 +159,7 @@ impl Pools {
         o.total_connection_timeout = Some(timeout.unwrap_or(connect + Duration::from_millis(500)));
         o.read_timeout = Some(timeout.unwrap_or(p.cfg.read_timeout));
         o.write_timeout = Some(timeout.unwrap_or(p.cfg.read_timeout));
-        o.idle_timeout = Some(Duration::from_secs(60));
+        o.idle_timeout = Some(p.cfg.idle_timeout);
         if tls {
             o.ca = p.ca.clone();
             o.alpn = pingora_core::protocols::ALPN::H1;
@@ -188,6 +188,7 @@ mod tests {
                 .collect(),
             connect_timeout: Duration::from_secs(1),
             read_timeout: Duration::from_secs(1),
+            idle_timeout: Duration::from_secs(4),
             retries,
             load_factor: 1.25,
             health: None,
@@ -237,6 +238,15 @@ mod tests {
         assert!(held.iter().all(|c| c.addr == first), "below the floor the hot key stays put");
         let next = p.choose(b"/hot", &[]).unwrap();
         assert_ne!(next.addr, first, "past the floor and the cap, it overflows");
+    }
+
+    #[test]
+    fn peers_keep_idle_connections_for_the_pool_idle_timeout() {
+        let mut cfg = pool("a", &[1], 0);
+        cfg.idle_timeout = Duration::from_millis(1500);
+        let p = Pools::new(vec![cfg]);
+        let c = p.choose(b"/k", &[]).unwrap();
+        assert_eq!(p.peer(&c).options.idle_timeout, Some(Duration::from_millis(1500)));
     }
 
     #[test]

@@ -11,7 +11,9 @@
 //!    answered only from a response that allows it
 //!    ([`crate::cache::policy::may_serve_stored`]); purges (bans).
 //! 3. `upstream_peer`: origin choice ([`crate::origin::pools`]); connect failures retry on
-//!    the next node. `upstream_request_filter`: hop-by-hop fields out ([`hop`]), the key's
+//!    the next node; a request that met a pooled connection the origin had closed retries
+//!    once on a fresh connection to the same node ([`crate::origin::reuse`]).
+//!    `upstream_request_filter`: hop-by-hop fields out ([`hop`]), the key's
 //!    host, `Via`, the normalised `Accept-Encoding`.
 //! 4. `upstream_response_filter`: hop-by-hop fields out, unsafe methods invalidate;
 //!    `response_cache_filter`: [`crate::cache::policy::decide`], on a revalidation's 304
@@ -50,6 +52,7 @@ use crate::state::EdgeState;
 use gate::{Admission, ContentRequest, Kind, Reply};
 use record::RequestRecord;
 use playlist::PlaylistOut;
+use crate::origin::reuse::{self, FreshRetry};
 
 /// Per-request context.
 pub struct RequestCtx {
@@ -66,7 +69,10 @@ pub struct RequestCtx {
     /// Nodes this request already tried, as (pool, node): a retry goes elsewhere.
     tried: Vec<(usize, usize)>,
     upstream: Option<Choice>,
+    /// Whether this node attempt may still be retried on a fresh connection.
+    fresh_retry: FreshRetry,
     upstream_started: Option<Instant>,
+    /// The response status of the current attempt, once its header arrived.
     upstream_status: Option<u16>,
     /// Status answered locally (health, preflight, rejections).
     local_status: Option<u16>,
@@ -122,13 +128,22 @@ async fn respond(session: &mut Session, reply: &Reply) -> Result<()> {
 }
 
 impl EdgeProxy {
-    /// Count a failed attempt against its node (passive health) and in the metrics.
-    fn upstream_failed(&self, ctx: &RequestCtx, what: &str) {
+    /// Count a failed attempt in the metrics only.
+    fn upstream_counted(&self, ctx: &RequestCtx, what: &str) {
         if ctx.kind == Kind::Api {
             return;
         }
         let Some(choice) = &ctx.upstream else { return };
         self.state.metrics.upstream_requests.with_label_values(&[choice.pool_name(), &choice.node_label(), what]).inc();
+    }
+
+    /// Count a failed attempt against its node (passive health) and in the metrics.
+    fn upstream_failed(&self, ctx: &RequestCtx, what: &str) {
+        self.upstream_counted(ctx, what);
+        if ctx.kind == Kind::Api {
+            return;
+        }
+        let Some(choice) = &ctx.upstream else { return };
         if let Some(pool) = self.state.pools.pool(choice) {
             if let Some(h) = pool.health.get(choice.node) {
                 if h.on_failure(&pool.cfg.passive, crate::origin::health::now_ms()) {
@@ -136,6 +151,46 @@ impl EdgeProxy {
                 }
             }
         }
+    }
+
+    /// The node and peer of the next attempt: the same node on a fresh connection after a
+    /// stale pooled one ([`reuse`]), else the next node the pools choose.
+    fn next_attempt(&self, ctx: &mut RequestCtx) -> Result<(Choice, Box<HttpPeer>)> {
+        let pools = &self.state.pools;
+        if ctx.fresh_retry == FreshRetry::Pending {
+            if let Some(same) = ctx.upstream.take() {
+                ctx.fresh_retry = FreshRetry::Used;
+                ctx.upstream_status = None;
+                let mut peer = pools.peer(&same);
+                reuse::fresh(&mut peer);
+                return Ok((same, peer));
+            }
+        }
+        let choice = pools
+            .choose(&ctx.route_key, &ctx.tried)
+            .ok_or_else(|| Error::explain(ErrorType::ConnectNoRoute, "no origin node left to try"))?;
+        ctx.tried.push((choice.pool, choice.node));
+        ctx.fresh_retry = FreshRetry::Unused;
+        ctx.upstream_status = None;
+        let peer = pools.peer(&choice);
+        Ok((choice, peer))
+    }
+
+    /// After a failed attempt: when it met a pooled connection the origin had closed and the
+    /// request may be sent again ([`reuse::may_resend`]), mark the next attempt as the same
+    /// node on a fresh connection and count it. Not a strike against the node.
+    fn resend_on_fresh_connection(&self, session: &Session, ctx: &mut RequestCtx, e: &Error, reused: bool) -> bool {
+        if ctx.kind == Kind::Api || !reuse::is_stale(e, reused, ctx.upstream_status.is_some()) {
+            return false;
+        }
+        let body_truncated = session.as_ref().retry_buffer_truncated();
+        if !reuse::may_resend(&session.req_header().method, body_truncated, session.response_written().is_some(), ctx.fresh_retry) {
+            return false;
+        }
+        let Some(choice) = &ctx.upstream else { return false };
+        ctx.fresh_retry = FreshRetry::Pending;
+        self.state.metrics.upstream_retries.with_label_values(&[choice.pool_name(), "reused_connection"]).inc();
+        true
     }
 
     /// An allowed `PURGE`: ban that path on this host; `Soft-Purge: 1` marks it stale.
@@ -259,6 +314,7 @@ impl ProxyHttp for EdgeProxy {
             route_key: Vec::new(),
             tried: Vec::new(),
             upstream: None,
+            fresh_retry: FreshRetry::Unused,
             upstream_started: None,
             upstream_status: None,
             local_status: None,
@@ -348,12 +404,7 @@ impl ProxyHttp for EdgeProxy {
             peer.options.read_timeout = Some(Duration::from_secs(30));
             return Ok(Box::new(peer));
         }
-        let pools = &self.state.pools;
-        let choice = pools
-            .choose(&ctx.route_key, &ctx.tried)
-            .ok_or_else(|| Error::explain(ErrorType::ConnectNoRoute, "no origin node left to try"))?;
-        ctx.tried.push((choice.pool, choice.node));
-        let mut peer = pools.peer(&choice);
+        let (choice, mut peer) = self.next_attempt(ctx)?;
         // With a stale copy to fall back on, a down or slow origin must not hold the client
         // for the pool's full timeouts: give it `stale_timeout`, then stale-if-error answers.
         if matches!(session.cache.phase(), CachePhase::Expired | CachePhase::Stale | CachePhase::StaleUpdating) {
@@ -383,10 +434,17 @@ impl ProxyHttp for EdgeProxy {
         session: &mut Session,
         e: Box<Error>,
         ctx: &mut RequestCtx,
-        _client_reused: bool,
+        client_reused: bool,
     ) -> Box<Error> {
         let mut e = e.more_context(format!("Peer: {peer}"));
-        if e.esource() == &pingora_error::ErrorSource::Upstream {
+        if self.resend_on_fresh_connection(session, ctx, &e, client_reused) {
+            e.set_retry(true);
+            return e;
+        }
+        if reuse::is_stale(&e, client_reused, ctx.upstream_status.is_some()) {
+            // The origin closed an idle connection: not a strike against the node.
+            self.upstream_counted(ctx, "error");
+        } else if e.esource() == &pingora_error::ErrorSource::Upstream {
             self.upstream_failed(ctx, "error");
         }
         // Idempotent requests move to another node when nothing was sent to the client yet.

@@ -23,6 +23,7 @@ mod origins;
 mod purge;
 mod ranges;
 mod rfc9111;
+mod reuse;
 mod stale;
 mod tls;
 mod tokens;

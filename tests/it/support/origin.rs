@@ -36,6 +36,10 @@ pub struct Route {
     /// When the request's `Accept-Encoding` names this coding, answer with this body and
     /// `Content-Encoding: <coding>` instead (and always `Vary: Accept-Encoding`).
     pub encoded: Option<(String, Bytes)>,
+    /// From this request of a connection on (0 = its first), read the request, then close
+    /// without answering: with 1, a keep-alive connection the origin gave up on just as it
+    /// was reused.
+    pub drop_from: Option<usize>,
 }
 
 impl Route {
@@ -53,11 +57,22 @@ impl Route {
             stall_after: None,
             etag: None,
             encoded: None,
+            drop_from: None,
         }
     }
 
     pub fn encoded(mut self, coding: &str, body: impl Into<Bytes>) -> Route {
         self.encoded = Some((coding.to_string(), body.into()));
+        self
+    }
+
+    /// Read and drop every request after the first of a connection.
+    pub fn close_reused(self) -> Route {
+        self.drop_from(1)
+    }
+
+    pub fn drop_from(mut self, nth: usize) -> Route {
+        self.drop_from = Some(nth);
         self
     }
 
@@ -260,7 +275,7 @@ impl Origin {
 
 async fn serve_connection<S: Conn>(stream: S, shared: Arc<Shared>) -> std::io::Result<()> {
     let mut reader = BufReader::new(stream);
-    loop {
+    for served in 0usize.. {
         let mut line = String::new();
         if reader.read_line(&mut line).await? == 0 {
             return Ok(());
@@ -294,6 +309,9 @@ async fn serve_connection<S: Conn>(stream: S, shared: Arc<Shared>) -> std::io::R
         let path = target.split('?').next().unwrap_or("").to_string();
         let route = shared.routes.lock().unwrap().get(&path).cloned();
         let route = route.unwrap_or_else(|| Route::ok("not found\n").status(404));
+        if route.drop_from.is_some_and(|n| served >= n) {
+            return Ok(());
+        }
         let mut route = route;
         let mut body = if route.echo_host { Bytes::from(format!("{host}{path}")) } else { route.body.clone() };
         if let Some((coding, encoded)) = route.encoded.clone() {
@@ -350,4 +368,5 @@ async fn serve_connection<S: Conn>(stream: S, shared: Arc<Shared>) -> std::io::R
             return Ok(());
         }
     }
+    Ok(())
 }
