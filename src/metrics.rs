@@ -1,5 +1,5 @@
 //! Prometheus metrics, all in one registry that foyer's own metrics also write to.
-//! Names follow DESIGN.md section 8.
+//! Names follow docs/design.md, "Metrics".
 
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,

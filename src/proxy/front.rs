@@ -100,48 +100,17 @@ impl Front {
     /// gate decides what the request is, exactly as for the pipeline; the front only adds
     /// "can I answer this myself".
     fn decide(&self, req: &httparse::Request<'_, '_>, peer: IpAddr) -> Option<Reply> {
-        let state = self.state;
-        let method = req.method?;
-        let head_only = match method {
-            "GET" => false,
-            "HEAD" => true,
-            _ => return None,
-        };
-        if req.version != Some(1) {
-            return None;
-        }
-        let target = req.path?;
-        if !target.starts_with('/') || !target.bytes().all(plain_target_byte) {
-            return None;
-        }
-        let mut range = None;
-        for h in req.headers.iter() {
-            let name = h.name;
-            if name.eq_ignore_ascii_case("range") {
-                if range.replace(std::str::from_utf8(h.value).ok()?).is_some() {
-                    return None;
-                }
-            } else if name.eq_ignore_ascii_case("connection") {
-                if !h.value.trim_ascii().eq_ignore_ascii_case(b"keep-alive") {
-                    return None;
-                }
-            } else if PIPELINE_HEADERS.iter().any(|p| name.eq_ignore_ascii_case(p)) {
-                return None;
-            }
-        }
-        let (path, query) = match target.split_once('?') {
-            Some((p, q)) => (p, Some(q)),
-            None => (target, None),
-        };
+        let plain = Plain::of(req)?;
         let view = RequestView {
-            method,
+            method: if plain.head_only { "HEAD" } else { "GET" },
             version: http::Version::HTTP_11,
-            path,
-            query,
+            path: plain.path,
+            query: plain.query,
             authority: None,
             headers: Headers::H1(req.headers),
             peer,
         };
+        let state = self.state;
         let decision = gate::admit(&view, state, super::unix_now());
         let Admission::Content(content) = decision.admission else { return None };
         let now = SystemTime::now();
@@ -161,48 +130,12 @@ impl Front {
         if super::rewrites_playlist(content.token.as_ref(), http::StatusCode::OK, content_type, &content.path) {
             return None;
         }
-
-        let (status, part) = match range {
+        let (status, part) = match plain.range {
             None => (200, 0..len),
             Some(r) => (206, single_range(r, len)?),
         };
-        let memo = hit.meta.memo.get_or_init(|| compose::memo_of(header));
-        let date = pingora_core::protocols::http::date::get_cached_date();
-        let sent = if head_only { 0 } else { part.len() };
-        let coalesce = sent <= COALESCE_MAX;
-        let mut head = BytesMut::with_capacity(300 + memo.len() + if coalesce { sent } else { 0 });
-        if status == 200 {
-            head.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
-            head.extend_from_slice(memo);
-            head.extend_from_slice(format!("Content-Length: {len}\r\nAccept-Ranges: bytes\r\n").as_bytes());
-        } else {
-            // As the pipeline's range filter: 206, the part's length, no Accept-Ranges.
-            head.extend_from_slice(b"HTTP/1.1 206 Partial Content\r\n");
-            head.extend_from_slice(memo);
-            let (first, last) = (part.start, part.end - 1);
-            head.extend_from_slice(format!("Content-Length: {}\r\nContent-Range: bytes {first}-{last}/{len}\r\n", part.len()).as_bytes());
-        }
-        head.extend_from_slice(b"Date: ");
-        head.extend_from_slice(date.as_bytes());
-        head.extend_from_slice(b"\r\nAge: ");
-        head.extend_from_slice(hit.age(now).to_string().as_bytes());
-        head.extend_from_slice(b"\r\n");
-        for (name, value) in compose::edge_headers(state, "HIT", decision.cors_origin.as_deref()) {
-            head.extend_from_slice(name.as_bytes());
-            head.extend_from_slice(b": ");
-            head.extend_from_slice(value.as_bytes());
-            head.extend_from_slice(b"\r\n");
-        }
-        head.extend_from_slice(b"Connection: keep-alive\r\n\r\n");
-        let body = if head_only {
-            None
-        } else if coalesce {
-            head.extend_from_slice(&hit.body[part]);
-            None
-        } else {
-            Some(hit.body.slice(part))
-        };
-        Some(Reply { head, body, path: path.to_string(), head_only, status, sent })
+        let edge_headers = compose::edge_headers(state, "HIT", decision.cors_origin.as_deref());
+        Some(reply(&hit, now, status, part, plain.head_only, &edge_headers, plain.path))
     }
 
     /// Write a reply and account it like the pipeline's `logging` would.
@@ -291,6 +224,106 @@ impl Front {
             buf = BytesMut::with_capacity(4096);
         }
     }
+}
+
+/// A request the front could answer itself: `GET` or `HEAD` on HTTP/1.1, an origin-form
+/// target of plain bytes, at most one `Range`, `Connection` at most `keep-alive`, and none of
+/// the fields whose handling needs the pipeline ([`PIPELINE_HEADERS`]).
+struct Plain<'a> {
+    head_only: bool,
+    path: &'a str,
+    query: Option<&'a str>,
+    range: Option<&'a str>,
+}
+
+impl<'a> Plain<'a> {
+    fn of(req: &httparse::Request<'_, 'a>) -> Option<Plain<'a>> {
+        let head_only = match req.method? {
+            "GET" => false,
+            "HEAD" => true,
+            _ => return None,
+        };
+        if req.version != Some(1) {
+            return None;
+        }
+        let target = req.path?;
+        if !target.starts_with('/') || !target.bytes().all(plain_target_byte) {
+            return None;
+        }
+        let mut range = None;
+        for h in req.headers.iter() {
+            let name = h.name;
+            if name.eq_ignore_ascii_case("range") {
+                if range.replace(std::str::from_utf8(h.value).ok()?).is_some() {
+                    return None;
+                }
+            } else if name.eq_ignore_ascii_case("connection") {
+                if !h.value.trim_ascii().eq_ignore_ascii_case(b"keep-alive") {
+                    return None;
+                }
+            } else if PIPELINE_HEADERS.iter().any(|p| name.eq_ignore_ascii_case(p)) {
+                return None;
+            }
+        }
+        let (path, query) = match target.split_once('?') {
+            Some((p, q)) => (p, Some(q)),
+            None => (target, None),
+        };
+        Some(Plain { head_only, path, query, range })
+    }
+}
+
+/// The answer to a front hit: the status line, the stored header's memo, the per-answer
+/// headers (as the pipeline's range filter and Pingora would set them: length, range,
+/// `Date`, `Age`), the edge's headers, and the body (copied next to the head when small, so
+/// the answer leaves in one write).
+fn reply(
+    hit: &crate::cache::FreshHit,
+    now: SystemTime,
+    status: u16,
+    part: std::ops::Range<usize>,
+    head_only: bool,
+    edge_headers: &[(&'static str, String)],
+    path: &str,
+) -> Reply {
+    let len = hit.body.len();
+    let memo = hit.meta.memo.get_or_init(|| compose::memo_of(&hit.meta.header));
+    let date = pingora_core::protocols::http::date::get_cached_date();
+    let sent = if head_only { 0 } else { part.len() };
+    let coalesce = sent <= COALESCE_MAX;
+    let mut head = BytesMut::with_capacity(300 + memo.len() + if coalesce { sent } else { 0 });
+    if status == 200 {
+        head.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
+        head.extend_from_slice(memo);
+        head.extend_from_slice(format!("Content-Length: {len}\r\nAccept-Ranges: bytes\r\n").as_bytes());
+    } else {
+        // As the pipeline's range filter: 206, the part's length, no Accept-Ranges.
+        head.extend_from_slice(b"HTTP/1.1 206 Partial Content\r\n");
+        head.extend_from_slice(memo);
+        let (first, last) = (part.start, part.end - 1);
+        head.extend_from_slice(format!("Content-Length: {}\r\nContent-Range: bytes {first}-{last}/{len}\r\n", part.len()).as_bytes());
+    }
+    head.extend_from_slice(b"Date: ");
+    head.extend_from_slice(date.as_bytes());
+    head.extend_from_slice(b"\r\nAge: ");
+    head.extend_from_slice(hit.age(now).to_string().as_bytes());
+    head.extend_from_slice(b"\r\n");
+    for (name, value) in edge_headers {
+        head.extend_from_slice(name.as_bytes());
+        head.extend_from_slice(b": ");
+        head.extend_from_slice(value.as_bytes());
+        head.extend_from_slice(b"\r\n");
+    }
+    head.extend_from_slice(b"Connection: keep-alive\r\n\r\n");
+    let body = if head_only {
+        None
+    } else if coalesce {
+        head.extend_from_slice(&hit.body[part]);
+        None
+    } else {
+        Some(hit.body.slice(part))
+    };
+    Reply { head, body, path: path.to_string(), head_only, status, sent }
 }
 
 /// The byte range of a `Range` header the front answers itself: one range, in one of the
