@@ -70,6 +70,12 @@ async fn front_and_pipeline_agree_on_every_admission_outcome() {
     for p in ["/pub/seg.ts", "/v/a/seg.ts", "/pub/uk/seg.ts", "/pub/purged.ts"] {
         origin.route(p, Route::ok(seg.clone()).header("content-type", "video/mp2t").header("cache-control", "max-age=600"));
     }
+    origin.route(
+        "/pub/vary.ts",
+        Route::ok(seg.clone()).header("content-type", "video/mp2t").header("cache-control", "max-age=600").encoded("gzip", "gzip-bytes"),
+    );
+    origin.route("/pub/nocache.ts", Route::ok(seg.clone()).header("cache-control", "no-cache").etag("\"n1\""));
+    origin.route("/pub/cdn.ts", Route::ok(seg.clone()).header("cache-control", "no-store").header("cdn-cache-control", "max-age=600"));
     let (fast, slow, _keys) = edges(&origin).await;
 
     let ok = sign(&Claims::new("/v/a/", now() + 600));
@@ -94,6 +100,10 @@ async fn front_and_pipeline_agree_on_every_admission_outcome() {
         get(&format!("/v/a/seg.ts?token={ok}"), ""),
         get("/pub/uk/seg.ts", &format!("X-Forwarded-For: {GB}\r\n")),
         get("/pub/purged.ts", ""),
+        get("/pub/vary.ts", "Accept-Encoding: gzip\r\n"),
+        get("/pub/vary.ts", ""),
+        get("/pub/nocache.ts", ""),
+        get("/pub/cdn.ts", ""),
     ];
 
     let rows = vec![
@@ -140,6 +150,11 @@ async fn front_and_pipeline_agree_on_every_admission_outcome() {
         row("country refused", get("/pub/uk/seg.ts", &format!("X-Forwarded-For: {US}\r\n")), 451, false),
         row("country unknown", get("/pub/uk/seg.ts", ""), 451, false),
         row("conditional", get("/pub/seg.ts", "If-None-Match: \"x\"\r\n"), 200, false),
+        row("Vary: the gzip variant", get("/pub/vary.ts", "Accept-Encoding: gzip, deflate\r\n"), 200, true),
+        row("Vary: the identity variant", get("/pub/vary.ts", "Accept-Encoding: identity\r\n"), 200, true),
+        row("Authorization is not answered from the cache", get("/pub/seg.ts", "Authorization: Basic eDp5\r\n"), 200, false),
+        row("no-cache is revalidated", get("/pub/nocache.ts", ""), 200, false),
+        row("CDN-Cache-Control beats Cache-Control", get("/pub/cdn.ts", ""), 200, true),
         row("purge", "PURGE /pub/purged.ts HTTP/1.1\r\nHost: edge.test\r\n\r\n".into(), 200, false),
         row("purged object refetched", get("/pub/purged.ts", ""), 200, false),
         row("refetched object is a hit again", get("/pub/purged.ts", ""), 200, true),
@@ -196,7 +211,8 @@ async fn front_and_pipeline_agree_on_every_admission_outcome() {
         }
         assert_eq!(front_counts[0][i], if r.front { 1.0 } else { 0.0 }, "{}: answered by the front", r.what);
         assert_eq!(front_counts[1][i], 0.0, "{}: the pipeline edge has no front", r.what);
-        if r.status == 200 && !r.request.starts_with("HEAD") && !r.request.starts_with("PURGE") && r.what != "healthz" && r.what != "readyz" {
+        let other_body = r.request.starts_with("HEAD") || r.request.starts_with("PURGE") || r.what.starts_with("Vary") || ["healthz", "readyz"].contains(&r.what);
+        if r.status == 200 && !other_body {
             assert!(f.body == seg, "{}: the object's bytes", r.what);
         }
     }
@@ -220,7 +236,12 @@ async fn front_and_pipeline_agree_on_every_admission_outcome() {
     assert_eq!(f[by("country refused")].header("x-edge-reason"), Some("country_not_allowed"));
     assert_eq!(f[by("plain hit")].header("cache-status"), Some("edge-diff; hit"));
     assert_eq!(f[by("purged object refetched")].header("x-cache"), Some("MISS"));
+    assert!(f[by("Vary: the gzip variant")].body == b"gzip-bytes" && f[by("Vary: the identity variant")].body == seg);
+    assert_ne!(f[by("Authorization is not answered from the cache")].header("x-cache"), Some("HIT"));
+    assert_eq!(f[by("no-cache is revalidated")].header("x-cache"), Some("REVALIDATED"));
+    assert_eq!(f[by("CDN-Cache-Control beats Cache-Control")].header("x-cache"), Some("HIT"));
     // Each object reached the origin once per edge, plus the refetch after the purge.
-    assert_eq!(origin.hits("/pub/seg.ts"), 2);
+    assert_eq!(origin.hits("/pub/seg.ts"), 4, "a fill and the Authorization request, per edge");
+    assert_eq!(origin.hits("/pub/vary.ts"), 4, "one fill per variant per edge");
     assert_eq!(origin.hits("/pub/purged.ts"), 4);
 }
