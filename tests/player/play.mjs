@@ -6,7 +6,9 @@
 //   node play.mjs http://127.0.0.1:8080/demo/ts/master.m3u8 [more URLs...]
 //
 // Env: CHROMIUM (default /usr/bin/chromium), PLAY_TIMEOUT_MS (default 30000),
-//      PLAY_TARGET_S (default 3), PLAY_SCREENSHOT_DIR (if set, a PNG per URL lands there).
+//      PLAY_TARGET_S (default 3), PLAY_SCREENSHOT_DIR (if set, a PNG per URL lands there),
+//      PLAY_CMCD=1 (hls.js sends CMCD in the query, lowest rendition; each JSON line then
+//      counts the player's requests and those that carried CMCD).
 import http from 'node:http';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -19,6 +21,7 @@ const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const TIMEOUT_MS = Number(process.env.PLAY_TIMEOUT_MS || 30000);
 const TARGET_S = Number(process.env.PLAY_TARGET_S || 3);
 const SHOTS = process.env.PLAY_SCREENSHOT_DIR || '';
+const CMCD = process.env.PLAY_CMCD === '1';
 
 const urls = process.argv.slice(2);
 if (urls.length === 0) {
@@ -75,8 +78,17 @@ async function playOne(url) {
       if (rs.status() >= 400) failedRequests.push({ url: rs.url(), status: rs.status() });
     });
     page.on('pageerror', (e) => pageErrors.push(String(e && e.message || e)));
+    const mediaHost = new URL(url).host;
+    let mediaRequests = 0;
+    let cmcdRequests = 0;
+    page.on('request', (rq) => {
+      const u = new URL(rq.url());
+      if (u.host !== mediaHost || rq.method() !== 'GET') return;
+      mediaRequests++;
+      if (u.searchParams.has('CMCD')) cmcdRequests++;
+    });
     await page.goto(pageUrl, { waitUntil: 'load', timeout: 10000 });
-    await page.evaluate((u) => window.edgePlay(u), url);
+    await page.evaluate(([u, o]) => window.edgePlay(u, o), [url, { cmcd: CMCD }]);
     let timedOut = false;
     try {
       await page.waitForFunction((target) => {
@@ -109,6 +121,8 @@ async function playOne(url) {
       mediaError: snap.mediaError,
       playError: snap.playError,
       hlsVersion: snap.hlsVersion,
+      mediaRequests,
+      cmcdRequests,
     });
     const reasons = [];
     if (timedOut) reasons.push(`currentTime ${out.currentTime} < ${TARGET_S} after ${TIMEOUT_MS} ms`);
@@ -117,6 +131,7 @@ async function playOne(url) {
     if (snap.mediaError) reasons.push(snap.mediaError);
     if (failedRequests.length) reasons.push(`${failedRequests.length} failed request(s)`);
     if (pageErrors.length) reasons.push(`${pageErrors.length} page error(s)`);
+    if (CMCD && (mediaRequests === 0 || cmcdRequests !== mediaRequests)) reasons.push(`${cmcdRequests} of ${mediaRequests} requests carried CMCD`);
     out.ok = reasons.length === 0;
     if (!out.ok) out.reason = reasons.join('; ');
   } catch (e) {

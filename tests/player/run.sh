@@ -112,7 +112,23 @@ PATH_URL="$(sed -n 's/^edge: play \(http[^ ]*\)$/\1/p' "$TMP/edge.log" | head -n
 QUERY_URL="$(sed -n 's/^edge: play (query token) \(http[^ ]*\)$/\1/p' "$TMP/edge.log" | head -n 1)"
 [ -n "$PATH_URL" ] && [ -n "$QUERY_URL" ] || { say "the edge printed no signed demo URLs"; exit 1; }
 node "$HERE/play.mjs" "$PATH_URL" "$QUERY_URL" "${PATH_URL/\/ts\//\/fmp4\/}" "${QUERY_URL/\/ts\//\/fmp4\/}"
+# CMCD (CTA-5004): hls.js puts different player data in the query of every request. Played
+# twice, the second play must be all cache hits: CMCD never splits the cache.
+content() {  # sum of edge_requests_total{kind="content"} samples, optionally of one cache result
+  curl -fsS "http://127.0.0.1:$ADMIN_PORT/metrics" | awk -v c="${1:-}" '
+    $1 ~ /^edge_requests_total\{/ && $1 ~ /kind="content"/ && (c == "" || index($1, "cache=\"" c "\"")) { s += $2 }
+    END { printf "%d\n", s }'
+}
+PLAY_CMCD=1 node "$HERE/play.mjs" "$QUERY_URL" >"$TMP/cmcd1.json"
+cat "$TMP/cmcd1.json"
+all_before="$(content)"; hits_before="$(content HIT)"
+PLAY_CMCD=1 node "$HERE/play.mjs" "$QUERY_URL" >"$TMP/cmcd2.json"
+cat "$TMP/cmcd2.json"
+all_after="$(content)"; hits_after="$(content HIT)"
+requests=$((all_after - all_before)); hits=$((hits_after - hits_before))
+say "CMCD second play: $hits of $requests requests were cache hits"
+[ "$requests" -gt 0 ] && [ "$hits" -eq "$requests" ] || { say "CMCD split the cache: want every request of the second play to be a hit"; exit 1; }
 # Unsigned, the title must be refused: the player check above really used the tokens.
 code="$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$HTTP_PORT/demo/ts/master.m3u8")"
 [ "$code" = "403" ] || { say "unsigned request answered $code, want 403"; exit 1; }
-say "ok: hls.js played the signed demo (path and query tokens, TS and fMP4)"
+say "ok: hls.js played the signed demo (path and query tokens, TS and fMP4; CMCD twice, all hits the second time)"
