@@ -132,19 +132,55 @@ struct Reloader {
     state: &'static EdgeState,
 }
 
+/// The next delivery of a signal this process listens for (never, when it could not listen).
+async fn next(s: &mut Option<tokio::signal::unix::Signal>) -> Option<()> {
+    match s.as_mut() {
+        Some(s) => s.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Take over SIGHUP, SIGUSR1 and SIGUSR2 before anything else runs: their default action ends
+/// the process, and an operator's `systemctl reload` (HUP) or log rotation (USR1) must never
+/// do that. tokio keeps a signal's handler installed for the life of the process once it is
+/// registered; the [`Reloader`] then acts on them. (Pingora owns TERM, INT and QUIT.)
+fn keep_signals(rt: &tokio::runtime::Runtime) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let _enter = rt.enter();
+    for kind in [SignalKind::hangup(), SignalKind::user_defined1(), SignalKind::user_defined2()] {
+        if let Err(e) = signal(kind) {
+            tracing::warn!(error = %e, "cannot take over a signal; its default action stays");
+        }
+    }
+}
+
 #[async_trait]
 impl BackgroundService for Reloader {
     async fn start(&self, mut shutdown: ShutdownWatch) {
         let cfg = &self.state.config;
         let mut poller = cfg.tls.as_ref().map(|t| crate::tls::watch::Poller::new(t.certs.clone()));
-        let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()).ok();
+        use tokio::signal::unix::{signal, SignalKind};
+        let mut hup = signal(SignalKind::hangup()).ok();
+        let mut usr1 = signal(SignalKind::user_defined1()).ok();
+        let mut usr2 = signal(SignalKind::user_defined2()).ok();
         let tick = cfg.tls.as_ref().map(|t| t.reload_interval).unwrap_or(cfg.geo.reload_interval).min(cfg.geo.reload_interval);
         let mut geo_due = tokio::time::Instant::now() + cfg.geo.reload_interval;
         loop {
             let forced = tokio::select! {
                 _ = shutdown.changed() => return,
                 _ = tokio::time::sleep(tick) => false,
-                Some(_) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => true,
+                Some(_) = next(&mut hup) => {
+                    tracing::info!("SIGHUP: reloading certificates and the GeoIP database (other settings need a restart)");
+                    true
+                }
+                Some(_) = next(&mut usr1) => {
+                    tracing::info!("SIGUSR1: logs go to stdout/stderr; nothing to reopen");
+                    continue;
+                }
+                Some(_) = next(&mut usr2) => {
+                    tracing::info!("SIGUSR2: ignored");
+                    continue;
+                }
             };
             if let (Some(p), Some(resolver)) = (poller.as_mut(), &self.state.tls) {
                 if forced {
@@ -243,6 +279,10 @@ fn check_port(key: &'static str, addr: SocketAddr) -> Result<(), StartError> {
 
 /// Run the edge until SIGTERM/SIGINT. Returns after the cache has been closed (flushed).
 pub fn run(config: Config) -> Result<(), StartError> {
+    // foyer's I/O and flushing run on a runtime of their own that outlives Pingora's
+    // service runtimes, so the cache can be closed (flushed) after they stop.
+    let cache_rt = side_runtime("edge-cache")?;
+    keep_signals(&cache_rt);
     preflight(&config)?;
     let tls = load_certificates(&config)?;
     let geo = match &config.geo.database {
@@ -251,9 +291,6 @@ pub fn run(config: Config) -> Result<(), StartError> {
     };
     let control = start_control(&config)?;
     let metrics = Metrics::new()?;
-    // foyer's I/O and flushing run on a runtime of their own that outlives Pingora's
-    // service runtimes, so the cache can be closed (flushed) after they stop.
-    let cache_rt = side_runtime("edge-cache")?;
     let cache = cache_rt.block_on(Cache::open(&config.cache, &metrics.registry, cache_rt.handle().clone().into()))?;
     let cache: &'static Cache = Box::leak(Box::new(cache));
     let lock: &'static CacheKeyLockImpl = Box::leak(CacheLock::new_boxed(config.cache.lock_timeout));
@@ -355,9 +392,7 @@ fn build_server(state: &'static EdgeState) -> Result<Server, StartError> {
         server.add_service(origin);
     }
     server.add_service(background_service("lifecycle", Lifecycle { state }));
-    if state.tls.is_some() || state.geo.is_some() {
-        server.add_service(background_service("reloader", Reloader { state }));
-    }
+    server.add_service(background_service("signals and reloads", Reloader { state }));
     server.add_service(background_service("origin health checks", crate::origin::checker::Checker { pools: &state.pools }));
     Ok(server)
 }

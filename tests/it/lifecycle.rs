@@ -109,3 +109,38 @@ async fn a_second_process_cannot_share_a_cache_dir() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("is in use by another edge process"), "{err}");
 }
+
+/// HUP, USR1 and USR2 never end the process (their default action would): with no TLS or
+/// GeoIP configured, where nothing is reloadable, and with both. TERM then drains and exits 0.
+#[tokio::test]
+async fn operator_signals_never_kill_the_edge() {
+    let origin = Origin::start().await;
+    origin.route("/v/a.ts", Route::ok("a").header("cache-control", "max-age=60"));
+    let db = concat!(env!("CARGO_MANIFEST_DIR"), "/geoip/edge-test.mmdb");
+    let plain = Edge::start(origin.addr, "").await;
+    let certs = tempfile::tempdir().unwrap();
+    let https = format!("127.0.0.1:{}", free_port());
+    let full = Edge::start_with_config(
+        &format!(
+            "[[origins]]\nname = \"o\"\nnodes = [{{ addr = \"{}\" }}]\n[geo]\ndatabase = \"{db}\"\n\
+             [tls]\ncerts = [{{ cert = \"{d}/edge.pem\", key = \"{d}/edge-key.pem\" }}]\ndev_names = [\"localhost\"]\n",
+            origin.addr,
+            d = certs.path().display()
+        ),
+        &format!("https = \"{https}\""),
+    )
+    .await;
+    for mut edge in [plain, full] {
+        for sig in ["HUP", "USR1", "USR2", "HUP"] {
+            edge.signal(sig);
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            assert!(edge.running(), "SIGHUP/USR1/USR2 ended the edge ({sig}):\n{}", edge.log());
+            let r = client().get(edge.url("/v/a.ts")).send().await.unwrap();
+            assert_eq!(r.status(), 200, "serving after {sig}");
+        }
+        assert!(edge.log().contains("SIGUSR1"), "the edge says what it did with USR1:\n{}", edge.log());
+        edge.terminate();
+        let (status, _) = edge.wait_exit(Duration::from_secs(15)).await;
+        assert!(status.success(), "TERM drains and exits 0: {status}");
+    }
+}

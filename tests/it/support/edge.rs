@@ -153,6 +153,18 @@ impl Edge {
         }
     }
 
+    /// Send a signal by name (`HUP`, `USR1`, ...).
+    pub fn signal(&self, name: &str) {
+        let c = self.child.as_ref().expect("edge running");
+        let ok = Command::new("kill").args([&format!("-{name}"), &c.id().to_string()]).status().unwrap().success();
+        assert!(ok, "kill -{name} failed");
+    }
+
+    /// Whether the process is still running.
+    pub fn running(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|c| c.try_wait().ok().flatten().is_none())
+    }
+
     /// Wait for the process to exit, at most `limit`. Returns its status and how long it took.
     pub async fn wait_exit(&mut self, limit: Duration) -> (ExitStatus, Duration) {
         let start = Instant::now();
