@@ -49,3 +49,21 @@ pub fn is_playlist(content_type: Option<&str>, path: &str) -> bool {
             .get(path.len() - ext.len()..)
             .is_some_and(|e| e.eq_ignore_ascii_case(ext))
 }
+
+/// The height of the rendition a path belongs to, by the naming convention the edge relies on
+/// for `mh` (max height) tokens: a path segment, or a file name's stem, that is `<height>p` or
+/// ends in `_<height>p` / `-<height>p` (`/title/480p/seg_001.ts`, `/title/video_720p.m3u8`).
+/// The tallest one named wins. Paths without such a segment (masters, audio, subtitles) have
+/// none, and are not limited by `mh`.
+pub fn rendition_height(path: &str) -> Option<u32> {
+    path.split('/')
+        .filter_map(|segment| {
+            let stem = segment.rsplit_once('.').map_or(segment, |(s, _)| s);
+            let digits = stem.strip_suffix('p').or_else(|| stem.strip_suffix('P'))?;
+            let start = digits.rfind(|c: char| !c.is_ascii_digit()).map_or(0, |i| i + 1);
+            let (before, number) = digits.split_at(start);
+            let boundary = before.is_empty() || before.ends_with('_') || before.ends_with('-');
+            (boundary && (3..=4).contains(&number.len())).then(|| number.parse().ok()).flatten()
+        })
+        .max()
+}

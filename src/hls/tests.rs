@@ -665,3 +665,25 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn rendition_heights_from_paths() {
+    use super::rendition_height;
+    for (path, want) in [
+        ("/demo/ts/480p/seg_000.ts", Some(480)),
+        ("/demo/ts/480p/index.m3u8", Some(480)),
+        ("/v/title/video_720p.m3u8", Some(720)),
+        ("/v/title/seg-1080p-00001.ts", None),
+        ("/v/title/stream-1080p.m3u8", Some(1080)),
+        ("/v/2160P/x.ts", Some(2160)),
+        ("/demo/ts/master.m3u8", None),
+        ("/v/audio_en/a.aac", None),
+        ("/v/p/x.ts", None),
+        ("/v/5p/x.ts", None),
+        ("/v/12345p/x.ts", None),
+        ("/v/x480p/y.ts", None),
+        ("/v/240p/720p/x.ts", Some(720)),
+    ] {
+        assert_eq!(rendition_height(path), want, "{path}");
+    }
+}

@@ -12,7 +12,9 @@
 //! 4. a forwarding loop (our own name in `Via`) → 508;
 //! 5. `PURGE` from `[purge] allow` (else 403); `/healthz`, `/readyz`, CORS preflights;
 //! 6. `/api/v1` → the control plane;
-//! 7. the token gate ([`super::tokens`]) → 403 with a reason code;
+//! 7. the token gate ([`super::tokens`], including the `mh` rendition limit) → 403 with a
+//!    reason code; on a path that needs a token only GET, HEAD and OPTIONS, and TRACE
+//!    nowhere → 405;
 //! 8. country rules (by path prefix and the token's `cc` claim) → 451 (or the configured status);
 //! 9. content: host, path and query without tokens (and CMCD), the cache key under the
 //!    `[[cache.keys]]` query policy, the token granted, the normalised `Accept-Encoding`.
@@ -249,6 +251,18 @@ fn admission(req: &RequestView<'_>, state: &EdgeState, client: IpAddr, cors_orig
                 });
             }
         }
+    }
+
+    // Viewer tokens are for reading: on a path that needs one, only GET, HEAD and OPTIONS; and
+    // TRACE (it reflects the request, cookies included) nowhere.
+    let protected = state.config.tokens.as_ref().is_some_and(|tc| tokens::protects(tc, &path));
+    if req.method == "TRACE" || (protected && !matches!(req.method, "GET" | "HEAD" | "OPTIONS")) {
+        return local(
+            Kind::Rejected,
+            405,
+            "method_not_allowed\n",
+            vec![("allow", "GET, HEAD, OPTIONS".into()), ("x-edge-reason", "method_not_allowed".into())],
+        );
     }
 
     // Country rules (by path prefix, and the token's `cc` claim).

@@ -11,6 +11,33 @@ use http::HeaderMap;
 /// token gate).
 const ALWAYS: [&str; 7] = ["connection", "keep-alive", "proxy-connection", "te", "trailer", "upgrade", "proxy-authorization"];
 
+/// Request fields that are not part of the cache key but that origins (and frameworks in
+/// front of them) act on: a response that reflects one would be stored and served to every
+/// viewer (cache poisoning), so the edge does not forward them.
+const UNKEYED: [&str; 12] = [
+    "x-forwarded-host",
+    "x-forwarded-proto",
+    "x-forwarded-port",
+    "x-forwarded-scheme",
+    "x-forwarded-server",
+    "x-host",
+    "x-original-url",
+    "x-rewrite-url",
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+    "forwarded",
+];
+
+/// Remove the request fields the cache key does not cover ([`UNKEYED`]).
+pub fn strip_unkeyed(req: &mut pingora_http::RequestHeader) {
+    for name in UNKEYED {
+        if req.headers.contains_key(name) {
+            req.remove_header(name);
+        }
+    }
+}
+
 /// Never removed even when `Connection` names them: Pingora frames the message with them.
 const FRAMING: [&str; 2] = ["content-length", "transfer-encoding"];
 

@@ -48,6 +48,11 @@ fn strip_query(query: Option<&str>, param: &str) -> (Option<String>, Result<Opti
     }
 }
 
+/// Whether `path` (normalised, without a token prefix) needs a token.
+pub fn protects(cfg: &TokensConfig, path: &str) -> bool {
+    cfg.required && !cfg.public.iter().any(|p| path.starts_with(p.as_str()))
+}
+
 /// Check one request. `path` is already normalised; `cookies` are the request's `Cookie`
 /// field values (HTTP/2 may split them into several).
 pub fn check<'c>(
@@ -76,8 +81,15 @@ pub fn check<'c>(
     let cookie_token = cookies.into_iter().find_map(|c| token::from_cookie(c, &cfg.cookie)).map(str::to_string);
 
     let native = |t: String, placement| {
-        token::verify(&cfg.keyring, &t, &path, client, now, &cfg.policy)
-            .map(|claims| Some(Granted { token: t, placement, claims: Some(claims) }))
+        let claims = token::verify(&cfg.keyring, &t, &path, client, now, &cfg.policy)?;
+        // `mh` holds on every request, not only in the master's variant list: a rendition
+        // taller than the viewer's tier is refused however its URL was found.
+        if let (Some(mh), Some(height)) = (claims.mh, crate::hls::rendition_height(&path)) {
+            if height > mh {
+                return Err(Reject::RenditionNotAllowed);
+            }
+        }
+        Ok(Some(Granted { token: t, placement, claims: Some(claims) }))
     };
     let verdict = if let Some(t) = path_token {
         native(t, Placement::Path)
@@ -88,7 +100,7 @@ pub fn check<'c>(
             .map(|_| Some(Granted { token: t, placement: Placement::EdgeAuthQuery, claims: None }))
     } else if let Some(t) = cookie_token {
         native(t, Placement::Cookie)
-    } else if !cfg.required || cfg.public.iter().any(|p| path.starts_with(p.as_str())) {
+    } else if !protects(cfg, &path) {
         Ok(None)
     } else {
         Err(Reject::Missing)

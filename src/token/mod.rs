@@ -79,11 +79,14 @@ pub enum Reject {
     /// `exp - now` exceeds the policy's `max_ttl`.
     #[error("token lifetime exceeds the maximum")]
     TtlTooLong,
+    /// The path is a rendition taller than the token's `mh` (max height) allows.
+    #[error("token does not allow this rendition")]
+    RenditionNotAllowed,
 }
 
 impl Reject {
     /// Every variant, in declaration order (metrics pre-register each one's [`Reject::code`]).
-    pub const ALL: [Reject; 9] = [
+    pub const ALL: [Reject; 10] = [
         Reject::Missing,
         Reject::Malformed,
         Reject::BadSignature,
@@ -93,6 +96,7 @@ impl Reject {
         Reject::AclMismatch,
         Reject::IpMismatch,
         Reject::TtlTooLong,
+        Reject::RenditionNotAllowed,
     ];
 
     /// The short, stable reason code.
@@ -107,6 +111,7 @@ impl Reject {
             Reject::AclMismatch => "acl_mismatch",
             Reject::IpMismatch => "ip_mismatch",
             Reject::TtlTooLong => "ttl_too_long",
+            Reject::RenditionNotAllowed => "rendition_not_allowed",
         }
     }
 }

@@ -311,7 +311,8 @@ fn reject_codes() {
             "not_yet_valid",
             "acl_mismatch",
             "ip_mismatch",
-            "ttl_too_long"
+            "ttl_too_long",
+            "rendition_not_allowed"
         ]
     );
 }

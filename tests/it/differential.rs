@@ -67,7 +67,7 @@ async fn edges(origin: &Origin) -> (Edge, Edge, tempfile::TempDir) {
 async fn front_and_pipeline_agree_on_every_admission_outcome() {
     let origin = Origin::start().await;
     let seg: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
-    for p in ["/pub/seg.ts", "/v/a/seg.ts", "/pub/uk/seg.ts", "/pub/purged.ts"] {
+    for p in ["/pub/seg.ts", "/v/a/seg.ts", "/pub/uk/seg.ts", "/pub/purged.ts", "/v/a/240p/seg.ts"] {
         origin.route(p, Route::ok(seg.clone()).header("content-type", "video/mp2t").header("cache-control", "max-age=600"));
     }
     origin.route(
@@ -85,6 +85,9 @@ async fn front_and_pipeline_agree_on_every_admission_outcome() {
     early.nbf = Some(now() + 300);
     let mut other_ip = Claims::new("/v/", now() + 600);
     other_ip.ip = Some("203.0.113.1".into());
+    let mut tier = Claims::new("/v/a/", now() + 600);
+    tier.mh = Some(240);
+    let tier = sign(&tier);
     let unknown_key = token::sign(&Keyring::new([("k9", [9u8; 32])], "k9").unwrap(), &Claims::new("/v/", now() + 600)).unwrap();
     // One MAC character changed (not the last, whose spare bits would make it malformed).
     let forged = {
@@ -104,6 +107,7 @@ async fn front_and_pipeline_agree_on_every_admission_outcome() {
         get("/pub/vary.ts", ""),
         get("/pub/nocache.ts", ""),
         get("/pub/cdn.ts", ""),
+        get(&format!("/v/a/240p/seg.ts?token={tier}"), ""),
     ];
 
     let rows = vec![
@@ -144,6 +148,11 @@ async fn front_and_pipeline_agree_on_every_admission_outcome() {
         row("token lives too long", get(&format!("/v/a/seg.ts?token={}", sign(&Claims::new("/v/", now() + 7200))), ""), 403, false),
         row("token twice", get(&format!("/v/a/seg.ts?token={ok}&token={ok}"), ""), 403, false),
         row("query token", get(&format!("/v/a/seg.ts?token={ok}"), ""), 200, true),
+        row("rendition within the token's mh", get(&format!("/v/a/240p/seg.ts?token={tier}"), ""), 200, true),
+        row("rendition above the token's mh", get(&format!("/v/a/480p/seg.ts?token={tier}"), ""), 403, false),
+        row("POST with a viewer token", format!("POST /v/a/seg.ts?token={ok} HTTP/1.1\r\nHost: edge.test\r\nContent-Length: 0\r\n\r\n"), 405, false),
+        row("TRACE", "TRACE /pub/seg.ts HTTP/1.1\r\nHost: edge.test\r\n\r\n".into(), 405, false),
+        row("empty suffix range", get("/pub/seg.ts", "Range: bytes=-0\r\n"), 416, false),
         row("path token", get(&format!("/t/{ok}/v/a/seg.ts"), ""), 200, true),
         row("cookie token", get("/v/a/seg.ts", &format!("Cookie: a=b; edge_token={ok}\r\n")), 200, true),
         row("country allowed", get("/pub/uk/seg.ts", &format!("X-Forwarded-For: {GB}\r\n")), 200, true),
@@ -218,7 +227,7 @@ async fn front_and_pipeline_agree_on_every_admission_outcome() {
     }
     // Refusals are counted alike on both paths.
     for edge in [&fast, &slow] {
-        for reason in ["missing", "malformed", "bad_signature", "unknown_key", "expired", "not_yet_valid", "acl_mismatch", "ip_mismatch", "ttl_too_long"] {
+        for reason in ["missing", "malformed", "bad_signature", "unknown_key", "expired", "not_yet_valid", "acl_mismatch", "ip_mismatch", "ttl_too_long", "rendition_not_allowed"] {
             let n = edge.metric(&format!("edge_token_rejections_total{{reason=\"{reason}\"}}")).await;
             let want = if reason == "malformed" { 2.0 } else { 1.0 };
             assert_eq!(n, want, "{reason}");
@@ -234,6 +243,9 @@ async fn front_and_pipeline_agree_on_every_admission_outcome() {
     assert_eq!(f[by("no Host on HTTP/1.1")].header("x-edge-reason"), Some("missing_host"));
     assert_eq!(f[by("token forged")].header("x-edge-reason"), Some("bad_signature"));
     assert_eq!(f[by("country refused")].header("x-edge-reason"), Some("country_not_allowed"));
+    assert_eq!(f[by("rendition above the token's mh")].header("x-edge-reason"), Some("rendition_not_allowed"));
+    assert_eq!(f[by("POST with a viewer token")].header("allow"), Some("GET, HEAD, OPTIONS"));
+    assert_eq!(f[by("empty suffix range")].header("content-range"), Some("bytes */100000"));
     assert_eq!(f[by("plain hit")].header("cache-status"), Some("edge-diff; hit"));
     assert_eq!(f[by("purged object refetched")].header("x-cache"), Some("MISS"));
     assert!(f[by("Vary: the gzip variant")].body == b"gzip-bytes" && f[by("Vary: the identity variant")].body == seg);
