@@ -143,6 +143,7 @@ wait_http() { # wait_http URL SECONDS: until it answers (any HTTP status)
 }
 
 # ---------------------------------------------------------------- edge binary
+EDGE_GIVEN="${EDGE_BIN:-}"
 if [ -z "${EDGE_BIN:-}" ]; then
   if [[ " $PROXIES " == *" edge "* ]]; then
     if [ ! -x "$ROOT/target/release/edge" ]; then
@@ -155,7 +156,10 @@ if [ -z "${EDGE_BIN:-}" ]; then
   fi
 fi
 EDGE_DESC="-"
-if [ -n "${EDGE_BIN:-}" ]; then
+if [ -n "$EDGE_GIVEN" ]; then
+  # A binary given by EDGE_BIN: this tree's HEAD says nothing about it.
+  EDGE_DESC="EDGE_BIN=$EDGE_GIVEN, binary built $(date -r "$EDGE_GIVEN" '+%F %T' 2>/dev/null || echo '?')"
+elif [ -n "${EDGE_BIN:-}" ]; then
   EDGE_DESC="$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)$(cd "$ROOT" && [ -n "$(git status --porcelain -- src Cargo.toml Cargo.lock 2>/dev/null)" ] && echo ' (+ uncommitted changes in src/)'), binary built $(date -r "${EDGE_BIN_SRC:-$ROOT/target/release/edge}" '+%F %T' 2>/dev/null || echo '?')"
 fi
 
