@@ -162,4 +162,25 @@ mod tests {
             assert_eq!(normalize(raw), Err(want), "{raw:?}");
         }
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 4_000, failure_persistence: None, ..Default::default() })]
+
+        /// Any request target: never a panic; an accepted path is absolute, has no dot
+        /// segments or empty escapes left, and normalising it again changes nothing.
+        #[test]
+        fn normalize_is_total_and_idempotent(raw in "[/a-zA-Z0-9%._~\\\\-]{0,40}") {
+            if let Ok(p) = normalize(&raw) {
+                proptest::prop_assert!(p.starts_with('/'));
+                proptest::prop_assert!(!p.split('/').any(|s| s == "." || s == ".."), "{}", p);
+                let again = normalize(&p);
+                proptest::prop_assert_eq!(again.as_deref(), Ok(p.as_str()));
+            }
+        }
+
+        #[test]
+        fn normalize_never_panics_on_bytes(raw in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..64)) {
+            let _ = normalize(&String::from_utf8_lossy(&raw));
+        }
+    }
 }

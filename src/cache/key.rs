@@ -143,4 +143,30 @@ mod tests {
         assert_eq!(request_host(None, Some("edge.example:8080")), "edge.example:8080");
         assert_eq!(request_host(None, None), "");
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 2_000, failure_persistence: None, ..Default::default() })]
+
+        /// The key's query never depends on parameter order and never carries CMCD.
+        #[test]
+        fn key_query_is_order_free_and_never_keys_cmcd(
+            params in proptest::collection::vec(("[a-zA-Z]{1,5}|CMCD", "[a-z0-9%=]{0,6}"), 0..8),
+            seed in proptest::prelude::any::<u64>(),
+        ) {
+            let joined = |ps: &[(String, String)]| ps.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("&");
+            let mut shuffled = params.clone();
+            // A deterministic shuffle from the seed.
+            let n = shuffled.len();
+            for i in 0..n {
+                let j = ((seed.rotate_left(i as u32) ^ i as u64) % n as u64) as usize;
+                shuffled.swap(i, j);
+            }
+            let a = key_query(&[], "/v/a.ts", Some(&joined(&params)));
+            let b = key_query(&[], "/v/a.ts", Some(&joined(&shuffled)));
+            proptest::prop_assert_eq!(&a, &b);
+            if let Some(q) = a {
+                proptest::prop_assert!(!q.split('&').any(|p| p.split('=').next() == Some(CMCD_PARAM)), "{}", q);
+            }
+        }
+    }
 }

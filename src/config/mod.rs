@@ -158,4 +158,6 @@ fn first_line(s: &str) -> String {
 }
 
 #[cfg(test)]
+mod prop_tests;
+#[cfg(test)]
 mod tests;

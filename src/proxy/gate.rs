@@ -444,4 +444,18 @@ mod tests {
             assert!(!h.has("origin"));
         }
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 4_000, failure_persistence: None, ..Default::default() })]
+
+        /// `Host` validation never panics, and what it accepts has no byte that could end or
+        /// split a path, a header or a URI authority.
+        #[test]
+        fn host_validation(raw in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..40)) {
+            let h = String::from_utf8_lossy(&raw);
+            if valid_host(&h) {
+                proptest::prop_assert!(!h.bytes().any(|b| matches!(b, b'/' | b'\\' | b'@' | b'?' | b'#' | b' ' | b'\r' | b'\n' | 0)), "{:?}", h);
+            }
+        }
+    }
 }

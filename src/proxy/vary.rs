@@ -150,4 +150,23 @@ mod tests {
             variance(&two, Headers::Map(&map(&[("x-a", "1"), ("x-b", "3")])))
         );
     }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 2_000, failure_persistence: None, ..Default::default() })]
+
+        /// Any `Accept-Encoding`: never a panic, always one of the four classes, and never a
+        /// class naming a coding the header refused or did not name.
+        #[test]
+        fn accept_encoding_classes(value in "[a-zA-Z0-9*,;=. -]{0,40}") {
+            let Ok(v) = http::HeaderValue::from_str(&value) else { return Ok(()) };
+            let mut m = http::HeaderMap::new();
+            m.insert(http::header::ACCEPT_ENCODING, v);
+            let class = accept_encoding(Headers::Map(&m));
+            proptest::prop_assert!(["br, gzip", "br", "gzip", "identity"].contains(&class));
+            let lower = value.to_ascii_lowercase();
+            if class.contains("br") {
+                proptest::prop_assert!(lower.contains("br") || lower.contains('*'), "{} -> {}", value, class);
+            }
+        }
+    }
 }
