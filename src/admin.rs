@@ -51,7 +51,7 @@ impl AdminApp {
                 .filter(|f| f.name() == name)
                 .flat_map(|f| f.get_metric().iter())
                 .filter(|mt| label.is_none_or(|(k, v)| mt.get_label().iter().any(|l| l.name() == k && l.value() == v)))
-                .map(|mt| mt.get_gauge().value())
+                .map(|mt| mt.get_gauge().get_value())
                 .sum()
         };
         m.cache_objects.with_label_values(&["memory"]).set(gauge("foyer_memory_entries", None) as i64);

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use rustls_pemfile::Item;
+use rustls_pki_types::pem::SectionKind;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use time::OffsetDateTime;
 use x509_parser::prelude::{FromDer, X509Certificate};
@@ -43,13 +43,16 @@ pub(crate) fn sections(path: &Path, bytes: &[u8]) -> Result<Sections, TlsError> 
             || contains(bytes, b"Proc-Type: 4,ENCRYPTED"),
         ..Sections::default()
     };
-    for item in rustls_pemfile::read_all(&mut &bytes[..]) {
-        match item {
-            Ok(Item::X509Certificate(der)) => out.certs.push(der),
-            Ok(Item::Pkcs1Key(k)) => out.keys.push(PrivateKeyDer::Pkcs1(k)),
-            Ok(Item::Pkcs8Key(k)) => out.keys.push(PrivateKeyDer::Pkcs8(k)),
-            Ok(Item::Sec1Key(k)) => out.keys.push(PrivateKeyDer::Sec1(k)),
-            Ok(_) => {} // CRLs, CSRs, public keys: not ours to use
+    // PEM parsing by rustls-pki-types (rustls-pemfile is unmaintained and now wraps it).
+    let mut rest = bytes;
+    loop {
+        match rustls_pki_types::pem::from_buf(&mut rest) {
+            Ok(None) => break,
+            Ok(Some((SectionKind::Certificate, der))) => out.certs.push(CertificateDer::from(der)),
+            Ok(Some((SectionKind::RsaPrivateKey, der))) => out.keys.push(PrivateKeyDer::Pkcs1(der.into())),
+            Ok(Some((SectionKind::PrivateKey, der))) => out.keys.push(PrivateKeyDer::Pkcs8(der.into())),
+            Ok(Some((SectionKind::EcPrivateKey, der))) => out.keys.push(PrivateKeyDer::Sec1(der.into())),
+            Ok(Some(_)) => {} // CRLs, CSRs, public keys: not ours to use
             Err(e) => {
                 return Err(TlsError::invalid(
                     path,

@@ -242,18 +242,9 @@ impl Conn for tokio_rustls::server::TlsStream<TcpStream> {
 impl Origin {
     /// An origin that speaks TLS with the certificate and key in `dir` (`edge.pem`, `edge-key.pem`).
     pub async fn start_tls(dir: &std::path::Path) -> Origin {
-        use rustls_pemfile::Item;
-        let certs: Vec<_> = rustls_pemfile::certs(&mut std::io::BufReader::new(std::fs::File::open(dir.join("edge.pem")).unwrap()))
-            .collect::<Result<_, _>>()
-            .unwrap();
-        let key = match rustls_pemfile::read_one(&mut std::io::BufReader::new(std::fs::File::open(dir.join("edge-key.pem")).unwrap()))
-            .unwrap()
-            .unwrap()
-        {
-            Item::Pkcs8Key(k) => rustls_pki_types::PrivateKeyDer::Pkcs8(k),
-            Item::Sec1Key(k) => rustls_pki_types::PrivateKeyDer::Sec1(k),
-            other => panic!("unexpected key {other:?}"),
-        };
+        use rustls_pki_types::pem::PemObject;
+        let certs: Vec<_> = rustls_pki_types::CertificateDer::pem_file_iter(dir.join("edge.pem")).unwrap().collect::<Result<_, _>>().unwrap();
+        let key = rustls_pki_types::PrivateKeyDer::from_pem_file(dir.join("edge-key.pem")).unwrap();
         let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
             .with_safe_default_protocol_versions()
             .unwrap()
