@@ -22,7 +22,7 @@
 //!   document are built; [`openapi`]: the OpenAPI 3 document.
 //! - [`api`]: the HTTP handlers, shared state and extractors.
 //! - [`router`]: the axum router binding each route of the table to its handler.
-//! - [`serve`]: [`serve_state`].
+//! - [`serve`](mod@serve): [`serve_state`], the router run until shutdown.
 //!
 //! This file only declares and re-exports.
 
