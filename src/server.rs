@@ -82,10 +82,11 @@ impl ProbeHealth {
     }
 }
 
-/// The running control plane: its runtime, address and shutdown switch.
+/// The running control plane: its runtime, address, secret and shutdown switch.
 struct ControlPlane {
     runtime: tokio::runtime::Runtime,
     addr: SocketAddr,
+    secret: crate::control::EdgeSecret,
     stop: tokio::sync::oneshot::Sender<()>,
 }
 
@@ -99,7 +100,7 @@ fn side_runtime(name: &str) -> Result<tokio::runtime::Runtime, StartError> {
         .map_err(StartError::Runtime)
 }
 
-fn start_control(cfg: &Config) -> Result<Option<ControlPlane>, StartError> {
+fn start_control(cfg: &Config, registry: &prometheus::Registry) -> Result<Option<ControlPlane>, StartError> {
     let (Some(c), Some(tokens)) = (&cfg.control, &cfg.tokens) else { return Ok(None) };
     let runtime = side_runtime("edge-control")?;
     let health = std::sync::Arc::new(ProbeHealth {
@@ -108,6 +109,8 @@ fn start_control(cfg: &Config) -> Result<Option<ControlPlane>, StartError> {
     let state = runtime
         .block_on(crate::control::AppState::open(c.clone(), tokens.keyring.clone(), health.clone()))
         .map_err(|e| StartError::Control(e.to_string()))?;
+    state.metrics().register(registry).map_err(|e| StartError::Control(format!("metrics: {e}")))?;
+    let secret = state.edge_secret().clone();
     let listener = runtime
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .map_err(|e| StartError::Control(format!("cannot listen on loopback: {e}")))?;
@@ -123,7 +126,7 @@ fn start_control(cfg: &Config) -> Result<Option<ControlPlane>, StartError> {
             tracing::error!(error = %e, "control plane stopped");
         }
     });
-    Ok(Some(ControlPlane { runtime, addr, stop }))
+    Ok(Some(ControlPlane { runtime, addr, secret, stop }))
 }
 
 /// Reloads certificates when their files change or on SIGHUP, and the GeoIP database when its
@@ -289,8 +292,8 @@ pub fn run(config: Config) -> Result<(), StartError> {
         None => None,
         Some(path) => Some(std::sync::Arc::new(crate::geo::Geo::open(path.clone())?)),
     };
-    let control = start_control(&config)?;
     let metrics = Metrics::new()?;
+    let control = start_control(&config, &metrics.registry)?;
     let cache = cache_rt.block_on(Cache::open(&config.cache, &metrics.registry, cache_rt.handle().clone().into()))?;
     let cache: &'static Cache = Box::leak(Box::new(cache));
     let lock: &'static CacheKeyLockImpl = Box::leak(CacheLock::new_boxed(config.cache.lock_timeout));
@@ -305,6 +308,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
         tls,
         geo,
         control: control.as_ref().map(|c| c.addr),
+        control_secret: control.as_ref().map(|c| c.secret.clone()),
         ready: AtomicBool::new(false),
         draining: AtomicBool::new(false),
     }));

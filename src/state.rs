@@ -27,6 +27,9 @@ pub struct EdgeState {
     pub geo: Option<Arc<crate::geo::Geo>>,
     /// The embedded control plane's loopback address, when it runs.
     pub control: Option<SocketAddr>,
+    /// The secret the control plane requires on every request (sent by the proxy on each
+    /// `/api/v1` request it forwards), when it runs.
+    pub control_secret: Option<crate::control::EdgeSecret>,
     /// Set once the player listener accepts connections.
     pub ready: AtomicBool,
     /// Set when shutdown starts: `/readyz` turns 503 so load balancers drain this node.

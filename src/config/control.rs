@@ -3,7 +3,9 @@
 
 use std::path::Path;
 
-use crate::control::{is_origin_url, CdnHost, ControlConfig, TierHeights, Title};
+use std::time::Duration;
+
+use crate::control::{is_origin_url, CdnHost, ControlConfig, LoginLimits, RegisterLimits, TierHeights, Title};
 
 use super::file::{CdnHostSection, ControlSection};
 use super::server::ServerConfig;
@@ -43,8 +45,26 @@ pub fn build(c: Option<ControlSection>, cx: &Context<'_>) -> Result<Option<Pendi
         standard: int_in("control.standard_max_height", c.standard_max_height, 1080, 1..=10_000)?,
         premium: u32::MAX,
     };
+    plane.login_limits = LoginLimits {
+        per_account: int_in("control.login_failures_per_account", c.login_failures_per_account, 5, 1..=1000)?,
+        per_ip: int_in("control.login_failures_per_address", c.login_failures_per_address, 20, 1..=1_000_000)?,
+        window: window("control.login_window", c.login_window.as_deref(), "15m")?,
+    };
+    plane.register_limits = RegisterLimits {
+        per_ip: int_in("control.registrations_per_address", c.registrations_per_address, 10, 1..=1_000_000)?,
+        window: window("control.registration_window", c.registration_window.as_deref(), "1h")?,
+    };
     plane.seed = cx.has_demo.then(Title::demo);
     Ok(Some(PendingControl { plane, admin_token }))
+}
+
+/// A limit window: at least a second (the limiter counts in seconds), at most a week.
+fn window(key: &str, text: Option<&str>, default: &str) -> Result<Duration, ConfigError> {
+    let d = duration(key, text, default)?;
+    if d < Duration::from_secs(1) || d > Duration::from_secs(7 * 24 * 3600) {
+        return Err(ConfigError::new(key, format!("{d:?} is out of range 1s..=7d")));
+    }
+    Ok(d)
 }
 
 fn cdn_hosts(raw: Vec<CdnHostSection>) -> Result<Vec<CdnHost>, ConfigError> {

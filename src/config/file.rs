@@ -232,6 +232,11 @@ pub struct ControlSection {
     pub session_ttl: Option<String>,
     pub basic_max_height: Option<i64>,
     pub standard_max_height: Option<i64>,
+    pub login_failures_per_account: Option<i64>,
+    pub login_failures_per_address: Option<i64>,
+    pub login_window: Option<String>,
+    pub registrations_per_address: Option<i64>,
+    pub registration_window: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -204,7 +204,8 @@ fn resolving_reads_keys_and_configures_the_control_plane_once() {
     std::fs::write(dir.path().join("admin"), "  a-long-enough-admin-token\n").unwrap();
     let text = format!(
         "[tokens]\nkeys = [{{ id = \"k\", secret_file = \"k.key\" }}]\n\
-         [control]\nadmin_token_file = \"admin\"\nbasic_max_height = 360\n[demo]\n{POOL}"
+         [control]\nadmin_token_file = \"admin\"\nbasic_max_height = 360\n\
+         registrations_per_address = 3\nlogin_window = \"5m\"\n[demo]\n{POOL}"
     );
     let c = Config::load_str(&text, dir.path()).unwrap();
     assert_eq!(c.tokens.as_ref().unwrap().keyring.current_id(), "k");
@@ -215,6 +216,10 @@ fn resolving_reads_keys_and_configures_the_control_plane_once() {
     assert_eq!(plane.database, dir.path().join("data/control.db"));
     assert_eq!(plane.cdn_hosts[0].base_url, c.server.public_url);
     assert!(plane.seed.is_some(), "the demo title is seeded when [demo] is on");
+    let login = crate::control::LoginLimits { per_account: 5, per_ip: 20, window: Duration::from_secs(300) };
+    assert_eq!(plane.login_limits, login);
+    let register = crate::control::RegisterLimits { per_ip: 3, window: Duration::from_secs(3600) };
+    assert_eq!(plane.register_limits, register);
 
     std::fs::write(dir.path().join("admin"), "short").unwrap();
     let err = Config::load_str(&text, dir.path()).unwrap_err();
@@ -243,6 +248,12 @@ fn control_errors_name_the_key() {
             "used twice",
         ),
         ("[control]\nbasic_max_height = 0\n", "control.basic_max_height", "out of range"),
+        ("[control]\nlogin_failures_per_account = 0\n", "control.login_failures_per_account", "out of range"),
+        ("[control]\nlogin_failures_per_address = -1\n", "control.login_failures_per_address", "out of range"),
+        ("[control]\nlogin_window = \"soon\"\n", "control.login_window", "invalid duration"),
+        ("[control]\nregistrations_per_address = 0\n", "control.registrations_per_address", "out of range"),
+        ("[control]\nregistration_window = \"0s\"\n", "control.registration_window", "out of range"),
+        ("[control]\nregistration_window = \"30d\"\n", "control.registration_window", "out of range"),
     ];
     for (i, (text, key, reason)) in cases.iter().enumerate() {
         let text = if i == 0 { format!("{text}{POOL}") } else { format!("{tokens}{text}{POOL}") };

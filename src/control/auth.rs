@@ -1,10 +1,7 @@
 //! Credentials: argon2id password hashes, random session tokens (only their SHA-256 is
-//! stored), the in-memory login rate limiter and the clock.
+//! stored) and the clock. The attempt limits are in [`super::limits`].
 
-use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::Mutex;
-use std::time::Duration;
 
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::{Algorithm, Argon2, Params, Version};
@@ -102,113 +99,6 @@ pub fn digest_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
         == 0
 }
 
-/// Login rate limits: failed attempts per account and per client address in a sliding window.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LoginLimits {
-    /// Failures per account (email) per window before refusing with 429.
-    pub per_account: u32,
-    /// Failures per client address per window before refusing with 429.
-    pub per_ip: u32,
-    pub window: Duration,
-}
-
-impl Default for LoginLimits {
-    fn default() -> Self {
-        LoginLimits {
-            per_account: 5,
-            per_ip: 20,
-            window: Duration::from_secs(15 * 60),
-        }
-    }
-}
-
-/// Key of a rate-limit bucket.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum LimitKey {
-    Account(String),
-    Ip(String),
-}
-
-const MAX_BUCKETS: usize = 100_000;
-
-/// In-memory sliding-window counter of login failures.
-#[derive(Debug)]
-pub struct LoginLimiter {
-    limits: LoginLimits,
-    buckets: Mutex<HashMap<LimitKey, VecDeque<i64>>>,
-}
-
-impl LoginLimiter {
-    pub fn new(limits: LoginLimits) -> Self {
-        LoginLimiter {
-            limits,
-            buckets: Mutex::new(HashMap::new()),
-        }
-    }
-
-    fn window(&self) -> i64 {
-        i64::try_from(self.limits.window.as_secs()).unwrap_or(i64::MAX)
-    }
-
-    fn limit(&self, key: &LimitKey) -> u32 {
-        match key {
-            LimitKey::Account(_) => self.limits.per_account,
-            LimitKey::Ip(_) => self.limits.per_ip,
-        }
-    }
-
-    /// `Err(retry_after_seconds)` when any of `keys` has reached its limit at `now`.
-    pub fn check(&self, keys: &[LimitKey], now: i64) -> Result<(), u64> {
-        let window = self.window();
-        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
-        let mut retry: Option<i64> = None;
-        for key in keys {
-            if let Some(q) = buckets.get_mut(key) {
-                while q.front().is_some_and(|&t| t.saturating_add(window) <= now) {
-                    q.pop_front();
-                }
-                let limit = usize::try_from(self.limit(key)).unwrap_or(usize::MAX);
-                if q.len() >= limit {
-                    // The bucket reopens when enough of the oldest failures age out.
-                    let idx = q.len() - limit;
-                    let reopen = q.get(idx).copied().unwrap_or(now).saturating_add(window);
-                    let wait = (reopen - now).max(1);
-                    retry = Some(retry.map_or(wait, |r| r.max(wait)));
-                }
-            }
-        }
-        match retry {
-            Some(r) => Err(u64::try_from(r).unwrap_or(1)),
-            None => Ok(()),
-        }
-    }
-
-    /// Records a failed attempt against every key.
-    pub fn record_failure(&self, keys: &[LimitKey], now: i64) {
-        let window = self.window();
-        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
-        if buckets.len() >= MAX_BUCKETS {
-            buckets.retain(|_, q| q.back().is_some_and(|&t| t.saturating_add(window) > now));
-        }
-        for key in keys {
-            let q = buckets.entry(key.clone()).or_default();
-            q.push_back(now);
-            let cap = usize::try_from(self.limit(key))
-                .unwrap_or(usize::MAX)
-                .saturating_add(1);
-            while q.len() > cap {
-                q.pop_front();
-            }
-        }
-    }
-
-    /// Forgets the failures of `key` (after a successful login of that account).
-    pub fn reset(&self, key: &LimitKey) {
-        let mut buckets = self.buckets.lock().unwrap_or_else(|e| e.into_inner());
-        buckets.remove(key);
-    }
-}
-
 /// Wall clock in unix seconds with an adjustable offset (tests move time forward).
 #[derive(Debug, Default)]
 pub struct Clock {
@@ -282,36 +172,6 @@ mod tests {
         assert_eq!(token_hash(&t1), h1);
         assert!(digest_eq(&h1, &h1));
         assert!(!digest_eq(&h1, &token_hash(&t2)));
-    }
-
-    #[test]
-    fn limiter_window() {
-        let l = LoginLimiter::new(LoginLimits {
-            per_account: 3,
-            per_ip: 5,
-            window: Duration::from_secs(100),
-        });
-        let acct = LimitKey::Account("a@b.c".into());
-        let ip = LimitKey::Ip("1.2.3.4".into());
-        let keys = [acct.clone(), ip.clone()];
-        for t in 0..3 {
-            assert!(l.check(&keys, t).is_ok());
-            l.record_failure(&keys, t);
-        }
-        // Third failure at t=2: the oldest (t=0) ages out at 100.
-        assert_eq!(l.check(&keys, 10), Err(90));
-        assert_eq!(l.check(&keys, 100), Ok(()));
-        // The IP bucket is separate and larger.
-        let other = [LimitKey::Account("x@y.z".into()), ip.clone()];
-        assert!(l.check(&other, 10).is_ok());
-        // The check at t=100 aged out the IP's t=0 failure: 1, 2, 10, 11, 12 reach 5.
-        l.record_failure(&other, 10);
-        l.record_failure(&other, 11);
-        assert!(l.check(std::slice::from_ref(&ip), 11).is_ok());
-        l.record_failure(&other, 12);
-        assert!(l.check(std::slice::from_ref(&ip), 12).is_err());
-        l.reset(&acct);
-        assert!(l.check(&[acct], 12).is_ok());
     }
 
     #[test]

@@ -26,7 +26,11 @@ pub const ERROR_CODES: &[(&str, u16, &str)] = &[
         "The session has expired; log in again.",
     ),
     ("invalid_credentials", 401, "Wrong email or password."),
-    ("forbidden", 403, "The credentials do not allow this call."),
+    (
+        "forbidden",
+        403,
+        "The credentials do not allow this call (or the request did not come through the edge).",
+    ),
     (
         "maturity",
         403,
@@ -72,7 +76,9 @@ pub const ERROR_CODES: &[(&str, u16, &str)] = &[
     (
         "rate_limited",
         429,
-        "Too many failed attempts; retry after `Retry-After` seconds.",
+        "Too many attempts (failed logins of the account from this address, failed logins from \
+         this address, logins of the account in progress, or registrations from this address); \
+         retry after `Retry-After` seconds.",
     ),
     (
         "country",
@@ -159,12 +165,8 @@ impl ApiError {
         Self::new(StatusCode::CONFLICT, "conflict", message)
     }
 
-    pub fn rate_limited(retry_after: u64) -> Self {
-        let mut e = Self::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
-            "too many failed login attempts; try again later",
-        );
+    pub fn rate_limited(retry_after: u64, message: &str) -> Self {
+        let mut e = Self::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", message);
         e.retry_after = Some(retry_after.max(1));
         e
     }

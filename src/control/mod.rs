@@ -2,29 +2,36 @@
 //! catalog, playback authorisation (signed manifest URLs) and watch progress, on an embedded
 //! SQLite database.
 //!
-//! The edge forwards `/api/v1/*` unchanged to [`serve`]'s loopback listener, adding
-//! `X-Edge-Client-IP` (client address, used for login rate limiting) and `X-Edge-Country`
-//! (ISO 3166 alpha-2 from GeoIP, absent when unknown, used for geo restrictions). These headers
-//! are trusted as-is: the listener must only be reachable from the edge.
+//! The edge forwards `/api/v1/*` unchanged to [`serve_state`]'s loopback listener, adding
+//! `X-Edge-Client-IP` (client address, used for the attempt limits), `X-Edge-Country`
+//! (ISO 3166 alpha-2 from GeoIP, absent when unknown, used for geo restrictions) and
+//! `X-Edge-Secret` ([`edge_secret`]). Requests without the secret are refused with 403 before
+//! any handler runs, so other local processes cannot forge the first two headers.
 //!
 //! Layout (each module depends only on those listed before it):
 //! - [`model`]: domain types and input validation.
 //! - [`store`]: the [`store::Store`] trait and its SQLite implementation (migrations in
 //!   `migrations/*.sql`).
 //! - [`error`]: JSON errors with stable codes.
-//! - [`auth`]: argon2id passwords, session tokens, login rate limiter, clock.
+//! - [`auth`]: argon2id passwords, session tokens, clock.
+//! - [`limits`]: login and registration limits, reserved before any password hashing.
+//! - [`edge_secret`]: the per-process secret that proves a request came through the edge.
+//! - [`metrics`]: counters of password work and refusals.
 //! - [`settings`]: [`ControlConfig`], CDN hosts and their health.
 //! - [`routes`]: the route table (data only), from which both the router and the OpenAPI
 //!   document are built; [`openapi`]: the OpenAPI 3 document.
 //! - [`api`]: the HTTP handlers, shared state and extractors.
 //! - [`router`]: the axum router binding each route of the table to its handler.
-//! - [`serve`](mod@serve): [`serve`] and [`serve_state`].
+//! - [`serve`](mod@serve): [`serve_state`], the router run until shutdown.
 //!
 //! This file only declares and re-exports.
 
 pub mod api;
 pub mod auth;
+pub mod edge_secret;
 pub mod error;
+pub mod limits;
+pub mod metrics;
 pub mod model;
 pub mod openapi;
 pub mod router;
@@ -37,9 +44,12 @@ pub mod store;
 mod tests;
 
 pub use api::AppState;
-pub use auth::{LoginLimits, PasswordHashing};
+pub use auth::PasswordHashing;
+pub use edge_secret::{EdgeSecret, EDGE_SECRET_HEADER};
+pub use limits::{LoginLimits, RegisterLimits};
+pub use metrics::ControlMetrics;
 pub use model::{Maturity, Rating, Rendition, SeedTitle, Tier, TierHeights, Title};
 pub use router::router;
 pub use routes::ROUTES;
-pub use serve::{serve, serve_state};
+pub use serve::serve_state;
 pub use settings::{is_origin_url, AlwaysHealthy, CdnHealth, CdnHost, ControlConfig, ControlError};

@@ -78,10 +78,13 @@ fn operation(spec: &RouteSpec) -> Value {
             "schema": { "type": "string", "pattern": "^[A-Z]{2}$" }
         }));
     }
-    if spec.op == super::routes::Op::Login {
+    if matches!(
+        spec.op,
+        super::routes::Op::Login | super::routes::Op::Register
+    ) {
         params.push(json!({
             "name": "X-Edge-Client-IP", "in": "header", "required": false,
-            "description": "Set by the edge: the client's address (login rate limiting).",
+            "description": "Set by the edge: the client's address (login and registration limits).",
             "schema": { "type": "string" }
         }));
     }

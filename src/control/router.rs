@@ -1,15 +1,18 @@
 //! The axum router: every route of [`ROUTES`] below [`API_PREFIX`](super::routes::API_PREFIX)
 //! bound to its handler, JSON errors for unknown routes, wrong methods and oversized bodies,
-//! and `Cache-Control: no-store` on every answer.
+//! and `Cache-Control: no-store` on every answer. Every request, routed or not, must carry the
+//! edge's secret ([`super::edge_secret`]): without it the answer is 403 and no handler runs.
 
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{on, MethodFilter, MethodRouter};
 use axum::Router;
 use bytes::Bytes;
 
 use super::api::{account, catalog, playback, AppState};
+use super::edge_secret::EDGE_SECRET_HEADER;
 use super::error::ApiError;
 use super::routes::{Method, Op, MAX_BODY_BYTES, NO_ROUTE_MESSAGE, ROUTES};
 
@@ -69,6 +72,20 @@ async fn openapi_json(doc: Bytes) -> Response {
     r
 }
 
+/// Refuses requests that did not come through the edge, before their `X-Edge-*` headers are
+/// read by anything.
+async fn require_edge(State(st): State<AppState>, req: Request, next: Next) -> Response {
+    if st
+        .edge_secret()
+        .verify(req.headers().get(EDGE_SECRET_HEADER))
+    {
+        return next.run(req).await;
+    }
+    st.metrics().refuse("edge_secret");
+    ApiError::forbidden("this port only serves the edge; call the API through the edge")
+        .into_response()
+}
+
 async fn harden(mut r: Response) -> Response {
     let h = r.headers_mut();
     h.entry(header::CACHE_CONTROL)
@@ -81,7 +98,8 @@ async fn harden(mut r: Response) -> Response {
 }
 
 /// The API router for `state` (every route of [`ROUTES`]; JSON errors for unknown routes,
-/// wrong methods and oversized bodies; `Cache-Control: no-store`).
+/// wrong methods and oversized bodies; `Cache-Control: no-store`; 403 without the edge's
+/// secret).
 pub fn router(state: AppState) -> Router {
     let openapi = super::openapi::document_bytes();
     let mut r: Router<AppState> = Router::new();
@@ -91,6 +109,10 @@ pub fn router(state: AppState) -> Router {
     r.fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            require_edge,
+        ))
         .layer(axum::middleware::map_response(harden))
         .with_state(state)
 }

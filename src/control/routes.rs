@@ -137,7 +137,13 @@ pub const ROUTES: &[RouteSpec] = &[
         status: 201,
         response: Some("Account"),
         query: &[],
-        errors: &["invalid", "conflict", "unsupported_media_type", "payload_too_large"],
+        errors: &[
+            "invalid",
+            "conflict",
+            "rate_limited",
+            "unsupported_media_type",
+            "payload_too_large",
+        ],
     },
     RouteSpec {
         method: Method::Get,

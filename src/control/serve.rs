@@ -1,32 +1,19 @@
-//! Serving the API: [`serve`] opens the state and runs the router until shutdown, purging
-//! expired sessions on the side.
+//! Serving the API: [`serve_state`] runs the router until shutdown, purging expired sessions
+//! on the side.
 
 use std::future::Future;
-use std::sync::Arc;
 use std::time::Duration;
 
 use super::api::AppState;
 use super::router::router;
-use super::settings::{CdnHealth, ControlConfig, ControlError};
-use crate::token::Keyring;
+use super::settings::ControlError;
 
 /// How often expired sessions are deleted.
 const SESSION_PURGE_INTERVAL: Duration = Duration::from_secs(3600);
 
-/// Opens (creating and migrating) the database, seeds, and serves the API on `listener` until
-/// `shutdown` completes (then finishes in-flight requests and returns).
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    cfg: ControlConfig,
-    keyring: Arc<Keyring>,
-    health: Arc<dyn CdnHealth>,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> Result<(), ControlError> {
-    let state = AppState::open(cfg, keyring, health).await?;
-    serve_state(listener, state, shutdown).await
-}
-
-/// [`serve`] with an already opened [`AppState`].
+/// Serves the API of `state` (opened with [`AppState::open`]) on `listener` until `shutdown`
+/// completes (then finishes in-flight requests and returns). Every request must carry
+/// [`AppState::edge_secret`] (see [`super::edge_secret`]).
 pub async fn serve_state(
     listener: tokio::net::TcpListener,
     state: AppState,

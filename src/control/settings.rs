@@ -4,7 +4,8 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::auth::{LoginLimits, PasswordHashing};
+use super::auth::PasswordHashing;
+use super::limits::{LoginLimits, RegisterLimits};
 use super::model::{SeedTitle, TierHeights};
 
 /// Configuration of the control plane. `Debug` does not print the admin token.
@@ -25,8 +26,10 @@ pub struct ControlConfig {
     pub session_ttl: Duration,
     /// Title inserted at startup when no title with its id exists ([`super::Title::demo`]).
     pub seed: Option<SeedTitle>,
-    /// Failed-login limits (per account and per client address).
+    /// Failed-login limits (per account and address, per address; see [`super::limits`]).
     pub login_limits: LoginLimits,
+    /// Registrations per client address.
+    pub register_limits: RegisterLimits,
     /// Argon2id cost for new password hashes.
     pub password_hashing: PasswordHashing,
     /// Profiles per account.
@@ -51,6 +54,7 @@ impl std::fmt::Debug for ControlConfig {
             .field("session_ttl", &self.session_ttl)
             .field("seed", &self.seed.as_ref().map(|t| &t.id))
             .field("login_limits", &self.login_limits)
+            .field("register_limits", &self.register_limits)
             .field("password_hashing", &self.password_hashing)
             .field("max_profiles", &self.max_profiles)
             .finish()
@@ -59,8 +63,9 @@ impl std::fmt::Debug for ControlConfig {
 
 impl ControlConfig {
     /// A configuration with the defaults: no CDN hosts, tiers 480/1080/unlimited, slack 1 h,
-    /// sessions 7 days, no seed, 5 failures per account / 20 per address per 15 min, OWASP
-    /// argon2id cost, 5 profiles per account.
+    /// sessions 7 days, no seed, 5 failed logins per account and address / 20 per address per
+    /// 15 min, 10 registrations per address per hour, OWASP argon2id cost, 5 profiles per
+    /// account.
     pub fn new(database: impl Into<PathBuf>, admin_token: impl Into<String>) -> Self {
         ControlConfig {
             database: database.into(),
@@ -71,6 +76,7 @@ impl ControlConfig {
             session_ttl: Duration::from_secs(7 * 24 * 3600),
             seed: None,
             login_limits: LoginLimits::default(),
+            register_limits: RegisterLimits::default(),
             password_hashing: PasswordHashing::default(),
             max_profiles: 5,
         }
@@ -128,4 +134,3 @@ pub enum ControlError {
     #[error("control plane server: {0}")]
     Io(#[from] std::io::Error),
 }
-

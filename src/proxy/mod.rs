@@ -476,6 +476,10 @@ impl ProxyHttp for EdgeProxy {
             if let Some(cc) = self.state.geo.as_ref().and_then(|g| g.lookup(ctx.client)) {
                 req.insert_header("x-edge-country", cc.as_str())?;
             }
+            // Proves to the control plane's loopback port that the request came through here.
+            if let Some(secret) = &self.state.control_secret {
+                req.insert_header(crate::control::EDGE_SECRET_HEADER, secret.header_value())?;
+            }
             return Ok(());
         }
         hop::strip_unkeyed(req);

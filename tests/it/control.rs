@@ -1,6 +1,8 @@
 //! The control plane end to end through the edge, on real sockets: register, login, search,
 //! playback (the returned URL plays through the edge), progress, continue-watching; refusals
-//! for tier, maturity, country and expired sessions; acknowledged writes survive a kill.
+//! for tier, maturity, country and expired sessions; acknowledged writes survive a kill; attempt
+//! limits reserved before hashing, registration limits, the loopback port's edge secret and
+//! the database's file modes.
 
 use std::time::Duration;
 
@@ -13,13 +15,18 @@ const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 const ADMIN: &str = "integration-admin-token-0123456789";
 
 async fn control_edge(session_ttl: &str) -> (Edge, tempfile::TempDir) {
+    control_edge_with(session_ttl, "").await
+}
+
+/// [`control_edge`] with `extra` lines in `[control]`.
+async fn control_edge_with(session_ttl: &str, extra: &str) -> (Edge, tempfile::TempDir) {
     let secrets = tempfile::tempdir().unwrap();
     std::fs::write(secrets.path().join("admin"), ADMIN).unwrap();
     let cfg = format!(
         "[demo]\nlisten = \"127.0.0.1:{}\"\nmedia = \"{MEDIA}\"\n\
          [tokens]\ncurrent = \"demo\"\nkeys = [{{ id = \"demo\", secret_file = \"{ROOT}/certs/demo-token.TEST-KEY.hex\" }}]\n\
          [geo]\ndatabase = \"{ROOT}/geoip/edge-test.mmdb\"\ntrusted_proxies = [\"127.0.0.1/32\"]\n\
-         [control]\ndatabase = \"control.db\"\nadmin_token_file = \"{}/admin\"\nsession_ttl = \"{session_ttl}\"\n",
+         [control]\ndatabase = \"control.db\"\nadmin_token_file = \"{}/admin\"\nsession_ttl = \"{session_ttl}\"\n{extra}",
         free_port(),
         secrets.path().display()
     );
@@ -176,4 +183,160 @@ async fn acknowledged_writes_survive_a_kill() {
     let items = v["items"].as_array().unwrap();
     assert_eq!(items.len(), 20, "{v}");
     assert_eq!(items[0]["title_id"], "t19", "newest first");
+}
+
+/// A JSON POST through the edge as client `xff` (the test config trusts 127.0.0.1 as a proxy).
+async fn post_as(edge: &Edge, path: &str, xff: &str, body: Value) -> (u16, Value, reqwest::header::HeaderMap) {
+    let r = client().post(edge.url(&format!("/api/v1{path}"))).header("x-forwarded-for", xff).json(&body).send().await.unwrap();
+    let status = r.status().as_u16();
+    let headers = r.headers().clone();
+    let text = r.text().await.unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)), headers)
+}
+
+const OWNER_PASSWORD: &str = "correct horse battery";
+
+/// 40 parallel wrong passwords for one account from one address: at most the limit (5) reach
+/// argon2 (counted in `edge_control_password_work_total`), the rest are 429 at once; the owner
+/// still logs in from their own address. On a limiter that counts after hashing, all 40 were
+/// checked and answered 401, and the owner was locked out for 15 minutes.
+#[tokio::test]
+async fn parallel_wrong_logins_reach_the_hasher_at_most_the_limit() {
+    let (edge, _s) = control_edge("7d").await;
+    let (s, v, _) = post_as(&edge, "/users", "203.0.113.9", json!({"email": "owner@example.com", "password": OWNER_PASSWORD})).await;
+    assert_eq!(s, 201, "{v}");
+    let verify = r#"edge_control_password_work_total{op="verify"}"#;
+    let before = edge.metric(verify).await;
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..40 {
+        let rb = client()
+            .post(edge.url("/api/v1/sessions"))
+            .header("x-forwarded-for", "198.51.100.7")
+            .json(&json!({"email": "owner@example.com", "password": "not the password"}));
+        set.spawn(async move { rb.send().await.unwrap().status().as_u16() });
+    }
+    let answers = set.join_all().await;
+    let wrong = answers.iter().filter(|&&s| s == 401).count();
+    let limited = answers.iter().filter(|&&s| s == 429).count();
+    assert_eq!(wrong + limited, 40, "only 401 and 429: {answers:?}");
+    assert!((1..=5).contains(&wrong), "{wrong} of 40 wrong passwords were checked: {answers:?}");
+    let checked = edge.metric(verify).await - before;
+    assert_eq!(checked, wrong as f64, "argon2 ran once per checked attempt, never for a refused one");
+    // The attacking address stays locked out of the account, with a Retry-After.
+    let (s, v, h) = post_as(&edge, "/sessions", "198.51.100.7", json!({"email": "owner@example.com", "password": OWNER_PASSWORD})).await;
+    assert_eq!((s, v["code"].as_str()), (429, Some("rate_limited")), "{v}");
+    assert!(h.get("retry-after").is_some());
+    // The owner from their own address is not.
+    let (s, v, _) = post_as(&edge, "/sessions", "203.0.113.9", json!({"email": "owner@example.com", "password": OWNER_PASSWORD})).await;
+    assert_eq!(s, 201, "the owner logs in despite another address's failures: {v}");
+}
+
+/// Registration is limited per client address (`registrations_per_address`), before the hash.
+#[tokio::test]
+async fn registration_flood_from_one_address_gets_429() {
+    let (edge, _s) = control_edge_with("7d", "registrations_per_address = 3\n").await;
+    for i in 0..3 {
+        let (s, v, _) = post_as(&edge, "/users", "198.51.100.8", json!({"email": format!("r{i}@example.com"), "password": OWNER_PASSWORD})).await;
+        assert_eq!(s, 201, "{v}");
+    }
+    let hashes = r#"edge_control_password_work_total{op="hash"}"#;
+    let before = edge.metric(hashes).await;
+    for i in 3..6 {
+        let (s, v, h) = post_as(&edge, "/users", "198.51.100.8", json!({"email": format!("r{i}@example.com"), "password": OWNER_PASSWORD})).await;
+        assert_eq!((s, v["code"].as_str()), (429, Some("rate_limited")), "{v}");
+        let retry: u64 = h["retry-after"].to_str().unwrap().parse().unwrap();
+        assert!((1..=3600).contains(&retry), "{retry}");
+    }
+    assert_eq!(edge.metric(hashes).await, before, "refused registrations cost no hash");
+    assert_eq!(edge.metric(r#"edge_control_refused_total{reason="register"}"#).await, 3.0);
+    // Another address registers normally.
+    let (s, v, _) = post_as(&edge, "/users", "203.0.113.10", json!({"email": "other@example.com", "password": OWNER_PASSWORD})).await;
+    assert_eq!(s, 201, "{v}");
+}
+
+/// The control plane's loopback port, found in the edge's log.
+async fn loopback_port(edge: &Edge) -> u16 {
+    for _ in 0..100 {
+        let log = edge.log();
+        let port = log.lines().filter(|l| l.contains("control: API listening")).find_map(|l| {
+            let rest = &l[l.find("127.0.0.1:")? + "127.0.0.1:".len()..];
+            rest.chars().take_while(char::is_ascii_digit).collect::<String>().parse().ok()
+        });
+        if let Some(p) = port {
+            return p;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no control plane address in the log:\n{}", edge.log());
+}
+
+/// A local process calling the loopback port directly, with its own `X-Edge-Country` and
+/// `X-Edge-Client-IP`, is refused: only requests carrying the edge's per-process secret are
+/// served. Through the edge the same calls work.
+#[tokio::test]
+async fn the_loopback_port_refuses_requests_that_did_not_come_through_the_edge() {
+    let (edge, _s) = control_edge("7d").await;
+    let api = login(&edge, "local@example.com").await;
+    api.admin_title("de-only", "G", &[240], &["DE"]).await;
+    let token = api.token.clone().unwrap();
+    let port = loopback_port(&edge).await;
+    assert_ne!(port, edge.http.port());
+    let direct = |path: &str| format!("http://127.0.0.1:{port}/api/v1{path}");
+    // Forged country for a DE-only title: refused, not a signed URL.
+    let r = client()
+        .post(direct("/playback/de-only"))
+        .bearer_auth(&token)
+        .header("x-edge-country", "DE")
+        .header("x-edge-client-ip", "192.0.2.1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let v: Value = serde_json::from_str(&r.text().await.unwrap()).unwrap();
+    assert_eq!(v["code"], "forbidden", "{v}");
+    assert!(v.get("url").is_none(), "{v}");
+    // Logins and registrations (which trust X-Edge-Client-IP for their limits) too, and a
+    // guessed secret.
+    for (path, body) in [
+        ("/sessions", json!({"email": "local@example.com", "password": "correct horse battery"})),
+        ("/users", json!({"email": "new@example.com", "password": "correct horse battery"})),
+    ] {
+        for secret in [None, Some("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")] {
+            let mut rb = client().post(direct(path)).header("x-edge-client-ip", "192.0.2.2").json(&body);
+            if let Some(s) = secret {
+                rb = rb.header("x-edge-secret", s);
+            }
+            assert_eq!(rb.send().await.unwrap().status(), 403, "{path}");
+        }
+    }
+    assert_eq!(edge.metric(r#"edge_control_refused_total{reason="edge_secret"}"#).await, 5.0);
+    // A client cannot smuggle a secret through the edge either: the edge replaces the header.
+    let r = client()
+        .get(edge.url("/api/v1/titles"))
+        .header("x-edge-secret", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // Through the edge the country comes from GeoIP: DE is served.
+    let r = client()
+        .post(edge.url("/api/v1/playback/de-only"))
+        .bearer_auth(&token)
+        .header("x-forwarded-for", "203.0.113.9")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+}
+
+/// `control.db` (password hashes) and its WAL files are created 0600.
+#[tokio::test]
+async fn the_control_database_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let (edge, _s) = control_edge("7d").await;
+    let _api = login(&edge, "files@example.com").await;
+    for name in ["control.db", "control.db-wal", "control.db-shm"] {
+        let mode = std::fs::metadata(edge.dir().join(name)).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{name}: {mode:o}");
+    }
 }

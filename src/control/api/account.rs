@@ -7,8 +7,9 @@ use axum::Json;
 use serde::Serialize;
 
 use super::{ApiJson, AppState, ClientMeta, Session};
-use crate::control::auth::{new_session_token, verify_password, LimitKey};
+use crate::control::auth::{new_session_token, verify_password};
 use crate::control::error::{ApiError, ApiResult};
+use crate::control::limits::Refusal;
 use crate::control::model::{
     normalize_email, LoginInput, Maturity, Profile, ProfileInput, RegisterInput, Tier, User,
     MAX_PASSWORD_BYTES,
@@ -64,17 +65,38 @@ impl AccountView {
     }
 }
 
+/// The 429 for a refused attempt, counted by reason.
+fn refused(st: &AppState, r: Refusal) -> ApiError {
+    st.0.metrics.refuse(r.reason);
+    let message = if r.reason == "register" {
+        "too many registrations from this address; try again later"
+    } else {
+        "too many login attempts; try again later"
+    };
+    ApiError::rate_limited(r.retry_after, message)
+}
+
+/// The client's address, as the limits key it (the edge always sends it).
+fn address(meta: &ClientMeta) -> &str {
+    meta.ip.as_deref().unwrap_or("unknown")
+}
+
 /// `POST /users`
 pub async fn register(
     State(st): State<AppState>,
+    meta: ClientMeta,
     ApiJson(input): ApiJson<RegisterInput>,
 ) -> ApiResult<Response> {
     let reg = input.validate().map_err(ApiError::invalid)?;
+    // Counted before the hash: the hash is what a flood would cost.
+    st.0.limits
+        .register(address(&meta), st.now())
+        .map_err(|r| refused(&st, r))?;
     let hashing = st.0.hashing;
     let password = reg.password.clone();
     let st2 = st.clone();
     let hash = st
-        .hashing_task(move || hashing.hash(&password, &st2.0.rng))
+        .hashing_task("hash", move || hashing.hash(&password, &st2.0.rng))
         .await?
         .map_err(ApiError::internal)?;
     let (user, profile) =
@@ -130,15 +152,12 @@ pub async fn login(
     let password = input.password.unwrap_or_default();
     // Unparseable emails are limited under their raw (lower-cased) form.
     let email = normalize_email(&raw_email).unwrap_or_else(|| raw_email.trim().to_lowercase());
-    let account_key = LimitKey::Account(email.clone());
-    let keys = [
-        account_key.clone(),
-        LimitKey::Ip(meta.ip.clone().unwrap_or_else(|| "unknown".into())),
-    ];
-    let now = st.now();
-    st.0.limiter
-        .check(&keys, now)
-        .map_err(ApiError::rate_limited)?;
+    // A place under every limit is taken before any hashing; it is settled below (dropped on
+    // an early return, it counts as a failure).
+    let attempt =
+        st.0.limits
+            .login(&email, address(&meta), st.now())
+            .map_err(|r| refused(&st, r))?;
 
     let creds = if password.len() > MAX_PASSWORD_BYTES {
         None
@@ -149,7 +168,7 @@ pub async fn login(
         Some(c) => {
             let pw = password.clone();
             let hash = c.password_hash.clone();
-            st.hashing_task(move || verify_password(&hash, &pw))
+            st.hashing_task("verify", move || verify_password(&hash, &pw))
                 .await?
                 .then_some(c.user)
         }
@@ -162,7 +181,7 @@ pub async fn login(
                     .get_or_try_init(|| async move {
                         let hashing = st2.0.hashing;
                         let st3 = st2.clone();
-                        st2.hashing_task(move || hashing.hash("dummy password", &st3.0.rng))
+                        st2.hashing_task("hash", move || hashing.hash("dummy password", &st3.0.rng))
                             .await?
                             .map_err(ApiError::internal)
                     })
@@ -170,17 +189,17 @@ pub async fn login(
                     .clone();
             let pw = password.clone();
             let _ = st
-                .hashing_task(move || verify_password(&dummy, &pw))
+                .hashing_task("verify", move || verify_password(&dummy, &pw))
                 .await?;
             None
         }
     };
     let Some(user) = ok else {
-        st.0.limiter.record_failure(&keys, st.now());
+        attempt.failed(st.now());
         tracing::info!(ip = ?meta.ip, "control: failed login");
         return Err(invalid_credentials());
     };
-    st.0.limiter.reset(&account_key);
+    attempt.succeeded(st.now());
     let (token, hash) = new_session_token(&st.0.rng).map_err(ApiError::internal)?;
     let now = st.now();
     let expires_at = now.saturating_add(st.0.session_ttl);

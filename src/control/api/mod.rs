@@ -19,12 +19,15 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{OnceCell, Semaphore};
 
-use super::auth::{self, Clock, LoginLimiter, PasswordHashing};
+use super::auth::{self, Clock, PasswordHashing};
+use super::edge_secret::EdgeSecret;
 use super::error::{ApiError, ApiResult};
+use super::limits::Limiter;
+use super::metrics::ControlMetrics;
 use super::model::{Profile, TierHeights, User};
+use super::settings::{is_origin_url, CdnHealth, CdnHost, ControlConfig, ControlError};
 use super::store::sqlite::SqliteStore;
 use super::store::{PutMode, SessionLookup, Store};
-use super::settings::{is_origin_url, CdnHealth, CdnHost, ControlConfig, ControlError};
 use crate::token::{Claims, Keyring};
 
 /// Header set by the edge: the client's address.
@@ -46,7 +49,11 @@ pub(crate) struct Shared {
     pub(crate) keyring: Arc<Keyring>,
     admin_digest: Option<[u8; 32]>,
     pub(crate) health: Arc<dyn CdnHealth>,
-    pub(crate) limiter: LoginLimiter,
+    /// Login and registration limits, reserved before any password hashing.
+    pub(crate) limits: Limiter,
+    pub(crate) metrics: ControlMetrics,
+    /// Proof that a request came through the edge (checked by the router on every request).
+    pub(crate) edge_secret: EdgeSecret,
     pub(crate) clock: Clock,
     pub(crate) rng: SystemRandom,
     pub(crate) hashing: PasswordHashing,
@@ -109,6 +116,12 @@ fn check_config(cfg: &ControlConfig, keyring: &Keyring) -> Result<(), ControlErr
     if cfg.login_limits.per_account == 0 || cfg.login_limits.per_ip == 0 {
         return bad("login limits must be at least 1".into());
     }
+    if cfg.register_limits.per_ip == 0 {
+        return bad("the registration limit must be at least 1".into());
+    }
+    if cfg.login_limits.window.is_zero() || cfg.register_limits.window.is_zero() {
+        return bad("limit windows must be positive".into());
+    }
     if crate::token::sign(keyring, &Claims::new("/", 1)).is_err() {
         return bad("the keyring cannot sign tokens".into());
     }
@@ -121,8 +134,9 @@ fn check_config(cfg: &ControlConfig, keyring: &Keyring) -> Result<(), ControlErr
 }
 
 impl AppState {
-    /// Checks the configuration, opens and migrates the SQLite database (creating its folder),
-    /// and inserts the seed title if absent.
+    /// Checks the configuration, opens and migrates the SQLite database (creating its folder,
+    /// 0700 when new; the database files are 0600), and inserts the seed title if absent.
+    /// Makes a new [`EdgeSecret`] ([`AppState::edge_secret`]).
     /// `keyring` signs playback tokens (the edge verifies them with the same keyring).
     pub async fn open(
         cfg: ControlConfig,
@@ -131,7 +145,10 @@ impl AppState {
     ) -> Result<AppState, ControlError> {
         check_config(&cfg, &keyring)?;
         if let Some(dir) = cfg.database.parent().filter(|d| !d.as_os_str().is_empty()) {
-            tokio::fs::create_dir_all(dir).await.map_err(|e| {
+            // The folder holds the password hashes: private when this creates it.
+            let mut builder = tokio::fs::DirBuilder::new();
+            builder.recursive(true).mode(0o700);
+            builder.create(dir).await.map_err(|e| {
                 ControlError::Database(format!("cannot create {}: {e}", dir.display()))
             })?;
         }
@@ -159,6 +176,10 @@ impl AppState {
         }
         let admin_digest =
             (!cfg.admin_token.is_empty()).then(|| auth::token_hash(&cfg.admin_token));
+        let rng = SystemRandom::new();
+        let edge_secret = EdgeSecret::generate(&rng).map_err(ControlError::Config)?;
+        let metrics =
+            ControlMetrics::new().map_err(|e| ControlError::Config(format!("metrics: {e}")))?;
         let slots = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(2);
@@ -171,9 +192,11 @@ impl AppState {
             keyring,
             admin_digest,
             health,
-            limiter: LoginLimiter::new(cfg.login_limits),
+            limits: Limiter::new(cfg.login_limits, cfg.register_limits),
+            metrics,
+            edge_secret,
             clock,
-            rng: SystemRandom::new(),
+            rng,
             hashing: cfg.password_hashing,
             hash_slots: Semaphore::new(slots),
             dummy_hash: OnceCell::new(),
@@ -190,13 +213,25 @@ impl AppState {
         self.0.clock.now()
     }
 
+    /// The secret the edge must send in [`super::edge_secret::EDGE_SECRET_HEADER`] on every
+    /// request (new for each state).
+    pub fn edge_secret(&self) -> &EdgeSecret {
+        &self.0.edge_secret
+    }
+
+    /// The control plane's counters (register them on a registry to export them).
+    pub fn metrics(&self) -> &ControlMetrics {
+        &self.0.metrics
+    }
+
     #[cfg(test)]
     pub(crate) fn clock(&self) -> &Clock {
         &self.0.clock
     }
 
-    /// Runs a password hash/verify on the blocking pool, at most one per CPU at a time.
-    pub(crate) async fn hashing_task<T, F>(&self, f: F) -> ApiResult<T>
+    /// Runs a password hash/verify (`op`: `hash` or `verify`, counted) on the blocking pool, at
+    /// most one per CPU at a time.
+    pub(crate) async fn hashing_task<T, F>(&self, op: &'static str, f: F) -> ApiResult<T>
     where
         T: Send + 'static,
         F: FnOnce() -> T + Send + 'static,
@@ -207,6 +242,7 @@ impl AppState {
             .acquire()
             .await
             .map_err(|e| ApiError::internal(format_args!("hash slots: {e}")))?;
+        self.0.metrics.work(op);
         tokio::task::spawn_blocking(f)
             .await
             .map_err(|e| ApiError::internal(format_args!("hash task: {e}")))

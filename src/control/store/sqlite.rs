@@ -7,6 +7,9 @@
 //! - One writer connection behind a mutex (writes are serialised here, so they never contend
 //!   inside the process) and a small pool of reader connections (WAL readers run concurrently
 //!   with the writer).
+//! - The database holds password hashes, so its file is created 0600 before SQLite opens it
+//!   (SQLite gives the `-wal` and `-shm` files the database file's mode); an existing wider
+//!   file and its side files are narrowed to 0600 at open.
 //! - Every call runs on tokio's blocking pool (`spawn_blocking`), never on the async workers.
 //! - Migrations (`src/control/migrations/NNNN_name.sql`, compiled in) are applied in order at
 //!   open, each in its own `IMMEDIATE` transaction together with its `schema_version` row. A
@@ -53,6 +56,34 @@ pub const MIGRATIONS: &[Migration] = &[
 /// The schema version this build migrates to.
 pub fn latest_version() -> u32 {
     MIGRATIONS.last().map(|m| m.version).unwrap_or(0)
+}
+
+/// Creates `path` empty with mode 0600 if it does not exist (SQLite treats an empty file as a
+/// new database), and narrows it and its `-wal`/`-shm` files to 0600 if they are wider.
+fn make_private(path: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .open(path)?;
+    let mut side = path.as_os_str().to_owned();
+    side.push("-wal");
+    let wal = PathBuf::from(&side);
+    let mut side = path.as_os_str().to_owned();
+    side.push("-shm");
+    let shm = PathBuf::from(&side);
+    for p in [path, wal.as_path(), shm.as_path()] {
+        match std::fs::metadata(p) {
+            Ok(m) if m.permissions().mode() & 0o077 != 0 => {
+                std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o600))?
+            }
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -177,6 +208,8 @@ impl SqliteStore {
     /// Opens (creating if missing) the database at `path`, switches it to WAL and migrates it.
     /// Blocking: call from a blocking context (or use [`SqliteStore::open_async`]).
     pub fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        make_private(path)
+            .map_err(|e| StoreError::Backend(format!("cannot make the database private: {e}")))?;
         let mut writer = connect(path)?;
         let mode: String = writer.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))?;
         if !mode.eq_ignore_ascii_case("wal") {

@@ -675,17 +675,22 @@ async fn login_rate_limits() {
             .await
             .assert_error(StatusCode::UNAUTHORIZED, "invalid_credentials");
     }
-    // Limited now, even with the right password and from another address.
-    for from in [ip, "203.0.113.99"] {
-        let r = s.login_from("victim@example.com", PASSWORD, from).await;
-        r.assert_error(StatusCode::TOO_MANY_REQUESTS, "rate_limited");
-        let retry: u64 = r.headers["retry-after"]
-            .to_str()
-            .expect("ascii")
-            .parse()
-            .expect("seconds");
-        assert!((1..=900).contains(&retry), "{retry}");
-    }
+    // That address is limited now, even with the right password.
+    let r = s.login_from("victim@example.com", PASSWORD, ip).await;
+    r.assert_error(StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+    let retry: u64 = r.headers["retry-after"]
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("seconds");
+    assert!((1..=900).contains(&retry), "{retry}");
+    // The owner, from their own address, is not locked out by someone else's failures.
+    assert_eq!(
+        s.login_from("victim@example.com", PASSWORD, "203.0.113.99")
+            .await
+            .status,
+        StatusCode::CREATED
+    );
     // After the window the account can log in again.
     s.state.clock().advance(15 * 60);
     assert_eq!(
@@ -750,6 +755,196 @@ async fn login_rate_limits() {
         .await;
     r.assert_error(StatusCode::BAD_REQUEST, "invalid");
     assert_eq!(r.body["fields"]["password"], "required");
+}
+
+/// Places under the limits are taken before the password check: of 40 parallel wrong
+/// passwords for one account from one address, at most the limit reach argon2 and the rest are
+/// refused at once; the owner logs in from another address meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn parallel_wrong_passwords_are_refused_before_hashing() {
+    let s = TestServer::start().await;
+    s.user("target@example.com").await;
+    let verify = || {
+        s.state
+            .metrics()
+            .password_work
+            .with_label_values(&["verify"])
+            .get()
+    };
+    let before = verify();
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..40 {
+        let rb = s
+            .client
+            .post(s.url("/sessions"))
+            .header("X-Edge-Client-IP", "198.51.100.20")
+            .json_body(&json!({ "email": "target@example.com", "password": "wrong password!" }));
+        set.spawn(async move { rb.send().await.expect("send").status() });
+    }
+    let answers: Vec<StatusCode> = set.join_all().await;
+    let wrong = answers
+        .iter()
+        .filter(|&&st| st == StatusCode::UNAUTHORIZED)
+        .count();
+    let limited = answers
+        .iter()
+        .filter(|&&st| st == StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    assert_eq!(wrong + limited, 40, "{answers:?}");
+    assert!(
+        (1..=5).contains(&wrong),
+        "{wrong} wrong passwords were checked"
+    );
+    let checked = verify() - before;
+    assert_eq!(
+        checked,
+        u64::try_from(wrong).expect("count"),
+        "argon2 ran only for the admitted"
+    );
+    let refused = s
+        .state
+        .metrics()
+        .refused
+        .with_label_values(&["login_account"])
+        .get()
+        + s.state
+            .metrics()
+            .refused
+            .with_label_values(&["login_busy"])
+            .get();
+    assert_eq!(refused, u64::try_from(limited).expect("count"));
+    let l = s
+        .login_from("target@example.com", PASSWORD, "203.0.113.50")
+        .await;
+    assert_eq!(l.status, StatusCode::CREATED, "{}", l.text);
+}
+
+/// Registrations are limited per client address, before the hash.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registrations_are_limited_per_address() {
+    let s = TestServer::start_with(|c| c.register_limits.per_ip = 3).await;
+    let hashes = || {
+        s.state
+            .metrics()
+            .password_work
+            .with_label_values(&["hash"])
+            .get()
+    };
+    let register = |email: String, ip: &'static str| {
+        let s = &s;
+        async move {
+            s.call(
+                Method::POST,
+                "/users",
+                None,
+                &[("X-Edge-Client-IP", ip)],
+                Some(json!({ "email": email, "password": PASSWORD })),
+            )
+            .await
+        }
+    };
+    for i in 0..3 {
+        let r = register(format!("r{i}@example.com"), "198.51.100.30").await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    }
+    let before = hashes();
+    let r = register("r3@example.com".into(), "198.51.100.30").await;
+    r.assert_error(StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+    let retry: u64 = r.headers["retry-after"]
+        .to_str()
+        .expect("ascii")
+        .parse()
+        .expect("seconds");
+    assert!((1..=3600).contains(&retry), "{retry}");
+    assert_eq!(hashes(), before, "a refused registration costs no hash");
+    // Another address is not affected; after the window the first may register again.
+    let r = register("r4@example.com".into(), "198.51.100.31").await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+    s.state.clock().advance(3600);
+    let r = register("r5@example.com".into(), "198.51.100.30").await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
+}
+
+/// Without the edge's secret the loopback port answers 403 to everything, whatever
+/// `X-Edge-Country`/`X-Edge-Client-IP` say.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_port_refuses_requests_without_the_edge_secret() {
+    let s = TestServer::start().await;
+    let (_, _, token) = s.user("local@example.com").await;
+    let plain = reqwest::Client::builder()
+        .no_proxy()
+        .build()
+        .expect("client");
+    let other =
+        crate::control::EdgeSecret::generate(&ring::rand::SystemRandom::new()).expect("secret");
+    for secret in [
+        None,
+        Some(other.header_value()),
+        Some("".parse().expect("value")),
+    ] {
+        for (method, path) in [
+            (Method::GET, "/titles"),
+            (Method::POST, "/playback/demo"),
+            (Method::GET, "/nope"),
+        ] {
+            let mut rb = plain
+                .request(method.clone(), s.url(path))
+                .bearer_auth(&token)
+                .header("x-edge-country", "DE")
+                .header("x-edge-client-ip", "192.0.2.99");
+            if let Some(v) = &secret {
+                rb = rb.header(crate::control::EDGE_SECRET_HEADER, v.clone());
+            }
+            let r = Resp::from(rb.send().await.expect("send")).await;
+            r.assert_error(StatusCode::FORBIDDEN, "forbidden");
+            assert_eq!(r.headers["cache-control"], "no-store");
+        }
+    }
+    let refused = s
+        .state
+        .metrics()
+        .refused
+        .with_label_values(&["edge_secret"])
+        .get();
+    assert_eq!(refused, 9);
+    // With the secret the same request is served.
+    assert_eq!(s.get("/titles", None).await.status, StatusCode::OK);
+}
+
+/// The database and its WAL files are private to the edge's user; a folder the control plane
+/// creates is too, and an older world-readable database is narrowed at open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn database_files_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let mode =
+        |p: &std::path::Path| std::fs::metadata(p).expect("stat").permissions().mode() & 0o777;
+    let s = TestServer::start().await;
+    s.user("files@example.com").await;
+    let db = s.db.clone();
+    let side = |suffix: &str| {
+        let mut p = db.clone().into_os_string();
+        p.push(suffix);
+        std::path::PathBuf::from(p)
+    };
+    assert_eq!(mode(&db), 0o600);
+    assert_eq!(mode(&side("-wal")), 0o600);
+    assert_eq!(mode(&side("-shm")), 0o600);
+    assert_eq!(mode(db.parent().expect("folder")), 0o700);
+    s.stop().await.expect("stop");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let old = dir.path().join("old.db");
+    std::fs::write(&old, b"").expect("create");
+    std::fs::set_permissions(&old, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let state = crate::control::AppState::open(
+        config(old.clone()),
+        keyring(),
+        std::sync::Arc::new(crate::control::AlwaysHealthy),
+    )
+    .await
+    .expect("open");
+    assert_eq!(mode(&old), 0o600);
+    drop(state);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1071,40 +1266,45 @@ async fn startup_checks_and_restart() {
     );
     let mut cfg = config(dir.path().join("a.db"));
     cfg.cdn_hosts[1].name = "backup".into();
-    assert!(crate::control::AppState::open(cfg, keyring(), health.clone())
-        .await
-        .is_err());
+    assert!(
+        crate::control::AppState::open(cfg, keyring(), health.clone())
+            .await
+            .is_err()
+    );
     let mut cfg = config(dir.path().join("a.db"));
     if let Some(seed) = cfg.seed.as_mut() {
         seed.origin_path = "nope".into();
     }
-    assert!(crate::control::AppState::open(cfg, keyring(), health.clone())
-        .await
-        .is_err());
+    assert!(
+        crate::control::AppState::open(cfg, keyring(), health.clone())
+            .await
+            .is_err()
+    );
     assert!(!dir.path().join("a.db").exists());
 
-    // serve() on a real listener; data survives a graceful restart; the seed is not re-applied
-    // over an admin's change.
+    // serve_state() on a real listener; data survives a graceful restart; the seed is not
+    // re-applied over an admin's change. Each start has a new edge secret.
     let db = dir.path().join("nested").join("c.db");
     let run = |db: std::path::PathBuf| async move {
+        let state = crate::control::AppState::open(
+            config(db),
+            keyring(),
+            std::sync::Arc::new(crate::control::AlwaysHealthy),
+        )
+        .await
+        .expect("open");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(crate::control::serve(
-            listener,
-            config(db),
-            keyring(),
-            std::sync::Arc::new(crate::control::AlwaysHealthy),
-            async move {
-                let _ = rx.await;
-            },
-        ));
-        (format!("http://{addr}/api/v1"), tx, task)
+        let c = edge_client(state.edge_secret());
+        let task = tokio::spawn(crate::control::serve_state(listener, state, async move {
+            let _ = rx.await;
+        }));
+        (format!("http://{addr}/api/v1"), tx, task, c)
     };
-    let (base, tx, task) = run(db.clone()).await;
-    let c = client();
+    let (base, tx, task, c) = run(db.clone()).await;
     let r = c
         .put(format!("{base}/admin/titles/demo"))
         .bearer_auth(ADMIN)
@@ -1120,7 +1320,7 @@ async fn startup_checks_and_restart() {
     tx.send(()).expect("shutdown");
     task.await.expect("join").expect("serve ok");
 
-    let (base, tx, task) = run(db.clone()).await;
+    let (base, tx, task, c) = run(db.clone()).await;
     let t = json_of(
         c.get(format!("{base}/titles/demo"))
             .send()

@@ -9,10 +9,10 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::support::{client, config, json_of, keyring, title_json, JsonBody, ADMIN, PASSWORD};
+use super::support::{config, json_of, keyring, title_json, JsonBody, ADMIN, PASSWORD};
 use crate::control::store::sqlite::SqliteStore;
 use crate::control::store::Store;
-use crate::control::{serve, AlwaysHealthy};
+use crate::control::{serve_state, AlwaysHealthy, AppState, EDGE_SECRET_HEADER};
 
 const ENV_DB: &str = "EDGE_CONTROL_CRASH_CHILD_DB";
 const READY: &str = "CONTROL_CRASH_CHILD_LISTENING=";
@@ -35,15 +35,13 @@ fn crash_child() {
             .await
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
-        println!("{READY}{addr}");
-        let _ = serve(
-            listener,
-            config(db.into()),
-            keyring(),
-            Arc::new(AlwaysHealthy),
-            std::future::pending(),
-        )
-        .await;
+        let state = AppState::open(config(db.into()), keyring(), Arc::new(AlwaysHealthy))
+            .await
+            .expect("open");
+        // The parent sends the secret like the edge would.
+        let secret = state.edge_secret().header_value();
+        println!("{READY}{addr} {}", secret.to_str().expect("ascii"));
+        let _ = serve_state(listener, state, std::future::pending()).await;
     });
 }
 
@@ -89,9 +87,10 @@ fn crash_keeps_every_acknowledged_write() {
             }
         }
     });
-    let addr = rx
+    let ready = rx
         .recv_timeout(Duration::from_secs(120))
         .expect("child listening");
+    let (addr, secret) = ready.split_once(' ').expect("address and secret");
     let base = format!("http://{addr}/api/v1");
 
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -100,7 +99,17 @@ fn crash_keeps_every_acknowledged_write() {
         .build()
         .expect("runtime");
     let acked: Vec<(String, u32)> = rt.block_on(async {
-        let c = client();
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(
+            EDGE_SECRET_HEADER,
+            reqwest::header::HeaderValue::from_str(secret).expect("header"),
+        );
+        let c = reqwest::Client::builder()
+            .no_proxy()
+            .default_headers(headers)
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("client");
         let r = c
             .post(format!("{base}/users"))
             .json_body(&json!({ "email": "crash@example.com", "password": PASSWORD }))

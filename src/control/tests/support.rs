@@ -11,7 +11,8 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use crate::control::{
-    serve_state, AppState, CdnHealth, CdnHost, ControlConfig, ControlError, PasswordHashing, Title,
+    serve_state, AppState, CdnHealth, CdnHost, ControlConfig, ControlError, EdgeSecret,
+    PasswordHashing, Title, EDGE_SECRET_HEADER,
 };
 use crate::token::Keyring;
 
@@ -72,12 +73,19 @@ pub fn config(db: PathBuf) -> ControlConfig {
     ];
     c.seed = Some(Title::demo());
     c.password_hashing = cheap_hashing();
+    // Tests register many accounts from one (absent) address; the registration limit has its
+    // own test.
+    c.register_limits.per_ip = 10_000;
     c
 }
 
-pub fn client() -> reqwest::Client {
+/// A client that sends `secret` on every request, as the edge's proxy does.
+pub fn edge_client(secret: &EdgeSecret) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(EDGE_SECRET_HEADER, secret.header_value());
     reqwest::Client::builder()
         .no_proxy()
+        .default_headers(headers)
         .timeout(std::time::Duration::from_secs(30))
         .build()
         .expect("client")
@@ -113,6 +121,7 @@ impl TestServer {
             .await
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
+        let client = edge_client(state.edge_secret());
         let (tx, rx) = oneshot::channel::<()>();
         let task = tokio::spawn(serve_state(listener, state.clone(), async move {
             let _ = rx.await;
@@ -121,7 +130,7 @@ impl TestServer {
             origin: format!("http://{addr}"),
             state,
             health,
-            client: client(),
+            client,
             db,
             shutdown: Some(tx),
             task: Some(task),
