@@ -18,6 +18,8 @@
 //! - [`origin`]: origin pools, consistent hashing, health.
 //! - [`control`]: the embedded control plane (`/api/v1`: users, catalog, playback, progress).
 //! - [`tls`]: certificates (SNI resolver with reload, dev CA), [`geo`]: GeoIP and country rules.
+//! - [`limits`]: player connection limits (whole-head and send timeouts, connection caps),
+//!   applied where [`proxy::front`] accepts a connection.
 //! - [`net`]: IP networks (token `ip` claims, purge and trusted-proxy lists); [`stamp`]: file
 //!   version stamps for reload-on-change polling.
 #![forbid(unsafe_code)]
@@ -36,6 +38,7 @@ pub mod path;
 pub mod net;
 pub mod proxy;
 pub mod hls;
+pub mod limits;
 pub mod token;
 pub mod server;
 pub mod stamp;

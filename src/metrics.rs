@@ -2,7 +2,7 @@
 //! Names follow docs/design.md, "Metrics".
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// The edge's metrics.
@@ -34,6 +34,10 @@ pub struct Metrics {
     /// increment.
     hot: [(u16, IntCounter, prometheus::Histogram, IntCounter); 2],
     pub playlist_rewrite_failures: IntCounterVec,
+    /// Player connections ended or refused by a limit ([`crate::limits::Limit`]).
+    pub connection_limits: IntCounterVec,
+    /// Player connections open now.
+    pub open_connections: IntGauge,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
@@ -127,6 +131,19 @@ impl Metrics {
             playlist_rewrite_failures.with_label_values(&[reason]);
         }
         registry.register(Box::new(playlist_rewrite_failures.clone()))?;
+        let connection_limits = IntCounterVec::new(
+            Opts::new(
+                "edge_connection_limits_total",
+                "Player connections ended or refused by a limit: header_timeout (head not whole in time), send_timeout (no write progress), max_connections, max_connections_per_ip (refused at accept)",
+            ),
+            &["limit"],
+        )?;
+        for limit in crate::limits::Limit::ALL {
+            connection_limits.with_label_values(&[limit.label()]);
+        }
+        registry.register(Box::new(connection_limits.clone()))?;
+        let open_connections = IntGauge::new("edge_open_connections", "Player connections open now (HTTP and HTTPS)")?;
+        registry.register(Box::new(open_connections.clone()))?;
         registry.register(Box::new(cache_lookups.clone()))?;
         registry.register(Box::new(cache_purges.clone()))?;
         registry.register(Box::new(cache_promoted.clone()))?;
@@ -179,6 +196,8 @@ impl Metrics {
             geo_blocked,
             hot,
             playlist_rewrite_failures,
+            connection_limits,
+            open_connections,
         })
     }
 
@@ -226,5 +245,10 @@ mod tests {
             let line = format!("edge_playlist_rewrite_failures_total{{reason=\"{reason}\"}} 0");
             assert!(text.lines().any(|l| l == line), "missing {line}");
         }
+        for limit in crate::limits::Limit::ALL {
+            let line = format!("edge_connection_limits_total{{limit=\"{}\"}} 0", limit.label());
+            assert!(text.lines().any(|l| l == line), "missing {line}");
+        }
+        assert!(text.lines().any(|l| l == "edge_open_connections 0"));
     }
 }

@@ -39,6 +39,10 @@ pub struct ServerSection {
     pub name: Option<String>,
     pub https: Option<String>,
     pub fast_hits: Option<bool>,
+    pub header_timeout: Option<String>,
+    pub send_timeout: Option<String>,
+    pub max_connections: Option<i64>,
+    pub max_connections_per_ip: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

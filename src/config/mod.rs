@@ -38,7 +38,7 @@ pub use error::ConfigError;
 pub use geo::GeoConfig;
 pub use origins::{HealthCheck, OriginNode, OriginPool, PassiveHealth};
 pub use purge::PurgeConfig;
-pub use server::{Role, ServerConfig};
+pub use server::{ConnectionLimits, Role, ServerConfig};
 pub use stage::{Loaded, Parsed, Stage};
 pub use tls::TlsConfig;
 pub use tokens::{EdgeAuthConfig, TokensConfig};

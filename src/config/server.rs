@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::file::ServerSection;
-use super::value::{addr, duration};
+use super::value::{addr, duration, int_in};
 use super::error::ConfigError;
 
 /// Whether this node faces players (`edge`) or other edges (`shield`).
@@ -45,6 +45,45 @@ pub struct ServerConfig {
     /// Answer fresh memory-tier hits in the player front (`proxy::front`) rather than through
     /// the full proxy pipeline.
     pub fast_hits: bool,
+    /// Player connection limits.
+    pub limits: ConnectionLimits,
+}
+
+/// What one player connection may take (`crate::limits` applies them): how long a request
+/// head and a stalled response write may last, and how many connections are open at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// A request head must arrive whole within this long, counted from the connection's start
+    /// (its first request) or from the head's first byte (later requests).
+    pub header_timeout: Duration,
+    /// A response write that makes no progress for this long closes the connection.
+    pub send_timeout: Duration,
+    /// Open player connections at most; `None`: half the process's file descriptor limit,
+    /// read at start; `Some(0)`: no cap.
+    pub max_connections: Option<u32>,
+    /// Open connections per client address (IPv6: per /64) at most; 0: no cap.
+    pub max_connections_per_ip: u32,
+}
+
+impl ConnectionLimits {
+    fn build(s: &ServerSection) -> Result<Self, ConfigError> {
+        let positive = |key: &str, text: Option<&str>, default: &str| -> Result<Duration, ConfigError> {
+            let d = duration(key, text, default)?;
+            if d.is_zero() {
+                return Err(ConfigError::new(key, "must be greater than 0"));
+            }
+            Ok(d)
+        };
+        Ok(ConnectionLimits {
+            header_timeout: positive("server.header_timeout", s.header_timeout.as_deref(), "20s")?,
+            send_timeout: positive("server.send_timeout", s.send_timeout.as_deref(), "60s")?,
+            max_connections: s
+                .max_connections
+                .map(|n| int_in("server.max_connections", Some(n), 0, 0..=10_000_000))
+                .transpose()?,
+            max_connections_per_ip: int_in("server.max_connections_per_ip", s.max_connections_per_ip, 256, 0..=10_000_000)?,
+        })
+    }
 }
 
 impl TryFrom<ServerSection> for ServerConfig {
@@ -75,7 +114,9 @@ impl TryFrom<ServerSection> for ServerConfig {
         if https.is_some_and(|h| h == http || h == admin) {
             return Err(ConfigError::new("server.https", "must differ from server.http and server.admin"));
         }
+        let limits = ConnectionLimits::build(&s)?;
         Ok(ServerConfig {
+            limits,
             role,
             http,
             admin,

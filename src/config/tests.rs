@@ -16,6 +16,11 @@ fn shipped_config_loads_whole() {
     assert_eq!(c.server.admin, "127.0.0.1:9090".parse().unwrap());
     assert_eq!(c.server.threads, 2);
     assert!(c.server.fast_hits, "the player front is on by default");
+    let limits = c.server.limits;
+    assert_eq!(limits.header_timeout, Duration::from_secs(20));
+    assert_eq!(limits.send_timeout, Duration::from_secs(60));
+    assert_eq!(limits.max_connections, None, "default: half the open-file limit, read at start");
+    assert_eq!(limits.max_connections_per_ip, 256);
     assert_eq!(c.server.grace_period, Duration::from_secs(10));
     assert_eq!(c.server.shutdown_timeout, Duration::from_secs(5));
     assert_eq!(c.server.public_url, "http://127.0.0.1:8080");
@@ -74,6 +79,22 @@ fn minimal_config_gets_defaults() {
     // of the TLS and geo intervals, and a zero tick would spin.
     assert_eq!(c.geo.reload_interval, Duration::from_secs(10));
     assert!(c.summary().starts_with("ok: role=edge"));
+    let limits = c.server.limits;
+    assert_eq!((limits.header_timeout, limits.send_timeout), (Duration::from_secs(20), Duration::from_secs(60)));
+    assert_eq!((limits.max_connections, limits.max_connections_per_ip), (None, 256));
+}
+
+#[test]
+fn connection_limits_parse_and_zero_means_no_cap() {
+    let c = parse(&format!(
+        "[server]\nheader_timeout = \"1s\"\nsend_timeout = \"500ms\"\nmax_connections = 0\nmax_connections_per_ip = 0\n{POOL}"
+    ))
+    .unwrap();
+    let limits = c.server.limits;
+    assert_eq!(limits.header_timeout, Duration::from_secs(1));
+    assert_eq!(limits.send_timeout, Duration::from_millis(500));
+    assert_eq!(limits.max_connections, Some(0));
+    assert_eq!(limits.max_connections_per_ip, 0);
 }
 
 #[test]
@@ -99,6 +120,12 @@ fn bad_configs_name_the_key_and_reason() {
         ("[server]\nfast_hits = \"yes\"\n", "server.fast_hits", "invalid type"),
         ("[server]\ngrace_period = \"soon\"\n", "server.grace_period", "invalid duration \"soon\""),
         ("[server]\nadmin = \"0.0.0.0:8080\"\n", "server.admin", "must differ from server.http"),
+        ("[server]\nheader_timeout = \"0s\"\n", "server.header_timeout", "greater than 0"),
+        ("[server]\nheader_timeout = \"slow\"\n", "server.header_timeout", "invalid duration"),
+        ("[server]\nsend_timeout = \"0ms\"\n", "server.send_timeout", "greater than 0"),
+        ("[server]\nmax_connections = -1\n", "server.max_connections", "out of range"),
+        ("[server]\nmax_connections = \"many\"\n", "server.max_connections", "invalid type"),
+        ("[server]\nmax_connections_per_ip = 20000000\n", "server.max_connections_per_ip", "out of range"),
         ("[server]\npublic_url = \"edge.example\"\n", "server.public_url", "must start with http://"),
         ("[cache]\nmemory = \"lots\"\n", "cache.memory", "invalid size \"lots\""),
         ("[cache]\nmemory = \"1 KiB\"\n", "cache.memory", "at least 1 MiB"),

@@ -19,7 +19,12 @@
 //! stale or missing objects, shutdown — and every HTTP/2 connection goes to the Pingora
 //! proxy unchanged; the bytes already read are handed over as the start of the next
 //! request, and the connection comes back to the front after. `[server] fast_hits = false`
-//! turns the front off. tests/it/differential.rs proves both paths answer alike.
+//! turns the front's answers off. tests/it/differential.rs proves both paths answer alike.
+//!
+//! Every player connection enters here ([`Front::process_new`]), so the connection limits
+//! ([`crate::limits`]) hold in this one place for both paths: the caps as it arrives, the
+//! send timeout around its stream, and the whole-head timeout on every HTTP/1 head — the
+//! front reads each head whole, also the ones it hands over, so the pipeline never reads one.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -27,16 +32,22 @@ use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
 use bytes::{Buf, Bytes, BytesMut};
-use pingora_core::apps::{HttpServerApp, ServerApp};
+use pingora_core::apps::{HttpServerApp, HttpServerOptions, ReusedHttpStream, ServerApp};
+use pingora_core::protocols::http::v2::server::H2Options;
 use pingora_core::protocols::http::ServerSession;
 use pingora_core::protocols::{Stream, ALPN};
 use pingora_core::server::ShutdownWatch;
 use pingora_proxy::HttpProxy;
+use prometheus::IntCounter;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use super::gate::{self, Admission, Headers, Kind, RequestView};
 use super::record::RequestRecord;
 use super::{compose, EdgeProxy};
+use crate::limits::caps::{self, Caps};
+use crate::limits::guard::{self as send_guard, SendGuard};
+use crate::limits::head::{self, HeadClock, Wait};
+use crate::limits::Limit;
 use crate::state::EdgeState;
 
 /// A request head longer than this goes to the pipeline (which allows much larger ones).
@@ -47,11 +58,45 @@ const MAX_HEADERS: usize = 32;
 const IDLE: Duration = Duration::from_secs(60);
 /// Bodies up to this size are copied next to the head so the answer leaves in one write.
 const COALESCE_MAX: usize = 64 * 1024;
+/// The answer to a head that did not arrive whole in time (RFC 9110 §15.5.9).
+const REQUEST_TIMEOUT: &[u8] = b"HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
 
 /// The player-facing service: the front, then the Pingora proxy for everything else.
 pub struct Front {
     proxy: Arc<HttpProxy<EdgeProxy>>,
+    /// HTTP/2 connections: the proxy with a send timeout on each stream.
+    h2: Arc<H2>,
     state: &'static EdgeState,
+    /// `max_connections`, `max_connections_per_ip`.
+    caps: Arc<Caps>,
+    /// `edge_connection_limits_total{limit="send_timeout"}`, bound once.
+    send_timeouts: IntCounter,
+}
+
+/// Pingora's HTTP/2 handling with Pingora's write timeout set on every stream: a client can
+/// stall an HTTP/2 response by granting no flow-control window, with no socket write pending
+/// for the [`SendGuard`] to see. Pingora's HTTP/2 write timeout runs per window reservation,
+/// so it too measures a stall, not a whole body. (On HTTP/1 Pingora's write timeout would
+/// cover a whole body write — a 64 MiB hit is one — so it is left off there.)
+struct H2 {
+    proxy: Arc<HttpProxy<EdgeProxy>>,
+    send_timeout: Duration,
+}
+
+#[async_trait]
+impl HttpServerApp for H2 {
+    async fn process_new_http(self: &Arc<Self>, mut session: ServerSession, shutdown: &ShutdownWatch) -> Option<ReusedHttpStream> {
+        session.set_write_timeout(Some(self.send_timeout));
+        self.proxy.process_new_http(session, shutdown).await
+    }
+
+    fn h2_options(&self) -> Option<H2Options> {
+        self.proxy.h2_options()
+    }
+
+    fn server_options(&self) -> Option<&HttpServerOptions> {
+        self.proxy.server_options()
+    }
 }
 
 /// A hit the front answers.
@@ -77,12 +122,33 @@ enum Next {
 
 impl Front {
     pub fn new(proxy: HttpProxy<EdgeProxy>, state: &'static EdgeState) -> Self {
-        Front { proxy: Arc::new(proxy), state }
+        let limits = state.config.server.limits;
+        let total = limits.max_connections.unwrap_or_else(caps::default_total);
+        tracing::info!(
+            max_connections = total,
+            max_connections_per_ip = limits.max_connections_per_ip,
+            header_timeout = ?limits.header_timeout,
+            send_timeout = ?limits.send_timeout,
+            "player connection limits (0: no cap)"
+        );
+        let caps = Caps::new(total, limits.max_connections_per_ip, state.config.geo.trusted_proxies.clone(), state.metrics.open_connections.clone());
+        let proxy = Arc::new(proxy);
+        Front {
+            h2: Arc::new(H2 { proxy: proxy.clone(), send_timeout: limits.send_timeout }),
+            proxy,
+            state,
+            caps,
+            send_timeouts: state.metrics.connection_limits.with_label_values(&[Limit::SendTimeout.label()]),
+        }
+    }
+
+    fn count(&self, limit: Limit) {
+        self.state.metrics.connection_limits.with_label_values(&[limit.label()]).inc();
     }
 
     /// Look at the bytes read so far: a request the front answers, one for the pipeline, or
-    /// not a whole head yet.
-    fn inspect(&self, buf: &[u8], client: IpAddr) -> Next {
+    /// not a whole head yet. `checked`: a prefix of `buf` seen before without an end of head.
+    fn inspect(&self, buf: &[u8], checked: usize, client: IpAddr) -> Next {
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut req = httparse::Request::new(&mut headers);
         match req.parse(buf) {
@@ -91,7 +157,11 @@ impl Front {
                 None => Next::Pipeline,
             },
             Ok(httparse::Status::Partial) if buf.len() < HEAD_MAX => Next::Partial,
-            // Too long, too many headers or malformed: the pipeline answers (400 and such).
+            // Longer or with more fields than the front answers: the pipeline takes it, once
+            // whole — read here, under the head clock.
+            Ok(httparse::Status::Partial) | Err(httparse::Error::TooManyHeaders) if head::pipeline_reads_more(buf, checked) => Next::Partial,
+            // Malformed (the pipeline's parser sees the same fault) or whole: the pipeline
+            // answers (400 and such).
             _ => Next::Pipeline,
         }
     }
@@ -100,6 +170,9 @@ impl Front {
     /// gate decides what the request is, exactly as for the pipeline; the front only adds
     /// "can I answer this myself".
     fn decide(&self, req: &httparse::Request<'_, '_>, peer: IpAddr) -> Option<Reply> {
+        if !self.state.config.server.fast_hits {
+            return None;
+        }
         let plain = Plain::of(req)?;
         let view = RequestView {
             method: if plain.head_only { "HEAD" } else { "GET" },
@@ -160,38 +233,63 @@ impl Front {
         Ok(())
     }
 
-    /// Serve one HTTP/1 connection: hits here, the rest through the pipeline.
-    async fn serve_h1(self: &Arc<Self>, mut stream: Stream, shutdown: &ShutdownWatch) -> Option<Stream> {
-        let client = stream
-            .get_socket_digest()
-            .and_then(|d| d.peer_addr().and_then(|a| a.as_inet()).map(|a| a.ip()))
-            .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+    /// The head being read did not arrive whole in time: count it, and when part of one
+    /// arrived, answer 408 (RFC 9110 §15.5.9; nginx closes without an answer) and close.
+    async fn head_timed_out(&self, stream: &mut Stream, buf: &[u8]) -> Option<Stream> {
+        self.count(Limit::HeaderTimeout);
+        if !buf.is_empty() {
+            let _ = pingora_timeout::fast_timeout::fast_timeout(Duration::from_secs(1), async {
+                stream.write_all(REQUEST_TIMEOUT).await?;
+                stream.flush().await?;
+                // Half-close first, so the answer is not lost to a reset if the client sends
+                // more before the connection is dropped.
+                AsyncWriteExt::shutdown(stream).await
+            })
+            .await;
+        }
+        None
+    }
+
+    /// Serve one HTTP/1 connection (which arrived at `accepted`): hits here, the rest through
+    /// the pipeline.
+    async fn serve_h1(self: &Arc<Self>, mut stream: Stream, client: IpAddr, accepted: Instant, shutdown: &ShutdownWatch) -> Option<Stream> {
         let mut watch = shutdown.clone();
         let mut buf = BytesMut::with_capacity(4096);
+        let mut clock = HeadClock::start(self.state.config.server.limits.header_timeout, accepted);
+        // A prefix of `buf` inspected before and found to hold no end of head.
+        let mut checked = 0;
         loop {
             // Take the next request head, or give the connection to the pipeline.
             let mut to_pipeline = *watch.borrow();
             while !to_pipeline {
                 let started = Instant::now();
-                match self.inspect(&buf, client) {
+                match self.inspect(&buf, checked, client) {
                     Next::Answer(n, reply) => {
                         if self.answer(&mut stream, *reply, started).await.is_err() {
                             return None;
                         }
                         buf.advance(n);
+                        checked = 0;
+                        clock.next_request(!buf.is_empty(), Instant::now());
                         to_pipeline = *watch.borrow();
                         continue;
                     }
                     Next::Pipeline => to_pipeline = true,
                     Next::Partial => {
+                        checked = buf.len();
                         if buf.capacity() - buf.len() < 1024 {
                             buf.reserve(4096);
                         }
+                        let (wait, idle) = match clock.wait(Instant::now()) {
+                            Wait::Idle => (IDLE, true),
+                            Wait::For(left) => (left, false),
+                            Wait::Expired => return self.head_timed_out(&mut stream, &buf).await,
+                        };
                         let read = tokio::select! {
                             biased;
                             // Pingora's shared coarse timers: a tokio timer per read would wake
                             // the runtime's driver (an eventfd write) on every request.
-                            r = pingora_timeout::fast_timeout::fast_timeout(IDLE, stream.read_buf(&mut buf)) => r,
+                            r = pingora_timeout::fast_timeout::fast_timeout(wait, stream.read_buf(&mut buf)) => r,
                             _ = watch.changed() => {
                                 // Shutting down: an idle connection closes, a started request
                                 // is finished by the pipeline (which answers it with close).
@@ -203,7 +301,11 @@ impl Front {
                             }
                         };
                         match read {
-                            Ok(Ok(n)) if n > 0 => {}
+                            Ok(Ok(n)) if n > 0 => clock.arrived(Instant::now()),
+                            // The head's time is up.
+                            Err(_) if !idle => {
+                                return self.head_timed_out(&mut stream, &buf).await
+                            }
                             // Closed, failed or idle too long.
                             _ => return None,
                         }
@@ -222,6 +324,8 @@ impl Front {
             let (s, _settings) = reused.consume();
             stream = s;
             buf = BytesMut::with_capacity(4096);
+            checked = 0;
+            clock.next_request(false, Instant::now());
         }
     }
 }
@@ -379,11 +483,25 @@ fn plain_target_byte(b: u8) -> bool {
 
 #[async_trait]
 impl ServerApp for Front {
+    /// Every player connection, plain or TLS (after the handshake), HTTP/1 or HTTP/2: the
+    /// connection caps first (over one, the connection is closed at once), then the send
+    /// timeout around its stream for whoever writes to it.
     async fn process_new(self: &Arc<Self>, stream: Stream, shutdown: &ShutdownWatch) -> Option<Stream> {
-        if !self.state.config.server.fast_hits || matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
-            return ServerApp::process_new(&self.proxy, stream, shutdown).await;
+        let accepted = Instant::now();
+        let client = send_guard::peer_ip(&stream).unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+        // Held until the connection closes: it counts as open until then.
+        let _open = match self.caps.admit(client) {
+            Ok(permit) => permit,
+            Err(limit) => {
+                self.count(limit);
+                return None;
+            }
+        };
+        let stream = SendGuard::wrap(stream, self.state.config.server.limits.send_timeout, self.send_timeouts.clone());
+        if matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
+            return ServerApp::process_new(&self.h2, stream, shutdown).await;
         }
-        self.serve_h1(stream, shutdown).await
+        self.serve_h1(stream, client, accepted, shutdown).await
     }
 
     async fn cleanup(&self) {

@@ -628,6 +628,11 @@ impl ProxyHttp for EdgeProxy {
         if session.cache.lock_duration().is_some_and(|d| d > Duration::ZERO) {
             self.state.metrics.cache_coalesced.inc();
         }
+        // Pingora's write timeout is set on HTTP/2 streams only (`front::H2`): a flow-control
+        // window the client kept shut for `send_timeout`.
+        if e.is_some_and(|e| e.etype == ErrorType::WriteTimedout) {
+            self.state.metrics.connection_limits.with_label_values(&[crate::limits::Limit::SendTimeout.label()]).inc();
+        }
         let record = RequestRecord {
             kind: ctx.kind,
             method: session.req_header().method.as_str(),

@@ -19,6 +19,7 @@ mod http;
 mod invalidation;
 mod keys;
 mod lifecycle;
+mod limits;
 mod origins;
 mod purge;
 mod ranges;

@@ -33,6 +33,14 @@ impl Conn {
         Conn { s: TcpStream::connect(addr).await.unwrap(), buf: Vec::new() }
     }
 
+    /// A connection from `local` (any 127.0.0.0/8 address on loopback), so one test can act
+    /// as several client addresses.
+    pub async fn open_from(addr: SocketAddr, local: std::net::IpAddr) -> Conn {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind(SocketAddr::new(local, 0)).unwrap();
+        Conn { s: socket.connect(addr).await.unwrap(), buf: Vec::new() }
+    }
+
     pub async fn send(&mut self, bytes: &[u8]) {
         self.s.write_all(bytes).await.unwrap();
     }

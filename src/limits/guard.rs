@@ -1,0 +1,281 @@
+//! `send_timeout`: a player connection whose response writes make no progress for this long
+//! is closed.
+//!
+//! [`SendGuard`] wraps the connection's stream before anything is read or written, so it holds
+//! for every writer: the front's own answers, the Pingora pipeline (HTTP/1 headers and bodies,
+//! which Pingora writes without a timeout of its own), the HTTP/2 codec and TLS. It measures
+//! what nginx's `send_timeout` measures — the time since the last write that made progress —
+//! not the duration of one write: a slow client reading a 64 MiB segment at a few hundred
+//! kbit/s keeps its connection, a client that reads nothing loses it. A write that cannot
+//! proceed starts the clock; any write-side call that completes stops it; when the clock runs
+//! out, the pending call fails with `TimedOut` and so does every later write.
+
+use std::fmt;
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use pingora_core::protocols::l4::socket::SocketAddr;
+use pingora_core::protocols::raw_connect::ProxyDigest;
+use pingora_core::protocols::tls::{SslDigest, TlsRef};
+use pingora_core::protocols::{
+    GetProxyDigest, GetSocketDigest, GetTimingDigest, Peek, Shutdown, SocketDigest, Ssl, Stream, TimingDigest, UniqueID,
+    UniqueIDType, ALPN,
+};
+use prometheus::IntCounter;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::time::Sleep;
+
+/// A player connection's stream with a send timeout.
+pub struct SendGuard {
+    inner: Stream,
+    limit: Duration,
+    /// The stall clock, made on the first write that could not proceed and reused after.
+    clock: Option<Pin<Box<Sleep>>>,
+    /// Whether the clock runs (a write-side call is pending since it was set).
+    stalled: bool,
+    timed_out: bool,
+    /// `edge_connection_limits_total{limit="send_timeout"}`.
+    counter: IntCounter,
+}
+
+impl SendGuard {
+    /// `inner` with writes that fail after `limit` without progress (counted in `counter`).
+    pub fn wrap(inner: Stream, limit: Duration, counter: IntCounter) -> Stream {
+        Box::new(SendGuard { inner, limit, clock: None, stalled: false, timed_out: false, counter })
+    }
+
+    fn timed_out_error() -> io::Error {
+        io::Error::new(io::ErrorKind::TimedOut, "send timeout: the client took no data for too long")
+    }
+
+    /// The outcome of a write-side call on the inner stream: progress stops the clock; a
+    /// pending call starts it (or keeps it running) and fails once it has run out.
+    fn watch<T>(&mut self, cx: &mut Context<'_>, polled: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+        if polled.is_ready() {
+            self.stalled = false;
+            return polled;
+        }
+        let deadline = tokio::time::Instant::now() + self.limit;
+        let was_stalled = std::mem::replace(&mut self.stalled, true);
+        let fresh = self.clock.is_none();
+        let clock = self.clock.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        if !fresh && !was_stalled {
+            clock.as_mut().reset(deadline);
+        }
+        // Polling the clock also registers this task to be woken when it runs out.
+        if clock.as_mut().poll(cx).is_ready() {
+            self.timed_out = true;
+            self.counter.inc();
+            return Poll::Ready(Err(Self::timed_out_error()));
+        }
+        Poll::Pending
+    }
+}
+
+impl AsyncRead for SendGuard {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for SendGuard {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        if this.timed_out {
+            return Poll::Ready(Err(Self::timed_out_error()));
+        }
+        let polled = Pin::new(&mut this.inner).poll_write(cx, buf);
+        this.watch(cx, polled)
+    }
+
+    fn poll_write_vectored(self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        if this.timed_out {
+            return Poll::Ready(Err(Self::timed_out_error()));
+        }
+        let polled = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        this.watch(cx, polled)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.timed_out {
+            return Poll::Ready(Err(Self::timed_out_error()));
+        }
+        let polled = Pin::new(&mut this.inner).poll_flush(cx);
+        this.watch(cx, polled)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.timed_out {
+            // Nothing more will be sent: close without waiting on a client that reads nothing.
+            return Poll::Ready(Ok(()));
+        }
+        let polled = Pin::new(&mut this.inner).poll_shutdown(cx);
+        this.watch(cx, polled)
+    }
+}
+
+#[async_trait]
+impl Shutdown for SendGuard {
+    async fn shutdown(&mut self) {
+        // Through this guard's own poll_shutdown, so a close (a TLS close_notify, buffered
+        // bytes) cannot wait on the client longer than the send timeout either.
+        if let Err(e) = AsyncWriteExt::shutdown(self).await {
+            tracing::debug!(error = %e, "closing a player connection");
+        }
+    }
+}
+
+impl UniqueID for SendGuard {
+    fn id(&self) -> UniqueIDType {
+        self.inner.id()
+    }
+}
+
+impl Ssl for SendGuard {
+    fn get_ssl(&self) -> Option<&TlsRef> {
+        self.inner.get_ssl()
+    }
+
+    fn get_ssl_digest(&self) -> Option<Arc<SslDigest>> {
+        self.inner.get_ssl_digest()
+    }
+
+    fn selected_alpn_proto(&self) -> Option<ALPN> {
+        self.inner.selected_alpn_proto()
+    }
+}
+
+impl GetTimingDigest for SendGuard {
+    fn get_timing_digest(&self) -> Vec<Option<TimingDigest>> {
+        self.inner.get_timing_digest()
+    }
+
+    fn get_read_pending_time(&self) -> Duration {
+        self.inner.get_read_pending_time()
+    }
+
+    fn get_write_pending_time(&self) -> Duration {
+        self.inner.get_write_pending_time()
+    }
+}
+
+impl GetProxyDigest for SendGuard {
+    fn get_proxy_digest(&self) -> Option<Arc<ProxyDigest>> {
+        self.inner.get_proxy_digest()
+    }
+
+    fn set_proxy_digest(&mut self, digest: ProxyDigest) {
+        self.inner.set_proxy_digest(digest)
+    }
+}
+
+impl GetSocketDigest for SendGuard {
+    fn get_socket_digest(&self) -> Option<Arc<SocketDigest>> {
+        self.inner.get_socket_digest()
+    }
+
+    fn set_socket_digest(&mut self, digest: SocketDigest) {
+        self.inner.set_socket_digest(digest)
+    }
+}
+
+#[async_trait]
+impl Peek for SendGuard {
+    async fn try_peek(&mut self, buf: &mut [u8]) -> io::Result<bool> {
+        self.inner.try_peek(buf).await
+    }
+}
+
+impl fmt::Debug for SendGuard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SendGuard").field("inner", &self.inner).field("limit", &self.limit).field("timed_out", &self.timed_out).finish()
+    }
+}
+
+/// The peer's IP address, if the stream knows it.
+pub fn peer_ip(stream: &Stream) -> Option<std::net::IpAddr> {
+    stream.get_socket_digest().and_then(|d| d.peer_addr().and_then(SocketAddr::as_inet).map(|a| a.ip()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    fn counter() -> IntCounter {
+        IntCounter::new("send_timeouts", "send timeouts").unwrap()
+    }
+
+    /// A write to a peer that reads nothing fails after the limit, once the socket's buffers
+    /// are full; the failure is counted once.
+    #[tokio::test]
+    async fn a_peer_that_reads_nothing_times_out() {
+        let (a, _b) = tokio::io::duplex(64 * 1024);
+        let c = counter();
+        let mut s = SendGuard::wrap(Box::new(a), Duration::from_millis(200), c.clone());
+        let started = tokio::time::Instant::now();
+        let chunk = vec![7u8; 16 * 1024];
+        let mut err = None;
+        for _ in 0..100 {
+            if let Err(e) = s.write_all(&chunk).await {
+                err = Some(e);
+                break;
+            }
+        }
+        let err = err.expect("the write fails");
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        let took = started.elapsed();
+        assert!(took >= Duration::from_millis(200) && took < Duration::from_secs(2), "{took:?}");
+        assert_eq!(c.get(), 1);
+        assert!(s.write_all(b"x").await.is_err(), "later writes fail at once");
+        assert_eq!(c.get(), 1, "counted once");
+    }
+
+    /// A peer that reads slowly but steadily never trips the clock, even when one write takes
+    /// many times the limit.
+    #[tokio::test]
+    async fn a_slow_reader_that_makes_progress_keeps_the_connection() {
+        let (a, mut b) = tokio::io::duplex(4 * 1024);
+        let c = counter();
+        let mut s = SendGuard::wrap(Box::new(a), Duration::from_millis(150), c.clone());
+        let reader = tokio::spawn(async move {
+            let mut got = 0usize;
+            let mut buf = [0u8; 1024];
+            while got < 64 * 1024 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                let n = b.read(&mut buf).await.unwrap();
+                assert!(n > 0);
+                got += n;
+            }
+            got
+        });
+        // One 64 KiB write through a 4 KiB pipe read at ~100 KiB/s: ~640 ms, over 4× the limit.
+        let started = tokio::time::Instant::now();
+        s.write_all(&vec![1u8; 64 * 1024]).await.expect("progressing writes never time out");
+        assert!(started.elapsed() > Duration::from_millis(300), "the write outlasted the limit");
+        assert_eq!(reader.await.unwrap(), 64 * 1024);
+        assert_eq!(c.get(), 0);
+    }
+
+    #[tokio::test]
+    async fn reads_pass_through() {
+        let (a, mut b) = tokio::io::duplex(1024);
+        let mut s = SendGuard::wrap(Box::new(a), Duration::from_millis(100), counter());
+        b.write_all(b"GET / HTTP/1.1\r\n\r\n").await.unwrap();
+        let mut buf = [0u8; 18];
+        s.read_exact(&mut buf).await.unwrap();
+        assert_eq!(&buf, b"GET / HTTP/1.1\r\n\r\n");
+    }
+}

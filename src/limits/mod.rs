@@ -1,0 +1,47 @@
+//! Limits on player connections: how long a request head and a stalled response write may
+//! last, and how many connections are open at once — overall and per client address.
+//!
+//! Every player connection (HTTP and HTTPS, HTTP/1 and HTTP/2) enters the edge in
+//! `proxy::front::Front::process_new`, which applies them in one place:
+//! - [`caps::Caps`]: `max_connections` and `max_connections_per_ip`, checked as the
+//!   connection arrives (over a cap it is closed at once); the [`caps::Permit`] it hands out
+//!   keeps the connection counted until it closes (`edge_open_connections`).
+//! - [`guard::SendGuard`] wraps the connection's stream: a write that makes no progress for
+//!   `send_timeout` fails, whoever writes (the front, the Pingora pipeline, the HTTP/2 codec,
+//!   TLS) and whatever the size of the write.
+//! - [`head`]: `header_timeout`, one deadline for a whole request head. The front reads
+//!   every HTTP/1 head itself, up to the end of the head or to the pipeline parser's limits,
+//!   so the pipeline never reads a head without it.
+//!
+//! Each limit that fires is counted in `edge_connection_limits_total{limit}`.
+
+pub mod caps;
+pub mod guard;
+pub mod head;
+
+/// A limit that ended (or refused) a connection: the `limit` label of
+/// `edge_connection_limits_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    /// A request head did not arrive whole within `header_timeout`.
+    HeaderTimeout,
+    /// A response write made no progress for `send_timeout`.
+    SendTimeout,
+    /// `max_connections` were open.
+    MaxConnections,
+    /// `max_connections_per_ip` were open from the client's address.
+    MaxConnectionsPerIp,
+}
+
+impl Limit {
+    pub const ALL: [Limit; 4] = [Limit::HeaderTimeout, Limit::SendTimeout, Limit::MaxConnections, Limit::MaxConnectionsPerIp];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Limit::HeaderTimeout => "header_timeout",
+            Limit::SendTimeout => "send_timeout",
+            Limit::MaxConnections => "max_connections",
+            Limit::MaxConnectionsPerIp => "max_connections_per_ip",
+        }
+    }
+}
