@@ -185,6 +185,8 @@ http = "127.0.0.1:$EDGE_PORT"
 admin = "127.0.0.1:$EDGE_ADMIN"
 threads = ${EDGE_THREADS:-2}
 fast_hits = ${EDGE_FAST_HITS:-true}
+# All load comes from 127.0.0.1; the other proxies have no per-address cap either.
+max_connections_per_ip = 0
 grace_period = "1s"
 shutdown_timeout = "2s"
 

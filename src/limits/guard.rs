@@ -9,6 +9,11 @@
 //! kbit/s keeps its connection, a client that reads nothing loses it. A write that cannot
 //! proceed starts the clock; any write-side call that completes stops it; when the clock runs
 //! out, the pending call fails with `TimedOut` and so does every later write.
+//!
+//! It can also hold a connection's first bytes to `header_timeout`
+//! ([`SendGuard::first_bytes_within`]): on HTTP/2 the connection preface is what the
+//! connection's first head is on HTTP/1, and Pingora's HTTP/2 handshake waits for it without
+//! a timeout of its own (nginx applies `client_header_timeout` to it).
 
 use std::fmt;
 use std::future::Future;
@@ -41,12 +46,34 @@ pub struct SendGuard {
     timed_out: bool,
     /// `edge_connection_limits_total{limit="send_timeout"}`.
     counter: IntCounter,
+    /// Bytes that must still arrive before a deadline, when set.
+    first_bytes: Option<FirstBytes>,
+}
+
+/// [`SendGuard::first_bytes_within`]: `remaining` bytes to read before `clock` runs out.
+struct FirstBytes {
+    remaining: usize,
+    clock: Pin<Box<Sleep>>,
+    /// `edge_connection_limits_total{limit="header_timeout"}`.
+    counter: IntCounter,
 }
 
 impl SendGuard {
     /// `inner` with writes that fail after `limit` without progress (counted in `counter`).
+    pub fn new(inner: Stream, limit: Duration, counter: IntCounter) -> SendGuard {
+        SendGuard { inner, limit, clock: None, stalled: false, timed_out: false, counter, first_bytes: None }
+    }
+
+    /// [`SendGuard::new`], boxed as a Pingora stream.
     pub fn wrap(inner: Stream, limit: Duration, counter: IntCounter) -> Stream {
-        Box::new(SendGuard { inner, limit, clock: None, stalled: false, timed_out: false, counter })
+        Box::new(SendGuard::new(inner, limit, counter))
+    }
+
+    /// Reads fail (`TimedOut`, counted in `counter`) when the first `n` bytes have not all
+    /// arrived within `within`; after them, reads are not timed here.
+    pub fn first_bytes_within(mut self, n: usize, within: Duration, counter: IntCounter) -> SendGuard {
+        self.first_bytes = Some(FirstBytes { remaining: n, clock: Box::pin(tokio::time::sleep(within)), counter });
+        self
     }
 
     fn timed_out_error() -> io::Error {
@@ -79,7 +106,29 @@ impl SendGuard {
 
 impl AsyncRead for SendGuard {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
+        let Some(first) = &mut this.first_bytes else { return polled };
+        match &polled {
+            Poll::Ready(Ok(())) => {
+                let n = buf.filled().len() - before;
+                first.remaining = first.remaining.saturating_sub(n);
+                // All there, or the peer closed: nothing left to time.
+                if first.remaining == 0 || n == 0 {
+                    this.first_bytes = None;
+                }
+            }
+            Poll::Ready(Err(_)) => this.first_bytes = None,
+            Poll::Pending => {
+                if first.clock.as_mut().poll(cx).is_ready() {
+                    first.counter.inc();
+                    this.first_bytes = None;
+                    return Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "header timeout: the connection's first bytes came too late")));
+                }
+            }
+        }
+        polled
     }
 }
 
@@ -267,6 +316,34 @@ mod tests {
         assert!(started.elapsed() > Duration::from_millis(300), "the write outlasted the limit");
         assert_eq!(reader.await.unwrap(), 64 * 1024);
         assert_eq!(c.get(), 0);
+    }
+
+    /// A peer that sends less than the required first bytes in time gets a failed read
+    /// (counted); one that sends them in time reads on without a clock.
+    #[tokio::test]
+    async fn first_bytes_must_arrive_in_time() {
+        let (a, mut b) = tokio::io::duplex(1024);
+        let late = counter();
+        let mut s = SendGuard::new(Box::new(a), Duration::from_secs(5), counter()).first_bytes_within(24, Duration::from_millis(200), late.clone());
+        b.write_all(b"PRI * HTTP/2.0\r\n").await.unwrap();
+        let mut buf = [0u8; 64];
+        assert_eq!(s.read(&mut buf).await.unwrap(), 16);
+        let started = tokio::time::Instant::now();
+        let err = s.read(&mut buf).await.expect_err("the rest of the preface never came");
+        assert_eq!(err.kind(), io::ErrorKind::TimedOut);
+        assert!(started.elapsed() < Duration::from_secs(1));
+        assert_eq!(late.get(), 1);
+
+        let (a, mut b) = tokio::io::duplex(1024);
+        let late = counter();
+        let mut s = SendGuard::new(Box::new(a), Duration::from_secs(5), counter()).first_bytes_within(4, Duration::from_millis(100), late.clone());
+        b.write_all(b"PRI * ").await.unwrap();
+        assert_eq!(s.read(&mut buf).await.unwrap(), 6);
+        let reader = tokio::spawn(async move { s.read(&mut [0u8; 8]).await });
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        b.write_all(b"x").await.unwrap();
+        assert_eq!(reader.await.unwrap().unwrap(), 1, "after its first bytes a connection may idle");
+        assert_eq!(late.get(), 0);
     }
 
     #[tokio::test]

@@ -8,7 +8,8 @@
 //!   keeps the connection counted until it closes (`edge_open_connections`).
 //! - [`guard::SendGuard`] wraps the connection's stream: a write that makes no progress for
 //!   `send_timeout` fails, whoever writes (the front, the Pingora pipeline, the HTTP/2 codec,
-//!   TLS) and whatever the size of the write.
+//!   TLS) and whatever the size of the write; on HTTP/2 it also holds the connection preface
+//!   to `header_timeout`.
 //! - [`head`]: `header_timeout`, one deadline for a whole request head. The front reads
 //!   every HTTP/1 head itself, up to the end of the head or to the pipeline parser's limits,
 //!   so the pipeline never reads a head without it.

@@ -58,6 +58,8 @@ const MAX_HEADERS: usize = 32;
 const IDLE: Duration = Duration::from_secs(60);
 /// Bodies up to this size are copied next to the head so the answer leaves in one write.
 const COALESCE_MAX: usize = 64 * 1024;
+/// `PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n` (RFC 9113 §3.4).
+const H2_PREFACE_LEN: usize = 24;
 /// The answer to a head that did not arrive whole in time (RFC 9110 §15.5.9).
 const REQUEST_TIMEOUT: &[u8] = b"HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
 
@@ -78,9 +80,14 @@ pub struct Front {
 /// for the [`SendGuard`] to see. Pingora's HTTP/2 write timeout runs per window reservation,
 /// so it too measures a stall, not a whole body. (On HTTP/1 Pingora's write timeout would
 /// cover a whole body write — a 64 MiB hit is one — so it is left off there.)
+///
+/// An HTTP/2 connection without open streams closes after the same idle time as an HTTP/1
+/// keep-alive connection (Pingora keeps it forever by default; nginx: `keepalive_timeout`).
 struct H2 {
     proxy: Arc<HttpProxy<EdgeProxy>>,
     send_timeout: Duration,
+    /// The proxy's options with the idle timeout.
+    options: HttpServerOptions,
 }
 
 #[async_trait]
@@ -95,8 +102,15 @@ impl HttpServerApp for H2 {
     }
 
     fn server_options(&self) -> Option<&HttpServerOptions> {
-        self.proxy.server_options()
+        Some(&self.options)
     }
+}
+
+/// The proxy's HTTP server options (Pingora's defaults) with HTTP/2's idle timeout.
+fn h2_options(proxy: &HttpProxy<EdgeProxy>) -> HttpServerOptions {
+    let mut options = proxy.server_options().cloned().unwrap_or_default();
+    options.h2_idle_timeout = Some(IDLE);
+    options
 }
 
 /// A hit the front answers.
@@ -134,7 +148,7 @@ impl Front {
         let caps = Caps::new(total, limits.max_connections_per_ip, state.config.geo.trusted_proxies.clone(), state.metrics.open_connections.clone());
         let proxy = Arc::new(proxy);
         Front {
-            h2: Arc::new(H2 { proxy: proxy.clone(), send_timeout: limits.send_timeout }),
+            h2: Arc::new(H2 { options: h2_options(&proxy), proxy: proxy.clone(), send_timeout: limits.send_timeout }),
             proxy,
             state,
             caps,
@@ -142,8 +156,12 @@ impl Front {
         }
     }
 
+    fn counter(&self, limit: Limit) -> IntCounter {
+        self.state.metrics.connection_limits.with_label_values(&[limit.label()])
+    }
+
     fn count(&self, limit: Limit) {
-        self.state.metrics.connection_limits.with_label_values(&[limit.label()]).inc();
+        self.counter(limit).inc();
     }
 
     /// Look at the bytes read so far: a request the front answers, one for the pipeline, or
@@ -497,11 +515,15 @@ impl ServerApp for Front {
                 return None;
             }
         };
-        let stream = SendGuard::wrap(stream, self.state.config.server.limits.send_timeout, self.send_timeouts.clone());
-        if matches!(stream.selected_alpn_proto(), Some(ALPN::H2)) {
-            return ServerApp::process_new(&self.h2, stream, shutdown).await;
+        let limits = self.state.config.server.limits;
+        let h2 = matches!(stream.selected_alpn_proto(), Some(ALPN::H2));
+        let guard = SendGuard::new(stream, limits.send_timeout, self.send_timeouts.clone());
+        if h2 {
+            // The connection preface is HTTP/2's first head: it gets `header_timeout` too.
+            let guard = guard.first_bytes_within(H2_PREFACE_LEN, limits.header_timeout, self.counter(Limit::HeaderTimeout));
+            return ServerApp::process_new(&self.h2, Box::new(guard), shutdown).await;
         }
-        self.serve_h1(stream, client, accepted, shutdown).await
+        self.serve_h1(Box::new(guard), client, accepted, shutdown).await
     }
 
     async fn cleanup(&self) {

@@ -44,20 +44,17 @@ async fn served(c: &mut Conn) {
     assert_eq!(r.body, b"a");
 }
 
-/// nginx: `client_header_timeout 60s` — one timer for the whole head, from the connection's
-/// start; it closes without an answer. The edge: `header_timeout` the same way, answering 408.
-/// On a head sent a byte every 300 ms with a 1 s limit, the connection closes at ~1 s.
-#[tokio::test]
-async fn a_head_trickled_byte_by_byte_is_cut_at_the_header_timeout() {
-    let origin = Origin::start().await;
-    origin.route("/v/a.ts", Route::ok("a"));
-    let edge = Edge::start_with_config(&pool(&origin), "header_timeout = \"1s\"").await;
+/// Send `prefix` at once, then the rest of a head one byte every 300 ms; how long until the
+/// edge closed the connection (at most 5 s) and what it answered.
+async fn trickle(addr: SocketAddr, prefix: Vec<u8>) -> (Duration, Vec<u8>) {
     let started = Instant::now();
-    let (mut rd, mut wr) = TcpStream::connect(edge.http).await.unwrap().into_split();
-    // At most 60 bytes × 300 ms; stops at the first write the edge refuses.
+    let (mut rd, mut wr) = TcpStream::connect(addr).await.unwrap().into_split();
+    // At most 40 bytes × 300 ms; stops at the first write the edge refuses.
     let writer = tokio::spawn(async move {
-        let head = b"GET /v/a.ts HTTP/1.1\r\nhost: edge.test\r\nx-padding: 0123456789\r\n\r\n";
-        for b in head {
+        if wr.write_all(&prefix).await.is_err() {
+            return;
+        }
+        for b in b"x-trickled: 0123456789abcdef\r\n\r\n" {
             if wr.write_all(&[*b]).await.is_err() {
                 break;
             }
@@ -69,12 +66,49 @@ async fn a_head_trickled_byte_by_byte_is_cut_at_the_header_timeout() {
     let closed_at = started.elapsed();
     writer.abort();
     assert!(read.is_ok(), "the connection was still open after 5 s");
-    assert!(closed_at >= Duration::from_millis(900) && closed_at < Duration::from_millis(1600), "closed after {closed_at:?}");
-    let text = String::from_utf8_lossy(&got);
-    assert!(text.starts_with("HTTP/1.1 408 "), "answer: {text:?}");
-    assert_eq!(edge.metric(&limit("header_timeout")).await, 1.0, "counted before the close");
+    (closed_at, got)
+}
+
+/// nginx: `client_header_timeout 60s` — one timer for the whole head, from the connection's
+/// start; it closes without an answer. The edge: `header_timeout` the same way, answering 408.
+/// A head trickled a byte every 300 ms with a 1 s limit is cut at ~1 s on both paths: a short
+/// head the front would answer, a head over the front's 8 KiB (the pipeline's), and on an
+/// edge without the front's answers (`fast_hits = false`).
+#[tokio::test]
+async fn a_head_trickled_byte_by_byte_is_cut_at_the_header_timeout() {
+    let origin = Origin::start().await;
+    origin.route("/v/a.ts", Route::ok("a"));
+    let edge = Edge::start_with_config(&pool(&origin), "header_timeout = \"1s\"").await;
+    let pipeline = Edge::start_with_config(&pool(&origin), "header_timeout = \"1s\"\nfast_hits = false").await;
+    let short = b"GET /v/a.ts HTTP/1.1\r\nhost: edge.test\r\n".to_vec();
+    let long = format!("GET /v/a.ts HTTP/1.1\r\nhost: edge.test\r\nx-long: {}\r\n", "v".repeat(10_000)).into_bytes();
+    let cases = [(edge.http, short.clone()), (edge.http, long), (pipeline.http, short)];
+    let runs = futures_join(cases.iter().map(|(addr, prefix)| trickle(*addr, prefix.clone()))).await;
+    for (i, (closed_at, got)) in runs.into_iter().enumerate() {
+        assert!(
+            closed_at >= Duration::from_millis(900) && closed_at < Duration::from_millis(1600),
+            "case {i}: closed after {closed_at:?}"
+        );
+        let text = String::from_utf8_lossy(&got);
+        assert!(text.starts_with("HTTP/1.1 408 "), "case {i}: answer {text:?}");
+        eprintln!("trickled head, case {i}: closed after {closed_at:?}");
+    }
+    assert_eq!(edge.metric(&limit("header_timeout")).await, 2.0, "counted before the close");
+    assert_eq!(pipeline.metric(&limit("header_timeout")).await, 1.0);
     assert_eq!(origin.total_hits(), 0, "no partial request reached the origin");
-    eprintln!("trickled head: closed after {closed_at:?}");
+}
+
+/// Run futures side by side; their outputs in order.
+async fn futures_join<F: std::future::Future + Send + 'static>(futures: impl Iterator<Item = F>) -> Vec<F::Output>
+where
+    F::Output: Send + 'static,
+{
+    let tasks: Vec<_> = futures.map(tokio::spawn).collect();
+    let mut out = Vec::new();
+    for t in tasks {
+        out.push(t.await.unwrap());
+    }
+    out
 }
 
 /// The clock is per head, not per connection: a client that waits half the limit and then
@@ -237,6 +271,45 @@ fn h2_client(dir: &std::path::Path, https: SocketAddr, from: &str) -> reqwest::C
         .local_address(ip(from))
         .build()
         .unwrap()
+}
+
+/// nginx applies `client_header_timeout` to the HTTP/2 connection preface too. The edge: a
+/// TLS connection that negotiates h2 and sends nothing is closed at `header_timeout`.
+#[tokio::test]
+async fn an_http2_connection_without_its_preface_is_cut_at_the_header_timeout() {
+    let origin = Origin::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    edge::tls::certs::generate_dev(dir.path(), &["a.test".into()]).unwrap();
+    let https: SocketAddr = format!("127.0.0.1:{}", crate::support::free_port()).parse().unwrap();
+    let d = dir.path().display();
+    let cfg = format!("[tls]\ncerts = [{{ cert = \"{d}/edge.pem\", key = \"{d}/edge-key.pem\" }}]\n{}", pool(&origin));
+    let edge = Edge::start_with_config(&cfg, &format!("https = \"{https}\"\nheader_timeout = \"1s\"\n")).await;
+
+    let mut roots = rustls::RootCertStore::empty();
+    let ca = std::fs::read(dir.path().join("edge-dev-ca.pem")).unwrap();
+    for cert in <rustls::pki_types::CertificateDer as rustls::pki_types::pem::PemObject>::pem_slice_iter(&ca) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let mut config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"h2".to_vec()];
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let started = Instant::now();
+    let tcp = TcpStream::connect(https).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("a.test").unwrap();
+    let mut tls = connector.connect(name, tcp).await.unwrap();
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    // The edge's SETTINGS arrive, then the close; the client never sends its preface.
+    let mut got = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(5), tls.read_to_end(&mut got)).await;
+    let closed_at = started.elapsed();
+    assert!(read.is_ok(), "the connection was still open after 5 s");
+    assert!(closed_at >= Duration::from_millis(900) && closed_at < Duration::from_millis(1600), "closed after {closed_at:?}");
+    assert_eq!(edge.metric(&limit("header_timeout")).await, 1.0);
+    assert_eq!(edge.metric("edge_open_connections").await, 0.0);
 }
 
 /// HTTP/2 over TLS: the caps hold for TLS connections (counted after the handshake), and a
