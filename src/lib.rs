@@ -20,6 +20,7 @@
 //! - [`tls`]: certificates (SNI resolver with reload, dev CA), [`geo`]: GeoIP and country rules.
 //! - [`limits`]: player connection limits (whole-head and send timeouts, connection caps),
 //!   applied where [`proxy::front`] accepts a connection.
+//! - [`hop`]: hop-by-hop and unkeyed fields, removed from what the edge forwards and stores.
 //! - [`net`]: IP networks (token `ip` claims, purge and trusted-proxy lists); [`stamp`]: file
 //!   version stamps for reload-on-change polling.
 #![forbid(unsafe_code)]
@@ -38,6 +39,7 @@ pub mod path;
 pub mod net;
 pub mod proxy;
 pub mod hls;
+pub mod hop;
 pub mod limits;
 pub mod token;
 pub mod server;

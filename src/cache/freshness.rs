@@ -286,38 +286,26 @@ pub fn current_age(initial: Duration, resident: Duration) -> u64 {
 }
 
 /// Headers a 304 does not update in the stored response (§3.2): framing (the stored body
-/// stays as it is), hop-by-hop fields, and `Vary` (the variant the stored body was chosen
-/// by stays; a change of `Vary` comes with a 200).
-const NOT_UPDATED_BY_304: [HeaderName; 10] = [
+/// stays as it is), `Proxy-Authenticate`, and `Vary` (the variant the stored body was chosen
+/// by stays; a change of `Vary` comes with a 200). Hop-by-hop fields are not updated either
+/// ([`crate::hop::fields`]).
+const NOT_UPDATED_BY_304: [HeaderName; 6] = [
     http::header::CONTENT_LENGTH,
     http::header::TRANSFER_ENCODING,
     http::header::CONTENT_ENCODING,
     http::header::CONTENT_RANGE,
-    http::header::CONNECTION,
-    http::header::TE,
-    http::header::TRAILER,
-    http::header::UPGRADE,
     http::header::PROXY_AUTHENTICATE,
     http::header::VARY,
 ];
 
 /// The stored response's header updated from a 304 (§3.2, §4.3.4): every field the 304
-/// carries replaces the stored one, except [`NOT_UPDATED_BY_304`], `Keep-Alive` and fields
-/// named in the 304's `Connection`. `Date` and `Age` describe the 304 itself, so the stored
+/// carries replaces the stored one, except [`NOT_UPDATED_BY_304`] and the 304's hop-by-hop
+/// fields (`Connection`, what it names, `Keep-Alive`, ...). `Date` and `Age` describe the 304 itself, so the stored
 /// ones go even when the 304 has none (its age is computed afresh).
 pub fn merge_not_modified(stored: &ResponseHeader, not_modified: &ResponseHeader) -> ResponseHeader {
     let mut merged = stored.clone();
-    let hop: Vec<String> = not_modified
-        .headers
-        .get_all(http::header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|n| n.trim().to_ascii_lowercase())
-        .collect();
-    let skip = |name: &HeaderName| {
-        NOT_UPDATED_BY_304.contains(name) || name.as_str() == "keep-alive" || hop.iter().any(|h| h == name.as_str())
-    };
+    let hop = crate::hop::fields(&not_modified.headers);
+    let skip = |name: &HeaderName| NOT_UPDATED_BY_304.contains(name) || hop.iter().any(|h| h == name.as_str());
     merged.remove_header(&http::header::DATE);
     merged.remove_header(&http::header::AGE);
     for name in not_modified.headers.keys() {

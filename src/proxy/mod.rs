@@ -13,7 +13,7 @@
 //! 3. `upstream_peer`: origin choice ([`crate::origin::pools`]); connect failures retry on
 //!    the next node; a request that met a pooled connection the origin had closed retries
 //!    once on a fresh connection to the same node ([`crate::origin::reuse`]).
-//!    `upstream_request_filter`: hop-by-hop fields out ([`hop`]), the key's
+//!    `upstream_request_filter`: hop-by-hop fields out ([`crate::hop`]), the key's
 //!    host, `Via`, the normalised `Accept-Encoding`.
 //! 4. `upstream_response_filter`: hop-by-hop fields out, unsafe methods invalidate;
 //!    `response_cache_filter`: [`crate::cache::policy::decide`], on a revalidation's 304
@@ -26,7 +26,6 @@
 pub mod compose;
 pub mod front;
 pub mod gate;
-pub mod hop;
 pub mod record;
 pub mod playlist;
 pub mod tokens;
@@ -46,6 +45,7 @@ use pingora_proxy::{ProxyHttp, Session};
 
 use crate::cache::bans::Verdict;
 use crate::cache::freshness;
+use crate::hop;
 use crate::cache::policy;
 use crate::origin::pools::Choice;
 use crate::state::EdgeState;

@@ -18,6 +18,9 @@ async fn admin_endpoints() {
     for _ in 0..3 {
         c.get(edge.url("/v/m.ts")).send().await.unwrap().bytes().await.unwrap();
     }
+    // Counted when each request's logging runs, a moment after its answer.
+    edge.await_metric(r#"edge_request_duration_seconds_count{kind="content",cache="MISS"}"#, 1.0).await;
+    edge.await_metric(r#"edge_request_duration_seconds_count{kind="content",cache="HIT"}"#, 2.0).await;
     let text = edge.metrics().await;
     assert_eq!(metric_value(&text, r#"edge_requests_total{kind="content",status="200",cache="MISS"}"#), 1.0);
     assert_eq!(metric_value(&text, r#"edge_requests_total{kind="content",status="200",cache="HIT"}"#), 2.0);

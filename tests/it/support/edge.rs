@@ -217,6 +217,18 @@ impl Edge {
         panic!("no fill was committed within 5 s");
     }
 
+    /// Wait (up to 5 s) until `sample` reaches `at_least`: a request is counted when its
+    /// logging phase runs, which can be a moment after the client has the whole response.
+    pub async fn await_metric(&self, sample: &str, at_least: f64) {
+        for _ in 0..250 {
+            if self.metric(sample).await >= at_least {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("{sample} did not reach {at_least} within 5 s");
+    }
+
     pub async fn metrics(&self) -> String {
         reqwest::get(self.admin_url("/metrics")).await.unwrap().text().await.unwrap()
     }

@@ -2,7 +2,8 @@
 //! that are hop-by-hop by definition are for one connection only, so the edge removes them
 //! from what it forwards, both ways: from the request it sends to an origin and from the
 //! response it stores and sends to players. Framing (`Content-Length`, `Transfer-Encoding`)
-//! is left to Pingora, which frames each connection itself.
+//! is left to Pingora, which frames each connection itself. The cache asks the same
+//! question when a 304 updates a stored response ([`crate::cache::freshness`]).
 
 use http::HeaderMap;
 
@@ -43,20 +44,21 @@ const FRAMING: [&str; 2] = ["content-length", "transfer-encoding"];
 
 /// Remove the hop-by-hop fields of a request being forwarded to an origin.
 pub fn strip_request(req: &mut pingora_http::RequestHeader) {
-    for name in to_strip(&req.headers) {
+    for name in fields(&req.headers) {
         req.remove_header(&name);
     }
 }
 
 /// Remove the hop-by-hop fields of an origin's response (before it is stored or sent).
 pub fn strip_response(resp: &mut pingora_http::ResponseHeader) {
-    for name in to_strip(&resp.headers) {
+    for name in fields(&resp.headers) {
         resp.remove_header(&name);
     }
 }
 
-/// The hop-by-hop fields present in `headers`.
-fn to_strip(headers: &HeaderMap) -> Vec<String> {
+/// The hop-by-hop fields present in `headers`: the ones that always are, and those its
+/// `Connection` names (never the framing fields).
+pub fn fields(headers: &HeaderMap) -> Vec<String> {
     let named = headers
         .get_all(http::header::CONNECTION)
         .iter()
