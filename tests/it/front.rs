@@ -109,6 +109,8 @@ async fn front_answers_exactly_as_the_pipeline_does() {
     assert_eq!(front_hits(&fast).await, n);
     assert_eq!(front_hits(&slow).await, 0.0);
     for edge in [&fast, &slow] {
+        // Each answer is counted a moment after it is written.
+        edge.await_metric(r#"edge_request_duration_seconds_count{kind="content",cache="HIT"}"#, n).await;
         assert_eq!(edge.metric(r#"edge_requests_total{kind="content",status="200",cache="HIT"}"#).await, n - partial);
         assert_eq!(edge.metric(r#"edge_requests_total{kind="content",status="206",cache="HIT"}"#).await, partial);
         assert_eq!(edge.metric(r#"edge_cache_lookups_total{result="memory"}"#).await, n);
