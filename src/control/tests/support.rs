@@ -296,6 +296,12 @@ impl Resp {
         }
     }
 
+    /// The `Retry-After` seconds of a refusal.
+    #[track_caller]
+    pub fn retry_after(&self) -> u64 {
+        self.headers["retry-after"].to_str().expect("ascii").parse().expect("seconds")
+    }
+
     /// Asserts an error answer: status, JSON with this code and a message.
     #[track_caller]
     pub fn assert_error(&self, status: StatusCode, code: &str) {
