@@ -85,6 +85,8 @@ impl AdminApp {
         }
         let now = crate::origin::health::now_ms();
         for p in &s.pools.pools {
+            // Exported at 0 for every pool, so `rate()` sees the series before the first retry.
+            m.upstream_retries.with_label_values(&[&p.cfg.name, "reused_connection"]);
             for (n, h) in p.cfg.nodes.iter().zip(&p.health) {
                 m.upstream_healthy.with_label_values(&[&p.cfg.name, &n.addr.to_string()]).set(i64::from(h.usable(now)));
             }

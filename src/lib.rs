@@ -12,7 +12,8 @@
 //! - [`cors`]: which player origins may read responses, and the CORS headers.
 //! - [`path`]: request path normalisation shared by the cache key and the origin request.
 //! - [`admin`]: the admin listener (`/healthz`, `/readyz`, `/metrics`).
-//! - [`metrics`]: the Prometheus registry and the edge's metrics.
+//! - [`metrics`]: the Prometheus registry and the edge's metrics; [`telemetry`]: build,
+//!   process and certificate-expiry metrics in the same registry.
 //! - [`demo`]: the embedded demo origin serving the sample HLS title.
 //! - [`token`], [`hls`]: signed tokens and the playlist rewriter (pure).
 //! - [`origin`]: origin pools, consistent hashing, health.
@@ -44,6 +45,7 @@ pub mod limits;
 pub mod token;
 pub mod server;
 pub mod stamp;
+pub mod telemetry;
 pub mod state;
 pub mod tls;
 

@@ -293,6 +293,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
         Some(path) => Some(std::sync::Arc::new(crate::geo::Geo::open(path.clone())?)),
     };
     let metrics = Metrics::new()?;
+    crate::telemetry::register(&metrics.registry, tls.clone())?;
     let control = start_control(&config, &metrics.registry)?;
     let cache = cache_rt.block_on(Cache::open(&config.cache, &metrics.registry, cache_rt.handle().clone().into()))?;
     let cache: &'static Cache = Box::leak(Box::new(cache));

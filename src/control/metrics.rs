@@ -16,9 +16,12 @@ pub struct ControlMetrics {
     pub refused: IntCounterVec,
 }
 
+/// Every refusal reason, exported at 0 from the start so `rate()` and the dashboard see them.
+pub const REFUSAL_REASONS: [&str; 5] = ["login_account", "login_address", "login_busy", "register", "edge_secret"];
+
 impl ControlMetrics {
     pub fn new() -> Result<ControlMetrics, prometheus::Error> {
-        Ok(ControlMetrics {
+        let m = ControlMetrics {
             password_work: IntCounterVec::new(
                 Opts::new(
                     "edge_control_password_work_total",
@@ -33,7 +36,14 @@ impl ControlMetrics {
                 ),
                 &["reason"],
             )?,
-        })
+        };
+        for reason in REFUSAL_REASONS {
+            m.refused.with_label_values(&[reason]);
+        }
+        for op in ["hash", "verify"] {
+            m.password_work.with_label_values(&[op]);
+        }
+        Ok(m)
     }
 
     /// Adds the counters to `registry` (once).

@@ -8,6 +8,7 @@ mod cache;
 mod cli;
 mod control;
 mod demo;
+mod deploy;
 mod differential;
 mod disk;
 mod encoded;
