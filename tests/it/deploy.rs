@@ -128,3 +128,64 @@ async fn every_metric_the_dashboard_and_alerts_name_is_exported() {
     let missing: Vec<&String> = wanted.iter().filter(|n| !have.contains(*n)).collect();
     assert!(missing.is_empty(), "named in deploy/ but not exported by the edge: {missing:?}\nexported: {have:?}");
 }
+
+/// The production example config (container image, Kubernetes ConfigMap, systemd) passes
+/// `edge check` with its token key in the environment, and is refused without it.
+#[test]
+fn production_example_config_passes_edge_check() {
+    let cfg = Path::new(ROOT).join("deploy/docker/edge.toml");
+    let run = |key: Option<&str>| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_edge"));
+        cmd.args(["check", "--config"]).arg(&cfg).env_remove("EDGE_TOKEN_KEY_K1");
+        if let Some(k) = key {
+            cmd.env("EDGE_TOKEN_KEY_K1", k);
+        }
+        cmd.output().unwrap()
+    };
+    let ok = run(Some("00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"));
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    assert!(String::from_utf8_lossy(&ok.stdout).starts_with("ok: role=edge"));
+    let missing = run(None);
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("EDGE_TOKEN_KEY_K1"), "{}", String::from_utf8_lossy(&missing.stderr));
+    // The Kubernetes example builds its ConfigMap from this same file.
+    let kustomization = std::fs::read_to_string(Path::new(ROOT).join("deploy/k8s/kustomization.yaml")).unwrap();
+    assert!(kustomization.contains("edge.toml=../docker/edge.toml"));
+}
+
+/// The systemd unit passes `systemd-analyze verify` with no warning (an unknown or misspelt
+/// directive is only a warning there, so stderr must be empty of them).
+#[test]
+fn systemd_unit_verifies() {
+    let unit = std::fs::read_to_string(Path::new(ROOT).join("deploy/systemd/edge.service")).unwrap();
+    assert!(unit.contains("ExecReload=/bin/kill -HUP $MAINPID"));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("edge.service");
+    std::fs::write(&path, unit.replace("/usr/local/bin/edge", env!("CARGO_BIN_EXE_edge"))).unwrap();
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(&path)
+        .output()
+        .expect("systemd-analyze runs (Debian package `systemd`, installed by .ci/deps test)");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(!err.contains("Unknown") && !err.contains("ignoring"), "systemd-analyze warned:\n{err}");
+}
+
+/// The Kubernetes probes ask the admin port for paths a running edge answers 200.
+#[tokio::test]
+async fn kubernetes_probes_name_paths_the_edge_answers() {
+    let manifest = std::fs::read_to_string(Path::new(ROOT).join("deploy/k8s/edge.yaml")).unwrap();
+    let paths: Vec<&str> = manifest
+        .lines()
+        .filter(|l| l.contains("httpGet:") && l.contains("port: admin"))
+        .filter_map(|l| l.split("path: ").nth(1)?.split([',', ' ']).next())
+        .collect();
+    assert_eq!(paths, ["/readyz", "/healthz", "/healthz"], "readiness, liveness and startup probes");
+    let origin = Origin::start().await;
+    let edge = Edge::start(origin.addr, "").await;
+    for p in paths {
+        let r = client().get(edge.admin_url(p)).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{p}");
+    }
+}
