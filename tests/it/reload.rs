@@ -211,3 +211,50 @@ async fn drain_fails_readiness_while_requests_are_still_served() {
     assert_eq!(miss.text().await.unwrap(), "b");
     assert_eq!(c.get(edge.admin_url("/admin/drain")).send().await.unwrap().status(), 405);
 }
+
+/// A reload swaps geo rules, CORS and the purge ACL on the next request, and the health checks
+/// follow the pools: the removed pool's node is checked no more, the new one's from then on.
+#[tokio::test]
+async fn a_reload_swaps_geo_rules_cors_the_purge_acl_and_health_checks() {
+    let (a, b) = (Origin::start().await, Origin::start().await);
+    for o in [&a, &b] {
+        o.route("/healthz", Route::ok("ok"));
+        o.route("/v/geo/a.ts", Route::ok("g").header("cache-control", "no-store"));
+    }
+    let db = concat!(env!("CARGO_MANIFEST_DIR"), "/geoip/edge-test.mmdb");
+    let config = |origin: std::net::SocketAddr, cors: &str, purge: &str, rules: &str| {
+        format!(
+            "[[origins]]\nname = \"o\"\nnodes = [{{ addr = \"{origin}\" }}]\n\
+             health = {{ path = \"/healthz\", interval = \"100ms\", timeout = \"300ms\" }}\n\
+             [cors]\nallow_origins = [\"{cors}\"]\n[purge]\nallow = [\"{purge}\"]\n[geo]\ndatabase = \"{db}\"\n{rules}"
+        )
+    };
+    let edge = Edge::start_full(&config(a.addr, "https://a.example", "127.0.0.1/32", ""), "", "").await;
+    let c = client();
+    let get = |origin: &'static str| c.get(edge.url("/v/geo/a.ts")).header("origin", origin).send();
+    let r = get("https://a.example").await.unwrap();
+    assert_eq!((r.status().as_u16(), r.headers()["access-control-allow-origin"].to_str().unwrap()), (200, "https://a.example"));
+    let purge = || c.request(reqwest::Method::from_bytes(b"PURGE").unwrap(), edge.url("/v/geo/a.ts")).send();
+    assert_eq!(purge().await.unwrap().status(), 200);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(a.hits("/healthz") > 0, "the first pool is checked");
+
+    let deny = "[[geo.rules]]\nprefix = \"/v/geo/\"\nallow = [\"GB\"]\nunknown = \"deny\"\n";
+    edge.rewrite_config(&config(b.addr, "https://b.example", "10.0.0.0/8", deny), "", "");
+    let (status, body) = edge.reload().await;
+    assert_eq!((status, body), (200, serde_json::json!({"applied": ["cors", "purge", "geo.rules", "origins"], "needs_restart": []})));
+    let a_checks = a.hits("/healthz");
+
+    // 127.0.0.1 has no country in the test database: the new rule refuses it.
+    let r = get("https://b.example").await.unwrap();
+    assert_eq!((r.status().as_u16(), r.headers()["x-edge-reason"].to_str().unwrap()), (451, "country_unknown"));
+    assert_eq!(r.headers()["access-control-allow-origin"], "https://b.example");
+    let r = get("https://a.example").await.unwrap();
+    assert!(r.headers().get("access-control-allow-origin").is_none(), "the old CORS origin is gone");
+    let r = purge().await.unwrap();
+    assert_eq!(r.status(), 403, "127.0.0.1 may no longer purge");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(a.hits("/healthz") <= a_checks + 1, "the removed pool is checked no more (at most one check in flight)");
+    assert!(b.hits("/healthz") >= 2, "the new pool is checked");
+    assert_eq!(b.hits("/v/geo/a.ts") + a.hits("/v/geo/a.ts"), 1, "only the request before the reload reached an origin");
+}
