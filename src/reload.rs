@@ -137,6 +137,8 @@ static RELOADING: Mutex<()> = Mutex::new(());
 /// reads, origin name lookups): call it off the async workers.
 pub fn reload(state: &EdgeState) -> Result<Outcome, ReloadError> {
     let result = reload_now(state);
+    let label = if result.is_ok() { "applied" } else { "failed" };
+    state.metrics.config_reloads.with_label_values(&[label]).inc();
     match &result {
         Ok(o) if o.needs_restart.is_empty() => tracing::info!(applied = ?o.applied, "config reloaded"),
         Ok(o) => tracing::warn!(

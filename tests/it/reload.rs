@@ -180,6 +180,9 @@ async fn admin_reload_reports_changes_and_restart_only_keys_and_refuses_a_bad_fi
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(edge.log().contains(&format!("config reload failed; the running config stays: {line}")), "{}", edge.log());
+    // Four reloads through the endpoint (three applied, one failed) and the failed SIGHUP.
+    assert_eq!(edge.metric(r#"edge_config_reloads_total{result="applied"}"#).await, 3.0);
+    assert_eq!(edge.metric(r#"edge_config_reloads_total{result="failed"}"#).await, 2.0);
     assert!(edge.running());
     let r = client().get(edge.url("/v/a.ts")).send().await.unwrap();
     assert_eq!(r.status(), 200);
