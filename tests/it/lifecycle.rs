@@ -141,6 +141,9 @@ async fn operator_signals_never_kill_the_edge() {
             assert_eq!(r.status(), 200, "serving after {sig}");
         }
         assert!(edge.log().contains("SIGUSR1"), "the edge says what it did with USR1:\n{}", edge.log());
+        // HUP re-read the same file: nothing changed, nothing waits for a restart.
+        assert!(edge.log().contains("config reloaded"), "{}", edge.log());
+        assert!(!edge.log().contains("until a restart"), "{}", edge.log());
         // A prober on a kept-alive connection reads 503 `draining`; a new connection is
         // refused once Pingora stops accepting.
         let prober = client();
