@@ -264,3 +264,28 @@ async fn a_reload_swaps_geo_rules_cors_the_purge_acl_and_health_checks() {
     assert!(b.hits("/healthz") >= 2, "the new pool is checked");
     assert_eq!(b.hits("/v/geo/a.ts") + a.hits("/v/geo/a.ts"), 1, "only the request before the reload reached an origin");
 }
+
+/// A reload that leaves `[[origins]]` as it was keeps the pools' health: a node ejected before
+/// stays ejected (new pools would start every node healthy).
+#[tokio::test]
+async fn a_reload_without_origin_changes_keeps_node_health() {
+    let closed = crate::support::free_port();
+    let config = |cors: &str| {
+        format!(
+            "[[origins]]\nname = \"o\"\nnodes = [{{ addr = \"127.0.0.1:{closed}\" }}]\nconnect_timeout = \"1s\"\n\
+             passive = {{ max_failures = 1, ejection = \"60s\" }}\n[cors]\nallow_origins = [\"{cors}\"]\n"
+        )
+    };
+    let edge = Edge::start_full(&config("https://a.example"), "", "").await;
+    let ejected = || async {
+        let v: serde_json::Value = client().get(edge.admin_url("/admin/origins")).send().await.unwrap().json().await.unwrap();
+        v["pools"][0]["nodes"][0]["ejected_for_ms"].as_u64().unwrap()
+    };
+    assert_eq!(ejected().await, 0);
+    let r = client().get(edge.url("/v/a.ts")).send().await.unwrap();
+    assert_eq!(r.status(), 502, "the only node is down");
+    assert!(ejected().await > 50_000, "one failure ejects it for 60 s");
+    edge.rewrite_config(&config("https://b.example"), "", "");
+    assert_eq!(edge.reload().await, (200, serde_json::json!({"applied": ["cors"], "needs_restart": []})));
+    assert!(ejected().await > 50_000, "still ejected after the reload");
+}
