@@ -3,13 +3,16 @@
 //! | method | path       | answer                                                   |
 //! |--------|------------|----------------------------------------------------------|
 //! | GET    | `/healthz` | 200 `ok` while the process runs                          |
-//! | GET    | `/readyz`  | 503 `starting`, then 200 `ready` once the player listener accepts connections, then 503 `draining` after SIGTERM |
+//! | GET    | `/readyz`  | 503 `starting`, then 200 `ready` once the player listener accepts connections, then 503 `draining` after SIGTERM/SIGQUIT or `POST /admin/drain` |
 //! | GET    | `/metrics` | Prometheus text: edge metrics and foyer's, one registry |
 //! | GET    | `/admin/origins` | JSON health summary of every origin pool and node |
 //! | POST   | `/admin/purge` | JSON `{"url": ...}` or `{"prefix": ..., "host"?: ...}`, `"soft"?: bool` (see [`crate::cache::purge`]) |
+//! | POST   | `/admin/reload` | re-read `edge.toml` ([`crate::reload`]): 200 `{"applied": [...], "needs_restart": [...]}`, or 400 `{"error": "<file>: <key>: <reason>"}` and the running config stays (409 when running on the built-in config) |
+//! | POST   | `/admin/drain` | `/readyz` turns 503 `draining` for good; requests are still served. 200 `{"draining": true}` |
 //!
 //! Anything else is 404; a known path with another method is 405. The listener is meant for
-//! loopback or a management network: it has no authentication of its own.
+//! loopback or a management network: it has no authentication of its own, and its mutating
+//! endpoints (purge, reload, drain) are open to whoever reaches it, as its metrics are.
 
 use std::sync::atomic::Ordering;
 
@@ -84,7 +87,7 @@ impl AdminApp {
             sync(&m.cache_lookups.with_label_values(&[result]), load(value));
         }
         let now = crate::origin::health::now_ms();
-        for p in &s.pools.pools {
+        for p in &s.live().pools.pools {
             // Exported at 0 for every pool, so `rate()` sees the series before the first retry.
             m.upstream_retries.with_label_values(&[&p.cfg.name, "reused_connection"]);
             for (n, h) in p.cfg.nodes.iter().zip(&p.health) {
@@ -109,8 +112,8 @@ fn json(status: StatusCode, value: serde_json::Value) -> Response<Vec<u8>> {
 impl AdminApp {
     fn origins(&self) -> serde_json::Value {
         let now = crate::origin::health::now_ms();
-        let pools: Vec<_> = self
-            .state
+        let live = self.state.live_full();
+        let pools: Vec<_> = live
             .pools
             .pools
             .iter()
@@ -138,10 +141,30 @@ impl AdminApp {
                 })
             })
             .collect();
-        serde_json::json!({ "role": match self.state.config.server.role {
+        serde_json::json!({ "role": match live.config.server.role {
             crate::config::Role::Edge => "edge",
             crate::config::Role::Shield => "shield",
-        }, "name": self.state.config.server.name, "pools": pools })
+        }, "name": live.config.server.name, "pools": pools })
+    }
+
+    /// `POST /admin/reload`: the file is read off the async workers (it may name key files
+    /// and origin host names to look up).
+    async fn reload(&self) -> Response<Vec<u8>> {
+        let state = self.state;
+        match tokio::task::spawn_blocking(move || crate::reload::reload(state)).await {
+            Ok(Ok(outcome)) => json(StatusCode::OK, serde_json::json!(outcome)),
+            Ok(Err(e @ crate::reload::ReloadError::NoFile)) => json(StatusCode::CONFLICT, serde_json::json!({"error": e.to_string()})),
+            Ok(Err(e)) => json(StatusCode::BAD_REQUEST, serde_json::json!({"error": e.to_string()})),
+            Err(_) => json(StatusCode::INTERNAL_SERVER_ERROR, serde_json::json!({"error": "the reload did not finish"})),
+        }
+    }
+
+    /// `POST /admin/drain`: readiness fails from now on, so load balancers move players away
+    /// while this node keeps serving whatever still comes.
+    fn drain(&self) -> Response<Vec<u8>> {
+        self.state.draining.store(true, Ordering::Relaxed);
+        tracing::info!("drain asked for on the admin listener: /readyz answers 503 draining");
+        json(StatusCode::OK, serde_json::json!({"draining": true}))
     }
 
     async fn purge(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
@@ -191,7 +214,9 @@ impl ServeHttp for AdminApp {
             }
             (true, "/admin/origins") => json(StatusCode::OK, self.origins()),
             (false, "/admin/purge") if method == http::Method::POST => self.purge(session).await,
-            (_, "/healthz" | "/readyz" | "/metrics" | "/admin/purge" | "/admin/origins") => {
+            (false, "/admin/reload") if method == http::Method::POST => self.reload().await,
+            (false, "/admin/drain") if method == http::Method::POST => self.drain(),
+            (_, "/healthz" | "/readyz" | "/metrics" | "/admin/purge" | "/admin/origins" | "/admin/reload" | "/admin/drain") => {
                 text(StatusCode::METHOD_NOT_ALLOWED, "text/plain", b"method not allowed\n".to_vec())
             }
             _ => text(StatusCode::NOT_FOUND, "text/plain", b"not found\n".to_vec()),

@@ -121,13 +121,21 @@ fn sign_command(a: SignArgs) -> ExitCode {
     }
 }
 
-fn load(path: Option<&Path>) -> Result<(String, Config), (String, ConfigError)> {
+/// The config file: the one named, else `./edge.toml` when it exists; `None`: the built-in
+/// copy.
+fn source(path: Option<&Path>) -> Option<std::path::PathBuf> {
     match path {
+        Some(p) => Some(p.to_path_buf()),
+        None => Path::new("edge.toml").exists().then(|| "edge.toml".into()),
+    }
+}
+
+fn load(path: Option<&Path>) -> Result<(String, Config), (String, ConfigError)> {
+    match source(path) {
         Some(p) => {
             let shown = p.display().to_string();
-            Config::load(p).map(|c| (shown.clone(), c)).map_err(|e| (shown, e))
+            Config::load(&p).map(|c| (shown.clone(), c)).map_err(|e| (shown, e))
         }
-        None if Path::new("edge.toml").exists() => load(Some(Path::new("edge.toml"))),
         None => Config::load_str(EMBEDDED_DEFAULT, Path::new("."))
             .map(|c| ("built-in edge.toml".to_string(), c))
             .map_err(|e| ("built-in edge.toml".to_string(), e)),
@@ -170,8 +178,8 @@ pub fn run(cli: Cli) -> ExitCode {
                 ExitCode::from(EXIT_START)
             }
         },
-        Command::Serve { config } => {
-            let config = match load(config.as_deref()) {
+        Command::Serve { config: config_path } => {
+            let config = match load(config_path.as_deref()) {
                 Ok((_, c)) => c,
                 Err((file, e)) => {
                     eprintln!("{file}: {e}");
@@ -179,7 +187,8 @@ pub fn run(cli: Cli) -> ExitCode {
                 }
             };
             init_tracing();
-            match crate::server::run(config) {
+            // A reload re-reads the same file (from the same working directory).
+            match crate::server::run(config, source(config_path.as_deref())) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("edge: {e}");

@@ -5,7 +5,10 @@
 //! - [`cli`]: the `edge` command line (`serve`, `check`).
 //! - [`config`]: `edge.toml`: its file structs, one module per section, the validated
 //!   [`config::Config`] and the start-up step that reads key and CA files.
-//! - [`server`]: builds the Pingora server (proxy, admin, demo origin) and runs it.
+//! - [`server`]: builds the Pingora server (proxy, admin, demo origin) and runs it;
+//!   [`signals`]: what each operator signal does.
+//! - [`state`]: what every request reads; [`reload`]: re-reading `edge.toml` while serving
+//!   (SIGHUP, `POST /admin/reload`).
 //! - [`proxy`]: the `ProxyHttp` implementation, request phases and origin choice; its
 //!   [`proxy::front`] answers fresh memory hits on HTTP/1 before the Pingora pipeline.
 //! - [`cache`]: foyer-backed `pingora_cache::Storage`, cache key and TTL policy.
@@ -43,7 +46,9 @@ pub mod hls;
 pub mod hop;
 pub mod limits;
 pub mod token;
+pub mod reload;
 pub mod server;
+pub mod signals;
 pub mod stamp;
 pub mod telemetry;
 pub mod state;

@@ -29,6 +29,8 @@ pub struct Metrics {
     pub token_rejections: IntCounterVec,
     pub upstream_healthy: IntGaugeVec,
     pub geo_blocked: IntCounterVec,
+    /// Config reloads ([`crate::reload`]), by result: `applied` or `failed`.
+    pub config_reloads: IntCounterVec,
     /// `requests`, `request_duration` and `bytes_sent` bound once for content hits (200 and
     /// 206), the answers a fast path gives most: a label lookup per hit costs more than the
     /// increment.
@@ -120,6 +122,14 @@ impl Metrics {
             &["country"],
         )?;
         registry.register(Box::new(geo_blocked.clone()))?;
+        let config_reloads = IntCounterVec::new(
+            Opts::new("edge_config_reloads_total", "Config reloads (SIGHUP, POST /admin/reload), by result: applied, failed (the running config stayed)"),
+            &["result"],
+        )?;
+        for result in ["applied", "failed"] {
+            config_reloads.with_label_values(&[result]);
+        }
+        registry.register(Box::new(config_reloads.clone()))?;
         let playlist_rewrite_failures = IntCounterVec::new(
             Opts::new(
                 "edge_playlist_rewrite_failures_total",
@@ -194,6 +204,7 @@ impl Metrics {
             token_rejections,
             upstream_healthy,
             geo_blocked,
+            config_reloads,
             hot,
             playlist_rewrite_failures,
             connection_limits,

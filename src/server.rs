@@ -16,10 +16,8 @@ use crate::cache::Cache;
 use crate::config::Config;
 use crate::demo::DemoOrigin;
 use crate::metrics::Metrics;
-use crate::cors::Cors;
-use crate::origin::pools::Pools;
 use crate::proxy::EdgeProxy;
-use crate::state::EdgeState;
+use crate::state::{EdgeState, Live};
 
 /// Why the edge could not start.
 #[derive(Debug, thiserror::Error)]
@@ -129,51 +127,38 @@ fn start_control(cfg: &Config, registry: &prometheus::Registry) -> Result<Option
     Ok(Some(ControlPlane { runtime, addr, secret, stop }))
 }
 
-/// Reloads certificates when their files change or on SIGHUP, and the GeoIP database when its
-/// file changes. A bad new file is logged and the old one stays in service.
+/// On SIGHUP, reloads the config ([`crate::reload`]), then the certificates and the GeoIP
+/// database; between signals, reloads certificates and the GeoIP database when their files
+/// change. A bad new file is logged and the old one stays in service.
 struct Reloader {
     state: &'static EdgeState,
-}
-
-/// The next delivery of a signal this process listens for (never, when it could not listen).
-async fn next(s: &mut Option<tokio::signal::unix::Signal>) -> Option<()> {
-    match s.as_mut() {
-        Some(s) => s.recv().await,
-        None => std::future::pending().await,
-    }
-}
-
-/// Take over SIGHUP, SIGUSR1 and SIGUSR2 before anything else runs: their default action ends
-/// the process, and an operator's `systemctl reload` (HUP) or log rotation (USR1) must never
-/// do that. tokio keeps a signal's handler installed for the life of the process once it is
-/// registered; the [`Reloader`] then acts on them. (Pingora owns TERM, INT and QUIT.)
-fn keep_signals(rt: &tokio::runtime::Runtime) {
-    use tokio::signal::unix::{signal, SignalKind};
-    let _enter = rt.enter();
-    for kind in [SignalKind::hangup(), SignalKind::user_defined1(), SignalKind::user_defined2()] {
-        if let Err(e) = signal(kind) {
-            tracing::warn!(error = %e, "cannot take over a signal; its default action stays");
-        }
-    }
 }
 
 #[async_trait]
 impl BackgroundService for Reloader {
     async fn start(&self, mut shutdown: ShutdownWatch) {
-        let cfg = &self.state.config;
-        let mut poller = cfg.tls.as_ref().map(|t| crate::tls::watch::Poller::new(t.certs.clone()));
-        use tokio::signal::unix::{signal, SignalKind};
-        let mut hup = signal(SignalKind::hangup()).ok();
-        let mut usr1 = signal(SignalKind::user_defined1()).ok();
-        let mut usr2 = signal(SignalKind::user_defined2()).ok();
-        let tick = cfg.tls.as_ref().map(|t| t.reload_interval).unwrap_or(cfg.geo.reload_interval).min(cfg.geo.reload_interval);
-        let mut geo_due = tokio::time::Instant::now() + cfg.geo.reload_interval;
+        // Restart-only settings: a reload keeps them as they are.
+        let (tls, geo_interval) = {
+            let live = self.state.live();
+            (live.config.tls.clone(), live.config.geo.reload_interval)
+        };
+        let mut poller = tls.as_ref().map(|t| crate::tls::watch::Poller::new(t.certs.clone()));
+        use crate::signals::{listen, next};
+        use tokio::signal::unix::SignalKind;
+        let mut hup = listen(SignalKind::hangup());
+        let mut usr1 = listen(SignalKind::user_defined1());
+        let mut usr2 = listen(SignalKind::user_defined2());
+        let tick = tls.as_ref().map(|t| t.reload_interval).unwrap_or(geo_interval).min(geo_interval);
+        let mut geo_due = tokio::time::Instant::now() + geo_interval;
         loop {
             let forced = tokio::select! {
                 _ = shutdown.changed() => return,
                 _ = tokio::time::sleep(tick) => false,
                 Some(_) = next(&mut hup) => {
-                    tracing::info!("SIGHUP: reloading certificates and the GeoIP database (other settings need a restart)");
+                    tracing::info!("SIGHUP: reloading the config, the certificates and the GeoIP database");
+                    let state = self.state;
+                    // Logged inside; a failure leaves the running config in service.
+                    let _ = tokio::task::spawn_blocking(move || crate::reload::reload(state)).await;
                     true
                 }
                 Some(_) = next(&mut usr1) => {
@@ -203,7 +188,7 @@ impl BackgroundService for Reloader {
             }
             if let Some(geo) = self.state.geo.clone() {
                 if forced || tokio::time::Instant::now() >= geo_due {
-                    geo_due = tokio::time::Instant::now() + cfg.geo.reload_interval;
+                    geo_due = tokio::time::Instant::now() + geo_interval;
                     match tokio::task::spawn_blocking(move || geo.reload_if_changed()).await {
                         Ok(Ok(true)) => tracing::info!("GeoIP database changed: reloaded"),
                         Ok(Err(e)) => tracing::error!(error = %e, "GeoIP database changed but does not load; the old one stays in service"),
@@ -224,7 +209,7 @@ struct Lifecycle {
 #[async_trait]
 impl BackgroundService for Lifecycle {
     async fn start(&self, mut shutdown: ShutdownWatch) {
-        let mut probe = self.state.config.server.http;
+        let mut probe = self.state.live().config.server.http;
         if probe.ip().is_unspecified() {
             probe.set_ip(if probe.is_ipv4() { [127, 0, 0, 1].into() } else { std::net::Ipv6Addr::LOCALHOST.into() });
         }
@@ -280,12 +265,14 @@ fn check_port(key: &'static str, addr: SocketAddr) -> Result<(), StartError> {
     TcpListener::bind(addr).map(drop).map_err(|source| StartError::Listen { key, addr, source })
 }
 
-/// Run the edge until SIGTERM/SIGINT. Returns after the cache has been closed (flushed).
-pub fn run(config: Config) -> Result<(), StartError> {
+/// Run the edge until SIGTERM, SIGQUIT or SIGINT ([`crate::signals`]). Returns after the
+/// cache has been closed (flushed). `source` is the file `config` was read from: what a
+/// reload re-reads (`None`: the built-in copy, which does not change).
+pub fn run(config: Config, source: Option<std::path::PathBuf>) -> Result<(), StartError> {
     // foyer's I/O and flushing run on a runtime of their own that outlives Pingora's
     // service runtimes, so the cache can be closed (flushed) after they stop.
     let cache_rt = side_runtime("edge-cache")?;
-    keep_signals(&cache_rt);
+    crate::signals::keep(&cache_rt);
     preflight(&config)?;
     let tls = load_certificates(&config)?;
     let geo = match &config.geo.database {
@@ -300,9 +287,8 @@ pub fn run(config: Config) -> Result<(), StartError> {
     let lock: &'static CacheKeyLockImpl = Box::leak(CacheLock::new_boxed(config.cache.lock_timeout));
 
     let state: &'static EdgeState = Box::leak(Box::new(EdgeState {
-        cors: Cors::new(&config.cors),
-        pools: Pools::new(config.origins.clone()),
-        config,
+        live: arc_swap::ArcSwap::from_pointee(Live::new(config, None)),
+        source,
         metrics,
         cache,
         lock,
@@ -315,7 +301,7 @@ pub fn run(config: Config) -> Result<(), StartError> {
     }));
     let server = build_server(state)?;
     announce(state);
-    server.run(RunArgs::default());
+    server.run(RunArgs { shutdown_signal: Box::new(crate::signals::EdgeSignals) });
 
     if let Some(c) = control {
         let _ = c.stop.send(());
@@ -363,7 +349,8 @@ fn load_certificates(config: &Config) -> Result<Option<std::sync::Arc<crate::tls
 /// The Pingora server with its services: the player listener (the front answers fresh memory
 /// hits, the Pingora proxy the rest), admin, the demo origin and the background services.
 fn build_server(state: &'static EdgeState) -> Result<Server, StartError> {
-    let cfg = &state.config;
+    let live = state.live_full();
+    let cfg = &live.config;
     let conf = ServerConf {
         threads: cfg.server.threads,
         grace_period_seconds: Some(cfg.server.grace_period.as_secs()),
@@ -398,13 +385,14 @@ fn build_server(state: &'static EdgeState) -> Result<Server, StartError> {
     }
     server.add_service(background_service("lifecycle", Lifecycle { state }));
     server.add_service(background_service("signals and reloads", Reloader { state }));
-    server.add_service(background_service("origin health checks", crate::origin::checker::Checker { pools: &state.pools }));
+    server.add_service(background_service("origin health checks", crate::origin::checker::Checker { pools: Box::new(|| state.live_full().pools.clone()) }));
     Ok(server)
 }
 
 /// The start-up lines for the operator: where to play, where the listeners are.
 fn announce(state: &EdgeState) {
-    let cfg = &state.config;
+    let live = state.live();
+    let cfg = &live.config;
     if let Some(demo) = &cfg.demo {
         println!("edge: demo origin on http://{} serving {}", demo.listen, demo.media.display());
         for line in demo_urls(cfg, &demo.title) {

@@ -1,10 +1,18 @@
 //! [`EdgeState`]: what every request reads, built once at start by [`crate::server`] and
 //! leaked to `'static` there (the pingora-cache storage and lock must be `'static`).
+//!
+//! The settings a reload may change ([`Live`]: the config, the CORS policy, the origin pools)
+//! sit behind one [`ArcSwap`]: a request takes one snapshot ([`EdgeState::live`]) and reads
+//! every such setting from it, so it never sees half of an old config and half of a new one;
+//! [`crate::reload`] swaps in the next snapshot. Everything else here lives as long as the
+//! process.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use pingora_cache::lock::CacheKeyLockImpl;
 
 use crate::cache::Cache;
@@ -13,14 +21,38 @@ use crate::metrics::Metrics;
 use crate::origin::pools::Pools;
 use crate::cors::Cors;
 
+/// The settings a reload swaps as one: read by a request from one snapshot.
+pub struct Live {
+    /// The running config. Settings that need a restart keep their start-up values here
+    /// ([`crate::reload`] pins them), so what this says is what runs.
+    pub config: Config,
+    pub cors: Cors,
+    /// Kept across a reload that leaves `[[origins]]` as it was (node health and in-flight
+    /// counts carry on); new pools otherwise.
+    pub pools: Arc<Pools>,
+}
+
+impl Live {
+    /// The snapshot for `config`, reusing `pools` when given.
+    pub fn new(config: Config, pools: Option<Arc<Pools>>) -> Live {
+        Live {
+            cors: Cors::new(&config.cors),
+            pools: pools.unwrap_or_else(|| Arc::new(Pools::new(config.origins.clone()))),
+            config,
+        }
+    }
+}
+
 /// State shared by every request.
 pub struct EdgeState {
-    pub config: Config,
+    /// The reloadable settings; read through [`EdgeState::live`].
+    pub live: ArcSwap<Live>,
+    /// The file the config was read from (what a reload re-reads); `None` for the built-in
+    /// copy.
+    pub source: Option<PathBuf>,
     pub metrics: Metrics,
     pub cache: &'static Cache,
     pub lock: &'static CacheKeyLockImpl,
-    pub cors: Cors,
-    pub pools: Pools,
     /// The HTTPS listener's certificates (reloadable).
     pub tls: Option<Arc<crate::tls::store::SniResolver>>,
     /// The GeoIP database (reloadable).
@@ -32,13 +64,25 @@ pub struct EdgeState {
     pub control_secret: Option<crate::control::EdgeSecret>,
     /// Set once the player listener accepts connections.
     pub ready: AtomicBool,
-    /// Set when shutdown starts: `/readyz` turns 503 so load balancers drain this node.
+    /// Set when shutdown starts or on `POST /admin/drain`: `/readyz` turns 503 so load
+    /// balancers drain this node (requests are still served).
     pub draining: AtomicBool,
 }
 
 impl EdgeState {
+    /// The current settings, for the span of one request phase (an `ArcSwap` load: no lock,
+    /// no reference count). Hold it briefly; [`EdgeState::live_full`] to keep it.
+    pub fn live(&self) -> arc_swap::Guard<Arc<Live>> {
+        self.live.load()
+    }
+
+    /// The current settings, to keep for a whole request (the pipeline's context).
+    pub fn live_full(&self) -> Arc<Live> {
+        self.live.load_full()
+    }
+
     /// `/readyz`: 503 `starting` until the player listener accepts connections, 200 `ready`,
-    /// then 503 `draining` once shutdown has started.
+    /// then 503 `draining` once shutdown has started or a drain was asked for.
     pub fn readiness(&self) -> (u16, &'static str) {
         if self.draining.load(Ordering::Relaxed) {
             (503, "draining\n")

@@ -1,6 +1,10 @@
 //! Active health checks: a background service that asks every node of every pool with a
 //! `health` section for its check path, each interval, and feeds the verdicts to
 //! [`super::health::NodeHealth::on_check`].
+//!
+//! It checks the pools in service now: after a reload swaps them, the next round checks the
+//! new pools' nodes and the old pools are no longer checked (they are dropped once their last
+//! request ends).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,9 +17,23 @@ use pingora_http::RequestHeader;
 
 use super::pools::Pools;
 
-/// The checker. Holds the pools of the (leaked, process-wide) edge state.
+/// The pools in service now (a reload may replace them).
+pub type CurrentPools = Box<dyn Fn() -> Arc<Pools> + Send + Sync>;
+
+/// The checker.
 pub struct Checker {
-    pub pools: &'static Pools,
+    pub pools: CurrentPools,
+}
+
+/// The (pool, node, interval) of every node with active checks.
+fn checked_nodes(pools: &Pools) -> Vec<(usize, usize, Duration)> {
+    pools
+        .pools
+        .iter()
+        .enumerate()
+        .filter_map(|(pi, p)| p.cfg.health.as_ref().map(|h| (pi, p, h.interval)))
+        .flat_map(|(pi, p, interval)| (0..p.cfg.nodes.len()).map(move |ni| (pi, ni, interval)))
+        .collect()
 }
 
 /// One check: GET `path` on the node; healthy when it answers 2xx or 3xx within `timeout`.
@@ -47,38 +65,36 @@ async fn check_once(connector: &Connector, pools: &Pools, pool: usize, node: usi
 #[async_trait]
 impl BackgroundService for Checker {
     async fn start(&self, mut shutdown: ShutdownWatch) {
-        let checked: Vec<(usize, usize, Duration)> = self
-            .pools
-            .pools
-            .iter()
-            .enumerate()
-            .filter_map(|(pi, p)| p.cfg.health.as_ref().map(|h| (pi, p, h.interval)))
-            .flat_map(|(pi, p, interval)| (0..p.cfg.nodes.len()).map(move |ni| (pi, ni, interval)))
-            .collect();
-        if checked.is_empty() {
-            return;
-        }
         let connector = Arc::new(Connector::new(None));
-        let tick = checked.iter().map(|c| c.2).min().unwrap_or(Duration::from_secs(2));
+        let mut pools = (self.pools)();
+        let mut checked = checked_nodes(&pools);
         let mut next_due: Vec<tokio::time::Instant> = vec![tokio::time::Instant::now(); checked.len()];
         loop {
+            let current = (self.pools)();
+            if !Arc::ptr_eq(&current, &pools) {
+                pools = current;
+                checked = checked_nodes(&pools);
+                next_due = vec![tokio::time::Instant::now(); checked.len()];
+            }
             let now = tokio::time::Instant::now();
             let mut batch = Vec::new();
             for (i, (pi, ni, interval)) in checked.iter().enumerate() {
                 if next_due[i] <= now {
                     next_due[i] = now + *interval;
-                    let (pools, connector, pi, ni) = (self.pools, connector.clone(), *pi, *ni);
-                    batch.push(async move { (pi, ni, check_once(&connector, pools, pi, ni).await) });
+                    let (pools, connector, pi, ni) = (pools.clone(), connector.clone(), *pi, *ni);
+                    batch.push(async move { (pi, ni, check_once(&connector, &pools, pi, ni).await) });
                 }
             }
             for (pi, ni, ok) in futures_join_all(batch).await {
-                let Some(p) = self.pools.pools.get(pi) else { continue };
+                let Some(p) = pools.pools.get(pi) else { continue };
                 let (Some(h), Some(hc)) = (p.health.get(ni), &p.cfg.health) else { continue };
                 if let Some(up) = h.on_check(ok, hc) {
                     let node = p.cfg.nodes.get(ni).map(|n| n.addr.to_string()).unwrap_or_default();
                     tracing::warn!(pool = %p.cfg.name, node = %node, up, "origin node health changed");
                 }
             }
+            // Without checked nodes this only watches for a reload that brings some.
+            let tick = checked.iter().map(|c| c.2).min().unwrap_or(Duration::from_secs(1));
             tokio::select! {
                 _ = shutdown.changed() => return,
                 _ = tokio::time::sleep(tick.min(Duration::from_millis(250))) => {}

@@ -7,7 +7,7 @@
 use bytes::{Bytes, BytesMut};
 use pingora_http::ResponseHeader;
 
-use crate::state::EdgeState;
+use crate::state::Live;
 
 /// Stored or origin headers the edge replaces with its own on every content response.
 const REPLACED: [&str; 4] = ["x-cache", "cache-status", "access-control-allow-origin", "access-control-expose-headers"];
@@ -24,11 +24,11 @@ const PER_ANSWER: [http::HeaderName; 6] = [
 
 /// The edge's own headers for a content response with cache result `cache` (`HIT`, `MISS`,
 /// ...) to a request whose `Origin` is allowed as `cors_origin`.
-pub fn edge_headers(state: &EdgeState, cache: &'static str, cors_origin: Option<&str>) -> Vec<(&'static str, String)> {
+pub fn edge_headers(live: &Live, cache: &'static str, cors_origin: Option<&str>) -> Vec<(&'static str, String)> {
     let mut h = Vec::with_capacity(5);
     h.push(("x-cache", cache.to_string()));
-    h.push(("cache-status", cache_status(&state.config.server.name, cache)));
-    h.extend(super::gate::cors_headers(state, cors_origin));
+    h.push(("cache-status", cache_status(&live.config.server.name, cache)));
+    h.extend(super::gate::cors_headers(live, cors_origin));
     h
 }
 

@@ -136,7 +136,8 @@ enum Next {
 
 impl Front {
     pub fn new(proxy: HttpProxy<EdgeProxy>, state: &'static EdgeState) -> Self {
-        let limits = state.config.server.limits;
+        let start = state.live();
+        let limits = start.config.server.limits;
         let total = limits.max_connections.unwrap_or_else(caps::default_total);
         tracing::info!(
             max_connections = total,
@@ -145,7 +146,7 @@ impl Front {
             send_timeout = ?limits.send_timeout,
             "player connection limits (0: no cap)"
         );
-        let caps = Caps::new(total, limits.max_connections_per_ip, state.config.geo.trusted_proxies.clone(), state.metrics.open_connections.clone());
+        let caps = Caps::new(total, limits.max_connections_per_ip, start.config.geo.trusted_proxies.clone(), state.metrics.open_connections.clone());
         let proxy = Arc::new(proxy);
         Front {
             h2: Arc::new(H2 { options: h2_options(&proxy), proxy: proxy.clone(), send_timeout: limits.send_timeout }),
@@ -188,7 +189,9 @@ impl Front {
     /// gate decides what the request is, exactly as for the pipeline; the front only adds
     /// "can I answer this myself".
     fn decide(&self, req: &httparse::Request<'_, '_>, peer: IpAddr) -> Option<Reply> {
-        if !self.state.config.server.fast_hits {
+        // The request's one snapshot of the reloadable settings.
+        let live = self.state.live();
+        if !live.config.server.fast_hits {
             return None;
         }
         let plain = Plain::of(req)?;
@@ -202,7 +205,7 @@ impl Front {
             peer,
         };
         let state = self.state;
-        let decision = gate::admit(&view, state, super::unix_now());
+        let decision = gate::admit(&view, state, &live, super::unix_now());
         let Admission::Content(content) = decision.admission else { return None };
         let now = SystemTime::now();
         let hit = state.cache.fresh_memory_hit(&content.key, &content.host, &content.path, now, |h| super::vary::variance(h, view.headers))?;
@@ -225,7 +228,7 @@ impl Front {
             None => (200, 0..len),
             Some(r) => (206, single_range(r, len)?),
         };
-        let edge_headers = compose::edge_headers(state, "HIT", decision.cors_origin.as_deref());
+        let edge_headers = compose::edge_headers(&live, "HIT", decision.cors_origin.as_deref());
         Some(reply(&hit, now, status, part, plain.head_only, &edge_headers, plain.path))
     }
 
@@ -273,7 +276,7 @@ impl Front {
     async fn serve_h1(self: &Arc<Self>, mut stream: Stream, client: IpAddr, accepted: Instant, shutdown: &ShutdownWatch) -> Option<Stream> {
         let mut watch = shutdown.clone();
         let mut buf = BytesMut::with_capacity(4096);
-        let mut clock = HeadClock::start(self.state.config.server.limits.header_timeout, accepted);
+        let mut clock = HeadClock::start(self.state.live().config.server.limits.header_timeout, accepted);
         // A prefix of `buf` inspected before and found to hold no end of head.
         let mut checked = 0;
         loop {
@@ -515,7 +518,7 @@ impl ServerApp for Front {
                 return None;
             }
         };
-        let limits = self.state.config.server.limits;
+        let limits = self.state.live().config.server.limits;
         let h2 = matches!(stream.selected_alpn_proto(), Some(ALPN::H2));
         let guard = SendGuard::new(stream, limits.send_timeout, self.send_timeouts.clone());
         if h2 {

@@ -29,7 +29,7 @@ use pingora_cache::CacheKey;
 use super::tokens;
 use crate::cors;
 use crate::cache::key;
-use crate::state::EdgeState;
+use crate::state::{EdgeState, Live};
 use crate::token::Reject;
 
 /// What a request turned out to be, for routing and metrics.
@@ -197,15 +197,16 @@ impl ContentRequest {
     }
 }
 
-/// Decide one request. `now` is unix seconds (token expiry).
-pub fn admit(req: &RequestView<'_>, state: &EdgeState, now: u64) -> Decision {
-    let client = client_ip(req, &state.config.geo.trusted_proxies);
-    let cors_origin = state.cors.allow_origin(req.headers.first("origin"));
-    let admission = admission(req, state, client, cors_origin.as_deref(), now);
+/// Decide one request by the settings of `live` (the request's snapshot of
+/// [`EdgeState::live`]). `now` is unix seconds (token expiry).
+pub fn admit(req: &RequestView<'_>, state: &EdgeState, live: &Live, now: u64) -> Decision {
+    let client = client_ip(req, &live.config.geo.trusted_proxies);
+    let cors_origin = live.cors.allow_origin(req.headers.first("origin"));
+    let admission = admission(req, state, live, client, cors_origin.as_deref(), now);
     Decision { client, cors_origin, admission }
 }
 
-fn admission(req: &RequestView<'_>, state: &EdgeState, client: IpAddr, cors_origin: Option<&str>, now: u64) -> Admission {
+fn admission(req: &RequestView<'_>, state: &EdgeState, live: &Live, client: IpAddr, cors_origin: Option<&str>, now: u64) -> Admission {
     let path = match crate::path::normalize(req.path) {
         Ok(p) => p,
         Err(e) => return bad_request("bad request path\n", e.code()),
@@ -214,14 +215,14 @@ fn admission(req: &RequestView<'_>, state: &EdgeState, client: IpAddr, cors_orig
         Ok(h) => h,
         Err(code) => return bad_request("bad host\n", code),
     };
-    let me = &state.config.server.name;
+    let me = &live.config.server.name;
     let looped = req.headers.all("via").any(|v| {
         std::str::from_utf8(v).is_ok_and(|v| v.split(',').any(|hop| hop.split_whitespace().nth(1) == Some(me.as_str())))
     });
     if looped {
         return local(Kind::Rejected, 508, "loop_detected\n", vec![("x-edge-reason", "loop_detected".into())]);
     }
-    if let Some(local) = local_route(req, state, &host, &path, cors_origin) {
+    if let Some(local) = local_route(req, state, live, &host, &path, cors_origin) {
         return local;
     }
     let api = path.strip_prefix(crate::control::routes::API_PREFIX).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'));
@@ -232,7 +233,7 @@ fn admission(req: &RequestView<'_>, state: &EdgeState, client: IpAddr, cors_orig
     let mut query = req.query.map(str::to_string);
     let mut path = path;
     let mut token = None;
-    if let Some(tc) = &state.config.tokens {
+    if let Some(tc) = &live.config.tokens {
         let cookies = req.headers.all("cookie").filter_map(|v| std::str::from_utf8(v).ok());
         let checked = tokens::check(tc, &path, query.as_deref(), cookies, client, now);
         path = checked.path;
@@ -240,7 +241,7 @@ fn admission(req: &RequestView<'_>, state: &EdgeState, client: IpAddr, cors_orig
         match checked.verdict {
             Ok(granted) => token = granted,
             Err(reason) => {
-                let mut headers = cors_headers(state, cors_origin);
+                let mut headers = cors_headers(live, cors_origin);
                 headers.push(("x-edge-reason", reason.code().to_string()));
                 return Admission::Local(Reply {
                     kind: Kind::Rejected,
@@ -255,7 +256,7 @@ fn admission(req: &RequestView<'_>, state: &EdgeState, client: IpAddr, cors_orig
 
     // Viewer tokens are for reading: on a path that needs one, only GET, HEAD and OPTIONS; and
     // TRACE (it reflects the request, cookies included) nowhere.
-    let protected = state.config.tokens.as_ref().is_some_and(|tc| tokens::protects(tc, &path));
+    let protected = live.config.tokens.as_ref().is_some_and(|tc| tokens::protects(tc, &path));
     if req.method == "TRACE" || (protected && !matches!(req.method, "GET" | "HEAD" | "OPTIONS")) {
         return local(
             Kind::Rejected,
@@ -267,11 +268,11 @@ fn admission(req: &RequestView<'_>, state: &EdgeState, client: IpAddr, cors_orig
 
     // Country rules (by path prefix, and the token's `cc` claim).
     let token_cc = token.as_ref().and_then(|g: &tokens::Granted| g.claims.as_ref()).and_then(|c| c.cc.as_deref());
-    let policy = &state.config.geo.policy;
+    let policy = &live.config.geo.policy;
     if token_cc.is_some() || policy.rule_for(&path).is_some() {
         let country = state.geo.as_ref().and_then(|g| g.lookup(client));
         if let Err(blocked) = policy.check(&path, country.as_ref().map(|c| c.as_str()), token_cc) {
-            let mut headers = cors_headers(state, cors_origin);
+            let mut headers = cors_headers(live, cors_origin);
             headers.push(("x-edge-reason", blocked.reason.to_string()));
             return Admission::Local(Reply {
                 kind: Kind::Rejected,
@@ -283,7 +284,7 @@ fn admission(req: &RequestView<'_>, state: &EdgeState, client: IpAddr, cors_orig
         }
     }
 
-    let cache = &state.config.cache;
+    let cache = &live.config.cache;
     let key_query = key::key_query(&cache.keys, &path, query.as_deref());
     if !cache.forward_cmcd {
         query = key::without_param(query.as_deref(), key::CMCD_PARAM);
@@ -296,11 +297,11 @@ fn admission(req: &RequestView<'_>, state: &EdgeState, client: IpAddr, cors_orig
 }
 
 /// `PURGE`, health, readiness and CORS preflights.
-fn local_route(req: &RequestView<'_>, state: &EdgeState, host: &str, path: &str, cors_origin: Option<&str>) -> Option<Admission> {
+fn local_route(req: &RequestView<'_>, state: &EdgeState, live: &Live, host: &str, path: &str, cors_origin: Option<&str>) -> Option<Admission> {
     let get_or_head = matches!(req.method, "GET" | "HEAD");
     Some(match (req.method, path) {
         ("PURGE", _) => {
-            if !state.config.purge.allow.iter().any(|n| n.contains(req.peer)) {
+            if !live.config.purge.allow.iter().any(|n| n.contains(req.peer)) {
                 return Some(local(Kind::Local, 403, "purge not allowed from this address\n", Vec::new()));
             }
             Admission::Purge(crate::cache::purge::Purge {
@@ -317,13 +318,13 @@ fn local_route(req: &RequestView<'_>, state: &EdgeState, host: &str, path: &str,
             local(Kind::Local, status, body, Vec::new())
         }
         ("OPTIONS", _) if req.headers.has("access-control-request-method") => {
-            let mut headers = cors_headers(state, cors_origin);
+            let mut headers = cors_headers(live, cors_origin);
             if cors_origin.is_some() {
                 headers.push(("access-control-allow-methods", cors::ALLOW_METHODS.to_string()));
                 if let Some(requested) = req.headers.first("access-control-request-headers").filter(|v| !v.is_empty()) {
                     headers.push(("access-control-allow-headers", requested.to_string()));
                 }
-                headers.push(("access-control-max-age", state.cors.max_age().to_string()));
+                headers.push(("access-control-max-age", live.cors.max_age().to_string()));
             }
             local(Kind::Preflight, 204, "", headers)
         }
@@ -400,13 +401,13 @@ fn client_ip(req: &RequestView<'_>, trusted: &[crate::net::IpNet]) -> IpAddr {
 }
 
 /// The CORS headers of a response to a request whose `Origin` is allowed as `allowed`.
-pub fn cors_headers(state: &EdgeState, allowed: Option<&str>) -> Vec<(&'static str, String)> {
+pub fn cors_headers(live: &Live, allowed: Option<&str>) -> Vec<(&'static str, String)> {
     let Some(origin) = allowed else { return Vec::new() };
     let mut h = vec![
         ("access-control-allow-origin", origin.to_string()),
         ("access-control-expose-headers", cors::EXPOSE_HEADERS.to_string()),
     ];
-    if state.cors.varies() {
+    if live.cors.varies() {
         h.push(("vary", "Origin".to_string()));
     }
     h

@@ -31,6 +31,7 @@ pub mod playlist;
 pub mod tokens;
 pub mod vary;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use async_trait::async_trait;
@@ -48,7 +49,7 @@ use crate::cache::freshness;
 use crate::hop;
 use crate::cache::policy;
 use crate::origin::pools::Choice;
-use crate::state::EdgeState;
+use crate::state::{EdgeState, Live};
 use gate::{Admission, ContentRequest, Kind, Reply};
 use record::RequestRecord;
 use playlist::PlaylistOut;
@@ -56,6 +57,9 @@ use crate::origin::reuse::{self, FreshRetry};
 
 /// Per-request context.
 pub struct RequestCtx {
+    /// The reloadable settings this request runs with, taken once when it starts: a reload
+    /// in the middle of it changes nothing for it (its origin choices index these pools).
+    live: Arc<Live>,
     start: Instant,
     kind: Kind,
     /// The client address (peer, or X-Forwarded-For behind a trusted proxy).
@@ -144,7 +148,7 @@ impl EdgeProxy {
             return;
         }
         let Some(choice) = &ctx.upstream else { return };
-        if let Some(pool) = self.state.pools.pool(choice) {
+        if let Some(pool) = ctx.live.pools.pool(choice) {
             if let Some(h) = pool.health.get(choice.node) {
                 if h.on_failure(&pool.cfg.passive, crate::origin::health::now_ms()) {
                     tracing::warn!(pool = choice.pool_name(), node = %choice.addr, "origin node ejected after consecutive failures");
@@ -156,7 +160,7 @@ impl EdgeProxy {
     /// The node and peer of the next attempt: the same node on a fresh connection after a
     /// stale pooled one ([`reuse`]), else the next node the pools choose.
     fn next_attempt(&self, ctx: &mut RequestCtx) -> Result<(Choice, Box<HttpPeer>)> {
-        let pools = &self.state.pools;
+        let pools = Arc::clone(&ctx.live.pools);
         if ctx.fresh_retry == FreshRetry::Pending {
             if let Some(same) = ctx.upstream.take() {
                 ctx.fresh_retry = FreshRetry::Used;
@@ -219,7 +223,7 @@ impl EdgeProxy {
             let same_host = uri.authority().is_none_or(|a| crate::cache::key::request_host(Some(a.as_str()), None) == c.host);
             let Ok(path) = crate::path::normalize(uri.path()) else { continue };
             if same_host && path.starts_with('/') {
-                let query = crate::cache::key::key_query(&self.state.config.cache.keys, &path, uri.query());
+                let query = crate::cache::key::key_query(&ctx.live.config.cache.keys, &path, uri.query());
                 cache.invalidate(&crate::cache::key::for_request(&c.host, &path, query.as_deref())).await;
             }
         }
@@ -250,7 +254,7 @@ impl EdgeProxy {
         }
         let c = ctx.content.as_ref()?;
         let g = c.token.as_ref()?;
-        let tc = self.state.config.tokens.as_ref()?;
+        let tc = ctx.live.config.tokens.as_ref()?;
         const VALUE: &percent_encoding::AsciiSet =
             &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
         let encode = |v: &str| percent_encoding::utf8_percent_encode(v, VALUE).to_string();
@@ -316,6 +320,7 @@ impl ProxyHttp for EdgeProxy {
 
     fn new_ctx(&self) -> RequestCtx {
         RequestCtx {
+            live: self.state.live_full(),
             start: Instant::now(),
             kind: Kind::Content,
             client: std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
@@ -338,7 +343,7 @@ impl ProxyHttp for EdgeProxy {
             .and_then(|a| a.as_inet())
             .map(|a| a.ip())
             .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
-        let decision = gate::admit(&gate::RequestView::of(session.req_header(), peer), self.state, unix_now());
+        let decision = gate::admit(&gate::RequestView::of(session.req_header(), peer), self.state, &ctx.live, unix_now());
         ctx.client = decision.client;
         ctx.cors_origin = decision.cors_origin;
         match decision.admission {
@@ -376,7 +381,7 @@ impl ProxyHttp for EdgeProxy {
     fn request_cache_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
         if ctx.content.is_some() && matches!(session.req_header().method, Method::GET | Method::HEAD) {
             session.cache.enable(&self.state.cache.storage, None, None, Some(self.state.lock), None);
-            session.cache.set_max_file_size_bytes(self.state.config.cache.max_object as usize);
+            session.cache.set_max_file_size_bytes(ctx.live.config.cache.max_object as usize);
         }
         Ok(())
     }
@@ -395,7 +400,7 @@ impl ProxyHttp for EdgeProxy {
         ctx: &mut RequestCtx,
     ) -> Result<Option<ForcedFreshness>> {
         // `Authorization` (RFC 9111 §3.5): only a response that allows sharing answers it.
-        if !policy::may_serve_stored(session.req_header(), meta.response_header(), &self.state.config.cache) {
+        if !policy::may_serve_stored(session.req_header(), meta.response_header(), &ctx.live.config.cache) {
             return Ok(Some(ForcedFreshness::ForceMiss));
         }
         // The epoch is when the object was stored or last revalidated.
@@ -418,7 +423,7 @@ impl ProxyHttp for EdgeProxy {
         // With a stale copy to fall back on, a down or slow origin must not hold the client
         // for the pool's full timeouts: give it `stale_timeout`, then stale-if-error answers.
         if matches!(session.cache.phase(), CachePhase::Expired | CachePhase::Stale | CachePhase::StaleUpdating) {
-            let t = self.state.config.cache.stale_timeout;
+            let t = ctx.live.config.cache.stale_timeout;
             let o = &mut peer.options;
             o.connection_timeout = o.connection_timeout.map(|c| c.min(t));
             o.total_connection_timeout = o.total_connection_timeout.map(|c| c.min(t));
@@ -432,7 +437,7 @@ impl ProxyHttp for EdgeProxy {
     fn fail_to_connect(&self, _session: &mut Session, _peer: &HttpPeer, ctx: &mut RequestCtx, mut e: Box<Error>) -> Box<Error> {
         self.upstream_failed(ctx, "connect_error");
         // The connection never opened: safe to try another node for any method.
-        if self.state.pools.has_alternative(&ctx.route_key, &ctx.tried) {
+        if ctx.live.pools.has_alternative(&ctx.route_key, &ctx.tried) {
             e.set_retry(true);
         }
         e
@@ -461,7 +466,7 @@ impl ProxyHttp for EdgeProxy {
         let retry = session.req_header().method.is_idempotent()
             && !session.as_ref().retry_buffer_truncated()
             && session.response_written().is_none()
-            && self.state.pools.has_alternative(&ctx.route_key, &ctx.tried);
+            && ctx.live.pools.has_alternative(&ctx.route_key, &ctx.tried);
         e.set_retry(retry);
         e
     }
@@ -484,17 +489,17 @@ impl ProxyHttp for EdgeProxy {
         }
         hop::strip_unkeyed(req);
         // The origin sees the host as the cache key has it (or the pool's override).
-        let host = ctx.upstream.as_ref().and_then(|choice| self.state.pools.host_override(choice));
+        let host = ctx.upstream.as_ref().and_then(|choice| ctx.live.pools.host_override(choice));
         match (host, &ctx.content) {
             (Some(h), _) => req.insert_header(http::header::HOST, h)?,
             (None, Some(c)) => req.insert_header(http::header::HOST, c.host.as_str())?,
             (None, None) => {}
         }
-        req.append_header(http::header::VIA, format!("1.1 {}", self.state.config.server.name))?;
+        req.append_header(http::header::VIA, format!("1.1 {}", ctx.live.config.server.name))?;
         if let Some(c) = &ctx.content {
             // The origin is asked with the normalised encoding the cache variant is keyed on.
             req.insert_header(http::header::ACCEPT_ENCODING, c.accept_encoding)?;
-            if !self.state.config.cache.forward_cmcd {
+            if !ctx.live.config.cache.forward_cmcd {
                 for name in ["cmcd-request", "cmcd-object", "cmcd-status", "cmcd-session"] {
                     req.remove_header(name);
                 }
@@ -526,19 +531,19 @@ impl ProxyHttp for EdgeProxy {
             }
         }
         if status >= 500 {
-            if let (Some(choice), Some(pool)) = (&ctx.upstream, ctx.upstream.as_ref().and_then(|c| self.state.pools.pool(c))) {
+            if let (Some(choice), Some(pool)) = (&ctx.upstream, ctx.upstream.as_ref().and_then(|c| ctx.live.pools.pool(c))) {
                 if let Some(h) = pool.health.get(choice.node) {
                     h.on_failure(&pool.cfg.passive, crate::origin::health::now_ms());
                 }
             }
             // Another node may have it: an idempotent request tries there instead of
             // handing the client this node's error.
-            if session.req_header().method.is_idempotent() && self.state.pools.has_alternative(&ctx.route_key, &ctx.tried) {
+            if session.req_header().method.is_idempotent() && ctx.live.pools.has_alternative(&ctx.route_key, &ctx.tried) {
                 let mut e = Error::explain(ErrorType::HTTPStatus(status), "origin node answered 5xx; trying another");
                 e.set_retry(true);
                 return Err(e);
             }
-        } else if let Some(h) = ctx.upstream.as_ref().and_then(|c| self.state.pools.health(c)) {
+        } else if let Some(h) = ctx.upstream.as_ref().and_then(|c| ctx.live.pools.health(c)) {
             h.on_success();
         }
         Ok(())
@@ -562,7 +567,7 @@ impl ProxyHttp for EdgeProxy {
             response_delay: ctx.upstream_started.map_or(Duration::ZERO, |t| t.elapsed()),
             authorization: policy::has_authorization(session.req_header()),
         };
-        Ok(policy::decide(resp, ctx.path(), &self.state.config.cache, ex))
+        Ok(policy::decide(resp, ctx.path(), &ctx.live.config.cache, ex))
     }
 
     fn cache_vary_filter(&self, meta: &CacheMeta, _ctx: &mut RequestCtx, req: &RequestHeader) -> Option<[u8; 16]> {
@@ -580,7 +585,7 @@ impl ProxyHttp for EdgeProxy {
             }
         }
         // Phases without a cache result (disabled, uninitialised) read as BYPASS.
-        compose::apply(resp, compose::edge_headers(self.state, cache_label(session.cache.phase()), ctx.cors_origin.as_deref()))?;
+        compose::apply(resp, compose::edge_headers(&ctx.live, cache_label(session.cache.phase()), ctx.cors_origin.as_deref()))?;
         if let Some(age) = answer_age(&session.cache) {
             resp.insert_header(http::header::AGE, age)?;
         }

@@ -111,7 +111,9 @@ async fn a_second_process_cannot_share_a_cache_dir() {
 }
 
 /// HUP, USR1 and USR2 never end the process (their default action would): with no TLS or
-/// GeoIP configured, where nothing is reloadable, and with both. TERM then drains and exits 0.
+/// GeoIP configured, and with both. QUIT then drains like TERM: readiness fails at once (no
+/// attempt to hand the listeners to another process first, which is what Pingora does with
+/// QUIT, holding the stop for 5 s), and the process exits 0.
 #[tokio::test]
 async fn operator_signals_never_kill_the_edge() {
     let origin = Origin::start().await;
@@ -139,8 +141,28 @@ async fn operator_signals_never_kill_the_edge() {
             assert_eq!(r.status(), 200, "serving after {sig}");
         }
         assert!(edge.log().contains("SIGUSR1"), "the edge says what it did with USR1:\n{}", edge.log());
-        edge.terminate();
+        // HUP re-read the same file: nothing changed, nothing waits for a restart.
+        assert!(edge.log().contains("config reloaded"), "{}", edge.log());
+        assert!(!edge.log().contains("until a restart"), "{}", edge.log());
+        // A prober on a kept-alive connection reads 503 `draining`; a new connection is
+        // refused once Pingora stops accepting.
+        let prober = client();
+        assert_eq!(prober.get(edge.admin_url("/readyz")).send().await.unwrap().status(), 200);
+        edge.signal("QUIT");
+        let mut ready = 200;
+        // Bounded: 1 s of 50 ms probes.
+        for _ in 0..20 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            ready = match prober.get(edge.admin_url("/readyz")).send().await {
+                Ok(r) => r.status().as_u16(),
+                Err(_) => 503,
+            };
+            if ready != 200 {
+                break;
+            }
+        }
+        assert_eq!(ready, 503, "QUIT starts draining at once:\n{}", edge.log());
         let (status, _) = edge.wait_exit(Duration::from_secs(15)).await;
-        assert!(status.success(), "TERM drains and exits 0: {status}");
+        assert!(status.success(), "QUIT drains and exits 0: {status}");
     }
 }

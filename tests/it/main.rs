@@ -25,6 +25,7 @@ mod origins;
 mod purge;
 mod ranges;
 mod rfc9111;
+mod reload;
 mod reuse;
 mod stale;
 mod tls;

@@ -71,22 +71,27 @@ impl Edge {
         let dir = tempfile::tempdir().unwrap();
         let http: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let admin: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
-        let server_defaults = [
-            ("http", format!("\"{http}\"")),
-            ("admin", format!("\"{admin}\"")),
-            ("threads", "2".to_string()),
-            ("grace_period", "\"1s\"".to_string()),
-            ("shutdown_timeout", "\"1s\"".to_string()),
-        ];
-        let server = section(&server_defaults, server_extra);
-        let http: SocketAddr = server
+        let config = config_text(http, admin, rest, server_extra, cache_extra);
+        let http: SocketAddr = config
             .lines()
             .find_map(|l| l.strip_prefix("http = \"")?.strip_suffix('"')?.parse().ok())
             .unwrap_or(http);
-        let config = format!("[server]\n{server}\n[cache]\n{cache}\n\n{rest}", cache = cache_section(cache_extra));
         let config_path = dir.path().join("edge.toml");
         std::fs::write(&config_path, config).unwrap();
         Edge { http, admin, dir, config_path, child: None, rust_log: None }
+    }
+
+    /// Write a new config file for this edge (the test config on its ports, as
+    /// [`Edge::start_full`] builds it), for a reload to read.
+    pub fn rewrite_config(&self, rest: &str, server_extra: &str, cache_extra: &str) {
+        std::fs::write(&self.config_path, config_text(self.http, self.admin, rest, server_extra, cache_extra)).unwrap();
+    }
+
+    /// `POST /admin/reload`: the status and the JSON answer.
+    pub async fn reload(&self) -> (u16, serde_json::Value) {
+        let r = reqwest::Client::new().post(self.admin_url("/admin/reload")).send().await.unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap())
     }
 
     async fn spawn(&mut self) {
@@ -238,6 +243,20 @@ impl Edge {
     pub async fn metric(&self, sample: &str) -> f64 {
         metric_value(&self.metrics().await, sample)
     }
+}
+
+/// The test config: `[server]` on `http` and `admin` + `server_extra`, `[cache]` +
+/// `cache_extra`, then `rest`.
+fn config_text(http: SocketAddr, admin: SocketAddr, rest: &str, server_extra: &str, cache_extra: &str) -> String {
+    let server_defaults = [
+        ("http", format!("\"{http}\"")),
+        ("admin", format!("\"{admin}\"")),
+        ("threads", "2".to_string()),
+        ("grace_period", "\"1s\"".to_string()),
+        ("shutdown_timeout", "\"1s\"".to_string()),
+    ];
+    let server = section(&server_defaults, server_extra);
+    format!("[server]\n{server}\n[cache]\n{cache}\n\n{rest}", cache = cache_section(cache_extra))
 }
 
 /// The test `[cache]` body: defaults, each replaced by a line of `extra` with the same key.
