@@ -32,7 +32,7 @@ fn objects(origin: &Origin) -> Objects {
     let o = Objects { hot: bytes_of(100_000, 1), hot2: bytes_of(30_000, 2), big: bytes_of(1 << 20, 3) };
     origin.route("/pub/hot.ts", seg(&o.hot).etag("\"h1\""));
     origin.route("/pub/hot2.ts", seg(&o.hot2));
-    for i in 0..8 {
+    for i in 0..9 {
         origin.route(&format!("/pub/cold{i}.ts"), seg(&bytes_of(50_000 + i * 1000, 10 + i as u64)));
     }
     // 1 MiB in 16 pieces over 1.2 s: a miss that streams for a while.
@@ -191,11 +191,19 @@ async fn pipelined_cases(fast_hits: bool) {
     let expect: Vec<(bool, u16, &[u8])> = expect.iter().map(|b| (false, 200, b.as_slice())).collect();
     expect_in_order(&mut c, &what, &expect).await;
 
+    // A client that closes its side right after its requests still gets every answer.
+    let what = format!("{flavour}: miss, hit, then the client's FIN");
+    let mut c = Conn::open(edge.http).await;
+    c.send(&[get("/pub/cold8.ts"), get("/pub/hot2.ts")].concat()).await;
+    c.shutdown_write().await;
+    expect_in_order(&mut c, &what, &[(false, 200, &cold(8)), (false, 200, hot2)]).await;
+    assert!(c.closed().await, "{what}: closed after the last answer");
+
     // Each object came from the origin once: nothing was refetched or lost on the way.
     assert_eq!(origin.hits("/pub/hot.ts"), 1, "{flavour}");
     assert_eq!(origin.hits("/pub/hot2.ts"), 1, "{flavour}");
     assert_eq!(origin.hits("/pub/big.ts"), 1, "{flavour}");
-    for i in 0..8 {
+    for i in 0..9 {
         assert_eq!(origin.hits(&format!("/pub/cold{i}.ts")), 1, "{flavour}: cold{i}");
     }
     assert_eq!(origin.hits("/pub/post"), 3, "{flavour}");
