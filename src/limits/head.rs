@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 /// answers 400 without reading further.
 pub const PIPELINE_HEAD_MAX: usize = 1_048_575;
 /// Pingora's most header fields per request (`MAX_HEADERS`).
-const PIPELINE_MAX_HEADERS: usize = 256;
+pub const PIPELINE_MAX_HEADERS: usize = 256;
 
 /// When the request head being read must be whole.
 #[derive(Debug, Clone, Copy)]

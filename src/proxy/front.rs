@@ -21,10 +21,19 @@
 //! request, and the connection comes back to the front after. `[server] fast_hits = false`
 //! turns the front's answers off. tests/it/differential.rs proves both paths answer alike.
 //!
+//! Pipelined requests (RFC 9112 §9.3.2) are answered in order, one at a time: the pipeline
+//! gets one request and not a byte of the next ([`handover`], with the request's end found by
+//! [`framing`]), and the front reads on from what came after it. Only a request whose end the
+//! front cannot be sure of (a malformed head, an `Upgrade`, `CONNECT`, a contradictory length)
+//! gets every byte, as before: Pingora answers it and closes the connection if more was there.
+//!
 //! Every player connection enters here ([`Front::process_new`]), so the connection limits
 //! ([`crate::limits`]) hold in this one place for both paths: the caps as it arrives, the
 //! send timeout around its stream, and the whole-head timeout on every HTTP/1 head — the
 //! front reads each head whole, also the ones it hands over, so the pipeline never reads one.
+
+mod framing;
+mod handover;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -44,6 +53,8 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use super::gate::{self, Admission, Headers, Kind, RequestView};
 use super::record::RequestRecord;
 use super::{compose, EdgeProxy};
+use framing::Framing;
+use handover::Handover;
 use crate::limits::caps::{self, Caps};
 use crate::limits::guard::{self as send_guard, SendGuard};
 use crate::limits::head::{self, HeadClock, Wait};
@@ -128,8 +139,10 @@ struct Reply {
 enum Next {
     /// A complete request head of this many bytes that the front answers.
     Answer(usize, Box<Reply>),
-    /// The pipeline takes the request (the bytes read so far go with it).
-    Pipeline,
+    /// The pipeline takes the request (the bytes read so far go with it); when its head is
+    /// whole and its end sure, the head's length and the body's framing, so that it gets
+    /// that request alone ([`Handover`]).
+    Pipeline(Option<(usize, Framing)>),
     /// More bytes are needed.
     Partial,
 }
@@ -173,7 +186,7 @@ impl Front {
         match req.parse(buf) {
             Ok(httparse::Status::Complete(n)) => match self.decide(&req, client) {
                 Some(reply) => Next::Answer(n, Box::new(reply)),
-                None => Next::Pipeline,
+                None => Next::Pipeline(framing::of(&req).map(|f| (n, f))),
             },
             Ok(httparse::Status::Partial) if buf.len() < HEAD_MAX => Next::Partial,
             // Longer or with more fields than the front answers: the pipeline takes it, once
@@ -181,7 +194,7 @@ impl Front {
             Ok(httparse::Status::Partial) | Err(httparse::Error::TooManyHeaders) if head::pipeline_reads_more(buf, checked) => Next::Partial,
             // Malformed (the pipeline's parser sees the same fault) or whole: the pipeline
             // answers (400 and such).
-            _ => Next::Pipeline,
+            _ => Next::Pipeline(framing::of_long_head(buf)),
         }
     }
 
@@ -282,6 +295,7 @@ impl Front {
         loop {
             // Take the next request head, or give the connection to the pipeline.
             let mut to_pipeline = *watch.borrow();
+            let mut request = None;
             while !to_pipeline {
                 let started = Instant::now();
                 match self.inspect(&buf, checked, client) {
@@ -295,7 +309,10 @@ impl Front {
                         to_pipeline = *watch.borrow();
                         continue;
                     }
-                    Next::Pipeline => to_pipeline = true,
+                    Next::Pipeline(framed) => {
+                        request = framed;
+                        to_pipeline = true;
+                    }
                     Next::Partial => {
                         checked = buf.len();
                         if buf.capacity() - buf.len() < 1024 {
@@ -333,20 +350,39 @@ impl Front {
                     }
                 }
             }
-            // One request through the Pingora pipeline, then back to the front.
-            let mut session = ServerSession::new_http1(stream);
-            session.set_keepalive(if *watch.borrow() { None } else { Some(IDLE.as_secs()) });
-            if !buf.is_empty() {
-                session.set_pipelined_prefix(std::mem::take(&mut buf));
-            }
-            let reused = self.proxy.process_new_http(session, shutdown).await?;
-            // Pingora keeps no bytes across requests here (pipelining is off), so the next
-            // request starts in a fresh buffer.
-            let (s, _settings) = reused.consume();
+            // One request through the Pingora pipeline, then back to the front with the bytes
+            // that came after it.
+            let (s, rest) = self.through_pipeline(stream, std::mem::take(&mut buf), request, shutdown).await?;
             stream = s;
-            buf = BytesMut::with_capacity(4096);
+            buf = rest;
             checked = 0;
-            clock.next_request(false, Instant::now());
+            clock.next_request(!buf.is_empty(), Instant::now());
+        }
+    }
+}
+
+impl Front {
+    /// Hand the request at the start of `buf` to the Pingora pipeline and wait for its answer.
+    /// `request`: its head's length and body framing, when known; the pipeline then reads that
+    /// request alone and the bytes after it come back with the stream (pipelined requests,
+    /// [`Handover`]). Without it, the pipeline gets every byte, and closes the connection after
+    /// its answer if any were left over. `None` when the connection is not to be reused.
+    async fn through_pipeline(&self, stream: Stream, buf: BytesMut, request: Option<(usize, Framing)>, shutdown: &ShutdownWatch) -> Option<(Stream, BytesMut)> {
+        let (stream, prefix) = match request {
+            Some((head, framing)) => Handover::split(stream, buf, head, framing),
+            None => (stream, buf),
+        };
+        let mut session = ServerSession::new_http1(stream);
+        session.set_keepalive(if *shutdown.borrow() { None } else { Some(IDLE.as_secs()) });
+        if !prefix.is_empty() {
+            session.set_pipelined_prefix(prefix);
+        }
+        let reused = self.proxy.process_new_http(session, shutdown).await?;
+        let (stream, _settings) = reused.consume();
+        match request {
+            Some(_) => Handover::take_back(stream),
+            // Pingora reuses a connection only when it read no byte past the request.
+            None => Some((stream, BytesMut::with_capacity(4096))),
         }
     }
 }

@@ -22,6 +22,7 @@ mod keys;
 mod lifecycle;
 mod limits;
 mod origins;
+mod pipelining;
 mod purge;
 mod ranges;
 mod rfc9111;

@@ -131,6 +131,8 @@ pub struct SeenRequest {
     pub method: String,
     pub target: String,
     pub headers: Vec<(String, String)>,
+    /// The request body (Content-Length or chunked; the chunked framing removed).
+    pub body: Vec<u8>,
 }
 
 impl SeenRequest {
@@ -288,10 +290,12 @@ async fn serve_connection<S: Conn>(stream: S, shared: Arc<Shared>) -> std::io::R
                 headers.push((k.trim().to_string(), v.trim().to_string()));
             }
         }
-        let req = SeenRequest { at: std::time::Instant::now(), method: method.clone(), target: target.clone(), headers };
-        if let Some(len) = req.header("content-length").and_then(|v| v.parse::<usize>().ok()) {
-            let mut body = vec![0u8; len];
-            reader.read_exact(&mut body).await?;
+        let mut req = SeenRequest { at: std::time::Instant::now(), method: method.clone(), target: target.clone(), headers, body: Vec::new() };
+        if req.header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+            req.body = read_chunked(&mut reader).await?;
+        } else if let Some(len) = req.header("content-length").and_then(|v| v.parse::<usize>().ok()) {
+            req.body = vec![0u8; len];
+            reader.read_exact(&mut req.body).await?;
         }
         let host = req.header("host").unwrap_or("").to_string();
         let accept_encoding = req.header("accept-encoding").unwrap_or("").to_ascii_lowercase();
@@ -360,4 +364,33 @@ async fn serve_connection<S: Conn>(stream: S, shared: Arc<Shared>) -> std::io::R
         }
     }
     Ok(())
+}
+
+/// A chunked request body (RFC 9112 §7.1), its framing removed; trailer fields are skipped.
+async fn read_chunked<R: tokio::io::AsyncBufRead + Unpin>(reader: &mut R) -> std::io::Result<Vec<u8>> {
+    let bad = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_string());
+    let mut body = Vec::new();
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).await?;
+        let size = line.split(';').next().unwrap_or("").trim();
+        let size = usize::from_str_radix(size, 16).map_err(|_| bad("chunk size"))?;
+        if size == 0 {
+            // Trailer fields, then the empty line.
+            loop {
+                let mut t = String::new();
+                if reader.read_line(&mut t).await? == 0 || t.trim_end().is_empty() {
+                    return Ok(body);
+                }
+            }
+        }
+        let start = body.len();
+        body.resize(start + size, 0);
+        reader.read_exact(&mut body[start..]).await?;
+        let mut crlf = [0u8; 2];
+        reader.read_exact(&mut crlf).await?;
+        if &crlf != b"\r\n" {
+            return Err(bad("chunk end"));
+        }
+    }
 }

@@ -100,6 +100,11 @@ impl Conn {
         Resp { status, headers, body }
     }
 
+    /// Close the sending side (FIN): answers can still be read.
+    pub async fn shutdown_write(&mut self) {
+        self.s.shutdown().await.unwrap();
+    }
+
     /// Whether the peer closed the connection (within a second).
     pub async fn closed(&mut self) -> bool {
         let mut b = [0u8; 64];
