@@ -14,8 +14,11 @@ const ALWAYS: [&str; 7] = ["connection", "keep-alive", "proxy-connection", "te",
 
 /// Request fields that are not part of the cache key but that origins (and frameworks in
 /// front of them) act on: a response that reflects one would be stored and served to every
-/// viewer (cache poisoning), so the edge does not forward them.
-const UNKEYED: [&str; 12] = [
+/// viewer (cache poisoning), so the edge does not forward them — except the ones an operator
+/// lists in `[server] forward_headers`. Those are not part of the cache key either: an origin
+/// whose response depends on one must say so with `Vary` (the cache then keeps a variant per
+/// value, as for any `Vary` field), or must not vary on it at all.
+pub const UNKEYED: [&str; 12] = [
     "x-forwarded-host",
     "x-forwarded-proto",
     "x-forwarded-port",
@@ -30,10 +33,11 @@ const UNKEYED: [&str; 12] = [
     "forwarded",
 ];
 
-/// Remove the request fields the cache key does not cover ([`UNKEYED`]).
-pub fn strip_unkeyed(req: &mut pingora_http::RequestHeader) {
+/// Remove the request fields the cache key does not cover ([`UNKEYED`]) but those in `keep`
+/// (`[server] forward_headers`, lower-case).
+pub fn strip_unkeyed(req: &mut pingora_http::RequestHeader, keep: &[String]) {
     for name in UNKEYED {
-        if req.headers.contains_key(name) {
+        if req.headers.contains_key(name) && !keep.iter().any(|k| k == name) {
             req.remove_header(name);
         }
     }

@@ -231,6 +231,8 @@ impl EdgeProxy {
         match refusal {
             gate::Refusal::Token(reason) => m.token_rejections.with_label_values(&[reason.code()]).inc(),
             gate::Refusal::Geo(country) => m.geo_blocked.with_label_values(&[country.as_str()]).inc(),
+            gate::Refusal::Limit(limit) => m.connection_limits.with_label_values(&[limit.label()]).inc(),
+            gate::Refusal::Framing => {}
         }
     }
 
@@ -347,6 +349,9 @@ impl ProxyHttp for EdgeProxy {
                 ctx.local_status = Some(reply.status);
                 if let Some(r) = &reply.refusal {
                     self.count_refusal(r);
+                    if r.closes() {
+                        session.set_keepalive(None);
+                    }
                 }
                 respond(session, &reply).await?;
                 Ok(true)
@@ -482,7 +487,7 @@ impl ProxyHttp for EdgeProxy {
             }
             return Ok(());
         }
-        hop::strip_unkeyed(req);
+        hop::strip_unkeyed(req, &self.state.config.server.forward_headers);
         // The origin sees the host as the cache key has it (or the pool's override).
         let host = ctx.upstream.as_ref().and_then(|choice| self.state.pools.host_override(choice));
         match (host, &ctx.content) {

@@ -289,7 +289,9 @@ async fn serve_connection<S: Conn>(stream: S, shared: Arc<Shared>) -> std::io::R
             }
         }
         let req = SeenRequest { at: std::time::Instant::now(), method: method.clone(), target: target.clone(), headers };
-        if let Some(len) = req.header("content-length").and_then(|v| v.parse::<usize>().ok()) {
+        if req.header("transfer-encoding").is_some_and(|v| v.to_ascii_lowercase().ends_with("chunked")) {
+            read_chunked(&mut reader).await?;
+        } else if let Some(len) = req.header("content-length").and_then(|v| v.parse::<usize>().ok()) {
             let mut body = vec![0u8; len];
             reader.read_exact(&mut body).await?;
         }
@@ -360,4 +362,28 @@ async fn serve_connection<S: Conn>(stream: S, shared: Arc<Shared>) -> std::io::R
         }
     }
     Ok(())
+}
+
+/// Read (and drop) a chunked request body and its trailer section.
+async fn read_chunked<R: tokio::io::AsyncBufRead + Unpin>(reader: &mut R) -> std::io::Result<()> {
+    let bad = || std::io::Error::new(std::io::ErrorKind::InvalidData, "bad chunk size");
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).await? == 0 {
+            return Err(bad());
+        }
+        let size = line.split(';').next().unwrap_or("").trim();
+        let size = usize::from_str_radix(size, 16).map_err(|_| bad())?;
+        if size == 0 {
+            break;
+        }
+        let mut chunk = vec![0u8; size + 2];
+        reader.read_exact(&mut chunk).await?;
+    }
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).await? == 0 || line.trim_end().is_empty() {
+            return Ok(());
+        }
+    }
 }
