@@ -8,8 +8,9 @@
 use http::HeaderMap;
 
 /// Fields that are hop-by-hop whether or not `Connection` names them. `Upgrade` is among
-/// them: the edge does not tunnel (a `101` would turn a connection into a pipe past the
-/// token gate).
+/// them: the edge tunnels only on `[server] upgrade_prefixes`, after the token gate
+/// ([`forward_upgrade`], [`strip_switching`]); elsewhere a `101` would turn a connection into
+/// a pipe nobody asked for.
 const ALWAYS: [&str; 7] = ["connection", "keep-alive", "proxy-connection", "te", "trailer", "upgrade", "proxy-authorization"];
 
 /// Request fields that are not part of the cache key but that origins (and frameworks in
@@ -60,6 +61,28 @@ pub fn strip_response(resp: &mut pingora_http::ResponseHeader) {
     }
 }
 
+/// A request forwarded as an upgrade: after [`strip_request`], the client's `Upgrade` again,
+/// and `Connection: upgrade` (the only hop-by-hop fields an upgrade needs; RFC 9110 §7.8).
+pub fn forward_upgrade(client: &pingora_http::RequestHeader, req: &mut pingora_http::RequestHeader) -> pingora_error::Result<()> {
+    if let Some(v) = client.headers.get(http::header::UPGRADE) {
+        req.insert_header(http::header::UPGRADE, v.clone())?;
+        req.insert_header(http::header::CONNECTION, "upgrade")?;
+    }
+    Ok(())
+}
+
+/// The `101` answer to a forwarded upgrade: hop-by-hop fields out but its `Upgrade`, and
+/// `Connection: upgrade` (the client needs both to switch).
+pub fn strip_switching(resp: &mut pingora_http::ResponseHeader) -> pingora_error::Result<()> {
+    let upgrade = resp.headers.get(http::header::UPGRADE).cloned();
+    strip_response(resp);
+    if let Some(v) = upgrade {
+        resp.insert_header(http::header::UPGRADE, v)?;
+        resp.insert_header(http::header::CONNECTION, "upgrade")?;
+    }
+    Ok(())
+}
+
 /// The hop-by-hop fields present in `headers`: the ones that always are, and those its
 /// `Connection` names (never the framing fields).
 pub fn fields(headers: &HeaderMap) -> Vec<String> {
@@ -103,5 +126,23 @@ mod tests {
         let mut left: Vec<&str> = req.headers.keys().map(|k| k.as_str()).collect();
         left.sort();
         assert_eq!(left, vec!["content-length", "x-kept"]);
+
+        let mut client = pingora_http::RequestHeader::build("GET", b"/ws", None).unwrap();
+        client.insert_header("upgrade", "websocket").unwrap();
+        forward_upgrade(&client, &mut req).unwrap();
+        assert_eq!(req.headers.get("upgrade").unwrap(), "websocket");
+        assert_eq!(req.headers.get("connection").unwrap(), "upgrade");
+    }
+
+    #[test]
+    fn a_switching_answer_keeps_its_upgrade() {
+        let mut resp = pingora_http::ResponseHeader::build(101, None).unwrap();
+        for (k, v) in [("upgrade", "websocket"), ("connection", "Upgrade, X-S"), ("x-s", "1"), ("keep-alive", "5"), ("sec-websocket-accept", "a")] {
+            resp.append_header(k, v).unwrap();
+        }
+        strip_switching(&mut resp).unwrap();
+        let mut left: Vec<(&str, &str)> = resp.headers.iter().map(|(k, v)| (k.as_str(), v.to_str().unwrap())).collect();
+        left.sort();
+        assert_eq!(left, vec![("connection", "upgrade"), ("sec-websocket-accept", "a"), ("upgrade", "websocket")]);
     }
 }

@@ -25,6 +25,10 @@
 //! ([`crate::limits`]) hold in this one place for both paths: the caps as it arrives, the
 //! send timeout around its stream, and the whole-head timeout on every HTTP/1 head — the
 //! front reads each head whole, also the ones it hands over, so the pipeline never reads one.
+//! For the same reason two head rules are applied here, before Pingora's parser: a head still
+//! arriving that already broke a size limit ([`crate::limits::size`]; whole heads are the
+//! gate's) and a request line Pingora would percent-encode rather than refuse are answered
+//! (414/431, 400) as the gate answers, and the connection closed.
 
 use std::net::IpAddr;
 use std::sync::Arc;

@@ -20,7 +20,8 @@
 //!    nowhere → 405;
 //! 8. country rules (by path prefix and the token's `cc` claim) → 451 (or the configured status);
 //! 9. content: host, path and query without tokens (and CMCD), the cache key under the
-//!    `[[cache.keys]]` query policy, the token granted, the normalised `Accept-Encoding`.
+//!    `[[cache.keys]]` query policy, the token granted, the normalised `Accept-Encoding`, and
+//!    whether an `Upgrade` is forwarded (`[server] upgrade_prefixes`).
 //!
 //! The gate never writes: it returns an [`Admission`] and the caller answers, counts and logs.
 
@@ -212,6 +213,9 @@ pub struct ContentRequest {
     /// The request's `Accept-Encoding`, normalised ([`super::vary::accept_encoding`]): what
     /// the origin is asked with, and what `Vary: Accept-Encoding` variants are keyed on.
     pub accept_encoding: &'static str,
+    /// An HTTP/1.1 `Upgrade` request on a `[server] upgrade_prefixes` path: forwarded with its
+    /// `Upgrade`, uncached, and tunnelled after a `101`. Elsewhere `Upgrade` is dropped.
+    pub upgrade: bool,
 }
 
 impl ContentRequest {
@@ -333,7 +337,10 @@ fn admission(req: &RequestView<'_>, state: &EdgeState, client: IpAddr, cors_orig
     let rewritten = path != req.path || query.as_deref() != req.query || req.authority.is_some();
     let key = key::for_request(&host, &path, key_query.as_deref());
     let accept_encoding = super::vary::accept_encoding(req.headers);
-    Admission::Content(ContentRequest { host, path, query, key_query, key, token, rewritten, accept_encoding })
+    let upgrade = req.version == Version::HTTP_11
+        && req.headers.has("upgrade")
+        && state.config.server.upgrade_prefixes.iter().any(|p| path.starts_with(p.as_str()));
+    Admission::Content(ContentRequest { host, path, query, key_query, key, token, rewritten, accept_encoding, upgrade })
 }
 
 /// `PURGE`, health, readiness and CORS preflights.
