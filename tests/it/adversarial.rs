@@ -227,3 +227,37 @@ async fn every_row_through_both_edges_and_nginx() {
         }
     }
 }
+
+/// A head over a limit gets the same answer whether the front cuts it while it arrives (the
+/// rest never sent) or the gate sees it whole through the pipeline.
+#[tokio::test]
+async fn an_oversized_head_is_answered_alike_cut_or_whole() {
+    use crate::support::raw::Conn;
+    let origin = Origin::start().await;
+    let cfg = format!("[[origins]]\nname = \"o\"\nnodes = [{{ addr = \"{}\" }}]\n", origin.addr);
+    let edge = Edge::start_with_config(&cfg, "max_header_field = \"1 KiB\"").await;
+    let head = get(&format!("X-Long: {}\r\n", "v".repeat(2000)));
+    let mut whole = Conn::open(edge.http).await;
+    whole.send(head.as_bytes()).await;
+    let whole = whole.response(false).await;
+    let mut cut = Conn::open(edge.http).await;
+    cut.send(&head.as_bytes()[..1500]).await;
+    let cut_answer = cut.response(false).await;
+    assert!(cut.closed().await, "closed without waiting for the rest");
+    assert_eq!((whole.status, cut_answer.status), (431, 431));
+    let strip = |r: &crate::support::raw::Resp| {
+        let mut h = r.headers.clone();
+        h.remove("date");
+        h
+    };
+    assert_eq!(strip(&whole), strip(&cut_answer));
+    assert_eq!(whole.body, cut_answer.body);
+    assert_eq!(cut_answer.header("x-edge-reason"), Some("header_field_too_large"));
+    assert_eq!(cut_answer.header("connection"), Some("close"));
+    assert_eq!(edge.metric("edge_connection_limits_total{limit=\"header_field\"}").await, 2.0);
+    // The pipeline counts its answer a moment after sending it.
+    let answered = "edge_requests_total{kind=\"rejected\",status=\"431\",cache=\"NONE\"}";
+    edge.await_metric(answered, 2.0).await;
+    assert_eq!(edge.metric(answered).await, 2.0);
+    assert_eq!(origin.total_hits(), 0);
+}
