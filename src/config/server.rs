@@ -87,7 +87,7 @@ fn forward_headers(list: Option<&[String]>) -> Result<Vec<String>, ConfigError> 
         let lower = name.trim().to_ascii_lowercase();
         if !crate::hop::UNKEYED.contains(&lower.as_str()) {
             return Err(ConfigError::new(
-                &format!("server.forward_headers[{i}]"),
+                format!("server.forward_headers[{i}]"),
                 format!("{name:?} is not a field the edge removes; the list takes: {}", crate::hop::UNKEYED.join(", ")),
             ));
         }
@@ -101,7 +101,7 @@ fn upgrade_prefixes(list: Option<&[String]>) -> Result<Vec<String>, ConfigError>
     let list = list.unwrap_or_default();
     for (i, p) in list.iter().enumerate() {
         if !p.starts_with('/') {
-            return Err(ConfigError::new(&format!("server.upgrade_prefixes[{i}]"), format!("{p:?} must start with '/'")));
+            return Err(ConfigError::new(format!("server.upgrade_prefixes[{i}]"), format!("{p:?} must start with '/'")));
         }
     }
     Ok(list.to_vec())
