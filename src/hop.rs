@@ -8,14 +8,18 @@
 use http::HeaderMap;
 
 /// Fields that are hop-by-hop whether or not `Connection` names them. `Upgrade` is among
-/// them: the edge does not tunnel (a `101` would turn a connection into a pipe past the
-/// token gate).
+/// them: the edge tunnels only on `[server] upgrade_prefixes`, after the token gate
+/// ([`forward_upgrade`], [`strip_switching`]); elsewhere a `101` would turn a connection into
+/// a pipe nobody asked for.
 const ALWAYS: [&str; 7] = ["connection", "keep-alive", "proxy-connection", "te", "trailer", "upgrade", "proxy-authorization"];
 
 /// Request fields that are not part of the cache key but that origins (and frameworks in
 /// front of them) act on: a response that reflects one would be stored and served to every
-/// viewer (cache poisoning), so the edge does not forward them.
-const UNKEYED: [&str; 12] = [
+/// viewer (cache poisoning), so the edge does not forward them — except the ones an operator
+/// lists in `[server] forward_headers`. Those are not part of the cache key either: an origin
+/// whose response depends on one must say so with `Vary` (the cache then keeps a variant per
+/// value, as for any `Vary` field), or must not vary on it at all.
+pub const UNKEYED: [&str; 12] = [
     "x-forwarded-host",
     "x-forwarded-proto",
     "x-forwarded-port",
@@ -30,10 +34,11 @@ const UNKEYED: [&str; 12] = [
     "forwarded",
 ];
 
-/// Remove the request fields the cache key does not cover ([`UNKEYED`]).
-pub fn strip_unkeyed(req: &mut pingora_http::RequestHeader) {
+/// Remove the request fields the cache key does not cover ([`UNKEYED`]) but those in `keep`
+/// (`[server] forward_headers`, lower-case).
+pub fn strip_unkeyed(req: &mut pingora_http::RequestHeader, keep: &[String]) {
     for name in UNKEYED {
-        if req.headers.contains_key(name) {
+        if req.headers.contains_key(name) && !keep.iter().any(|k| k == name) {
             req.remove_header(name);
         }
     }
@@ -54,6 +59,28 @@ pub fn strip_response(resp: &mut pingora_http::ResponseHeader) {
     for name in fields(&resp.headers) {
         resp.remove_header(&name);
     }
+}
+
+/// A request forwarded as an upgrade: after [`strip_request`], the client's `Upgrade` again,
+/// and `Connection: upgrade` (the only hop-by-hop fields an upgrade needs; RFC 9110 §7.8).
+pub fn forward_upgrade(client: &pingora_http::RequestHeader, req: &mut pingora_http::RequestHeader) -> pingora_error::Result<()> {
+    if let Some(v) = client.headers.get(http::header::UPGRADE) {
+        req.insert_header(http::header::UPGRADE, v.clone())?;
+        req.insert_header(http::header::CONNECTION, "upgrade")?;
+    }
+    Ok(())
+}
+
+/// The `101` answer to a forwarded upgrade: hop-by-hop fields out but its `Upgrade`, and
+/// `Connection: upgrade` (the client needs both to switch).
+pub fn strip_switching(resp: &mut pingora_http::ResponseHeader) -> pingora_error::Result<()> {
+    let upgrade = resp.headers.get(http::header::UPGRADE).cloned();
+    strip_response(resp);
+    if let Some(v) = upgrade {
+        resp.insert_header(http::header::UPGRADE, v)?;
+        resp.insert_header(http::header::CONNECTION, "upgrade")?;
+    }
+    Ok(())
 }
 
 /// The hop-by-hop fields present in `headers`: the ones that always are, and those its
@@ -99,5 +126,23 @@ mod tests {
         let mut left: Vec<&str> = req.headers.keys().map(|k| k.as_str()).collect();
         left.sort();
         assert_eq!(left, vec!["content-length", "x-kept"]);
+
+        let mut client = pingora_http::RequestHeader::build("GET", b"/ws", None).unwrap();
+        client.insert_header("upgrade", "websocket").unwrap();
+        forward_upgrade(&client, &mut req).unwrap();
+        assert_eq!(req.headers.get("upgrade").unwrap(), "websocket");
+        assert_eq!(req.headers.get("connection").unwrap(), "upgrade");
+    }
+
+    #[test]
+    fn a_switching_answer_keeps_its_upgrade() {
+        let mut resp = pingora_http::ResponseHeader::build(101, None).unwrap();
+        for (k, v) in [("upgrade", "websocket"), ("connection", "Upgrade, X-S"), ("x-s", "1"), ("keep-alive", "5"), ("sec-websocket-accept", "a")] {
+            resp.append_header(k, v).unwrap();
+        }
+        strip_switching(&mut resp).unwrap();
+        let mut left: Vec<(&str, &str)> = resp.headers.iter().map(|(k, v)| (k.as_str(), v.to_str().unwrap())).collect();
+        left.sort();
+        assert_eq!(left, vec![("connection", "upgrade"), ("sec-websocket-accept", "a"), ("upgrade", "websocket")]);
     }
 }

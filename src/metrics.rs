@@ -144,7 +144,7 @@ impl Metrics {
         let connection_limits = IntCounterVec::new(
             Opts::new(
                 "edge_connection_limits_total",
-                "Player connections ended or refused by a limit: header_timeout (head not whole in time), send_timeout (no write progress), max_connections, max_connections_per_ip (refused at accept)",
+                "Player connections ended or refused by a limit: header_timeout (head not whole in time), send_timeout (no write progress), max_connections, max_connections_per_ip (refused at accept), request_line (414), header_field, head_size (431)",
             ),
             &["limit"],
         )?;

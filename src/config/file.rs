@@ -43,6 +43,11 @@ pub struct ServerSection {
     pub send_timeout: Option<String>,
     pub max_connections: Option<i64>,
     pub max_connections_per_ip: Option<i64>,
+    pub max_request_line: Option<String>,
+    pub max_header_field: Option<String>,
+    pub max_head: Option<String>,
+    pub forward_headers: Option<Vec<String>>,
+    pub upgrade_prefixes: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

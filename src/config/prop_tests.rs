@@ -15,11 +15,12 @@ fn config_like() -> impl Strategy<Value = String> {
     let key = prop::sample::select(vec![
         "http", "admin", "threads", "memory", "disk", "max_object", "default_ttl", "prefix", "query", "allow", "name", "nodes",
         "idle_timeout", "targeted_field", "forward_cmcd", "allow_origins", "required", "ttl", "max_ttl",
-        "header_timeout", "send_timeout", "max_connections", "max_connections_per_ip",
+        "header_timeout", "send_timeout", "max_connections", "max_connections_per_ip", "max_request_line", "max_header_field",
+        "max_head", "forward_headers", "upgrade_prefixes",
     ]);
     let value = prop::sample::select(vec![
         "\"1s\"", "\"0s\"", "\"-1s\"", "\"lots\"", "0", "-1", "99999999999", "true", "\"\"", "\"/v/\"", "\"v/\"", "[]", "[\"a\"]",
-        "\"127.0.0.1:0\"", "\"none\"", "\"all\"", "\"1 GiB\"", "[{ addr = \"127.0.0.1:1\" }]", "1.5",
+        "\"127.0.0.1:0\"", "\"none\"", "\"all\"", "\"1 GiB\"", "[{ addr = \"127.0.0.1:1\" }]", "1.5", "\"8 KiB\"", "\"100\"", "[\"X-Forwarded-Proto\"]",
     ]);
     prop::collection::vec((section, prop::collection::vec((key, value), 0..4)), 0..5).prop_map(|sections| {
         let mut text = String::new();

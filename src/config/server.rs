@@ -4,7 +4,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::file::ServerSection;
-use super::value::{addr, duration, int_in};
+use super::value::{addr, duration, int_in, size};
+use crate::limits::size::HeadLimits;
 use super::error::ConfigError;
 
 /// Whether this node faces players (`edge`) or other edges (`shield`).
@@ -47,6 +48,63 @@ pub struct ServerConfig {
     pub fast_hits: bool,
     /// Player connection limits.
     pub limits: ConnectionLimits,
+    /// Request head size limits (414/431).
+    pub head: HeadLimits,
+    /// Unkeyed forwarding fields (lower-case) passed on to origins rather than removed
+    /// ([`crate::hop::strip_unkeyed`]).
+    pub forward_headers: Vec<String>,
+    /// Path prefixes where `Upgrade` is forwarded (a tunnel after a `101`); empty: nowhere.
+    pub upgrade_prefixes: Vec<String>,
+}
+
+/// `max_request_line`, `max_header_field`, `max_head`: each 256 bytes to Pingora's 1 MiB head,
+/// the head at least as large as a line.
+fn head_limits(s: &ServerSection) -> Result<HeadLimits, ConfigError> {
+    let d = HeadLimits::default();
+    let one = |key: &str, text: Option<&str>, default: usize| -> Result<usize, ConfigError> {
+        let n = size(key, text, &default.to_string())?;
+        if !(256..=crate::limits::head::PIPELINE_HEAD_MAX as u64).contains(&n) {
+            return Err(ConfigError::new(key, format!("{n} bytes is out of range 256 B..=1 MiB")));
+        }
+        Ok(n as usize)
+    };
+    let h = HeadLimits {
+        max_request_line: one("server.max_request_line", s.max_request_line.as_deref(), d.max_request_line)?,
+        max_header_field: one("server.max_header_field", s.max_header_field.as_deref(), d.max_header_field)?,
+        max_head: one("server.max_head", s.max_head.as_deref(), d.max_head)?,
+    };
+    if h.max_head < h.max_request_line.max(h.max_header_field) {
+        return Err(ConfigError::new("server.max_head", "must be at least max_request_line and max_header_field"));
+    }
+    Ok(h)
+}
+
+/// `forward_headers`: names from [`crate::hop::UNKEYED`] (every other field is forwarded
+/// anyway), lower-cased.
+fn forward_headers(list: Option<&[String]>) -> Result<Vec<String>, ConfigError> {
+    let mut out = Vec::new();
+    for (i, name) in list.unwrap_or_default().iter().enumerate() {
+        let lower = name.trim().to_ascii_lowercase();
+        if !crate::hop::UNKEYED.contains(&lower.as_str()) {
+            return Err(ConfigError::new(
+                format!("server.forward_headers[{i}]"),
+                format!("{name:?} is not a field the edge removes; the list takes: {}", crate::hop::UNKEYED.join(", ")),
+            ));
+        }
+        out.push(lower);
+    }
+    Ok(out)
+}
+
+/// `upgrade_prefixes`: path prefixes, each starting with `/`.
+fn upgrade_prefixes(list: Option<&[String]>) -> Result<Vec<String>, ConfigError> {
+    let list = list.unwrap_or_default();
+    for (i, p) in list.iter().enumerate() {
+        if !p.starts_with('/') {
+            return Err(ConfigError::new(format!("server.upgrade_prefixes[{i}]"), format!("{p:?} must start with '/'")));
+        }
+    }
+    Ok(list.to_vec())
 }
 
 /// What one player connection may take (`crate::limits` applies them): how long a request
@@ -117,6 +175,9 @@ impl TryFrom<ServerSection> for ServerConfig {
         let limits = ConnectionLimits::build(&s)?;
         Ok(ServerConfig {
             limits,
+            head: head_limits(&s)?,
+            forward_headers: forward_headers(s.forward_headers.as_deref())?,
+            upgrade_prefixes: upgrade_prefixes(s.upgrade_prefixes.as_deref())?,
             role,
             http,
             admin,

@@ -82,6 +82,19 @@ fn minimal_config_gets_defaults() {
     let limits = c.server.limits;
     assert_eq!((limits.header_timeout, limits.send_timeout), (Duration::from_secs(20), Duration::from_secs(60)));
     assert_eq!((limits.max_connections, limits.max_connections_per_ip), (None, 256));
+    assert_eq!(c.server.head, crate::limits::size::HeadLimits { max_request_line: 8192, max_header_field: 8192, max_head: 32768 });
+    assert!(c.server.forward_headers.is_empty() && c.server.upgrade_prefixes.is_empty());
+}
+
+#[test]
+fn head_limits_forward_headers_and_upgrade_prefixes_parse() {
+    let c = parse(&format!(
+        "[server]\nmax_request_line = \"4 KiB\"\nmax_header_field = \"1 KiB\"\nmax_head = \"16 KiB\"\nforward_headers = [\"X-Forwarded-Proto\"]\nupgrade_prefixes = [\"/ws/\"]\n{POOL}"
+    ))
+    .unwrap();
+    assert_eq!(c.server.head, crate::limits::size::HeadLimits { max_request_line: 4096, max_header_field: 1024, max_head: 16384 });
+    assert_eq!(c.server.forward_headers, vec!["x-forwarded-proto".to_string()]);
+    assert_eq!(c.server.upgrade_prefixes, vec!["/ws/".to_string()]);
 }
 
 #[test]
@@ -127,6 +140,12 @@ fn bad_configs_name_the_key_and_reason() {
         ("[server]\nmax_connections = \"many\"\n", "server.max_connections", "invalid type"),
         ("[server]\nmax_connections_per_ip = 20000000\n", "server.max_connections_per_ip", "out of range"),
         ("[server]\npublic_url = \"edge.example\"\n", "server.public_url", "must start with http://"),
+        ("[server]\nmax_request_line = \"100\"\n", "server.max_request_line", "out of range"),
+        ("[server]\nmax_header_field = \"2 MiB\"\n", "server.max_header_field", "out of range"),
+        ("[server]\nmax_head = \"lots\"\n", "server.max_head", "invalid size"),
+        ("[server]\nmax_head = \"4 KiB\"\n", "server.max_head", "at least max_request_line"),
+        ("[server]\nforward_headers = [\"X-Forwarded-Proto\", \"Cookie\"]\n", "server.forward_headers[1]", "not a field the edge removes"),
+        ("[server]\nupgrade_prefixes = [\"ws/\"]\n", "server.upgrade_prefixes[0]", "must start with '/'"),
         ("[cache]\nmemory = \"lots\"\n", "cache.memory", "invalid size \"lots\""),
         ("[cache]\nmemory = \"1 KiB\"\n", "cache.memory", "at least 1 MiB"),
         ("[cache]\nmax_object = \"0\"\n", "cache.max_object", "greater than 0"),

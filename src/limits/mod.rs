@@ -14,11 +14,16 @@
 //!   every HTTP/1 head itself, up to the end of the head or to the pipeline parser's limits,
 //!   so the pipeline never reads a head without it.
 //!
+//! - [`size`]: `max_request_line`, `max_header_field`, `max_head`: a head over one is answered
+//!   414 or 431 and the connection closed; checked by the gate on every parsed head, and by
+//!   the front on HTTP/1 heads still arriving.
+//!
 //! Each limit that fires is counted in `edge_connection_limits_total{limit}`.
 
 pub mod caps;
 pub mod guard;
 pub mod head;
+pub mod size;
 
 /// A limit that ended (or refused) a connection: the `limit` label of
 /// `edge_connection_limits_total`.
@@ -32,10 +37,24 @@ pub enum Limit {
     MaxConnections,
     /// `max_connections_per_ip` were open from the client's address.
     MaxConnectionsPerIp,
+    /// A request line over `max_request_line` (414).
+    RequestLine,
+    /// A header field over `max_header_field` (431).
+    HeaderField,
+    /// A request head over `max_head` (431).
+    HeadSize,
 }
 
 impl Limit {
-    pub const ALL: [Limit; 4] = [Limit::HeaderTimeout, Limit::SendTimeout, Limit::MaxConnections, Limit::MaxConnectionsPerIp];
+    pub const ALL: [Limit; 7] = [
+        Limit::HeaderTimeout,
+        Limit::SendTimeout,
+        Limit::MaxConnections,
+        Limit::MaxConnectionsPerIp,
+        Limit::RequestLine,
+        Limit::HeaderField,
+        Limit::HeadSize,
+    ];
 
     pub fn label(self) -> &'static str {
         match self {
@@ -43,6 +62,9 @@ impl Limit {
             Limit::SendTimeout => "send_timeout",
             Limit::MaxConnections => "max_connections",
             Limit::MaxConnectionsPerIp => "max_connections_per_ip",
+            Limit::RequestLine => "request_line",
+            Limit::HeaderField => "header_field",
+            Limit::HeadSize => "head_size",
         }
     }
 }

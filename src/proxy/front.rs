@@ -31,6 +31,10 @@
 //! ([`crate::limits`]) hold in this one place for both paths: the caps as it arrives, the
 //! send timeout around its stream, and the whole-head timeout on every HTTP/1 head — the
 //! front reads each head whole, also the ones it hands over, so the pipeline never reads one.
+//! For the same reason two head rules are applied here, before Pingora's parser: a head still
+//! arriving that already broke a size limit ([`crate::limits::size`]; whole heads are the
+//! gate's) and a request line Pingora would percent-encode rather than refuse are answered
+//! (414/431, 400) as the gate answers, and the connection closed.
 
 mod framing;
 mod handover;
@@ -58,6 +62,7 @@ use handover::Handover;
 use crate::limits::caps::{self, Caps};
 use crate::limits::guard::{self as send_guard, SendGuard};
 use crate::limits::head::{self, HeadClock, Wait};
+use crate::limits::size;
 use crate::limits::Limit;
 use crate::state::EdgeState;
 
@@ -99,6 +104,8 @@ struct H2 {
     send_timeout: Duration,
     /// The proxy's options with the idle timeout.
     options: HttpServerOptions,
+    /// `[server] max_head`.
+    max_head: u32,
 }
 
 #[async_trait]
@@ -108,8 +115,12 @@ impl HttpServerApp for H2 {
         self.proxy.process_new_http(session, shutdown).await
     }
 
+    /// Pingora's bounded defaults, with `max_head` as the largest header list a client may
+    /// send (the h2 codec answers a larger one 431; h2 counts 32 bytes more per field).
     fn h2_options(&self) -> Option<H2Options> {
-        self.proxy.h2_options()
+        let mut options = self.proxy.h2_options().unwrap_or_else(pingora_core::protocols::http::v2::server::default_h2_options);
+        options.max_header_list_size(self.max_head);
+        Some(options)
     }
 
     fn server_options(&self) -> Option<&HttpServerOptions> {
@@ -145,6 +156,9 @@ enum Next {
     Pipeline(Option<(usize, Framing)>),
     /// More bytes are needed.
     Partial,
+    /// A head refused before the pipeline sees it (still arriving and over a size limit, or
+    /// a request line no target can be read from): answered, connection closed.
+    Refuse(gate::Reply),
 }
 
 impl Front {
@@ -162,7 +176,12 @@ impl Front {
         let caps = Caps::new(total, limits.max_connections_per_ip, start.config.geo.trusted_proxies.clone(), state.metrics.open_connections.clone());
         let proxy = Arc::new(proxy);
         Front {
-            h2: Arc::new(H2 { options: h2_options(&proxy), proxy: proxy.clone(), send_timeout: limits.send_timeout }),
+            h2: Arc::new(H2 {
+                options: h2_options(&proxy),
+                proxy: proxy.clone(),
+                send_timeout: limits.send_timeout,
+                max_head: u32::try_from(start.config.server.head.max_head).unwrap_or(u32::MAX),
+            }),
             proxy,
             state,
             caps,
@@ -188,11 +207,27 @@ impl Front {
                 Some(reply) => Next::Answer(n, Box::new(reply)),
                 None => Next::Pipeline(framing::of(&req).map(|f| (n, f))),
             },
-            Ok(httparse::Status::Partial) if buf.len() < HEAD_MAX => Next::Partial,
-            // Longer or with more fields than the front answers: the pipeline takes it, once
-            // whole — read here, under the head clock.
-            Ok(httparse::Status::Partial) | Err(httparse::Error::TooManyHeaders) if head::pipeline_reads_more(buf, checked) => Next::Partial,
-            // Malformed (the pipeline's parser sees the same fault) or whole: the pipeline
+            Ok(httparse::Status::Partial) | Err(httparse::Error::TooManyHeaders) => {
+                // A head that will not fit the limits is refused before the rest is read.
+                let head = head_end(buf).map_or(buf, |end| &buf[..end]);
+                if let Some(o) = size::check_partial(&self.state.live().config.server.head, head) {
+                    self.count(o.limit());
+                    return Next::Refuse(gate::oversize(o));
+                }
+                if buf.len() < HEAD_MAX && head.len() == buf.len() {
+                    Next::Partial
+                } else if head::pipeline_reads_more(buf, checked) {
+                    // Longer or with more fields than the front answers: the pipeline takes
+                    // it, once whole — read here, under the head clock.
+                    Next::Partial
+                } else {
+                    Next::Pipeline(framing::of_long_head(buf))
+                }
+            }
+            // A request line with bytes a target may not hold: refused here, where Pingora
+            // would percent-encode them and forward the request.
+            Err(httparse::Error::Token | httparse::Error::Version) => Next::Refuse(gate::bad_request_line()),
+            // Malformed otherwise (the pipeline's parser sees the same fault): the pipeline
             // answers (400 and such).
             _ => Next::Pipeline(framing::of_long_head(buf)),
         }
@@ -216,6 +251,7 @@ impl Front {
             authority: None,
             headers: Headers::H1(req.headers),
             peer,
+            line_len: gate::line_len(req.method.unwrap_or(""), plain.target_len),
         };
         let state = self.state;
         let decision = gate::admit(&view, state, &live, super::unix_now());
@@ -284,6 +320,35 @@ impl Front {
         None
     }
 
+    /// Answer a head the front refuses itself as the gate would answer it, and close without
+    /// reading the rest (as nginx does).
+    async fn refuse(&self, stream: &mut Stream, reply: gate::Reply) -> Option<Stream> {
+        let started = Instant::now();
+        let head = local_answer(&reply);
+        let _ = pingora_timeout::fast_timeout::fast_timeout(Duration::from_secs(2), async {
+            stream.write_all(&head).await?;
+            stream.flush().await?;
+            AsyncWriteExt::shutdown(stream).await?;
+            // A lingering close: what the client still sends is read and dropped (briefly),
+            // so the close is not a reset that could destroy the answer before it is read.
+            let mut scratch = [0u8; 4096];
+            while stream.read(&mut scratch).await? > 0 {}
+            Ok::<_, std::io::Error>(())
+        })
+        .await;
+        let record = RequestRecord {
+            kind: reply.kind,
+            method: "-",
+            path: "-",
+            status: reply.status,
+            cache: "NONE",
+            bytes: reply.body.len(),
+            elapsed: started.elapsed(),
+        };
+        record.emit(&self.state.metrics, String::new, String::new);
+        None
+    }
+
     /// Serve one HTTP/1 connection (which arrived at `accepted`): hits here, the rest through
     /// the pipeline.
     async fn serve_h1(self: &Arc<Self>, mut stream: Stream, client: IpAddr, accepted: Instant, shutdown: &ShutdownWatch) -> Option<Stream> {
@@ -313,6 +378,7 @@ impl Front {
                         request = framed;
                         to_pipeline = true;
                     }
+                    Next::Refuse(reply) => return self.refuse(&mut stream, reply).await,
                     Next::Partial => {
                         checked = buf.len();
                         if buf.capacity() - buf.len() < 1024 {
@@ -392,6 +458,7 @@ impl Front {
 /// the fields whose handling needs the pipeline ([`PIPELINE_HEADERS`]).
 struct Plain<'a> {
     head_only: bool,
+    target_len: usize,
     path: &'a str,
     query: Option<&'a str>,
     range: Option<&'a str>,
@@ -430,7 +497,7 @@ impl<'a> Plain<'a> {
             Some((p, q)) => (p, Some(q)),
             None => (target, None),
         };
-        Some(Plain { head_only, path, query, range })
+        Some(Plain { head_only, target_len: target.len(), path, query, range })
     }
 }
 
@@ -485,6 +552,33 @@ fn reply(
         Some(hit.body.slice(part))
     };
     Reply { head, body, path: path.to_string(), head_only, status, sent }
+}
+
+/// Where a head in `buf` ends (just past the line end of its last field), if it does.
+fn head_end(buf: &[u8]) -> Option<usize> {
+    let crlf = memchr::memmem::find(buf, b"\n\r\n");
+    let lf = memchr::memmem::find(buf, b"\n\n");
+    crlf.into_iter().chain(lf).min().map(|i| i + 1)
+}
+
+/// A local answer of the gate's on the wire, as the pipeline's `respond` writes it, closing
+/// the connection.
+fn local_answer(reply: &gate::Reply) -> Vec<u8> {
+    let reason = http::StatusCode::from_u16(reply.status).ok().and_then(|s| s.canonical_reason()).unwrap_or("");
+    let mut head = format!(
+        "HTTP/1.1 {} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nCache-Control: no-store\r\n",
+        reply.status,
+        reply.body.len()
+    );
+    for (name, value) in &reply.headers {
+        head.push_str(&format!("{name}: {value}\r\n"));
+    }
+    let mut head = head.into_bytes();
+    head.extend_from_slice(b"Date: ");
+    head.extend_from_slice(pingora_core::protocols::http::date::get_cached_date().as_bytes());
+    head.extend_from_slice(b"\r\nConnection: close\r\n\r\n");
+    head.extend_from_slice(reply.body.as_bytes());
+    head
 }
 
 /// The byte range of a `Range` header the front answers itself: one range, in one of the

@@ -4,6 +4,9 @@
 //! holds on every path by construction (docs/design.md, "Request flow").
 //!
 //! Checks, in order:
+//! 0. the head: its size ([`crate::limits::size`]) → 414/431, and its framing (a
+//!    `Transfer-Encoding` other than one `chunked`, [`framing`]) → 501/400; both close the
+//!    connection;
 //! 1. the client address (the peer, or `X-Forwarded-For` from `[geo] trusted_proxies`) and the
 //!    CORS origin;
 //! 2. the target path, normalised once ([`crate::path`]); ambiguous paths → 400;
@@ -17,7 +20,8 @@
 //!    nowhere → 405;
 //! 8. country rules (by path prefix and the token's `cc` claim) → 451 (or the configured status);
 //! 9. content: host, path and query without tokens (and CMCD), the cache key under the
-//!    `[[cache.keys]]` query policy, the token granted, the normalised `Accept-Encoding`.
+//!    `[[cache.keys]]` query policy, the token granted, the normalised `Accept-Encoding`, and
+//!    whether an `Upgrade` is forwarded (`[server] upgrade_prefixes`).
 //!
 //! The gate never writes: it returns an [`Admission`] and the caller answers, counts and logs.
 
@@ -85,6 +89,15 @@ impl<'a> Headers<'a> {
     pub fn has(self, name: &str) -> bool {
         self.all(name).next().is_some()
     }
+
+    /// Each field's name and value lengths, for [`crate::limits::size`].
+    pub fn sizes(self) -> impl Iterator<Item = (usize, usize)> + 'a {
+        let (h1, map) = match self {
+            Headers::H1(h) => (Some(h.iter().map(|h| (h.name.len(), h.value.len()))), None),
+            Headers::Map(m) => (None, Some(m.iter().map(|(k, v)| (k.as_str().len(), v.len())))),
+        };
+        h1.into_iter().flatten().chain(map.into_iter().flatten())
+    }
 }
 
 /// The parts of a request the gate reads.
@@ -100,6 +113,14 @@ pub struct RequestView<'a> {
     pub headers: Headers<'a>,
     /// The socket peer.
     pub peer: IpAddr,
+    /// The request line's length as sent (`method SP target SP version`), for
+    /// [`crate::limits::size`].
+    pub line_len: usize,
+}
+
+/// The length of the request line `method SP target SP HTTP/x.y`.
+pub fn line_len(method: &str, target: usize) -> usize {
+    method.len() + 1 + target + 1 + "HTTP/1.1".len()
 }
 
 impl<'a> RequestView<'a> {
@@ -117,6 +138,7 @@ impl<'a> RequestView<'a> {
             }),
             headers: Headers::Map(&req.headers),
             peer,
+            line_len: line_len(req.method.as_str(), req.raw_path().len()),
         }
     }
 }
@@ -146,6 +168,18 @@ pub enum Refusal {
     Token(Reject),
     /// Blocked by a country rule; the client's country, or `unknown`.
     Geo(String),
+    /// A head over a size limit (counted in `edge_connection_limits_total`).
+    Limit(crate::limits::Limit),
+    /// A body framing the edge does not take (`Transfer-Encoding`).
+    Framing,
+}
+
+impl Refusal {
+    /// Whether the connection must close after the answer: the rest of the head or the body
+    /// was not read, or cannot be delimited.
+    pub fn closes(&self) -> bool {
+        matches!(self, Refusal::Limit(_) | Refusal::Framing)
+    }
 }
 
 /// A complete answer from the edge.
@@ -179,6 +213,9 @@ pub struct ContentRequest {
     /// The request's `Accept-Encoding`, normalised ([`super::vary::accept_encoding`]): what
     /// the origin is asked with, and what `Vary: Accept-Encoding` variants are keyed on.
     pub accept_encoding: &'static str,
+    /// An HTTP/1.1 `Upgrade` request on a `[server] upgrade_prefixes` path: forwarded with its
+    /// `Upgrade`, uncached, and tunnelled after a `101`. Elsewhere `Upgrade` is dropped.
+    pub upgrade: bool,
 }
 
 impl ContentRequest {
@@ -207,6 +244,14 @@ pub fn admit(req: &RequestView<'_>, state: &EdgeState, live: &Live, now: u64) ->
 }
 
 fn admission(req: &RequestView<'_>, state: &EdgeState, live: &Live, client: IpAddr, cors_origin: Option<&str>, now: u64) -> Admission {
+    if let Err(o) = crate::limits::size::check(&live.config.server.head, req.line_len, req.headers.sizes()) {
+        return Admission::Local(oversize(o));
+    }
+    if let Err((status, reason)) = framing(req.headers) {
+        let mut reply = reply(Kind::Rejected, status, &format!("{reason}\n"), vec![("x-edge-reason", reason.to_string())]);
+        reply.refusal = Some(Refusal::Framing);
+        return Admission::Local(reply);
+    }
     let path = match crate::path::normalize(req.path) {
         Ok(p) => p,
         Err(e) => return bad_request("bad request path\n", e.code()),
@@ -293,7 +338,10 @@ fn admission(req: &RequestView<'_>, state: &EdgeState, live: &Live, client: IpAd
     let rewritten = path != req.path || query.as_deref() != req.query || req.authority.is_some();
     let key = key::for_request(&host, &path, key_query.as_deref());
     let accept_encoding = super::vary::accept_encoding(req.headers);
-    Admission::Content(ContentRequest { host, path, query, key_query, key, token, rewritten, accept_encoding })
+    let upgrade = req.version == Version::HTTP_11
+        && req.headers.has("upgrade")
+        && live.config.server.upgrade_prefixes.iter().any(|p| path.starts_with(p.as_str()));
+    Admission::Content(ContentRequest { host, path, query, key_query, key, token, rewritten, accept_encoding, upgrade })
 }
 
 /// `PURGE`, health, readiness and CORS preflights.
@@ -333,7 +381,56 @@ fn local_route(req: &RequestView<'_>, state: &EdgeState, live: &Live, host: &str
 }
 
 fn local(kind: Kind, status: u16, body: &str, headers: Vec<(&'static str, String)>) -> Admission {
-    Admission::Local(Reply { kind, status, body: body.to_string(), headers, refusal: None })
+    Admission::Local(reply(kind, status, body, headers))
+}
+
+fn reply(kind: Kind, status: u16, body: &str, headers: Vec<(&'static str, String)>) -> Reply {
+    Reply { kind, status, body: body.to_string(), headers, refusal: None }
+}
+
+/// The answer to a request line that is not `method SP target SP version` with a target of
+/// URI characters (RFC 9112 §3: 400). Pingora's parser would percent-encode such a target
+/// (spaces, control bytes) and forward it; the front, which reads every HTTP/1 head, refuses
+/// it instead, as nginx does.
+pub fn bad_request_line() -> Reply {
+    let mut r = reply(Kind::Rejected, 400, "bad_request_line\n", vec![("x-edge-reason", "bad_request_line".to_string())]);
+    r.refusal = Some(Refusal::Framing);
+    r
+}
+
+/// The answer to a head over a size limit (the front sends it too, for a head it stops
+/// reading).
+pub fn oversize(o: crate::limits::size::Oversize) -> Reply {
+    let mut r = reply(Kind::Rejected, o.status(), &format!("{}\n", o.reason()), vec![("x-edge-reason", o.reason().to_string())]);
+    r.refusal = Some(Refusal::Limit(o.limit()));
+    r
+}
+
+/// A request's `Transfer-Encoding` (RFC 9112 §6.1): the edge decodes `chunked` only, so
+/// any other coding is answered 501 Not Implemented, as RFC 9112 §6.1 says (nginx: 501), and
+/// `chunked` applied twice (§6.1: a sender must not) 400. The label is not lost on the way to
+/// the origin: the request never goes there. (A final coding other than `chunked` and
+/// `Transfer-Encoding` on HTTP/1.0 are refused by Pingora's parser with 400 before the gate,
+/// per RFC 9112 §6.3 and §6.1; HTTP/2 has no `Transfer-Encoding`.)
+fn framing(headers: Headers<'_>) -> Result<(), (u16, &'static str)> {
+    let mut chunked = 0;
+    for value in headers.all("transfer-encoding") {
+        for coding in value.split(|&b| b == b',') {
+            let coding = coding.trim_ascii();
+            // Empty list elements are allowed and ignored (RFC 9110 §5.6.1).
+            if coding.is_empty() {
+                continue;
+            }
+            if !coding.eq_ignore_ascii_case(b"chunked") {
+                return Err((501, "transfer_coding_not_implemented"));
+            }
+            chunked += 1;
+        }
+    }
+    if chunked > 1 {
+        return Err((400, "chunked_twice"));
+    }
+    Ok(())
 }
 
 fn bad_request(body: &str, code: &str) -> Admission {
@@ -350,6 +447,9 @@ fn host_of(req: &RequestView<'_>) -> Result<String, &'static str> {
         return Err("duplicate_host");
     }
     let host = match first {
+        // An empty `Host` names no host: only a target with an authority may go without one
+        // (nginx answers 400 too).
+        Some(v) if v.trim_ascii().is_empty() && req.authority.is_none() => return Err("bad_host"),
         Some(v) => Some(std::str::from_utf8(v).ok().filter(|h| valid_host(h)).ok_or("bad_host")?),
         None if req.version == Version::HTTP_11 && req.authority.is_none() => return Err("missing_host"),
         None => None,
@@ -428,6 +528,20 @@ mod tests {
     }
 
     #[test]
+    fn transfer_codings() {
+        let te = |v: &'static [u8]| [httparse::Header { name: "Transfer-Encoding", value: v }];
+        for ok in [&b"chunked"[..], b"Chunked", b" chunked ", b"chunked,", b", chunked"] {
+            assert_eq!(framing(Headers::H1(&te(ok))), Ok(()), "{}", ok.escape_ascii());
+        }
+        for (bad, status) in [(&b"gzip, chunked"[..], 501), (b"xchunked", 501), (b"chunked, identity", 501), (b"identity", 501), (b"chunked, chunked", 400)] {
+            assert_eq!(framing(Headers::H1(&te(bad))).map_err(|e| e.0), Err(status), "{}", bad.escape_ascii());
+        }
+        let two = [httparse::Header { name: "Transfer-Encoding", value: b"gzip" }, httparse::Header { name: "transfer-encoding", value: b"chunked" }];
+        assert_eq!(framing(Headers::H1(&two)).map_err(|e| e.0), Err(501), "codings over two fields");
+        assert_eq!(framing(Headers::H1(&[])), Ok(()));
+    }
+
+    #[test]
     fn headers_from_either_parse() {
         let raw = [
             httparse::Header { name: "Cookie", value: b"a=1" },
@@ -443,6 +557,9 @@ mod tests {
             assert_eq!(h.all("cookie").collect::<Vec<_>>(), vec![&b"a=1"[..], &b"b=2"[..]]);
             assert_eq!(h.first("host"), Some("h"));
             assert!(!h.has("origin"));
+            let mut sizes: Vec<_> = h.sizes().collect();
+            sizes.sort();
+            assert_eq!(sizes, vec![(4, 1), (6, 3), (6, 3)]);
         }
     }
 

@@ -235,6 +235,8 @@ impl EdgeProxy {
         match refusal {
             gate::Refusal::Token(reason) => m.token_rejections.with_label_values(&[reason.code()]).inc(),
             gate::Refusal::Geo(country) => m.geo_blocked.with_label_values(&[country.as_str()]).inc(),
+            gate::Refusal::Limit(limit) => m.connection_limits.with_label_values(&[limit.label()]).inc(),
+            gate::Refusal::Framing => {}
         }
     }
 
@@ -352,6 +354,9 @@ impl ProxyHttp for EdgeProxy {
                 ctx.local_status = Some(reply.status);
                 if let Some(r) = &reply.refusal {
                     self.count_refusal(r);
+                    if r.closes() {
+                        session.set_keepalive(None);
+                    }
                 }
                 respond(session, &reply).await?;
                 Ok(true)
@@ -379,7 +384,9 @@ impl ProxyHttp for EdgeProxy {
     }
 
     fn request_cache_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<()> {
-        if ctx.content.is_some() && matches!(session.req_header().method, Method::GET | Method::HEAD) {
+        // An upgrade is a tunnel, never a cacheable exchange.
+        let cacheable = ctx.content.as_ref().is_some_and(|c| !c.upgrade);
+        if cacheable && matches!(session.req_header().method, Method::GET | Method::HEAD) {
             session.cache.enable(&self.state.cache.storage, None, None, Some(self.state.lock), None);
             session.cache.set_max_file_size_bytes(ctx.live.config.cache.max_object as usize);
         }
@@ -471,8 +478,11 @@ impl ProxyHttp for EdgeProxy {
         e
     }
 
-    async fn upstream_request_filter(&self, _session: &mut Session, req: &mut RequestHeader, ctx: &mut RequestCtx) -> Result<()> {
+    async fn upstream_request_filter(&self, session: &mut Session, req: &mut RequestHeader, ctx: &mut RequestCtx) -> Result<()> {
         hop::strip_request(req);
+        if ctx.content.as_ref().is_some_and(|c| c.upgrade) {
+            hop::forward_upgrade(session.req_header(), req)?;
+        }
         if ctx.kind == Kind::Api {
             // The control plane trusts exactly these two headers: always set by the edge,
             // never passed through from the client.
@@ -487,7 +497,7 @@ impl ProxyHttp for EdgeProxy {
             }
             return Ok(());
         }
-        hop::strip_unkeyed(req);
+        hop::strip_unkeyed(req, &ctx.live.config.server.forward_headers);
         // The origin sees the host as the cache key has it (or the pool's override).
         let host = ctx.upstream.as_ref().and_then(|choice| ctx.live.pools.host_override(choice));
         match (host, &ctx.content) {
@@ -515,7 +525,11 @@ impl ProxyHttp for EdgeProxy {
             return Ok(());
         }
         // Before the response is stored: hop-by-hop fields belong to the origin's connection.
-        hop::strip_response(resp);
+        if status == 101 && ctx.content.as_ref().is_some_and(|c| c.upgrade) {
+            hop::strip_switching(resp)?;
+        } else {
+            hop::strip_response(resp);
+        }
         if !session.req_header().method.is_safe() && (200..400).contains(&status) {
             self.invalidate_after_unsafe(resp, ctx).await;
         }

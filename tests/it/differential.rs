@@ -167,6 +167,13 @@ async fn front_and_pipeline_agree_on_every_admission_outcome() {
         row("purge", "PURGE /pub/purged.ts HTTP/1.1\r\nHost: edge.test\r\n\r\n".into(), 200, false),
         row("purged object refetched", get("/pub/purged.ts", ""), 200, false),
         row("refetched object is a hit again", get("/pub/purged.ts", ""), 200, true),
+        // Head rules (tests/it/adversarial.rs has the rest, with nginx's answers).
+        row("request line over max_request_line", get(&format!("/pub/seg.ts?q={}", "q".repeat(9000)), ""), 414, false),
+        row("header field over max_header_field", get("/pub/seg.ts", &format!("X-Long: {}\r\n", "v".repeat(9000))), 431, false),
+        row("head over max_head", get("/pub/seg.ts", &(0..40).map(|i| format!("X-F{i}: {}\r\n", "v".repeat(1000))).collect::<String>()), 431, false),
+        row("transfer coding other than chunked", "POST /pub/seg.ts HTTP/1.1\r\nHost: edge.test\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n".into(), 501, false),
+        row("a space in the target", "GET /pub/seg .ts HTTP/1.1\r\nHost: edge.test\r\n\r\n".into(), 400, false),
+        row("empty Host", "GET /pub/seg.ts HTTP/1.1\r\nHost: \r\n\r\n".into(), 400, false),
     ];
 
     let mut answers: Vec<Vec<Resp>> = Vec::new();
@@ -252,6 +259,9 @@ async fn front_and_pipeline_agree_on_every_admission_outcome() {
     assert_ne!(f[by("Authorization is not answered from the cache")].header("x-cache"), Some("HIT"));
     assert_eq!(f[by("no-cache is revalidated")].header("x-cache"), Some("REVALIDATED"));
     assert_eq!(f[by("CDN-Cache-Control beats Cache-Control")].header("x-cache"), Some("HIT"));
+    assert_eq!(f[by("transfer coding other than chunked")].header("x-edge-reason"), Some("transfer_coding_not_implemented"));
+    assert_eq!(f[by("head over max_head")].header("x-edge-reason"), Some("head_too_large"));
+    assert_eq!(f[by("a space in the target")].header("x-edge-reason"), Some("bad_request_line"));
     // Each object reached the origin once per edge, plus the refetch after the purge.
     assert_eq!(origin.hits("/pub/seg.ts"), 4, "a fill and the Authorization request, per edge");
     assert_eq!(origin.hits("/pub/vary.ts"), 4, "one fill per variant per edge");

@@ -4,6 +4,7 @@
 mod support;
 
 mod admin;
+mod adversarial;
 mod cache;
 mod cli;
 mod control;

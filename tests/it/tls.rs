@@ -188,3 +188,31 @@ async fn tls_origins_are_verified_against_the_pool_ca() {
     }
     assert_eq!(origin.hits("/v/secure.ts"), 1, "unverified connections never sent the request");
 }
+
+/// The head size limits hold on HTTP/2 too: the gate measures `:path` and each field (414,
+/// 431, counted), and the h2 codec refuses a header list over `max_head` (431) before any
+/// stream is opened.
+#[tokio::test]
+async fn head_limits_hold_on_h2() {
+    let s = setup().await;
+    let c = https_client(&[ca(s.a.path())], s.https, false);
+    let r = c.get(format!("https://a.test/v/seg.ts?q={}", "q".repeat(9000))).send().await.unwrap();
+    assert_eq!((r.version(), r.status().as_u16()), (reqwest::Version::HTTP_2, 414));
+    let r = c.get("https://a.test/v/seg.ts").header("x-long", "v".repeat(9000)).send().await.unwrap();
+    assert_eq!((r.status().as_u16(), r.headers().get("x-edge-reason").map(|v| v.to_str().unwrap())), (431, Some("header_field_too_large")));
+    let mut big = c.get("https://a.test/v/seg.ts");
+    for i in 0..40 {
+        big = big.header(format!("x-f{i}"), "v".repeat(1000));
+    }
+    let r = big.send().await.unwrap();
+    assert_eq!((r.version(), r.status().as_u16()), (reqwest::Version::HTTP_2, 431));
+    assert!(r.headers().get("x-edge-reason").is_none(), "the h2 codec's 431, before the gate");
+    assert_eq!(s.edge.metric("edge_connection_limits_total{limit=\"head_size\"}").await, 0.0);
+    assert_eq!(s.origin.hits("/v/seg.ts"), 0, "nothing reached the origin");
+    for limit in ["request_line", "header_field"] {
+        assert_eq!(s.edge.metric(&format!("edge_connection_limits_total{{limit=\"{limit}\"}}")).await, 1.0, "{limit}");
+    }
+    // A head within the limits still passes.
+    let r = c.get("https://a.test/v/seg.ts").header("x-ok", "v".repeat(4000)).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+}

@@ -29,11 +29,14 @@ pub struct NginxOptions {
     /// More directives for the `http` block (e.g. a `sub_filter`, which makes static files
     /// chunked).
     pub extra_http: String,
+    /// Be a reverse proxy to this origin (`proxy_pass`, nginx's defaults otherwise) rather
+    /// than serve files: nginx's own answers to what players send, to set beside the edge's.
+    pub proxy_to: Option<SocketAddr>,
 }
 
 impl Default for NginxOptions {
     fn default() -> Self {
-        NginxOptions { keepalive_timeout: Duration::from_secs(75), brotli: false, extra_http: String::new() }
+        NginxOptions { keepalive_timeout: Duration::from_secs(75), brotli: false, extra_http: String::new(), proxy_to: None }
     }
 }
 
@@ -135,6 +138,7 @@ fn config(dir: &Path, addr: SocketAddr, o: &NginxOptions) -> String {
     } else {
         (String::new(), String::new())
     };
+    let proxy = o.proxy_to.map(|a| format!("location / {{ proxy_pass http://{a}; }}")).unwrap_or_default();
     format!(
         r#"{brotli_module}
 {user}
@@ -169,6 +173,7 @@ http {{
     server {{
         listen {addr};
         root {d}/www;
+        {proxy}
     }}
 }}
 "#,

@@ -40,6 +40,9 @@ pub struct Route {
     /// without answering: with 1, a keep-alive connection the origin gave up on just as it
     /// was reused.
     pub drop_from: Option<usize>,
+    /// Answer `101 Switching Protocols` (`Upgrade: websocket`) whatever was asked, then echo
+    /// every byte back until the client closes.
+    pub switch: bool,
 }
 
 impl Route {
@@ -58,7 +61,13 @@ impl Route {
             etag: None,
             encoded: None,
             drop_from: None,
+            switch: false,
         }
+    }
+
+    pub fn switch(mut self) -> Route {
+        self.switch = true;
+        self
     }
 
     pub fn encoded(mut self, coding: &str, body: impl Into<Bytes>) -> Route {
@@ -291,7 +300,7 @@ async fn serve_connection<S: Conn>(stream: S, shared: Arc<Shared>) -> std::io::R
             }
         }
         let mut req = SeenRequest { at: std::time::Instant::now(), method: method.clone(), target: target.clone(), headers, body: Vec::new() };
-        if req.header("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {
+        if req.header("transfer-encoding").is_some_and(|v| v.to_ascii_lowercase().ends_with("chunked")) {
             req.body = read_chunked(&mut reader).await?;
         } else if let Some(len) = req.header("content-length").and_then(|v| v.parse::<usize>().ok()) {
             req.body = vec![0u8; len];
@@ -318,6 +327,18 @@ async fn serve_connection<S: Conn>(stream: S, shared: Arc<Shared>) -> std::io::R
         }
 
         tokio::time::sleep(route.delay).await;
+        if route.switch {
+            let head = "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n";
+            reader.get_mut().write_all(head.as_bytes()).await?;
+            let mut buf = [0u8; 4096];
+            loop {
+                let n = reader.read(&mut buf).await?;
+                if n == 0 {
+                    return Ok(());
+                }
+                reader.get_mut().write_all(&buf[..n]).await?;
+            }
+        }
         let stream = reader.get_mut();
         let not_modified = route.etag.is_some() && route.etag == if_none_match;
         let mut head = if not_modified {

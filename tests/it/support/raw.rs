@@ -105,6 +105,14 @@ impl Conn {
         self.s.shutdown().await.unwrap();
     }
 
+    /// The next `n` bytes as they arrive (after a response: a tunnel's bytes).
+    pub async fn read_raw(&mut self, n: usize) -> Vec<u8> {
+        while self.buf.len() < n {
+            assert!(self.fill().await > 0, "connection closed before {n} bytes");
+        }
+        self.buf.drain(..n).collect()
+    }
+
     /// Whether the peer closed the connection (within a second).
     pub async fn closed(&mut self) -> bool {
         let mut b = [0u8; 64];
