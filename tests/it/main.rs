@@ -10,6 +10,7 @@ mod control;
 mod demo;
 mod differential;
 mod disk;
+mod disk_full;
 mod encoded;
 mod fills;
 mod forwarding;
