@@ -26,13 +26,17 @@ use std::time::{Duration, Instant};
 use foyer::{Statistics, StorageFilterCondition, StorageFilterResult};
 use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 
-use super::room::{writes_fit, Room};
+use super::room::{held_by, writes_fit, Room};
 use super::CacheStats;
 
 /// How often the watch measures the filesystem.
 pub const CHECK_EVERY: Duration = Duration::from_millis(500);
 /// How long a reported write failure keeps the tier degraded.
 pub const IO_BACKOFF: Duration = Duration::from_secs(30);
+/// How often the watch may scan the cache folder for what the tier's files hold (one `stat`
+/// per block file: thousands on a large tier). Between scans it uses the last figure, which
+/// only understates what they hold, so the watch errs towards degrading.
+pub const SCAN_EVERY: Duration = Duration::from_secs(10);
 /// Disk writes foyer may issue after a check, in blocks: its flush buffer (2 blocks) and its
 /// submit queue (4 blocks), as configured in [`super::Cache::open`].
 pub const HEADROOM_BLOCKS: u64 = 6;
@@ -71,6 +75,9 @@ pub struct DiskTier {
 #[derive(Debug, Default)]
 struct Watch {
     reason: Option<Reason>,
+    /// What the tier's files held at the last scan, and when that was.
+    held: u64,
+    scanned: Option<Instant>,
     reported_seen: u64,
     last_io_error: Option<Instant>,
     read_errors_seen: u64,
@@ -123,8 +130,8 @@ impl DiskTier {
     /// Measure and update the state (blocking: a `statvfs` and, when space is short, a scan
     /// of the cache folder).
     pub fn check(&self, now: Instant) {
-        let room = self.measure();
         let mut watch = self.watch.lock().unwrap_or_else(|e| e.into_inner());
+        let room = self.measure(&mut watch, now);
         let reported = self.reports.load(Ordering::Relaxed);
         if reported > watch.reported_seen {
             self.errors_write.inc_by(reported - watch.reported_seen);
@@ -165,14 +172,18 @@ impl DiskTier {
         self.degraded_gauge.set(i64::from(reason.is_some()));
     }
 
-    /// The filesystem's figures; the folder is scanned only when the free space alone does
-    /// not show that the whole tier fits.
-    fn measure(&self) -> std::io::Result<Room> {
-        let fs = Room::measure_fs(&self.dir)?;
-        if fs.available >= self.capacity {
-            return Ok(fs);
+    /// The filesystem's figures and what the tier's files hold. The folder is scanned only
+    /// when the free space alone does not show that the whole tier fits, the files are not
+    /// known to hold the whole tier yet, and the last scan is [`SCAN_EVERY`] old.
+    fn measure(&self, watch: &mut Watch, now: Instant) -> std::io::Result<Room> {
+        let mut room = Room::measure_fs(&self.dir)?;
+        let stale = watch.scanned.is_none_or(|t| now.duration_since(t) >= SCAN_EVERY);
+        if room.available < self.capacity && watch.held < self.capacity && stale {
+            watch.held = held_by(&self.dir);
+            watch.scanned = Some(now);
         }
-        Room::measure(&self.dir)
+        room.held = watch.held;
+        Ok(room)
     }
 
     /// Check now, then every [`CHECK_EVERY`] on the current tokio runtime (the cache's), for

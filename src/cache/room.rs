@@ -34,8 +34,7 @@ impl Room {
         Ok(Room { total: stats.total_space(), available: stats.available_space(), held: held_by(dir) })
     }
 
-    /// Only the filesystem figures, without scanning the folder (`held` is 0): enough when
-    /// the free space alone already answers.
+    /// Only the filesystem figures, without scanning the folder (`held` is 0).
     pub fn measure_fs(dir: &Path) -> std::io::Result<Room> {
         let stats = fs4::statvfs(dir)?;
         Ok(Room { total: stats.total_space(), available: stats.available_space(), held: 0 })
