@@ -120,3 +120,46 @@ async fn a_full_filesystem_degrades_the_disk_tier_and_freed_space_brings_it_back
     assert!(status.success(), "exit status {status}:\n{log}");
     assert!(!log.contains("panicked"), "a thread panicked:\n{log}");
 }
+
+#[tokio::test]
+async fn space_taken_between_two_checks_fails_writes_that_are_counted_and_degrade_the_tier() {
+    let fs = Tmpfs::mount(64 << 20);
+    let origin = Origin::start().await;
+    let bodies: Vec<Vec<u8>> = (0..30).map(|i| bytes_of(512 * KIB, 500 + i)).collect();
+    for (i, b) in bodies.iter().enumerate() {
+        origin.route(&format!("/v/{i}.ts"), Route::ok(b.clone()));
+    }
+    let pool = format!("[[origins]]\nname = \"test\"\nnodes = [{{ addr = \"{}\" }}]\nread_timeout = \"10s\"\n", origin.addr);
+    let cache = format!(
+        "dir = \"{}\"\nmemory = \"4 MiB\"\ndisk = \"96 MiB\"\nmax_object = \"1 MiB\"\ndisk_admission = \"first-hit\"\n",
+        fs.path().display()
+    );
+    let mut edge = Edge::start_full(&pool, "", &cache).await;
+    for (i, b) in bodies.iter().enumerate().take(10) {
+        let (_, got) = get(&edge, &format!("/v/{i}.ts")).await;
+        assert!(got == *b, "object {i}: the origin's bytes");
+    }
+    // The filesystem fills to the last byte, and objects are evicted to disk at once: foyer's
+    // writes may fail before the watch looks (ENOSPC in its flusher and tombstone log).
+    let _filler = fs.fill_but(0);
+    for (i, b) in bodies.iter().enumerate().skip(10) {
+        let (_, got) = get(&edge, &format!("/v/{i}.ts")).await;
+        assert!(got == *b, "object {i}: the origin's bytes");
+    }
+    await_exactly(&edge, "edge_disk_tier_degraded", 1.0).await;
+    let write = edge.metric(r#"edge_disk_tier_errors_total{op="write"}"#).await;
+    let space = edge.metric(r#"edge_disk_tier_errors_total{op="space"}"#).await;
+    eprintln!("failed writes {write}, space shortfalls {space}");
+    assert!(write + space >= 1.0, "counted: write {write}, space {space}");
+    // Served bytes stay right, from memory or the origin.
+    for (i, b) in bodies.iter().enumerate() {
+        let (_, got) = get(&edge, &format!("/v/{i}.ts")).await;
+        assert!(got == *b, "object {i}: the origin's bytes");
+    }
+    // SIGTERM on the still-full filesystem: the flush rejects everything; drain, exit 0.
+    edge.terminate();
+    let (status, _) = edge.wait_exit(Duration::from_secs(15)).await;
+    let log = edge.log();
+    assert!(status.success(), "exit status {status}:\n{log}");
+    assert!(!log.contains("panicked"), "a thread panicked:\n{log}");
+}
