@@ -30,9 +30,7 @@ impl Tmpfs {
 
     /// Bytes free on the filesystem now.
     pub fn available(&self) -> u64 {
-        let out = Command::new("df").args(["-B1", "--output=avail"]).arg(self.path()).output().expect("run df");
-        let text = String::from_utf8_lossy(&out.stdout);
-        text.lines().nth(1).and_then(|l| l.trim().parse().ok()).expect("df prints the free bytes")
+        fs4::available_space(self.path()).expect("statvfs of the tmpfs")
     }
 
     /// Write a file that leaves `leave` bytes free; returns its path (remove it to free the space).
