@@ -41,12 +41,18 @@ impl Room {
     }
 }
 
-/// Bytes allocated (not apparent length: the files are sparse) to the regular files in `dir`.
+/// How foyer 0.22's file device names its files. Only these count as the tier's: anything
+/// else in the folder (bans, the lock, a stray file) is no space the tier can write into. If
+/// foyer renames them, nothing counts as held and the rules only get stricter.
+const TIER_FILE_PREFIX: &str = "foyer-storage-";
+
+/// Bytes allocated (not apparent length: the files are sparse) to the tier's files in `dir`.
 /// A folder that cannot be read holds nothing we can count.
 pub fn held_by(dir: &Path) -> u64 {
     let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
     entries
         .filter_map(Result::ok)
+        .filter(|e| e.file_name().to_string_lossy().starts_with(TIER_FILE_PREFIX))
         .filter_map(|e| e.metadata().ok())
         .filter(|m| m.is_file())
         .map(|m| m.blocks().saturating_mul(512))
@@ -122,11 +128,13 @@ mod tests {
     }
 
     #[test]
-    fn held_counts_allocated_bytes_not_length() {
+    fn held_counts_the_tiers_allocated_bytes_not_their_length() {
         let dir = tempfile::tempdir().unwrap();
-        let sparse = std::fs::File::create(dir.path().join("sparse")).unwrap();
+        let sparse = std::fs::File::create(dir.path().join("foyer-storage-direct-fs-00000001")).unwrap();
         sparse.set_len(64 * MIB).unwrap();
-        std::fs::write(dir.path().join("data"), vec![7u8; 1 << 20]).unwrap();
+        std::fs::write(dir.path().join("foyer-storage-direct-fs-00000002"), vec![7u8; 1 << 20]).unwrap();
+        // Not the tier's: a file someone else left in the folder.
+        std::fs::write(dir.path().join("filler"), vec![7u8; 4 << 20]).unwrap();
         let held = held_by(dir.path());
         assert!((MIB..2 * MIB).contains(&held), "held {held}");
         assert_eq!(held_by(&dir.path().join("missing")), 0);
