@@ -145,15 +145,34 @@ fn load(path: Option<&Path>) -> Result<(String, Config), (String, ConfigError)> 
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,pingora_cache::meta=error,edge=info,edge::access=off"));
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).with_target(true).try_init();
+    use tracing_subscriber::prelude::*;
+    // foyer reports a failed disk write only in its log: the disk tier's layer counts those
+    // reports under a filter of its own, whatever RUST_LOG shows.
+    let log = tracing_subscriber::fmt::layer().with_target(true).with_filter(filter);
+    let _ = tracing_subscriber::registry().with(log).with(crate::cache::disk::FoyerErrors::layer()).try_init();
+}
+
+/// `edge check`'s warnings: things that work but will hurt (exit status stays 0).
+fn warnings(config: &Config) -> Vec<String> {
+    let cache = &config.cache;
+    if cache.disk == 0 {
+        return Vec::new();
+    }
+    match crate::cache::room::Room::measure(&cache.dir) {
+        Ok(room) => crate::cache::room::config_warning(cache.disk, room).map(|w| format!("cache.disk: {w}")).into_iter().collect(),
+        Err(e) => vec![format!("cache.dir: cannot measure the filesystem of {}: {e}", cache.dir.display())],
+    }
 }
 
 /// Run the parsed command line; returns the process exit code.
 pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
         Command::Check { config } => match load(Some(&config)) {
-            Ok((_, c)) => {
+            Ok((file, c)) => {
                 println!("{}", c.summary());
+                for w in warnings(&c) {
+                    eprintln!("{file}: warning: {w}");
+                }
                 ExitCode::SUCCESS
             }
             Err((file, e)) => {

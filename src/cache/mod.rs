@@ -7,13 +7,17 @@
 //!   [`crate::config::CacheConfig`] as it is).
 //! - [`freshness`]: the RFC 9111 / RFC 9213 rules the policy applies (lifetimes, ages,
 //!   stale windows, 304 updates, targeted fields).
+//! - [`disk`]: the disk tier's health (degraded while its writes may fail), [`room`]: the
+//!   free space it is measured against.
 
 pub mod bans;
+pub mod disk;
 pub mod freshness;
 pub mod key;
 pub mod object;
 pub mod policy;
 pub mod purge;
+pub mod room;
 pub mod store;
 
 use std::fs::File;
@@ -26,12 +30,13 @@ use std::sync::Arc;
 
 use foyer::{
     BlockEngineConfig, DeviceBuilder, FsDeviceBuilder, HybridCache, HybridCacheBuilder, HybridCachePolicy,
-    PsyncIoEngineConfig, RecoverMode, S3FifoConfig, Spawner,
+    PsyncIoEngineConfig, RecoverMode, S3FifoConfig, Spawner, StorageFilter,
 };
 use mixtrics::registry::prometheus_0_14::PrometheusMetricsRegistry;
 
 use crate::config::CacheConfig;
 use bans::Bans;
+use disk::{DiskGate, DiskTier};
 use object::StoredObject;
 use store::EdgeStorage;
 
@@ -44,6 +49,8 @@ pub struct CacheStats {
     pub fill_failures: AtomicU64,
     /// Entries that could not be read back (damaged disk data); each was removed.
     pub read_errors: AtomicU64,
+    /// Of those, reads the disk tier failed (I/O errors rather than undecodable metas).
+    pub disk_read_errors: AtomicU64,
     /// Lookups answered from the memory tier, the disk tier, a fill in progress, or not at all.
     pub hits_memory: AtomicU64,
     pub hits_disk: AtomicU64,
@@ -66,6 +73,8 @@ pub enum OpenError {
     Foyer(#[from] foyer::Error),
     #[error("cache.dir: cannot load purges: {0}")]
     Bans(std::io::Error),
+    #[error("cannot register the disk tier's metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
 }
 
 /// An opened cache: the storage, the folder lock it holds, and its counters.
@@ -73,6 +82,8 @@ pub struct Cache {
     pub storage: EdgeStorage,
     pub stats: Arc<CacheStats>,
     pub bans: Bans,
+    /// The disk tier's health; while degraded, foyer writes nothing new to disk.
+    pub disk: Arc<DiskTier>,
     _dir_lock: File,
 }
 
@@ -84,12 +95,17 @@ impl Cache {
         // An object lives at most max_ttl fresh plus max_ttl stale: older bans match nothing.
         let bans = Bans::load(&cfg.dir, cfg.max_ttl.saturating_mul(2)).map_err(OpenError::Bans)?;
         let block = cfg.block_size();
+        let stats = Arc::new(CacheStats::default());
+        let disk = Arc::new(DiskTier::new(cfg.dir.clone(), cfg.disk, block as u64, stats.clone(), registry)?);
         let device = FsDeviceBuilder::new(&cfg.dir).with_capacity(cfg.disk as usize).build()?;
         let engine = BlockEngineConfig::new(device)
             .with_block_size(block)
             .with_buffer_pool_size(2 * block)
             .with_submit_queue_size_threshold(4 * block)
-            .with_tombstone_log(true);
+            .with_tombstone_log(true)
+            // A failed disk write breaks foyer (see `disk`): nothing is offered to the disk
+            // while the tier is degraded.
+            .with_admission_filter(StorageFilter::new().with_condition(DiskGate(disk.clone())));
         let objects: HybridCache<u128, StoredObject> = HybridCacheBuilder::new()
             .with_name("edge")
             .with_policy(HybridCachePolicy::WriteOnEviction)
@@ -106,8 +122,8 @@ impl Cache {
             .with_spawner(spawner)
             .build()
             .await?;
-        let stats = Arc::new(CacheStats::default());
-        Ok(Cache { storage: EdgeStorage::new(objects, stats.clone(), cfg.disk_admission), stats, bans, _dir_lock: dir_lock })
+        disk.watch();
+        Ok(Cache { storage: EdgeStorage::new(objects, stats.clone(), cfg.disk_admission), stats, bans, disk, _dir_lock: dir_lock })
     }
 }
 

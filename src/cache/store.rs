@@ -202,6 +202,7 @@ impl EdgeStorage {
                 // A damaged or unreadable disk entry is a miss, and is dropped so it is refetched.
                 tracing::warn!(error = %e, "cache read failed; treating as a miss and removing the entry");
                 self.stats.read_errors.fetch_add(1, Ordering::Relaxed);
+                self.stats.disk_read_errors.fetch_add(1, Ordering::Relaxed);
                 self.objects.remove(&key);
                 None
             }

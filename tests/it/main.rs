@@ -12,6 +12,7 @@ mod demo;
 mod deploy;
 mod differential;
 mod disk;
+mod disk_full;
 mod encoded;
 mod fills;
 mod forwarding;

@@ -1,10 +1,11 @@
 //! Test support: a real origin ([`origin::Origin`]), a real edge process ([`edge::Edge`]),
-//! a real nginx ([`nginx::Nginx`]) and a real HTTP client.
+//! a real nginx ([`nginx::Nginx`]), a real HTTP client, and a small tmpfs ([`tmpfs::Tmpfs`]).
 
 pub mod edge;
 pub mod nginx;
 pub mod origin;
 pub mod raw;
+pub mod tmpfs;
 
 pub use edge::{free_port, Edge};
 pub use origin::{Origin, Route};

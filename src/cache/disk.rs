@@ -1,0 +1,321 @@
+//! [`DiskTier`]: the disk tier's health, healthy or degraded.
+//!
+//! foyer 0.22 does not survive a failed disk write: after ENOSPC or EIO its flusher keeps a
+//! block it already handed back (`assertion failed: inserted`), its tombstone log loses its
+//! page buffer (`unwrap` on `None`), the flusher task dies and the tier never writes again,
+//! and the panics poison its locks. It gives no hook on its I/O (its device and I/O-engine
+//! traits name private types) and reports a failed write only in its log. So the edge keeps
+//! foyer's writes from failing rather than recovering after them: a watch checks, every
+//! [`CHECK_EVERY`], whether the writes foyer may issue fit in the free space of the cache
+//! folder's filesystem ([`super::room::writes_fit`]); while they do not, the tier is degraded
+//! and [`DiskGate`], foyer's admission filter, rejects every entry: nothing new is written to
+//! disk, objects live in memory only, disk hits are still served. When space returns the tier
+//! is healthy again and objects evicted from memory reach the disk as before.
+//!
+//! A failure foyer meets anyway (EIO, or space taken faster than the watch looks) shows up
+//! as an `ERROR` event of `foyer_storage`, which [`FoyerErrors`], a tracing layer, counts; the
+//! watch then counts a write error and keeps the tier degraded for [`IO_BACKOFF`] after the
+//! last one. Such a failure can still panic inside foyer: that is foyer's, and the degraded
+//! tier keeps it from recurring.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use foyer::{Statistics, StorageFilterCondition, StorageFilterResult};
+use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+
+use super::room::{held_by, writes_fit, Room};
+use super::CacheStats;
+
+/// How often the watch measures the filesystem.
+pub const CHECK_EVERY: Duration = Duration::from_millis(500);
+/// How long a reported write failure keeps the tier degraded.
+pub const IO_BACKOFF: Duration = Duration::from_secs(30);
+/// How often the watch may scan the cache folder for what the tier's files hold (one `stat`
+/// per block file: thousands on a large tier). Between scans it uses the last figure, which
+/// only understates what they hold, so the watch errs towards degrading.
+pub const SCAN_EVERY: Duration = Duration::from_secs(10);
+/// Disk writes foyer may issue after a check, in blocks: its flush buffer (2 blocks) and its
+/// submit queue (4 blocks), as configured in [`super::Cache::open`].
+pub const HEADROOM_BLOCKS: u64 = 6;
+
+/// Failed disk writes foyer reported in its log, since the process started (see
+/// [`FoyerErrors`]; a log event has no way back to a particular cache, and there is one per
+/// process).
+static REPORTED_WRITE_ERRORS: AtomicU64 = AtomicU64::new(0);
+
+/// Why the tier is degraded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// The writes foyer may issue do not fit in the free space.
+    Space,
+    /// foyer reported a failed write less than [`IO_BACKOFF`] ago.
+    Io,
+}
+
+/// The disk tier's health and its metrics.
+pub struct DiskTier {
+    dir: PathBuf,
+    capacity: u64,
+    headroom: u64,
+    degraded: AtomicBool,
+    /// Where foyer's reports are counted ([`REPORTED_WRITE_ERRORS`]; a test's own counter).
+    reports: &'static AtomicU64,
+    watch: Mutex<Watch>,
+    stats: Arc<CacheStats>,
+    errors_write: IntCounter,
+    errors_read: IntCounter,
+    errors_space: IntCounter,
+    degraded_gauge: IntGauge,
+}
+
+/// What the watch remembers between checks.
+#[derive(Debug, Default)]
+struct Watch {
+    reason: Option<Reason>,
+    /// What the tier's files held at the last scan, and when that was.
+    held: u64,
+    scanned: Option<Instant>,
+    reported_seen: u64,
+    last_io_error: Option<Instant>,
+    read_errors_seen: u64,
+}
+
+impl DiskTier {
+    /// The health of a tier of `capacity` bytes with blocks of `block` bytes in `dir`, its
+    /// metrics registered in `registry`. Healthy until the first [`Self::check`].
+    pub fn new(
+        dir: PathBuf,
+        capacity: u64,
+        block: u64,
+        stats: Arc<CacheStats>,
+        registry: &Registry,
+    ) -> Result<DiskTier, prometheus::Error> {
+        let errors = IntCounterVec::new(
+            Opts::new(
+                "edge_disk_tier_errors_total",
+                "Disk tier failures by op: write (foyer reported a failed write), read (a disk read failed; the entry was dropped), space (the filesystem got too full for the tier's next writes)",
+            ),
+            &["op"],
+        )?;
+        let degraded_gauge = IntGauge::new(
+            "edge_disk_tier_degraded",
+            "1 while the disk tier is degraded (no new disk writes: full filesystem or failed writes), else 0",
+        )?;
+        registry.register(Box::new(errors.clone()))?;
+        registry.register(Box::new(degraded_gauge.clone()))?;
+        let read_errors_seen = stats.disk_read_errors.load(Ordering::Relaxed);
+        Ok(DiskTier {
+            dir,
+            capacity,
+            headroom: block.saturating_mul(HEADROOM_BLOCKS),
+            degraded: AtomicBool::new(false),
+            reports: &REPORTED_WRITE_ERRORS,
+            watch: Mutex::new(Watch { reported_seen: REPORTED_WRITE_ERRORS.load(Ordering::Relaxed), read_errors_seen, ..Watch::default() }),
+            stats,
+            errors_write: errors.with_label_values(&["write"]),
+            errors_read: errors.with_label_values(&["read"]),
+            errors_space: errors.with_label_values(&["space"]),
+            degraded_gauge,
+        })
+    }
+
+    /// Whether the tier takes no new writes now.
+    pub fn degraded(&self) -> bool {
+        self.degraded.load(Ordering::Relaxed)
+    }
+
+    /// Measure and update the state (blocking: a `statvfs` and, when space is short, a scan
+    /// of the cache folder).
+    pub fn check(&self, now: Instant) {
+        let mut watch = self.watch.lock().unwrap_or_else(|e| e.into_inner());
+        let room = self.measure(&mut watch, now);
+        let reported = self.reports.load(Ordering::Relaxed);
+        if reported > watch.reported_seen {
+            self.errors_write.inc_by(reported - watch.reported_seen);
+            watch.reported_seen = reported;
+            watch.last_io_error = Some(now);
+        }
+        let read_errors = self.stats.disk_read_errors.load(Ordering::Relaxed);
+        if read_errors > watch.read_errors_seen {
+            self.errors_read.inc_by(read_errors - watch.read_errors_seen);
+            watch.read_errors_seen = read_errors;
+        }
+        let io_recent = watch.last_io_error.is_some_and(|t| now.duration_since(t) < IO_BACKOFF);
+        let reason = match room {
+            _ if io_recent => Some(Reason::Io),
+            Ok(room) if writes_fit(room, self.capacity, self.headroom) => None,
+            Ok(_) => Some(Reason::Space),
+            Err(ref e) => {
+                tracing::warn!(dir = %self.dir.display(), error = %e, "cannot measure the cache folder's filesystem");
+                Some(Reason::Space)
+            }
+        };
+        if reason == watch.reason {
+            return;
+        }
+        match (watch.reason, reason) {
+            (_, Some(r)) => {
+                if r == Reason::Space {
+                    self.errors_space.inc();
+                }
+                let free = room.as_ref().map(|r| r.available).unwrap_or(0);
+                tracing::warn!(reason = ?r, free_bytes = free, "disk tier degraded: objects stay in memory, nothing new is written to disk");
+            }
+            (Some(_), None) => tracing::warn!("disk tier healthy again: evicted objects are written to disk"),
+            (None, None) => {}
+        }
+        watch.reason = reason;
+        self.degraded.store(reason.is_some(), Ordering::Relaxed);
+        self.degraded_gauge.set(i64::from(reason.is_some()));
+    }
+
+    /// The filesystem's figures and what the tier's files hold. The folder is scanned only
+    /// when the free space alone does not show that the whole tier fits, the files are not
+    /// known to hold the whole tier yet, and the last scan is [`SCAN_EVERY`] old.
+    fn measure(&self, watch: &mut Watch, now: Instant) -> std::io::Result<Room> {
+        let mut room = Room::measure_fs(&self.dir)?;
+        let stale = watch.scanned.is_none_or(|t| now.duration_since(t) >= SCAN_EVERY);
+        if room.available < self.capacity && watch.held < self.capacity && stale {
+            watch.held = held_by(&self.dir);
+            watch.scanned = Some(now);
+        }
+        room.held = watch.held;
+        Ok(room)
+    }
+
+    /// Check now, then every [`CHECK_EVERY`] on the current tokio runtime (the cache's), for
+    /// as long as it runs.
+    pub fn watch(self: &Arc<Self>) {
+        self.check(Instant::now());
+        let tier = self.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(CHECK_EVERY);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                every.tick().await;
+                let t = tier.clone();
+                if tokio::task::spawn_blocking(move || t.check(Instant::now())).await.is_err() {
+                    tracing::warn!("disk tier check failed");
+                }
+            }
+        });
+    }
+}
+
+/// foyer's admission filter condition: reject every entry while the tier is degraded.
+#[derive(Clone)]
+pub struct DiskGate(pub Arc<DiskTier>);
+
+impl std::fmt::Debug for DiskGate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DiskGate").field("degraded", &self.0.degraded()).finish()
+    }
+}
+
+impl StorageFilterCondition for DiskGate {
+    fn filter(&self, _stats: &Arc<Statistics>, _hash: u64, _estimated_size: usize) -> StorageFilterResult {
+        if self.0.degraded() {
+            StorageFilterResult::Reject
+        } else {
+            StorageFilterResult::Admit
+        }
+    }
+}
+
+/// A tracing layer that counts foyer's reports of failed disk I/O (its `ERROR` events), the
+/// only way foyer tells. Install it with a filter of its own (see [`FoyerErrors::layer`]) so
+/// the log filter (`RUST_LOG`) cannot hide the reports from it.
+pub struct FoyerErrors;
+
+impl FoyerErrors {
+    /// The layer, filtered to `ERROR` events of `foyer_storage`.
+    pub fn layer<S>() -> impl tracing_subscriber::Layer<S>
+    where
+        S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    {
+        use tracing_subscriber::Layer;
+        FoyerErrors.with_filter(tracing_subscriber::filter::Targets::new().with_target("foyer_storage", tracing::Level::ERROR))
+    }
+}
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for FoyerErrors {
+    fn on_event(&self, _event: &tracing::Event<'_>, _ctx: tracing_subscriber::layer::Context<'_, S>) {
+        REPORTED_WRITE_ERRORS.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A tier with blocks of `block` bytes, counting foyer's reports in a counter of its own
+    /// (the process-wide one is shared by every test).
+    fn tier(dir: &std::path::Path, capacity: u64, block: u64) -> (DiskTier, Registry) {
+        let registry = Registry::new();
+        let mut t = DiskTier::new(dir.to_path_buf(), capacity, block, Arc::new(CacheStats::default()), &registry).unwrap();
+        t.reports = Box::leak(Box::new(AtomicU64::new(0)));
+        t.watch.get_mut().unwrap().reported_seen = 0;
+        (t, registry)
+    }
+
+    fn sample(registry: &Registry, line: &str) -> bool {
+        let text = prometheus::TextEncoder::new().encode_to_string(&registry.gather()).unwrap();
+        text.lines().any(|l| l == line)
+    }
+
+    #[test]
+    fn a_tier_that_fits_is_healthy() {
+        let dir = tempfile::tempdir().unwrap();
+        let (t, registry) = tier(dir.path(), 1 << 20, 4 << 20);
+        t.check(Instant::now());
+        assert!(!t.degraded());
+        assert!(sample(&registry, "edge_disk_tier_degraded 0"));
+        assert!(sample(&registry, "edge_disk_tier_errors_total{op=\"space\"} 0"));
+    }
+
+    #[test]
+    fn a_tier_larger_than_its_filesystem_is_degraded_and_counted_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let total = fs4::total_space(dir.path()).unwrap();
+        // Blocks as large as the filesystem: the headroom (6 blocks) cannot be free.
+        let (t, registry) = tier(dir.path(), total.saturating_mul(4), total);
+        t.check(Instant::now());
+        t.check(Instant::now());
+        assert!(t.degraded());
+        assert!(sample(&registry, "edge_disk_tier_errors_total{op=\"space\"} 1"));
+        assert!(sample(&registry, "edge_disk_tier_degraded 1"));
+    }
+
+    #[test]
+    fn a_reported_write_failure_degrades_for_the_backoff() {
+        let dir = tempfile::tempdir().unwrap();
+        let (t, registry) = tier(dir.path(), 1 << 20, 4 << 20);
+        let start = Instant::now();
+        t.check(start);
+        t.reports.fetch_add(1, Ordering::Relaxed);
+        t.check(start);
+        assert!(t.degraded());
+        assert!(sample(&registry, "edge_disk_tier_errors_total{op=\"write\"} 1"));
+        assert!(sample(&registry, "edge_disk_tier_degraded 1"));
+        t.check(start + IO_BACKOFF - Duration::from_millis(1));
+        assert!(t.degraded());
+        t.check(start + IO_BACKOFF);
+        assert!(!t.degraded());
+        assert!(sample(&registry, "edge_disk_tier_degraded 0"));
+    }
+
+    #[test]
+    fn the_gate_rejects_while_degraded() {
+        let dir = tempfile::tempdir().unwrap();
+        let (t, _r) = tier(dir.path(), 1 << 20, 4 << 20);
+        let t = Arc::new(t);
+        let gate = DiskGate(t.clone());
+        let stats = Arc::new(Statistics::new(foyer::Throttle::default()));
+        assert_eq!(gate.filter(&stats, 1, 10), StorageFilterResult::Admit);
+        t.degraded.store(true, Ordering::Relaxed);
+        assert_eq!(gate.filter(&stats, 1, 10), StorageFilterResult::Reject);
+    }
+}
