@@ -5,6 +5,7 @@ pub mod edge;
 pub mod nginx;
 pub mod origin;
 pub mod raw;
+pub mod stalled;
 
 pub use edge::{free_port, Edge};
 pub use origin::{Origin, Route};
