@@ -7,7 +7,7 @@
 #
 # Knobs (env): EDGE_BIN, N (300), SIZE (4194304), PACE_MS (2000: each origin body takes this
 # long, so the misses overlap), MEMORY ("64 MiB", the memory tier), CACHE_EXTRA (lines added to
-# [cache]). Prints the edge's peak RSS (VmHWM), its RSS 5 s after the last response, how many
+# [cache]), SERVER_EXTRA (lines added to [server]). Prints the edge's peak RSS (VmHWM), its RSS 5 s after the last response, how many
 # responses were complete, and the fill metrics. Everything runs on 127.0.0.1 and is stopped on
 # exit.
 set -euo pipefail
@@ -18,6 +18,8 @@ SIZE=${SIZE:-4194304}
 PACE_MS=${PACE_MS:-2000}
 MEMORY=${MEMORY:-64 MiB}
 CACHE_EXTRA=${CACHE_EXTRA:-}
+# All N clients come from 127.0.0.1: no per-address cap (an edge older than the caps: SERVER_EXTRA=).
+SERVER_EXTRA=${SERVER_EXTRA-max_connections_per_ip = 0}
 TMP=$(mktemp -d)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$TMP"; }
@@ -34,6 +36,7 @@ cat >"$TMP/edge.toml" <<EOF
 http = "127.0.0.1:$http_port"
 admin = "127.0.0.1:$admin_port"
 threads = 2
+$SERVER_EXTRA
 [cache]
 dir = "$TMP/cache"
 memory = "$MEMORY"
@@ -53,10 +56,13 @@ rss() { awk -v k="$1:" '$1 == k { print $2 }' "/proc/$edge/status"; }
 echo "edge RSS at start: $(rss VmRSS) kB"
 
 run=$RANDOM
-for i in $(seq 1 "$N"); do echo "url = \"http://127.0.0.1:$http_port/m/$run/obj$i.ts?size=$SIZE&pace=$PACE_MS\""; done >"$TMP/urls"
+# One curl, N transfers at once; each body is counted and dropped (`output` per URL).
+for i in $(seq 1 "$N"); do
+  printf 'url = "http://127.0.0.1:%s/m/%s/obj%s.ts?size=%s&pace=%s"\noutput = "/dev/null"\n' "$http_port" "$run" "$i" "$SIZE" "$PACE_MS"
+done >"$TMP/urls"
 start=$(date +%s.%N)
 curl -s --parallel --parallel-immediate --parallel-max "$N" --max-time 120 -K "$TMP/urls" \
-  -o /dev/null -w '%{http_code} %{size_download}\n' >"$TMP/results" || true
+  -w '%{http_code} %{size_download}\n' >"$TMP/results" 2>/dev/null || true
 end=$(date +%s.%N)
 complete=$(awk -v s="$SIZE" '$1 == 200 && $2 == s' "$TMP/results" | wc -l)
 peak=$(rss VmHWM)
@@ -64,6 +70,6 @@ sleep 5
 after=$(rss VmRSS)
 metrics=$(curl -s "http://127.0.0.1:$admin_port/metrics")
 echo "$N misses of $SIZE bytes, origin pace ${PACE_MS} ms, memory = \"$MEMORY\", [cache] extra: ${CACHE_EXTRA:-none}"
-echo "complete responses: $complete / $N in $(echo "$end - $start" | bc) s"
+echo "complete responses: $complete / $N in $(echo "$end - $start" | bc) s (status, bytes of the others: $(awk -v s="$SIZE" '!($1 == 200 && $2 == s)' "$TMP/results" | sort | uniq -c | tr -s ' \n' ' '))"
 echo "edge RSS peak (VmHWM): $((peak / 1024)) MiB; 5 s after the last response: $((after / 1024)) MiB"
 echo "$metrics" | grep -E '^edge_cache_(fill_bytes|fills_over_budget_total|admitted_bytes_total|fill_failures_total)|^edge_upstream_requests_total' || true
