@@ -78,6 +78,8 @@ impl AdminApp {
         sync(&m.cache_bytes_admitted, load(&stats.bytes_admitted));
         sync(&m.cache_purges, load(&stats.purges));
         sync(&m.cache_promoted, load(&stats.promoted));
+        sync(&m.cache_fills_over_budget, load(&stats.fills_over_budget));
+        m.cache_fill_bytes.set(i64::try_from(s.cache.storage.fill_budget().reserved()).unwrap_or(i64::MAX));
         for (result, value) in [
             ("memory", &stats.hits_memory),
             ("disk", &stats.hits_disk),

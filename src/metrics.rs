@@ -23,6 +23,10 @@ pub struct Metrics {
     pub cache_lookups: IntCounterVec,
     pub cache_purges: IntCounter,
     pub cache_promoted: IntCounter,
+    /// Bytes the fills in flight reserved against `[cache] fill_memory`.
+    pub cache_fill_bytes: IntGauge,
+    /// Cacheable misses streamed uncached because the fill memory budget was full.
+    pub cache_fills_over_budget: IntCounter,
     pub front_hits: IntCounter,
     pub cache_disk_write_bytes: IntCounter,
     pub cache_disk_read_bytes: IntCounter,
@@ -97,6 +101,16 @@ impl Metrics {
         let cache_purges = IntCounter::new("edge_cache_purges_total", "Purges applied (admin API and PURGE method)")?;
         let cache_promoted =
             IntCounter::new("edge_cache_promoted_total", "Objects written to disk on their second request")?;
+        let cache_fill_bytes = IntGauge::new(
+            "edge_cache_fill_bytes",
+            "Bytes of fills in flight held in memory (reserved by Content-Length), bounded by [cache] fill_memory",
+        )?;
+        registry.register(Box::new(cache_fill_bytes.clone()))?;
+        let cache_fills_over_budget = IntCounter::new(
+            "edge_cache_fills_over_budget_total",
+            "Cacheable misses streamed to their client uncached because the fills in flight held [cache] fill_memory",
+        )?;
+        registry.register(Box::new(cache_fills_over_budget.clone()))?;
         let front_hits = IntCounter::new(
             "edge_front_hits_total",
             "Fresh memory hits answered by the player front without the full proxy pipeline (also counted in edge_requests_total)",
@@ -198,6 +212,8 @@ impl Metrics {
             cache_lookups,
             cache_purges,
             cache_promoted,
+            cache_fill_bytes,
+            cache_fills_over_budget,
             front_hits,
             cache_disk_write_bytes,
             cache_disk_read_bytes,

@@ -77,6 +77,10 @@ fn pin_restart_only(running: &Config, new: &mut Config) -> Vec<&'static str> {
     pin!("cache.lock_timeout", cache.lock_timeout);
     pin!("cache.disk_admission", cache.disk_admission);
     pin!("cache.max_ttl", cache.max_ttl);
+    // The fill budget is made when the cache opens; HTTP/2 announces max_head per connection
+    // from the settings the front started with.
+    pin!("cache.fill_memory", cache.fill_memory);
+    pin!("server.max_head", server.head.max_head);
     pin!("tls", tls);
     pin!("geo.database", geo.database);
     pin!("geo.reload_interval", geo.reload_interval);
@@ -103,6 +107,11 @@ fn live_changes(running: &Config, new: &Config) -> Vec<&'static str> {
     check!("server.role", server.role);
     check!("server.name", server.name);
     check!("server.fast_hits", server.fast_hits);
+    check!("server.max_request_line", server.head.max_request_line);
+    check!("server.max_header_field", server.head.max_header_field);
+    check!("server.forward_headers", server.forward_headers);
+    check!("server.upgrade_prefixes", server.upgrade_prefixes);
+    check!("cache.fill_stall", cache.fill_stall);
     check!("cache.default_ttl", cache.default_ttl);
     check!("cache.negative_ttl", cache.negative_ttl);
     check!("cache.stale_while_revalidate", cache.stale_while_revalidate);

@@ -1,6 +1,7 @@
 //! The cache: foyer hybrid storage behind pingora-cache, its key, and its freshness policy.
 //!
 //! - [`store`]: [`store::EdgeStorage`], the `pingora_cache::Storage` implementation.
+//! - [`budget`]: the memory fills in flight may hold (`[cache] fill_memory`).
 //! - [`object`]: the stored form of one object (meta + body) and its disk encoding.
 //! - [`key`]: the cache key (host + normalised path + query).
 //! - [`policy`]: which responses are stored and for how long (read from
@@ -12,6 +13,7 @@
 
 pub mod bans;
 pub mod disk;
+pub mod budget;
 pub mod freshness;
 pub mod key;
 pub mod object;
@@ -60,6 +62,8 @@ pub struct CacheStats {
     pub promoted: AtomicU64,
     /// Purges applied (admin API and PURGE method).
     pub purges: AtomicU64,
+    /// Cacheable misses streamed uncached because the fills in flight held `fill_memory`.
+    pub fills_over_budget: AtomicU64,
 }
 
 /// Errors opening the cache.
@@ -123,7 +127,8 @@ impl Cache {
             .build()
             .await?;
         disk.watch();
-        Ok(Cache { storage: EdgeStorage::new(objects, stats.clone(), cfg.disk_admission), stats, bans, disk, _dir_lock: dir_lock })
+        let budget = budget::FillBudget::new(cfg.fill_memory);
+        Ok(Cache { storage: EdgeStorage::new(objects, stats.clone(), cfg.disk_admission, budget), stats, bans, disk, _dir_lock: dir_lock })
     }
 }
 

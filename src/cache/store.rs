@@ -6,7 +6,8 @@
 //! origin fetch and every client gets bytes as the origin sends them. A fill is committed to
 //! foyer only when it completed and its size matches `Content-Length`; a fill dropped early
 //! (origin cut, timeout, too large) is marked failed, so its readers get an error and nothing
-//! is stored.
+//! is stored. Each fill reserves its length in the fill memory budget ([`super::budget`]) for
+//! as long as its writer lives.
 
 use std::any::Any;
 use std::collections::HashMap;
@@ -25,6 +26,7 @@ use pingora_cache::{CacheKey, CacheMeta, Storage};
 use pingora_error::{Error, ErrorType, Result};
 use tokio::sync::watch;
 
+use super::budget::FillBudget;
 use super::object::StoredObject;
 use super::policy::{playlist_ttl, PlaylistRefine};
 use super::CacheStats;
@@ -43,6 +45,8 @@ pub struct EdgeStorage {
     admission: DiskAdmission,
     /// Keys stored in memory only, waiting for a second request before they go to disk.
     doorkeeper: Mutex<std::collections::HashSet<u128>>,
+    /// Memory the fills in flight reserved, against `[cache] fill_memory`.
+    budget: FillBudget,
 }
 
 /// Where a fill is: chunks published so far, and whether it ended.
@@ -93,7 +97,7 @@ fn internal(msg: &'static str) -> Box<Error> {
 }
 
 impl EdgeStorage {
-    pub fn new(objects: HybridCache<u128, StoredObject>, stats: Arc<CacheStats>, admission: DiskAdmission) -> Self {
+    pub fn new(objects: HybridCache<u128, StoredObject>, stats: Arc<CacheStats>, admission: DiskAdmission, budget: FillBudget) -> Self {
         EdgeStorage {
             objects,
             fills: Mutex::new(HashMap::new()),
@@ -101,7 +105,18 @@ impl EdgeStorage {
             stats,
             admission,
             doorkeeper: Mutex::new(std::collections::HashSet::new()),
+            budget,
         }
+    }
+
+    /// The fill memory budget: whether a cacheable response of `len` bytes may be filled.
+    pub fn fill_budget(&self) -> &FillBudget {
+        &self.budget
+    }
+
+    /// Whether a fill of `key` is in flight.
+    pub fn filling(&self, key: u128) -> bool {
+        lock(&self.fills).contains_key(&key)
     }
 
     /// Store a complete object in the memory tier. The disk tier is written when memory
@@ -279,6 +294,8 @@ impl Storage for EdgeStorage {
             progress,
         });
         lock(&self.fills).entry(hash).or_default().push(fill.clone());
+        let reserved = content_length.unwrap_or(0) as u64;
+        self.budget.take(reserved);
         Ok(Box::new(EdgeMiss {
             refine: meta.extensions().get::<PlaylistRefine>().copied(),
             storage: self,
@@ -287,6 +304,7 @@ impl Storage for EdgeStorage {
             tag: id.to_be_bytes(),
             content_length,
             written: 0,
+            reserved,
             finished: false,
         }))
     }
@@ -440,6 +458,9 @@ struct EdgeMiss {
     tag: [u8; 8],
     content_length: Option<usize>,
     written: usize,
+    /// Bytes this fill holds in the fill memory budget: its `Content-Length`, or what
+    /// arrived so far when it has none. Given back when the writer is dropped.
+    reserved: u64,
     finished: bool,
     /// Set for playlists stored with the default TTL: decide live vs VOD from the body.
     refine: Option<PlaylistRefine>,
@@ -454,6 +475,11 @@ impl HandleMiss for EdgeMiss {
         self.written += data.len();
         if self.content_length.is_some_and(|cl| self.written > cl) {
             return Error::e_explain(ErrorType::InternalError, "origin sent more bytes than Content-Length");
+        }
+        if self.written as u64 > self.reserved {
+            // No Content-Length: the budget holds what arrived.
+            self.storage.budget.take(self.written as u64 - self.reserved);
+            self.reserved = self.written as u64;
         }
         let chunks = {
             let mut chunks = lock(&self.fill.chunks);
@@ -520,6 +546,7 @@ impl HandleMiss for EdgeMiss {
 
 impl Drop for EdgeMiss {
     fn drop(&mut self) {
+        self.storage.budget.give_back(self.reserved);
         if !self.finished {
             self.fill.set_state(FillState::Failed);
             self.storage.remove_fill(self.key, self.fill.id);

@@ -17,6 +17,13 @@ pub struct CacheConfig {
     pub max_object: u64,
     /// How long a cache-lock writer may hold the lock before waiters give up and fetch.
     pub lock_timeout: Duration,
+    /// Bytes the fills in flight may hold in memory ([`crate::cache::budget`]); a cacheable
+    /// miss that does not fit streams through uncached.
+    pub fill_memory: u64,
+    /// An HTTP/2 request whose response is being filled, whose stream takes no data for this
+    /// long while the fill waits on it, is reset so the fill goes on at origin speed
+    /// ([`crate::proxy::fill_pace`]).
+    pub fill_stall: Duration,
     /// Freshness of a 200 when the origin sends no `Cache-Control`/`Expires`.
     pub default_ttl: Duration,
     /// Freshness of a 404/410 when the origin sends no caching headers.
@@ -114,6 +121,14 @@ impl CacheConfig {
                 ),
             ));
         }
+        // Default: a quarter of the memory tier, and always room for one largest object.
+        let fill_memory = match c.fill_memory.as_deref() {
+            None => (memory / 4).max(max_object),
+            given => size("cache.fill_memory", given, "0")?,
+        };
+        if fill_memory == 0 {
+            return Err(ConfigError::new("cache.fill_memory", "must be greater than 0"));
+        }
         let dir = c.dir.as_deref().unwrap_or("data/cache");
         if dir.trim().is_empty() {
             return Err(ConfigError::new("cache.dir", "must not be empty"));
@@ -124,6 +139,8 @@ impl CacheConfig {
             disk,
             max_object,
             lock_timeout: duration("cache.lock_timeout", c.lock_timeout.as_deref(), "30s")?,
+            fill_memory,
+            fill_stall: duration("cache.fill_stall", c.fill_stall.as_deref(), "1s")?,
             default_ttl: duration("cache.default_ttl", c.default_ttl.as_deref(), "24h")?,
             negative_ttl: duration("cache.negative_ttl", c.negative_ttl.as_deref(), "10s")?,
             stale_while_revalidate: duration("cache.stale_while_revalidate", c.stale_while_revalidate.as_deref(), "5s")?,
@@ -143,6 +160,9 @@ impl CacheConfig {
         };
         if cache.stale_timeout.is_zero() {
             return Err(ConfigError::new("cache.stale_timeout", "must be greater than 0"));
+        }
+        if cache.fill_stall.is_zero() {
+            return Err(ConfigError::new("cache.fill_stall", "must be greater than 0"));
         }
         Ok(cache)
     }

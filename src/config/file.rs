@@ -58,6 +58,8 @@ pub struct CacheSection {
     pub disk: Option<String>,
     pub max_object: Option<String>,
     pub lock_timeout: Option<String>,
+    pub fill_memory: Option<String>,
+    pub fill_stall: Option<String>,
     pub default_ttl: Option<String>,
     pub negative_ttl: Option<String>,
     pub stale_while_revalidate: Option<String>,

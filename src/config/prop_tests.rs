@@ -16,7 +16,7 @@ fn config_like() -> impl Strategy<Value = String> {
         "http", "admin", "threads", "memory", "disk", "max_object", "default_ttl", "prefix", "query", "allow", "name", "nodes",
         "idle_timeout", "targeted_field", "forward_cmcd", "allow_origins", "required", "ttl", "max_ttl",
         "header_timeout", "send_timeout", "max_connections", "max_connections_per_ip", "max_request_line", "max_header_field",
-        "max_head", "forward_headers", "upgrade_prefixes",
+        "max_head", "forward_headers", "upgrade_prefixes", "fill_memory", "fill_stall",
     ]);
     let value = prop::sample::select(vec![
         "\"1s\"", "\"0s\"", "\"-1s\"", "\"lots\"", "0", "-1", "99999999999", "true", "\"\"", "\"/v/\"", "\"v/\"", "[]", "[\"a\"]",

@@ -37,6 +37,8 @@ fn shipped_config_loads_whole() {
     assert_eq!(c.cache.max_object, 64 << 20);
     assert_eq!(c.cache.dir, path.parent().unwrap().join("data/cache"));
     assert_eq!(c.cache.lock_timeout, Duration::from_secs(30));
+    assert_eq!(c.cache.fill_memory, 64 << 20, "a quarter of memory");
+    assert_eq!(c.cache.fill_stall, Duration::from_secs(1));
     assert_eq!(c.cache.default_ttl, Duration::from_secs(24 * 3600));
     assert_eq!(c.cache.vod_playlist_ttl, Duration::from_secs(3600));
     assert_eq!(c.cache.live_playlist_fraction, 0.5);
@@ -166,6 +168,9 @@ fn bad_configs_name_the_key_and_reason() {
         ("[cache]\nlive_playlist_fraction = 1.5\n", "cache.live_playlist_fraction", "out of range"),
         ("[cache]\ndisk_admission = \"sometimes\"\n", "cache.disk_admission", "unknown value"),
         ("[cache]\nstale_timeout = \"0s\"\n", "cache.stale_timeout", "greater than 0"),
+        ("[cache]\nfill_memory = \"0\"\n", "cache.fill_memory", "greater than 0"),
+        ("[cache]\nfill_memory = \"lots\"\n", "cache.fill_memory", "invalid size"),
+        ("[cache]\nfill_stall = \"0s\"\n", "cache.fill_stall", "greater than 0"),
         ("[cache]\ntargeted_field = \"Edge Cache\"\n", "cache.targeted_field", "not a valid header field name"),
         ("[[cache.rules]]\nprefix = \"live/\"\nttl = \"1s\"\n", "cache.rules[0].prefix", "must start with '/'"),
         ("[[cache.rules]]\nprefix = \"/live/\"\nttl = \"often\"\n", "cache.rules[0].ttl", "invalid duration"),

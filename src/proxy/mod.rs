@@ -24,6 +24,7 @@
 //! 6. `logging`: one [`record::RequestRecord`] for the metrics and the access log.
 
 pub mod compose;
+pub mod fill_pace;
 pub mod front;
 pub mod gate;
 pub mod record;
@@ -229,6 +230,37 @@ impl EdgeProxy {
         }
     }
 
+    /// [`fill_pace::stall_timeout`] for the response being written.
+    fn pace_fill(&self, session: &mut Session, live: &Live) {
+        let http2 = session.as_downstream().is_http2();
+        let phase = session.cache.phase();
+        if !http2 || !matches!(phase, CachePhase::Miss | CachePhase::Expired) {
+            return;
+        }
+        let filling = self.state.cache.storage.filling(crate::cache::store::key_of(session.cache.cache_key()));
+        let cfg = &live.config;
+        let timeout = fill_pace::stall_timeout(http2, phase, filling, cfg.cache.fill_stall, cfg.server.limits.send_timeout);
+        if timeout.is_some() {
+            session.as_downstream_mut().set_write_timeout(timeout);
+        }
+    }
+
+    /// Whether a cacheable response fits in the fill memory budget; one that does not is
+    /// counted and streams through uncached.
+    fn fits_fill_budget(&self, resp: &ResponseHeader) -> bool {
+        let len = resp
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        let storage = &self.state.cache.storage;
+        if storage.fill_budget().fits(len) {
+            return true;
+        }
+        self.state.cache.stats.fills_over_budget.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        false
+    }
+
     /// Count a refusal the gate made, by reason.
     fn count_refusal(&self, refusal: &gate::Refusal) {
         let m = &self.state.metrics;
@@ -389,6 +421,7 @@ impl ProxyHttp for EdgeProxy {
         if cacheable && matches!(session.req_header().method, Method::GET | Method::HEAD) {
             session.cache.enable(&self.state.cache.storage, None, None, Some(self.state.lock), None);
             session.cache.set_max_file_size_bytes(ctx.live.config.cache.max_object as usize);
+            fill_pace::queue_writes(session);
         }
         Ok(())
     }
@@ -565,6 +598,7 @@ impl ProxyHttp for EdgeProxy {
 
     fn response_cache_filter(&self, session: &Session, resp: &ResponseHeader, ctx: &mut RequestCtx) -> Result<RespCacheable> {
         // On a 304, `resp` is Pingora's merge (a few fields); RFC 9111 §3.2 wants them all.
+        let revalidated = ctx.not_modified.is_some();
         let merged;
         let resp = match ctx.not_modified.take() {
             Some(not_modified) => {
@@ -581,7 +615,13 @@ impl ProxyHttp for EdgeProxy {
             response_delay: ctx.upstream_started.map_or(Duration::ZERO, |t| t.elapsed()),
             authorization: policy::has_authorization(session.req_header()),
         };
-        Ok(policy::decide(resp, ctx.path(), &ctx.live.config.cache, ex))
+        Ok(match policy::decide(resp, ctx.path(), &ctx.live.config.cache, ex) {
+            // A 304 updates the stored headers: no body is filled.
+            RespCacheable::Cacheable(_) if !revalidated && !self.fits_fill_budget(resp) => {
+                RespCacheable::Uncacheable(pingora_cache::NoCacheReason::Custom("fill_memory"))
+            }
+            decision => decision,
+        })
     }
 
     fn cache_vary_filter(&self, meta: &CacheMeta, _ctx: &mut RequestCtx, req: &RequestHeader) -> Option<[u8; 16]> {
@@ -604,6 +644,17 @@ impl ProxyHttp for EdgeProxy {
             resp.insert_header(http::header::AGE, age)?;
         }
         Ok(())
+    }
+
+    fn response_body_filter(
+        &self,
+        session: &mut Session,
+        _body: &mut Option<Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<Option<Duration>> {
+        self.pace_fill(session, &ctx.live);
+        Ok(None)
     }
 
     fn range_header_filter(

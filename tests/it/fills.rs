@@ -2,6 +2,7 @@
 
 use std::time::{Duration, Instant};
 
+use crate::support::stalled::{TlsEdge, Transport};
 use crate::support::{bytes_of, client, Edge, Origin, Route};
 
 #[tokio::test]
@@ -117,4 +118,121 @@ async fn origin_stalling_mid_body_times_out_and_is_never_stored() {
     let r = c.get(edge.url("/v/fail.ts")).send().await.unwrap();
     assert_eq!(r.headers()["x-cache"], "MISS");
     assert!(r.bytes().await.unwrap() == body);
+}
+
+/// The origin's time for the cold object of [`a_client_that_reads_nothing_does_not_hold_the_fill`]:
+/// 4 MiB in 30 chunks spread over this long (long enough that the edge's fixed costs — TLS
+/// handshakes, a debug build on a busy machine — stay well inside the 1.3x margin).
+const ORIGIN_TIME: Duration = Duration::from_secs(3);
+
+/// Issue 13, item 2: a first requester that stops reading must not hold the fill. It asks
+/// for a cold 4 MiB object (paced by the origin over 3 s) and never reads; four viewers
+/// that come right after must each have every byte within 1.3x of the origin's time, and
+/// the origin is asked once.
+async fn a_client_that_reads_nothing_does_not_hold_the_fill(transport: Transport) {
+    let origin = Origin::start().await;
+    let body = bytes_of(4 * 1024 * 1024, 44);
+    let path = "/v/cold.ts";
+    origin.route(path, Route::ok(body.clone()).header("content-type", "video/mp2t").paced(30, ORIGIN_TIME));
+    let pool = format!("[[origins]]\nname = \"test\"\nnodes = [{{ addr = \"{}\" }}]\nread_timeout = \"5s\"\n", origin.addr);
+    let edge = TlsEdge::start(&pool, "fill_stall = \"100ms\"\n").await;
+    let _stalled = edge.stalled(transport, path).await;
+    // The stalled client's request is the fill: wait (bounded) until the origin has it.
+    for _ in 0..200 {
+        if origin.hits(path) == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let asked = origin.requests().first().map(|r| r.at).expect("the origin was asked");
+    let c = edge.client(transport);
+    let mut viewers = Vec::new();
+    for _ in 0..4 {
+        let (c, url) = (c.clone(), edge.url(transport, path));
+        viewers.push(tokio::spawn(async move {
+            let r = c.get(url).send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            let got = r.bytes().await.unwrap();
+            (Instant::now(), got)
+        }));
+    }
+    let bound = ORIGIN_TIME.mul_f64(1.3);
+    let mut slowest = Duration::ZERO;
+    for v in viewers {
+        let (done, got) = v.await.unwrap();
+        assert!(got == body, "{transport:?}: a viewer got {} bytes, not the 4 MiB object", got.len());
+        let took = done.duration_since(asked);
+        assert!(took <= bound, "{transport:?}: a viewer finished {took:?} after the origin was asked (bound {bound:?})");
+        slowest = slowest.max(took);
+    }
+    eprintln!("{transport:?}: slowest of 4 viewers done {slowest:?} after the origin was asked (origin time {ORIGIN_TIME:?})");
+    let seen: Vec<_> = origin.requests().iter().map(|r| (r.at.duration_since(asked), r.headers.clone())).collect();
+    assert_eq!(origin.hits(path), 1, "{transport:?}: one origin request: {seen:?}\n{}", edge.edge.log());
+}
+
+#[tokio::test]
+async fn a_client_that_reads_nothing_does_not_hold_the_fill_over_http1() {
+    a_client_that_reads_nothing_does_not_hold_the_fill(Transport::Plain).await;
+}
+
+#[tokio::test]
+async fn a_client_that_reads_nothing_does_not_hold_the_fill_over_tls() {
+    a_client_that_reads_nothing_does_not_hold_the_fill(Transport::TlsH1).await;
+}
+
+#[tokio::test]
+async fn a_client_that_reads_nothing_does_not_hold_the_fill_over_http2() {
+    a_client_that_reads_nothing_does_not_hold_the_fill(Transport::TlsH2).await;
+}
+
+/// Issue 13, item 5: fills in flight hold at most `[cache] fill_memory`. Six cold 2 MiB
+/// objects asked at once through a 5 MiB budget: every client gets its whole object, the
+/// misses that did not fit stream through uncached (counted), and only the objects that were
+/// filled are stored — the others cost a second origin request.
+#[tokio::test]
+async fn misses_over_the_fill_memory_budget_stream_through_uncached() {
+    const N: usize = 6;
+    const LEN: usize = 2 * 1024 * 1024;
+    let origin = Origin::start().await;
+    let bodies: Vec<Vec<u8>> = (0..N).map(|i| bytes_of(LEN, 50 + i as u64)).collect();
+    for (i, b) in bodies.iter().enumerate() {
+        origin.route(&format!("/v/b{i}.ts"), Route::ok(b.clone()).paced(10, Duration::from_millis(1000)));
+    }
+    let pool = format!("[[origins]]\nname = \"test\"\nnodes = [{{ addr = \"{}\" }}]\nread_timeout = \"5s\"\n", origin.addr);
+    let edge = Edge::start_with_config_cache(&pool, "fill_memory = \"5 MiB\"\n").await;
+    let c = client();
+    let mut tasks = Vec::new();
+    for i in 0..N {
+        let (c, url) = (c.clone(), edge.url(&format!("/v/b{i}.ts")));
+        tasks.push(tokio::spawn(async move { c.get(url).send().await.unwrap().bytes().await.unwrap() }));
+    }
+    // Mid-way: the fills hold no more than the budget, plus at most one object per worker
+    // thread (2) that passed the check together with another.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let held = edge.metric("edge_cache_fill_bytes").await;
+    assert!(held > 0.0, "fills in flight are counted");
+    assert!(held <= (5 * 1024 * 1024 + 2 * LEN) as f64, "fills hold {held} bytes");
+    for (i, t) in tasks.into_iter().enumerate() {
+        assert!(t.await.unwrap() == bodies[i], "object {i} complete and correct");
+    }
+    let over = edge.metric("edge_cache_fills_over_budget_total").await as usize;
+    eprintln!("fill budget: {held} bytes held mid-way, {over} of {N} misses streamed uncached");
+    assert!((1..N).contains(&over), "{over} misses streamed uncached");
+    for _ in 0..250 {
+        if edge.metric("edge_cache_fill_bytes").await == 0.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(edge.metric("edge_cache_fill_bytes").await, 0.0, "every reservation came back");
+    // Again, one by one: the filled objects are hits, the others go to the origin again.
+    let mut hits = 0;
+    for (i, body) in bodies.iter().enumerate() {
+        let r = c.get(edge.url(&format!("/v/b{i}.ts"))).send().await.unwrap();
+        let stored = r.headers()["x-cache"] == "HIT";
+        assert!(r.bytes().await.unwrap() == *body);
+        assert_eq!(origin.hits(&format!("/v/b{i}.ts")), if stored { 1 } else { 2 }, "object {i}");
+        hits += usize::from(stored);
+    }
+    assert_eq!(hits, N - over, "the objects filled within the budget were stored, the others not");
 }

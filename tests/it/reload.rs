@@ -160,11 +160,12 @@ async fn admin_reload_reports_changes_and_restart_only_keys_and_refuses_a_bad_fi
     assert_eq!((status, body.clone()), (200, serde_json::json!({"applied": [], "needs_restart": []})), "the same file: {body}");
 
     edge.rewrite_config(&pool, "threads = 3\nname = \"renamed\"", "default_ttl = \"20s\"\nmemory = \"32 MiB\"");
-    let want = serde_json::json!({"applied": ["server.name", "cache.default_ttl"], "needs_restart": ["server.threads", "cache.memory"]});
+    // fill_memory defaults to a quarter of memory: it changes with it.
+    let want = serde_json::json!({"applied": ["server.name", "cache.default_ttl"], "needs_restart": ["server.threads", "cache.memory", "cache.fill_memory"]});
     assert_eq!(edge.reload().await, (200, want));
     let r = client().get(edge.url("/v/a.ts")).send().await.unwrap();
     assert!(r.headers()["cache-status"].to_str().unwrap().starts_with("renamed;"), "{:?}", r.headers());
-    let want = serde_json::json!({"applied": [], "needs_restart": ["server.threads", "cache.memory"]});
+    let want = serde_json::json!({"applied": [], "needs_restart": ["server.threads", "cache.memory", "cache.fill_memory"]});
     assert_eq!(edge.reload().await, (200, want), "restart-only keys are reported until a restart");
 
     edge.rewrite_config(&pool, "name = \"renamed\"", "default_ttl = \"soon\"");

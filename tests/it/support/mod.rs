@@ -6,6 +6,7 @@ pub mod nginx;
 pub mod origin;
 pub mod raw;
 pub mod tmpfs;
+pub mod stalled;
 
 pub use edge::{free_port, Edge};
 pub use origin::{Origin, Route};
