@@ -53,7 +53,7 @@ use crate::state::EdgeState;
 /// A request head longer than this goes to the pipeline (which allows much larger ones).
 const HEAD_MAX: usize = 8 * 1024;
 /// A request with more header lines than this goes to the pipeline.
-const MAX_HEADERS: usize = 32;
+pub(crate) const MAX_HEADERS: usize = 32;
 /// How long an idle keep-alive connection waits for its next request (Pingora's default).
 const IDLE: Duration = Duration::from_secs(60);
 /// Bodies up to this size are copied next to the head so the answer leaves in one write.
@@ -191,21 +191,11 @@ impl Front {
         if !self.state.config.server.fast_hits {
             return None;
         }
-        let plain = Plain::of(req)?;
-        let view = RequestView {
-            method: if plain.head_only { "HEAD" } else { "GET" },
-            version: http::Version::HTTP_11,
-            path: plain.path,
-            query: plain.query,
-            authority: None,
-            headers: Headers::H1(req.headers),
-            peer,
-        };
         let state = self.state;
-        let decision = gate::admit(&view, state, super::unix_now());
-        let Admission::Content(content) = decision.admission else { return None };
+        let (plain, cors_origin, content) = plain_content(state, req, peer, super::unix_now())?;
         let now = SystemTime::now();
-        let hit = state.cache.fresh_memory_hit(&content.key, &content.host, &content.path, now, |h| super::vary::variance(h, view.headers))?;
+        let headers = Headers::H1(req.headers);
+        let hit = state.cache.fresh_memory_hit(&content.key, &content.host, &content.path, now, |h| super::vary::variance(h, headers))?;
         let header = &hit.meta.header;
         let len = hit.body.len();
         let length_matches = header
@@ -225,7 +215,7 @@ impl Front {
             None => (200, 0..len),
             Some(r) => (206, single_range(r, len)?),
         };
-        let edge_headers = compose::edge_headers(state, "HIT", decision.cors_origin.as_deref());
+        let edge_headers = compose::edge_headers(state, "HIT", cors_origin.as_deref());
         Some(reply(&hit, now, status, part, plain.head_only, &edge_headers, plain.path))
     }
 
@@ -348,14 +338,32 @@ impl Front {
     }
 }
 
+/// A request the front may answer from a fresh memory hit: a [`Plain`] one that the gate
+/// (given `now`, unix seconds) admitted as content; with the CORS origin to allow.
+pub(crate) fn plain_content<'a>(state: &EdgeState, req: &httparse::Request<'_, 'a>, peer: IpAddr, now: u64) -> Option<(Plain<'a>, Option<String>, gate::ContentRequest)> {
+    let plain = Plain::of(req)?;
+    let view = RequestView {
+        method: if plain.head_only { "HEAD" } else { "GET" },
+        version: http::Version::HTTP_11,
+        path: plain.path,
+        query: plain.query,
+        authority: None,
+        headers: Headers::H1(req.headers),
+        peer,
+    };
+    let gate::Decision { cors_origin, admission, .. } = gate::admit(&view, state, now);
+    let Admission::Content(content) = admission else { return None };
+    Some((plain, cors_origin, content))
+}
+
 /// A request the front could answer itself: `GET` or `HEAD` on HTTP/1.1, an origin-form
 /// target of plain bytes, at most one `Range`, `Connection` at most `keep-alive`, and none of
 /// the fields whose handling needs the pipeline ([`PIPELINE_HEADERS`]).
-struct Plain<'a> {
-    head_only: bool,
-    path: &'a str,
-    query: Option<&'a str>,
-    range: Option<&'a str>,
+pub(crate) struct Plain<'a> {
+    pub(crate) head_only: bool,
+    pub(crate) path: &'a str,
+    pub(crate) query: Option<&'a str>,
+    pub(crate) range: Option<&'a str>,
 }
 
 impl<'a> Plain<'a> {
@@ -453,7 +461,7 @@ fn reply(
 /// with an end past the object clamped to its last byte). Anything else — several ranges,
 /// spaces, an unsatisfiable or empty range — is `None`, and the pipeline answers it (206
 /// multipart, 416, or the whole object).
-fn single_range(value: &str, len: usize) -> Option<std::ops::Range<usize>> {
+pub(crate) fn single_range(value: &str, len: usize) -> Option<std::ops::Range<usize>> {
     let (unit, spec) = value.split_once('=')?;
     if !unit.eq_ignore_ascii_case("bytes") {
         return None;
