@@ -3,7 +3,8 @@
 //!
 //! Pingora reads a suffix range of length zero (`bytes=-0`) as the empty range at the end of
 //! the object, and any suffix range of an empty object (`bytes=-5` on `Content-Length: 0`) as
-//! the empty range `0..0`. It then answers a 206 whose `Content-Range` has its last byte
+//! the empty range `0..0` (a start too large for it counts as absent: `99999999999999999999-0`
+//! is `-0`). It then answers a 206 whose `Content-Range` has its last byte
 //! before its first (`bytes 10-9/10`), or, on the empty object, overflows computing it
 //! (a panic in a debug build, `bytes 0-18446744073709551615/0` in a release build). Neither
 //! spec is satisfiable (RFC 9110 §14.1.1: a suffix range needs a non-zero length, and an empty
@@ -54,9 +55,13 @@ fn satisfiable_specs(value: &[u8], len: usize) -> Option<String> {
     Some(format!("{unit}={}", kept.join(",")))
 }
 
-/// The length of a suffix range spec (`-500`), read as Pingora reads it.
+/// The length of a spec Pingora reads as a suffix range: `-500`, and also `<start>-500` with a
+/// start it cannot read as a number (too large for it), which it takes as absent.
 fn suffix_length(spec: &str) -> Option<usize> {
-    let digits = spec.trim().strip_prefix('-')?;
+    let (start, digits) = spec.trim().split_once('-')?;
+    if !start.chars().all(char::is_numeric) || start.parse::<usize>().is_ok() {
+        return None;
+    }
     if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
@@ -94,6 +99,11 @@ mod tests {
         }
         // The other specs of the set are answered (was a multipart answer with `bytes 100-99`).
         assert_eq!(answer("bytes=0-9,-0", 100), (RangeType::Single(0..10), 206, Some("bytes 0-9/100".into())));
+        // Found by the `range` fuzz target: Pingora reads a start too large for it as none,
+        // so this was `bytes=-0`, an inverted 206 (`bytes 256-255/256`).
+        let found = "bytes=5-1, 5-1, 22222222222-1, 2222222222222222222222222222-0, -";
+        assert_eq!(answer(found, 256), (RangeType::Invalid, 416, Some("bytes */256".into())));
+        assert_eq!(answer("bytes=99999999999999999999999-5", 100), (RangeType::Single(95..100), 206, Some("bytes 95-99/100".into())));
     }
 
     /// Pingora overflows on `bytes=-5` of an empty object (a panic in this debug build).
