@@ -25,6 +25,7 @@
 //! - [`limits`]: player connection limits (whole-head and send timeouts, connection caps),
 //!   applied where [`proxy::front`] accepts a connection.
 //! - [`hop`]: hop-by-hop and unkeyed fields, removed from what the edge forwards and stores.
+//! - `fuzzing` (hidden): entry points for the fuzz targets in `fuzz/`.
 //! - [`net`]: IP networks (token `ip` claims, purge and trusted-proxy lists); [`stamp`]: file
 //!   version stamps for reload-on-change polling.
 #![forbid(unsafe_code)]
@@ -44,6 +45,8 @@ pub mod net;
 pub mod proxy;
 pub mod hls;
 pub mod hop;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod limits;
 pub mod token;
 pub mod reload;

@@ -683,6 +683,11 @@ fn rendition_heights_from_paths() {
         ("/v/12345p/x.ts", None),
         ("/v/x480p/y.ts", None),
         ("/v/240p/720p/x.ts", Some(720)),
+        // Found by the `token` fuzz target: a multi-byte character before the digits was
+        // split in the middle (a panic on the request path of every `mh` token).
+        ("/v/*~hmDAacwMD=\u{623}p", None),
+        ("/v/\u{623}720p/x.ts", None),
+        ("/v/\u{623}_720p/x.ts", Some(720)),
     ] {
         assert_eq!(rendition_height(path), want, "{path}");
     }

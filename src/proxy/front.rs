@@ -64,12 +64,12 @@ use crate::limits::guard::{self as send_guard, SendGuard};
 use crate::limits::head::{self, HeadClock, Wait};
 use crate::limits::size;
 use crate::limits::Limit;
-use crate::state::EdgeState;
+use crate::state::{EdgeState, Live};
 
 /// A request head longer than this goes to the pipeline (which allows much larger ones).
 const HEAD_MAX: usize = 8 * 1024;
 /// A request with more header lines than this goes to the pipeline.
-const MAX_HEADERS: usize = 32;
+pub(crate) const MAX_HEADERS: usize = 32;
 /// How long an idle keep-alive connection waits for its next request (Pingora's default).
 const IDLE: Duration = Duration::from_secs(60);
 /// Bodies up to this size are copied next to the head so the answer leaves in one write.
@@ -242,22 +242,11 @@ impl Front {
         if !live.config.server.fast_hits {
             return None;
         }
-        let plain = Plain::of(req)?;
-        let view = RequestView {
-            method: if plain.head_only { "HEAD" } else { "GET" },
-            version: http::Version::HTTP_11,
-            path: plain.path,
-            query: plain.query,
-            authority: None,
-            headers: Headers::H1(req.headers),
-            peer,
-            line_len: gate::line_len(req.method.unwrap_or(""), plain.target_len),
-        };
         let state = self.state;
-        let decision = gate::admit(&view, state, &live, super::unix_now());
-        let Admission::Content(content) = decision.admission else { return None };
+        let (plain, cors_origin, content) = plain_content(state, &live, req, peer, super::unix_now())?;
         let now = SystemTime::now();
-        let hit = state.cache.fresh_memory_hit(&content.key, &content.host, &content.path, now, |h| super::vary::variance(h, view.headers))?;
+        let headers = Headers::H1(req.headers);
+        let hit = state.cache.fresh_memory_hit(&content.key, &content.host, &content.path, now, |h| super::vary::variance(h, headers))?;
         let header = &hit.meta.header;
         let len = hit.body.len();
         let length_matches = header
@@ -277,7 +266,7 @@ impl Front {
             None => (200, 0..len),
             Some(r) => (206, single_range(r, len)?),
         };
-        let edge_headers = compose::edge_headers(&live, "HIT", decision.cors_origin.as_deref());
+        let edge_headers = compose::edge_headers(&live, "HIT", cors_origin.as_deref());
         Some(reply(&hit, now, status, part, plain.head_only, &edge_headers, plain.path))
     }
 
@@ -453,15 +442,34 @@ impl Front {
     }
 }
 
+/// A request the front may answer from a fresh memory hit: a [`Plain`] one that the gate
+/// (given `now`, unix seconds) admitted as content; with the CORS origin to allow.
+pub(crate) fn plain_content<'a>(state: &EdgeState, live: &Live, req: &httparse::Request<'_, 'a>, peer: IpAddr, now: u64) -> Option<(Plain<'a>, Option<String>, gate::ContentRequest)> {
+    let plain = Plain::of(req)?;
+    let view = RequestView {
+        method: if plain.head_only { "HEAD" } else { "GET" },
+        version: http::Version::HTTP_11,
+        path: plain.path,
+        query: plain.query,
+        authority: None,
+        headers: Headers::H1(req.headers),
+        peer,
+        line_len: gate::line_len(req.method.unwrap_or(""), plain.target_len),
+    };
+    let gate::Decision { cors_origin, admission, .. } = gate::admit(&view, state, live, now);
+    let Admission::Content(content) = admission else { return None };
+    Some((plain, cors_origin, content))
+}
+
 /// A request the front could answer itself: `GET` or `HEAD` on HTTP/1.1, an origin-form
 /// target of plain bytes, at most one `Range`, `Connection` at most `keep-alive`, and none of
 /// the fields whose handling needs the pipeline ([`PIPELINE_HEADERS`]).
-struct Plain<'a> {
-    head_only: bool,
-    target_len: usize,
-    path: &'a str,
-    query: Option<&'a str>,
-    range: Option<&'a str>,
+pub(crate) struct Plain<'a> {
+    pub(crate) head_only: bool,
+    pub(crate) target_len: usize,
+    pub(crate) path: &'a str,
+    pub(crate) query: Option<&'a str>,
+    pub(crate) range: Option<&'a str>,
 }
 
 impl<'a> Plain<'a> {
@@ -586,7 +594,7 @@ fn local_answer(reply: &gate::Reply) -> Vec<u8> {
 /// with an end past the object clamped to its last byte). Anything else — several ranges,
 /// spaces, an unsatisfiable or empty range — is `None`, and the pipeline answers it (206
 /// multipart, 416, or the whole object).
-fn single_range(value: &str, len: usize) -> Option<std::ops::Range<usize>> {
+pub(crate) fn single_range(value: &str, len: usize) -> Option<std::ops::Range<usize>> {
     let (unit, spec) = value.split_once('=')?;
     if !unit.eq_ignore_ascii_case("bytes") {
         return None;

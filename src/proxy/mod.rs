@@ -29,6 +29,7 @@ pub mod front;
 pub mod gate;
 pub mod record;
 pub mod playlist;
+pub mod range;
 pub mod tokens;
 pub mod vary;
 
@@ -321,16 +322,6 @@ fn answer_age(cache: &pingora_cache::HttpCache) -> Option<u64> {
     }
     let meta = cache.maybe_cache_meta()?;
     Some(freshness::current_age(freshness::age_value(meta.headers()), meta.age()))
-}
-
-/// A `Range` of one suffix range of length zero (`bytes=-0`, `bytes=-00`).
-fn empty_suffix_range(value: &[u8]) -> bool {
-    let Ok(v) = std::str::from_utf8(value) else { return false };
-    let Some((unit, spec)) = v.split_once('=') else { return false };
-    let spec = spec.trim();
-    unit.trim().eq_ignore_ascii_case("bytes")
-        && !spec.contains(',')
-        && spec.strip_prefix('-').is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b == b'0'))
 }
 
 /// Whether a response is a playlist that must be rewritten for the viewer's token (query
@@ -667,17 +658,7 @@ impl ProxyHttp for EdgeProxy {
         if self.rewrites_playlist(resp, ctx) {
             return pingora_proxy::RangeType::None;
         }
-        // `bytes=-0` asks for the last zero bytes: unsatisfiable (RFC 9110 §14.1.1), where
-        // Pingora would answer an inverted 206.
-        if session.req_header().headers.get(http::header::RANGE).is_some_and(|v| empty_suffix_range(v.as_bytes())) {
-            // Pingora's own 416 (status, `Content-Range: bytes */len`, empty body), reached
-            // through a range-set it already knows is unsatisfiable.
-            let mut probe = session.req_header().clone();
-            if probe.insert_header(http::header::RANGE, "bytes=").is_ok() {
-                return pingora_proxy::range_header_filter(&probe, resp, Some(200));
-            }
-        }
-        pingora_proxy::range_header_filter(session.req_header(), resp, Some(200))
+        range::range_type(session.req_header(), resp)
     }
 
     fn should_serve_stale(&self, _session: &mut Session, _ctx: &mut RequestCtx, error: Option<&Error>) -> bool {

@@ -77,3 +77,29 @@ async fn range_on_a_cold_object_fills_the_cache_once() {
     assert_eq!(r.bytes().await.unwrap(), body);
     assert_eq!(origin.hits("/v/cold.ts"), 1);
 }
+
+/// A suffix range of an empty object selects nothing (RFC 9110 §14.1.1): 416, as nginx
+/// answers. Pingora alone overflowed computing `Content-Range` and dropped the connection.
+/// `bytes=-0` is unsatisfiable on any object, also inside a set with other ranges.
+#[tokio::test]
+async fn ranges_that_select_nothing() {
+    let (origin, edge) = warmed(b"").await;
+    let c = client();
+    for range in ["bytes=-5", "bytes=-1,-2"] {
+        let r = c.get(edge.url("/v/r.ts")).header("range", range).send().await.unwrap();
+        assert_eq!(r.status(), 416, "{range}");
+        assert_eq!(r.headers()["content-range"], "bytes */0", "{range}");
+    }
+    let r = c.get(edge.url("/v/r.ts")).send().await.unwrap();
+    assert_eq!((r.status().as_u16(), r.bytes().await.unwrap().len()), (200, 0));
+    assert_eq!(origin.hits("/v/r.ts"), 1);
+
+    let body = bytes_of(1000, 14);
+    origin.route("/v/s.ts", Route::ok(body.clone()));
+    let r = c.get(edge.url("/v/s.ts")).send().await.unwrap();
+    assert_eq!(r.bytes().await.unwrap(), body);
+    let r = c.get(edge.url("/v/s.ts")).header("range", "bytes=0-9,-0").send().await.unwrap();
+    assert_eq!(r.status(), 206);
+    assert_eq!(r.headers()["content-range"], "bytes 0-9/1000");
+    assert_eq!(r.bytes().await.unwrap(), &body[..10]);
+}
