@@ -4,6 +4,7 @@
 mod support;
 
 mod admin;
+mod bans;
 mod cache;
 mod cli;
 mod control;
@@ -22,6 +23,7 @@ mod lifecycle;
 mod limits;
 mod origins;
 mod purge;
+mod purge_cli;
 mod ranges;
 mod rfc9111;
 mod reuse;

@@ -94,7 +94,13 @@ impl Log {
 
     /// Append one ban (written, not yet synced: see [`Log::syncer`]).
     pub fn append(&mut self, ban: &Ban) -> io::Result<()> {
-        self.file.write_all(&line_of(ban)?)?;
+        let line = line_of(ban)?;
+        let len = self.file.metadata()?.len();
+        if let Err(e) = self.file.write_all(&line) {
+            // A part of a line (disk full) would glue onto the next one: cut it off.
+            let _ = self.file.set_len(len);
+            return Err(e);
+        }
         self.lines += 1;
         Ok(())
     }
