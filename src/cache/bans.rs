@@ -15,6 +15,11 @@
 //! Reads (every cache lookup) take a shared lock on the index, or nothing at all while there
 //! are no bans; purges are serialized by the writer's mutex and hold the index's exclusive
 //! lock only to insert one entry (or to drop expired ones).
+//!
+//! Durability: a purge is in the log (one `write`) before it is answered, so it survives a
+//! crash of the process; a thread `fdatasync`s the log within [`SYNC_EVERY`] of a purge, so
+//! a power loss can lose at most that last second of purges. (An `fdatasync` per purge costs
+//! 0.4 ms on an idle disk and 4-16 ms on a busy one: 10,000 purges would take minutes.)
 
 pub mod index;
 pub mod log;
@@ -32,6 +37,8 @@ use serde::{Deserialize, Serialize};
 /// [`COMPACT_SLACK`] lines, so a small set is not rewritten on every purge).
 pub const COMPACT_FACTOR: usize = 2;
 const COMPACT_SLACK: usize = 1024;
+/// How soon after a purge the log reaches the disk.
+pub const SYNC_EVERY: Duration = Duration::from_secs(1);
 
 /// One purge.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -67,6 +74,8 @@ struct Writer {
     log: log::Log,
     /// A handle on the current log file for `fdatasync` outside the lock.
     sync: Arc<File>,
+    /// Appended to since the last `fdatasync`.
+    dirty: bool,
 }
 
 /// The ban list: shared-lock reads on the request path, serialized writes.
@@ -74,8 +83,32 @@ pub struct Bans {
     index: RwLock<index::Index>,
     /// Live bans: lookups skip the lock while it is 0.
     live: AtomicUsize,
-    writer: Mutex<Writer>,
+    writer: Arc<Mutex<Writer>>,
     keep_for: Duration,
+}
+
+fn lock(w: &Mutex<Writer>) -> std::sync::MutexGuard<'_, Writer> {
+    w.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Sync the log every [`SYNC_EVERY`] while purges come in; ends with the [`Bans`].
+fn spawn_syncer(writer: std::sync::Weak<Mutex<Writer>>) -> std::io::Result<()> {
+    let run = move || loop {
+        std::thread::sleep(SYNC_EVERY);
+        let Some(w) = writer.upgrade() else { return };
+        let file = {
+            let mut g = lock(&w);
+            if !std::mem::take(&mut g.dirty) {
+                continue;
+            }
+            g.sync.clone()
+        };
+        drop(w);
+        if let Err(e) = file.sync_data() {
+            tracing::warn!(error = %e, "bans: syncing bans.log failed");
+        }
+    };
+    std::thread::Builder::new().name("edge-bans-sync".into()).spawn(run).map(drop)
 }
 
 impl Bans {
@@ -97,17 +130,15 @@ impl Bans {
         for b in &order {
             index.insert(b);
         }
+        let live = AtomicUsize::new(order.len());
         let sync = Arc::new(log.syncer()?);
-        Ok(Bans {
-            index: RwLock::new(index),
-            live: AtomicUsize::new(order.len()),
-            writer: Mutex::new(Writer { order, log, sync }),
-            keep_for,
-        })
+        let writer = Arc::new(Mutex::new(Writer { order, log, sync, dirty: false }));
+        spawn_syncer(Arc::downgrade(&writer))?;
+        Ok(Bans { index: RwLock::new(index), live, writer, keep_for })
     }
 
     fn writer(&self) -> std::sync::MutexGuard<'_, Writer> {
-        self.writer.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.writer)
     }
 
     fn index_mut(&self) -> std::sync::RwLockWriteGuard<'_, index::Index> {
@@ -129,31 +160,28 @@ impl Bans {
         self.live.store(w.order.len(), Ordering::Release);
     }
 
-    /// Record a purge now; it is obeyed at once and on disk (synced) before this returns.
+    /// Record a purge now: obeyed at once, in the log before this returns (see the module
+    /// doc on durability).
     pub fn add(&self, host: Option<String>, path: String, exact: bool, soft: bool) -> std::io::Result<Ban> {
-        let (ban, sync) = {
-            let mut w = self.writer();
-            let now = ms(SystemTime::now());
-            self.expire(&mut w, now);
-            // Never earlier than the last ban (a clock step back): the list stays in time order.
-            let at_ms = now.max(w.order.back().map_or(0, |b| b.at_ms));
-            let ban = Ban { host: host.map(Arc::from), path: Arc::from(path), exact, soft, at_ms };
-            w.log.append(&ban)?;
-            self.index_mut().insert(&ban);
-            w.order.push_back(ban.clone());
-            self.live.store(w.order.len(), Ordering::Release);
-            if w.log.lines() > COMPACT_FACTOR * w.order.len() + COMPACT_SLACK {
-                let Writer { order, log, sync } = &mut *w;
-                // On failure the log as it is stays valid (only longer): go on appending.
-                match log.rewrite(order.iter()).and_then(|()| log.syncer()) {
-                    Ok(file) => *sync = Arc::new(file),
-                    Err(e) => tracing::warn!(error = %e, "bans: compacting the log failed"),
-                }
+        let mut w = self.writer();
+        let now = ms(SystemTime::now());
+        self.expire(&mut w, now);
+        // Never earlier than the last ban (a clock step back): the list stays in time order.
+        let at_ms = now.max(w.order.back().map_or(0, |b| b.at_ms));
+        let ban = Ban { host: host.map(Arc::from), path: Arc::from(path), exact, soft, at_ms };
+        w.log.append(&ban)?;
+        w.dirty = true;
+        self.index_mut().insert(&ban);
+        w.order.push_back(ban.clone());
+        self.live.store(w.order.len(), Ordering::Release);
+        if w.log.lines() > COMPACT_FACTOR * w.order.len() + COMPACT_SLACK {
+            let Writer { order, log, sync, .. } = &mut *w;
+            // On failure the log as it is stays valid (only longer): go on appending.
+            match log.rewrite(order.iter()).and_then(|()| log.syncer()) {
+                Ok(file) => *sync = Arc::new(file),
+                Err(e) => tracing::warn!(error = %e, "bans: compacting the log failed"),
             }
-            (ban, w.sync.clone())
-        };
-        // Outside the lock: purges arriving together share one wait for the disk.
-        sync.sync_data()?;
+        }
         Ok(ban)
     }
 

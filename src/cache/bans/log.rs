@@ -1,6 +1,6 @@
 //! `<cache dir>/bans.log`: the bans on disk, one JSON object per line, appended on every purge
-//! (one `write` of one whole line, then `fdatasync`), so a purge costs the same with a million
-//! bans as with none.
+//! (one `write` of one whole line; synced by [`super::Bans`] within a second), so a purge costs
+//! the same with a million bans as with none.
 //!
 //! Crash safety: a line is complete only with its `\n`; a torn last line (a crash in the
 //! middle of a write) is ignored on reading and dropped by the next rewrite. A complete line
@@ -105,8 +105,7 @@ impl Log {
         Ok(())
     }
 
-    /// A second handle on the log, to `fdatasync` after the writer's lock is released: purges
-    /// arriving together then share the wait for the disk.
+    /// A second handle on the log, to `fdatasync` it without holding the writer's lock.
     pub fn syncer(&self) -> io::Result<File> {
         self.file.try_clone()
     }
