@@ -54,9 +54,10 @@ pub fn body_for(url: &str, prefix: bool, soft: bool) -> Result<String, String> {
     } else if url.starts_with('/') {
         body.insert("prefix".into(), url.into());
     } else {
-        let uri: http::Uri = url.parse().map_err(|_| "not a URL or a path".to_string())?;
+        const FORMS: &str = "a prefix is a path (/v/title/) or an absolute URL (http://host/v/title/)";
+        let uri: http::Uri = url.parse().map_err(|_| FORMS.to_string())?;
         let Some(host) = uri.authority() else {
-            return Err("a prefix is a path (/v/title/) or an absolute URL (http://host/v/title/)".into());
+            return Err(FORMS.into());
         };
         body.insert("prefix".into(), uri.path().into());
         body.insert("host".into(), host.as_str().into());
@@ -265,6 +266,8 @@ mod tests {
         assert_eq!(body_for("http://h/v/a.ts", false, false).unwrap(), r#"{"url":"http://h/v/a.ts"}"#);
         assert_eq!(body_for("http://h:8080/v/t/", true, true).unwrap(), r#"{"host":"h:8080","prefix":"/v/t/","soft":true}"#);
         assert_eq!(body_for("/v/t/", true, false).unwrap(), r#"{"prefix":"/v/t/"}"#);
-        assert!(body_for("v/t/", true, false).unwrap_err().contains("a prefix is a path"));
+        for bad in ["v/t/", "h/v/t/", "not a url"] {
+            assert!(body_for(bad, true, false).unwrap_err().contains("a prefix is a path"), "{bad}");
+        }
     }
 }
