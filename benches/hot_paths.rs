@@ -1,5 +1,6 @@
 //! Criterion benchmarks of the per-request hot paths: token verification, the cache key,
-//! the origin ring lookup, path normalisation and the playlist rewrite.
+//! the origin ring lookup, path normalisation, the playlist rewrite and the ban (purge) check
+//! of every cache hit, with 0 and 100,000 bans.
 //!
 //! `cargo bench --bench hot_paths`
 
@@ -97,9 +98,62 @@ fn cache_meta(c: &mut Criterion) {
     });
 }
 
+/// `n` bans as `bans.log` lines, made an hour ago: 90 % exact URLs, 10 % prefixes, and among
+/// them a ban of the looked-up URL and of three of its prefixes (older than the object, so
+/// the lookup does all its work and still answers Keep).
+fn ban_log(n: usize, at_ms: u64) -> String {
+    use edge::cache::bans::Ban;
+    let ban = |path: String, exact: bool| Ban { host: Some("cdn.example".into()), path: path.into(), exact, soft: false, at_ms };
+    let mut bans: Vec<Ban> = (0..n.saturating_sub(4))
+        .map(|i| if i % 10 == 9 { ban(format!("/v/title{i}/"), false) } else { ban(format!("/v/title{}/720p/seg_{i:05}.ts", i % 1000), true) })
+        .collect();
+    if n >= 4 {
+        bans.push(ban("/v/title/720p/seg_00042.ts".into(), true));
+        for p in ["/", "/v/", "/v/title/"] {
+            bans.push(ban(p.into(), false));
+        }
+    }
+    bans.iter().map(|b| serde_json::to_string(b).unwrap() + "\n").collect()
+}
+
+fn bans(c: &mut Criterion) {
+    use edge::cache::bans::{Ban, Bans, Verdict};
+    use std::time::{SystemTime, UNIX_EPOCH};
+    let now = SystemTime::now();
+    let hour_ago = (now - Duration::from_secs(3600)).duration_since(UNIX_EPOCH).unwrap().as_millis() as u64;
+    for n in [0, 100_000] {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("bans.log"), ban_log(n, hour_ago)).unwrap();
+        let bans = Bans::load(dir.path(), Duration::from_secs(14 * 86_400)).unwrap();
+        assert_eq!(bans.len(), n);
+        c.bench_function(&format!("ban_check_{n}_bans"), |b| {
+            b.iter(|| assert_eq!(bans.verdict(black_box("cdn.example"), black_box("/v/title/720p/seg_00042.ts"), now), Verdict::Keep))
+        });
+        if n > 0 {
+            let before = now - Duration::from_secs(7200);
+            c.bench_function(&format!("ban_check_{n}_bans_banned"), |b| {
+                b.iter(|| assert_eq!(bans.verdict(black_box("cdn.example"), black_box("/v/title7/720p/seg_00007.ts"), before), Verdict::Remove))
+            });
+            // The lookup this replaced: every ban scanned on every hit.
+            let list: Vec<Ban> = ban_log(n, hour_ago).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+            let stored = now.duration_since(UNIX_EPOCH).unwrap().as_millis() as u64;
+            c.bench_function(&format!("ban_scan_{n}_bans_before"), |b| {
+                b.iter(|| {
+                    let (host, path) = (black_box("cdn.example"), black_box("/v/title/720p/seg_00042.ts"));
+                    list.iter().any(|b| {
+                        b.at_ms >= stored
+                            && b.host.as_deref().is_none_or(|h| h == host)
+                            && if b.exact { path == &*b.path } else { path.starts_with(&*b.path) }
+                    })
+                })
+            });
+        }
+    }
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1));
-    targets = tokens, cache_key, origin_ring, playlist, cache_meta
+    targets = tokens, cache_key, origin_ring, playlist, cache_meta, bans
 }
 criterion_main!(benches);

@@ -8,12 +8,15 @@
 # Knobs (env): QUICK, PROXIES="edge nginx varnish", SCENARIOS="hot_playlist hot_segment
 # cold_herd zipf" (add vod_players), DURATION, HOT_VUS, SEG_VUS, ZIPF_VUS, HERD_CLIENTS,
 # HERD_WAVES, HERD_PERIOD_MS, EDGE_THREADS, EDGE_FAST_HITS (false: hits through the full
-# pipeline), PIN=1, K6_CPUS, PROXY_CPUS, ORIGIN_CPUS, PORT_BASE=18080, EDGE_BIN, RESULTS, PERF=1 (profile the edge during an extra hot_playlist run), KEEP_TMP=1.
+# pipeline), PIN=1, K6_CPUS, PROXY_CPUS, ORIGIN_CPUS, PORT_BASE=18080, EDGE_BIN, RESULTS, PERF=1 (profile the edge during an extra hot_playlist run), KEEP_TMP=1,
+# EDGE_BANS=100000 (the proxy `edge_bans`: the edge with that many purges (bans) made an hour
+# before it starts, preloaded into its bans.log; e.g. PROXIES="edge edge_bans edge edge_bans"
+# SCENARIOS=hot_playlist for paired runs with and without bans).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(dirname "$HERE")
-COMMAND="$(for v in QUICK PROXIES SCENARIOS DURATION EDGE_THREADS EDGE_FAST_HITS HOT_VUS SEG_VUS ZIPF_VUS VOD_PLAYERS VOD_SPEED HERD_CLIENTS HERD_WAVES HERD_PERIOD_MS HERD_SIZE HERD_TTFB_MS HERD_PACE_MS ZIPF_N ZIPF_SIZE ZIPF_S MEMORY_MIB DISK_MIB EDGE_DISK_ADMISSION PIN K6_CPUS PROXY_CPUS ORIGIN_CPUS PORT_BASE EDGE_BIN QUIET_MAX_WAIT OTHER_MAX_PCT ATTEMPTS RESULTS PERF; do [ -n "${!v:-}" ] && printf '%s=%q ' "$v" "${!v}"; done; true)bash loadtest/compare.sh"
+COMMAND="$(for v in EDGE_BANS QUICK PROXIES SCENARIOS DURATION EDGE_THREADS EDGE_FAST_HITS HOT_VUS SEG_VUS ZIPF_VUS VOD_PLAYERS VOD_SPEED HERD_CLIENTS HERD_WAVES HERD_PERIOD_MS HERD_SIZE HERD_TTFB_MS HERD_PACE_MS ZIPF_N ZIPF_SIZE ZIPF_S MEMORY_MIB DISK_MIB EDGE_DISK_ADMISSION PIN K6_CPUS PROXY_CPUS ORIGIN_CPUS PORT_BASE EDGE_BIN QUIET_MAX_WAIT OTHER_MAX_PCT ATTEMPTS RESULTS PERF; do [ -n "${!v:-}" ] && printf '%s=%q ' "$v" "${!v}"; done; true)bash loadtest/compare.sh"
 T0=$(date +%s)
 
 QUICK=${QUICK:-0}
@@ -88,8 +91,8 @@ for p in $PROXIES; do
   case $p in
     nginx) command -v nginx >/dev/null || PATH=$PATH:/usr/sbin; command -v nginx >/dev/null || { log "installing nginx"; apt_install nginx; } ;;
     varnish) command -v varnishd >/dev/null || PATH=$PATH:/usr/sbin; command -v varnishd >/dev/null || { log "installing varnish"; apt_install varnish; } ;;
-    edge) ;;
-    *) die "unknown proxy $p (edge, nginx, varnish)" ;;
+    edge|edge_bans) ;;
+    *) die "unknown proxy $p (edge, edge_bans, nginx, varnish)" ;;
   esac
 done
 if [ "${PERF:-0}" = 1 ] && ! command -v perf >/dev/null; then apt_install linux-perf; fi
@@ -145,7 +148,7 @@ wait_http() { # wait_http URL SECONDS: until it answers (any HTTP status)
 # ---------------------------------------------------------------- edge binary
 EDGE_GIVEN="${EDGE_BIN:-}"
 if [ -z "${EDGE_BIN:-}" ]; then
-  if [[ " $PROXIES " == *" edge "* ]]; then
+  if [[ " $PROXIES " == *" edge "* || " $PROXIES " == *" edge_bans "* ]]; then
     if [ ! -x "$ROOT/target/release/edge" ]; then
       log "building the edge (cargo build --release; ~4 min)"
       (cd "$ROOT" && cargo build --release)
@@ -203,12 +206,33 @@ ${EDGE_DISK_ADMISSION:+disk_admission = \"$EDGE_DISK_ADMISSION\"}
 name = "bench"
 nodes = [{ addr = "127.0.0.1:$ORIGIN_PORT" }]
 EOF
+  [ -n "${PRELOAD_BANS:-}" ] && preload_bans "$PRELOAD_BANS" "$d/cache/bans.log"
   "$EDGE_BIN" check --config "$d/edge.toml" >&2 || die "edge check failed"
   taskset -c "$PROXY_CPUS" "$EDGE_BIN" serve --config "$d/edge.toml" >"$d/log" 2>&1 &
   PROXY_PID=$!
   wait_http "http://127.0.0.1:$EDGE_ADMIN/readyz" 60 || die "edge did not start: $(tail -5 "$d/log")"
   PROXY_URL=http://127.0.0.1:$EDGE_PORT
 }
+
+# preload_bans N FILE: N bans made an hour ago, as bans.log lines, on the host the load uses:
+# 90 % exact URLs, 10 % prefixes, among them /hot/ and / (older than any object stored in the
+# run, so hits stay hits while every lookup walks past them).
+preload_bans() {
+  python3 - "$1" "$2" "127.0.0.1:$EDGE_PORT" <<'PY'
+import json, sys, time
+n, out, host = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+at = int(time.time() * 1000) - 3600 * 1000
+with open(out, "w") as f:
+    for i in range(max(n - 2, 0)):
+        exact = i % 10 != 9
+        path = f"/hot/title{i % 1000}/seg_{i:06}.ts" if exact else f"/hot/title{i}/"
+        f.write(json.dumps({"host": host, "path": path, "exact": exact, "soft": False, "at_ms": at}) + "\n")
+    for p in ["/", "/hot/"][: min(n, 2)]:
+        f.write(json.dumps({"host": None, "path": p, "exact": False, "soft": False, "at_ms": at}) + "\n")
+PY
+  log "preloaded $1 bans into $2"
+}
+start_edge_bans() { PRELOAD_BANS=${EDGE_BANS:-100000} start_edge; }
 
 start_nginx() {
   local d=$TMP/nginx; rm -rf "$d"; mkdir -p "$d/cache" "$d/tmp" "$d/logs"
@@ -405,7 +429,7 @@ run_scenario() { # run_scenario SCENARIO PROXY
     --scenario "$sc" --proxy "$px" --warm-requests "$warm_reqs" --k6-warm-requests "$k6_warm" "${om[@]}" >"$out/row.json"
   # Contaminated: other processes used more than OTHER_MAX_PCT % of one core on average.
   CONTAMINATED=$(awk -v o="$other_s" -v w=$(((w1 - w0) / 1000000)) -v m="$OTHER_MAX_PCT" 'BEGIN { print (o * 1000 > w * m / 100) ? 1 : 0 }')
-  if [ "$px" = edge ]; then
+  if [[ $px == edge* ]]; then
     curl -s "http://127.0.0.1:$EDGE_ADMIN/metrics" >"$out/edge-metrics.txt" || true
     grep -E '^edge_requests_total' "$out/edge-metrics.txt" | grep -v 'status="200"' | sed 's/^/  edge metrics, non-200: /' >&2 || true
   fi
@@ -470,6 +494,7 @@ ELAPSED=$(($(date +%s) - T0))
   echo "- command: \`$COMMAND\` (from the repository root; took ${ELAPSED} s)"
   echo "- machine: $NPROC CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo) RAM, $(. /etc/os-release && echo "$PRETTY_NAME"), kernel $(uname -r)"
   echo "- placement: k6 on CPU $K6_CPUS, proxy on CPU $PROXY_CPUS, origin on CPU $ORIGIN_CPUS (PIN=$PIN)"
+  [[ " $PROXIES " == *" edge_bans "* ]] && echo "- edge_bans: the edge with ${EDGE_BANS:-100000} bans preloaded"
   echo "- edge: $EDGE_DESC; threads=${EDGE_THREADS:-2}, fast_hits=${EDGE_FAST_HITS:-true}, memory ${MEMORY_MIB} MiB, disk ${DISK_MIB} MiB, disk_admission ${EDGE_DISK_ADMISSION:-(edge default)}"
   command -v nginx >/dev/null && echo "- nginx: $(nginx -v 2>&1 | sed 's/^nginx version: //'); 2 workers, proxy_cache on disk max_size=${DISK_MIB}m (+ OS page cache), proxy_cache_lock on"
   command -v varnishd >/dev/null && echo "- varnish: $(varnishd -V 2>&1 | head -1 | sed 's/^varnishd (//; s/ revision.*//'); -s malloc,${MEMORY_MIB}m, default coalescing"

@@ -9,6 +9,7 @@
 //! | POST   | `/admin/purge` | JSON `{"url": ...}` or `{"prefix": ..., "host"?: ...}`, `"soft"?: bool` (see [`crate::cache::purge`]) |
 //! | POST   | `/admin/reload` | re-read `edge.toml` ([`crate::reload`]): 200 `{"applied": [...], "needs_restart": [...]}`, or 400 `{"error": "<file>: <key>: <reason>"}` and the running config stays (409 when running on the built-in config) |
 //! | POST   | `/admin/drain` | `/readyz` turns 503 `draining` for good; requests are still served. 200 `{"draining": true}` |
+//! | GET    | `/admin/bans` | JSON `{"count", "keep_for_s", "bans": [...]}`: the live bans, newest first, at most `?limit=N` (default 1000, at most 100000) |
 //!
 //! Anything else is 404; a known path with another method is 405. The listener is meant for
 //! loopback or a management network: it has no authentication of its own, and its mutating
@@ -197,6 +198,25 @@ impl AdminApp {
     }
 }
 
+/// `GET /admin/bans`: the live bans, newest first (see [`crate::cache::bans::Bans::list`]).
+fn bans(state: &EdgeState, query: Option<&str>) -> Response<Vec<u8>> {
+    const DEFAULT: usize = 1000;
+    const MAX: usize = 100_000;
+    let mut limit = DEFAULT;
+    for (k, v) in query.unwrap_or("").split('&').filter_map(|kv| kv.split_once('=')) {
+        match (k, v.parse::<usize>()) {
+            ("limit", Ok(n)) if n <= MAX => limit = n,
+            ("limit", _) => {
+                return json(StatusCode::BAD_REQUEST, serde_json::json!({"error": format!("limit must be a number from 0 to {MAX}")}))
+            }
+            _ => {}
+        }
+    }
+    let bans = &state.cache.bans;
+    let (count, list) = bans.list(limit);
+    json(StatusCode::OK, serde_json::json!({"count": count, "keep_for_s": bans.keep_for().as_secs(), "bans": list}))
+}
+
 #[async_trait]
 impl ServeHttp for AdminApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
@@ -215,10 +235,11 @@ impl ServeHttp for AdminApp {
                 text(StatusCode::OK, "text/plain; version=0.0.4", self.state.metrics.render())
             }
             (true, "/admin/origins") => json(StatusCode::OK, self.origins()),
+            (true, "/admin/bans") => bans(self.state, session.req_header().uri.query()),
             (false, "/admin/purge") if method == http::Method::POST => self.purge(session).await,
             (false, "/admin/reload") if method == http::Method::POST => self.reload().await,
             (false, "/admin/drain") if method == http::Method::POST => self.drain(),
-            (_, "/healthz" | "/readyz" | "/metrics" | "/admin/purge" | "/admin/origins" | "/admin/reload" | "/admin/drain") => {
+            (_, "/healthz" | "/readyz" | "/metrics" | "/admin/purge" | "/admin/origins" | "/admin/reload" | "/admin/drain" | "/admin/bans") => {
                 text(StatusCode::METHOD_NOT_ALLOWED, "text/plain", b"method not allowed\n".to_vec())
             }
             _ => text(StatusCode::NOT_FOUND, "text/plain", b"not found\n".to_vec()),

@@ -1,7 +1,10 @@
-//! The command line: `edge serve`, `edge check`, `edge sign`, `edge certs`.
+//! The command line: `edge serve`, `edge check`, `edge sign`, `edge certs`, `edge purge`
+//! ([`purge`]: purges through a running edge's admin API).
 //!
 //! `check`, `serve` and `sign` load the config the same way ([`Config::load`]: parse, then
 //! the start-up I/O), so `edge check` reports an unreadable key file exactly as `serve` would.
+
+pub mod purge;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -46,6 +49,8 @@ pub enum Command {
         #[arg(long, value_delimiter = ',', default_value = "localhost,127.0.0.1,edge.test")]
         names: Vec<String>,
     },
+    /// Purge URLs (or, with --prefix, everything under them) through a running edge's admin API.
+    Purge(purge::PurgeArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -181,6 +186,7 @@ pub fn run(cli: Cli) -> ExitCode {
             }
         },
         Command::Sign(args) => sign_command(args),
+        Command::Purge(args) => purge::run(args),
         Command::Certs { out, names } => match crate::tls::certs::generate_dev(&out, &names) {
             Ok(p) => {
                 println!("certificate {} and key {} for {}", p.cert.display(), p.key.display(), p.names.join(", "));

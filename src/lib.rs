@@ -2,7 +2,7 @@
 //!
 //! Layout of the crate (one concept per module):
 //!
-//! - [`cli`]: the `edge` command line (`serve`, `check`).
+//! - [`cli`]: the `edge` command line (`serve`, `check`, `sign`, `certs`, `purge`).
 //! - [`config`]: `edge.toml`: its file structs, one module per section, the validated
 //!   [`config::Config`] and the start-up step that reads key and CA files.
 //! - [`server`]: builds the Pingora server (proxy, admin, demo origin) and runs it;
@@ -14,7 +14,8 @@
 //! - [`cache`]: foyer-backed `pingora_cache::Storage`, cache key and TTL policy.
 //! - [`cors`]: which player origins may read responses, and the CORS headers.
 //! - [`path`]: request path normalisation shared by the cache key and the origin request.
-//! - [`admin`]: the admin listener (`/healthz`, `/readyz`, `/metrics`).
+//! - [`admin`]: the admin listener (`/healthz`, `/readyz`, `/metrics`, `/admin/...`: origins,
+//!   purge, bans, reload, drain).
 //! - [`metrics`]: the Prometheus registry and the edge's metrics; [`telemetry`]: build,
 //!   process and certificate-expiry metrics in the same registry.
 //! - [`demo`]: the embedded demo origin serving the sample HLS title.

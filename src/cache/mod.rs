@@ -96,8 +96,8 @@ impl Cache {
     /// outlives the cache; foyer's background work is spawned on `spawner`.
     pub async fn open(cfg: &CacheConfig, registry: &prometheus::Registry, spawner: Spawner) -> Result<Cache, OpenError> {
         let dir_lock = lock_dir(&cfg.dir)?;
-        // An object lives at most max_ttl fresh plus max_ttl stale: older bans match nothing.
-        let bans = Bans::load(&cfg.dir, cfg.max_ttl.saturating_mul(2)).map_err(OpenError::Bans)?;
+        // A ban older than the longest servable lifetime matches nothing that may be served.
+        let bans = Bans::load(&cfg.dir, policy::longest_servable(cfg)).map_err(OpenError::Bans)?;
         let block = cfg.block_size();
         let stats = Arc::new(CacheStats::default());
         let disk = Arc::new(DiskTier::new(cfg.dir.clone(), cfg.disk, block as u64, stats.clone(), registry)?);

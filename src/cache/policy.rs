@@ -177,6 +177,18 @@ pub fn playlist_ttl(body: &[u8], refine: &PlaylistRefine) -> Duration {
     }
 }
 
+/// The longest an object may be served after it was stored or last revalidated: the longest
+/// freshness lifetime (`max_ttl` caps every lifetime the policy gives, but a playlist's is set
+/// after the cap from its body: `vod_playlist_ttl`, or `live_playlist_fraction` of a target
+/// duration under a day) plus the longest stale window (`stale-while-revalidate` and
+/// `stale-if-error` are capped at `max_ttl`). A purge older than this matches no object that
+/// may still be served, so the ban list drops it ([`super::bans`]).
+pub fn longest_servable(policy: &CacheConfig) -> Duration {
+    let live_playlist = Duration::from_secs_f64(86_400.0 * policy.live_playlist_fraction);
+    let fresh = policy.max_ttl.max(policy.vod_playlist_ttl).max(live_playlist).max(PLAYLIST_PROVISIONAL_TTL);
+    fresh.saturating_add(policy.max_ttl)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -248,6 +260,23 @@ mod tests {
     #[test]
     fn lifetimes_are_capped() {
         assert_eq!(ttl(&resp(200, &[("cache-control", "max-age=99999999")])), Some(7 * 86_400));
+    }
+
+    #[test]
+    fn the_longest_servable_lifetime_bounds_every_lifetime_and_stale_window() {
+        let p = policy();
+        assert_eq!(longest_servable(&p), Duration::from_secs(14 * 86_400));
+        // A playlist's TTL is set after the max_ttl cap: it can be the longer one.
+        let mut short = policy();
+        short.max_ttl = Duration::from_secs(60);
+        short.vod_playlist_ttl = Duration::from_secs(3600);
+        assert_eq!(longest_servable(&short), Duration::from_secs(86_400 / 2 + 60), "a live playlist: half a day");
+        short.vod_playlist_ttl = Duration::from_secs(2 * 86_400);
+        assert_eq!(longest_servable(&short), Duration::from_secs(2 * 86_400 + 60));
+        // Every lifetime and window the policy hands out fits.
+        let r = resp(200, &[("cache-control", "max-age=999999999, stale-while-revalidate=999999999, stale-if-error=999999999")]);
+        let (ttl, swr, sie, _) = decide_at(&r, "/v/a.ts").unwrap();
+        assert!(Duration::from_secs(ttl + u64::from(swr.max(sie))) <= longest_servable(&p));
     }
 
     #[test]

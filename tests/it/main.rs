@@ -5,6 +5,7 @@ mod support;
 
 mod admin;
 mod adversarial;
+mod bans;
 mod cache;
 mod cli;
 mod control;
@@ -26,6 +27,7 @@ mod limits;
 mod origins;
 mod pipelining;
 mod purge;
+mod purge_cli;
 mod ranges;
 mod rfc9111;
 mod reload;

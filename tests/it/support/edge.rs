@@ -38,6 +38,11 @@ impl Edge {
         Edge::start_with_config(&origin_config(origin, extra), "").await
     }
 
+    /// As [`Edge::start`], with `cache_extra` lines added to `[cache]`.
+    pub async fn start_cache(origin: SocketAddr, cache_extra: &str) -> Edge {
+        Edge::start_full(&origin_config(origin, ""), "", cache_extra).await
+    }
+
     /// As [`Edge::start`], with `RUST_LOG` set to `filter` for the process.
     pub async fn start_logging(origin: SocketAddr, extra: &str, filter: &str) -> Edge {
         let mut edge = Edge::configured(&origin_config(origin, extra), "", "");
