@@ -162,13 +162,25 @@ enum Finding {
 
 /// `edge check` on the machine rather than the file: a disk tier its filesystem cannot hold is
 /// an error, by the rule the cache obeys when it opens ([`crate::cache::room::config_error`]).
+/// A cache folder that does not exist yet may be a volume mounted later (a container's): its
+/// nearest existing ancestor's filesystem is only a guess, so a shortfall there is a warning.
 fn disk_room(config: &Config) -> Option<Finding> {
     let cache = &config.cache;
     if cache.disk == 0 {
         return None;
     }
     match crate::cache::room::Room::measure(&cache.dir) {
-        Ok(room) => crate::cache::room::config_error(cache.disk, cache.block_size() as u64, room).map(|e| Finding::Error(format!("cache.disk: {e}"))),
+        Ok(room) => {
+            let e = crate::cache::room::config_error(cache.disk, cache.block_size() as u64, room)?;
+            Some(if cache.dir.exists() {
+                Finding::Error(format!("cache.disk: {e}"))
+            } else {
+                Finding::Warning(format!(
+                    "cache.disk: {e} (cache.dir {} does not exist yet: measured on the filesystem it would be created on)",
+                    cache.dir.display()
+                ))
+            })
+        }
         Err(e) => Some(Finding::Warning(format!("cache.dir: cannot measure the filesystem of {}: {e}", cache.dir.display()))),
     }
 }

@@ -52,7 +52,7 @@ fn held(dir: &std::path::Path) -> u64 {
 async fn a_tier_its_filesystem_cannot_hold_is_refused_by_check_and_at_start() {
     let fs = Tmpfs::mount(64 << 20);
     let dir = tempfile::tempdir().unwrap();
-    let write = |disk: &str| {
+    let write_in = |folder: &std::path::Path, disk: &str| {
         let cfg = dir.path().join("edge.toml");
         std::fs::write(
             &cfg,
@@ -61,12 +61,13 @@ async fn a_tier_its_filesystem_cannot_hold_is_refused_by_check_and_at_start() {
                  [[origins]]\nname = \"o\"\nnodes = [{{ addr = \"127.0.0.1:9\" }}]\n",
                 free_port(),
                 free_port(),
-                fs.path().display()
+                folder.display()
             ),
         )
         .unwrap();
         cfg
     };
+    let write = |disk: &str| write_in(fs.path(), disk);
     let run = |cmd: &str, cfg: &std::path::Path| {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_edge")).args([cmd, "--config"]).arg(cfg).output().unwrap();
         (out.status.code(), String::from_utf8_lossy(&out.stderr).to_string())
@@ -83,6 +84,18 @@ async fn a_tier_its_filesystem_cannot_hold_is_refused_by_check_and_at_start() {
     // Refused before foyer created anything.
     assert_eq!(held(fs.path()), 0);
     assert!(fs.available() > 60 << 20, "nothing was left on the filesystem");
+    // A folder that does not exist yet may be a volume mounted later: `edge check` only warns,
+    // the start (which creates it here) refuses.
+    let later = fs.path().join("later");
+    let cfg = write_in(&later, "96 MiB");
+    let (code, err) = run("check", &cfg);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("warning: cache.disk: 96.0 MiB is larger than its filesystem (64.0 MiB)"), "{err}");
+    assert!(err.contains("does not exist yet"), "{err}");
+    let (code, err) = run("serve", &cfg);
+    assert_eq!(code, Some(69), "{err}");
+    assert!(err.contains("cache.disk: 96.0 MiB is larger than its filesystem (64.0 MiB)"), "{err}");
+    assert_eq!(held(&later), 0);
 
     // Within the filesystem, not within its free space.
     let filler = fs.fill_but(24 << 20);
