@@ -157,15 +157,36 @@ fn init_tracing() {
     let _ = tracing_subscriber::registry().with(log).with(crate::cache::disk::FoyerErrors::layer()).try_init();
 }
 
-/// `edge check`'s warnings: things that work but will hurt (exit status stays 0).
-fn warnings(config: &Config) -> Vec<String> {
+/// What `edge check` finds about the cache folder's filesystem.
+enum Finding {
+    /// Works but will hurt (exit status stays 0).
+    Warning(String),
+    /// The edge would refuse to start.
+    Error(String),
+}
+
+/// `edge check` on the machine rather than the file: a disk tier its filesystem cannot hold is
+/// an error, by the rule the cache obeys when it opens ([`crate::cache::room::config_error`]).
+/// A cache folder that does not exist yet may be a volume mounted later (a container's): its
+/// nearest existing ancestor's filesystem is only a guess, so a shortfall there is a warning.
+fn disk_room(config: &Config) -> Option<Finding> {
     let cache = &config.cache;
     if cache.disk == 0 {
-        return Vec::new();
+        return None;
     }
     match crate::cache::room::Room::measure(&cache.dir) {
-        Ok(room) => crate::cache::room::config_warning(cache.disk, room).map(|w| format!("cache.disk: {w}")).into_iter().collect(),
-        Err(e) => vec![format!("cache.dir: cannot measure the filesystem of {}: {e}", cache.dir.display())],
+        Ok(room) => {
+            let e = crate::cache::room::config_error(cache.disk, cache.block_size() as u64, room)?;
+            Some(if cache.dir.exists() {
+                Finding::Error(format!("cache.disk: {e}"))
+            } else {
+                Finding::Warning(format!(
+                    "cache.disk: {e} (cache.dir {} does not exist yet: measured on the filesystem it would be created on)",
+                    cache.dir.display()
+                ))
+            })
+        }
+        Err(e) => Some(Finding::Warning(format!("cache.dir: cannot measure the filesystem of {}: {e}", cache.dir.display()))),
     }
 }
 
@@ -175,10 +196,17 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Check { config } => match load(Some(&config)) {
             Ok((file, c)) => {
                 println!("{}", c.summary());
-                for w in warnings(&c) {
-                    eprintln!("{file}: warning: {w}");
+                match disk_room(&c) {
+                    None => ExitCode::SUCCESS,
+                    Some(Finding::Warning(w)) => {
+                        eprintln!("{file}: warning: {w}");
+                        ExitCode::SUCCESS
+                    }
+                    Some(Finding::Error(e)) => {
+                        eprintln!("{file}: {e}");
+                        ExitCode::from(EXIT_CONFIG)
+                    }
                 }
-                ExitCode::SUCCESS
             }
             Err((file, e)) => {
                 eprintln!("{file}: {e}");

@@ -5,18 +5,18 @@
 //! page buffer (`unwrap` on `None`), the flusher task dies and the tier never writes again,
 //! and the panics poison its locks. It gives no hook on its I/O (its device and I/O-engine
 //! traits name private types) and reports a failed write only in its log. So the edge keeps
-//! foyer's writes from failing rather than recovering after them: a watch checks, every
-//! [`CHECK_EVERY`], whether the writes foyer may issue fit in the free space of the cache
-//! folder's filesystem ([`super::room::writes_fit`]); while they do not, the tier is degraded
-//! and [`DiskGate`], foyer's admission filter, rejects every entry: nothing new is written to
-//! disk, objects live in memory only, disk hits are still served. When space returns the tier
-//! is healthy again and objects evicted from memory reach the disk as before.
+//! foyer's writes from failing rather than recovering after them. ENOSPC cannot happen: the
+//! cache reserves the tier's files when it opens ([`super::room::reserve`]). A watch still
+//! checks, every [`CHECK_EVERY`], whether the writes foyer may issue fit in the free space
+//! plus what its files hold ([`super::room::writes_fit`]; after the reservation they always do,
+//! unless the reserved space is lost); while they do not, the tier is degraded and
+//! [`DiskGate`], foyer's admission filter, rejects every entry: nothing new is written to disk,
+//! objects live in memory only, disk hits are still served.
 //!
-//! A failure foyer meets anyway (EIO, or space taken faster than the watch looks) shows up
-//! as an `ERROR` event of `foyer_storage`, which [`FoyerErrors`], a tracing layer, counts; the
-//! watch then counts a write error and keeps the tier degraded for [`IO_BACKOFF`] after the
-//! last one. Such a failure can still panic inside foyer: that is foyer's, and the degraded
-//! tier keeps it from recurring.
+//! A failure foyer meets anyway (EIO) shows up as an `ERROR` event of `foyer_storage`, which
+//! [`FoyerErrors`], a tracing layer, counts; the watch then counts a write error and keeps the
+//! tier degraded for [`IO_BACKOFF`] after the last one. Such a failure can still panic inside
+//! foyer: that is foyer's, and the degraded tier keeps it from recurring.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -58,7 +58,9 @@ pub enum Reason {
 /// The disk tier's health and its metrics.
 pub struct DiskTier {
     dir: PathBuf,
-    capacity: u64,
+    /// The bytes foyer's files may occupy: `cache.disk` until [`Self::reserved`] gives what
+    /// the reservation allocated.
+    capacity: AtomicU64,
     headroom: u64,
     degraded: AtomicBool,
     /// Where foyer's reports are counted ([`REPORTED_WRITE_ERRORS`]; a test's own counter).
@@ -109,7 +111,7 @@ impl DiskTier {
         let read_errors_seen = stats.disk_read_errors.load(Ordering::Relaxed);
         Ok(DiskTier {
             dir,
-            capacity,
+            capacity: AtomicU64::new(capacity),
             headroom: block.saturating_mul(HEADROOM_BLOCKS),
             degraded: AtomicBool::new(false),
             reports: &REPORTED_WRITE_ERRORS,
@@ -120,6 +122,12 @@ impl DiskTier {
             errors_space: errors.with_label_values(&["space"]),
             degraded_gauge,
         })
+    }
+
+    /// The tier's files were allocated to `bytes` in all (see [`super::room::reserve`]): what
+    /// foyer may occupy, and so what [`writes_fit`] compares with what they hold.
+    pub fn reserved(&self, bytes: u64) {
+        self.capacity.store(bytes, Ordering::Relaxed);
     }
 
     /// Whether the tier takes no new writes now.
@@ -146,7 +154,7 @@ impl DiskTier {
         let io_recent = watch.last_io_error.is_some_and(|t| now.duration_since(t) < IO_BACKOFF);
         let reason = match room {
             _ if io_recent => Some(Reason::Io),
-            Ok(room) if writes_fit(room, self.capacity, self.headroom) => None,
+            Ok(room) if writes_fit(room, self.capacity.load(Ordering::Relaxed), self.headroom) => None,
             Ok(_) => Some(Reason::Space),
             Err(ref e) => {
                 tracing::warn!(dir = %self.dir.display(), error = %e, "cannot measure the cache folder's filesystem");
@@ -177,8 +185,9 @@ impl DiskTier {
     /// known to hold the whole tier yet, and the last scan is [`SCAN_EVERY`] old.
     fn measure(&self, watch: &mut Watch, now: Instant) -> std::io::Result<Room> {
         let mut room = Room::measure_fs(&self.dir)?;
+        let capacity = self.capacity.load(Ordering::Relaxed);
         let stale = watch.scanned.is_none_or(|t| now.duration_since(t) >= SCAN_EVERY);
-        if room.available < self.capacity && watch.held < self.capacity && stale {
+        if room.available < capacity && watch.held < capacity && stale {
             watch.held = held_by(&self.dir);
             watch.scanned = Some(now);
         }

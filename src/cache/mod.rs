@@ -77,6 +77,10 @@ pub enum OpenError {
     Foyer(#[from] foyer::Error),
     #[error("cache.dir: cannot load purges: {0}")]
     Bans(std::io::Error),
+    #[error("cache.disk: {0}")]
+    NoRoom(String),
+    #[error("cache.disk: cannot reserve the disk tier's space: {0}")]
+    Reserve(std::io::Error),
     #[error("cannot register the disk tier's metrics: {0}")]
     Metrics(#[from] prometheus::Error),
 }
@@ -100,6 +104,7 @@ impl Cache {
         let bans = Bans::load(&cfg.dir, policy::longest_servable(cfg)).map_err(OpenError::Bans)?;
         let block = cfg.block_size();
         let stats = Arc::new(CacheStats::default());
+        refuse_a_tier_without_room(cfg)?;
         let disk = Arc::new(DiskTier::new(cfg.dir.clone(), cfg.disk, block as u64, stats.clone(), registry)?);
         let device = FsDeviceBuilder::new(&cfg.dir).with_capacity(cfg.disk as usize).build()?;
         let engine = BlockEngineConfig::new(device)
@@ -126,6 +131,10 @@ impl Cache {
             .with_spawner(spawner)
             .build()
             .await?;
+        // foyer has created its files (sparse) and written nothing yet: reserve them before
+        // the first object can reach the disk (see `room`).
+        let reserved = room::reserve(&cfg.dir).map_err(OpenError::Reserve)?;
+        disk.reserved(reserved);
         disk.watch();
         let budget = budget::FillBudget::new(cfg.fill_memory);
         Ok(Cache { storage: EdgeStorage::new(objects, stats.clone(), cfg.disk_admission, budget), stats, bans, disk, _dir_lock: dir_lock })
@@ -214,6 +223,19 @@ impl Cache {
     }
 }
 
+/// Refuse a disk tier its filesystem cannot hold whole (see [`room::config_error`]), before
+/// foyer creates any file.
+fn refuse_a_tier_without_room(cfg: &CacheConfig) -> Result<(), OpenError> {
+    if cfg.disk == 0 {
+        return Ok(());
+    }
+    let room = room::Room::measure(&cfg.dir).map_err(|e| OpenError::Dir(cfg.dir.display().to_string(), e))?;
+    match room::config_error(cfg.disk, cfg.block_size() as u64, room) {
+        Some(why) => Err(OpenError::NoRoom(why)),
+        None => Ok(()),
+    }
+}
+
 /// Take an exclusive lock on `dir/LOCK`: foyer does not lock its folder, and two processes
 /// writing one folder would corrupt each other.
 fn lock_dir(dir: &Path) -> Result<File, OpenError> {
@@ -243,5 +265,32 @@ mod tests {
         assert!(matches!(lock_dir(dir.path()), Err(OpenError::Locked(_))));
         drop(first);
         assert!(lock_dir(dir.path()).is_ok());
+    }
+
+    /// The cache opens a tier whose files foyer lays out as `room::tier_bytes` says, all of
+    /// them allocated (not sparse); reopened, it reserves nothing new.
+    #[tokio::test]
+    async fn open_reserves_the_files_foyer_lays_out() {
+        use std::os::unix::fs::MetadataExt;
+        let dir = tempfile::tempdir().unwrap();
+        let section = toml::from_str("dir = \"c\"\nmemory = \"4 MiB\"\ndisk = \"21 MiB\"\nmax_object = \"1 MiB\"\n").unwrap();
+        let cfg = CacheConfig::build(section, dir.path()).unwrap();
+        let files = || -> Vec<std::fs::Metadata> {
+            std::fs::read_dir(&cfg.dir)
+                .unwrap()
+                .filter_map(Result::ok)
+                .filter(|e| e.file_name().to_string_lossy().starts_with("foyer-storage-"))
+                .map(|e| e.metadata().unwrap())
+                .collect()
+        };
+        for _ in 0..2 {
+            let cache = Cache::open(&cfg, &prometheus::Registry::new(), tokio::runtime::Handle::current().into()).await.unwrap();
+            let length: u64 = files().iter().map(|m| m.len()).sum();
+            let allocated: u64 = files().iter().map(|m| m.blocks() * 512).sum();
+            assert_eq!(length, room::tier_bytes(cfg.disk, cfg.block_size() as u64));
+            assert!(allocated >= length, "allocated {allocated} of {length}");
+            cache.close().await.unwrap();
+            drop(cache);
+        }
     }
 }

@@ -1,15 +1,22 @@
 //! Room for the disk tier on its filesystem: what the filesystem has, what the tier's files
-//! already hold, and the two rules that compare them (the running edge's "may foyer write
-//! now", [`writes_fit`], and `edge check`'s warning, [`config_warning`]).
+//! already hold, the rule that decides whether a tier of `cache.disk` can be opened there
+//! ([`config_error`], obeyed by [`super::Cache::open`] and `edge check`), the reservation that
+//! makes foyer's writes unable to run out of space ([`reserve`]), and the running edge's "may
+//! foyer write now" ([`writes_fit`]).
 //!
-//! foyer creates its files at full length but sparse: a block takes space on the filesystem
-//! the first time it is written, not when the cache opens. So a tier larger than the free space
-//! starts fine and meets ENOSPC later, in foyer's flusher (see [`super::disk`]). Space already
-//! allocated to the tier's files is reused in place (ext4, xfs, tmpfs; not so on copy-on-write
-//! filesystems such as btrfs or ZFS, where any write may need new space).
+//! foyer creates its files at full length but sparse: a block would take space on the
+//! filesystem the first time it is written, and a write that finds the filesystem full panics
+//! inside foyer (see [`super::disk`]). So the edge reserves the tier when the cache opens: it
+//! allocates every file foyer created to its full length (`fallocate`), and foyer's writes then
+//! land in blocks the filesystem has already given it, whatever else fills the filesystem
+//! later. Space already allocated is reused in place on ext4, xfs and tmpfs; not so on
+//! copy-on-write filesystems (btrfs, ZFS), where any write may need new space: there the
+//! reservation promises nothing, and the cache folder should not live on one.
 
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+use fs4::fs_std::FileExt;
 
 use crate::config::units::format_size;
 
@@ -46,44 +53,82 @@ impl Room {
 /// foyer renames them, nothing counts as held and the rules only get stricter.
 const TIER_FILE_PREFIX: &str = "foyer-storage-";
 
-/// Bytes allocated (not apparent length: the files are sparse) to the tier's files in `dir`.
-/// A folder that cannot be read holds nothing we can count.
-pub fn held_by(dir: &Path) -> u64 {
-    let Ok(entries) = std::fs::read_dir(dir) else { return 0 };
+/// The tier's files in `dir` (a folder that cannot be read has none we can count).
+fn tier_files(dir: &Path) -> Vec<(PathBuf, std::fs::Metadata)> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
     entries
         .filter_map(Result::ok)
         .filter(|e| e.file_name().to_string_lossy().starts_with(TIER_FILE_PREFIX))
-        .filter_map(|e| e.metadata().ok())
-        .filter(|m| m.is_file())
-        .map(|m| m.blocks().saturating_mul(512))
-        .sum()
+        .filter_map(|e| e.metadata().ok().map(|m| (e.path(), m)))
+        .filter(|(_, m)| m.is_file())
+        .collect()
+}
+
+/// Bytes allocated (not apparent length: the files may be sparse) to the tier's files in `dir`.
+pub fn held_by(dir: &Path) -> u64 {
+    tier_files(dir).iter().map(|(_, m)| m.blocks().saturating_mul(512)).sum()
+}
+
+/// Allocate every tier file in `dir` to its full length, so that no write foyer makes into it
+/// can need new space; returns the bytes the files now hold (their lengths). Blocks already
+/// allocated are kept (a restart reserves nothing new).
+pub fn reserve(dir: &Path) -> std::io::Result<u64> {
+    let mut reserved = 0u64;
+    for (path, meta) in tier_files(dir) {
+        if meta.len() == 0 {
+            continue;
+        }
+        let file = std::fs::OpenOptions::new().write(true).open(&path)?;
+        file.allocate(meta.len()).map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+        reserved = reserved.saturating_add(meta.len());
+    }
+    Ok(reserved)
 }
 
 /// Whether every write foyer may issue before the next check fits. A tier of `capacity`
 /// whose files hold `held` may still allocate `capacity - held`; if that fits in the free
-/// space, nothing it writes can fail for space. Otherwise it needs `headroom` free: what foyer
-/// may have queued and write before the next check sees the space go.
+/// space, nothing it writes can fail for space (once reserved, `held` covers `capacity` and
+/// this always holds). Otherwise it needs `headroom` free: what foyer may have queued and
+/// write before the next check sees the space go.
 pub fn writes_fit(room: Room, capacity: u64, headroom: u64) -> bool {
     let unallocated = capacity.saturating_sub(room.held);
     room.available >= unallocated.min(headroom)
 }
 
-/// `edge check`'s warning for a disk tier of `disk` bytes: larger than the filesystem (it can
-/// never be filled), or larger than the free space plus what the tier's files already hold
-/// (it does not fit now: the tier runs degraded when the filesystem fills). `None` when it fits.
-pub fn config_warning(disk: u64, room: Room) -> Option<String> {
-    if disk > room.total {
+/// The bytes foyer 0.22's block engine lays out in files for a tier of `disk` bytes with
+/// blocks of `block` bytes: `disk` rounded down to its 4 KiB pages, a tombstone log of one
+/// 16-byte slot per page, then as many whole blocks as fit in the rest. What the reservation
+/// allocates (checked against foyer itself in `super::tests`).
+pub fn tier_bytes(disk: u64, block: u64) -> u64 {
+    const PAGE: u64 = 4096;
+    const SLOTS_PER_PAGE: u64 = PAGE / 16;
+    let capacity = disk - disk % PAGE;
+    let tombstone_log = (capacity / PAGE).div_ceil(SLOTS_PER_PAGE).saturating_mul(PAGE);
+    let blocks = capacity.saturating_sub(tombstone_log) / block.max(1);
+    tombstone_log.saturating_add(blocks.saturating_mul(block))
+}
+
+/// Why a disk tier of `disk` bytes with blocks of `block` bytes cannot be opened on `room`:
+/// its files ([`tier_bytes`]) are larger than the filesystem, or than the free space plus
+/// what they already hold (a restart of a reserved tier needs nothing new). `None` when they
+/// fit. The cache refuses to open such a tier and `edge check` rejects it: a tier the edge
+/// cannot reserve is one it cannot use.
+pub fn config_error(disk: u64, block: u64, room: Room) -> Option<String> {
+    let needs = tier_bytes(disk, block);
+    if needs > room.total {
         Some(format!(
-            "{} is larger than its filesystem ({}): the disk tier runs degraded (memory only) once the filesystem is full",
+            "{} is larger than its filesystem ({}): the disk tier reserves its files ({}) when the cache opens",
             format_size(disk),
-            format_size(room.total)
+            format_size(room.total),
+            format_size(needs)
         ))
-    } else if disk > room.available.saturating_add(room.held) {
+    } else if needs > room.available.saturating_add(room.held) {
         Some(format!(
-            "{} does not fit in the free space ({} free, {} already held by the cache): the disk tier runs degraded (memory only) once the filesystem is full",
+            "{} does not fit in the free space ({} free, {} already held by the cache): the disk tier reserves its files ({}) when the cache opens",
             format_size(disk),
             format_size(room.available),
-            format_size(room.held)
+            format_size(room.held),
+            format_size(needs)
         ))
     } else {
         None
@@ -117,14 +162,25 @@ mod tests {
     }
 
     #[test]
-    fn check_warns_about_a_tier_larger_than_its_filesystem_or_its_free_space() {
-        let w = config_warning(96 * MIB, room(64, 64, 0)).unwrap();
-        assert!(w.contains("larger than its filesystem (64.0 MiB)"), "{w}");
-        let w = config_warning(96 * MIB, room(200, 50, 40)).unwrap();
+    fn the_tier_is_a_tombstone_log_and_whole_blocks() {
+        // 96 MiB: 24576 pages, a 384 KiB log, then 23 blocks of 4 MiB (the 24th does not fit).
+        assert_eq!(tier_bytes(96 * MIB, 4 * MIB), 384 * 1024 + 92 * MIB);
+        // An odd size is first cut to whole pages.
+        assert_eq!(tier_bytes(16 * MIB + 100, 4 * MIB), 64 * 1024 + 12 * MIB);
+    }
+
+    #[test]
+    fn a_tier_larger_than_its_filesystem_or_its_free_space_is_refused() {
+        let block = 4 * MIB;
+        let w = config_error(96 * MIB, block, room(64, 64, 0)).unwrap();
+        assert!(w.contains("96.0 MiB is larger than its filesystem (64.0 MiB)"), "{w}");
+        let w = config_error(96 * MIB, block, room(200, 50, 40)).unwrap();
         assert!(w.contains("does not fit in the free space (50.0 MiB free, 40.0 MiB already held"), "{w}");
-        // A restart of a full tier: its own files count as room.
-        assert_eq!(config_warning(96 * MIB, room(200, 10, 96)), None);
-        assert_eq!(config_warning(96 * MIB, room(200, 100, 0)), None);
+        // A restart of a reserved tier on a full filesystem: its own files count as room.
+        let files = tier_bytes(96 * MIB, block);
+        assert_eq!(config_error(96 * MIB, block, Room { total: 200 * MIB, available: 0, held: files }), None);
+        assert!(config_error(96 * MIB, block, Room { total: 200 * MIB, available: 0, held: files - 4096 }).is_some());
+        assert_eq!(config_error(96 * MIB, block, Room { total: 200 * MIB, available: files, held: 0 }), None);
     }
 
     #[test]
@@ -138,5 +194,21 @@ mod tests {
         let held = held_by(dir.path());
         assert!((MIB..2 * MIB).contains(&held), "held {held}");
         assert_eq!(held_by(&dir.path().join("missing")), 0);
+    }
+
+    #[test]
+    fn reserve_allocates_the_tiers_files_to_their_length_and_only_those() {
+        let dir = tempfile::tempdir().unwrap();
+        for name in ["foyer-storage-direct-fs-00000000", "foyer-storage-direct-fs-00000001"] {
+            std::fs::File::create(dir.path().join(name)).unwrap().set_len(2 * MIB).unwrap();
+        }
+        let stray = dir.path().join("stray");
+        std::fs::File::create(&stray).unwrap().set_len(8 * MIB).unwrap();
+        assert!(held_by(dir.path()) < MIB, "sparse before");
+        assert_eq!(reserve(dir.path()).unwrap(), 4 * MIB);
+        assert!(held_by(dir.path()) >= 4 * MIB, "held {}", held_by(dir.path()));
+        assert!(std::fs::metadata(&stray).unwrap().blocks() * 512 < MIB, "a stray file is not the tier's");
+        // Again (a restart): nothing new, the same figure.
+        assert_eq!(reserve(dir.path()).unwrap(), 4 * MIB);
     }
 }
