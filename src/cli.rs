@@ -4,6 +4,7 @@
 //! `check`, `serve` and `sign` load the config the same way ([`Config::load`]: parse, then
 //! the start-up I/O), so `edge check` reports an unreadable key file exactly as `serve` would.
 
+pub mod ops;
 pub mod purge;
 
 use std::path::{Path, PathBuf};
@@ -51,6 +52,10 @@ pub enum Command {
     },
     /// Purge URLs (or, with --prefix, everything under them) through a running edge's admin API.
     Purge(purge::PurgeArgs),
+    /// Ask a running edge to re-read its config (POST /admin/reload); prints what changed.
+    Reload(ops::AdminArgs),
+    /// Ask a running edge to fail readiness while it keeps serving (POST /admin/drain).
+    Drain(ops::AdminArgs),
 }
 
 #[derive(Debug, clap::Args)]
@@ -215,6 +220,8 @@ pub fn run(cli: Cli) -> ExitCode {
         },
         Command::Sign(args) => sign_command(args),
         Command::Purge(args) => purge::run(args),
+        Command::Reload(args) => ops::reload(args),
+        Command::Drain(args) => ops::drain(args),
         Command::Certs { out, names } => match crate::tls::certs::generate_dev(&out, &names) {
             Ok(p) => {
                 println!("certificate {} and key {} for {}", p.cert.display(), p.key.display(), p.names.join(", "));

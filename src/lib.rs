@@ -2,7 +2,8 @@
 //!
 //! Layout of the crate (one concept per module):
 //!
-//! - [`cli`]: the `edge` command line (`serve`, `check`, `sign`, `certs`, `purge`).
+//! - [`cli`]: the `edge` command line (`serve`, `check`, `sign`, `certs`, `purge`, `reload`,
+//!   `drain`).
 //! - [`config`]: `edge.toml`: its file structs, one module per section, the validated
 //!   [`config::Config`] and the start-up step that reads key and CA files.
 //! - [`server`]: builds the Pingora server (proxy, admin, demo origin) and runs it;

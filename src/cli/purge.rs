@@ -69,20 +69,20 @@ pub fn body_for(url: &str, prefix: bool, soft: bool) -> Result<String, String> {
 }
 
 /// One keep-alive connection to the admin listener (reopened when the server closes it).
-struct Admin {
-    addr: SocketAddr,
-    conn: Option<std::io::BufReader<TcpStream>>,
+pub(super) struct Admin {
+    pub(super) addr: SocketAddr,
+    pub(super) conn: Option<std::io::BufReader<TcpStream>>,
 }
 
 /// An admin answer: status and body.
-struct Answer {
-    status: u16,
-    body: String,
+pub(super) struct Answer {
+    pub(super) status: u16,
+    pub(super) body: String,
     close: bool,
 }
 
 impl Admin {
-    fn connect(addr: SocketAddr) -> std::io::Result<std::io::BufReader<TcpStream>> {
+    pub(super) fn connect(addr: SocketAddr) -> std::io::Result<std::io::BufReader<TcpStream>> {
         let s = TcpStream::connect_timeout(&addr, CONNECT_TIMEOUT)?;
         s.set_read_timeout(Some(IO_TIMEOUT))?;
         s.set_write_timeout(Some(IO_TIMEOUT))?;
@@ -90,7 +90,7 @@ impl Admin {
         Ok(std::io::BufReader::new(s))
     }
 
-    fn post(&mut self, path: &str, body: &str) -> std::io::Result<Answer> {
+    pub(super) fn post(&mut self, path: &str, body: &str) -> std::io::Result<Answer> {
         // A kept connection may have been closed by the server meanwhile: one retry on a new one.
         let reused = self.conn.is_some();
         match self.try_post(path, body) {
@@ -171,9 +171,14 @@ fn outcome(url: &str, answer: std::io::Result<Answer>) -> (String, bool) {
 }
 
 fn admin_addr(a: &PurgeArgs) -> Result<SocketAddr, (String, u8)> {
-    let text = match &a.admin {
-        Some(t) => t.clone(),
-        None => match load(a.config.as_deref()) {
+    admin_address("edge purge", a.admin.as_deref(), a.config.as_deref())
+}
+
+/// The admin listener's address: `--admin`, else the config's `[server] admin`.
+pub(super) fn admin_address(command: &str, admin: Option<&str>, config: Option<&std::path::Path>) -> Result<SocketAddr, (String, u8)> {
+    let text = match admin {
+        Some(t) => t.to_string(),
+        None => match load(config) {
             Ok((_, c)) => c.server.admin.to_string(),
             Err((file, e)) => return Err((format!("{file}: {e}"), EXIT_CONFIG)),
         },
@@ -181,7 +186,7 @@ fn admin_addr(a: &PurgeArgs) -> Result<SocketAddr, (String, u8)> {
     text.to_socket_addrs()
         .ok()
         .and_then(|mut it| it.next())
-        .ok_or_else(|| (format!("edge purge: --admin {text:?} is not a host:port address"), EXIT_USAGE))
+        .ok_or_else(|| (format!("{command}: --admin {text:?} is not a host:port address"), EXIT_USAGE))
 }
 
 fn urls(args: Vec<String>) -> std::io::Result<Vec<String>> {

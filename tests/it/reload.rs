@@ -290,3 +290,46 @@ async fn a_reload_without_origin_changes_keeps_node_health() {
     assert_eq!(edge.reload().await, (200, serde_json::json!({"applied": ["cors"], "needs_restart": []})));
     assert!(ejected().await > 50_000, "still ejected after the reload");
 }
+
+/// `edge reload` and `edge drain` from the command line (what the systemd unit and the
+/// Kubernetes preStop hook run): one line each, exit 0; a refused file exits 1 with the
+/// config's error line and the running config stays; an unreachable admin exits 69.
+#[tokio::test]
+async fn reload_and_drain_commands_talk_to_the_admin_listener() {
+    let origin = Origin::start().await;
+    origin.route("/v/a.ts", Route::ok("a"));
+    let pool = format!("[[origins]]\nname = \"o\"\nnodes = [{{ addr = \"{}\" }}]\n", origin.addr);
+    let edge = Edge::start_full(&pool, "", "default_ttl = \"10s\"").await;
+    let admin = edge.admin_url("").trim_start_matches("http://").to_string();
+    let run = |cmd: &'static str, admin: String| async move {
+        tokio::task::spawn_blocking(move || std::process::Command::new(env!("CARGO_BIN_EXE_edge")).args([cmd, "--admin", &admin]).output().unwrap())
+            .await
+            .unwrap()
+    };
+
+    edge.rewrite_config(&pool, "name = \"renamed\"", "default_ttl = \"10s\"");
+    let out = run("reload", admin.clone()).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "reloaded: applied server.name; needs a restart: nothing\n");
+    let r = client().get(edge.url("/v/a.ts")).send().await.unwrap();
+    assert!(r.headers()["cache-status"].to_str().unwrap().starts_with("renamed;"));
+
+    edge.rewrite_config(&pool, "", "default_ttl = \"soon\"");
+    let out = run("reload", admin.clone()).await;
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.starts_with("reload refused (the running config stays): ") && err.contains("cache.default_ttl"), "{err}");
+    let r = client().get(edge.url("/v/a.ts")).send().await.unwrap();
+    assert!(r.headers()["cache-status"].to_str().unwrap().starts_with("renamed;"), "the running config stays");
+
+    assert_eq!(client().get(edge.admin_url("/readyz")).send().await.unwrap().status(), 200);
+    let out = run("drain", admin.clone()).await;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(client().get(edge.admin_url("/readyz")).send().await.unwrap().status(), 503);
+    assert_eq!(client().get(edge.url("/v/a.ts")).send().await.unwrap().status(), 200, "still serving");
+
+    let closed = format!("127.0.0.1:{}", crate::support::free_port());
+    let out = run("drain", closed).await;
+    assert_eq!(out.status.code(), Some(69));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot reach the admin listener"));
+}
