@@ -144,7 +144,13 @@ async fn a_shield_tier_fetches_each_object_from_the_origin_once() {
         shields.push(Edge::start_with_config(&shield_pool(origin.addr), "role = \"shield\"\n").await);
     }
     let shield_nodes: Vec<String> = shields.iter().map(|s| format!("{{ addr = \"{}\" }}", s.http)).collect();
-    let edge_pool = format!("[[origins]]\nname = \"shields\"\nnodes = [{}]\n", shield_nodes.join(", "));
+    // Generous timeouts: on a machine loaded far beyond its cores (a CI run beside a soak) a
+    // 2 s connect could fail over to the other shield, which fetches the object again — right
+    // behaviour, but not what this test is about.
+    let edge_pool = format!(
+        "[[origins]]\nname = \"shields\"\nnodes = [{}]\nconnect_timeout = \"10s\"\nread_timeout = \"30s\"\n",
+        shield_nodes.join(", ")
+    );
     let mut edges = Vec::new();
     for _ in 0..3 {
         edges.push(Edge::start_with_config(&edge_pool, "").await);
