@@ -21,6 +21,7 @@
 //! Each limit that fires is counted in `edge_connection_limits_total{limit}`.
 
 pub mod caps;
+pub(crate) mod delegate;
 pub mod guard;
 pub mod head;
 pub mod size;
