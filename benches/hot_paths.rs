@@ -22,17 +22,43 @@ fn tokens(c: &mut Criterion) {
     let policy = VerifyPolicy::default();
     let ip = "192.0.2.10".parse().unwrap();
     c.bench_function("token_verify", |b| {
-        b.iter(|| token::verify(&ring, black_box(&tok), black_box("/v/title/720p/seg_00042.ts"), ip, NOW, &policy).unwrap())
+        b.iter(|| {
+            token::verify(
+                &ring,
+                black_box(&tok),
+                black_box("/v/title/720p/seg_00042.ts"),
+                ip,
+                NOW,
+                &policy,
+            )
+            .unwrap()
+        })
     });
     let forged = format!("{}A", &tok[..tok.len() - 1]);
     c.bench_function("token_verify_bad_signature", |b| {
-        b.iter(|| token::verify(&ring, black_box(&forged), "/v/title/720p/seg_00042.ts", ip, NOW, &policy).unwrap_err())
+        b.iter(|| {
+            token::verify(
+                &ring,
+                black_box(&forged),
+                "/v/title/720p/seg_00042.ts",
+                ip,
+                NOW,
+                &policy,
+            )
+            .unwrap_err()
+        })
     });
 }
 
 fn cache_key(c: &mut Criterion) {
     c.bench_function("cache_key", |b| {
-        b.iter(|| edge::cache::key::for_request(black_box("cdn.example"), black_box("/v/title/720p/seg_00042.ts"), None))
+        b.iter(|| {
+            edge::cache::key::for_request(
+                black_box("cdn.example"),
+                black_box("/v/title/720p/seg_00042.ts"),
+                None,
+            )
+        })
     });
     c.bench_function("path_normalize", |b| {
         b.iter(|| edge::path::normalize(black_box("/v/title/./720p//seg_%30042.ts")).unwrap())
@@ -40,16 +66,26 @@ fn cache_key(c: &mut Criterion) {
 }
 
 fn origin_ring(c: &mut Criterion) {
-    let nodes: Vec<NodeSpec> = (0..8).map(|i| NodeSpec { id: format!("10.0.0.{i}:8080"), weight: 100 }).collect();
+    let nodes: Vec<NodeSpec> = (0..8)
+        .map(|i| NodeSpec {
+            id: format!("10.0.0.{i}:8080"),
+            weight: 100,
+        })
+        .collect();
     let ring = Ring::new(&nodes);
     let key = b"cdn.example/v/title/720p/seg_00042.ts?";
     c.bench_function("ring_lookup_8_nodes", |b| {
-        b.iter(|| ring.select(Ring::hash_key(black_box(key)), |_| true, |_| 3, 1.25).unwrap())
+        b.iter(|| {
+            ring.select(Ring::hash_key(black_box(key)), |_| true, |_| 3, 1.25)
+                .unwrap()
+        })
     });
 }
 
 fn playlist(c: &mut Criterion) {
-    let mut media = String::from("#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-TARGETDURATION:4\n#EXT-X-MAP:URI=\"init.mp4\"\n");
+    let mut media = String::from(
+        "#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-TARGETDURATION:4\n#EXT-X-MAP:URI=\"init.mp4\"\n",
+    );
     for i in 0..5000 {
         media.push_str(&format!("#EXTINF:4.000,\nseg_{i:05}.m4s\n"));
     }
@@ -88,7 +124,9 @@ fn cache_meta(c: &mut Criterion) {
     let now = SystemTime::now();
     let meta = CacheMeta::new(now, now, 5, 300, h.clone());
     let (internal, header) = meta.serialize().unwrap();
-    c.bench_function("cache_meta_deserialize", |b| b.iter(|| CacheMeta::deserialize(black_box(&internal), black_box(&header)).unwrap()));
+    c.bench_function("cache_meta_deserialize", |b| {
+        b.iter(|| CacheMeta::deserialize(black_box(&internal), black_box(&header)).unwrap())
+    });
     c.bench_function("cache_meta_rebuild_from_decoded", |b| {
         b.iter(|| {
             let mut m = CacheMeta::new(now, now, 5, 300, black_box(&h).clone());
@@ -103,9 +141,21 @@ fn cache_meta(c: &mut Criterion) {
 /// the lookup does all its work and still answers Keep).
 fn ban_log(n: usize, at_ms: u64) -> String {
     use edge::cache::bans::Ban;
-    let ban = |path: String, exact: bool| Ban { host: Some("cdn.example".into()), path: path.into(), exact, soft: false, at_ms };
+    let ban = |path: String, exact: bool| Ban {
+        host: Some("cdn.example".into()),
+        path: path.into(),
+        exact,
+        soft: false,
+        at_ms,
+    };
     let mut bans: Vec<Ban> = (0..n.saturating_sub(4))
-        .map(|i| if i % 10 == 9 { ban(format!("/v/title{i}/"), false) } else { ban(format!("/v/title{}/720p/seg_{i:05}.ts", i % 1000), true) })
+        .map(|i| {
+            if i % 10 == 9 {
+                ban(format!("/v/title{i}/"), false)
+            } else {
+                ban(format!("/v/title{}/720p/seg_{i:05}.ts", i % 1000), true)
+            }
+        })
         .collect();
     if n >= 4 {
         bans.push(ban("/v/title/720p/seg_00042.ts".into(), true));
@@ -113,37 +163,70 @@ fn ban_log(n: usize, at_ms: u64) -> String {
             bans.push(ban(p.into(), false));
         }
     }
-    bans.iter().map(|b| serde_json::to_string(b).unwrap() + "\n").collect()
+    bans.iter()
+        .map(|b| serde_json::to_string(b).unwrap() + "\n")
+        .collect()
 }
 
 fn bans(c: &mut Criterion) {
     use edge::cache::bans::{Ban, Bans, Verdict};
     use std::time::{SystemTime, UNIX_EPOCH};
     let now = SystemTime::now();
-    let hour_ago = (now - Duration::from_secs(3600)).duration_since(UNIX_EPOCH).unwrap().as_millis() as u64;
+    let hour_ago = (now - Duration::from_secs(3600))
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
     for n in [0, 100_000] {
         let dir = tempfile::tempdir().unwrap();
         std::fs::write(dir.path().join("bans.log"), ban_log(n, hour_ago)).unwrap();
         let bans = Bans::load(dir.path(), Duration::from_secs(14 * 86_400)).unwrap();
         assert_eq!(bans.len(), n);
         c.bench_function(&format!("ban_check_{n}_bans"), |b| {
-            b.iter(|| assert_eq!(bans.verdict(black_box("cdn.example"), black_box("/v/title/720p/seg_00042.ts"), now), Verdict::Keep))
+            b.iter(|| {
+                assert_eq!(
+                    bans.verdict(
+                        black_box("cdn.example"),
+                        black_box("/v/title/720p/seg_00042.ts"),
+                        now
+                    ),
+                    Verdict::Keep
+                )
+            })
         });
         if n > 0 {
             let before = now - Duration::from_secs(7200);
             c.bench_function(&format!("ban_check_{n}_bans_banned"), |b| {
-                b.iter(|| assert_eq!(bans.verdict(black_box("cdn.example"), black_box("/v/title7/720p/seg_00007.ts"), before), Verdict::Remove))
+                b.iter(|| {
+                    assert_eq!(
+                        bans.verdict(
+                            black_box("cdn.example"),
+                            black_box("/v/title7/720p/seg_00007.ts"),
+                            before
+                        ),
+                        Verdict::Remove
+                    )
+                })
             });
             // The lookup this replaced: every ban scanned on every hit.
-            let list: Vec<Ban> = ban_log(n, hour_ago).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+            let list: Vec<Ban> = ban_log(n, hour_ago)
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect();
             let stored = now.duration_since(UNIX_EPOCH).unwrap().as_millis() as u64;
             c.bench_function(&format!("ban_scan_{n}_bans_before"), |b| {
                 b.iter(|| {
-                    let (host, path) = (black_box("cdn.example"), black_box("/v/title/720p/seg_00042.ts"));
+                    let (host, path) = (
+                        black_box("cdn.example"),
+                        black_box("/v/title/720p/seg_00042.ts"),
+                    );
                     list.iter().any(|b| {
                         b.at_ms >= stored
                             && b.host.as_deref().is_none_or(|h| h == host)
-                            && if b.exact { path == &*b.path } else { path.starts_with(&*b.path) }
+                            && if b.exact {
+                                path == &*b.path
+                            } else {
+                                path.starts_with(&*b.path)
+                            }
                     })
                 })
             });

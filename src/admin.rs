@@ -37,7 +37,10 @@ fn text(status: StatusCode, content_type: &str, body: Vec<u8>) -> Response<Vec<u
     if let Ok(v) = content_type.parse() {
         h.insert(http::header::CONTENT_TYPE, v);
     }
-    h.insert(http::header::CACHE_CONTROL, http::HeaderValue::from_static("no-store"));
+    h.insert(
+        http::header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-store"),
+    );
     resp
 }
 
@@ -46,7 +49,9 @@ impl AdminApp {
         let s = self.state;
         let m = &s.metrics;
         let objects = s.cache.storage.objects();
-        m.cache_bytes.with_label_values(&["memory"]).set(objects.memory().usage() as i64);
+        m.cache_bytes
+            .with_label_values(&["memory"])
+            .set(objects.memory().usage() as i64);
         // foyer keeps entry and block counts in the shared registry: derive the tier gauges.
         let families = m.registry.gather();
         let gauge = |name: &str, label: Option<(&str, &str)>| -> f64 {
@@ -54,17 +59,27 @@ impl AdminApp {
                 .iter()
                 .filter(|f| f.name() == name)
                 .flat_map(|f| f.get_metric().iter())
-                .filter(|mt| label.is_none_or(|(k, v)| mt.get_label().iter().any(|l| l.name() == k && l.value() == v)))
+                .filter(|mt| {
+                    label.is_none_or(|(k, v)| {
+                        mt.get_label()
+                            .iter()
+                            .any(|l| l.name() == k && l.value() == v)
+                    })
+                })
                 .map(|mt| mt.get_gauge().get_value())
                 .sum()
         };
-        m.cache_objects.with_label_values(&["memory"]).set(gauge("foyer_memory_entries", None) as i64);
+        m.cache_objects
+            .with_label_values(&["memory"])
+            .set(gauge("foyer_memory_entries", None) as i64);
         let used_blocks: f64 = ["evictable", "writing", "reclaiming"]
             .iter()
             .map(|t| gauge("foyer_storage_block_engine_block", Some(("type", t))))
             .sum();
         let block = gauge("foyer_storage_block_engine_block_size_bytes", None);
-        m.cache_bytes.with_label_values(&["disk"]).set((used_blocks * block) as i64);
+        m.cache_bytes
+            .with_label_values(&["disk"])
+            .set((used_blocks * block) as i64);
         let stats = &s.cache.stats;
         // Counters kept by the storage as atomics, mirrored into Prometheus at scrape time.
         let sync = |counter: &prometheus::IntCounter, value: u64| {
@@ -80,7 +95,8 @@ impl AdminApp {
         sync(&m.cache_purges, load(&stats.purges));
         sync(&m.cache_promoted, load(&stats.promoted));
         sync(&m.cache_fills_over_budget, load(&stats.fills_over_budget));
-        m.cache_fill_bytes.set(i64::try_from(s.cache.storage.fill_budget().reserved()).unwrap_or(i64::MAX));
+        m.cache_fill_bytes
+            .set(i64::try_from(s.cache.storage.fill_budget().reserved()).unwrap_or(i64::MAX));
         for (result, value) in [
             ("memory", &stats.hits_memory),
             ("disk", &stats.hits_disk),
@@ -92,9 +108,12 @@ impl AdminApp {
         let now = crate::origin::health::now_ms();
         for p in &s.live().pools.pools {
             // Exported at 0 for every pool, so `rate()` sees the series before the first retry.
-            m.upstream_retries.with_label_values(&[&p.cfg.name, "reused_connection"]);
+            m.upstream_retries
+                .with_label_values(&[&p.cfg.name, "reused_connection"]);
             for (n, h) in p.cfg.nodes.iter().zip(&p.health) {
-                m.upstream_healthy.with_label_values(&[&p.cfg.name, &n.addr.to_string()]).set(i64::from(h.usable(now)));
+                m.upstream_healthy
+                    .with_label_values(&[&p.cfg.name, &n.addr.to_string()])
+                    .set(i64::from(h.usable(now)));
             }
         }
         let disk = objects.statistics();
@@ -156,9 +175,18 @@ impl AdminApp {
         let state = self.state;
         match tokio::task::spawn_blocking(move || crate::reload::reload(state)).await {
             Ok(Ok(outcome)) => json(StatusCode::OK, serde_json::json!(outcome)),
-            Ok(Err(e @ crate::reload::ReloadError::NoFile)) => json(StatusCode::CONFLICT, serde_json::json!({"error": e.to_string()})),
-            Ok(Err(e)) => json(StatusCode::BAD_REQUEST, serde_json::json!({"error": e.to_string()})),
-            Err(_) => json(StatusCode::INTERNAL_SERVER_ERROR, serde_json::json!({"error": "the reload did not finish"})),
+            Ok(Err(e @ crate::reload::ReloadError::NoFile)) => json(
+                StatusCode::CONFLICT,
+                serde_json::json!({"error": e.to_string()}),
+            ),
+            Ok(Err(e)) => json(
+                StatusCode::BAD_REQUEST,
+                serde_json::json!({"error": e.to_string()}),
+            ),
+            Err(_) => json(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                serde_json::json!({"error": "the reload did not finish"}),
+            ),
         }
     }
 
@@ -176,12 +204,20 @@ impl AdminApp {
             match session.read_request_body().await {
                 Ok(Some(chunk)) => {
                     if body.len() + chunk.len() > MAX_BODY {
-                        return json(StatusCode::PAYLOAD_TOO_LARGE, serde_json::json!({"error": "body too large"}));
+                        return json(
+                            StatusCode::PAYLOAD_TOO_LARGE,
+                            serde_json::json!({"error": "body too large"}),
+                        );
                     }
                     body.extend_from_slice(&chunk);
                 }
                 Ok(None) => break,
-                Err(_) => return json(StatusCode::BAD_REQUEST, serde_json::json!({"error": "unreadable body"})),
+                Err(_) => {
+                    return json(
+                        StatusCode::BAD_REQUEST,
+                        serde_json::json!({"error": "unreadable body"}),
+                    )
+                }
             }
         }
         let purge = match crate::cache::purge::parse(&body) {
@@ -192,7 +228,10 @@ impl AdminApp {
             Ok(ban) => json(StatusCode::OK, serde_json::json!({"purged": ban})),
             Err(e) => {
                 tracing::error!(error = %e, "purge could not be recorded");
-                json(StatusCode::INTERNAL_SERVER_ERROR, serde_json::json!({"error": "purge could not be recorded"}))
+                json(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    serde_json::json!({"error": "purge could not be recorded"}),
+                )
             }
         }
     }
@@ -203,18 +242,28 @@ fn bans(state: &EdgeState, query: Option<&str>) -> Response<Vec<u8>> {
     const DEFAULT: usize = 1000;
     const MAX: usize = 100_000;
     let mut limit = DEFAULT;
-    for (k, v) in query.unwrap_or("").split('&').filter_map(|kv| kv.split_once('=')) {
+    for (k, v) in query
+        .unwrap_or("")
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+    {
         match (k, v.parse::<usize>()) {
             ("limit", Ok(n)) if n <= MAX => limit = n,
             ("limit", _) => {
-                return json(StatusCode::BAD_REQUEST, serde_json::json!({"error": format!("limit must be a number from 0 to {MAX}")}))
+                return json(
+                    StatusCode::BAD_REQUEST,
+                    serde_json::json!({"error": format!("limit must be a number from 0 to {MAX}")}),
+                )
             }
             _ => {}
         }
     }
     let bans = &state.cache.bans;
     let (count, list) = bans.list(limit);
-    json(StatusCode::OK, serde_json::json!({"count": count, "keep_for_s": bans.keep_for().as_secs(), "bans": list}))
+    json(
+        StatusCode::OK,
+        serde_json::json!({"count": count, "keep_for_s": bans.keep_for().as_secs(), "bans": list}),
+    )
 }
 
 #[async_trait]
@@ -228,20 +277,34 @@ impl ServeHttp for AdminApp {
             (true, "/healthz") => text(StatusCode::OK, "text/plain", b"ok\n".to_vec()),
             (true, "/readyz") => {
                 let (status, body) = self.state.readiness();
-                text(StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE), "text/plain", body.as_bytes().to_vec())
+                text(
+                    StatusCode::from_u16(status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE),
+                    "text/plain",
+                    body.as_bytes().to_vec(),
+                )
             }
             (true, "/metrics") => {
                 self.refresh_gauges();
-                text(StatusCode::OK, "text/plain; version=0.0.4", self.state.metrics.render())
+                text(
+                    StatusCode::OK,
+                    "text/plain; version=0.0.4",
+                    self.state.metrics.render(),
+                )
             }
             (true, "/admin/origins") => json(StatusCode::OK, self.origins()),
             (true, "/admin/bans") => bans(self.state, session.req_header().uri.query()),
             (false, "/admin/purge") if method == http::Method::POST => self.purge(session).await,
             (false, "/admin/reload") if method == http::Method::POST => self.reload().await,
             (false, "/admin/drain") if method == http::Method::POST => self.drain(),
-            (_, "/healthz" | "/readyz" | "/metrics" | "/admin/purge" | "/admin/origins" | "/admin/reload" | "/admin/drain" | "/admin/bans") => {
-                text(StatusCode::METHOD_NOT_ALLOWED, "text/plain", b"method not allowed\n".to_vec())
-            }
+            (
+                _,
+                "/healthz" | "/readyz" | "/metrics" | "/admin/purge" | "/admin/origins"
+                | "/admin/reload" | "/admin/drain" | "/admin/bans",
+            ) => text(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "text/plain",
+                b"method not allowed\n".to_vec(),
+            ),
             _ => text(StatusCode::NOT_FOUND, "text/plain", b"not found\n".to_vec()),
         }
     }

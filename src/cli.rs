@@ -22,7 +22,11 @@ pub const EXIT_USAGE: u8 = 2;
 pub const EXIT_START: u8 = 69;
 
 #[derive(Debug, Parser)]
-#[command(name = "edge", version, about = "Edge CDN caching proxy and origin shield for video streaming")]
+#[command(
+    name = "edge",
+    version,
+    about = "Edge CDN caching proxy and origin shield for video streaming"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -47,7 +51,11 @@ pub enum Command {
         #[arg(long, default_value = "certs")]
         out: PathBuf,
         /// Comma-separated DNS names and IP addresses.
-        #[arg(long, value_delimiter = ',', default_value = "localhost,127.0.0.1,edge.test")]
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "localhost,127.0.0.1,edge.test"
+        )]
         names: Vec<String>,
     },
     /// Purge URLs (or, with --prefix, everything under them) through a running edge's admin API.
@@ -107,7 +115,10 @@ fn sign_command(a: SignArgs) -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     let mut claims = crate::token::Claims::new(a.acl, now + ttl.as_secs());
     claims.ip = a.ip;
     claims.mh = a.max_height;
@@ -144,7 +155,9 @@ fn load(path: Option<&Path>) -> Result<(String, Config), (String, ConfigError)> 
     match source(path) {
         Some(p) => {
             let shown = p.display().to_string();
-            Config::load(&p).map(|c| (shown.clone(), c)).map_err(|e| (shown, e))
+            Config::load(&p)
+                .map(|c| (shown.clone(), c))
+                .map_err(|e| (shown, e))
         }
         None => Config::load_str(EMBEDDED_DEFAULT, Path::new("."))
             .map(|c| ("built-in edge.toml".to_string(), c))
@@ -153,13 +166,21 @@ fn load(path: Option<&Path>) -> Result<(String, Config), (String, ConfigError)> 
 }
 
 fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,pingora_cache::meta=error,edge=info,edge::access=off"));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(
+            "warn,pingora_cache::meta=error,edge=info,edge::access=off",
+        )
+    });
     use tracing_subscriber::prelude::*;
     // foyer reports a failed disk write only in its log: the disk tier's layer counts those
     // reports under a filter of its own, whatever RUST_LOG shows.
-    let log = tracing_subscriber::fmt::layer().with_target(true).with_filter(filter);
-    let _ = tracing_subscriber::registry().with(log).with(crate::cache::disk::FoyerErrors::layer()).try_init();
+    let log = tracing_subscriber::fmt::layer()
+        .with_target(true)
+        .with_filter(filter);
+    let _ = tracing_subscriber::registry()
+        .with(log)
+        .with(crate::cache::disk::FoyerErrors::layer())
+        .try_init();
 }
 
 /// What `edge check` finds about the cache folder's filesystem.
@@ -191,7 +212,10 @@ fn disk_room(config: &Config) -> Option<Finding> {
                 ))
             })
         }
-        Err(e) => Some(Finding::Warning(format!("cache.dir: cannot measure the filesystem of {}: {e}", cache.dir.display()))),
+        Err(e) => Some(Finding::Warning(format!(
+            "cache.dir: cannot measure the filesystem of {}: {e}",
+            cache.dir.display()
+        ))),
     }
 }
 
@@ -224,7 +248,12 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Drain(args) => ops::drain(args),
         Command::Certs { out, names } => match crate::tls::certs::generate_dev(&out, &names) {
             Ok(p) => {
-                println!("certificate {} and key {} for {}", p.cert.display(), p.key.display(), p.names.join(", "));
+                println!(
+                    "certificate {} and key {} for {}",
+                    p.cert.display(),
+                    p.key.display(),
+                    p.names.join(", ")
+                );
                 println!(
                     "{} development CA {}: trust it with `curl --cacert {}` or import it into a browser",
                     if p.ca_created { "new" } else { "reused" },
@@ -238,7 +267,9 @@ pub fn run(cli: Cli) -> ExitCode {
                 ExitCode::from(EXIT_START)
             }
         },
-        Command::Serve { config: config_path } => {
+        Command::Serve {
+            config: config_path,
+        } => {
             let config = match load(config_path.as_deref()) {
                 Ok((_, c)) => c,
                 Err((file, e)) => {

@@ -19,7 +19,12 @@ impl Cors {
     pub fn new(c: &CorsConfig) -> Self {
         Cors {
             any: c.allow_origins.iter().any(|o| o == "*"),
-            origins: c.allow_origins.iter().filter(|o| *o != "*").map(|o| o.trim_end_matches('/').to_ascii_lowercase()).collect(),
+            origins: c
+                .allow_origins
+                .iter()
+                .filter(|o| *o != "*")
+                .map(|o| o.trim_end_matches('/').to_ascii_lowercase())
+                .collect(),
             max_age: c.max_age.as_secs().to_string(),
         }
     }
@@ -50,13 +55,19 @@ mod tests {
     use std::time::Duration;
 
     fn cors(origins: &[&str]) -> Cors {
-        Cors::new(&CorsConfig { allow_origins: origins.iter().map(|s| s.to_string()).collect(), max_age: Duration::from_secs(60) })
+        Cors::new(&CorsConfig {
+            allow_origins: origins.iter().map(|s| s.to_string()).collect(),
+            max_age: Duration::from_secs(60),
+        })
     }
 
     #[test]
     fn any_origin() {
         let c = cors(&["*"]);
-        assert_eq!(c.allow_origin(Some("https://p.example")).as_deref(), Some("*"));
+        assert_eq!(
+            c.allow_origin(Some("https://p.example")).as_deref(),
+            Some("*")
+        );
         assert_eq!(c.allow_origin(None), None);
         assert!(!c.varies());
         assert_eq!(c.max_age(), "60");
@@ -65,7 +76,10 @@ mod tests {
     #[test]
     fn listed_origins_only() {
         let c = cors(&["https://Player.example/"]);
-        assert_eq!(c.allow_origin(Some("https://player.example")).as_deref(), Some("https://player.example"));
+        assert_eq!(
+            c.allow_origin(Some("https://player.example")).as_deref(),
+            Some("https://player.example")
+        );
         assert_eq!(c.allow_origin(Some("https://evil.example")), None);
         assert!(c.varies());
         assert_eq!(cors(&[]).allow_origin(Some("https://p.example")), None);

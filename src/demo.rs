@@ -30,7 +30,10 @@ pub fn content_type(path: &str) -> &'static str {
 fn plain(status: StatusCode, body: &str) -> Response<Vec<u8>> {
     let mut r = Response::new(body.as_bytes().to_vec());
     *r.status_mut() = status;
-    r.headers_mut().insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(body.len()));
+    r.headers_mut().insert(
+        http::header::CONTENT_LENGTH,
+        http::HeaderValue::from(body.len()),
+    );
     r
 }
 
@@ -68,7 +71,10 @@ mod tests {
 
     #[test]
     fn hls_types() {
-        assert_eq!(content_type("/a/master.m3u8"), "application/vnd.apple.mpegurl");
+        assert_eq!(
+            content_type("/a/master.m3u8"),
+            "application/vnd.apple.mpegurl"
+        );
         assert_eq!(content_type("/a/seg_000.ts"), "video/mp2t");
         assert_eq!(content_type("/a/init.mp4"), "video/mp4");
         assert_eq!(content_type("/a/seg_000.m4s"), "video/iso.segment");

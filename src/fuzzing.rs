@@ -40,18 +40,35 @@ pub struct FrontContent<'a> {
 /// The content request the front would look up in the memory tier for the head at the start
 /// of `buf` (and answer on a fresh hit), as [`crate::proxy::front`] reads it; `None` when the
 /// pipeline takes the request or the head is not whole yet.
-pub fn front_content<'b>(state: &EdgeState, buf: &'b [u8], peer: IpAddr, now: u64) -> Option<FrontContent<'b>> {
+pub fn front_content<'b>(
+    state: &EdgeState,
+    buf: &'b [u8],
+    peer: IpAddr,
+    now: u64,
+) -> Option<FrontContent<'b>> {
     let mut headers = [httparse::EMPTY_HEADER; front::MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
-    let httparse::Status::Complete(head_len) = req.parse(buf).ok()? else { return None };
+    let httparse::Status::Complete(head_len) = req.parse(buf).ok()? else {
+        return None;
+    };
     let (plain, _cors, content) = front::plain_content(state, &state.live(), &req, peer, now)?;
-    Some(FrontContent { head_len, head_only: plain.head_only, range: plain.range, content })
+    Some(FrontContent {
+        head_len,
+        head_only: plain.head_only,
+        range: plain.range,
+        content,
+    })
 }
 
 /// What the pipeline decides for the request head at the start of `buf`: `Err` with Pingora's
 /// error when its HTTP/1 parser refuses the head (the client gets a 400 or the connection
 /// closes) or it is not whole, `Ok(None)` when the bytes end before anything was read.
-pub fn pipeline_admission(state: &EdgeState, buf: &[u8], peer: IpAddr, now: u64) -> Result<Option<(RequestHeader, Admission)>, String> {
+pub fn pipeline_admission(
+    state: &EdgeState,
+    buf: &[u8],
+    peer: IpAddr,
+    now: u64,
+) -> Result<Option<(RequestHeader, Admission)>, String> {
     let req = match pipeline_head(buf)? {
         Some(req) => req,
         None => return Ok(None),
@@ -77,7 +94,12 @@ fn pipeline_head(buf: &[u8]) -> Result<Option<RequestHeader>, String> {
 
 fn runtime() -> &'static tokio::runtime::Runtime {
     static RUNTIME: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
-    RUNTIME.get_or_init(|| tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap_or_else(|e| panic!("fuzzing runtime: {e}")))
+    RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap_or_else(|e| panic!("fuzzing runtime: {e}"))
+    })
 }
 
 /// The front's reading of a `Range` value on an object of `len` bytes.
@@ -88,11 +110,19 @@ pub fn front_range(value: &str, len: usize) -> Option<std::ops::Range<usize>> {
 /// The pipeline's answer to a `GET` with this `Range` value on a 200 of `len` bytes: the range
 /// decision and the response header it leaves (status, `Content-Range`, `Content-Length`).
 /// `None` when the value is no valid header value.
-pub fn pipeline_range(value: &[u8], len: usize) -> Option<(pingora_proxy::RangeType, ResponseHeader)> {
+pub fn pipeline_range(
+    value: &[u8],
+    len: usize,
+) -> Option<(pingora_proxy::RangeType, ResponseHeader)> {
     let mut req = RequestHeader::build("GET", b"/", None).ok()?;
-    req.insert_header(http::header::RANGE, http::HeaderValue::from_bytes(value).ok()?).ok()?;
+    req.insert_header(
+        http::header::RANGE,
+        http::HeaderValue::from_bytes(value).ok()?,
+    )
+    .ok()?;
     let mut resp = ResponseHeader::build(200, None).ok()?;
-    resp.insert_header(http::header::CONTENT_LENGTH, len.to_string()).ok()?;
+    resp.insert_header(http::header::CONTENT_LENGTH, len.to_string())
+        .ok()?;
     let range = crate::proxy::range::range_type(&req, &mut resp);
     Some((range, resp))
 }
@@ -109,13 +139,24 @@ pub fn state(root: &Path) -> &'static EdgeState {
     let metrics = crate::metrics::Metrics::new().unwrap_or_else(|e| panic!("{e}"));
     let runtime = runtime();
     let cache = runtime
-        .block_on(Cache::open(&config.cache, &metrics.registry, runtime.handle().clone().into()))
+        .block_on(Cache::open(
+            &config.cache,
+            &metrics.registry,
+            runtime.handle().clone().into(),
+        ))
         .unwrap_or_else(|e| panic!("{e}"));
     let cache: &'static Cache = Box::leak(Box::new(cache));
-    let lock: &'static CacheKeyLockImpl = Box::leak(CacheLock::new_boxed(config.cache.lock_timeout));
-    let geo = config.geo.database.clone().map(|p| std::sync::Arc::new(crate::geo::Geo::open(p).unwrap_or_else(|e| panic!("{e}"))));
+    let lock: &'static CacheKeyLockImpl =
+        Box::leak(CacheLock::new_boxed(config.cache.lock_timeout));
+    let geo =
+        config.geo.database.clone().map(|p| {
+            std::sync::Arc::new(crate::geo::Geo::open(p).unwrap_or_else(|e| panic!("{e}")))
+        });
     Box::leak(Box::new(EdgeState {
-        control: config.control.is_some().then(|| std::net::SocketAddr::from(([127, 0, 0, 1], 9))),
+        control: config
+            .control
+            .is_some()
+            .then(|| std::net::SocketAddr::from(([127, 0, 0, 1], 9))),
         live: arc_swap::ArcSwap::from_pointee(crate::state::Live::new(config, None)),
         source: None,
         metrics,
@@ -140,21 +181,46 @@ mod tests {
         let head = b"GET /v/public.ts?a=1 HTTP/1.1\r\nHost: edge.test\r\nRange: bytes=0-9\r\n\r\nGET /next";
         // The shipped config wants a token for everything: a refusal on both paths.
         assert!(front_content(state, head, peer, 1_800_000_000).is_none());
-        let (req, admission) = pipeline_admission(state, head, peer, 1_800_000_000).unwrap().unwrap();
+        let (req, admission) = pipeline_admission(state, head, peer, 1_800_000_000)
+            .unwrap()
+            .unwrap();
         assert_eq!(req.uri.path(), "/v/public.ts");
-        let Admission::Local(reply) = admission else { panic!("not refused") };
+        let Admission::Local(reply) = admission else {
+            panic!("not refused")
+        };
         assert_eq!(reply.status, 403);
         // With a token both admit the same content.
         let live = state.live();
         let tokens = live.config.tokens.as_ref().unwrap();
-        let token = crate::token::sign(&tokens.keyring, &crate::token::Claims::new("/v/", 1_800_000_600)).unwrap();
+        let token = crate::token::sign(
+            &tokens.keyring,
+            &crate::token::Claims::new("/v/", 1_800_000_600),
+        )
+        .unwrap();
         let head = format!("HEAD /v/a.ts?token={token}&b=2 HTTP/1.1\r\nHost: Edge.Test\r\nRange: bytes=0-9\r\n\r\n");
         let front = front_content(state, head.as_bytes(), peer, 1_800_000_000).unwrap();
-        assert_eq!((front.head_len, front.head_only, front.range), (head.len(), true, Some("bytes=0-9")));
-        assert_eq!((front.content.host.as_str(), front.content.path.as_str(), front.content.query.as_deref()), ("edge.test", "/v/a.ts", Some("b=2")));
-        let Some((_, Admission::Content(pipeline))) = pipeline_admission(state, head.as_bytes(), peer, 1_800_000_000).unwrap() else { panic!("not content") };
+        assert_eq!(
+            (front.head_len, front.head_only, front.range),
+            (head.len(), true, Some("bytes=0-9"))
+        );
+        assert_eq!(
+            (
+                front.content.host.as_str(),
+                front.content.path.as_str(),
+                front.content.query.as_deref()
+            ),
+            ("edge.test", "/v/a.ts", Some("b=2"))
+        );
+        let Some((_, Admission::Content(pipeline))) =
+            pipeline_admission(state, head.as_bytes(), peer, 1_800_000_000).unwrap()
+        else {
+            panic!("not content")
+        };
         assert_eq!(pipeline.key.primary_key(), front.content.key.primary_key());
-        assert!(pipeline_admission(state, b"GET / HTTP/1.1\r\nHost: a", peer, 0).is_err(), "not whole");
+        assert!(
+            pipeline_admission(state, b"GET / HTTP/1.1\r\nHost: a", peer, 0).is_err(),
+            "not whole"
+        );
         assert!(pipeline_admission(state, b"GET / HTTP/1.1\r\nHo st: a\r\n\r\n", peer, 0).is_err());
     }
 

@@ -11,7 +11,15 @@ use http::HeaderMap;
 /// them: the edge tunnels only on `[server] upgrade_prefixes`, after the token gate
 /// ([`forward_upgrade`], [`strip_switching`]); elsewhere a `101` would turn a connection into
 /// a pipe nobody asked for.
-const ALWAYS: [&str; 7] = ["connection", "keep-alive", "proxy-connection", "te", "trailer", "upgrade", "proxy-authorization"];
+const ALWAYS: [&str; 7] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "upgrade",
+    "proxy-authorization",
+];
 
 /// Request fields that are not part of the cache key but that origins (and frameworks in
 /// front of them) act on: a response that reflects one would be stored and served to every
@@ -63,7 +71,10 @@ pub fn strip_response(resp: &mut pingora_http::ResponseHeader) {
 
 /// A request forwarded as an upgrade: after [`strip_request`], the client's `Upgrade` again,
 /// and `Connection: upgrade` (the only hop-by-hop fields an upgrade needs; RFC 9110 §7.8).
-pub fn forward_upgrade(client: &pingora_http::RequestHeader, req: &mut pingora_http::RequestHeader) -> pingora_error::Result<()> {
+pub fn forward_upgrade(
+    client: &pingora_http::RequestHeader,
+    req: &mut pingora_http::RequestHeader,
+) -> pingora_error::Result<()> {
     if let Some(v) = client.headers.get(http::header::UPGRADE) {
         req.insert_header(http::header::UPGRADE, v.clone())?;
         req.insert_header(http::header::CONNECTION, "upgrade")?;
@@ -116,7 +127,10 @@ mod tests {
             ("content-length", "3"),
             ("x-kept", "yes"),
         ] {
-            h.append(http::HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
+            h.append(
+                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
         }
         let mut req = pingora_http::RequestHeader::build("GET", b"/", None).unwrap();
         for (k, v) in h.iter() {
@@ -137,12 +151,29 @@ mod tests {
     #[test]
     fn a_switching_answer_keeps_its_upgrade() {
         let mut resp = pingora_http::ResponseHeader::build(101, None).unwrap();
-        for (k, v) in [("upgrade", "websocket"), ("connection", "Upgrade, X-S"), ("x-s", "1"), ("keep-alive", "5"), ("sec-websocket-accept", "a")] {
+        for (k, v) in [
+            ("upgrade", "websocket"),
+            ("connection", "Upgrade, X-S"),
+            ("x-s", "1"),
+            ("keep-alive", "5"),
+            ("sec-websocket-accept", "a"),
+        ] {
             resp.append_header(k, v).unwrap();
         }
         strip_switching(&mut resp).unwrap();
-        let mut left: Vec<(&str, &str)> = resp.headers.iter().map(|(k, v)| (k.as_str(), v.to_str().unwrap())).collect();
+        let mut left: Vec<(&str, &str)> = resp
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.to_str().unwrap()))
+            .collect();
         left.sort();
-        assert_eq!(left, vec![("connection", "upgrade"), ("sec-websocket-accept", "a"), ("upgrade", "websocket")]);
+        assert_eq!(
+            left,
+            vec![
+                ("connection", "upgrade"),
+                ("sec-websocket-accept", "a"),
+                ("upgrade", "websocket")
+            ]
+        );
     }
 }

@@ -39,25 +39,25 @@ pub mod config;
 pub mod control;
 pub mod cors;
 pub mod demo;
-pub mod geo;
-pub mod metrics;
-pub mod origin;
-pub mod path;
-pub mod net;
-pub mod proxy;
-pub mod hls;
-pub mod hop;
 #[doc(hidden)]
 pub mod fuzzing;
+pub mod geo;
+pub mod hls;
+pub mod hop;
 pub mod limits;
-pub mod token;
+pub mod metrics;
+pub mod net;
+pub mod origin;
+pub mod path;
+pub mod proxy;
 pub mod reload;
 pub mod server;
 pub mod signals;
 pub mod stamp;
-pub mod telemetry;
 pub mod state;
+pub mod telemetry;
 pub mod tls;
+pub mod token;
 
 #[cfg(test)]
 mod module_graph;

@@ -2,7 +2,8 @@
 //! Names follow docs/design.md, "Metrics".
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry, TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 /// The edge's metrics.
@@ -46,29 +47,48 @@ pub struct Metrics {
     pub open_connections: IntGauge,
 }
 
-const LATENCY_BUCKETS: &[f64] = &[0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
 
 impl Metrics {
     pub fn new() -> Result<Metrics, prometheus::Error> {
         let registry = Registry::new();
         let requests = IntCounterVec::new(
-            Opts::new("edge_requests_total", "Requests answered, by kind (content, local, preflight), status and cache result"),
+            Opts::new(
+                "edge_requests_total",
+                "Requests answered, by kind (content, local, preflight), status and cache result",
+            ),
             &["kind", "status", "cache"],
         )?;
         let request_duration = HistogramVec::new(
-            HistogramOpts::new("edge_request_duration_seconds", "Time from request to last byte sent")
-                .buckets(LATENCY_BUCKETS.to_vec()),
+            HistogramOpts::new(
+                "edge_request_duration_seconds",
+                "Time from request to last byte sent",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
             &["kind", "cache"],
         )?;
-        let bytes_sent =
-            IntCounterVec::new(Opts::new("edge_bytes_sent_total", "Response body bytes sent to clients"), &["cache"])?;
+        let bytes_sent = IntCounterVec::new(
+            Opts::new(
+                "edge_bytes_sent_total",
+                "Response body bytes sent to clients",
+            ),
+            &["cache"],
+        )?;
         let upstream_requests = IntCounterVec::new(
-            Opts::new("edge_upstream_requests_total", "Requests sent to origins, by pool, node and status (or error)"),
+            Opts::new(
+                "edge_upstream_requests_total",
+                "Requests sent to origins, by pool, node and status (or error)",
+            ),
             &["pool", "node", "status"],
         )?;
         let upstream_duration = HistogramVec::new(
-            HistogramOpts::new("edge_upstream_duration_seconds", "Time from choosing an origin to its response header")
-                .buckets(LATENCY_BUCKETS.to_vec()),
+            HistogramOpts::new(
+                "edge_upstream_duration_seconds",
+                "Time from choosing an origin to its response header",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
             &["pool"],
         )?;
         let upstream_retries = IntCounterVec::new(
@@ -82,8 +102,14 @@ impl Metrics {
             "edge_cache_coalesced_total",
             "Requests that waited on another request's fill instead of going to the origin",
         )?;
-        let cache_objects = IntGaugeVec::new(Opts::new("edge_cache_objects", "Objects in the cache by tier"), &["tier"])?;
-        let cache_bytes = IntGaugeVec::new(Opts::new("edge_cache_bytes", "Bytes in the cache by tier"), &["tier"])?;
+        let cache_objects = IntGaugeVec::new(
+            Opts::new("edge_cache_objects", "Objects in the cache by tier"),
+            &["tier"],
+        )?;
+        let cache_bytes = IntGaugeVec::new(
+            Opts::new("edge_cache_bytes", "Bytes in the cache by tier"),
+            &["tier"],
+        )?;
         let cache_fill_failures = IntCounter::new(
             "edge_cache_fill_failures_total",
             "Fills dropped because the origin body was incomplete (nothing stored)",
@@ -92,15 +118,22 @@ impl Metrics {
             "edge_cache_read_errors_total",
             "Cache entries that could not be read back (damaged); each was removed and refetched",
         )?;
-        let cache_bytes_admitted =
-            IntCounter::new("edge_cache_admitted_bytes_total", "Bytes of complete objects admitted to the cache")?;
+        let cache_bytes_admitted = IntCounter::new(
+            "edge_cache_admitted_bytes_total",
+            "Bytes of complete objects admitted to the cache",
+        )?;
         let cache_lookups = IntCounterVec::new(
             Opts::new("edge_cache_lookups_total", "Cache lookups by result: memory, disk (tier hits), fill (joined a fill in progress), miss"),
             &["result"],
         )?;
-        let cache_purges = IntCounter::new("edge_cache_purges_total", "Purges applied (admin API and PURGE method)")?;
-        let cache_promoted =
-            IntCounter::new("edge_cache_promoted_total", "Objects written to disk on their second request")?;
+        let cache_purges = IntCounter::new(
+            "edge_cache_purges_total",
+            "Purges applied (admin API and PURGE method)",
+        )?;
+        let cache_promoted = IntCounter::new(
+            "edge_cache_promoted_total",
+            "Objects written to disk on their second request",
+        )?;
         let cache_fill_bytes = IntGauge::new(
             "edge_cache_fill_bytes",
             "Bytes of fills in flight held in memory (reserved by Content-Length), bounded by [cache] fill_memory",
@@ -115,11 +148,19 @@ impl Metrics {
             "edge_front_hits_total",
             "Fresh memory hits answered by the player front without the full proxy pipeline (also counted in edge_requests_total)",
         )?;
-        let cache_disk_write_bytes =
-            IntCounter::new("edge_cache_disk_write_bytes_total", "Bytes written to the disk tier")?;
-        let cache_disk_read_bytes = IntCounter::new("edge_cache_disk_read_bytes_total", "Bytes read from the disk tier")?;
+        let cache_disk_write_bytes = IntCounter::new(
+            "edge_cache_disk_write_bytes_total",
+            "Bytes written to the disk tier",
+        )?;
+        let cache_disk_read_bytes = IntCounter::new(
+            "edge_cache_disk_read_bytes_total",
+            "Bytes read from the disk tier",
+        )?;
         let token_rejections = IntCounterVec::new(
-            Opts::new("edge_token_rejections_total", "Requests refused with 403 for their token, by reason code"),
+            Opts::new(
+                "edge_token_rejections_total",
+                "Requests refused with 403 for their token, by reason code",
+            ),
             &["reason"],
         )?;
         for reject in crate::token::Reject::ALL {
@@ -127,12 +168,18 @@ impl Metrics {
         }
         registry.register(Box::new(token_rejections.clone()))?;
         let upstream_healthy = IntGaugeVec::new(
-            Opts::new("edge_upstream_healthy", "1 when the origin node takes requests (up and not ejected), else 0"),
+            Opts::new(
+                "edge_upstream_healthy",
+                "1 when the origin node takes requests (up and not ejected), else 0",
+            ),
             &["pool", "node"],
         )?;
         registry.register(Box::new(upstream_healthy.clone()))?;
         let geo_blocked = IntCounterVec::new(
-            Opts::new("edge_geo_blocked_total", "Requests refused by country rules, by client country (or unknown)"),
+            Opts::new(
+                "edge_geo_blocked_total",
+                "Requests refused by country rules, by client country (or unknown)",
+            ),
             &["country"],
         )?;
         registry.register(Box::new(geo_blocked.clone()))?;
@@ -166,7 +213,10 @@ impl Metrics {
             connection_limits.with_label_values(&[limit.label()]);
         }
         registry.register(Box::new(connection_limits.clone()))?;
-        let open_connections = IntGauge::new("edge_open_connections", "Player connections open now (HTTP and HTTPS)")?;
+        let open_connections = IntGauge::new(
+            "edge_open_connections",
+            "Player connections open now (HTTP and HTTPS)",
+        )?;
         registry.register(Box::new(open_connections.clone()))?;
         registry.register(Box::new(cache_lookups.clone()))?;
         registry.register(Box::new(cache_purges.clone()))?;
@@ -230,7 +280,14 @@ impl Metrics {
 
     /// Count one answered request: by kind, status and cache result; its duration; its
     /// body bytes.
-    pub fn observe_request(&self, kind: &str, status: u16, cache: &str, elapsed: std::time::Duration, bytes: usize) {
+    pub fn observe_request(
+        &self,
+        kind: &str,
+        status: u16,
+        cache: &str,
+        elapsed: std::time::Duration,
+        bytes: usize,
+    ) {
         if kind == "content" && cache == "HIT" {
             if let Some((_, requests, duration, sent)) = self.hot.iter().find(|h| h.0 == status) {
                 requests.inc();
@@ -239,10 +296,18 @@ impl Metrics {
                 return;
             }
         }
-        let status_label = http::StatusCode::from_u16(status).map(|s| s.as_str().to_string()).unwrap_or_else(|_| status.to_string());
-        self.requests.with_label_values(&[kind, &status_label, cache]).inc();
-        self.request_duration.with_label_values(&[kind, cache]).observe(elapsed.as_secs_f64());
-        self.bytes_sent.with_label_values(&[cache]).inc_by(bytes as u64);
+        let status_label = http::StatusCode::from_u16(status)
+            .map(|s| s.as_str().to_string())
+            .unwrap_or_else(|_| status.to_string());
+        self.requests
+            .with_label_values(&[kind, &status_label, cache])
+            .inc();
+        self.request_duration
+            .with_label_values(&[kind, cache])
+            .observe(elapsed.as_secs_f64());
+        self.bytes_sent
+            .with_label_values(&[cache])
+            .inc_by(bytes as u64);
     }
 
     /// The registry in Prometheus text format.
@@ -263,9 +328,14 @@ mod tests {
     #[test]
     fn every_reason_label_is_exported_before_any_refusal() {
         let m = Metrics::new().unwrap();
-        let text = prometheus::TextEncoder::new().encode_to_string(&m.registry.gather()).unwrap();
+        let text = prometheus::TextEncoder::new()
+            .encode_to_string(&m.registry.gather())
+            .unwrap();
         for reject in crate::token::Reject::ALL {
-            let line = format!("edge_token_rejections_total{{reason=\"{}\"}} 0", reject.code());
+            let line = format!(
+                "edge_token_rejections_total{{reason=\"{}\"}} 0",
+                reject.code()
+            );
             assert!(text.lines().any(|l| l == line), "missing {line}");
         }
         for reason in crate::hls::encoding::DecodeError::REASONS {
@@ -273,7 +343,10 @@ mod tests {
             assert!(text.lines().any(|l| l == line), "missing {line}");
         }
         for limit in crate::limits::Limit::ALL {
-            let line = format!("edge_connection_limits_total{{limit=\"{}\"}} 0", limit.label());
+            let line = format!(
+                "edge_connection_limits_total{{limit=\"{}\"}} 0",
+                limit.label()
+            );
             assert!(text.lines().any(|l| l == line), "missing {line}");
         }
         assert!(text.lines().any(|l| l == "edge_open_connections 0"));

@@ -22,7 +22,9 @@ struct Source {
 }
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
     for e in entries.flatten() {
         let p = e.path();
         if p.is_dir() {
@@ -36,7 +38,10 @@ fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
 /// `src/a/b.rs` and `src/a/b/mod.rs` are module `a::b`; `src/lib.rs` is the root.
 fn module_of(src: &Path, file: &Path) -> Option<Vec<String>> {
     let rel = file.strip_prefix(src).ok()?.with_extension("");
-    let mut parts: Vec<String> = rel.iter().map(|s| s.to_string_lossy().into_owned()).collect();
+    let mut parts: Vec<String> = rel
+        .iter()
+        .map(|s| s.to_string_lossy().into_owned())
+        .collect();
     match parts.last().map(String::as_str) {
         Some("main") if parts.len() == 1 => return None,
         Some("lib") if parts.len() == 1 => parts.clear(),
@@ -64,7 +69,9 @@ fn strip(text: &str) -> String {
         } else if let Some(hashes) = raw_string_start(rest) {
             let close = format!("\"{}", "#".repeat(hashes));
             let body = 2 + hashes;
-            i += rest[body..].find(&close).map_or(rest.len(), |n| body + n + close.len());
+            i += rest[body..]
+                .find(&close)
+                .map_or(rest.len(), |n| body + n + close.len());
             out.push(' ');
         } else if b[i] == b'"' {
             i += 1;
@@ -109,9 +116,18 @@ fn char_literal_len(s: &str) -> Option<usize> {
 fn expand(tree: &str) -> Vec<Vec<String>> {
     let tree = tree.split_whitespace().collect::<Vec<_>>().join(" ");
     let segments = |p: &str| -> Vec<String> {
-        p.split(" as ").next().unwrap_or(p).split("::").map(str::trim).filter(|s| !s.is_empty()).map(str::to_string).collect()
+        p.split(" as ")
+            .next()
+            .unwrap_or(p)
+            .split("::")
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::to_string)
+            .collect()
     };
-    let Some(open) = tree.find('{') else { return vec![segments(&tree)] };
+    let Some(open) = tree.find('{') else {
+        return vec![segments(&tree)];
+    };
     let prefix = segments(&tree[..open]);
     let inner = &tree[open + 1..tree.rfind('}').unwrap_or(tree.len())];
     let mut parts = Vec::new();
@@ -131,7 +147,11 @@ fn expand(tree: &str) -> Vec<Vec<String>> {
     parts
         .into_iter()
         .filter(|p| !p.trim().is_empty())
-        .flat_map(|p| expand(p).into_iter().map(|tail| prefix.iter().cloned().chain(tail).collect()))
+        .flat_map(|p| {
+            expand(p)
+                .into_iter()
+                .map(|tail| prefix.iter().cloned().chain(tail).collect())
+        })
         .collect()
 }
 
@@ -174,7 +194,11 @@ fn read_source(module: Vec<String>, text: &str) -> Source {
     let mut in_use: Option<bool> = None;
     for line in code.lines() {
         if let Some(name) = line.strip_prefix("mod ").and_then(|l| l.strip_suffix('{')) {
-            current = module.iter().cloned().chain([name.trim().to_string()]).collect();
+            current = module
+                .iter()
+                .cloned()
+                .chain([name.trim().to_string()])
+                .collect();
         }
         let t = line.trim_start();
         if in_use.is_none() {
@@ -208,13 +232,18 @@ fn inline_paths(line: &str, module: &[String], uses: &mut Vec<(Vec<String>, bool
         while let Some(n) = line[from..].find(start) {
             let i = from + n;
             from = i + start.len();
-            if i > 0 && (b[i - 1].is_ascii_alphanumeric() || matches!(b[i - 1], b'_' | b':' | b'$')) {
+            if i > 0 && (b[i - 1].is_ascii_alphanumeric() || matches!(b[i - 1], b'_' | b':' | b'$'))
+            {
                 continue;
             }
             let end = line[i..]
                 .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
                 .map_or(line.len(), |e| i + e);
-            let path: Vec<String> = line[i..end].split("::").filter(|s| !s.is_empty()).map(str::to_string).collect();
+            let path: Vec<String> = line[i..end]
+                .split("::")
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+                .collect();
             uses.push((absolute(module, &path), false));
         }
     }
@@ -233,11 +262,17 @@ impl Crate {
         rust_files(src, &mut files);
         let mut sources = Vec::new();
         for f in files {
-            let (Some(module), Ok(text)) = (module_of(src, &f), std::fs::read_to_string(&f)) else { continue };
+            let (Some(module), Ok(text)) = (module_of(src, &f), std::fs::read_to_string(&f)) else {
+                continue;
+            };
             sources.push(read_source(module, &text));
         }
         let modules: BTreeSet<Vec<String>> = sources.iter().map(|s| s.module.clone()).collect();
-        let mut krate = Crate { sources, modules, reexports: BTreeMap::new() };
+        let mut krate = Crate {
+            sources,
+            modules,
+            reexports: BTreeMap::new(),
+        };
         let mut reexports = BTreeMap::new();
         for s in &krate.sources {
             for (p, public) in &s.uses {
@@ -258,10 +293,16 @@ impl Crate {
         if p.first().map(String::as_str) != Some("?") {
             return p.to_vec();
         }
-        let Some(mark) = p.iter().position(|s| s == "::") else { return Vec::new() };
+        let Some(mark) = p.iter().position(|s| s == "::") else {
+            return Vec::new();
+        };
         let (module, path) = (&p[1..mark], &p[mark + 1..]);
         match path.first() {
-            Some(first) if self.modules.contains(&module.iter().chain([first]).cloned().collect::<Vec<_>>()) => {
+            Some(first)
+                if self
+                    .modules
+                    .contains(&module.iter().chain([first]).cloned().collect::<Vec<_>>()) =>
+            {
                 module.iter().chain(path).cloned().collect()
             }
             _ => Vec::new(),
@@ -289,7 +330,9 @@ impl Crate {
     fn edges(&self, parent: &[String]) -> BTreeMap<String, BTreeSet<String>> {
         let mut edges: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
         for s in &self.sources {
-            let Some(rest) = s.module.strip_prefix(parent) else { continue };
+            let Some(rest) = s.module.strip_prefix(parent) else {
+                continue;
+            };
             let from = rest.first().cloned().unwrap_or_else(|| "(self)".into());
             for (p, public) in &s.uses {
                 if *public && rest.is_empty() {
@@ -351,10 +394,21 @@ fn module_dependencies_have_no_cycles() {
     for parent in CHECKED {
         let parent: Vec<String> = parent.iter().map(|s| s.to_string()).collect();
         let edges = krate.edges(&parent);
-        assert!(!edges.is_empty(), "no dependencies found under {parent:?}: the reader is broken");
+        assert!(
+            !edges.is_empty(),
+            "no dependencies found under {parent:?}: the reader is broken"
+        );
         if let Some(cycle) = find_cycle(&edges) {
-            let shown: Vec<String> = edges.iter().map(|(k, v)| format!("  {k} -> {v:?}")).collect();
-            panic!("import cycle under crate::{}: {}\n{}", parent.join("::"), cycle.join(" -> "), shown.join("\n"));
+            let shown: Vec<String> = edges
+                .iter()
+                .map(|(k, v)| format!("  {k} -> {v:?}"))
+                .collect();
+            panic!(
+                "import cycle under crate::{}: {}\n{}",
+                parent.join("::"),
+                cycle.join(" -> "),
+                shown.join("\n")
+            );
         }
     }
 }
@@ -363,14 +417,23 @@ fn module_dependencies_have_no_cycles() {
 fn the_reader_sees_known_dependencies_and_cycles() {
     let krate = Crate::read(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"));
     let top = krate.edges(&[]);
-    assert!(top["server"].contains("config") && top["proxy"].contains("cache"), "{top:?}");
+    assert!(
+        top["server"].contains("config") && top["proxy"].contains("cache"),
+        "{top:?}"
+    );
     // Through a re-export: `crate::control::ControlConfig` is defined in `control::settings`.
     let control = krate.edges(&["control".to_string()]);
     assert!(control["api"].contains("settings"), "{control:?}");
     let mut cyclic = BTreeMap::new();
     cyclic.insert("a".to_string(), BTreeSet::from(["b".to_string()]));
     cyclic.insert("b".to_string(), BTreeSet::from(["a".to_string()]));
-    assert_eq!(find_cycle(&cyclic), Some(vec!["a".into(), "b".into(), "a".into()]));
+    assert_eq!(
+        find_cycle(&cyclic),
+        Some(vec!["a".into(), "b".into(), "a".into()])
+    );
     assert_eq!(expand("crate::a::{b, c::{d, e as f}}").len(), 3);
-    assert_eq!(strip("let x = \"crate::a\"; // crate::b\ncrate::c"), "let x =  ; \ncrate::c");
+    assert_eq!(
+        strip("let x = \"crate::a\"; // crate::b\ncrate::c"),
+        "let x =  ; \ncrate::c"
+    );
 }

@@ -81,7 +81,11 @@ pub fn normalize(raw: &str) -> Result<String, PathError> {
                     v if unreserved(v) => canon.push(v),
                     v => {
                         const HEX: &[u8; 16] = b"0123456789ABCDEF";
-                        canon.extend_from_slice(&[b'%', HEX[(v >> 4) as usize], HEX[(v & 15) as usize]]);
+                        canon.extend_from_slice(&[
+                            b'%',
+                            HEX[(v >> 4) as usize],
+                            HEX[(v & 15) as usize],
+                        ]);
                     }
                 }
                 i += 3;

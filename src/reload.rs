@@ -69,7 +69,10 @@ fn pin_restart_only(running: &Config, new: &mut Config) -> Vec<&'static str> {
     pin!("server.header_timeout", server.limits.header_timeout);
     pin!("server.send_timeout", server.limits.send_timeout);
     pin!("server.max_connections", server.limits.max_connections);
-    pin!("server.max_connections_per_ip", server.limits.max_connections_per_ip);
+    pin!(
+        "server.max_connections_per_ip",
+        server.limits.max_connections_per_ip
+    );
     pin!("cache.memory", cache.memory);
     pin!("cache.disk", cache.disk);
     pin!("cache.dir", cache.dir);
@@ -136,7 +139,13 @@ fn live_changes(running: &Config, new: &Config) -> Vec<&'static str> {
 pub fn plan(running: &Config, mut new: Config) -> (Config, Outcome) {
     let needs_restart = pin_restart_only(running, &mut new);
     let applied = live_changes(running, &new);
-    (new, Outcome { applied, needs_restart })
+    (
+        new,
+        Outcome {
+            applied,
+            needs_restart,
+        },
+    )
 }
 
 /// One reload at a time: each plans against the config the one before it installed.
@@ -147,9 +156,15 @@ static RELOADING: Mutex<()> = Mutex::new(());
 pub fn reload(state: &EdgeState) -> Result<Outcome, ReloadError> {
     let result = reload_now(state);
     let label = if result.is_ok() { "applied" } else { "failed" };
-    state.metrics.config_reloads.with_label_values(&[label]).inc();
+    state
+        .metrics
+        .config_reloads
+        .with_label_values(&[label])
+        .inc();
     match &result {
-        Ok(o) if o.needs_restart.is_empty() => tracing::info!(applied = ?o.applied, "config reloaded"),
+        Ok(o) if o.needs_restart.is_empty() => {
+            tracing::info!(applied = ?o.applied, "config reloaded")
+        }
         Ok(o) => tracing::warn!(
             applied = ?o.applied,
             needs_restart = ?o.needs_restart,
@@ -162,8 +177,13 @@ pub fn reload(state: &EdgeState) -> Result<Outcome, ReloadError> {
 
 fn reload_now(state: &EdgeState) -> Result<Outcome, ReloadError> {
     let file = state.source.as_deref().ok_or(ReloadError::NoFile)?;
-    let _one = RELOADING.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-    let new = Config::load(file).map_err(|error| ReloadError::Config { file: file.display().to_string(), error })?;
+    let _one = RELOADING
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let new = Config::load(file).map_err(|error| ReloadError::Config {
+        file: file.display().to_string(),
+        error,
+    })?;
     let running = state.live_full();
     let (config, outcome) = plan(&running.config, new);
     // Same pools, same health and in-flight counts: only new origin settings start afresh.
@@ -200,7 +220,16 @@ mod tests {
             "[[origins]]\nname = \"p\"\nnodes = [{ addr = \"127.0.0.1:9001\" }]\n[cors]\nallow_origins = [\"https://p.example\"]",
         );
         let (next, o) = plan(&running, new);
-        assert_eq!(o.applied, vec!["server.name", "cache.default_ttl", "cache.rules", "cors", "origins"]);
+        assert_eq!(
+            o.applied,
+            vec![
+                "server.name",
+                "cache.default_ttl",
+                "cache.rules",
+                "cors",
+                "origins"
+            ]
+        );
         assert!(o.needs_restart.is_empty());
         assert_eq!(next.server.name, "other");
         assert_eq!(next.origins.len(), 2);
@@ -215,7 +244,15 @@ mod tests {
             "",
         );
         let (next, o) = plan(&running, new);
-        assert_eq!(o.needs_restart, vec!["server.admin", "server.threads", "server.header_timeout", "cache.memory"]);
+        assert_eq!(
+            o.needs_restart,
+            vec![
+                "server.admin",
+                "server.threads",
+                "server.header_timeout",
+                "cache.memory"
+            ]
+        );
         assert_eq!(o.applied, vec!["cache.default_ttl"]);
         assert_eq!(next.server.admin, running.server.admin);
         assert_eq!(next.server.threads, running.server.threads);

@@ -23,7 +23,11 @@ use crate::state::{EdgeState, Live};
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("{key}: cannot listen on {addr}: {source}")]
-    Listen { key: &'static str, addr: SocketAddr, source: std::io::Error },
+    Listen {
+        key: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("{0}")]
     Cache(#[from] crate::cache::OpenError),
     #[error("cannot start the cache runtime: {0}")]
@@ -47,7 +51,10 @@ struct ProbeHealth {
 
 impl crate::control::CdnHealth for ProbeHealth {
     fn healthy(&self, host: &crate::control::CdnHost) -> bool {
-        self.hosts.iter().find(|(u, _)| *u == host.base_url).is_none_or(|(_, ok)| ok.load(Ordering::Relaxed))
+        self.hosts
+            .iter()
+            .find(|(u, _)| *u == host.base_url)
+            .is_none_or(|(_, ok)| ok.load(Ordering::Relaxed))
     }
 }
 
@@ -56,10 +63,16 @@ impl ProbeHealth {
     fn authority(base_url: &str) -> Option<String> {
         let (scheme, rest) = base_url.split_once("://")?;
         let host = rest.trim_end_matches('/');
-        if host.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) {
+        if host
+            .rsplit_once(':')
+            .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+        {
             Some(host.to_string())
         } else {
-            Some(format!("{host}:{}", if scheme == "https" { 443 } else { 80 }))
+            Some(format!(
+                "{host}:{}",
+                if scheme == "https" { 443 } else { 80 }
+            ))
         }
     }
 
@@ -68,7 +81,11 @@ impl ProbeHealth {
             for (url, ok) in &self.hosts {
                 let up = match Self::authority(url) {
                     Some(a) => matches!(
-                        tokio::time::timeout(std::time::Duration::from_secs(1), tokio::net::TcpStream::connect(a)).await,
+                        tokio::time::timeout(
+                            std::time::Duration::from_secs(1),
+                            tokio::net::TcpStream::connect(a)
+                        )
+                        .await,
                         Ok(Ok(_))
                     ),
                     None => false,
@@ -98,21 +115,39 @@ fn side_runtime(name: &str) -> Result<tokio::runtime::Runtime, StartError> {
         .map_err(StartError::Runtime)
 }
 
-fn start_control(cfg: &Config, registry: &prometheus::Registry) -> Result<Option<ControlPlane>, StartError> {
-    let (Some(c), Some(tokens)) = (&cfg.control, &cfg.tokens) else { return Ok(None) };
+fn start_control(
+    cfg: &Config,
+    registry: &prometheus::Registry,
+) -> Result<Option<ControlPlane>, StartError> {
+    let (Some(c), Some(tokens)) = (&cfg.control, &cfg.tokens) else {
+        return Ok(None);
+    };
     let runtime = side_runtime("edge-control")?;
     let health = std::sync::Arc::new(ProbeHealth {
-        hosts: c.cdn_hosts.iter().map(|h| (h.base_url.clone(), std::sync::atomic::AtomicBool::new(true))).collect(),
+        hosts: c
+            .cdn_hosts
+            .iter()
+            .map(|h| (h.base_url.clone(), std::sync::atomic::AtomicBool::new(true)))
+            .collect(),
     });
     let state = runtime
-        .block_on(crate::control::AppState::open(c.clone(), tokens.keyring.clone(), health.clone()))
+        .block_on(crate::control::AppState::open(
+            c.clone(),
+            tokens.keyring.clone(),
+            health.clone(),
+        ))
         .map_err(|e| StartError::Control(e.to_string()))?;
-    state.metrics().register(registry).map_err(|e| StartError::Control(format!("metrics: {e}")))?;
+    state
+        .metrics()
+        .register(registry)
+        .map_err(|e| StartError::Control(format!("metrics: {e}")))?;
     let secret = state.edge_secret().clone();
     let listener = runtime
         .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
         .map_err(|e| StartError::Control(format!("cannot listen on loopback: {e}")))?;
-    let addr = listener.local_addr().map_err(|e| StartError::Control(e.to_string()))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| StartError::Control(e.to_string()))?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     runtime.spawn(health.probe_forever());
     runtime.spawn(async move {
@@ -124,7 +159,12 @@ fn start_control(cfg: &Config, registry: &prometheus::Registry) -> Result<Option
             tracing::error!(error = %e, "control plane stopped");
         }
     });
-    Ok(Some(ControlPlane { runtime, addr, secret, stop }))
+    Ok(Some(ControlPlane {
+        runtime,
+        addr,
+        secret,
+        stop,
+    }))
 }
 
 /// On SIGHUP, reloads the config ([`crate::reload`]), then the certificates and the GeoIP
@@ -142,13 +182,19 @@ impl BackgroundService for Reloader {
             let live = self.state.live();
             (live.config.tls.clone(), live.config.geo.reload_interval)
         };
-        let mut poller = tls.as_ref().map(|t| crate::tls::watch::Poller::new(t.certs.clone()));
+        let mut poller = tls
+            .as_ref()
+            .map(|t| crate::tls::watch::Poller::new(t.certs.clone()));
         use crate::signals::{listen, next};
         use tokio::signal::unix::SignalKind;
         let mut hup = listen(SignalKind::hangup());
         let mut usr1 = listen(SignalKind::user_defined1());
         let mut usr2 = listen(SignalKind::user_defined2());
-        let tick = tls.as_ref().map(|t| t.reload_interval).unwrap_or(geo_interval).min(geo_interval);
+        let tick = tls
+            .as_ref()
+            .map(|t| t.reload_interval)
+            .unwrap_or(geo_interval)
+            .min(geo_interval);
         let mut geo_due = tokio::time::Instant::now() + geo_interval;
         loop {
             let forced = tokio::select! {
@@ -174,11 +220,15 @@ impl BackgroundService for Reloader {
                 if forced {
                     match resolver.reload(p.specs()) {
                         Ok(()) => tracing::info!("SIGHUP: certificates reloaded"),
-                        Err(e) => tracing::error!(error = %e, "SIGHUP: certificate reload failed; the old certificates stay in service"),
+                        Err(e) => {
+                            tracing::error!(error = %e, "SIGHUP: certificate reload failed; the old certificates stay in service")
+                        }
                     }
                 } else {
                     match p.poll(resolver) {
-                        crate::tls::watch::PollOutcome::Reloaded => tracing::info!("certificate files changed: reloaded"),
+                        crate::tls::watch::PollOutcome::Reloaded => {
+                            tracing::info!("certificate files changed: reloaded")
+                        }
                         crate::tls::watch::PollOutcome::Failed(e) => {
                             tracing::error!(error = %e, "certificate files changed but do not load; the old certificates stay in service")
                         }
@@ -191,7 +241,9 @@ impl BackgroundService for Reloader {
                     geo_due = tokio::time::Instant::now() + geo_interval;
                     match tokio::task::spawn_blocking(move || geo.reload_if_changed()).await {
                         Ok(Ok(true)) => tracing::info!("GeoIP database changed: reloaded"),
-                        Ok(Err(e)) => tracing::error!(error = %e, "GeoIP database changed but does not load; the old one stays in service"),
+                        Ok(Err(e)) => {
+                            tracing::error!(error = %e, "GeoIP database changed but does not load; the old one stays in service")
+                        }
                         _ => {}
                     }
                 }
@@ -211,7 +263,11 @@ impl BackgroundService for Lifecycle {
     async fn start(&self, mut shutdown: ShutdownWatch) {
         let mut probe = self.state.live().config.server.http;
         if probe.ip().is_unspecified() {
-            probe.set_ip(if probe.is_ipv4() { [127, 0, 0, 1].into() } else { std::net::Ipv6Addr::LOCALHOST.into() });
+            probe.set_ip(if probe.is_ipv4() {
+                [127, 0, 0, 1].into()
+            } else {
+                std::net::Ipv6Addr::LOCALHOST.into()
+            });
         }
         // Bounded: 30 s of 20 ms probes, or until shutdown.
         for _ in 0..1500 {
@@ -243,12 +299,27 @@ fn demo_urls(cfg: &Config, title: &str) -> Vec<String> {
         Some((top, _)) => format!("/{top}/"),
         None => title.to_string(),
     };
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-    let ttl = tokens.policy.max_ttl.as_secs().min(24 * 3600).saturating_sub(60).max(60);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let ttl = tokens
+        .policy
+        .max_ttl
+        .as_secs()
+        .min(24 * 3600)
+        .saturating_sub(60)
+        .max(60);
     let claims = crate::token::Claims::new(acl, now + ttl);
     let mut lines = Vec::new();
-    let https = cfg.server.https.map(|h| format!("https://localhost:{}{}", h.port(), title));
-    let mut targets = vec![("play", url.clone(), crate::token::url::Style::Path), ("play (query token)", url, crate::token::url::Style::Query)];
+    let https = cfg
+        .server
+        .https
+        .map(|h| format!("https://localhost:{}{}", h.port(), title));
+    let mut targets = vec![
+        ("play", url.clone(), crate::token::url::Style::Path),
+        ("play (query token)", url, crate::token::url::Style::Query),
+    ];
     if let Some(h) = https {
         targets.push(("play (https)", h, crate::token::url::Style::Path));
     }
@@ -262,7 +333,9 @@ fn demo_urls(cfg: &Config, title: &str) -> Vec<String> {
 }
 
 fn check_port(key: &'static str, addr: SocketAddr) -> Result<(), StartError> {
-    TcpListener::bind(addr).map(drop).map_err(|source| StartError::Listen { key, addr, source })
+    TcpListener::bind(addr)
+        .map(drop)
+        .map_err(|source| StartError::Listen { key, addr, source })
 }
 
 /// Run the edge until SIGTERM, SIGQUIT or SIGINT ([`crate::signals`]). Returns after the
@@ -282,9 +355,14 @@ pub fn run(config: Config, source: Option<std::path::PathBuf>) -> Result<(), Sta
     let metrics = Metrics::new()?;
     crate::telemetry::register(&metrics.registry, tls.clone())?;
     let control = start_control(&config, &metrics.registry)?;
-    let cache = cache_rt.block_on(Cache::open(&config.cache, &metrics.registry, cache_rt.handle().clone().into()))?;
+    let cache = cache_rt.block_on(Cache::open(
+        &config.cache,
+        &metrics.registry,
+        cache_rt.handle().clone().into(),
+    ))?;
     let cache: &'static Cache = Box::leak(Box::new(cache));
-    let lock: &'static CacheKeyLockImpl = Box::leak(CacheLock::new_boxed(config.cache.lock_timeout));
+    let lock: &'static CacheKeyLockImpl =
+        Box::leak(CacheLock::new_boxed(config.cache.lock_timeout));
 
     let state: &'static EdgeState = Box::leak(Box::new(EdgeState {
         live: arc_swap::ArcSwap::from_pointee(Live::new(config, None)),
@@ -301,11 +379,14 @@ pub fn run(config: Config, source: Option<std::path::PathBuf>) -> Result<(), Sta
     }));
     let server = build_server(state)?;
     announce(state);
-    server.run(RunArgs { shutdown_signal: Box::new(crate::signals::EdgeSignals) });
+    server.run(RunArgs {
+        shutdown_signal: Box::new(crate::signals::EdgeSignals),
+    });
 
     if let Some(c) = control {
         let _ = c.stop.send(());
-        c.runtime.shutdown_timeout(std::time::Duration::from_secs(2));
+        c.runtime
+            .shutdown_timeout(std::time::Duration::from_secs(2));
     }
     tracing::info!("services stopped; flushing the cache");
     if let Err(e) = cache_rt.block_on(cache.close()) {
@@ -334,16 +415,26 @@ fn preflight(config: &Config) -> Result<(), StartError> {
 /// The HTTPS certificates, generating a development pair first when `dev_names` asks for it.
 /// Loaded before anything starts: a bad file is a clear start error naming it, never a panic
 /// inside a listener.
-fn load_certificates(config: &Config) -> Result<Option<std::sync::Arc<crate::tls::store::SniResolver>>, StartError> {
-    let Some(t) = &config.tls else { return Ok(None) };
+fn load_certificates(
+    config: &Config,
+) -> Result<Option<std::sync::Arc<crate::tls::store::SniResolver>>, StartError> {
+    let Some(t) = &config.tls else {
+        return Ok(None);
+    };
     if let (Some(names), Some(first)) = (&t.dev_names, t.certs.first()) {
         if !first.cert.exists() || !first.key.exists() {
             let dir = first.cert.parent().unwrap_or(std::path::Path::new("."));
             let made = crate::tls::certs::generate_dev(dir, names)?;
-            println!("edge: generated a development CA and certificate in {} (trust {})", dir.display(), made.ca_cert.display());
+            println!(
+                "edge: generated a development CA and certificate in {} (trust {})",
+                dir.display(),
+                made.ca_cert.display()
+            );
         }
     }
-    Ok(Some(std::sync::Arc::new(crate::tls::store::SniResolver::load(&t.certs)?)))
+    Ok(Some(std::sync::Arc::new(
+        crate::tls::store::SniResolver::load(&t.certs)?,
+    )))
 }
 
 /// The Pingora server with its services: the player listener (the front answers fresh memory
@@ -361,9 +452,13 @@ fn build_server(state: &'static EdgeState) -> Result<Server, StartError> {
     let mut server = Server::new_with_opt_and_conf(None, conf);
     server.bootstrap();
 
-    let mut pipeline = pingora_proxy::HttpProxy::new(EdgeProxy { state }, server.configuration.clone());
+    let mut pipeline =
+        pingora_proxy::HttpProxy::new(EdgeProxy { state }, server.configuration.clone());
     pipeline.handle_init_modules();
-    let mut proxy = Service::new("edge proxy".to_string(), crate::proxy::front::Front::new(pipeline, state));
+    let mut proxy = Service::new(
+        "edge proxy".to_string(),
+        crate::proxy::front::Front::new(pipeline, state),
+    );
     proxy.add_tcp(&cfg.server.http.to_string());
     if let (Some(https), Some(resolver)) = (cfg.server.https, &state.tls) {
         let mut settings = pingora_core::listeners::tls::TlsSettings::intermediate("", "")
@@ -379,13 +474,26 @@ fn build_server(state: &'static EdgeState) -> Result<Server, StartError> {
     server.add_service(admin);
 
     if let Some(demo) = &cfg.demo {
-        let mut origin = Service::new("demo origin".to_string(), DemoOrigin { root: demo.media.clone() });
+        let mut origin = Service::new(
+            "demo origin".to_string(),
+            DemoOrigin {
+                root: demo.media.clone(),
+            },
+        );
         origin.add_tcp(&demo.listen.to_string());
         server.add_service(origin);
     }
     server.add_service(background_service("lifecycle", Lifecycle { state }));
-    server.add_service(background_service("signals and reloads", Reloader { state }));
-    server.add_service(background_service("origin health checks", crate::origin::checker::Checker { pools: Box::new(|| state.live_full().pools.clone()) }));
+    server.add_service(background_service(
+        "signals and reloads",
+        Reloader { state },
+    ));
+    server.add_service(background_service(
+        "origin health checks",
+        crate::origin::checker::Checker {
+            pools: Box::new(|| state.live_full().pools.clone()),
+        },
+    ));
     Ok(server)
 }
 
@@ -394,7 +502,11 @@ fn announce(state: &EdgeState) {
     let live = state.live();
     let cfg = &live.config;
     if let Some(demo) = &cfg.demo {
-        println!("edge: demo origin on http://{} serving {}", demo.listen, demo.media.display());
+        println!(
+            "edge: demo origin on http://{} serving {}",
+            demo.listen,
+            demo.media.display()
+        );
         for line in demo_urls(cfg, &demo.title) {
             println!("{line}");
         }
@@ -403,7 +515,10 @@ fn announce(state: &EdgeState) {
         println!("edge: listening on https://{https} (HTTP/2 and HTTP/1.1)");
     }
     if state.control.is_some() {
-        println!("edge: control plane at {}/api/v1 (OpenAPI: /api/v1/openapi.json)", cfg.server.public_url);
+        println!(
+            "edge: control plane at {}/api/v1 (OpenAPI: /api/v1/openapi.json)",
+            cfg.server.public_url
+        );
     }
     println!(
         "edge: listening on http://{} (admin http://{}); cache {} in {}",

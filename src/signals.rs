@@ -59,9 +59,16 @@ impl ShutdownSignalWatch for EdgeSignals {
 /// registered; the server's reloader then acts on them. (TERM, INT and QUIT: [`EdgeSignals`].)
 pub fn keep(rt: &tokio::runtime::Runtime) {
     let _enter = rt.enter();
-    for kind in [SignalKind::hangup(), SignalKind::user_defined1(), SignalKind::user_defined2()] {
+    for kind in [
+        SignalKind::hangup(),
+        SignalKind::user_defined1(),
+        SignalKind::user_defined2(),
+    ] {
         if signal(kind).is_err() {
-            tracing::warn!(signal = kind.as_raw_value(), "cannot take over a signal; its default action stays");
+            tracing::warn!(
+                signal = kind.as_raw_value(),
+                "cannot take over a signal; its default action stays"
+            );
         }
     }
 }

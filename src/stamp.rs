@@ -15,12 +15,20 @@ pub struct FileStamp {
 impl FileStamp {
     pub fn of(path: &Path) -> std::io::Result<FileStamp> {
         let meta = std::fs::metadata(path)?;
-        let mtime_ns = meta.modified().ok().and_then(|t| t.duration_since(UNIX_EPOCH).ok()).map_or(0, |d| d.as_nanos());
+        let mtime_ns = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_nanos());
         #[cfg(unix)]
         let inode = std::os::unix::fs::MetadataExt::ino(&meta);
         #[cfg(not(unix))]
         let inode = 0;
-        Ok(FileStamp { len: meta.len(), mtime_ns, inode })
+        Ok(FileStamp {
+            len: meta.len(),
+            mtime_ns,
+            inode,
+        })
     }
 }
 
@@ -34,14 +42,22 @@ mod tests {
         let f = dir.path().join("a");
         std::fs::write(&f, "one").unwrap();
         let first = FileStamp::of(&f).unwrap();
-        assert_eq!(FileStamp::of(&f).unwrap(), first, "unchanged file, same stamp");
+        assert_eq!(
+            FileStamp::of(&f).unwrap(),
+            first,
+            "unchanged file, same stamp"
+        );
         std::fs::write(&f, "three").unwrap();
         let rewritten = FileStamp::of(&f).unwrap();
         assert_ne!(rewritten, first, "rewritten with another length");
         let g = dir.path().join("b");
         std::fs::write(&g, "three").unwrap();
         std::fs::rename(&g, &f).unwrap();
-        assert_ne!(FileStamp::of(&f).unwrap(), rewritten, "replaced by rename: another inode");
+        assert_ne!(
+            FileStamp::of(&f).unwrap(),
+            rewritten,
+            "replaced by rename: another inode"
+        );
         assert!(FileStamp::of(&dir.path().join("missing")).is_err());
     }
 }

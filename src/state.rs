@@ -17,9 +17,9 @@ use pingora_cache::lock::CacheKeyLockImpl;
 
 use crate::cache::Cache;
 use crate::config::Config;
+use crate::cors::Cors;
 use crate::metrics::Metrics;
 use crate::origin::pools::Pools;
-use crate::cors::Cors;
 
 /// The settings a reload swaps as one: read by a request from one snapshot.
 pub struct Live {

@@ -18,11 +18,22 @@ use prometheus::{GaugeVec, IntGaugeVec, Opts, Registry};
 use crate::tls::store::SniResolver;
 
 /// Register the build, process and certificate metrics.
-pub fn register(registry: &Registry, tls: Option<Arc<SniResolver>>) -> Result<(), prometheus::Error> {
-    let build = IntGaugeVec::new(Opts::new("edge_build_info", "1, labelled with the running edge's version"), &["version"])?;
+pub fn register(
+    registry: &Registry,
+    tls: Option<Arc<SniResolver>>,
+) -> Result<(), prometheus::Error> {
+    let build = IntGaugeVec::new(
+        Opts::new(
+            "edge_build_info",
+            "1, labelled with the running edge's version",
+        ),
+        &["version"],
+    )?;
     build.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
     registry.register(Box::new(build))?;
-    registry.register(Box::new(prometheus::process_collector::ProcessCollector::for_self()))?;
+    registry.register(Box::new(
+        prometheus::process_collector::ProcessCollector::for_self(),
+    ))?;
     if let Some(resolver) = tls {
         let gauge = GaugeVec::new(
             Opts::new(
@@ -53,7 +64,11 @@ impl Collector for CertExpiry {
         for entry in self.resolver.current().entries() {
             let name = entry.names().first().map(String::as_str).unwrap_or("");
             let file = entry.spec().cert.display().to_string();
-            let at = entry.not_after().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
+            let at = entry
+                .not_after()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_secs_f64())
+                .unwrap_or(0.0);
             self.gauge.with_label_values(&[name, file.as_str()]).set(at);
         }
         self.gauge.collect()

@@ -16,28 +16,46 @@ use edge::config::Config;
 use libfuzzer_sys::fuzz_target;
 
 const SHIPPED: &str = include_str!("../../edge.toml");
-const SECTIONS: [&str; 10] = ["server", "cache", "cors", "purge", "tokens", "tls", "geo", "control", "origins", "demo"];
+const SECTIONS: [&str; 10] = [
+    "server", "cache", "cors", "purge", "tokens", "tls", "geo", "control", "origins", "demo",
+];
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&mode, rest)) = data.split_first() else { return };
-    let Ok(text) = std::str::from_utf8(rest) else { return };
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
+    let Ok(text) = std::str::from_utf8(rest) else {
+        return;
+    };
     let text = if mode & 1 == 0 {
         text.to_string()
     } else {
-        let Some((&line, value)) = text.as_bytes().split_first() else { return };
-        let Ok(value) = std::str::from_utf8(value) else { return };
+        let Some((&line, value)) = text.as_bytes().split_first() else {
+            return;
+        };
+        let Ok(value) = std::str::from_utf8(value) else {
+            return;
+        };
         with_value(usize::from(line), value)
     };
     // Relative paths resolve against a folder that does not exist: parsing reads nothing.
-    let Err(e) = Config::parse(&text, Path::new("/nonexistent/edge-fuzz")) else { return };
+    let Err(e) = Config::parse(&text, Path::new("/nonexistent/edge-fuzz")) else {
+        return;
+    };
     if text.parse::<toml::Table>().is_err() {
         return;
     }
     let message = e.to_string();
-    assert!(!e.key.is_empty(), "an error without a key path: {message:?}\n{text}");
+    assert!(
+        !e.key.is_empty(),
+        "an error without a key path: {message:?}\n{text}"
+    );
     // A section's key, or an unknown key itself.
     let section = e.key.split(['.', '[']).next().unwrap_or("");
-    assert!(SECTIONS.contains(&section) || e.reason.starts_with("unknown field"), "an error naming no section: {message:?}");
+    assert!(
+        SECTIONS.contains(&section) || e.reason.starts_with("unknown field"),
+        "an error naming no section: {message:?}"
+    );
     assert!(message.starts_with(&e.key), "{message:?}");
 });
 
@@ -45,7 +63,9 @@ fuzz_target!(|data: &[u8]| {
 /// replaced by `value`.
 fn with_value(n: usize, value: &str) -> String {
     let lines: Vec<&str> = SHIPPED.lines().collect();
-    let keyed: Vec<usize> = (0..lines.len()).filter(|&i| !lines[i].trim_start().starts_with('#') && lines[i].contains(" = ")).collect();
+    let keyed: Vec<usize> = (0..lines.len())
+        .filter(|&i| !lines[i].trim_start().starts_with('#') && lines[i].contains(" = "))
+        .collect();
     let chosen = keyed[n % keyed.len()];
     let mut out = String::with_capacity(SHIPPED.len() + value.len());
     for (i, l) in lines.iter().enumerate() {

@@ -32,18 +32,31 @@ fn setup() -> &'static Setup {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         let state = fuzzing::state(&root);
         let live = state.live();
-        let tokens = live.config.tokens.as_ref().expect("the shipped config has [tokens]");
-        let token = edge::token::sign(&tokens.keyring, &edge::token::Claims::new("/", NOW + 600)).expect("sign");
+        let tokens = live
+            .config
+            .tokens
+            .as_ref()
+            .expect("the shipped config has [tokens]");
+        let token = edge::token::sign(&tokens.keyring, &edge::token::Claims::new("/", NOW + 600))
+            .expect("sign");
         Setup { state, token }
     })
 }
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&selector, head)) = data.split_first() else { return };
+    let Some((&selector, head)) = data.split_first() else {
+        return;
+    };
     let setup = setup();
-    let peer: IpAddr = if selector & 1 == 1 { [127, 0, 0, 1].into() } else { [192, 0, 2, 7].into() };
+    let peer: IpAddr = if selector & 1 == 1 {
+        [127, 0, 0, 1].into()
+    } else {
+        [192, 0, 2, 7].into()
+    };
     let head = replace(head, b"$T", setup.token.as_bytes());
-    let Some(front) = fuzzing::front_content(setup.state, &head, peer, NOW) else { return };
+    let Some(front) = fuzzing::front_content(setup.state, &head, peer, NOW) else {
+        return;
+    };
     let whole = &head[..front.head_len];
     let content = &front.content;
     assert!(content.path.starts_with('/'), "{content:?}");
@@ -65,7 +78,12 @@ fuzz_target!(|data: &[u8]| {
             c.token.as_ref().map(|t| (t.token.clone(), t.placement)),
         )
     };
-    assert_eq!(view(content), view(&pipeline), "front and pipeline read {:?} differently", String::from_utf8_lossy(whole));
+    assert_eq!(
+        view(content),
+        view(&pipeline),
+        "front and pipeline read {:?} differently",
+        String::from_utf8_lossy(whole)
+    );
 });
 
 fn replace(haystack: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {

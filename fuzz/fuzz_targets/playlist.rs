@@ -21,44 +21,77 @@ const TOKEN: &str = "token=v1.k1.cGF5bG9hZA.bWFj";
 const HOST: &str = "edge.test";
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&[flags, chunk], body)) = data.split_first_chunk::<2>() else { return };
-    let coding = [Coding::Identity, Coding::Gzip, Coding::Br, Coding::Deflate][usize::from(flags & 3)];
+    let Some((&[flags, chunk], body)) = data.split_first_chunk::<2>() else {
+        return;
+    };
+    let coding =
+        [Coding::Identity, Coding::Gzip, Coding::Br, Coding::Deflate][usize::from(flags & 3)];
     let raw = flags & 4 != 0;
     let mh = (flags & 8 != 0).then_some(480);
     let own_host = flags & 16 != 0;
     let chunk = usize::from(chunk).max(1);
     let rewriter = || {
         let r = PlaylistRewriter::new(TOKEN.to_string());
-        if own_host { r.with_own_host(HOST) } else { r }
+        if own_host {
+            r.with_own_host(HOST)
+        } else {
+            r
+        }
     };
-    let whole = |coding, body: &[u8], size: usize| run(Transform::new(coding, Some(rewriter()), mh), body, size);
+    let whole = |coding, body: &[u8], size: usize| {
+        run(Transform::new(coding, Some(rewriter()), mh), body, size)
+    };
     if coding != Coding::Identity && raw {
         // Any bytes as an encoded body: refused or transformed, alike however cut.
         let one = whole(coding, body, usize::MAX).ok();
-        assert_eq!(one, whole(coding, body, chunk).ok(), "chunking changes the output");
+        assert_eq!(
+            one,
+            whole(coding, body, chunk).ok(),
+            "chunking changes the output"
+        );
         return;
     }
-    let identity = whole(Coding::Identity, body, usize::MAX).expect("an identity body always transforms");
-    assert_eq!(whole(Coding::Identity, body, chunk).as_ref(), Ok(&identity), "chunking changes the output");
+    let identity =
+        whole(Coding::Identity, body, usize::MAX).expect("an identity body always transforms");
+    assert_eq!(
+        whole(Coding::Identity, body, chunk).as_ref(),
+        Ok(&identity),
+        "chunking changes the output"
+    );
     if coding != Coding::Identity {
         let encoded = encode(coding, body);
-        assert_eq!(whole(coding, &encoded, chunk).as_ref(), Ok(&identity), "{coding:?} differs from identity");
+        assert_eq!(
+            whole(coding, &encoded, chunk).as_ref(),
+            Ok(&identity),
+            "{coding:?} differs from identity"
+        );
     }
     if std::str::from_utf8(body).is_ok() {
-        assert!(std::str::from_utf8(&identity).is_ok(), "UTF-8 in, not UTF-8 out");
+        assert!(
+            std::str::from_utf8(&identity).is_ok(),
+            "UTF-8 in, not UTF-8 out"
+        );
     }
     if let Some(h) = mh {
         // Without a rewriter the filter only drops lines.
-        let filtered = run(Transform::new(Coding::Identity, None, Some(h)), body, chunk).expect("identity");
+        let filtered =
+            run(Transform::new(Coding::Identity, None, Some(h)), body, chunk).expect("identity");
         let mut input = body.split_inclusive(|&c| c == b'\n');
         for line in filtered.split_inclusive(|&c| c == b'\n') {
-            assert!(input.any(|l| l == line), "a line that was not in the input: {:?}", String::from_utf8_lossy(line));
+            assert!(
+                input.any(|l| l == line),
+                "a line that was not in the input: {:?}",
+                String::from_utf8_lossy(line)
+            );
         }
     }
     for line in identity.split_inclusive(|&c| c == b'\n') {
         if is_relative_uri_line(line) {
             let text = String::from_utf8_lossy(line);
-            assert!(text.contains(TOKEN), "a URI line without the token: {text:?}");
+            assert!(
+                text.contains(TOKEN),
+                "a URI line without the token: {text:?}"
+            );
         }
     }
 });
@@ -108,6 +141,8 @@ fn is_relative_uri_line(line: &[u8]) -> bool {
         return false;
     }
     // `scheme:` (RFC 3986 §3.1) makes it absolute.
-    let scheme = uri.iter().position(|&c| !(c.is_ascii_alphanumeric() || matches!(c, b'+' | b'-' | b'.')));
+    let scheme = uri
+        .iter()
+        .position(|&c| !(c.is_ascii_alphanumeric() || matches!(c, b'+' | b'-' | b'.')));
     !(uri[0].is_ascii_alphabetic() && scheme.is_some_and(|i| uri[i] == b':'))
 }

@@ -14,29 +14,47 @@ use libfuzzer_sys::fuzz_target;
 use pingora_proxy::RangeType;
 
 fuzz_target!(|data: &[u8]| {
-    let Some((len, value)) = data.split_first_chunk::<2>() else { return };
+    let Some((len, value)) = data.split_first_chunk::<2>() else {
+        return;
+    };
     let len = usize::from(u16::from_le_bytes(*len));
-    let front = std::str::from_utf8(value).ok().and_then(|v| fuzzing::front_range(v, len));
+    let front = std::str::from_utf8(value)
+        .ok()
+        .and_then(|v| fuzzing::front_range(v, len));
     if let Some(r) = &front {
         assert!(r.start < r.end && r.end <= len, "front: {r:?} of {len}");
     }
     let Some((pipeline, resp)) = fuzzing::pipeline_range(value, len) else {
-        assert!(front.is_none(), "the front reads a value that is no header value");
+        assert!(
+            front.is_none(),
+            "the front reads a value that is no header value"
+        );
         return;
     };
-    let header = |name: &str| resp.headers.get(name).map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    let header = |name: &str| {
+        resp.headers
+            .get(name)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+    };
     match &pipeline {
         RangeType::Single(r) => {
             assert!(r.start < r.end && r.end <= len, "pipeline: {r:?} of {len}");
             assert_eq!(resp.status.as_u16(), 206);
-            assert_eq!(header("content-range"), Some(format!("bytes {}-{}/{len}", r.start, r.end - 1)));
+            assert_eq!(
+                header("content-range"),
+                Some(format!("bytes {}-{}/{len}", r.start, r.end - 1))
+            );
             assert_eq!(header("content-length"), Some(r.len().to_string()));
         }
         RangeType::Multi(m) => {
             assert_eq!(resp.status.as_u16(), 206);
             let mut end = 0;
             for r in &m.ranges {
-                assert!(r.start < r.end && r.end <= len && r.start >= end, "pipeline: {:?} of {len}", m.ranges);
+                assert!(
+                    r.start < r.end && r.end <= len && r.start >= end,
+                    "pipeline: {:?} of {len}",
+                    m.ranges
+                );
                 end = r.end;
             }
         }
@@ -47,6 +65,11 @@ fuzz_target!(|data: &[u8]| {
         RangeType::None => assert_eq!(resp.status.as_u16(), 200),
     }
     if let Some(r) = front {
-        assert_eq!(pipeline, RangeType::Single(r.clone()), "the front answers {r:?} for {:?} on {len}", String::from_utf8_lossy(value));
+        assert_eq!(
+            pipeline,
+            RangeType::Single(r.clone()),
+            "the front answers {r:?} for {:?} on {len}",
+            String::from_utf8_lossy(value)
+        );
     }
 });

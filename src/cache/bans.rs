@@ -55,7 +55,9 @@ pub struct Ban {
 }
 
 fn ms(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 /// What a lookup should do with an object (ordered by strength).
@@ -108,7 +110,10 @@ fn spawn_syncer(writer: std::sync::Weak<Mutex<Writer>>) -> std::io::Result<()> {
             tracing::warn!(error = %e, "bans: syncing bans.log failed");
         }
     };
-    std::thread::Builder::new().name("edge-bans-sync".into()).spawn(run).map(drop)
+    std::thread::Builder::new()
+        .name("edge-bans-sync".into())
+        .spawn(run)
+        .map(drop)
 }
 
 impl Bans {
@@ -132,9 +137,19 @@ impl Bans {
         }
         let live = AtomicUsize::new(order.len());
         let sync = Arc::new(log.syncer()?);
-        let writer = Arc::new(Mutex::new(Writer { order, log, sync, dirty: false }));
+        let writer = Arc::new(Mutex::new(Writer {
+            order,
+            log,
+            sync,
+            dirty: false,
+        }));
         spawn_syncer(Arc::downgrade(&writer))?;
-        Ok(Bans { index: RwLock::new(index), live, writer, keep_for })
+        Ok(Bans {
+            index: RwLock::new(index),
+            live,
+            writer,
+            keep_for,
+        })
     }
 
     fn writer(&self) -> std::sync::MutexGuard<'_, Writer> {
@@ -162,20 +177,34 @@ impl Bans {
 
     /// Record a purge now: obeyed at once, in the log before this returns (see the module
     /// doc on durability).
-    pub fn add(&self, host: Option<String>, path: String, exact: bool, soft: bool) -> std::io::Result<Ban> {
+    pub fn add(
+        &self,
+        host: Option<String>,
+        path: String,
+        exact: bool,
+        soft: bool,
+    ) -> std::io::Result<Ban> {
         let mut w = self.writer();
         let now = ms(SystemTime::now());
         self.expire(&mut w, now);
         // Never earlier than the last ban (a clock step back): the list stays in time order.
         let at_ms = now.max(w.order.back().map_or(0, |b| b.at_ms));
-        let ban = Ban { host: host.map(Arc::from), path: Arc::from(path), exact, soft, at_ms };
+        let ban = Ban {
+            host: host.map(Arc::from),
+            path: Arc::from(path),
+            exact,
+            soft,
+            at_ms,
+        };
         w.log.append(&ban)?;
         w.dirty = true;
         self.index_mut().insert(&ban);
         w.order.push_back(ban.clone());
         self.live.store(w.order.len(), Ordering::Release);
         if w.log.lines() > COMPACT_FACTOR * w.order.len() + COMPACT_SLACK {
-            let Writer { order, log, sync, .. } = &mut *w;
+            let Writer {
+                order, log, sync, ..
+            } = &mut *w;
             // On failure the log as it is stays valid (only longer): go on appending.
             match log.rewrite(order.iter()).and_then(|()| log.syncer()) {
                 Ok(file) => *sync = Arc::new(file),
@@ -198,7 +227,10 @@ impl Bans {
     pub fn list(&self, limit: usize) -> (usize, Vec<Ban>) {
         let mut w = self.writer();
         self.expire(&mut w, ms(SystemTime::now()));
-        (w.order.len(), w.order.iter().rev().take(limit).cloned().collect())
+        (
+            w.order.len(),
+            w.order.iter().rev().take(limit).cloned().collect(),
+        )
     }
 
     /// How long a ban is kept.
@@ -224,17 +256,39 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let bans = Bans::load(dir.path(), Duration::from_secs(3600)).unwrap();
         let before = SystemTime::now() - Duration::from_secs(5);
-        assert_eq!(bans.verdict("any", "/v/title/seg1.ts", before), Verdict::Keep);
+        assert_eq!(
+            bans.verdict("any", "/v/title/seg1.ts", before),
+            Verdict::Keep
+        );
         bans.add(None, "/v/title/".into(), false, false).unwrap();
-        bans.add(Some("a.example".into()), "/v/other/x.ts".into(), true, true).unwrap();
-        assert_eq!(bans.verdict("any", "/v/title/seg1.ts", before), Verdict::Remove);
-        assert_eq!(bans.verdict("any", "/v/title2/seg1.ts", before), Verdict::Keep);
-        assert_eq!(bans.verdict("a.example", "/v/other/x.ts", before), Verdict::Expire);
-        assert_eq!(bans.verdict("b.example", "/v/other/x.ts", before), Verdict::Keep);
-        assert_eq!(bans.verdict("a.example", "/v/other/x.ts2", before), Verdict::Keep);
+        bans.add(Some("a.example".into()), "/v/other/x.ts".into(), true, true)
+            .unwrap();
+        assert_eq!(
+            bans.verdict("any", "/v/title/seg1.ts", before),
+            Verdict::Remove
+        );
+        assert_eq!(
+            bans.verdict("any", "/v/title2/seg1.ts", before),
+            Verdict::Keep
+        );
+        assert_eq!(
+            bans.verdict("a.example", "/v/other/x.ts", before),
+            Verdict::Expire
+        );
+        assert_eq!(
+            bans.verdict("b.example", "/v/other/x.ts", before),
+            Verdict::Keep
+        );
+        assert_eq!(
+            bans.verdict("a.example", "/v/other/x.ts2", before),
+            Verdict::Keep
+        );
         // Objects stored after the purge are not affected.
         let after = SystemTime::now() + Duration::from_secs(1);
-        assert_eq!(bans.verdict("any", "/v/title/seg1.ts", after), Verdict::Keep);
+        assert_eq!(
+            bans.verdict("any", "/v/title/seg1.ts", after),
+            Verdict::Keep
+        );
     }
 
     #[test]
@@ -246,12 +300,18 @@ mod tests {
         }
         let bans = Bans::load(dir.path(), Duration::from_secs(3600)).unwrap();
         assert_eq!(bans.len(), 1);
-        assert_eq!(bans.verdict("h", "/v/a", SystemTime::now() - Duration::from_secs(1)), Verdict::Remove);
+        assert_eq!(
+            bans.verdict("h", "/v/a", SystemTime::now() - Duration::from_secs(1)),
+            Verdict::Remove
+        );
         drop(bans);
         std::thread::sleep(Duration::from_millis(5));
         let bans = Bans::load(dir.path(), Duration::from_millis(1)).unwrap();
         assert_eq!(bans.len(), 0, "past keep_for a ban is gone at start");
-        assert_eq!(bans.verdict("h", "/v/a", UNIX_EPOCH + Duration::from_secs(1)), Verdict::Keep);
+        assert_eq!(
+            bans.verdict("h", "/v/a", UNIX_EPOCH + Duration::from_secs(1)),
+            Verdict::Keep
+        );
         let text = std::fs::read_to_string(dir.path().join(log::FILE)).unwrap();
         assert_eq!(text, "", "and the log was compacted");
     }
@@ -290,10 +350,22 @@ mod tests {
                 break;
             }
             last = now;
-            assert!(now <= COMPACT_FACTOR * bans.len() + COMPACT_SLACK + 1, "{now} lines for {} live bans", bans.len());
+            assert!(
+                now <= COMPACT_FACTOR * bans.len() + COMPACT_SLACK + 1,
+                "{now} lines for {} live bans",
+                bans.len()
+            );
         }
-        assert!(shrank, "the log was never compacted ({last} lines, {} live)", bans.len());
-        assert_eq!(lines(), bans.len(), "a compacted log holds exactly the live bans");
+        assert!(
+            shrank,
+            "the log was never compacted ({last} lines, {} live)",
+            bans.len()
+        );
+        assert_eq!(
+            lines(),
+            bans.len(),
+            "a compacted log holds exactly the live bans"
+        );
     }
 
     #[test]
@@ -301,7 +373,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let bans = Bans::load(dir.path(), Duration::from_secs(3600)).unwrap();
         for i in 0..5 {
-            bans.add(Some("h".into()), format!("/{i}"), true, false).unwrap();
+            bans.add(Some("h".into()), format!("/{i}"), true, false)
+                .unwrap();
         }
         let (total, list) = bans.list(2);
         assert_eq!(total, 5);

@@ -20,7 +20,10 @@ pub struct FillBudget {
 
 impl FillBudget {
     pub fn new(limit: u64) -> FillBudget {
-        FillBudget { limit, reserved: AtomicU64::new(0) }
+        FillBudget {
+            limit,
+            reserved: AtomicU64::new(0),
+        }
     }
 
     /// Whether a fill of `len` bytes (`None`: not known) fits next to the fills in flight.
@@ -37,7 +40,11 @@ impl FillBudget {
     /// Give back `n` bytes a fill reserved.
     pub fn give_back(&self, n: u64) {
         // Never below zero, whatever the order of concurrent calls.
-        let _ = self.reserved.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |r| Some(r.saturating_sub(n)));
+        let _ = self
+            .reserved
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |r| {
+                Some(r.saturating_sub(n))
+            });
     }
 
     /// Bytes reserved now.

@@ -115,7 +115,11 @@ impl DiskTier {
             headroom: block.saturating_mul(HEADROOM_BLOCKS),
             degraded: AtomicBool::new(false),
             reports: &REPORTED_WRITE_ERRORS,
-            watch: Mutex::new(Watch { reported_seen: REPORTED_WRITE_ERRORS.load(Ordering::Relaxed), read_errors_seen, ..Watch::default() }),
+            watch: Mutex::new(Watch {
+                reported_seen: REPORTED_WRITE_ERRORS.load(Ordering::Relaxed),
+                read_errors_seen,
+                ..Watch::default()
+            }),
             stats,
             errors_write: errors.with_label_values(&["write"]),
             errors_read: errors.with_label_values(&["read"]),
@@ -148,13 +152,18 @@ impl DiskTier {
         }
         let read_errors = self.stats.disk_read_errors.load(Ordering::Relaxed);
         if read_errors > watch.read_errors_seen {
-            self.errors_read.inc_by(read_errors - watch.read_errors_seen);
+            self.errors_read
+                .inc_by(read_errors - watch.read_errors_seen);
             watch.read_errors_seen = read_errors;
         }
-        let io_recent = watch.last_io_error.is_some_and(|t| now.duration_since(t) < IO_BACKOFF);
+        let io_recent = watch
+            .last_io_error
+            .is_some_and(|t| now.duration_since(t) < IO_BACKOFF);
         let reason = match room {
             _ if io_recent => Some(Reason::Io),
-            Ok(room) if writes_fit(room, self.capacity.load(Ordering::Relaxed), self.headroom) => None,
+            Ok(room) if writes_fit(room, self.capacity.load(Ordering::Relaxed), self.headroom) => {
+                None
+            }
             Ok(_) => Some(Reason::Space),
             Err(ref e) => {
                 tracing::warn!(dir = %self.dir.display(), error = %e, "cannot measure the cache folder's filesystem");
@@ -172,7 +181,9 @@ impl DiskTier {
                 let free = room.as_ref().map(|r| r.available).unwrap_or(0);
                 tracing::warn!(reason = ?r, free_bytes = free, "disk tier degraded: objects stay in memory, nothing new is written to disk");
             }
-            (Some(_), None) => tracing::warn!("disk tier healthy again: evicted objects are written to disk"),
+            (Some(_), None) => {
+                tracing::warn!("disk tier healthy again: evicted objects are written to disk")
+            }
             (None, None) => {}
         }
         watch.reason = reason;
@@ -186,7 +197,9 @@ impl DiskTier {
     fn measure(&self, watch: &mut Watch, now: Instant) -> std::io::Result<Room> {
         let mut room = Room::measure_fs(&self.dir)?;
         let capacity = self.capacity.load(Ordering::Relaxed);
-        let stale = watch.scanned.is_none_or(|t| now.duration_since(t) >= SCAN_EVERY);
+        let stale = watch
+            .scanned
+            .is_none_or(|t| now.duration_since(t) >= SCAN_EVERY);
         if room.available < capacity && watch.held < capacity && stale {
             watch.held = held_by(&self.dir);
             watch.scanned = Some(now);
@@ -206,7 +219,10 @@ impl DiskTier {
             loop {
                 every.tick().await;
                 let t = tier.clone();
-                if tokio::task::spawn_blocking(move || t.check(Instant::now())).await.is_err() {
+                if tokio::task::spawn_blocking(move || t.check(Instant::now()))
+                    .await
+                    .is_err()
+                {
                     tracing::warn!("disk tier check failed");
                 }
             }
@@ -220,12 +236,19 @@ pub struct DiskGate(pub Arc<DiskTier>);
 
 impl std::fmt::Debug for DiskGate {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("DiskGate").field("degraded", &self.0.degraded()).finish()
+        f.debug_struct("DiskGate")
+            .field("degraded", &self.0.degraded())
+            .finish()
     }
 }
 
 impl StorageFilterCondition for DiskGate {
-    fn filter(&self, _stats: &Arc<Statistics>, _hash: u64, _estimated_size: usize) -> StorageFilterResult {
+    fn filter(
+        &self,
+        _stats: &Arc<Statistics>,
+        _hash: u64,
+        _estimated_size: usize,
+    ) -> StorageFilterResult {
         if self.0.degraded() {
             StorageFilterResult::Reject
         } else {
@@ -246,12 +269,19 @@ impl FoyerErrors {
         S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
     {
         use tracing_subscriber::Layer;
-        FoyerErrors.with_filter(tracing_subscriber::filter::Targets::new().with_target("foyer_storage", tracing::Level::ERROR))
+        FoyerErrors.with_filter(
+            tracing_subscriber::filter::Targets::new()
+                .with_target("foyer_storage", tracing::Level::ERROR),
+        )
     }
 }
 
 impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for FoyerErrors {
-    fn on_event(&self, _event: &tracing::Event<'_>, _ctx: tracing_subscriber::layer::Context<'_, S>) {
+    fn on_event(
+        &self,
+        _event: &tracing::Event<'_>,
+        _ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) {
         REPORTED_WRITE_ERRORS.fetch_add(1, Ordering::Relaxed);
     }
 }
@@ -264,14 +294,23 @@ mod tests {
     /// (the process-wide one is shared by every test).
     fn tier(dir: &std::path::Path, capacity: u64, block: u64) -> (DiskTier, Registry) {
         let registry = Registry::new();
-        let mut t = DiskTier::new(dir.to_path_buf(), capacity, block, Arc::new(CacheStats::default()), &registry).unwrap();
+        let mut t = DiskTier::new(
+            dir.to_path_buf(),
+            capacity,
+            block,
+            Arc::new(CacheStats::default()),
+            &registry,
+        )
+        .unwrap();
         t.reports = Box::leak(Box::new(AtomicU64::new(0)));
         t.watch.get_mut().unwrap().reported_seen = 0;
         (t, registry)
     }
 
     fn sample(registry: &Registry, line: &str) -> bool {
-        let text = prometheus::TextEncoder::new().encode_to_string(&registry.gather()).unwrap();
+        let text = prometheus::TextEncoder::new()
+            .encode_to_string(&registry.gather())
+            .unwrap();
         text.lines().any(|l| l == line)
     }
 
@@ -282,7 +321,10 @@ mod tests {
         t.check(Instant::now());
         assert!(!t.degraded());
         assert!(sample(&registry, "edge_disk_tier_degraded 0"));
-        assert!(sample(&registry, "edge_disk_tier_errors_total{op=\"space\"} 0"));
+        assert!(sample(
+            &registry,
+            "edge_disk_tier_errors_total{op=\"space\"} 0"
+        ));
     }
 
     #[test]
@@ -294,7 +336,10 @@ mod tests {
         t.check(Instant::now());
         t.check(Instant::now());
         assert!(t.degraded());
-        assert!(sample(&registry, "edge_disk_tier_errors_total{op=\"space\"} 1"));
+        assert!(sample(
+            &registry,
+            "edge_disk_tier_errors_total{op=\"space\"} 1"
+        ));
         assert!(sample(&registry, "edge_disk_tier_degraded 1"));
     }
 
@@ -307,7 +352,10 @@ mod tests {
         t.reports.fetch_add(1, Ordering::Relaxed);
         t.check(start);
         assert!(t.degraded());
-        assert!(sample(&registry, "edge_disk_tier_errors_total{op=\"write\"} 1"));
+        assert!(sample(
+            &registry,
+            "edge_disk_tier_errors_total{op=\"write\"} 1"
+        ));
         assert!(sample(&registry, "edge_disk_tier_degraded 1"));
         t.check(start + IO_BACKOFF - Duration::from_millis(1));
         assert!(t.degraded());

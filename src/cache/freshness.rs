@@ -112,7 +112,12 @@ impl Directives {
     /// A targeted field (RFC 9213 §2.2: a Structured Field Dictionary) from its field lines:
     /// `None` when absent, empty or unparseable, so the next field in line decides.
     pub fn from_targeted<'a>(values: impl Iterator<Item = &'a HeaderValue>) -> Option<Directives> {
-        let joined = values.filter_map(|v| v.to_str().ok()).map(str::trim).filter(|v| !v.is_empty()).collect::<Vec<_>>().join(", ");
+        let joined = values
+            .filter_map(|v| v.to_str().ok())
+            .map(str::trim)
+            .filter(|v| !v.is_empty())
+            .collect::<Vec<_>>()
+            .join(", ");
         if joined.is_empty() {
             return None;
         }
@@ -127,9 +132,10 @@ impl Directives {
                 sfv::ListEntry::InnerList(_) => true,
             };
             let delta = || match entry {
-                sfv::ListEntry::Item(sfv::Item { bare_item: sfv::BareItem::Integer(n), .. }) if *n >= 0 => {
-                    Some(Delta::Secs(u32::try_from(*n).unwrap_or(u32::MAX)))
-                }
+                sfv::ListEntry::Item(sfv::Item {
+                    bare_item: sfv::BareItem::Integer(n),
+                    ..
+                }) if *n >= 0 => Some(Delta::Secs(u32::try_from(*n).unwrap_or(u32::MAX))),
                 _ => Some(Delta::Invalid),
             };
             match key.as_str() {
@@ -177,7 +183,11 @@ fn field_names(entry: &sfv::ListEntry) -> Vec<String> {
         sfv::ListEntry::Item(i) => name(&i.bare_item).into_iter().collect(),
         sfv::ListEntry::InnerList(l) => l.items.iter().filter_map(|i| name(&i.bare_item)).collect(),
     };
-    raw.iter().flat_map(|s| s.split(',')).map(|n| n.trim().to_ascii_lowercase()).filter(|n| !n.is_empty()).collect()
+    raw.iter()
+        .flat_map(|s| s.split(','))
+        .map(|n| n.trim().to_ascii_lowercase())
+        .filter(|n| !n.is_empty())
+        .collect()
 }
 
 /// The directives that decide for a response, and where they came from.
@@ -194,10 +204,16 @@ pub struct Governing {
 pub fn governing(headers: &HeaderMap, targeted: &[HeaderName]) -> Governing {
     for name in targeted {
         if let Some(directives) = Directives::from_targeted(headers.get_all(name).iter()) {
-            return Governing { directives, targeted: Some(name.clone()) };
+            return Governing {
+                directives,
+                targeted: Some(name.clone()),
+            };
         }
     }
-    Governing { directives: Directives::from_cache_control(headers).unwrap_or_default(), targeted: None }
+    Governing {
+        directives: Directives::from_cache_control(headers).unwrap_or_default(),
+        targeted: None,
+    }
 }
 
 fn http_date(v: &HeaderValue) -> Option<SystemTime> {
@@ -234,7 +250,9 @@ pub fn explicit_lifetime(g: &Governing, headers: &HeaderMap, now: SystemTime) ->
     if expires.next().is_some() {
         return Some(Duration::ZERO);
     }
-    let Some(expires) = http_date(first) else { return Some(Duration::ZERO) };
+    let Some(expires) = http_date(first) else {
+        return Some(Duration::ZERO);
+    };
     // Lifetime = Expires − Date: both from the origin's clock, so a skewed origin clock
     // cancels out (§4.2.1).
     let base = date(headers).unwrap_or(now);
@@ -253,8 +271,14 @@ pub fn age_value(headers: &HeaderMap) -> Duration {
 
 /// How old the response was when it arrived (§4.2.3): the larger of the apparent age
 /// (`response_time − Date`) and the upstream's `Age` plus the time the request took.
-pub fn corrected_initial_age(headers: &HeaderMap, response_time: SystemTime, response_delay: Duration) -> Duration {
-    let apparent = date(headers).and_then(|d| response_time.duration_since(d).ok()).unwrap_or(Duration::ZERO);
+pub fn corrected_initial_age(
+    headers: &HeaderMap,
+    response_time: SystemTime,
+    response_delay: Duration,
+) -> Duration {
+    let apparent = date(headers)
+        .and_then(|d| response_time.duration_since(d).ok())
+        .unwrap_or(Duration::ZERO);
     apparent.max(age_value(headers).saturating_add(response_delay))
 }
 
@@ -267,12 +291,21 @@ pub fn corrected_initial_age(headers: &HeaderMap, response_time: SystemTime, res
 ///   for revalidation on every use: the default stale-while-revalidate does not apply (the
 ///   origin's own does); the default stale-if-error still does (an unreachable origin is
 ///   the "disconnected" case of §4.2.4).
-pub fn stale_windows(d: &Directives, explicit: Option<Duration>, default_swr: Duration, default_sie: Duration) -> (Duration, Duration) {
+pub fn stale_windows(
+    d: &Directives,
+    explicit: Option<Duration>,
+    default_swr: Duration,
+    default_sie: Duration,
+) -> (Duration, Duration) {
     if d.forbids_stale() {
         return (Duration::ZERO, Duration::ZERO);
     }
     let secs = |v: Delta| Duration::from_secs(v.secs_or_zero().into());
-    let default_swr = if explicit == Some(Duration::ZERO) { Duration::ZERO } else { default_swr };
+    let default_swr = if explicit == Some(Duration::ZERO) {
+        Duration::ZERO
+    } else {
+        default_swr
+    };
     (
         d.stale_while_revalidate.map_or(default_swr, secs),
         d.stale_if_error.map_or(default_sie, secs),
@@ -302,10 +335,15 @@ const NOT_UPDATED_BY_304: [HeaderName; 6] = [
 /// carries replaces the stored one, except [`NOT_UPDATED_BY_304`] and the 304's hop-by-hop
 /// fields (`Connection`, what it names, `Keep-Alive`, ...). `Date` and `Age` describe the 304 itself, so the stored
 /// ones go even when the 304 has none (its age is computed afresh).
-pub fn merge_not_modified(stored: &ResponseHeader, not_modified: &ResponseHeader) -> ResponseHeader {
+pub fn merge_not_modified(
+    stored: &ResponseHeader,
+    not_modified: &ResponseHeader,
+) -> ResponseHeader {
     let mut merged = stored.clone();
     let hop = crate::hop::fields(&not_modified.headers);
-    let skip = |name: &HeaderName| NOT_UPDATED_BY_304.contains(name) || hop.iter().any(|h| h == name.as_str());
+    let skip = |name: &HeaderName| {
+        NOT_UPDATED_BY_304.contains(name) || hop.iter().any(|h| h == name.as_str())
+    };
     merged.remove_header(&http::header::DATE);
     merged.remove_header(&http::header::AGE);
     for name in not_modified.headers.keys() {
@@ -334,7 +372,10 @@ mod tests {
     fn headers(list: &[(&str, &str)]) -> HeaderMap {
         let mut h = HeaderMap::new();
         for (k, v) in list {
-            h.append(HeaderName::from_bytes(k.as_bytes()).unwrap(), HeaderValue::from_str(v).unwrap());
+            h.append(
+                HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            );
         }
         h
     }
@@ -344,7 +385,10 @@ mod tests {
     }
 
     fn cdn() -> Vec<HeaderName> {
-        vec![HeaderName::from_static("edge-cache-control"), HeaderName::from_static(CDN_CACHE_CONTROL)]
+        vec![
+            HeaderName::from_static("edge-cache-control"),
+            HeaderName::from_static(CDN_CACHE_CONTROL),
+        ]
     }
 
     fn lifetime(list: &[(&str, &str)]) -> Option<u64> {
@@ -354,83 +398,234 @@ mod tests {
 
     #[test]
     fn cache_control_lifetimes() {
-        assert_eq!(lifetime(&[]), None, "no explicit lifetime: a heuristic may apply");
+        assert_eq!(
+            lifetime(&[]),
+            None,
+            "no explicit lifetime: a heuristic may apply"
+        );
         assert_eq!(lifetime(&[("cache-control", "public")]), None);
         assert_eq!(lifetime(&[("cache-control", "max-age=60")]), Some(60));
-        assert_eq!(lifetime(&[("cache-control", "max-age=60, s-maxage=5")]), Some(5), "s-maxage first");
-        assert_eq!(lifetime(&[("cache-control", "MAX-AGE=60")]), Some(60), "case-insensitive names");
-        assert_eq!(lifetime(&[("cache-control", "max-age=\"60\"")]), Some(60), "quoted form accepted (§5.2)");
-        assert_eq!(lifetime(&[("cache-control", "no-cache, max-age=60")]), Some(0), "no-cache wins");
+        assert_eq!(
+            lifetime(&[("cache-control", "max-age=60, s-maxage=5")]),
+            Some(5),
+            "s-maxage first"
+        );
+        assert_eq!(
+            lifetime(&[("cache-control", "MAX-AGE=60")]),
+            Some(60),
+            "case-insensitive names"
+        );
+        assert_eq!(
+            lifetime(&[("cache-control", "max-age=\"60\"")]),
+            Some(60),
+            "quoted form accepted (§5.2)"
+        );
+        assert_eq!(
+            lifetime(&[("cache-control", "no-cache, max-age=60")]),
+            Some(0),
+            "no-cache wins"
+        );
         assert_eq!(lifetime(&[("cache-control", "max-age=0")]), Some(0));
-        assert_eq!(lifetime(&[("cache-control", "max-age=99999999999")]), Some(u64::from(i32::MAX as u32)), "overflow caps");
+        assert_eq!(
+            lifetime(&[("cache-control", "max-age=99999999999")]),
+            Some(u64::from(i32::MAX as u32)),
+            "overflow caps"
+        );
         // Malformed: stale, not "absent" (which would fall through to a day-long heuristic).
-        for bad in ["max-age=abc", "max-age=-1", "max-age=1.5", "max-age", "s-maxage=x, max-age=60"] {
+        for bad in [
+            "max-age=abc",
+            "max-age=-1",
+            "max-age=1.5",
+            "max-age",
+            "s-maxage=x, max-age=60",
+        ] {
             assert_eq!(lifetime(&[("cache-control", bad)]), Some(0), "{bad}");
         }
         // Directives across field lines.
-        assert_eq!(lifetime(&[("cache-control", "public"), ("cache-control", "max-age=7")]), Some(7));
+        assert_eq!(
+            lifetime(&[("cache-control", "public"), ("cache-control", "max-age=7")]),
+            Some(7)
+        );
     }
 
     #[test]
     fn expires_is_measured_from_date() {
         let date = http_date_of(T0 + 3600); // the origin's clock is an hour fast
-        assert_eq!(lifetime(&[("date", &date), ("expires", &http_date_of(T0 + 3600 + 30))]), Some(30));
-        assert_eq!(lifetime(&[("expires", &http_date_of(T0 + 30))]), Some(30), "no Date: our clock");
-        assert_eq!(lifetime(&[("date", &date), ("expires", &http_date_of(T0))]), Some(0), "in the past");
-        assert_eq!(lifetime(&[("expires", "0")]), Some(0), "invalid date = already expired");
-        assert_eq!(lifetime(&[("expires", &http_date_of(T0 + 30)), ("expires", &http_date_of(T0 + 60))]), Some(0));
-        assert_eq!(lifetime(&[("expires", &http_date_of(T0 + 30)), ("cache-control", "max-age=5")]), Some(5), "max-age wins");
+        assert_eq!(
+            lifetime(&[("date", &date), ("expires", &http_date_of(T0 + 3600 + 30))]),
+            Some(30)
+        );
+        assert_eq!(
+            lifetime(&[("expires", &http_date_of(T0 + 30))]),
+            Some(30),
+            "no Date: our clock"
+        );
+        assert_eq!(
+            lifetime(&[("date", &date), ("expires", &http_date_of(T0))]),
+            Some(0),
+            "in the past"
+        );
+        assert_eq!(
+            lifetime(&[("expires", "0")]),
+            Some(0),
+            "invalid date = already expired"
+        );
+        assert_eq!(
+            lifetime(&[
+                ("expires", &http_date_of(T0 + 30)),
+                ("expires", &http_date_of(T0 + 60))
+            ]),
+            Some(0)
+        );
+        assert_eq!(
+            lifetime(&[
+                ("expires", &http_date_of(T0 + 30)),
+                ("cache-control", "max-age=5")
+            ]),
+            Some(5),
+            "max-age wins"
+        );
     }
 
     #[test]
     fn targeted_fields_take_precedence() {
         // RFC 9213: the first valid targeted field decides; Cache-Control and Expires are ignored.
-        let both = [("cache-control", "private, max-age=5"), ("cdn-cache-control", "max-age=600")];
+        let both = [
+            ("cache-control", "private, max-age=5"),
+            ("cdn-cache-control", "max-age=600"),
+        ];
         let h = headers(&both);
         let g = governing(&h, &cdn());
-        assert_eq!(g.targeted.as_ref().map(|n| n.as_str()), Some("cdn-cache-control"));
+        assert_eq!(
+            g.targeted.as_ref().map(|n| n.as_str()),
+            Some("cdn-cache-control")
+        );
         assert!(!g.directives.private);
         assert_eq!(lifetime(&both), Some(600));
-        assert_eq!(lifetime(&[("edge-cache-control", "max-age=9"), ("cdn-cache-control", "max-age=600")]), Some(9), "operator's first");
-        assert_eq!(lifetime(&[("cdn-cache-control", "no-store"), ("cache-control", "max-age=60")]), None, "Cache-Control ignored");
-        assert!(governing(&headers(&[("cdn-cache-control", "no-store")]), &cdn()).directives.no_store);
-        assert_eq!(lifetime(&[("cdn-cache-control", "no-cache"), ("cache-control", "max-age=60")]), Some(0));
+        assert_eq!(
+            lifetime(&[
+                ("edge-cache-control", "max-age=9"),
+                ("cdn-cache-control", "max-age=600")
+            ]),
+            Some(9),
+            "operator's first"
+        );
+        assert_eq!(
+            lifetime(&[
+                ("cdn-cache-control", "no-store"),
+                ("cache-control", "max-age=60")
+            ]),
+            None,
+            "Cache-Control ignored"
+        );
+        assert!(
+            governing(&headers(&[("cdn-cache-control", "no-store")]), &cdn())
+                .directives
+                .no_store
+        );
+        assert_eq!(
+            lifetime(&[
+                ("cdn-cache-control", "no-cache"),
+                ("cache-control", "max-age=60")
+            ]),
+            Some(0)
+        );
         // Expires is ignored when a targeted field decides.
-        assert_eq!(lifetime(&[("cdn-cache-control", "public"), ("expires", &http_date_of(T0 + 30))]), None);
+        assert_eq!(
+            lifetime(&[
+                ("cdn-cache-control", "public"),
+                ("expires", &http_date_of(T0 + 30))
+            ]),
+            None
+        );
         // Empty or unparseable: ignored, the next in line decides.
-        assert_eq!(lifetime(&[("cdn-cache-control", ""), ("cache-control", "max-age=60")]), Some(60));
-        assert_eq!(lifetime(&[("cdn-cache-control", "max-age=60 junk("), ("cache-control", "max-age=7")]), Some(7));
-        assert_eq!(lifetime(&[("cdn-cache-control", "Max-Age=60"), ("cache-control", "max-age=7")]), Some(7), "SF keys are lowercase");
+        assert_eq!(
+            lifetime(&[("cdn-cache-control", ""), ("cache-control", "max-age=60")]),
+            Some(60)
+        );
+        assert_eq!(
+            lifetime(&[
+                ("cdn-cache-control", "max-age=60 junk("),
+                ("cache-control", "max-age=7")
+            ]),
+            Some(7)
+        );
+        assert_eq!(
+            lifetime(&[
+                ("cdn-cache-control", "Max-Age=60"),
+                ("cache-control", "max-age=7")
+            ]),
+            Some(7),
+            "SF keys are lowercase"
+        );
         // A directive of the wrong type: a malformed lifetime (stale).
-        assert_eq!(lifetime(&[("cdn-cache-control", "max-age=\"60\"")]), Some(0));
+        assert_eq!(
+            lifetime(&[("cdn-cache-control", "max-age=\"60\"")]),
+            Some(0)
+        );
         assert_eq!(lifetime(&[("cdn-cache-control", "max-age=1.5")]), Some(0));
         // Not on the target list: no effect.
-        let h = headers(&[("other-cache-control", "max-age=1"), ("cache-control", "max-age=60")]);
-        assert_eq!(explicit_lifetime(&governing(&h, &cdn()), &h, at(T0)), Some(Duration::from_secs(60)));
+        let h = headers(&[
+            ("other-cache-control", "max-age=1"),
+            ("cache-control", "max-age=60"),
+        ]);
+        assert_eq!(
+            explicit_lifetime(&governing(&h, &cdn()), &h, at(T0)),
+            Some(Duration::from_secs(60))
+        );
         // Without the targeted names, CDN-Cache-Control means nothing.
-        let h = headers(&[("cdn-cache-control", "max-age=600"), ("cache-control", "max-age=60")]);
-        assert_eq!(explicit_lifetime(&governing(&h, &[]), &h, at(T0)), Some(Duration::from_secs(60)));
+        let h = headers(&[
+            ("cdn-cache-control", "max-age=600"),
+            ("cache-control", "max-age=60"),
+        ]);
+        assert_eq!(
+            explicit_lifetime(&governing(&h, &[]), &h, at(T0)),
+            Some(Duration::from_secs(60))
+        );
     }
 
     #[test]
     fn qualified_private_and_no_cache_strip_fields() {
-        let d = Directives::from_cache_control(&headers(&[("cache-control", "private=\"X-User, Set-Cookie\", no-cache=x-b, max-age=60")])).unwrap();
+        let d = Directives::from_cache_control(&headers(&[(
+            "cache-control",
+            "private=\"X-User, Set-Cookie\", no-cache=x-b, max-age=60",
+        )]))
+        .unwrap();
         assert!(!d.private && !d.no_cache);
         assert_eq!(d.strip, ["x-user", "set-cookie", "x-b"]);
-        let d = governing(&headers(&[("cdn-cache-control", "private=(\"x-user\" x-b), max-age=60")]), &cdn()).directives;
+        let d = governing(
+            &headers(&[("cdn-cache-control", "private=(\"x-user\" x-b), max-age=60")]),
+            &cdn(),
+        )
+        .directives;
         assert!(!d.private);
         assert_eq!(d.strip, ["x-user", "x-b"]);
-        assert!(governing(&headers(&[("cdn-cache-control", "private")]), &cdn()).directives.private);
+        assert!(
+            governing(&headers(&[("cdn-cache-control", "private")]), &cdn())
+                .directives
+                .private
+        );
     }
 
     #[test]
     fn authorization_and_stale_permissions() {
-        let d = |v: &str| Directives::from_cache_control(&headers(&[("cache-control", v)])).unwrap();
+        let d =
+            |v: &str| Directives::from_cache_control(&headers(&[("cache-control", v)])).unwrap();
         assert!(!d("max-age=60").allows_authorized());
-        for ok in ["public", "s-maxage=5", "must-revalidate", "max-age=5, public"] {
+        for ok in [
+            "public",
+            "s-maxage=5",
+            "must-revalidate",
+            "max-age=5, public",
+        ] {
             assert!(d(ok).allows_authorized(), "{ok}");
         }
-        for forbid in ["no-cache", "must-revalidate", "proxy-revalidate", "s-maxage=60"] {
+        for forbid in [
+            "no-cache",
+            "must-revalidate",
+            "proxy-revalidate",
+            "s-maxage=60",
+        ] {
             assert!(d(forbid).forbids_stale(), "{forbid}");
         }
         assert!(!d("max-age=0").forbids_stale());
@@ -440,35 +635,87 @@ mod tests {
     fn stale_windows_respect_the_origin() {
         let (swr, sie) = (Duration::from_secs(5), Duration::from_secs(300));
         let w = |v: &str, explicit: Option<u64>| {
-            let d = Directives::from_cache_control(&headers(&[("cache-control", v)])).unwrap_or_default();
+            let d = Directives::from_cache_control(&headers(&[("cache-control", v)]))
+                .unwrap_or_default();
             let (a, b) = stale_windows(&d, explicit.map(Duration::from_secs), swr, sie);
             (a.as_secs(), b.as_secs())
         };
         assert_eq!(w("max-age=60", Some(60)), (5, 300), "defaults");
-        assert_eq!(w("max-age=60, stale-while-revalidate=7, stale-if-error=9", Some(60)), (7, 9));
-        for forbid in ["no-cache", "max-age=60, must-revalidate", "max-age=60, proxy-revalidate", "s-maxage=60"] {
+        assert_eq!(
+            w(
+                "max-age=60, stale-while-revalidate=7, stale-if-error=9",
+                Some(60)
+            ),
+            (7, 9)
+        );
+        for forbid in [
+            "no-cache",
+            "max-age=60, must-revalidate",
+            "max-age=60, proxy-revalidate",
+            "s-maxage=60",
+        ] {
             assert_eq!(w(forbid, Some(60)), (0, 0), "{forbid}");
         }
-        assert_eq!(w("no-cache, stale-while-revalidate=30, stale-if-error=30", Some(0)), (0, 0), "most restrictive wins");
-        assert_eq!(w("max-age=0", Some(0)), (0, 300), "revalidate every use; stale only when the origin fails");
-        assert_eq!(w("max-age=0, stale-while-revalidate=3", Some(0)), (3, 300), "the origin's own window");
-        assert_eq!(w("max-age=60, stale-while-revalidate=x", Some(60)), (0, 300), "malformed = none");
+        assert_eq!(
+            w(
+                "no-cache, stale-while-revalidate=30, stale-if-error=30",
+                Some(0)
+            ),
+            (0, 0),
+            "most restrictive wins"
+        );
+        assert_eq!(
+            w("max-age=0", Some(0)),
+            (0, 300),
+            "revalidate every use; stale only when the origin fails"
+        );
+        assert_eq!(
+            w("max-age=0, stale-while-revalidate=3", Some(0)),
+            (3, 300),
+            "the origin's own window"
+        );
+        assert_eq!(
+            w("max-age=60, stale-while-revalidate=x", Some(60)),
+            (0, 300),
+            "malformed = none"
+        );
         assert_eq!(w("", None), (5, 300), "heuristic freshness: defaults");
     }
 
     #[test]
     fn corrected_initial_age_uses_age_and_date() {
         let now = at(T0);
-        let age = |list: &[(&str, &str)], delay: u64| corrected_initial_age(&headers(list), now, Duration::from_secs(delay)).as_secs();
+        let age = |list: &[(&str, &str)], delay: u64| {
+            corrected_initial_age(&headers(list), now, Duration::from_secs(delay)).as_secs()
+        };
         assert_eq!(age(&[], 0), 0);
         assert_eq!(age(&[("age", "30")], 0), 30);
-        assert_eq!(age(&[("age", "30")], 2), 32, "plus the time the request took");
-        assert_eq!(age(&[("date", &http_date_of(T0 - 50))], 0), 50, "apparent age");
-        assert_eq!(age(&[("date", &http_date_of(T0 - 50)), ("age", "10")], 0), 50, "the larger one");
-        assert_eq!(age(&[("date", &http_date_of(T0 + 50)), ("age", "10")], 0), 10, "a fast origin clock is no negative age");
+        assert_eq!(
+            age(&[("age", "30")], 2),
+            32,
+            "plus the time the request took"
+        );
+        assert_eq!(
+            age(&[("date", &http_date_of(T0 - 50))], 0),
+            50,
+            "apparent age"
+        );
+        assert_eq!(
+            age(&[("date", &http_date_of(T0 - 50)), ("age", "10")], 0),
+            50,
+            "the larger one"
+        );
+        assert_eq!(
+            age(&[("date", &http_date_of(T0 + 50)), ("age", "10")], 0),
+            10,
+            "a fast origin clock is no negative age"
+        );
         assert_eq!(age(&[("age", "-5")], 0), 0, "invalid Age ignored");
         assert_eq!(age(&[("age", "abc")], 1), 1);
-        assert_eq!(current_age(Duration::from_secs(30), Duration::from_millis(2500)), 32);
+        assert_eq!(
+            current_age(Duration::from_secs(30), Duration::from_millis(2500)),
+            32
+        );
     }
 
     #[test]
@@ -502,16 +749,31 @@ mod tests {
             nm.append_header(k.to_string(), v).unwrap();
         }
         let m = merge_not_modified(&stored, &nm);
-        let get = |k: &str| m.headers.get_all(k).iter().map(|v| v.to_str().unwrap().to_string()).collect::<Vec<_>>();
+        let get = |k: &str| {
+            m.headers
+                .get_all(k)
+                .iter()
+                .map(|v| v.to_str().unwrap().to_string())
+                .collect::<Vec<_>>()
+        };
         assert_eq!(m.status, 200);
         assert_eq!(get("cache-control"), ["max-age=600"]);
         assert_eq!(get("etag"), ["\"v2\""]);
         assert_eq!(get("x-custom"), ["new", "newer"]);
         assert_eq!(get("expires"), ["Thu, 01 Jan 2026 00:10:00 GMT"]);
-        assert_eq!(get("content-length"), ["1000"], "framing stays the stored body's");
+        assert_eq!(
+            get("content-length"),
+            ["1000"],
+            "framing stays the stored body's"
+        );
         assert_eq!(get("content-type"), ["video/mp2t"]);
         assert_eq!(get("vary"), ["accept-encoding"]);
-        assert!(get("x-hop").is_empty() && get("keep-alive").is_empty() && get("connection").is_empty());
-        assert!(get("date").is_empty() && get("age").is_empty(), "the 304's own Date/Age, here none");
+        assert!(
+            get("x-hop").is_empty() && get("keep-alive").is_empty() && get("connection").is_empty()
+        );
+        assert!(
+            get("date").is_empty() && get("age").is_empty(),
+            "the 304's own Date/Age, here none"
+        );
     }
 }

@@ -87,7 +87,10 @@ pub fn without_param(query: Option<&str>, name: &str) -> Option<String> {
     if !query.split('&').any(|p| param_name(p) == name) {
         return Some(query.to_string());
     }
-    let kept: Vec<&str> = query.split('&').filter(|p| !p.is_empty() && param_name(p) != name).collect();
+    let kept: Vec<&str> = query
+        .split('&')
+        .filter(|p| !p.is_empty() && param_name(p) != name)
+        .collect();
     (!kept.is_empty()).then(|| kept.join("&"))
 }
 
@@ -113,24 +116,51 @@ mod tests {
     #[test]
     fn query_policies() {
         let rules = vec![
-            KeyRule { prefix: "/live/".into(), query: QueryPolicy::None },
-            KeyRule { prefix: "/vod/".into(), query: QueryPolicy::Allow(vec!["v".into(), "lang".into()]) },
-            KeyRule { prefix: "/vod/ads/".into(), query: QueryPolicy::Deny(vec!["utm_source".into()]) },
+            KeyRule {
+                prefix: "/live/".into(),
+                query: QueryPolicy::None,
+            },
+            KeyRule {
+                prefix: "/vod/".into(),
+                query: QueryPolicy::Allow(vec!["v".into(), "lang".into()]),
+            },
+            KeyRule {
+                prefix: "/vod/ads/".into(),
+                query: QueryPolicy::Deny(vec!["utm_source".into()]),
+            },
         ];
         let k = |path: &str, q: &str| key_query(&rules, path, Some(q));
-        assert_eq!(k("/other/a.ts", "b=2&a=1"), Some("a=1&b=2".into()), "all, sorted");
-        assert_eq!(k("/other/a.ts", "a=1&CMCD=bl%3D2000%2Cbr%3D800"), Some("a=1".into()), "CMCD never counts");
+        assert_eq!(
+            k("/other/a.ts", "b=2&a=1"),
+            Some("a=1&b=2".into()),
+            "all, sorted"
+        );
+        assert_eq!(
+            k("/other/a.ts", "a=1&CMCD=bl%3D2000%2Cbr%3D800"),
+            Some("a=1".into()),
+            "CMCD never counts"
+        );
         assert_eq!(k("/other/a.ts", "CMCD=x"), None);
         assert_eq!(k("/live/a.ts", "a=1"), None);
-        assert_eq!(k("/vod/a.ts", "lang=en&x=1&v=2"), Some("lang=en&v=2".into()));
-        assert_eq!(k("/vod/ads/a.ts", "utm_source=x&v=2&z=1"), Some("v=2&z=1".into()), "the longest prefix wins");
+        assert_eq!(
+            k("/vod/a.ts", "lang=en&x=1&v=2"),
+            Some("lang=en&v=2".into())
+        );
+        assert_eq!(
+            k("/vod/ads/a.ts", "utm_source=x&v=2&z=1"),
+            Some("v=2&z=1".into()),
+            "the longest prefix wins"
+        );
         assert_eq!(key_query(&rules, "/other/a.ts", None), None);
         assert_eq!(k("/other/a.ts", "&&"), None);
     }
 
     #[test]
     fn params_removed() {
-        assert_eq!(without_param(Some("a=1&CMCD=x&b"), "CMCD"), Some("a=1&b".into()));
+        assert_eq!(
+            without_param(Some("a=1&CMCD=x&b"), "CMCD"),
+            Some("a=1&b".into())
+        );
         assert_eq!(without_param(Some("CMCD=x"), "CMCD"), None);
         assert_eq!(without_param(Some("a=1"), "CMCD"), Some("a=1".into()));
         assert_eq!(without_param(None, "CMCD"), None);
@@ -139,8 +169,14 @@ mod tests {
     #[test]
     fn host_is_normalised() {
         assert_eq!(request_host(None, Some("Edge.Example:80")), "edge.example");
-        assert_eq!(request_host(Some("edge.example."), Some("other")), "edge.example");
-        assert_eq!(request_host(None, Some("edge.example:8080")), "edge.example:8080");
+        assert_eq!(
+            request_host(Some("edge.example."), Some("other")),
+            "edge.example"
+        );
+        assert_eq!(
+            request_host(None, Some("edge.example:8080")),
+            "edge.example:8080"
+        );
         assert_eq!(request_host(None, None), "");
     }
 

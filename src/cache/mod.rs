@@ -12,8 +12,8 @@
 //!   free space it is measured against.
 
 pub mod bans;
-pub mod disk;
 pub mod budget;
+pub mod disk;
 pub mod freshness;
 pub mod key;
 pub mod object;
@@ -31,8 +31,8 @@ use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use foyer::{
-    BlockEngineConfig, DeviceBuilder, FsDeviceBuilder, HybridCache, HybridCacheBuilder, HybridCachePolicy,
-    PsyncIoEngineConfig, RecoverMode, S3FifoConfig, Spawner, StorageFilter,
+    BlockEngineConfig, DeviceBuilder, FsDeviceBuilder, HybridCache, HybridCacheBuilder,
+    HybridCachePolicy, PsyncIoEngineConfig, RecoverMode, S3FifoConfig, Spawner, StorageFilter,
 };
 use mixtrics::registry::prometheus_0_14::PrometheusMetricsRegistry;
 
@@ -98,15 +98,27 @@ pub struct Cache {
 impl Cache {
     /// Open (and recover) the hybrid cache in `cfg.dir`. Must run inside a tokio runtime that
     /// outlives the cache; foyer's background work is spawned on `spawner`.
-    pub async fn open(cfg: &CacheConfig, registry: &prometheus::Registry, spawner: Spawner) -> Result<Cache, OpenError> {
+    pub async fn open(
+        cfg: &CacheConfig,
+        registry: &prometheus::Registry,
+        spawner: Spawner,
+    ) -> Result<Cache, OpenError> {
         let dir_lock = lock_dir(&cfg.dir)?;
         // A ban older than the longest servable lifetime matches nothing that may be served.
         let bans = Bans::load(&cfg.dir, policy::longest_servable(cfg)).map_err(OpenError::Bans)?;
         let block = cfg.block_size();
         let stats = Arc::new(CacheStats::default());
         refuse_a_tier_without_room(cfg)?;
-        let disk = Arc::new(DiskTier::new(cfg.dir.clone(), cfg.disk, block as u64, stats.clone(), registry)?);
-        let device = FsDeviceBuilder::new(&cfg.dir).with_capacity(cfg.disk as usize).build()?;
+        let disk = Arc::new(DiskTier::new(
+            cfg.dir.clone(),
+            cfg.disk,
+            block as u64,
+            stats.clone(),
+            registry,
+        )?);
+        let device = FsDeviceBuilder::new(&cfg.dir)
+            .with_capacity(cfg.disk as usize)
+            .build()?;
         let engine = BlockEngineConfig::new(device)
             .with_block_size(block)
             .with_buffer_pool_size(2 * block)
@@ -137,7 +149,13 @@ impl Cache {
         disk.reserved(reserved);
         disk.watch();
         let budget = budget::FillBudget::new(cfg.fill_memory);
-        Ok(Cache { storage: EdgeStorage::new(objects, stats.clone(), cfg.disk_admission, budget), stats, bans, disk, _dir_lock: dir_lock })
+        Ok(Cache {
+            storage: EdgeStorage::new(objects, stats.clone(), cfg.disk_admission, budget),
+            stats,
+            bans,
+            disk,
+            _dir_lock: dir_lock,
+        })
     }
 }
 
@@ -151,12 +169,19 @@ impl FreshHit {
     /// The `Age` an answer carries: the object's age when stored plus its time here
     /// (RFC 9111 §4.2.3).
     pub fn age(&self, now: SystemTime) -> u64 {
-        freshness::current_age(self.meta.initial_age, now.duration_since(self.meta.epoch).unwrap_or_default())
+        freshness::current_age(
+            self.meta.initial_age,
+            now.duration_since(self.meta.epoch).unwrap_or_default(),
+        )
     }
 
     /// Seconds the object stays fresh from `now`.
     pub fn ttl(&self, now: SystemTime) -> u64 {
-        self.meta.fresh_until.duration_since(now).map(|d| d.as_secs()).unwrap_or(0)
+        self.meta
+            .fresh_until
+            .duration_since(now)
+            .map(|d| d.as_secs())
+            .unwrap_or(0)
     }
 }
 
@@ -192,11 +217,16 @@ impl Cache {
                 }
             }
         }
-        if meta.fresh_until < now || self.bans.verdict(host, path, meta.epoch) != bans::Verdict::Keep {
+        if meta.fresh_until < now
+            || self.bans.verdict(host, path, meta.epoch) != bans::Verdict::Keep
+        {
             return None;
         }
         self.storage.note_memory_hit(hash, &object);
-        Some(FreshHit { meta, body: object.body })
+        Some(FreshHit {
+            meta,
+            body: object.body,
+        })
     }
 
     /// Remove the stored object under `key` (and any fill of it), as RFC 9111 §4.4 asks after
@@ -207,7 +237,15 @@ impl Cache {
         let compact = key.to_compact();
         let span = pingora_cache::trace::Span::inactive();
         let target = pingora_cache::storage::PurgeTarget::Active(&compact);
-        if let Err(e) = self.storage.purge(target, pingora_cache::storage::PurgeType::Invalidation, &span.handle()).await {
+        if let Err(e) = self
+            .storage
+            .purge(
+                target,
+                pingora_cache::storage::PurgeType::Invalidation,
+                &span.handle(),
+            )
+            .await
+        {
             tracing::warn!(error = %e, "invalidation failed");
         }
     }
@@ -229,7 +267,8 @@ fn refuse_a_tier_without_room(cfg: &CacheConfig) -> Result<(), OpenError> {
     if cfg.disk == 0 {
         return Ok(());
     }
-    let room = room::Room::measure(&cfg.dir).map_err(|e| OpenError::Dir(cfg.dir.display().to_string(), e))?;
+    let room = room::Room::measure(&cfg.dir)
+        .map_err(|e| OpenError::Dir(cfg.dir.display().to_string(), e))?;
     match room::config_error(cfg.disk, cfg.block_size() as u64, room) {
         Some(why) => Err(OpenError::NoRoom(why)),
         None => Ok(()),
@@ -273,18 +312,31 @@ mod tests {
     async fn open_reserves_the_files_foyer_lays_out() {
         use std::os::unix::fs::MetadataExt;
         let dir = tempfile::tempdir().unwrap();
-        let section = toml::from_str("dir = \"c\"\nmemory = \"4 MiB\"\ndisk = \"21 MiB\"\nmax_object = \"1 MiB\"\n").unwrap();
+        let section = toml::from_str(
+            "dir = \"c\"\nmemory = \"4 MiB\"\ndisk = \"21 MiB\"\nmax_object = \"1 MiB\"\n",
+        )
+        .unwrap();
         let cfg = CacheConfig::build(section, dir.path()).unwrap();
         let files = || -> Vec<std::fs::Metadata> {
             std::fs::read_dir(&cfg.dir)
                 .unwrap()
                 .filter_map(Result::ok)
-                .filter(|e| e.file_name().to_string_lossy().starts_with("foyer-storage-"))
+                .filter(|e| {
+                    e.file_name()
+                        .to_string_lossy()
+                        .starts_with("foyer-storage-")
+                })
                 .map(|e| e.metadata().unwrap())
                 .collect()
         };
         for _ in 0..2 {
-            let cache = Cache::open(&cfg, &prometheus::Registry::new(), tokio::runtime::Handle::current().into()).await.unwrap();
+            let cache = Cache::open(
+                &cfg,
+                &prometheus::Registry::new(),
+                tokio::runtime::Handle::current().into(),
+            )
+            .await
+            .unwrap();
             let length: u64 = files().iter().map(|m| m.len()).sum();
             let allocated: u64 = files().iter().map(|m| m.blocks() * 512).sum();
             assert_eq!(length, room::tier_bytes(cfg.disk, cfg.block_size() as u64));

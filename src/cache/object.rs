@@ -50,14 +50,25 @@ pub struct DecodedMeta {
 
 impl StoredObject {
     pub fn new(meta_internal: Bytes, meta_header: Bytes, body: Bytes) -> Self {
-        StoredObject { meta_internal, meta_header, body, decoded: Arc::new(OnceLock::new()) }
+        StoredObject {
+            meta_internal,
+            meta_header,
+            body,
+            decoded: Arc::new(OnceLock::new()),
+        }
     }
 
     /// The object's cache meta. `updated` is carried as the meta's epoch (what `Age`,
     /// freshness and purge checks read) rather than as `updated` itself.
     pub fn meta(&self) -> pingora_error::Result<CacheMeta> {
         if let Some(d) = self.decoded.get() {
-            let mut meta = CacheMeta::new(d.fresh_until, d.created, d.stale_while_revalidate, d.stale_if_error, d.header.clone());
+            let mut meta = CacheMeta::new(
+                d.fresh_until,
+                d.created,
+                d.stale_while_revalidate,
+                d.stale_if_error,
+                d.header.clone(),
+            );
             meta.set_epoch_override(d.epoch);
             if let Some(v) = d.variance {
                 meta.set_variance_key(v);
@@ -87,7 +98,13 @@ impl StoredObject {
 
     /// Bytes this object weighs in the memory tier (and roughly on disk).
     pub fn weight(&self) -> usize {
-        MAGIC.len() + 4 + 4 + 8 + self.meta_internal.len() + self.meta_header.len() + self.body.len()
+        MAGIC.len()
+            + 4
+            + 4
+            + 8
+            + self.meta_internal.len()
+            + self.meta_header.len()
+            + self.body.len()
     }
 }
 
@@ -120,7 +137,8 @@ impl Code for StoredObject {
         let meta_header = read_blob(r, len, MAX_META)?;
         let mut len = [0u8; 8];
         r.read_exact(&mut len).map_err(foyer::Error::io_error)?;
-        let body_len = usize::try_from(u64::from_le_bytes(len)).map_err(|_| io_err("body too large"))?;
+        let body_len =
+            usize::try_from(u64::from_le_bytes(len)).map_err(|_| io_err("body too large"))?;
         let body = read_blob(r, body_len, 1 << 34)?;
         Ok(StoredObject::new(meta_internal, meta_header, body))
     }
@@ -142,7 +160,9 @@ fn read_blob(r: &mut impl Read, len: usize, max: usize) -> foyer::Result<Bytes> 
     }
     // Read through `take` so a lying length cannot make us allocate more than the input has.
     let mut buf = Vec::new();
-    r.take(len as u64).read_to_end(&mut buf).map_err(foyer::Error::io_error)?;
+    r.take(len as u64)
+        .read_to_end(&mut buf)
+        .map_err(foyer::Error::io_error)?;
     if buf.len() != len {
         return Err(io_err("cache object truncated"));
     }
@@ -177,7 +197,13 @@ mod tests {
         let mut h = ResponseHeader::build(200, None).unwrap();
         h.insert_header("etag", "\"a\"").unwrap();
         let created = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_800_000_000);
-        let mut meta = CacheMeta::new(created + std::time::Duration::from_secs(60), created, 5, 300, h);
+        let mut meta = CacheMeta::new(
+            created + std::time::Duration::from_secs(60),
+            created,
+            5,
+            300,
+            h,
+        );
         meta.update_freshness(created + std::time::Duration::from_secs(120), 6, 301);
         let (i, hd) = meta.serialize().unwrap();
         let obj = StoredObject::new(i.into(), hd.into(), Bytes::from_static(b"x"));
@@ -186,8 +212,15 @@ mod tests {
         for m in [&first, &again] {
             assert_eq!(m.fresh_until(), meta.fresh_until());
             assert_eq!(m.created(), created);
-            assert_eq!(m.epoch(), meta.updated(), "the revalidation time is the epoch");
-            assert_eq!((m.stale_while_revalidate_sec(), m.stale_if_error_sec()), (6, 301));
+            assert_eq!(
+                m.epoch(),
+                meta.updated(),
+                "the revalidation time is the epoch"
+            );
+            assert_eq!(
+                (m.stale_while_revalidate_sec(), m.stale_if_error_sec()),
+                (6, 301)
+            );
             assert_eq!(m.headers().get("etag").unwrap(), "\"a\"");
         }
     }
@@ -198,7 +231,10 @@ mod tests {
         sample().encode(&mut buf).unwrap();
         // Truncated anywhere.
         for cut in [0, 3, 5, 12, 30, buf.len() - 1] {
-            assert!(StoredObject::decode(&mut &buf[..cut]).is_err(), "cut at {cut}");
+            assert!(
+                StoredObject::decode(&mut &buf[..cut]).is_err(),
+                "cut at {cut}"
+            );
         }
         // Bad magic.
         let mut bad = buf.clone();

@@ -49,7 +49,12 @@ pub fn cacheable_status(status: u16) -> bool {
 
 /// Whether a response is an HLS playlist, by content type or path.
 pub fn is_playlist(resp: &ResponseHeader, path: &str) -> bool {
-    crate::hls::is_playlist(resp.headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()), path)
+    crate::hls::is_playlist(
+        resp.headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok()),
+        path,
+    )
 }
 
 fn secs_u32(d: Duration) -> u32 {
@@ -71,7 +76,11 @@ pub struct Exchange {
 impl Exchange {
     /// An exchange at `now` without `Authorization` that took no time.
     pub fn at(now: SystemTime) -> Exchange {
-        Exchange { now, response_delay: Duration::ZERO, authorization: false }
+        Exchange {
+            now,
+            response_delay: Duration::ZERO,
+            authorization: false,
+        }
     }
 }
 
@@ -85,15 +94,27 @@ pub fn has_authorization(req: &RequestHeader) -> bool {
 /// `Authorization` is answered from the cache only when the stored response says a shared
 /// cache may reuse it (`public`, `s-maxage`, `must-revalidate`); otherwise it goes to the
 /// origin (and its response is stored only if it says so, see [`decide`]).
-pub fn may_serve_stored(req: &RequestHeader, stored: &ResponseHeader, policy: &CacheConfig) -> bool {
-    !has_authorization(req) || freshness::governing(&stored.headers, &policy.targeted).directives.allows_authorized()
+pub fn may_serve_stored(
+    req: &RequestHeader,
+    stored: &ResponseHeader,
+    policy: &CacheConfig,
+) -> bool {
+    !has_authorization(req)
+        || freshness::governing(&stored.headers, &policy.targeted)
+            .directives
+            .allows_authorized()
 }
 
 /// Decide whether `resp` (for the normalised request `path`) is stored, and build its meta.
 ///
 /// The stored header carries the response's corrected initial age as `Age` (absent when 0):
 /// answers from the cache add their resident time to it.
-pub fn decide(resp: &ResponseHeader, path: &str, policy: &CacheConfig, ex: Exchange) -> RespCacheable {
+pub fn decide(
+    resp: &ResponseHeader,
+    path: &str,
+    policy: &CacheConfig,
+    ex: Exchange,
+) -> RespCacheable {
     let now = ex.now;
     let status = resp.status.as_u16();
     if !cacheable_status(status) || resp.headers.contains_key(http::header::SET_COOKIE) {
@@ -135,10 +156,23 @@ pub fn decide(resp: &ResponseHeader, path: &str, policy: &CacheConfig, ex: Excha
         }
     };
     let lifetime = lifetime.min(policy.max_ttl);
-    let remaining = if aged { lifetime.saturating_sub(age) } else { lifetime };
+    let remaining = if aged {
+        lifetime.saturating_sub(age)
+    } else {
+        lifetime
+    };
     // Zero left: stored, but stale at once, so every use revalidates.
-    let fresh_until = if remaining.is_zero() { now - Duration::from_secs(1) } else { now + remaining };
-    let (swr, sie) = freshness::stale_windows(d, explicit, policy.stale_while_revalidate, policy.stale_if_error);
+    let fresh_until = if remaining.is_zero() {
+        now - Duration::from_secs(1)
+    } else {
+        now + remaining
+    };
+    let (swr, sie) = freshness::stale_windows(
+        d,
+        explicit,
+        policy.stale_while_revalidate,
+        policy.stale_if_error,
+    );
     let cap = secs_u32(policy.max_ttl);
     let mut header = resp.clone();
     for name in &d.strip {
@@ -149,7 +183,13 @@ pub fn decide(resp: &ResponseHeader, path: &str, policy: &CacheConfig, ex: Excha
         // Cannot fail: a number is a valid header value.
         let _ = header.insert_header(http::header::AGE, age.as_secs().to_string());
     }
-    let mut meta = CacheMeta::new(fresh_until, now, secs_u32(swr).min(cap), secs_u32(sie).min(cap), header);
+    let mut meta = CacheMeta::new(
+        fresh_until,
+        now,
+        secs_u32(swr).min(cap),
+        secs_u32(sie).min(cap),
+        header,
+    );
     if let Some(r) = refine {
         meta.extensions_mut().insert(r);
     }
@@ -164,15 +204,24 @@ pub fn playlist_ttl(body: &[u8], refine: &PlaylistRefine) -> Duration {
     let mut target = None;
     for line in text.lines() {
         let line = line.trim();
-        if line == "#EXT-X-ENDLIST" || line == "#EXT-X-PLAYLIST-TYPE:VOD" || line.starts_with("#EXT-X-STREAM-INF") {
+        if line == "#EXT-X-ENDLIST"
+            || line == "#EXT-X-PLAYLIST-TYPE:VOD"
+            || line.starts_with("#EXT-X-STREAM-INF")
+        {
             return refine.vod_ttl;
         }
         if let Some(v) = line.strip_prefix("#EXT-X-TARGETDURATION:") {
-            target = v.trim().parse::<f64>().ok().filter(|t| t.is_finite() && *t > 0.0 && *t < 86_400.0);
+            target = v
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|t| t.is_finite() && *t > 0.0 && *t < 86_400.0);
         }
     }
     match target {
-        Some(t) => Duration::from_secs_f64(t * refine.live_fraction).max(Duration::from_millis(100)),
+        Some(t) => {
+            Duration::from_secs_f64(t * refine.live_fraction).max(Duration::from_millis(100))
+        }
         None => PLAYLIST_PROVISIONAL_TTL,
     }
 }
@@ -185,7 +234,11 @@ pub fn playlist_ttl(body: &[u8], refine: &PlaylistRefine) -> Duration {
 /// may still be served, so the ban list drops it ([`super::bans`]).
 pub fn longest_servable(policy: &CacheConfig) -> Duration {
     let live_playlist = Duration::from_secs_f64(86_400.0 * policy.live_playlist_fraction);
-    let fresh = policy.max_ttl.max(policy.vod_playlist_ttl).max(live_playlist).max(PLAYLIST_PROVISIONAL_TTL);
+    let fresh = policy
+        .max_ttl
+        .max(policy.vod_playlist_ttl)
+        .max(live_playlist)
+        .max(PLAYLIST_PROVISIONAL_TTL);
     fresh.saturating_add(policy.max_ttl)
 }
 
@@ -221,7 +274,10 @@ mod tests {
         let now = ex.now;
         match decide(r, path, &policy(), ex) {
             RespCacheable::Cacheable(meta) => Some((
-                meta.fresh_until().duration_since(now).map(|d| d.as_secs()).unwrap_or(0),
+                meta.fresh_until()
+                    .duration_since(now)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0),
                 meta.stale_while_revalidate_sec(),
                 meta.stale_if_error_sec(),
                 meta.extensions().get::<PlaylistRefine>().is_some(),
@@ -236,30 +292,67 @@ mod tests {
 
     #[test]
     fn defaults_apply_without_origin_headers() {
-        assert_eq!(decide_at(&resp(200, &[]), "/v/x.ts"), Some((86_400, 5, 300, false)));
-        assert_eq!(decide_at(&resp(404, &[]), "/v/x.ts"), Some((10, 5, 300, false)));
+        assert_eq!(
+            decide_at(&resp(200, &[]), "/v/x.ts"),
+            Some((86_400, 5, 300, false))
+        );
+        assert_eq!(
+            decide_at(&resp(404, &[]), "/v/x.ts"),
+            Some((10, 5, 300, false))
+        );
     }
 
     #[test]
     fn origin_headers_win_over_defaults_and_plain_rules() {
-        assert_eq!(ttl(&resp(200, &[("cache-control", "max-age=60")])), Some(60));
-        assert_eq!(ttl(&resp(200, &[("cache-control", "max-age=60, s-maxage=120")])), Some(120));
         assert_eq!(
-            decide_at(&resp(200, &[("cache-control", "max-age=60, stale-while-revalidate=7, stale-if-error=9")]), "/v/x"),
+            ttl(&resp(200, &[("cache-control", "max-age=60")])),
+            Some(60)
+        );
+        assert_eq!(
+            ttl(&resp(200, &[("cache-control", "max-age=60, s-maxage=120")])),
+            Some(120)
+        );
+        assert_eq!(
+            decide_at(
+                &resp(
+                    200,
+                    &[(
+                        "cache-control",
+                        "max-age=60, stale-while-revalidate=7, stale-if-error=9"
+                    )]
+                ),
+                "/v/x"
+            ),
             Some((60, 7, 9, false))
         );
-        assert_eq!(decide_at(&resp(200, &[("cache-control", "max-age=60")]), "/live/a.ts").map(|t| t.0), Some(60));
-        assert_eq!(decide_at(&resp(200, &[]), "/live/a.ts").map(|t| t.0), Some(2));
+        assert_eq!(
+            decide_at(&resp(200, &[("cache-control", "max-age=60")]), "/live/a.ts").map(|t| t.0),
+            Some(60)
+        );
+        assert_eq!(
+            decide_at(&resp(200, &[]), "/live/a.ts").map(|t| t.0),
+            Some(2)
+        );
     }
 
     #[test]
     fn override_rules_beat_origin_headers() {
-        assert_eq!(decide_at(&resp(200, &[("cache-control", "max-age=600")]), "/live/sports/a.ts").map(|t| t.0), Some(1));
+        assert_eq!(
+            decide_at(
+                &resp(200, &[("cache-control", "max-age=600")]),
+                "/live/sports/a.ts"
+            )
+            .map(|t| t.0),
+            Some(1)
+        );
     }
 
     #[test]
     fn lifetimes_are_capped() {
-        assert_eq!(ttl(&resp(200, &[("cache-control", "max-age=99999999")])), Some(7 * 86_400));
+        assert_eq!(
+            ttl(&resp(200, &[("cache-control", "max-age=99999999")])),
+            Some(7 * 86_400)
+        );
     }
 
     #[test]
@@ -270,11 +363,24 @@ mod tests {
         let mut short = policy();
         short.max_ttl = Duration::from_secs(60);
         short.vod_playlist_ttl = Duration::from_secs(3600);
-        assert_eq!(longest_servable(&short), Duration::from_secs(86_400 / 2 + 60), "a live playlist: half a day");
+        assert_eq!(
+            longest_servable(&short),
+            Duration::from_secs(86_400 / 2 + 60),
+            "a live playlist: half a day"
+        );
         short.vod_playlist_ttl = Duration::from_secs(2 * 86_400);
-        assert_eq!(longest_servable(&short), Duration::from_secs(2 * 86_400 + 60));
+        assert_eq!(
+            longest_servable(&short),
+            Duration::from_secs(2 * 86_400 + 60)
+        );
         // Every lifetime and window the policy hands out fits.
-        let r = resp(200, &[("cache-control", "max-age=999999999, stale-while-revalidate=999999999, stale-if-error=999999999")]);
+        let r = resp(
+            200,
+            &[(
+                "cache-control",
+                "max-age=999999999, stale-while-revalidate=999999999, stale-if-error=999999999",
+            )],
+        );
         let (ttl, swr, sie, _) = decide_at(&r, "/v/a.ts").unwrap();
         assert!(Duration::from_secs(ttl + u64::from(swr.max(sie))) <= longest_servable(&p));
     }
@@ -285,7 +391,10 @@ mod tests {
             assert_eq!(ttl(&resp(status, &[])), None, "status {status}");
         }
         assert_eq!(ttl(&resp(200, &[("cache-control", "no-store")])), None);
-        assert_eq!(ttl(&resp(200, &[("cache-control", "private, max-age=60")])), None);
+        assert_eq!(
+            ttl(&resp(200, &[("cache-control", "private, max-age=60")])),
+            None
+        );
         assert_eq!(ttl(&resp(200, &[("set-cookie", "a=b")])), None);
     }
 
@@ -297,13 +406,25 @@ mod tests {
     #[test]
     fn no_stale_defaults_where_the_origin_wants_revalidation() {
         // The configured defaults (5 s / 300 s) never apply to these.
-        for cc in ["no-cache", "max-age=60, must-revalidate", "max-age=60, proxy-revalidate", "s-maxage=60"] {
-            let got = decide_at(&resp(200, &[("cache-control", cc)]), "/v/x.ts").map(|t| (t.1, t.2));
+        for cc in [
+            "no-cache",
+            "max-age=60, must-revalidate",
+            "max-age=60, proxy-revalidate",
+            "s-maxage=60",
+        ] {
+            let got =
+                decide_at(&resp(200, &[("cache-control", cc)]), "/v/x.ts").map(|t| (t.1, t.2));
             assert_eq!(got, Some((0, 0)), "{cc}");
         }
-        assert_eq!(decide_at(&resp(200, &[("cache-control", "max-age=0")]), "/v/x.ts"), Some((0, 0, 300, false)));
+        assert_eq!(
+            decide_at(&resp(200, &[("cache-control", "max-age=0")]), "/v/x.ts"),
+            Some((0, 0, 300, false))
+        );
         // A malformed lifetime is stale, not a day of default_ttl.
-        assert_eq!(ttl(&resp(200, &[("cache-control", "max-age=soon")])), Some(0));
+        assert_eq!(
+            ttl(&resp(200, &[("cache-control", "max-age=soon")])),
+            Some(0)
+        );
     }
 
     #[test]
@@ -314,31 +435,59 @@ mod tests {
         let got = ttl(&resp(200, &[("date", &date), ("expires", &expires)])).unwrap();
         assert!((29..=30).contains(&got), "{got}");
         let past = httpdate::fmt_http_date(now - Duration::from_secs(10));
-        assert_eq!(decide_at(&resp(200, &[("expires", &past)]), "/v/x.ts"), Some((0, 0, 300, false)));
+        assert_eq!(
+            decide_at(&resp(200, &[("expires", &past)]), "/v/x.ts"),
+            Some((0, 0, 300, false))
+        );
     }
 
     #[test]
     fn the_upstream_age_is_taken_off_the_lifetime() {
         let now = SystemTime::now();
-        let ex = Exchange { now, response_delay: Duration::from_secs(1), authorization: false };
+        let ex = Exchange {
+            now,
+            response_delay: Duration::from_secs(1),
+            authorization: false,
+        };
         let r = resp(200, &[("cache-control", "max-age=60"), ("age", "20")]);
         assert_eq!(decide_with(&r, "/v/x.ts", ex).map(|t| t.0), Some(39));
-        let RespCacheable::Cacheable(meta) = decide(&r, "/v/x.ts", &policy(), ex) else { panic!() };
-        assert_eq!(meta.headers().get("age").unwrap(), "21", "stored: the corrected initial age");
+        let RespCacheable::Cacheable(meta) = decide(&r, "/v/x.ts", &policy(), ex) else {
+            panic!()
+        };
+        assert_eq!(
+            meta.headers().get("age").unwrap(),
+            "21",
+            "stored: the corrected initial age"
+        );
         // Older than its lifetime already: stored stale.
         let r = resp(200, &[("cache-control", "max-age=60"), ("age", "90")]);
         assert_eq!(decide_with(&r, "/v/x.ts", ex).map(|t| t.0), Some(0));
         // Heuristic lifetimes too; an operator's override counts from arrival.
-        assert_eq!(decide_with(&resp(200, &[("age", "400")]), "/v/x.ts", ex).map(|t| t.0), Some(86_400 - 401));
-        assert_eq!(decide_with(&resp(200, &[("age", "400")]), "/live/sports/a.ts", ex).map(|t| t.0), Some(1));
-        let RespCacheable::Cacheable(meta) = decide(&resp(200, &[]), "/v/x.ts", &policy(), Exchange::at(now)) else { panic!() };
+        assert_eq!(
+            decide_with(&resp(200, &[("age", "400")]), "/v/x.ts", ex).map(|t| t.0),
+            Some(86_400 - 401)
+        );
+        assert_eq!(
+            decide_with(&resp(200, &[("age", "400")]), "/live/sports/a.ts", ex).map(|t| t.0),
+            Some(1)
+        );
+        let RespCacheable::Cacheable(meta) =
+            decide(&resp(200, &[]), "/v/x.ts", &policy(), Exchange::at(now))
+        else {
+            panic!()
+        };
         assert!(meta.headers().get("age").is_none());
     }
 
     #[test]
     fn authorization_needs_the_response_to_allow_sharing() {
-        let ex = Exchange { authorization: true, ..Exchange::at(SystemTime::now()) };
-        let with = |cc: &str| decide_with(&resp(200, &[("cache-control", cc)]), "/v/x.ts", ex).map(|t| t.0);
+        let ex = Exchange {
+            authorization: true,
+            ..Exchange::at(SystemTime::now())
+        };
+        let with = |cc: &str| {
+            decide_with(&resp(200, &[("cache-control", cc)]), "/v/x.ts", ex).map(|t| t.0)
+        };
         assert_eq!(with("max-age=60"), None);
         assert_eq!(decide_with(&resp(200, &[]), "/v/x.ts", ex), None);
         assert_eq!(with("public, max-age=60"), Some(60));
@@ -350,22 +499,58 @@ mod tests {
         assert!(may_serve_stored(&req, &stored, &policy()));
         req.insert_header("authorization", "Bearer x").unwrap();
         assert!(!may_serve_stored(&req, &stored, &policy()));
-        assert!(may_serve_stored(&req, &resp(200, &[("cache-control", "public, max-age=60")]), &policy()));
-        assert!(may_serve_stored(&req, &resp(200, &[("cdn-cache-control", "public")]), &policy()));
+        assert!(may_serve_stored(
+            &req,
+            &resp(200, &[("cache-control", "public, max-age=60")]),
+            &policy()
+        ));
+        assert!(may_serve_stored(
+            &req,
+            &resp(200, &[("cdn-cache-control", "public")]),
+            &policy()
+        ));
     }
 
     #[test]
     fn targeted_fields_decide_for_the_edge() {
         // Cache-Control private, CDN-Cache-Control says the CDN may keep it for 10 minutes.
-        let r = resp(200, &[("cache-control", "private, max-age=5"), ("cdn-cache-control", "max-age=600")]);
+        let r = resp(
+            200,
+            &[
+                ("cache-control", "private, max-age=5"),
+                ("cdn-cache-control", "max-age=600"),
+            ],
+        );
         assert_eq!(ttl(&r), Some(600));
-        let r = resp(200, &[("cache-control", "max-age=600"), ("cdn-cache-control", "no-store")]);
+        let r = resp(
+            200,
+            &[
+                ("cache-control", "max-age=600"),
+                ("cdn-cache-control", "no-store"),
+            ],
+        );
         assert_eq!(ttl(&r), None);
-        let r = resp(200, &[("edge-cache-control", "max-age=7"), ("cdn-cache-control", "max-age=600")]);
+        let r = resp(
+            200,
+            &[
+                ("edge-cache-control", "max-age=7"),
+                ("cdn-cache-control", "max-age=600"),
+            ],
+        );
         assert_eq!(ttl(&r), Some(7));
         // Qualified private: stored without the named fields.
-        let r = resp(200, &[("cache-control", "private=\"x-user\", max-age=60"), ("x-user", "alice")]);
-        let RespCacheable::Cacheable(meta) = decide(&r, "/v/x.ts", &policy(), Exchange::at(SystemTime::now())) else { panic!() };
+        let r = resp(
+            200,
+            &[
+                ("cache-control", "private=\"x-user\", max-age=60"),
+                ("x-user", "alice"),
+            ],
+        );
+        let RespCacheable::Cacheable(meta) =
+            decide(&r, "/v/x.ts", &policy(), Exchange::at(SystemTime::now()))
+        else {
+            panic!()
+        };
         assert!(meta.headers().get("x-user").is_none());
     }
 
@@ -373,15 +558,27 @@ mod tests {
     fn playlists_are_provisional_until_their_body_is_seen() {
         let r = resp(200, &[("content-type", "application/vnd.apple.mpegurl")]);
         assert_eq!(decide_at(&r, "/v/index"), Some((1, 5, 300, true)));
-        assert_eq!(decide_at(&resp(200, &[]), "/v/index.m3u8").map(|t| t.3), Some(true));
+        assert_eq!(
+            decide_at(&resp(200, &[]), "/v/index.m3u8").map(|t| t.3),
+            Some(true)
+        );
         // Origin headers: no refinement.
-        let r = resp(200, &[("content-type", "application/vnd.apple.mpegurl"), ("cache-control", "max-age=2")]);
+        let r = resp(
+            200,
+            &[
+                ("content-type", "application/vnd.apple.mpegurl"),
+                ("cache-control", "max-age=2"),
+            ],
+        );
         assert_eq!(decide_at(&r, "/v/index.m3u8"), Some((2, 5, 300, false)));
     }
 
     #[test]
     fn playlist_ttl_by_kind() {
-        let refine = PlaylistRefine { vod_ttl: Duration::from_secs(3600), live_fraction: 0.5 };
+        let refine = PlaylistRefine {
+            vod_ttl: Duration::from_secs(3600),
+            live_fraction: 0.5,
+        };
         let vod = b"#EXTM3U\n#EXT-X-TARGETDURATION:4\n#EXTINF:4,\na.ts\n#EXT-X-ENDLIST\n";
         assert_eq!(playlist_ttl(vod, &refine), Duration::from_secs(3600));
         let master = b"#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\nlow.m3u8\n";
@@ -389,6 +586,9 @@ mod tests {
         let live = b"#EXTM3U\r\n#EXT-X-TARGETDURATION:6\r\n#EXT-X-MEDIA-SEQUENCE:100\r\n#EXTINF:6,\r\na.ts\r\n";
         assert_eq!(playlist_ttl(live, &refine), Duration::from_secs(3));
         assert_eq!(playlist_ttl(b"garbage", &refine), PLAYLIST_PROVISIONAL_TTL);
-        assert_eq!(playlist_ttl(b"#EXT-X-TARGETDURATION:nan\n", &refine), PLAYLIST_PROVISIONAL_TTL);
+        assert_eq!(
+            playlist_ttl(b"#EXT-X-TARGETDURATION:nan\n", &refine),
+            PLAYLIST_PROVISIONAL_TTL
+        );
     }
 }

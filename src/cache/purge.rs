@@ -43,17 +43,33 @@ pub fn parse(body: &[u8]) -> Result<Purge, String> {
                 return Err("\"host\" goes with \"prefix\"; a \"url\" names its own host".into());
             }
             let uri: http::Uri = url.parse().map_err(|_| format!("invalid url {url:?}"))?;
-            let host = uri.authority().map(|a| key::request_host(Some(a.as_str()), None));
+            let host = uri
+                .authority()
+                .map(|a| key::request_host(Some(a.as_str()), None));
             let Some(host) = host else {
                 return Err(format!("url {url:?} must be absolute (http://host/path)"));
             };
-            let path = crate::path::normalize(uri.path()).map_err(|e| format!("url path refused: {e}"))?;
-            Ok(Purge { host: Some(host), path, query: uri.query().map(str::to_string), exact: true, soft: b.soft })
+            let path =
+                crate::path::normalize(uri.path()).map_err(|e| format!("url path refused: {e}"))?;
+            Ok(Purge {
+                host: Some(host),
+                path,
+                query: uri.query().map(str::to_string),
+                exact: true,
+                soft: b.soft,
+            })
         }
         (None, Some(prefix)) => {
-            let path = crate::path::normalize(&prefix).map_err(|e| format!("prefix refused: {e}"))?;
+            let path =
+                crate::path::normalize(&prefix).map_err(|e| format!("prefix refused: {e}"))?;
             let host = b.host.map(|h| key::request_host(None, Some(&h)));
-            Ok(Purge { host, path, query: None, exact: false, soft: b.soft })
+            Ok(Purge {
+                host,
+                path,
+                query: None,
+                exact: false,
+                soft: b.soft,
+            })
         }
         _ => Err("give exactly one of \"url\" or \"prefix\"".into()),
     }
@@ -62,19 +78,32 @@ pub fn parse(body: &[u8]) -> Result<Purge, String> {
 /// Apply a purge: record the ban (persisted), and for a hard purge of one URL remove its
 /// stored object now.
 pub async fn apply(cache: &'static Cache, p: Purge) -> std::io::Result<Ban> {
-    let ban = cache.bans.add(p.host.clone(), p.path.clone(), p.exact, p.soft)?;
+    let ban = cache
+        .bans
+        .add(p.host.clone(), p.path.clone(), p.exact, p.soft)?;
     if p.exact && !p.soft {
         if let Some(host) = &p.host {
             let k = key::for_request(host, &p.path, p.query.as_deref()).to_compact();
             let span = pingora_cache::trace::Span::inactive();
             use pingora_cache::Storage;
             let target = pingora_cache::storage::PurgeTarget::Active(&k);
-            if let Err(e) = cache.storage.purge(target, pingora_cache::storage::PurgeType::Invalidation, &span.handle()).await {
+            if let Err(e) = cache
+                .storage
+                .purge(
+                    target,
+                    pingora_cache::storage::PurgeType::Invalidation,
+                    &span.handle(),
+                )
+                .await
+            {
                 tracing::warn!(error = %e, "purge: removing the stored object failed; the ban still applies");
             }
         }
     }
-    cache.stats.purges.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    cache
+        .stats
+        .purges
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     Ok(ban)
 }
 
@@ -87,10 +116,25 @@ mod tests {
         let p = parse(br#"{"url": "http://CDN.example/v/t/./seg1.ts?x=1"}"#).unwrap();
         assert_eq!(
             p,
-            Purge { host: Some("cdn.example".into()), path: "/v/t/seg1.ts".into(), query: Some("x=1".into()), exact: true, soft: false }
+            Purge {
+                host: Some("cdn.example".into()),
+                path: "/v/t/seg1.ts".into(),
+                query: Some("x=1".into()),
+                exact: true,
+                soft: false
+            }
         );
         let p = parse(br#"{"prefix": "/v/t/", "soft": true}"#).unwrap();
-        assert_eq!(p, Purge { host: None, path: "/v/t/".into(), query: None, exact: false, soft: true });
+        assert_eq!(
+            p,
+            Purge {
+                host: None,
+                path: "/v/t/".into(),
+                query: None,
+                exact: false,
+                soft: true
+            }
+        );
         let p = parse(br#"{"prefix": "/v/t/", "host": "A.example"}"#).unwrap();
         assert_eq!(p.host.as_deref(), Some("a.example"));
     }
@@ -107,7 +151,11 @@ mod tests {
             (br#"{"prefix": "/v/", "extra": 1}"#, "unknown field"),
         ] {
             let err = parse(body).unwrap_err();
-            assert!(err.contains(want), "{}: {err}", String::from_utf8_lossy(body));
+            assert!(
+                err.contains(want),
+                "{}: {err}",
+                String::from_utf8_lossy(body)
+            );
         }
     }
 }

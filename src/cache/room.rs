@@ -38,13 +38,21 @@ impl Room {
     pub fn measure(dir: &Path) -> std::io::Result<Room> {
         let existing = dir.ancestors().find(|p| p.exists()).unwrap_or(dir);
         let stats = fs4::statvfs(existing)?;
-        Ok(Room { total: stats.total_space(), available: stats.available_space(), held: held_by(dir) })
+        Ok(Room {
+            total: stats.total_space(),
+            available: stats.available_space(),
+            held: held_by(dir),
+        })
     }
 
     /// Only the filesystem figures, without scanning the folder (`held` is 0).
     pub fn measure_fs(dir: &Path) -> std::io::Result<Room> {
         let stats = fs4::statvfs(dir)?;
-        Ok(Room { total: stats.total_space(), available: stats.available_space(), held: 0 })
+        Ok(Room {
+            total: stats.total_space(),
+            available: stats.available_space(),
+            held: 0,
+        })
     }
 }
 
@@ -55,10 +63,16 @@ const TIER_FILE_PREFIX: &str = "foyer-storage-";
 
 /// The tier's files in `dir` (a folder that cannot be read has none we can count).
 fn tier_files(dir: &Path) -> Vec<(PathBuf, std::fs::Metadata)> {
-    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
     entries
         .filter_map(Result::ok)
-        .filter(|e| e.file_name().to_string_lossy().starts_with(TIER_FILE_PREFIX))
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with(TIER_FILE_PREFIX)
+        })
         .filter_map(|e| e.metadata().ok().map(|m| (e.path(), m)))
         .filter(|(_, m)| m.is_file())
         .collect()
@@ -66,7 +80,10 @@ fn tier_files(dir: &Path) -> Vec<(PathBuf, std::fs::Metadata)> {
 
 /// Bytes allocated (not apparent length: the files may be sparse) to the tier's files in `dir`.
 pub fn held_by(dir: &Path) -> u64 {
-    tier_files(dir).iter().map(|(_, m)| m.blocks().saturating_mul(512)).sum()
+    tier_files(dir)
+        .iter()
+        .map(|(_, m)| m.blocks().saturating_mul(512))
+        .sum()
 }
 
 /// Allocate every tier file in `dir` to its full length, so that no write foyer makes into it
@@ -79,7 +96,8 @@ pub fn reserve(dir: &Path) -> std::io::Result<u64> {
             continue;
         }
         let file = std::fs::OpenOptions::new().write(true).open(&path)?;
-        file.allocate(meta.len()).map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+        file.allocate(meta.len())
+            .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
         reserved = reserved.saturating_add(meta.len());
     }
     Ok(reserved)
@@ -103,7 +121,9 @@ pub fn tier_bytes(disk: u64, block: u64) -> u64 {
     const PAGE: u64 = 4096;
     const SLOTS_PER_PAGE: u64 = PAGE / 16;
     let capacity = disk - disk % PAGE;
-    let tombstone_log = (capacity / PAGE).div_ceil(SLOTS_PER_PAGE).saturating_mul(PAGE);
+    let tombstone_log = (capacity / PAGE)
+        .div_ceil(SLOTS_PER_PAGE)
+        .saturating_mul(PAGE);
     let blocks = capacity.saturating_sub(tombstone_log) / block.max(1);
     tombstone_log.saturating_add(blocks.saturating_mul(block))
 }
@@ -142,7 +162,11 @@ mod tests {
     const MIB: u64 = 1 << 20;
 
     fn room(total: u64, available: u64, held: u64) -> Room {
-        Room { total: total * MIB, available: available * MIB, held: held * MIB }
+        Room {
+            total: total * MIB,
+            available: available * MIB,
+            held: held * MIB,
+        }
     }
 
     #[test]
@@ -173,22 +197,64 @@ mod tests {
     fn a_tier_larger_than_its_filesystem_or_its_free_space_is_refused() {
         let block = 4 * MIB;
         let w = config_error(96 * MIB, block, room(64, 64, 0)).unwrap();
-        assert!(w.contains("96.0 MiB is larger than its filesystem (64.0 MiB)"), "{w}");
+        assert!(
+            w.contains("96.0 MiB is larger than its filesystem (64.0 MiB)"),
+            "{w}"
+        );
         let w = config_error(96 * MIB, block, room(200, 50, 40)).unwrap();
-        assert!(w.contains("does not fit in the free space (50.0 MiB free, 40.0 MiB already held"), "{w}");
+        assert!(
+            w.contains("does not fit in the free space (50.0 MiB free, 40.0 MiB already held"),
+            "{w}"
+        );
         // A restart of a reserved tier on a full filesystem: its own files count as room.
         let files = tier_bytes(96 * MIB, block);
-        assert_eq!(config_error(96 * MIB, block, Room { total: 200 * MIB, available: 0, held: files }), None);
-        assert!(config_error(96 * MIB, block, Room { total: 200 * MIB, available: 0, held: files - 4096 }).is_some());
-        assert_eq!(config_error(96 * MIB, block, Room { total: 200 * MIB, available: files, held: 0 }), None);
+        assert_eq!(
+            config_error(
+                96 * MIB,
+                block,
+                Room {
+                    total: 200 * MIB,
+                    available: 0,
+                    held: files
+                }
+            ),
+            None
+        );
+        assert!(config_error(
+            96 * MIB,
+            block,
+            Room {
+                total: 200 * MIB,
+                available: 0,
+                held: files - 4096
+            }
+        )
+        .is_some());
+        assert_eq!(
+            config_error(
+                96 * MIB,
+                block,
+                Room {
+                    total: 200 * MIB,
+                    available: files,
+                    held: 0
+                }
+            ),
+            None
+        );
     }
 
     #[test]
     fn held_counts_the_tiers_allocated_bytes_not_their_length() {
         let dir = tempfile::tempdir().unwrap();
-        let sparse = std::fs::File::create(dir.path().join("foyer-storage-direct-fs-00000001")).unwrap();
+        let sparse =
+            std::fs::File::create(dir.path().join("foyer-storage-direct-fs-00000001")).unwrap();
         sparse.set_len(64 * MIB).unwrap();
-        std::fs::write(dir.path().join("foyer-storage-direct-fs-00000002"), vec![7u8; 1 << 20]).unwrap();
+        std::fs::write(
+            dir.path().join("foyer-storage-direct-fs-00000002"),
+            vec![7u8; 1 << 20],
+        )
+        .unwrap();
         // Not the tier's: a file someone else left in the folder.
         std::fs::write(dir.path().join("filler"), vec![7u8; 4 << 20]).unwrap();
         let held = held_by(dir.path());
@@ -199,15 +265,31 @@ mod tests {
     #[test]
     fn reserve_allocates_the_tiers_files_to_their_length_and_only_those() {
         let dir = tempfile::tempdir().unwrap();
-        for name in ["foyer-storage-direct-fs-00000000", "foyer-storage-direct-fs-00000001"] {
-            std::fs::File::create(dir.path().join(name)).unwrap().set_len(2 * MIB).unwrap();
+        for name in [
+            "foyer-storage-direct-fs-00000000",
+            "foyer-storage-direct-fs-00000001",
+        ] {
+            std::fs::File::create(dir.path().join(name))
+                .unwrap()
+                .set_len(2 * MIB)
+                .unwrap();
         }
         let stray = dir.path().join("stray");
-        std::fs::File::create(&stray).unwrap().set_len(8 * MIB).unwrap();
+        std::fs::File::create(&stray)
+            .unwrap()
+            .set_len(8 * MIB)
+            .unwrap();
         assert!(held_by(dir.path()) < MIB, "sparse before");
         assert_eq!(reserve(dir.path()).unwrap(), 4 * MIB);
-        assert!(held_by(dir.path()) >= 4 * MIB, "held {}", held_by(dir.path()));
-        assert!(std::fs::metadata(&stray).unwrap().blocks() * 512 < MIB, "a stray file is not the tier's");
+        assert!(
+            held_by(dir.path()) >= 4 * MIB,
+            "held {}",
+            held_by(dir.path())
+        );
+        assert!(
+            std::fs::metadata(&stray).unwrap().blocks() * 512 < MIB,
+            "a stray file is not the tier's"
+        );
         // Again (a restart): nothing new, the same figure.
         assert_eq!(reserve(dir.path()).unwrap(), 4 * MIB);
     }

@@ -19,7 +19,8 @@ use bytes::{Bytes, BytesMut};
 use foyer::{HybridCache, HybridCacheProperties, Location, Source};
 use pingora_cache::key::CacheHashKey;
 use pingora_cache::storage::{
-    HandleHit, HandleMiss, HitHandler, MissFinishType, MissHandler, PurgeOutcome, PurgeTarget, PurgeType,
+    HandleHit, HandleMiss, HitHandler, MissFinishType, MissHandler, PurgeOutcome, PurgeTarget,
+    PurgeType,
 };
 use pingora_cache::trace::SpanHandle;
 use pingora_cache::{CacheKey, CacheMeta, Storage};
@@ -97,7 +98,12 @@ fn internal(msg: &'static str) -> Box<Error> {
 }
 
 impl EdgeStorage {
-    pub fn new(objects: HybridCache<u128, StoredObject>, stats: Arc<CacheStats>, admission: DiskAdmission, budget: FillBudget) -> Self {
+    pub fn new(
+        objects: HybridCache<u128, StoredObject>,
+        stats: Arc<CacheStats>,
+        admission: DiskAdmission,
+        budget: FillBudget,
+    ) -> Self {
         EdgeStorage {
             objects,
             fills: Mutex::new(HashMap::new()),
@@ -142,7 +148,11 @@ impl EdgeStorage {
         if seen_before {
             self.objects.insert(key, obj);
         } else {
-            self.objects.insert_with_properties(key, obj, HybridCacheProperties::default().with_location(Location::InMem));
+            self.objects.insert_with_properties(
+                key,
+                obj,
+                HybridCacheProperties::default().with_location(Location::InMem),
+            );
         }
     }
 
@@ -179,14 +189,24 @@ impl EdgeStorage {
     fn partial_hit(&self, fill: Arc<Fill>) -> Result<Option<(CacheMeta, HitHandler)>> {
         let meta = CacheMeta::deserialize(&fill.meta_internal, &fill.meta_header)?;
         let progress = fill.progress.subscribe();
-        Ok(Some((meta, Box::new(EdgeHit::Partial(PartialHit { fill, progress, next: 0 })))))
+        Ok(Some((
+            meta,
+            Box::new(EdgeHit::Partial(PartialHit {
+                fill,
+                progress,
+                next: 0,
+            })),
+        )))
     }
 
     /// The newest fill of `key` that has not failed.
     fn active_fill(&self, key: u128) -> Option<Arc<Fill>> {
-        lock(&self.fills)
-            .get(&key)
-            .and_then(|list| list.iter().rev().find(|f| f.progress.borrow().state != FillState::Failed).cloned())
+        lock(&self.fills).get(&key).and_then(|list| {
+            list.iter()
+                .rev()
+                .find(|f| f.progress.borrow().state != FillState::Failed)
+                .cloned()
+        })
     }
 
     fn remove_fill(&self, key: u128, id: u64) {
@@ -227,7 +247,11 @@ impl EdgeStorage {
 
 #[async_trait]
 impl Storage for EdgeStorage {
-    async fn lookup(&'static self, key: &CacheKey, _trace: &SpanHandle) -> Result<Option<(CacheMeta, HitHandler)>> {
+    async fn lookup(
+        &'static self,
+        key: &CacheKey,
+        _trace: &SpanHandle,
+    ) -> Result<Option<(CacheMeta, HitHandler)>> {
         let hash = key_of(key);
         // A fill in progress wins over a stored (possibly stale) copy: readers then see the
         // fresh object as it streams instead of the old one until the fill completes.
@@ -248,7 +272,15 @@ impl Storage for EdgeStorage {
         match obj.meta() {
             Ok(meta) => {
                 let end = obj.body.len();
-                Ok(Some((meta, Box::new(EdgeHit::Complete(CompleteHit { body: obj.body, start: 0, end, done: false })))))
+                Ok(Some((
+                    meta,
+                    Box::new(EdgeHit::Complete(CompleteHit {
+                        body: obj.body,
+                        start: 0,
+                        end,
+                        done: false,
+                    })),
+                )))
             }
             Err(e) => {
                 tracing::warn!(error = %e, "cached meta does not decode; removing the entry");
@@ -266,9 +298,13 @@ impl Storage for EdgeStorage {
         trace: &SpanHandle,
     ) -> Result<Option<(CacheMeta, HitHandler)>> {
         let hash = key_of(key);
-        let id = streaming_write_tag.and_then(|t| <[u8; 8]>::try_from(t).ok()).map(u64::from_be_bytes);
+        let id = streaming_write_tag
+            .and_then(|t| <[u8; 8]>::try_from(t).ok())
+            .map(u64::from_be_bytes);
         if let Some(id) = id {
-            let fill = lock(&self.fills).get(&hash).and_then(|l| l.iter().find(|f| f.id == id).cloned());
+            let fill = lock(&self.fills)
+                .get(&hash)
+                .and_then(|l| l.iter().find(|f| f.id == id).cloned());
             if let Some(fill) = fill {
                 return self.partial_hit(fill);
             }
@@ -276,7 +312,12 @@ impl Storage for EdgeStorage {
         self.lookup(key, trace).await
     }
 
-    async fn get_miss_handler(&'static self, key: &CacheKey, meta: &CacheMeta, _trace: &SpanHandle) -> Result<MissHandler> {
+    async fn get_miss_handler(
+        &'static self,
+        key: &CacheKey,
+        meta: &CacheMeta,
+        _trace: &SpanHandle,
+    ) -> Result<MissHandler> {
         let hash = key_of(key);
         let (meta_internal, meta_header) = meta.serialize()?;
         let content_length = meta
@@ -285,7 +326,10 @@ impl Storage for EdgeStorage {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<usize>().ok());
         let id = self.next_write.fetch_add(1, Ordering::Relaxed);
-        let (progress, _) = watch::channel(Progress { chunks: 0, state: FillState::Writing });
+        let (progress, _) = watch::channel(Progress {
+            chunks: 0,
+            state: FillState::Writing,
+        });
         let fill = Arc::new(Fill {
             id,
             meta_internal: meta_internal.into(),
@@ -293,7 +337,10 @@ impl Storage for EdgeStorage {
             chunks: Mutex::new(Vec::new()),
             progress,
         });
-        lock(&self.fills).entry(hash).or_default().push(fill.clone());
+        lock(&self.fills)
+            .entry(hash)
+            .or_default()
+            .push(fill.clone());
         let reserved = content_length.unwrap_or(0) as u64;
         self.budget.take(reserved);
         Ok(Box::new(EdgeMiss {
@@ -309,15 +356,29 @@ impl Storage for EdgeStorage {
         }))
     }
 
-    async fn purge(&'static self, target: PurgeTarget<'_>, _purge_type: PurgeType, _trace: &SpanHandle) -> Result<PurgeOutcome> {
+    async fn purge(
+        &'static self,
+        target: PurgeTarget<'_>,
+        _purge_type: PurgeType,
+        _trace: &SpanHandle,
+    ) -> Result<PurgeOutcome> {
         let hash = key_of(target.key());
         let had_fill = lock(&self.fills).remove(&hash).is_some();
         let had_object = self.objects.contains(&hash);
         self.objects.remove(&hash);
-        Ok(if had_fill || had_object { PurgeOutcome::Purged(None) } else { PurgeOutcome::NotFound })
+        Ok(if had_fill || had_object {
+            PurgeOutcome::Purged(None)
+        } else {
+            PurgeOutcome::NotFound
+        })
     }
 
-    async fn update_meta(&'static self, key: &CacheKey, meta: &CacheMeta, _trace: &SpanHandle) -> Result<bool> {
+    async fn update_meta(
+        &'static self,
+        key: &CacheKey,
+        meta: &CacheMeta,
+        _trace: &SpanHandle,
+    ) -> Result<bool> {
         let hash = key_of(key);
         let Some(old) = self.get_complete(hash).await else {
             return Ok(false);
@@ -328,7 +389,11 @@ impl Storage for EdgeStorage {
             // provisional TTL; the stored body says which one it really gets (as on a fill).
             let mut m = CacheMeta::deserialize(&meta_internal, &meta_header)?;
             let (swr, sie) = (m.stale_while_revalidate_sec(), m.stale_if_error_sec());
-            m.update_freshness(std::time::SystemTime::now() + playlist_ttl(&old.body, refine), swr, sie);
+            m.update_freshness(
+                std::time::SystemTime::now() + playlist_ttl(&old.body, refine),
+                swr,
+                sie,
+            );
             (meta_internal, meta_header) = m.serialize()?;
         }
         let updated = StoredObject::new(meta_internal.into(), meta_header.into(), old.body);
@@ -371,14 +436,20 @@ impl PartialHit {
         loop {
             let p = *self.progress.borrow_and_update();
             if self.next < p.chunks {
-                let chunk = self.fill.chunk(self.next).ok_or_else(|| internal("fill chunk missing"))?;
+                let chunk = self
+                    .fill
+                    .chunk(self.next)
+                    .ok_or_else(|| internal("fill chunk missing"))?;
                 self.next += 1;
                 return Ok(Some(chunk));
             }
             match p.state {
                 FillState::Done => return Ok(None),
                 FillState::Failed => {
-                    return Err(Error::explain(ErrorType::ReadError, "cache fill failed upstream; body incomplete"))
+                    return Err(Error::explain(
+                        ErrorType::ReadError,
+                        "cache fill failed upstream; body incomplete",
+                    ))
                 }
                 FillState::Writing => {
                     if self.progress.changed().await.is_err() {
@@ -406,7 +477,12 @@ impl HandleHit for EdgeHit {
         }
     }
 
-    async fn finish(self: Box<Self>, _storage: &'static (dyn Storage + Sync), _key: &CacheKey, _trace: &SpanHandle) -> Result<()> {
+    async fn finish(
+        self: Box<Self>,
+        _storage: &'static (dyn Storage + Sync),
+        _key: &CacheKey,
+        _trace: &SpanHandle,
+    ) -> Result<()> {
         Ok(())
     }
 
@@ -419,7 +495,10 @@ impl HandleHit for EdgeHit {
             EdgeHit::Complete(c) => {
                 let len = c.body.len();
                 if start >= len {
-                    return Error::e_explain(ErrorType::InternalError, format!("seek start {start} beyond body length {len}"));
+                    return Error::e_explain(
+                        ErrorType::InternalError,
+                        format!("seek start {start} beyond body length {len}"),
+                    );
                 }
                 c.start = start;
                 c.end = end.map_or(len, |e| e.min(len));
@@ -474,11 +553,16 @@ impl HandleMiss for EdgeMiss {
         }
         self.written += data.len();
         if self.content_length.is_some_and(|cl| self.written > cl) {
-            return Error::e_explain(ErrorType::InternalError, "origin sent more bytes than Content-Length");
+            return Error::e_explain(
+                ErrorType::InternalError,
+                "origin sent more bytes than Content-Length",
+            );
         }
         if self.written as u64 > self.reserved {
             // No Content-Length: the budget holds what arrived.
-            self.storage.budget.take(self.written as u64 - self.reserved);
+            self.storage
+                .budget
+                .take(self.written as u64 - self.reserved);
             self.reserved = self.written as u64;
         }
         let chunks = {
@@ -496,7 +580,10 @@ impl HandleMiss for EdgeMiss {
                 // Drop marks the fill failed: nothing is stored, readers get an error.
                 return Error::e_explain(
                     ErrorType::InternalError,
-                    format!("body length {} does not match Content-Length {cl}; not caching", self.written),
+                    format!(
+                        "body length {} does not match Content-Length {cl}; not caching",
+                        self.written
+                    ),
                 );
             }
         }
@@ -514,9 +601,13 @@ impl HandleMiss for EdgeMiss {
         };
         let size = body.len();
         let (meta_internal, meta_header) = match &self.refine {
-            None => (self.fill.meta_internal.clone(), self.fill.meta_header.clone()),
+            None => (
+                self.fill.meta_internal.clone(),
+                self.fill.meta_header.clone(),
+            ),
             Some(refine) => {
-                let mut meta = CacheMeta::deserialize(&self.fill.meta_internal, &self.fill.meta_header)?;
+                let mut meta =
+                    CacheMeta::deserialize(&self.fill.meta_internal, &self.fill.meta_header)?;
                 let fresh_until = std::time::SystemTime::now() + playlist_ttl(&body, refine);
                 let (swr, sie) = (meta.stale_while_revalidate_sec(), meta.stale_if_error_sec());
                 meta.update_freshness(fresh_until, swr, sie);
@@ -532,7 +623,10 @@ impl HandleMiss for EdgeMiss {
         let weight = obj.weight();
         // Insert before the fill leaves the map, so a lookup never falls between the two.
         self.storage.admit(self.key, obj);
-        self.storage.stats.bytes_admitted.fetch_add(weight as u64, Ordering::Relaxed);
+        self.storage
+            .stats
+            .bytes_admitted
+            .fetch_add(weight as u64, Ordering::Relaxed);
         self.fill.set_state(FillState::Done);
         self.finished = true;
         self.storage.remove_fill(self.key, self.fill.id);
@@ -550,7 +644,10 @@ impl Drop for EdgeMiss {
         if !self.finished {
             self.fill.set_state(FillState::Failed);
             self.storage.remove_fill(self.key, self.fill.id);
-            self.storage.stats.fill_failures.fetch_add(1, Ordering::Relaxed);
+            self.storage
+                .stats
+                .fill_failures
+                .fetch_add(1, Ordering::Relaxed);
         }
     }
 }

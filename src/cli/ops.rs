@@ -29,22 +29,42 @@ pub fn reload_lines(status: u16, body: &str) -> (String, bool) {
     let list = |k: &str| {
         v.get(k)
             .and_then(|a| a.as_array())
-            .map(|a| a.iter().filter_map(|s| s.as_str()).collect::<Vec<_>>().join(", "))
+            .map(|a| {
+                a.iter()
+                    .filter_map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
             .filter(|s| !s.is_empty())
             .unwrap_or_else(|| "nothing".to_string())
     };
     match (status, v.get("error").and_then(|e| e.as_str())) {
-        (200, _) => (format!("reloaded: applied {}; needs a restart: {}", list("applied"), list("needs_restart")), true),
-        (_, Some(e)) => (format!("reload refused (the running config stays): {e}"), false),
-        _ => (format!("reload refused: HTTP {status}: {}", body.trim()), false),
+        (200, _) => (
+            format!(
+                "reloaded: applied {}; needs a restart: {}",
+                list("applied"),
+                list("needs_restart")
+            ),
+            true,
+        ),
+        (_, Some(e)) => (
+            format!("reload refused (the running config stays): {e}"),
+            false,
+        ),
+        _ => (
+            format!("reload refused: HTTP {status}: {}", body.trim()),
+            false,
+        ),
     }
 }
 
 fn post(command: &str, a: AdminArgs, path: &str) -> Result<(u16, String), ExitCode> {
-    let addr = admin_address(command, a.admin.as_deref(), a.config.as_deref()).map_err(|(line, code)| {
-        eprintln!("{line}");
-        ExitCode::from(code)
-    })?;
+    let addr = admin_address(command, a.admin.as_deref(), a.config.as_deref()).map_err(
+        |(line, code)| {
+            eprintln!("{line}");
+            ExitCode::from(code)
+        },
+    )?;
     let mut admin = Admin { addr, conn: None };
     match admin.post(path, "") {
         Ok(answer) => Ok((answer.status, answer.body)),
@@ -74,7 +94,9 @@ pub fn reload(a: AdminArgs) -> ExitCode {
 pub fn drain(a: AdminArgs) -> ExitCode {
     match post("edge drain", a, "/admin/drain") {
         Ok((200, _)) => {
-            println!("draining: /readyz answers 503; requests are still served until the process stops");
+            println!(
+                "draining: /readyz answers 503; requests are still served until the process stops"
+            );
             ExitCode::SUCCESS
         }
         Ok((status, body)) => {
@@ -92,8 +114,14 @@ mod tests {
     #[test]
     fn reload_answers_become_one_line() {
         assert_eq!(
-            reload_lines(200, r#"{"applied":["tokens","origins"],"needs_restart":[]}"#),
-            ("reloaded: applied tokens, origins; needs a restart: nothing".to_string(), true)
+            reload_lines(
+                200,
+                r#"{"applied":["tokens","origins"],"needs_restart":[]}"#
+            ),
+            (
+                "reloaded: applied tokens, origins; needs a restart: nothing".to_string(),
+                true
+            )
         );
         assert_eq!(
             reload_lines(400, r#"{"error":"edge.toml: cache.default_ttl: not a duration"}"#),

@@ -54,7 +54,8 @@ pub fn body_for(url: &str, prefix: bool, soft: bool) -> Result<String, String> {
     } else if url.starts_with('/') {
         body.insert("prefix".into(), url.into());
     } else {
-        const FORMS: &str = "a prefix is a path (/v/title/) or an absolute URL (http://host/v/title/)";
+        const FORMS: &str =
+            "a prefix is a path (/v/title/) or an absolute URL (http://host/v/title/)";
         let uri: http::Uri = url.parse().map_err(|_| FORMS.to_string())?;
         let Some(host) = uri.authority() else {
             return Err(FORMS.into());
@@ -140,9 +141,15 @@ fn read_answer(conn: &mut std::io::BufReader<TcpStream>) -> std::io::Result<Answ
     }
     let mut headers = [httparse::EMPTY_HEADER; 32];
     let mut resp = httparse::Response::new(&mut headers);
-    resp.parse(&head).map_err(|e| bad(format!("unreadable answer: {e}")))?;
+    resp.parse(&head)
+        .map_err(|e| bad(format!("unreadable answer: {e}")))?;
     let status = resp.code.ok_or_else(|| bad("answer without a status"))?;
-    let field = |name: &str| resp.headers.iter().find(|h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value);
+    let field = |name: &str| {
+        resp.headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case(name))
+            .map(|h| h.value)
+    };
     let len: usize = field("content-length")
         .and_then(|v| std::str::from_utf8(v).ok()?.trim().parse().ok())
         .ok_or_else(|| bad("answer without a Content-Length"))?;
@@ -152,7 +159,11 @@ fn read_answer(conn: &mut std::io::BufReader<TcpStream>) -> std::io::Result<Answ
     let close = field("connection").is_some_and(|v| v.eq_ignore_ascii_case(b"close"));
     let mut body = vec![0; len];
     conn.read_exact(&mut body)?;
-    Ok(Answer { status, body: String::from_utf8_lossy(&body).into_owned(), close })
+    Ok(Answer {
+        status,
+        body: String::from_utf8_lossy(&body).into_owned(),
+        close,
+    })
 }
 
 /// The line printed for one URL, and whether the purge was applied.
@@ -175,7 +186,11 @@ fn admin_addr(a: &PurgeArgs) -> Result<SocketAddr, (String, u8)> {
 }
 
 /// The admin listener's address: `--admin`, else the config's `[server] admin`.
-pub(super) fn admin_address(command: &str, admin: Option<&str>, config: Option<&std::path::Path>) -> Result<SocketAddr, (String, u8)> {
+pub(super) fn admin_address(
+    command: &str,
+    admin: Option<&str>,
+    config: Option<&std::path::Path>,
+) -> Result<SocketAddr, (String, u8)> {
     let text = match admin {
         Some(t) => t.to_string(),
         None => match load(config) {
@@ -186,7 +201,12 @@ pub(super) fn admin_address(command: &str, admin: Option<&str>, config: Option<&
     text.to_socket_addrs()
         .ok()
         .and_then(|mut it| it.next())
-        .ok_or_else(|| (format!("{command}: --admin {text:?} is not a host:port address"), EXIT_USAGE))
+        .ok_or_else(|| {
+            (
+                format!("{command}: --admin {text:?} is not a host:port address"),
+                EXIT_USAGE,
+            )
+        })
 }
 
 fn urls(args: Vec<String>) -> std::io::Result<Vec<String>> {
@@ -236,7 +256,10 @@ pub fn run(a: PurgeArgs) -> ExitCode {
         let workers: Vec<_> = list
             .chunks(chunk)
             .map(|urls| {
-                let mut admin = Admin { addr, conn: first.take() };
+                let mut admin = Admin {
+                    addr,
+                    conn: first.take(),
+                };
                 scope.spawn(move || {
                     urls.iter()
                         .map(|url| match body_for(url, prefix, soft) {
@@ -247,7 +270,10 @@ pub fn run(a: PurgeArgs) -> ExitCode {
                 })
             })
             .collect();
-        workers.into_iter().flat_map(|w| w.join().unwrap_or_default()).collect()
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap_or_default())
+            .collect()
     });
     let mut out = std::io::stdout().lock();
     let mut ok = lines.len() == list.len();
@@ -268,11 +294,25 @@ mod tests {
 
     #[test]
     fn bodies_for_urls_and_prefixes() {
-        assert_eq!(body_for("http://h/v/a.ts", false, false).unwrap(), r#"{"url":"http://h/v/a.ts"}"#);
-        assert_eq!(body_for("http://h:8080/v/t/", true, true).unwrap(), r#"{"host":"h:8080","prefix":"/v/t/","soft":true}"#);
-        assert_eq!(body_for("/v/t/", true, false).unwrap(), r#"{"prefix":"/v/t/"}"#);
+        assert_eq!(
+            body_for("http://h/v/a.ts", false, false).unwrap(),
+            r#"{"url":"http://h/v/a.ts"}"#
+        );
+        assert_eq!(
+            body_for("http://h:8080/v/t/", true, true).unwrap(),
+            r#"{"host":"h:8080","prefix":"/v/t/","soft":true}"#
+        );
+        assert_eq!(
+            body_for("/v/t/", true, false).unwrap(),
+            r#"{"prefix":"/v/t/"}"#
+        );
         for bad in ["v/t/", "h/v/t/", "not a url"] {
-            assert!(body_for(bad, true, false).unwrap_err().contains("a prefix is a path"), "{bad}");
+            assert!(
+                body_for(bad, true, false)
+                    .unwrap_err()
+                    .contains("a prefix is a path"),
+                "{bad}"
+            );
         }
     }
 }

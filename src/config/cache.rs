@@ -4,10 +4,10 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use super::error::ConfigError;
 use super::file::{CacheSection, KeyRuleSection, TtlRuleSection};
 use super::units::{format_size, parse_duration};
 use super::value::{duration, size};
-use super::error::ConfigError;
 
 #[derive(Debug, Clone)]
 pub struct CacheConfig {
@@ -107,7 +107,10 @@ impl CacheConfig {
         let disk = size("cache.disk", c.disk.as_deref(), "1 GiB")?;
         let max_object = size("cache.max_object", c.max_object.as_deref(), "64 MiB")?;
         if max_object == 0 {
-            return Err(ConfigError::new("cache.max_object", "must be greater than 0"));
+            return Err(ConfigError::new(
+                "cache.max_object",
+                "must be greater than 0",
+            ));
         }
         let block = block_size_for(max_object) as u64;
         if disk > 0 && disk < 4 * block {
@@ -127,7 +130,10 @@ impl CacheConfig {
             given => size("cache.fill_memory", given, "0")?,
         };
         if fill_memory == 0 {
-            return Err(ConfigError::new("cache.fill_memory", "must be greater than 0"));
+            return Err(ConfigError::new(
+                "cache.fill_memory",
+                "must be greater than 0",
+            ));
         }
         let dir = c.dir.as_deref().unwrap_or("data/cache");
         if dir.trim().is_empty() {
@@ -143,14 +149,27 @@ impl CacheConfig {
             fill_stall: duration("cache.fill_stall", c.fill_stall.as_deref(), "1s")?,
             default_ttl: duration("cache.default_ttl", c.default_ttl.as_deref(), "24h")?,
             negative_ttl: duration("cache.negative_ttl", c.negative_ttl.as_deref(), "10s")?,
-            stale_while_revalidate: duration("cache.stale_while_revalidate", c.stale_while_revalidate.as_deref(), "5s")?,
+            stale_while_revalidate: duration(
+                "cache.stale_while_revalidate",
+                c.stale_while_revalidate.as_deref(),
+                "5s",
+            )?,
             stale_if_error: duration("cache.stale_if_error", c.stale_if_error.as_deref(), "5m")?,
             stale_timeout: duration("cache.stale_timeout", c.stale_timeout.as_deref(), "1s")?,
             max_ttl: duration("cache.max_ttl", c.max_ttl.as_deref(), "7d")?,
-            vod_playlist_ttl: duration("cache.vod_playlist_ttl", c.vod_playlist_ttl.as_deref(), "1h")?,
+            vod_playlist_ttl: duration(
+                "cache.vod_playlist_ttl",
+                c.vod_playlist_ttl.as_deref(),
+                "1h",
+            )?,
             live_playlist_fraction: match c.live_playlist_fraction.unwrap_or(0.5) {
                 f if f > 0.0 && f <= 1.0 => f,
-                f => return Err(ConfigError::new("cache.live_playlist_fraction", format!("{f} is out of range (0, 1]"))),
+                f => {
+                    return Err(ConfigError::new(
+                        "cache.live_playlist_fraction",
+                        format!("{f} is out of range (0, 1]"),
+                    ))
+                }
             },
             disk_admission: disk_admission(c.disk_admission.as_deref())?,
             rules: ttl_rules(c.rules)?,
@@ -159,10 +178,16 @@ impl CacheConfig {
             targeted: targeted(c.targeted_field.as_deref())?,
         };
         if cache.stale_timeout.is_zero() {
-            return Err(ConfigError::new("cache.stale_timeout", "must be greater than 0"));
+            return Err(ConfigError::new(
+                "cache.stale_timeout",
+                "must be greater than 0",
+            ));
         }
         if cache.fill_stall.is_zero() {
-            return Err(ConfigError::new("cache.fill_stall", "must be greater than 0"));
+            return Err(ConfigError::new(
+                "cache.fill_stall",
+                "must be greater than 0",
+            ));
         }
         Ok(cache)
     }
@@ -194,7 +219,10 @@ fn ttl_rules(raw: Vec<TtlRuleSection>) -> Result<Vec<TtlRule>, ConfigError> {
     for (i, r) in raw.into_iter().enumerate() {
         let key = format!("cache.rules[{i}]");
         if !r.prefix.starts_with('/') {
-            return Err(ConfigError::new(format!("{key}.prefix"), format!("{:?} must start with '/'", r.prefix)));
+            return Err(ConfigError::new(
+                format!("{key}.prefix"),
+                format!("{:?} must start with '/'", r.prefix),
+            ));
         }
         rules.push(TtlRule {
             prefix: r.prefix,
@@ -212,7 +240,10 @@ fn key_rules(raw: Vec<KeyRuleSection>) -> Result<Vec<KeyRule>, ConfigError> {
     for (i, r) in raw.into_iter().enumerate() {
         let key = format!("cache.keys[{i}]");
         if !r.prefix.starts_with('/') {
-            return Err(ConfigError::new(format!("{key}.prefix"), format!("{:?} must start with '/'", r.prefix)));
+            return Err(ConfigError::new(
+                format!("{key}.prefix"),
+                format!("{:?} must start with '/'", r.prefix),
+            ));
         }
         let query = match (r.query.as_deref(), r.allow, r.deny) {
             (Some("all"), None, None) => QueryPolicy::All,
@@ -225,11 +256,34 @@ fn key_rules(raw: Vec<KeyRuleSection>) -> Result<Vec<KeyRule>, ConfigError> {
             }
             (None, Some(allow), None) => QueryPolicy::Allow(allow),
             (None, None, Some(deny)) => QueryPolicy::Deny(deny),
-            _ => return Err(ConfigError::new(key, "set exactly one of query, allow or deny")),
+            _ => {
+                return Err(ConfigError::new(
+                    key,
+                    "set exactly one of query, allow or deny",
+                ))
+            }
         };
-        rules.push(KeyRule { prefix: r.prefix, query });
+        rules.push(KeyRule {
+            prefix: r.prefix,
+            query,
+        });
     }
     Ok(rules)
+}
+
+/// `[cache] targeted_field`, then `CDN-Cache-Control` (RFC 9213).
+fn targeted(field: Option<&str>) -> Result<Vec<http::HeaderName>, ConfigError> {
+    let mut fields = Vec::with_capacity(2);
+    if let Some(n) = field.map(str::trim) {
+        fields.push(http::HeaderName::from_bytes(n.as_bytes()).map_err(|_| {
+            ConfigError::new(
+                "cache.targeted_field",
+                format!("{n:?} is not a valid header field name"),
+            )
+        })?);
+    }
+    fields.push(http::HeaderName::from_static("cdn-cache-control"));
+    Ok(fields)
 }
 
 #[cfg(test)]
@@ -242,17 +296,4 @@ mod tests {
         assert!(block_size_for(64 << 20) >= (64 << 20) + 256 * 1024);
         assert_eq!(block_size_for(64 << 20) % (1 << 20), 0);
     }
-}
-
-/// `[cache] targeted_field`, then `CDN-Cache-Control` (RFC 9213).
-fn targeted(field: Option<&str>) -> Result<Vec<http::HeaderName>, ConfigError> {
-    let mut fields = Vec::with_capacity(2);
-    if let Some(n) = field.map(str::trim) {
-        fields.push(
-            http::HeaderName::from_bytes(n.as_bytes())
-                .map_err(|_| ConfigError::new("cache.targeted_field", format!("{n:?} is not a valid header field name")))?,
-        );
-    }
-    fields.push(http::HeaderName::from_static("cdn-cache-control"));
-    Ok(fields)
 }

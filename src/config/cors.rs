@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
+use super::error::ConfigError;
 use super::file::CorsSection;
 use super::value::duration;
-use super::error::ConfigError;
 
 #[derive(Debug, Clone)]
 pub struct CorsConfig {
@@ -26,6 +26,9 @@ impl TryFrom<CorsSection> for CorsConfig {
                 ));
             }
         }
-        Ok(CorsConfig { allow_origins, max_age: duration("cors.max_age", c.max_age.as_deref(), "1h")? })
+        Ok(CorsConfig {
+            allow_origins,
+            max_age: duration("cors.max_age", c.max_age.as_deref(), "1h")?,
+        })
     }
 }

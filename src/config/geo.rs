@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use crate::geo::rules::{Action, Policy, Rule, RuleError};
 
+use super::error::ConfigError;
 use super::file::GeoSection;
 use super::value::{duration, nets};
-use super::error::ConfigError;
 
 #[derive(Debug, Clone, Default)]
 pub struct GeoConfig {
@@ -25,23 +25,41 @@ impl GeoConfig {
         // An absent section still gets the default reload interval: the reloader's tick is
         // the shorter of the TLS and geo intervals, and a zero tick would spin.
         let g = g.unwrap_or_default();
-        let trusted_proxies = nets("geo.trusted_proxies", &g.trusted_proxies.unwrap_or_default())?;
+        let trusted_proxies = nets(
+            "geo.trusted_proxies",
+            &g.trusted_proxies.unwrap_or_default(),
+        )?;
         let mut rules = Vec::with_capacity(g.rules.len());
         for (i, r) in g.rules.into_iter().enumerate() {
             let unknown = match r.unknown.as_deref() {
                 None => Action::Allow,
-                Some(u) => u.parse().map_err(|e: RuleError| ConfigError::new(format!("geo.rules[{i}].unknown"), e.0))?,
+                Some(u) => u.parse().map_err(|e: RuleError| {
+                    ConfigError::new(format!("geo.rules[{i}].unknown"), e.0)
+                })?,
             };
-            rules.push(Rule { prefix: r.prefix, allow: r.allow, deny: r.deny, unknown });
+            rules.push(Rule {
+                prefix: r.prefix,
+                allow: r.allow,
+                deny: r.deny,
+                unknown,
+            });
         }
         let status = match g.status {
             None => None,
             Some(s) if (400..=599).contains(&s) => Some(s as u16),
-            Some(s) => return Err(ConfigError::new("geo.status", format!("{s} is out of range 400..=599"))),
+            Some(s) => {
+                return Err(ConfigError::new(
+                    "geo.status",
+                    format!("{s} is out of range 400..=599"),
+                ))
+            }
         };
         let policy = Policy::new(rules, status).map_err(|e| ConfigError::new("geo.rules", e.0))?;
         if !policy.rules().is_empty() && g.database.is_none() {
-            return Err(ConfigError::new("geo.database", "country rules need a database"));
+            return Err(ConfigError::new(
+                "geo.database",
+                "country rules need a database",
+            ));
         }
         Ok(GeoConfig {
             database: g.database.map(|d| base.join(d)),

@@ -99,20 +99,49 @@ impl Config<Parsed> {
         let server = ServerConfig::try_from(raw.server)?;
         let cache = CacheConfig::build(raw.cache, base)?;
         let purge = PurgeConfig::try_from(raw.purge)?;
-        let tokens = raw.tokens.map(|t| TokensConfig::build(t, base)).transpose()?;
+        let tokens = raw
+            .tokens
+            .map(|t| TokensConfig::build(t, base))
+            .transpose()?;
         let tls = raw.tls.map(|t| TlsConfig::build(t, base)).transpose()?;
         match (&server.https, &tls) {
-            (Some(_), None) => return Err(ConfigError::new("server.https", "needs a [tls] section with certs")),
-            (None, Some(_)) => return Err(ConfigError::new("tls", "set [server] https to serve these certificates")),
+            (Some(_), None) => {
+                return Err(ConfigError::new(
+                    "server.https",
+                    "needs a [tls] section with certs",
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(ConfigError::new(
+                    "tls",
+                    "set [server] https to serve these certificates",
+                ))
+            }
             _ => {}
         }
         let geo = GeoConfig::build(raw.geo, base)?;
         let cors = CorsConfig::try_from(raw.cors)?;
         let demo = DemoConfig::build(raw.demo, base, &server)?;
-        let cx = control::Context { base, server: &server, has_tokens: tokens.is_some(), has_demo: demo.is_some() };
+        let cx = control::Context {
+            base,
+            server: &server,
+            has_tokens: tokens.is_some(),
+            has_demo: demo.is_some(),
+        };
         let control = control::build(raw.control, &cx)?;
         let origins = origins::build(raw.origins, base, demo.as_ref())?;
-        Ok(Config { server, cache, cors, purge, tokens, tls, geo, control, origins, demo })
+        Ok(Config {
+            server,
+            cache,
+            cors,
+            purge,
+            tokens,
+            tls,
+            geo,
+            control,
+            origins,
+            demo,
+        })
     }
 
     /// The start-up I/O: read the token keys, the EdgeAuth key and the admin token, look up
@@ -120,8 +149,15 @@ impl Config<Parsed> {
     pub fn resolve(self) -> Result<Config, ConfigError> {
         Ok(Config {
             tokens: self.tokens.map(TokensConfig::resolve).transpose()?,
-            control: self.control.map(stage::PendingControl::resolve).transpose()?,
-            origins: self.origins.into_iter().map(OriginPool::resolve).collect::<Result<_, _>>()?,
+            control: self
+                .control
+                .map(stage::PendingControl::resolve)
+                .transpose()?,
+            origins: self
+                .origins
+                .into_iter()
+                .map(OriginPool::resolve)
+                .collect::<Result<_, _>>()?,
             server: self.server,
             cache: self.cache,
             cors: self.cors,

@@ -10,29 +10,86 @@ use super::Config;
 /// Lines that look like `edge.toml`: known sections and keys with odd values.
 fn config_like() -> impl Strategy<Value = String> {
     let section = prop::sample::select(vec![
-        "[server]", "[cache]", "[cors]", "[purge]", "[tokens]", "[geo]", "[[origins]]", "[[cache.keys]]", "[[cache.rules]]", "[demo]",
+        "[server]",
+        "[cache]",
+        "[cors]",
+        "[purge]",
+        "[tokens]",
+        "[geo]",
+        "[[origins]]",
+        "[[cache.keys]]",
+        "[[cache.rules]]",
+        "[demo]",
     ]);
     let key = prop::sample::select(vec![
-        "http", "admin", "threads", "memory", "disk", "max_object", "default_ttl", "prefix", "query", "allow", "name", "nodes",
-        "idle_timeout", "targeted_field", "forward_cmcd", "allow_origins", "required", "ttl", "max_ttl",
-        "header_timeout", "send_timeout", "max_connections", "max_connections_per_ip", "max_request_line", "max_header_field",
-        "max_head", "forward_headers", "upgrade_prefixes", "fill_memory", "fill_stall",
+        "http",
+        "admin",
+        "threads",
+        "memory",
+        "disk",
+        "max_object",
+        "default_ttl",
+        "prefix",
+        "query",
+        "allow",
+        "name",
+        "nodes",
+        "idle_timeout",
+        "targeted_field",
+        "forward_cmcd",
+        "allow_origins",
+        "required",
+        "ttl",
+        "max_ttl",
+        "header_timeout",
+        "send_timeout",
+        "max_connections",
+        "max_connections_per_ip",
+        "max_request_line",
+        "max_header_field",
+        "max_head",
+        "forward_headers",
+        "upgrade_prefixes",
+        "fill_memory",
+        "fill_stall",
     ]);
     let value = prop::sample::select(vec![
-        "\"1s\"", "\"0s\"", "\"-1s\"", "\"lots\"", "0", "-1", "99999999999", "true", "\"\"", "\"/v/\"", "\"v/\"", "[]", "[\"a\"]",
-        "\"127.0.0.1:0\"", "\"none\"", "\"all\"", "\"1 GiB\"", "[{ addr = \"127.0.0.1:1\" }]", "1.5", "\"8 KiB\"", "\"100\"", "[\"X-Forwarded-Proto\"]",
+        "\"1s\"",
+        "\"0s\"",
+        "\"-1s\"",
+        "\"lots\"",
+        "0",
+        "-1",
+        "99999999999",
+        "true",
+        "\"\"",
+        "\"/v/\"",
+        "\"v/\"",
+        "[]",
+        "[\"a\"]",
+        "\"127.0.0.1:0\"",
+        "\"none\"",
+        "\"all\"",
+        "\"1 GiB\"",
+        "[{ addr = \"127.0.0.1:1\" }]",
+        "1.5",
+        "\"8 KiB\"",
+        "\"100\"",
+        "[\"X-Forwarded-Proto\"]",
     ]);
-    prop::collection::vec((section, prop::collection::vec((key, value), 0..4)), 0..5).prop_map(|sections| {
-        let mut text = String::new();
-        for (s, kvs) in sections {
-            text.push_str(s);
-            text.push('\n');
-            for (k, v) in kvs {
-                text.push_str(&format!("{k} = {v}\n"));
+    prop::collection::vec((section, prop::collection::vec((key, value), 0..4)), 0..5).prop_map(
+        |sections| {
+            let mut text = String::new();
+            for (s, kvs) in sections {
+                text.push_str(s);
+                text.push('\n');
+                for (k, v) in kvs {
+                    text.push_str(&format!("{k} = {v}\n"));
+                }
             }
-        }
-        text
-    })
+            text
+        },
+    )
 }
 
 proptest! {

@@ -1,8 +1,8 @@
 //! `[purge]`: who may send the `PURGE` method to the player listener.
 
+use super::error::ConfigError;
 use super::file::PurgeSection;
 use super::value::nets;
-use super::error::ConfigError;
 
 #[derive(Debug, Clone)]
 pub struct PurgeConfig {
@@ -14,7 +14,11 @@ impl TryFrom<PurgeSection> for PurgeConfig {
     type Error = ConfigError;
 
     fn try_from(p: PurgeSection) -> Result<Self, ConfigError> {
-        let allow = p.allow.unwrap_or_else(|| vec!["127.0.0.1/32".into(), "::1/128".into()]);
-        Ok(PurgeConfig { allow: nets("purge.allow", &allow)? })
+        let allow = p
+            .allow
+            .unwrap_or_else(|| vec!["127.0.0.1/32".into(), "::1/128".into()]);
+        Ok(PurgeConfig {
+            allow: nets("purge.allow", &allow)?,
+        })
     }
 }

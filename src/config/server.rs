@@ -3,10 +3,10 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use super::error::ConfigError;
 use super::file::ServerSection;
 use super::value::{addr, duration, int_in, size};
 use crate::limits::size::HeadLimits;
-use super::error::ConfigError;
 
 /// Whether this node faces players (`edge`) or other edges (`shield`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -64,17 +64,31 @@ fn head_limits(s: &ServerSection) -> Result<HeadLimits, ConfigError> {
     let one = |key: &str, text: Option<&str>, default: usize| -> Result<usize, ConfigError> {
         let n = size(key, text, &default.to_string())?;
         if !(256..=crate::limits::head::PIPELINE_HEAD_MAX as u64).contains(&n) {
-            return Err(ConfigError::new(key, format!("{n} bytes is out of range 256 B..=1 MiB")));
+            return Err(ConfigError::new(
+                key,
+                format!("{n} bytes is out of range 256 B..=1 MiB"),
+            ));
         }
         Ok(n as usize)
     };
     let h = HeadLimits {
-        max_request_line: one("server.max_request_line", s.max_request_line.as_deref(), d.max_request_line)?,
-        max_header_field: one("server.max_header_field", s.max_header_field.as_deref(), d.max_header_field)?,
+        max_request_line: one(
+            "server.max_request_line",
+            s.max_request_line.as_deref(),
+            d.max_request_line,
+        )?,
+        max_header_field: one(
+            "server.max_header_field",
+            s.max_header_field.as_deref(),
+            d.max_header_field,
+        )?,
         max_head: one("server.max_head", s.max_head.as_deref(), d.max_head)?,
     };
     if h.max_head < h.max_request_line.max(h.max_header_field) {
-        return Err(ConfigError::new("server.max_head", "must be at least max_request_line and max_header_field"));
+        return Err(ConfigError::new(
+            "server.max_head",
+            "must be at least max_request_line and max_header_field",
+        ));
     }
     Ok(h)
 }
@@ -88,7 +102,10 @@ fn forward_headers(list: Option<&[String]>) -> Result<Vec<String>, ConfigError> 
         if !crate::hop::UNKEYED.contains(&lower.as_str()) {
             return Err(ConfigError::new(
                 format!("server.forward_headers[{i}]"),
-                format!("{name:?} is not a field the edge removes; the list takes: {}", crate::hop::UNKEYED.join(", ")),
+                format!(
+                    "{name:?} is not a field the edge removes; the list takes: {}",
+                    crate::hop::UNKEYED.join(", ")
+                ),
             ));
         }
         out.push(lower);
@@ -101,7 +118,10 @@ fn upgrade_prefixes(list: Option<&[String]>) -> Result<Vec<String>, ConfigError>
     let list = list.unwrap_or_default();
     for (i, p) in list.iter().enumerate() {
         if !p.starts_with('/') {
-            return Err(ConfigError::new(format!("server.upgrade_prefixes[{i}]"), format!("{p:?} must start with '/'")));
+            return Err(ConfigError::new(
+                format!("server.upgrade_prefixes[{i}]"),
+                format!("{p:?} must start with '/'"),
+            ));
         }
     }
     Ok(list.to_vec())
@@ -125,13 +145,14 @@ pub struct ConnectionLimits {
 
 impl ConnectionLimits {
     fn build(s: &ServerSection) -> Result<Self, ConfigError> {
-        let positive = |key: &str, text: Option<&str>, default: &str| -> Result<Duration, ConfigError> {
-            let d = duration(key, text, default)?;
-            if d.is_zero() {
-                return Err(ConfigError::new(key, "must be greater than 0"));
-            }
-            Ok(d)
-        };
+        let positive =
+            |key: &str, text: Option<&str>, default: &str| -> Result<Duration, ConfigError> {
+                let d = duration(key, text, default)?;
+                if d.is_zero() {
+                    return Err(ConfigError::new(key, "must be greater than 0"));
+                }
+                Ok(d)
+            };
         Ok(ConnectionLimits {
             header_timeout: positive("server.header_timeout", s.header_timeout.as_deref(), "20s")?,
             send_timeout: positive("server.send_timeout", s.send_timeout.as_deref(), "60s")?,
@@ -139,7 +160,12 @@ impl ConnectionLimits {
                 .max_connections
                 .map(|n| int_in("server.max_connections", Some(n), 0, 0..=10_000_000))
                 .transpose()?,
-            max_connections_per_ip: int_in("server.max_connections_per_ip", s.max_connections_per_ip, 256, 0..=10_000_000)?,
+            max_connections_per_ip: int_in(
+                "server.max_connections_per_ip",
+                s.max_connections_per_ip,
+                256,
+                0..=10_000_000,
+            )?,
         })
     }
 }
@@ -159,18 +185,38 @@ impl TryFrom<ServerSection> for ServerConfig {
             }
         };
         let http = addr("server.http", s.http.as_deref().unwrap_or("0.0.0.0:8080"))?;
-        let admin = addr("server.admin", s.admin.as_deref().unwrap_or("127.0.0.1:9090"))?;
+        let admin = addr(
+            "server.admin",
+            s.admin.as_deref().unwrap_or("127.0.0.1:9090"),
+        )?;
         if admin == http {
-            return Err(ConfigError::new("server.admin", "must differ from server.http"));
+            return Err(ConfigError::new(
+                "server.admin",
+                "must differ from server.http",
+            ));
         }
         let threads = match s.threads {
-            None => std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+            None => std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2),
             Some(n) if (1..=1024).contains(&n) => n as usize,
-            Some(n) => return Err(ConfigError::new("server.threads", format!("{n} is out of range 1..=1024"))),
+            Some(n) => {
+                return Err(ConfigError::new(
+                    "server.threads",
+                    format!("{n} is out of range 1..=1024"),
+                ))
+            }
         };
-        let https = s.https.as_deref().map(|a| addr("server.https", a)).transpose()?;
+        let https = s
+            .https
+            .as_deref()
+            .map(|a| addr("server.https", a))
+            .transpose()?;
         if https.is_some_and(|h| h == http || h == admin) {
-            return Err(ConfigError::new("server.https", "must differ from server.http and server.admin"));
+            return Err(ConfigError::new(
+                "server.https",
+                "must differ from server.http and server.admin",
+            ));
         }
         let limits = ConnectionLimits::build(&s)?;
         Ok(ServerConfig {
@@ -183,13 +229,26 @@ impl TryFrom<ServerSection> for ServerConfig {
             admin,
             threads,
             grace_period: duration("server.grace_period", s.grace_period.as_deref(), "10s")?,
-            shutdown_timeout: duration("server.shutdown_timeout", s.shutdown_timeout.as_deref(), "5s")?,
+            shutdown_timeout: duration(
+                "server.shutdown_timeout",
+                s.shutdown_timeout.as_deref(),
+                "5s",
+            )?,
             public_url: public_url(s.public_url, http)?,
             https,
             name: match s.name {
-                Some(n) if !n.is_empty() && n.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) => n,
+                Some(n)
+                    if !n.is_empty()
+                        && n.bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) =>
+                {
+                    n
+                }
                 Some(n) => {
-                    return Err(ConfigError::new("server.name", format!("{n:?} must be letters, digits, '-', '_' or '.'")))
+                    return Err(ConfigError::new(
+                        "server.name",
+                        format!("{n:?} must be letters, digits, '-', '_' or '.'"),
+                    ))
                 }
                 None => format!("edge-{}", http.port()),
             },
@@ -200,8 +259,13 @@ impl TryFrom<ServerSection> for ServerConfig {
 
 fn public_url(given: Option<String>, http: SocketAddr) -> Result<String, ConfigError> {
     match given {
-        Some(u) if u.starts_with("http://") || u.starts_with("https://") => Ok(u.trim_end_matches('/').to_string()),
-        Some(u) => Err(ConfigError::new("server.public_url", format!("{u:?} must start with http:// or https://"))),
+        Some(u) if u.starts_with("http://") || u.starts_with("https://") => {
+            Ok(u.trim_end_matches('/').to_string())
+        }
+        Some(u) => Err(ConfigError::new(
+            "server.public_url",
+            format!("{u:?} must start with http:// or https://"),
+        )),
         None => Ok(default_public_url(http)),
     }
 }

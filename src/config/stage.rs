@@ -85,11 +85,19 @@ pub enum SecretSource {
 
 impl SecretSource {
     /// Exactly one of the two keys (`secret_file`/`secret_env`, `key_file`/`key_env`, ...).
-    pub fn from_keys(key: &str, file: Option<&str>, env: Option<&str>, base: &Path) -> Result<Self, ConfigError> {
+    pub fn from_keys(
+        key: &str,
+        file: Option<&str>,
+        env: Option<&str>,
+        base: &Path,
+    ) -> Result<Self, ConfigError> {
         match (file, env) {
             (Some(f), None) => Ok(SecretSource::File(base.join(f))),
             (None, Some(var)) => Ok(SecretSource::Env(var.to_string())),
-            _ => Err(ConfigError::new(key, "give exactly one of secret_file / secret_env (key_file / key_env)")),
+            _ => Err(ConfigError::new(
+                key,
+                "give exactly one of secret_file / secret_env (key_file / key_env)",
+            )),
         }
     }
 
@@ -97,12 +105,11 @@ impl SecretSource {
     /// the material.
     pub fn read(&self, key: &str) -> Result<Vec<u8>, ConfigError> {
         match self {
-            SecretSource::File(path) => {
-                std::fs::read(path).map_err(|e| ConfigError::new(key, format!("cannot read {}: {e}", path.display())))
-            }
-            SecretSource::Env(var) => std::env::var(var)
-                .map(String::into_bytes)
-                .map_err(|_| ConfigError::new(key, format!("environment variable {var} is not set"))),
+            SecretSource::File(path) => std::fs::read(path)
+                .map_err(|e| ConfigError::new(key, format!("cannot read {}: {e}", path.display()))),
+            SecretSource::Env(var) => std::env::var(var).map(String::into_bytes).map_err(|_| {
+                ConfigError::new(key, format!("environment variable {var} is not set"))
+            }),
         }
     }
 }
@@ -112,7 +119,10 @@ pub fn check_host_port(key: &str, text: &str) -> Result<(), ConfigError> {
     if text.parse::<SocketAddr>().is_ok() || text.contains(':') {
         Ok(())
     } else {
-        Err(ConfigError::new(key, format!("{text:?} has no port; expected host:port")))
+        Err(ConfigError::new(
+            key,
+            format!("{text:?} has no port; expected host:port"),
+        ))
     }
 }
 

@@ -19,17 +19,43 @@ fn shipped_config_loads_whole() {
     let limits = c.server.limits;
     assert_eq!(limits.header_timeout, Duration::from_secs(20));
     assert_eq!(limits.send_timeout, Duration::from_secs(60));
-    assert_eq!(limits.max_connections, None, "default: half the open-file limit, read at start");
+    assert_eq!(
+        limits.max_connections, None,
+        "default: half the open-file limit, read at start"
+    );
     assert_eq!(limits.max_connections_per_ip, 256);
     assert_eq!(c.server.grace_period, Duration::from_secs(10));
     assert_eq!(c.server.shutdown_timeout, Duration::from_secs(5));
     assert_eq!(c.server.public_url, "http://127.0.0.1:8080");
     assert_eq!(c.server.https, Some("0.0.0.0:8443".parse().unwrap()));
     let tls = c.tls.as_ref().expect("tls on");
-    assert_eq!(tls.certs[0].cert, path.parent().unwrap().join("certs/edge.pem"));
-    assert_eq!(tls.dev_names.as_deref(), Some(&["localhost".to_string(), "127.0.0.1".into(), "edge.test".into()][..]));
-    assert_eq!(c.geo.database.as_deref(), Some(path.parent().unwrap().join("geoip/edge-test.mmdb").as_path()));
-    assert_eq!(c.geo.trusted_proxies, vec![parse_net("", "127.0.0.1/32").unwrap()]);
+    assert_eq!(
+        tls.certs[0].cert,
+        path.parent().unwrap().join("certs/edge.pem")
+    );
+    assert_eq!(
+        tls.dev_names.as_deref(),
+        Some(
+            &[
+                "localhost".to_string(),
+                "127.0.0.1".into(),
+                "edge.test".into()
+            ][..]
+        )
+    );
+    assert_eq!(
+        c.geo.database.as_deref(),
+        Some(
+            path.parent()
+                .unwrap()
+                .join("geoip/edge-test.mmdb")
+                .as_path()
+        )
+    );
+    assert_eq!(
+        c.geo.trusted_proxies,
+        vec![parse_net("", "127.0.0.1/32").unwrap()]
+    );
     assert_eq!(c.geo.policy.status(), 451);
     assert_eq!(c.geo.policy.rules()[0].prefix, "/v/uk-only/");
     assert_eq!(c.cache.memory, 256 << 20);
@@ -46,7 +72,13 @@ fn shipped_config_loads_whole() {
     assert_eq!(c.cache.stale_timeout, Duration::from_secs(1));
     assert_eq!(c.cache.disk_admission, DiskAdmission::SecondHit);
     assert!(c.cache.rules.is_empty());
-    assert_eq!(c.purge.allow, vec![parse_net("", "127.0.0.1/32").unwrap(), parse_net("", "::1").unwrap()]);
+    assert_eq!(
+        c.purge.allow,
+        vec![
+            parse_net("", "127.0.0.1/32").unwrap(),
+            parse_net("", "::1").unwrap()
+        ]
+    );
     // A dual-stack listener reports IPv4 peers as IPv4-mapped IPv6: they still match.
     let mapped: std::net::IpAddr = "::ffff:127.0.0.1".parse().unwrap();
     assert!(c.purge.allow.iter().any(|n| n.contains(mapped)));
@@ -82,9 +114,22 @@ fn minimal_config_gets_defaults() {
     assert_eq!(c.geo.reload_interval, Duration::from_secs(10));
     assert!(c.summary().starts_with("ok: role=edge"));
     let limits = c.server.limits;
-    assert_eq!((limits.header_timeout, limits.send_timeout), (Duration::from_secs(20), Duration::from_secs(60)));
-    assert_eq!((limits.max_connections, limits.max_connections_per_ip), (None, 256));
-    assert_eq!(c.server.head, crate::limits::size::HeadLimits { max_request_line: 8192, max_header_field: 8192, max_head: 32768 });
+    assert_eq!(
+        (limits.header_timeout, limits.send_timeout),
+        (Duration::from_secs(20), Duration::from_secs(60))
+    );
+    assert_eq!(
+        (limits.max_connections, limits.max_connections_per_ip),
+        (None, 256)
+    );
+    assert_eq!(
+        c.server.head,
+        crate::limits::size::HeadLimits {
+            max_request_line: 8192,
+            max_header_field: 8192,
+            max_head: 32768
+        }
+    );
     assert!(c.server.forward_headers.is_empty() && c.server.upgrade_prefixes.is_empty());
 }
 
@@ -94,8 +139,18 @@ fn head_limits_forward_headers_and_upgrade_prefixes_parse() {
         "[server]\nmax_request_line = \"4 KiB\"\nmax_header_field = \"1 KiB\"\nmax_head = \"16 KiB\"\nforward_headers = [\"X-Forwarded-Proto\"]\nupgrade_prefixes = [\"/ws/\"]\n{POOL}"
     ))
     .unwrap();
-    assert_eq!(c.server.head, crate::limits::size::HeadLimits { max_request_line: 4096, max_header_field: 1024, max_head: 16384 });
-    assert_eq!(c.server.forward_headers, vec!["x-forwarded-proto".to_string()]);
+    assert_eq!(
+        c.server.head,
+        crate::limits::size::HeadLimits {
+            max_request_line: 4096,
+            max_header_field: 1024,
+            max_head: 16384
+        }
+    );
+    assert_eq!(
+        c.server.forward_headers,
+        vec!["x-forwarded-proto".to_string()]
+    );
     assert_eq!(c.server.upgrade_prefixes, vec!["/ws/".to_string()]);
 }
 
@@ -191,7 +246,12 @@ fn bad_configs_name_the_key_and_reason() {
         };
         let err = parse(&text).expect_err(&format!("config should fail: {text}"));
         assert_eq!(&err.key, key, "key for {text:?}: {err}");
-        assert!(err.reason.contains(reason), "reason for {text:?}: got {:?}, want {:?}", err.reason, reason);
+        assert!(
+            err.reason.contains(reason),
+            "reason for {text:?}: got {:?}, want {:?}",
+            err.reason,
+            reason
+        );
     }
 }
 
@@ -226,24 +286,36 @@ fn parsing_does_no_io_and_resolving_names_the_key() {
     // Sorted by priority the CA pool comes first, but errors keep the file's index. The bad
     // port fails the lookup without asking DNS.
     let name = "[[origins]]\nname = \"n\"\npriority = 5\nnodes = [{ addr = \"127.0.0.1:http\" }]\n";
-    let ca = "[[origins]]\nname = \"o\"\nca_file = \"ca.pem\"\nnodes = [{ addr = \"127.0.0.1:1\" }]\n";
+    let ca =
+        "[[origins]]\nname = \"o\"\nca_file = \"ca.pem\"\nnodes = [{ addr = \"127.0.0.1:1\" }]\n";
     let text = format!("{key}{edgeauth}{control}{name}{ca}");
-    let parsed = Config::parse(&text, dir.path()).expect("parsing reads no file and resolves no name");
+    let parsed =
+        Config::parse(&text, dir.path()).expect("parsing reads no file and resolves no name");
     assert_eq!(parsed.origins[0].name, "o");
     // Supply one missing piece at a time; each step fails on the next key.
     let steps = [
         ("tokens.keys[0]", "k.key", "ab".repeat(32)),
         ("tokens.edgeauth", "ea.key", "00ff".to_string()),
-        ("control.admin_token", "admin", "a-long-enough-admin-token".to_string()),
+        (
+            "control.admin_token",
+            "admin",
+            "a-long-enough-admin-token".to_string(),
+        ),
         ("origins[1].ca_file", "unused", String::new()),
     ];
     for (want_key, file, content) in steps {
-        let err = Config::parse(&text, dir.path()).unwrap().resolve().expect_err("a piece is missing");
+        let err = Config::parse(&text, dir.path())
+            .unwrap()
+            .resolve()
+            .expect_err("a piece is missing");
         assert_eq!(err.key, want_key, "{err}");
         std::fs::write(dir.path().join(file), content).unwrap();
     }
     let text = format!("{key}{edgeauth}{control}{name}");
-    let err = Config::parse(&text, dir.path()).unwrap().resolve().unwrap_err();
+    let err = Config::parse(&text, dir.path())
+        .unwrap()
+        .resolve()
+        .unwrap_err();
     assert_eq!(err.key, "origins[0].nodes[0].addr", "{err}");
     assert!(err.reason.contains("cannot resolve"), "{err}");
 }
@@ -266,15 +338,31 @@ fn resolving_reads_keys_and_configures_the_control_plane_once() {
     assert_eq!(plane.tier_max_height.standard, 1080);
     assert_eq!(plane.database, dir.path().join("data/control.db"));
     assert_eq!(plane.cdn_hosts[0].base_url, c.server.public_url);
-    assert!(plane.seed.is_some(), "the demo title is seeded when [demo] is on");
-    let login = crate::control::LoginLimits { per_account: 5, per_ip: 20, window: Duration::from_secs(300) };
+    assert!(
+        plane.seed.is_some(),
+        "the demo title is seeded when [demo] is on"
+    );
+    let login = crate::control::LoginLimits {
+        per_account: 5,
+        per_ip: 20,
+        window: Duration::from_secs(300),
+    };
     assert_eq!(plane.login_limits, login);
-    let register = crate::control::RegisterLimits { per_ip: 3, window: Duration::from_secs(3600) };
+    let register = crate::control::RegisterLimits {
+        per_ip: 3,
+        window: Duration::from_secs(3600),
+    };
     assert_eq!(plane.register_limits, register);
 
     std::fs::write(dir.path().join("admin"), "short").unwrap();
     let err = Config::load_str(&text, dir.path()).unwrap_err();
-    assert_eq!((err.key.as_str(), err.reason.as_str()), ("control.admin_token", "the admin token must be at least 16 characters"));
+    assert_eq!(
+        (err.key.as_str(), err.reason.as_str()),
+        (
+            "control.admin_token",
+            "the admin token must be at least 16 characters"
+        )
+    );
 }
 
 #[test]
@@ -307,7 +395,11 @@ fn control_errors_name_the_key() {
         ("[control]\nregistration_window = \"30d\"\n", "control.registration_window", "out of range"),
     ];
     for (i, (text, key, reason)) in cases.iter().enumerate() {
-        let text = if i == 0 { format!("{text}{POOL}") } else { format!("{tokens}{text}{POOL}") };
+        let text = if i == 0 {
+            format!("{text}{POOL}")
+        } else {
+            format!("{tokens}{text}{POOL}")
+        };
         let err = parse(&text).expect_err(&text);
         assert_eq!(&err.key, key, "{text}: {err}");
         assert!(err.reason.contains(reason), "{text}: {err}");
@@ -316,10 +408,29 @@ fn control_errors_name_the_key() {
 
 #[test]
 fn origin_idle_timeout_defaults_below_node_and_apache_and_names_its_key() {
-    assert_eq!(parse(POOL).unwrap().origins[0].idle_timeout, Duration::from_secs(4));
-    assert_eq!(parse(&format!("{POOL}idle_timeout = \"1500ms\"\n")).unwrap().origins[0].idle_timeout, Duration::from_millis(1500));
-    assert_eq!(parse(&format!("{POOL}idle_timeout = \"0s\"\n")).unwrap().origins[0].idle_timeout, Duration::ZERO);
-    for (value, reason) in [("\"soon\"", "invalid duration"), ("\"2h\"", "longer than 1h"), ("4", "invalid type")] {
+    assert_eq!(
+        parse(POOL).unwrap().origins[0].idle_timeout,
+        Duration::from_secs(4)
+    );
+    assert_eq!(
+        parse(&format!("{POOL}idle_timeout = \"1500ms\"\n"))
+            .unwrap()
+            .origins[0]
+            .idle_timeout,
+        Duration::from_millis(1500)
+    );
+    assert_eq!(
+        parse(&format!("{POOL}idle_timeout = \"0s\"\n"))
+            .unwrap()
+            .origins[0]
+            .idle_timeout,
+        Duration::ZERO
+    );
+    for (value, reason) in [
+        ("\"soon\"", "invalid duration"),
+        ("\"2h\"", "longer than 1h"),
+        ("4", "invalid type"),
+    ] {
         let err = parse(&format!("{POOL}idle_timeout = {value}\n")).unwrap_err();
         assert!(err.key.starts_with("origins[0]"), "{value}: {err}");
         assert!(err.reason.contains(reason), "{value}: {err}");

@@ -4,9 +4,9 @@
 use std::path::Path;
 use std::time::Duration;
 
+use super::error::ConfigError;
 use super::file::TlsSection;
 use super::value::duration;
-use super::error::ConfigError;
 
 #[derive(Debug, Clone)]
 pub struct TlsConfig {
@@ -22,12 +22,21 @@ impl TlsConfig {
     /// Validate `[tls]`; certificate paths resolve against `base`.
     pub fn build(t: TlsSection, base: &Path) -> Result<Self, ConfigError> {
         if t.certs.is_empty() {
-            return Err(ConfigError::new("tls.certs", "at least one { cert, key } pair is required"));
+            return Err(ConfigError::new(
+                "tls.certs",
+                "at least one { cert, key } pair is required",
+            ));
         }
-        let certs =
-            t.certs.iter().map(|c| crate::tls::store::CertSpec::new(base.join(&c.cert), base.join(&c.key))).collect();
+        let certs = t
+            .certs
+            .iter()
+            .map(|c| crate::tls::store::CertSpec::new(base.join(&c.cert), base.join(&c.key)))
+            .collect();
         if t.dev_names.as_ref().is_some_and(Vec::is_empty) {
-            return Err(ConfigError::new("tls.dev_names", "list at least one name, or leave it out"));
+            return Err(ConfigError::new(
+                "tls.dev_names",
+                "list at least one name, or leave it out",
+            ));
         }
         Ok(TlsConfig {
             certs,

@@ -8,10 +8,10 @@ use std::sync::Arc;
 
 use crate::token::{Claims, KeySecret, Keyring, VerifyPolicy};
 
+use super::error::ConfigError;
 use super::file::TokensSection;
 use super::stage::{KeySources, Loaded, Parsed, SecretSource, Stage};
 use super::value::duration;
-use super::error::ConfigError;
 
 #[derive(Debug, Clone)]
 pub struct TokensConfig<S: Stage = Loaded> {
@@ -38,7 +38,10 @@ pub struct EdgeAuthConfig<S: Stage = Loaded> {
 
 impl<S: Stage> fmt::Debug for EdgeAuthConfig<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("EdgeAuthConfig").field("param", &self.param).field("key", &"<redacted>").finish()
+        f.debug_struct("EdgeAuthConfig")
+            .field("param", &self.param)
+            .field("key", &"<redacted>")
+            .finish()
     }
 }
 
@@ -48,24 +51,50 @@ impl TokensConfig<Parsed> {
         let mut keys = Vec::with_capacity(t.keys.len());
         for (i, k) in t.keys.into_iter().enumerate() {
             let key = format!("tokens.keys[{i}]");
-            keys.push((k.id, SecretSource::from_keys(&key, k.secret_file.as_deref(), k.secret_env.as_deref(), base)?));
+            keys.push((
+                k.id,
+                SecretSource::from_keys(
+                    &key,
+                    k.secret_file.as_deref(),
+                    k.secret_env.as_deref(),
+                    base,
+                )?,
+            ));
         }
         if keys.is_empty() {
-            return Err(ConfigError::new("tokens.keys", "at least one key is required"));
+            return Err(ConfigError::new(
+                "tokens.keys",
+                "at least one key is required",
+            ));
         }
         let param = t.param.unwrap_or_else(|| "token".into());
-        if param.is_empty() || !param.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
-            return Err(ConfigError::new("tokens.param", format!("{param:?} must be a plain parameter name")));
+        if param.is_empty()
+            || !param
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        {
+            return Err(ConfigError::new(
+                "tokens.param",
+                format!("{param:?} must be a plain parameter name"),
+            ));
         }
         let public = t.public.unwrap_or_default();
         if let Some((i, p)) = public.iter().enumerate().find(|(_, p)| !p.starts_with('/')) {
-            return Err(ConfigError::new(format!("tokens.public[{i}]"), format!("{p:?} must start with '/'")));
+            return Err(ConfigError::new(
+                format!("tokens.public[{i}]"),
+                format!("{p:?} must start with '/'"),
+            ));
         }
         let edgeauth = match t.edgeauth {
             None => None,
             Some(e) => Some(EdgeAuthConfig {
                 param: e.param.unwrap_or_else(|| "hdnts".into()),
-                key: SecretSource::from_keys("tokens.edgeauth", e.key_file.as_deref(), e.key_env.as_deref(), base)?,
+                key: SecretSource::from_keys(
+                    "tokens.edgeauth",
+                    e.key_file.as_deref(),
+                    e.key_env.as_deref(),
+                    base,
+                )?,
             }),
         };
         Ok(TokensConfig {
@@ -76,7 +105,10 @@ impl TokensConfig<Parsed> {
                 leeway: duration("tokens.leeway", t.leeway.as_deref(), "30s")?,
                 max_ttl: duration("tokens.max_ttl", t.max_ttl.as_deref(), "24h")?,
             },
-            keyring: KeySources { current: t.current, keys },
+            keyring: KeySources {
+                current: t.current,
+                keys,
+            },
             public,
             edgeauth,
         })
@@ -88,21 +120,43 @@ impl TokensConfig<Parsed> {
         let mut secrets = Vec::with_capacity(keys.len());
         for (i, (id, source)) in keys.into_iter().enumerate() {
             let key = format!("tokens.keys[{i}]");
-            let secret = KeySecret::parse(&source.read(&key)?).map_err(|e| ConfigError::new(&key, e.to_string()))?;
+            let secret = KeySecret::parse(&source.read(&key)?)
+                .map_err(|e| ConfigError::new(&key, e.to_string()))?;
             secrets.push((id, secret));
         }
-        let signer = current.clone().or_else(|| secrets.first().map(|(id, _)| id.clone())).unwrap_or_default();
-        let keyring = Keyring::new(secrets.iter().map(|(id, s)| (id.clone(), *s.as_bytes())), &signer)
-            .map_err(|e| ConfigError::new(if current.is_some() { "tokens.current" } else { "tokens.keys" }, e.to_string()))?;
+        let signer = current
+            .clone()
+            .or_else(|| secrets.first().map(|(id, _)| id.clone()))
+            .unwrap_or_default();
+        let keyring = Keyring::new(
+            secrets.iter().map(|(id, s)| (id.clone(), *s.as_bytes())),
+            &signer,
+        )
+        .map_err(|e| {
+            ConfigError::new(
+                if current.is_some() {
+                    "tokens.current"
+                } else {
+                    "tokens.keys"
+                },
+                e.to_string(),
+            )
+        })?;
         let edgeauth = match self.edgeauth {
             None => None,
             Some(e) => {
                 let material = e.key.read("tokens.edgeauth")?;
                 let hex = String::from_utf8_lossy(&material).trim().to_string();
                 let key = crate::token::edgeauth::parse_hex_key(&hex).ok_or_else(|| {
-                    ConfigError::new("tokens.edgeauth", "the key must be hex (an even number of hex digits)")
+                    ConfigError::new(
+                        "tokens.edgeauth",
+                        "the key must be hex (an even number of hex digits)",
+                    )
                 })?;
-                Some(EdgeAuthConfig { param: e.param, key })
+                Some(EdgeAuthConfig {
+                    param: e.param,
+                    key,
+                })
             }
         };
         Ok(TokensConfig {
@@ -120,7 +174,13 @@ impl TokensConfig<Parsed> {
 impl TokensConfig {
     /// Sign `claims` (with key `kid`, or the current one) and place the token in `url` the way
     /// this edge reads it back (`/t/<token>/…` or the `param` query parameter).
-    pub fn sign_url(&self, kid: Option<&str>, claims: &Claims, url: &str, style: crate::token::url::Style) -> Result<String, String> {
+    pub fn sign_url(
+        &self,
+        kid: Option<&str>,
+        claims: &Claims,
+        url: &str,
+        style: crate::token::url::Style,
+    ) -> Result<String, String> {
         let token = match kid {
             Some(k) => crate::token::sign_with(&self.keyring, k, claims),
             None => crate::token::sign(&self.keyring, claims),

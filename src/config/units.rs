@@ -9,8 +9,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     if text.is_empty() {
         return Err("empty duration; expected e.g. \"30s\", \"5m\" or \"2h\"".into());
     }
-    humantime::parse_duration(text)
-        .map_err(|e| format!("invalid duration {text:?} ({e}); expected e.g. \"30s\", \"5m\" or \"2h\""))
+    humantime::parse_duration(text).map_err(|e| {
+        format!("invalid duration {text:?} ({e}); expected e.g. \"30s\", \"5m\" or \"2h\"")
+    })
 }
 
 /// Parse a byte size such as `64 MiB`, `1 GiB`, `512 KB` or a plain number of bytes.
@@ -35,7 +36,9 @@ mod tests {
         assert_eq!(parse_duration("30s").unwrap(), Duration::from_secs(30));
         assert_eq!(parse_duration("1h 30m").unwrap(), Duration::from_secs(5400));
         assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
-        assert!(parse_duration("soon").unwrap_err().contains("invalid duration"));
+        assert!(parse_duration("soon")
+            .unwrap_err()
+            .contains("invalid duration"));
         assert!(parse_duration("").is_err());
     }
 

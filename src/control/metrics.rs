@@ -17,7 +17,13 @@ pub struct ControlMetrics {
 }
 
 /// Every refusal reason, exported at 0 from the start so `rate()` and the dashboard see them.
-pub const REFUSAL_REASONS: [&str; 5] = ["login_account", "login_address", "login_busy", "register", "edge_secret"];
+pub const REFUSAL_REASONS: [&str; 5] = [
+    "login_account",
+    "login_address",
+    "login_busy",
+    "register",
+    "edge_secret",
+];
 
 impl ControlMetrics {
     pub fn new() -> Result<ControlMetrics, prometheus::Error> {

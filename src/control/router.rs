@@ -104,7 +104,10 @@ pub fn router(state: AppState) -> Router {
     let openapi = super::openapi::document_bytes();
     let mut r: Router<AppState> = Router::new();
     for spec in ROUTES {
-        r = r.route(&spec.full_path(), handler(spec.op, filter(spec.method), &openapi));
+        r = r.route(
+            &spec.full_path(),
+            handler(spec.op, filter(spec.method), &openapi),
+        );
     }
     r.fallback(no_route)
         .method_not_allowed_fallback(method_not_allowed)

@@ -101,7 +101,10 @@ struct Place<'a> {
 
 /// The stamp of the database file, as a [`GeoError`] naming the file when it cannot be read.
 fn stamp_of(path: &Path) -> Result<FileStamp, GeoError> {
-    FileStamp::of(path).map_err(|source| GeoError::Io { path: path.to_path_buf(), source })
+    FileStamp::of(path).map_err(|source| GeoError::Io {
+        path: path.to_path_buf(),
+        source,
+    })
 }
 
 /// An opened, verified GeoIP database.

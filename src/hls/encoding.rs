@@ -33,7 +33,9 @@ impl Coding {
     /// The coding of a response from all its `Content-Encoding` field values, in order.
     /// Names are case-insensitive; `identity` and empty list elements are ignored. Two or more
     /// codings (`gzip, br`), or an unknown one (`zstd`, `compress`), are unsupported.
-    pub fn from_header<'a>(values: impl IntoIterator<Item = &'a [u8]>) -> Result<Coding, DecodeError> {
+    pub fn from_header<'a>(
+        values: impl IntoIterator<Item = &'a [u8]>,
+    ) -> Result<Coding, DecodeError> {
         let mut found = Coding::Identity;
         let mut names: Vec<String> = Vec::new();
         for value in values {
@@ -43,15 +45,16 @@ impl Coding {
                     continue;
                 }
                 names.push(printable(name));
-                found = if name.eq_ignore_ascii_case(b"gzip") || name.eq_ignore_ascii_case(b"x-gzip") {
-                    Coding::Gzip
-                } else if name.eq_ignore_ascii_case(b"deflate") {
-                    Coding::Deflate
-                } else if name.eq_ignore_ascii_case(b"br") {
-                    Coding::Br
-                } else {
-                    return Err(DecodeError::Unsupported(names.join(", ")));
-                };
+                found =
+                    if name.eq_ignore_ascii_case(b"gzip") || name.eq_ignore_ascii_case(b"x-gzip") {
+                        Coding::Gzip
+                    } else if name.eq_ignore_ascii_case(b"deflate") {
+                        Coding::Deflate
+                    } else if name.eq_ignore_ascii_case(b"br") {
+                        Coding::Br
+                    } else {
+                        return Err(DecodeError::Unsupported(names.join(", ")));
+                    };
             }
         }
         if names.len() > 1 {
@@ -72,7 +75,10 @@ impl Coding {
 
 /// A coding name for an error message: at most 32 bytes, non-printable bytes as `?`.
 fn printable(name: &[u8]) -> String {
-    name.iter().take(32).map(|&c| if c.is_ascii_graphic() { c as char } else { '?' }).collect()
+    name.iter()
+        .take(32)
+        .map(|&c| if c.is_ascii_graphic() { c as char } else { '?' })
+        .collect()
 }
 
 /// Why a body could not be decoded.
@@ -85,7 +91,10 @@ pub enum DecodeError {
     /// The body is not valid in its coding: bad header, bad data, bad checksum, truncated,
     /// or data after the end of the stream.
     #[error("body is not valid {coding}: {detail}")]
-    Corrupt { coding: &'static str, detail: String },
+    Corrupt {
+        coding: &'static str,
+        detail: String,
+    },
     /// The decoded body would exceed the decoder's limit.
     #[error("decoded body exceeds {limit} bytes")]
     TooLarge { limit: usize },
@@ -117,7 +126,12 @@ struct Sink {
 
 impl Sink {
     fn new(limit: usize) -> Sink {
-        Sink { out: Vec::new(), total: 0, limit, over: false }
+        Sink {
+            out: Vec::new(),
+            total: 0,
+            limit,
+            over: false,
+        }
     }
 
     fn take(&mut self) -> Bytes {
@@ -152,14 +166,18 @@ fn gzip_header_len(b: &[u8]) -> Result<Option<usize>, &'static str> {
     if b.get(2).is_some_and(|&c| c != 8) {
         return Err("unknown gzip compression method");
     }
-    let Some(&flags) = b.get(3) else { return Ok(None) };
+    let Some(&flags) = b.get(3) else {
+        return Ok(None);
+    };
     if flags & 0xe0 != 0 {
         return Err("reserved gzip flags set");
     }
     let mut n = 10; // magic, method, flags, mtime, xfl, os
     if flags & 0x04 != 0 {
         // FEXTRA: a little-endian length, then that many bytes
-        let Some(&[lo, hi]) = b.get(n..n + 2) else { return Ok(None) };
+        let Some(&[lo, hi]) = b.get(n..n + 2) else {
+            return Ok(None);
+        };
         n += 2 + usize::from(u16::from_le_bytes([lo, hi]));
     }
     for flag in [0x08, 0x10] {
@@ -209,7 +227,9 @@ struct Inflate {
 /// Whether two bytes start a zlib stream: method 8 (deflate), window ≤ 32 KiB, check bits.
 fn is_zlib(head: &[u8]) -> bool {
     match head {
-        [cmf, flg, ..] => cmf & 0x0f == 8 && cmf >> 4 <= 7 && (u16::from(*cmf) << 8 | u16::from(*flg)) % 31 == 0,
+        [cmf, flg, ..] => {
+            cmf & 0x0f == 8 && cmf >> 4 <= 7 && (u16::from(*cmf) << 8 | u16::from(*flg)) % 31 == 0
+        }
         _ => false,
     }
 }
@@ -268,7 +288,8 @@ impl Inflate {
         }
         if self.phase == Phase::Trailer {
             let take = (8 - self.held.len()).min(input.len());
-            self.held.extend_from_slice(input.get(..take).unwrap_or_default());
+            self.held
+                .extend_from_slice(input.get(..take).unwrap_or_default());
             input = input.get(take..).unwrap_or_default();
             if let Ok(trailer) = <[u8; 8]>::try_from(self.held.as_slice()) {
                 let [c0, c1, c2, c3, s0, s1, s2, s3] = trailer;
@@ -306,7 +327,11 @@ impl Inflate {
             }
             self.sink.write_all(&self.step).map_err(|_| Fail::Over)?;
             if status == flate2::Status::StreamEnd {
-                self.phase = if self.gzip { Phase::Trailer } else { Phase::End };
+                self.phase = if self.gzip {
+                    Phase::Trailer
+                } else {
+                    Phase::End
+                };
                 return Ok(used);
             }
             // A full step may leave output inside the decompressor: go round again.
@@ -340,7 +365,13 @@ struct Unbrotli {
 impl Unbrotli {
     fn new(limit: usize) -> Unbrotli {
         let a = brotli_decompressor::StandardAlloc::default;
-        Unbrotli { state: Box::new(BrotliState::new(a(), a(), a())), ended: false, total_out: 0, step: vec![0; STEP], sink: Sink::new(limit) }
+        Unbrotli {
+            state: Box::new(BrotliState::new(a(), a(), a())),
+            ended: false,
+            total_out: 0,
+            step: vec![0; STEP],
+            sink: Sink::new(limit),
+        }
     }
 
     fn push(&mut self, input: &[u8]) -> Result<(), Fail> {
@@ -363,7 +394,9 @@ impl Unbrotli {
                 &mut self.total_out,
                 &mut self.state,
             );
-            self.sink.write_all(self.step.get(..output_offset).unwrap_or_default()).map_err(|_| Fail::Over)?;
+            self.sink
+                .write_all(self.step.get(..output_offset).unwrap_or_default())
+                .map_err(|_| Fail::Over)?;
             match result {
                 brotli_decompressor::BrotliResult::NeedsMoreOutput => continue,
                 brotli_decompressor::BrotliResult::NeedsMoreInput => return Ok(()),
@@ -374,7 +407,9 @@ impl Unbrotli {
                         _ => Err(corrupt("data after the end of the stream")),
                     };
                 }
-                brotli_decompressor::BrotliResult::ResultFailure => return Err(corrupt("invalid brotli data")),
+                brotli_decompressor::BrotliResult::ResultFailure => {
+                    return Err(corrupt("invalid brotli data"))
+                }
             }
         }
     }
@@ -404,7 +439,10 @@ pub struct Decoder {
 
 impl std::fmt::Debug for Decoder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Decoder").field("coding", &self.coding).field("limit", &self.limit).finish()
+        f.debug_struct("Decoder")
+            .field("coding", &self.coding)
+            .field("limit", &self.limit)
+            .finish()
     }
 }
 
@@ -417,7 +455,11 @@ impl Decoder {
             Coding::Deflate => State::Inflate(Box::new(Inflate::new(false, limit))),
             Coding::Br => State::Br(Box::new(Unbrotli::new(limit))),
         };
-        Decoder { coding, limit, state }
+        Decoder {
+            coding,
+            limit,
+            state,
+        }
     }
 
     pub fn coding(&self) -> Coding {
@@ -438,7 +480,10 @@ impl Decoder {
     /// none: decoders buffer a little).
     pub fn push(&mut self, chunk: &[u8]) -> Result<Bytes, DecodeError> {
         let result = match &mut self.state {
-            State::Identity(sink) => sink.write_all(chunk).map(|_| sink.take()).map_err(|_| Fail::Over),
+            State::Identity(sink) => sink
+                .write_all(chunk)
+                .map(|_| sink.take())
+                .map_err(|_| Fail::Over),
             State::Inflate(d) => d.push(chunk).map(|_| d.sink.take()),
             State::Br(d) => d.push(chunk).map(|_| d.sink.take()),
             State::Done(None) if chunk.is_empty() => Ok(Bytes::new()),
@@ -475,7 +520,10 @@ impl Decoder {
             Err(fail) => {
                 let e = match fail {
                     Fail::Over => DecodeError::TooLarge { limit: self.limit },
-                    Fail::Corrupt(detail) => DecodeError::Corrupt { coding: self.coding.as_str(), detail },
+                    Fail::Corrupt(detail) => DecodeError::Corrupt {
+                        coding: self.coding.as_str(),
+                        detail,
+                    },
                 };
                 self.state = State::Done(Some(e.clone()));
                 Err(e)
@@ -495,12 +543,14 @@ pub(crate) mod tests {
         match coding {
             Coding::Identity => body.to_vec(),
             Coding::Gzip => {
-                let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+                let mut e =
+                    flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
                 e.write_all(body).unwrap();
                 e.finish().unwrap()
             }
             Coding::Deflate => {
-                let mut e = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+                let mut e =
+                    flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
                 e.write_all(body).unwrap();
                 e.finish().unwrap()
             }
@@ -521,7 +571,12 @@ pub(crate) mod tests {
     }
 
     /// Decode `input` split at `cuts` (positions taken modulo the length).
-    fn decode_chunked(coding: Coding, input: &[u8], cuts: &[usize], limit: usize) -> Result<Vec<u8>, DecodeError> {
+    fn decode_chunked(
+        coding: Coding,
+        input: &[u8],
+        cuts: &[usize],
+        limit: usize,
+    ) -> Result<Vec<u8>, DecodeError> {
         let mut d = Decoder::new(coding, limit);
         let mut points: Vec<usize> = cuts.iter().map(|c| c % (input.len() + 1)).collect();
         points.sort_unstable();
@@ -547,13 +602,31 @@ pub(crate) mod tests {
         assert_eq!(parse(&[" deflate "]), Ok(Coding::Deflate));
         assert_eq!(parse(&["br"]), Ok(Coding::Br));
         assert_eq!(parse(&["identity, br", ""]), Ok(Coding::Br));
-        assert_eq!(parse(&["zstd"]), Err(DecodeError::Unsupported("zstd".into())));
-        assert_eq!(parse(&["compress"]).unwrap_err().reason(), "unsupported_encoding");
-        assert_eq!(parse(&["gzip, br"]), Err(DecodeError::Unsupported("gzip, br".into())));
-        assert_eq!(parse(&["gzip", "gzip"]), Err(DecodeError::Unsupported("gzip, gzip".into())));
-        assert_eq!(parse(&["gzip", "zstd"]), Err(DecodeError::Unsupported("gzip, zstd".into())));
+        assert_eq!(
+            parse(&["zstd"]),
+            Err(DecodeError::Unsupported("zstd".into()))
+        );
+        assert_eq!(
+            parse(&["compress"]).unwrap_err().reason(),
+            "unsupported_encoding"
+        );
+        assert_eq!(
+            parse(&["gzip, br"]),
+            Err(DecodeError::Unsupported("gzip, br".into()))
+        );
+        assert_eq!(
+            parse(&["gzip", "gzip"]),
+            Err(DecodeError::Unsupported("gzip, gzip".into()))
+        );
+        assert_eq!(
+            parse(&["gzip", "zstd"]),
+            Err(DecodeError::Unsupported("gzip, zstd".into()))
+        );
         let long = "z".repeat(100) + "\u{7f}";
-        assert_eq!(parse(&[&long]), Err(DecodeError::Unsupported("z".repeat(32))));
+        assert_eq!(
+            parse(&[&long]),
+            Err(DecodeError::Unsupported("z".repeat(32)))
+        );
     }
 
     #[test]
@@ -561,7 +634,11 @@ pub(crate) mod tests {
         for coding in ALL {
             let enc = encode(coding, PLAYLIST);
             let cuts: Vec<usize> = (0..enc.len()).collect();
-            assert_eq!(decode_chunked(coding, &enc, &cuts, MAX_DECODED).unwrap(), PLAYLIST, "{coding:?}");
+            assert_eq!(
+                decode_chunked(coding, &enc, &cuts, MAX_DECODED).unwrap(),
+                PLAYLIST,
+                "{coding:?}"
+            );
         }
     }
 
@@ -569,7 +646,10 @@ pub(crate) mod tests {
     fn raw_deflate_is_accepted_as_deflate() {
         let enc = raw_deflate(PLAYLIST);
         assert!(!is_zlib(&enc));
-        assert_eq!(decode_chunked(Coding::Deflate, &enc, &[1, 7], MAX_DECODED).unwrap(), PLAYLIST);
+        assert_eq!(
+            decode_chunked(Coding::Deflate, &enc, &[1, 7], MAX_DECODED).unwrap(),
+            PLAYLIST
+        );
     }
 
     #[test]
@@ -577,7 +657,10 @@ pub(crate) mod tests {
         let mut enc = encode(Coding::Gzip, b"#EXTM3U\n");
         enc.extend(encode(Coding::Gzip, b"seg.ts\n"));
         let e = decode_chunked(Coding::Gzip, &enc, &[5, 30], MAX_DECODED).unwrap_err();
-        assert_eq!(e.to_string(), "body is not valid gzip: data after the end of the stream");
+        assert_eq!(
+            e.to_string(),
+            "body is not valid gzip: data after the end of the stream"
+        );
     }
 
     #[test]
@@ -591,21 +674,37 @@ pub(crate) mod tests {
         e.write_all(PLAYLIST).unwrap();
         let enc = e.finish().unwrap();
         let cuts: Vec<usize> = (0..enc.len()).step_by(3).collect();
-        assert_eq!(decode_chunked(Coding::Gzip, &enc, &cuts, MAX_DECODED).unwrap(), PLAYLIST);
+        assert_eq!(
+            decode_chunked(Coding::Gzip, &enc, &cuts, MAX_DECODED).unwrap(),
+            PLAYLIST
+        );
         // FHCRC: two header CRC bytes after the rest of the header (flag bit 1)
         let plain = encode(Coding::Gzip, PLAYLIST);
         let mut with_hcrc = plain[..10].to_vec();
         with_hcrc[3] |= 0x02;
         with_hcrc.extend_from_slice(&[0xab, 0xcd]);
         with_hcrc.extend_from_slice(&plain[10..]);
-        assert_eq!(decode_chunked(Coding::Gzip, &with_hcrc, &[11], MAX_DECODED).unwrap(), PLAYLIST);
+        assert_eq!(
+            decode_chunked(Coding::Gzip, &with_hcrc, &[11], MAX_DECODED).unwrap(),
+            PLAYLIST
+        );
         // reserved flag bits, another method
         let mut bad = plain.clone();
         bad[3] |= 0x80;
-        assert_eq!(decode_chunked(Coding::Gzip, &bad, &[], MAX_DECODED).unwrap_err().to_string(), "body is not valid gzip: reserved gzip flags set");
+        assert_eq!(
+            decode_chunked(Coding::Gzip, &bad, &[], MAX_DECODED)
+                .unwrap_err()
+                .to_string(),
+            "body is not valid gzip: reserved gzip flags set"
+        );
         let mut bad = plain;
         bad[2] = 7;
-        assert_eq!(decode_chunked(Coding::Gzip, &bad, &[], MAX_DECODED).unwrap_err().reason(), "corrupt");
+        assert_eq!(
+            decode_chunked(Coding::Gzip, &bad, &[], MAX_DECODED)
+                .unwrap_err()
+                .reason(),
+            "corrupt"
+        );
     }
 
     #[test]
@@ -619,7 +718,10 @@ pub(crate) mod tests {
             assert!(d.is_complete(), "{coding:?}");
             assert_eq!(out, PLAYLIST, "{coding:?}: all output is out once complete");
             assert!(d.finish().unwrap().is_empty());
-            assert!(d.push(b"").unwrap().is_empty(), "an empty push after the end is fine");
+            assert!(
+                d.push(b"").unwrap().is_empty(),
+                "an empty push after the end is fine"
+            );
             assert_eq!(d.push(b"x").unwrap_err().reason(), "corrupt");
         }
         let mut d = Decoder::new(Coding::Identity, MAX_DECODED);
@@ -629,14 +731,20 @@ pub(crate) mod tests {
 
     #[test]
     fn empty_bodies_are_valid_only_in_identity() {
-        assert_eq!(decode_chunked(Coding::Identity, b"", &[], MAX_DECODED).unwrap(), b"");
+        assert_eq!(
+            decode_chunked(Coding::Identity, b"", &[], MAX_DECODED).unwrap(),
+            b""
+        );
         for coding in [Coding::Gzip, Coding::Deflate, Coding::Br] {
             let e = decode_chunked(coding, b"", &[], MAX_DECODED).unwrap_err();
             assert_eq!(e.reason(), "corrupt", "{coding:?}: {e}");
         }
         // An encoded empty body is fine.
         for coding in ALL {
-            assert_eq!(decode_chunked(coding, &encode(coding, b""), &[], MAX_DECODED).unwrap(), b"");
+            assert_eq!(
+                decode_chunked(coding, &encode(coding, b""), &[], MAX_DECODED).unwrap(),
+                b""
+            );
         }
     }
 
@@ -645,7 +753,11 @@ pub(crate) mod tests {
         for coding in [Coding::Gzip, Coding::Deflate, Coding::Br] {
             let e = decode_chunked(coding, PLAYLIST, &[3], MAX_DECODED).unwrap_err();
             assert!(matches!(e, DecodeError::Corrupt { .. }), "{coding:?}: {e}");
-            assert!(e.to_string().starts_with(&format!("body is not valid {}", coding.as_str())), "{e}");
+            assert!(
+                e.to_string()
+                    .starts_with(&format!("body is not valid {}", coding.as_str())),
+                "{e}"
+            );
         }
     }
 
@@ -671,7 +783,12 @@ pub(crate) mod tests {
         // gzip too (a second member is refused the same way)
         let mut enc = encode(Coding::Gzip, PLAYLIST);
         enc.extend_from_slice(b"junk");
-        assert_eq!(decode_chunked(Coding::Gzip, &enc, &[], MAX_DECODED).unwrap_err().reason(), "corrupt");
+        assert_eq!(
+            decode_chunked(Coding::Gzip, &enc, &[], MAX_DECODED)
+                .unwrap_err()
+                .reason(),
+            "corrupt"
+        );
     }
 
     #[test]
@@ -684,16 +801,30 @@ pub(crate) mod tests {
         let mut enc = encode(Coding::Deflate, PLAYLIST);
         let n = enc.len();
         enc[n - 1] ^= 0xff; // Adler-32
-        assert_eq!(decode_chunked(Coding::Deflate, &enc, &[], MAX_DECODED).unwrap_err().reason(), "corrupt");
+        assert_eq!(
+            decode_chunked(Coding::Deflate, &enc, &[], MAX_DECODED)
+                .unwrap_err()
+                .reason(),
+            "corrupt"
+        );
     }
 
     #[test]
     fn the_limit_is_inclusive_and_stops_a_bomb_early() {
         for coding in ALL {
             let enc = encode(coding, PLAYLIST);
-            assert_eq!(decode_chunked(coding, &enc, &[], PLAYLIST.len()).unwrap(), PLAYLIST);
+            assert_eq!(
+                decode_chunked(coding, &enc, &[], PLAYLIST.len()).unwrap(),
+                PLAYLIST
+            );
             let e = decode_chunked(coding, &enc, &[], PLAYLIST.len() - 1).unwrap_err();
-            assert_eq!(e, DecodeError::TooLarge { limit: PLAYLIST.len() - 1 }, "{coding:?}");
+            assert_eq!(
+                e,
+                DecodeError::TooLarge {
+                    limit: PLAYLIST.len() - 1
+                },
+                "{coding:?}"
+            );
         }
         // 4 MiB of zeros: a few KiB (gzip, deflate) or bytes (br) on the wire, stopped at the
         // limit, with no more than the limit ever returned.
@@ -730,7 +861,8 @@ pub(crate) mod tests {
     fn body_strategy() -> impl Strategy<Value = Vec<u8>> {
         prop_oneof![
             proptest::collection::vec(any::<u8>(), 0..2000),
-            "(#EXT[A-Z-]{0,12}:[ -~]{0,30}\n|[a-z0-9_/]{1,20}\\.(ts|m4s|m3u8)\n){0,60}".prop_map(String::into_bytes),
+            "(#EXT[A-Z-]{0,12}:[ -~]{0,30}\n|[a-z0-9_/]{1,20}\\.(ts|m4s|m3u8)\n){0,60}"
+                .prop_map(String::into_bytes),
         ]
     }
 

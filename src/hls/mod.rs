@@ -62,10 +62,15 @@ pub fn rendition_height(path: &str) -> Option<u32> {
             let digits = stem.strip_suffix('p').or_else(|| stem.strip_suffix('P'))?;
             // Bytes, not chars: the byte after the last non-digit one starts a digit (or ends
             // the stem), so it is a char boundary even after a multi-byte character.
-            let start = digits.bytes().rposition(|b| !b.is_ascii_digit()).map_or(0, |i| i + 1);
+            let start = digits
+                .bytes()
+                .rposition(|b| !b.is_ascii_digit())
+                .map_or(0, |i| i + 1);
             let (before, number) = digits.split_at(start);
             let boundary = before.is_empty() || before.ends_with('_') || before.ends_with('-');
-            (boundary && (3..=4).contains(&number.len())).then(|| number.parse().ok()).flatten()
+            (boundary && (3..=4).contains(&number.len()))
+                .then(|| number.parse().ok())
+                .flatten()
         })
         .max()
 }

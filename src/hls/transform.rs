@@ -35,16 +35,32 @@ pub struct Transform {
 impl Transform {
     /// A transformation of a body in `coding`: URIs rewritten by `rewriter` (if any), variants
     /// above `max_height` removed (if any).
-    pub fn new(coding: Coding, rewriter: Option<PlaylistRewriter>, max_height: Option<u32>) -> Transform {
+    pub fn new(
+        coding: Coding,
+        rewriter: Option<PlaylistRewriter>,
+        max_height: Option<u32>,
+    ) -> Transform {
         Transform::with_limit(coding, rewriter, max_height, MAX_DECODED)
     }
 
     /// As [`new`](Self::new), holding at most `limit` decoded bytes.
-    pub fn with_limit(coding: Coding, rewriter: Option<PlaylistRewriter>, max_height: Option<u32>, limit: usize) -> Transform {
+    pub fn with_limit(
+        coding: Coding,
+        rewriter: Option<PlaylistRewriter>,
+        max_height: Option<u32>,
+        limit: usize,
+    ) -> Transform {
         let hold = coding != Coding::Identity || max_height.is_some();
         // A streamed identity body holds nothing beyond the rewriter's line buffer.
         let limit = if hold { limit } else { usize::MAX };
-        Transform { decoder: Decoder::new(coding, limit), rewriter, max_height, held: Vec::new(), hold, finished: false }
+        Transform {
+            decoder: Decoder::new(coding, limit),
+            rewriter,
+            max_height,
+            held: Vec::new(),
+            hold,
+            finished: false,
+        }
     }
 
     /// The next chunk of the origin's body; returns what can be sent now.
@@ -126,11 +142,24 @@ mod tests {
     fn an_encoded_master_is_filtered_and_carries_the_token() {
         let want = b"#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1,RESOLUTION=426x240\n240p/i.m3u8?token=v1.k1.xxx.yyy\n";
         for coding in [Coding::Identity, Coding::Gzip, Coding::Deflate, Coding::Br] {
-            let got = run(Transform::new(coding, rewriter(), Some(720)), &encode(coding, MASTER), &[3, 11]).unwrap();
+            let got = run(
+                Transform::new(coding, rewriter(), Some(720)),
+                &encode(coding, MASTER),
+                &[3, 11],
+            )
+            .unwrap();
             assert_eq!(got, want, "{coding:?}");
             // mh alone (a path token): filtered, not rewritten
-            let got = run(Transform::new(coding, None, Some(720)), &encode(coding, MASTER), &[]).unwrap();
-            assert_eq!(got, b"#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1,RESOLUTION=426x240\n240p/i.m3u8\n", "{coding:?}");
+            let got = run(
+                Transform::new(coding, None, Some(720)),
+                &encode(coding, MASTER),
+                &[],
+            )
+            .unwrap();
+            assert_eq!(
+                got, b"#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1,RESOLUTION=426x240\n240p/i.m3u8\n",
+                "{coding:?}"
+            );
         }
     }
 
@@ -149,7 +178,10 @@ mod tests {
         let mut t = Transform::new(Coding::Br, rewriter(), None);
         let out = t.push(&enc).unwrap();
         assert!(t.is_finished());
-        assert_eq!(out, Bytes::from(PlaylistRewriter::new(TOK.into()).rewrite_all(MASTER)));
+        assert_eq!(
+            out,
+            Bytes::from(PlaylistRewriter::new(TOK.into()).rewrite_all(MASTER))
+        );
         assert!(t.push(b"").unwrap().is_empty());
         assert!(t.finish().unwrap().is_empty());
         assert_eq!(t.push(b"more").unwrap_err().reason(), "corrupt");
@@ -158,25 +190,42 @@ mod tests {
     #[test]
     fn an_identity_media_playlist_streams() {
         let mut t = Transform::new(Coding::Identity, rewriter(), None);
-        assert_eq!(&t.push(b"#EXTM3U\nseg.ts\nse").unwrap()[..], b"#EXTM3U\nseg.ts?token=v1.k1.xxx.yyy\n");
+        assert_eq!(
+            &t.push(b"#EXTM3U\nseg.ts\nse").unwrap()[..],
+            b"#EXTM3U\nseg.ts?token=v1.k1.xxx.yyy\n"
+        );
         assert_eq!(&t.finish().unwrap()[..], b"se?token=v1.k1.xxx.yyy");
     }
 
     #[test]
     fn held_bodies_are_bounded() {
-        let e = run(Transform::with_limit(Coding::Gzip, rewriter(), None, 64), &encode(Coding::Gzip, MASTER), &[]);
+        let e = run(
+            Transform::with_limit(Coding::Gzip, rewriter(), None, 64),
+            &encode(Coding::Gzip, MASTER),
+            &[],
+        );
         assert_eq!(e.unwrap_err(), DecodeError::TooLarge { limit: 64 });
-        let e = run(Transform::with_limit(Coding::Identity, None, Some(720), 64), MASTER, &[]);
+        let e = run(
+            Transform::with_limit(Coding::Identity, None, Some(720), 64),
+            MASTER,
+            &[],
+        );
         assert_eq!(e.unwrap_err(), DecodeError::TooLarge { limit: 64 });
         // A streamed identity body has no limit.
-        let got = run(Transform::with_limit(Coding::Identity, rewriter(), None, 64), MASTER, &[]).unwrap();
+        let got = run(
+            Transform::with_limit(Coding::Identity, rewriter(), None, 64),
+            MASTER,
+            &[],
+        )
+        .unwrap();
         assert!(got.len() > 64);
     }
 
     fn playlist() -> impl Strategy<Value = Vec<u8>> {
         proptest::collection::vec(
             prop_oneof![
-                (1u32..2000).prop_map(|h| format!("#EXT-X-STREAM-INF:BANDWIDTH=1,RESOLUTION=1x{h}\n")),
+                (1u32..2000)
+                    .prop_map(|h| format!("#EXT-X-STREAM-INF:BANDWIDTH=1,RESOLUTION=1x{h}\n")),
                 Just("#EXTINF:4.0,\n".to_string()),
                 Just("#EXT-X-MAP:URI=\"init.mp4\"\r\n".to_string()),
                 "[a-z0-9_/]{1,12}\\.(ts|m4s|m3u8)(\\?a=1)?\n",

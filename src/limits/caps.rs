@@ -56,7 +56,8 @@ impl Caps {
             self.open.fetch_sub(1, Ordering::AcqRel);
             return Err(Limit::MaxConnections);
         }
-        let address = (self.per_address > 0 && !self.exempt.iter().any(|n| n.contains(peer))).then(|| address_of(peer));
+        let address = (self.per_address > 0 && !self.exempt.iter().any(|n| n.contains(peer)))
+            .then(|| address_of(peer));
         if let Some(a) = address {
             let mut counts = self.counts();
             let n = counts.entry(a).or_insert(0);
@@ -68,7 +69,10 @@ impl Caps {
             *n += 1;
         }
         self.gauge.inc();
-        Ok(Permit { caps: self.clone(), address })
+        Ok(Permit {
+            caps: self.clone(),
+            address,
+        })
     }
 
     /// Open connections now.
@@ -117,7 +121,10 @@ const FALLBACK_TOTAL: u32 = 10_000;
 
 /// The default `max_connections`, read at start: [`half_open_files`] of this process's limits.
 pub fn default_total() -> u32 {
-    std::fs::read_to_string("/proc/self/limits").ok().and_then(|t| half_open_files(&t)).unwrap_or(FALLBACK_TOTAL)
+    std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|t| half_open_files(&t))
+        .unwrap_or(FALLBACK_TOTAL)
 }
 
 /// The default `max_connections`: half the process's open-file limit, read from
@@ -127,7 +134,11 @@ pub fn default_total() -> u32 {
 /// finite limit.
 pub fn half_open_files(limits: &str) -> Option<u32> {
     let line = limits.lines().find(|l| l.starts_with("Max open files"))?;
-    let soft: u64 = line["Max open files".len()..].split_whitespace().next()?.parse().ok()?;
+    let soft: u64 = line["Max open files".len()..]
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
     Some(u32::try_from(soft / 2).unwrap_or(u32::MAX).max(1))
 }
 
@@ -137,7 +148,12 @@ mod tests {
 
     fn caps(total: u32, per_address: u32, exempt: &[&str]) -> Arc<Caps> {
         let exempt = exempt.iter().map(|n| IpNet::parse(n).unwrap()).collect();
-        Caps::new(total, per_address, exempt, IntGauge::new("open", "open").unwrap())
+        Caps::new(
+            total,
+            per_address,
+            exempt,
+            IntGauge::new("open", "open").unwrap(),
+        )
     }
 
     fn ip(s: &str) -> IpAddr {
@@ -149,12 +165,19 @@ mod tests {
         let c = caps(0, 2, &[]);
         let a1 = c.admit(ip("10.0.0.1")).unwrap();
         let _a2 = c.admit(ip("10.0.0.1")).unwrap();
-        assert_eq!(c.admit(ip("10.0.0.1")).err(), Some(Limit::MaxConnectionsPerIp));
-        let _b = c.admit(ip("10.0.0.2")).expect("another address has its own count");
+        assert_eq!(
+            c.admit(ip("10.0.0.1")).err(),
+            Some(Limit::MaxConnectionsPerIp)
+        );
+        let _b = c
+            .admit(ip("10.0.0.2"))
+            .expect("another address has its own count");
         assert_eq!(c.open(), 3);
         assert_eq!(c.gauge.get(), 3);
         drop(a1);
-        let _a3 = c.admit(ip("10.0.0.1")).expect("a closed connection frees its place");
+        let _a3 = c
+            .admit(ip("10.0.0.1"))
+            .expect("a closed connection frees its place");
         assert_eq!(c.gauge.get(), 3);
     }
 
@@ -174,7 +197,10 @@ mod tests {
         let c = caps(10, 1, &[]);
         let _a = c.admit(ip("10.0.0.1")).unwrap();
         for _ in 0..5 {
-            assert_eq!(c.admit(ip("10.0.0.1")).err(), Some(Limit::MaxConnectionsPerIp));
+            assert_eq!(
+                c.admit(ip("10.0.0.1")).err(),
+                Some(Limit::MaxConnectionsPerIp)
+            );
         }
         assert_eq!(c.open(), 1);
         assert_eq!(c.gauge.get(), 1);
@@ -183,25 +209,35 @@ mod tests {
     #[test]
     fn zero_means_no_cap_and_trusted_proxies_are_exempt() {
         let c = caps(0, 0, &[]);
-        let held: Vec<_> = (0..1000).map(|_| c.admit(ip("10.0.0.1")).unwrap()).collect();
+        let held: Vec<_> = (0..1000)
+            .map(|_| c.admit(ip("10.0.0.1")).unwrap())
+            .collect();
         assert_eq!(c.open(), 1000);
         drop(held);
         assert_eq!(c.open(), 0);
         let c = caps(0, 1, &["192.0.2.0/24"]);
-        let _p: Vec<_> = (0..10).map(|_| c.admit(ip("192.0.2.7")).expect("trusted proxy")).collect();
+        let _p: Vec<_> = (0..10)
+            .map(|_| c.admit(ip("192.0.2.7")).expect("trusted proxy"))
+            .collect();
         assert!(c.counts().is_empty(), "exempt peers are not tracked");
     }
 
     #[test]
     fn ipv6_counts_per_64_and_mapped_ipv4_as_ipv4() {
         assert_eq!(address_of(ip("2001:db8:1:2:aaaa::1")), ip("2001:db8:1:2::"));
-        assert_eq!(address_of(ip("2001:db8:1:2:ffff:ffff:ffff:ffff")), ip("2001:db8:1:2::"));
+        assert_eq!(
+            address_of(ip("2001:db8:1:2:ffff:ffff:ffff:ffff")),
+            ip("2001:db8:1:2::")
+        );
         assert_ne!(address_of(ip("2001:db8:1:3::1")), ip("2001:db8:1:2::"));
         assert_eq!(address_of(ip("::ffff:192.0.2.1")), ip("192.0.2.1"));
         assert_eq!(address_of(ip("192.0.2.1")), ip("192.0.2.1"));
         let c = caps(0, 1, &[]);
         let _a = c.admit(ip("2001:db8::1")).unwrap();
-        assert_eq!(c.admit(ip("2001:db8::2")).err(), Some(Limit::MaxConnectionsPerIp));
+        assert_eq!(
+            c.admit(ip("2001:db8::2")).err(),
+            Some(Limit::MaxConnectionsPerIp)
+        );
         assert!(c.admit(ip("2001:db8:0:1::1")).is_ok());
     }
 
@@ -211,8 +247,18 @@ mod tests {
                     Max cpu time              unlimited            unlimited            seconds   \n\
                     Max open files            20000                524288               files     \n";
         assert_eq!(half_open_files(text), Some(10000));
-        assert_eq!(half_open_files("Max open files            unlimited            unlimited            files\n"), None);
+        assert_eq!(
+            half_open_files(
+                "Max open files            unlimited            unlimited            files\n"
+            ),
+            None
+        );
         assert_eq!(half_open_files(""), None);
-        assert_eq!(half_open_files("Max open files            1                    1                    files\n"), Some(1));
+        assert_eq!(
+            half_open_files(
+                "Max open files            1                    1                    files\n"
+            ),
+            Some(1)
+        );
     }
 }

@@ -18,7 +18,9 @@ macro_rules! delegate_stream_digests {
                 self.inner.get_ssl()
             }
 
-            fn get_ssl_digest(&self) -> Option<std::sync::Arc<pingora_core::protocols::tls::SslDigest>> {
+            fn get_ssl_digest(
+                &self,
+            ) -> Option<std::sync::Arc<pingora_core::protocols::tls::SslDigest>> {
                 self.inner.get_ssl_digest()
             }
 
@@ -42,17 +44,24 @@ macro_rules! delegate_stream_digests {
         }
 
         impl pingora_core::protocols::GetProxyDigest for $t {
-            fn get_proxy_digest(&self) -> Option<std::sync::Arc<pingora_core::protocols::raw_connect::ProxyDigest>> {
+            fn get_proxy_digest(
+                &self,
+            ) -> Option<std::sync::Arc<pingora_core::protocols::raw_connect::ProxyDigest>> {
                 self.inner.get_proxy_digest()
             }
 
-            fn set_proxy_digest(&mut self, digest: pingora_core::protocols::raw_connect::ProxyDigest) {
+            fn set_proxy_digest(
+                &mut self,
+                digest: pingora_core::protocols::raw_connect::ProxyDigest,
+            ) {
                 self.inner.set_proxy_digest(digest)
             }
         }
 
         impl pingora_core::protocols::GetSocketDigest for $t {
-            fn get_socket_digest(&self) -> Option<std::sync::Arc<pingora_core::protocols::SocketDigest>> {
+            fn get_socket_digest(
+                &self,
+            ) -> Option<std::sync::Arc<pingora_core::protocols::SocketDigest>> {
                 self.inner.get_socket_digest()
             }
 

@@ -55,7 +55,15 @@ struct FirstBytes {
 impl SendGuard {
     /// `inner` with writes that fail after `limit` without progress (counted in `counter`).
     pub fn new(inner: Stream, limit: Duration, counter: IntCounter) -> SendGuard {
-        SendGuard { inner, limit, clock: None, stalled: false, timed_out: false, counter, first_bytes: None }
+        SendGuard {
+            inner,
+            limit,
+            clock: None,
+            stalled: false,
+            timed_out: false,
+            counter,
+            first_bytes: None,
+        }
     }
 
     /// [`SendGuard::new`], boxed as a Pingora stream.
@@ -65,18 +73,34 @@ impl SendGuard {
 
     /// Reads fail (`TimedOut`, counted in `counter`) when the first `n` bytes have not all
     /// arrived within `within`; after them, reads are not timed here.
-    pub fn first_bytes_within(mut self, n: usize, within: Duration, counter: IntCounter) -> SendGuard {
-        self.first_bytes = Some(FirstBytes { remaining: n, clock: Box::pin(tokio::time::sleep(within)), counter });
+    pub fn first_bytes_within(
+        mut self,
+        n: usize,
+        within: Duration,
+        counter: IntCounter,
+    ) -> SendGuard {
+        self.first_bytes = Some(FirstBytes {
+            remaining: n,
+            clock: Box::pin(tokio::time::sleep(within)),
+            counter,
+        });
         self
     }
 
     fn timed_out_error() -> io::Error {
-        io::Error::new(io::ErrorKind::TimedOut, "send timeout: the client took no data for too long")
+        io::Error::new(
+            io::ErrorKind::TimedOut,
+            "send timeout: the client took no data for too long",
+        )
     }
 
     /// The outcome of a write-side call on the inner stream: progress stops the clock; a
     /// pending call starts it (or keeps it running) and fails once it has run out.
-    fn watch<T>(&mut self, cx: &mut Context<'_>, polled: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+    fn watch<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        polled: Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
         if polled.is_ready() {
             self.stalled = false;
             return polled;
@@ -84,7 +108,9 @@ impl SendGuard {
         let deadline = tokio::time::Instant::now() + self.limit;
         let was_stalled = std::mem::replace(&mut self.stalled, true);
         let fresh = self.clock.is_none();
-        let clock = self.clock.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
+        let clock = self
+            .clock
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
         if !fresh && !was_stalled {
             clock.as_mut().reset(deadline);
         }
@@ -99,11 +125,17 @@ impl SendGuard {
 }
 
 impl AsyncRead for SendGuard {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         let before = buf.filled().len();
         let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
-        let Some(first) = &mut this.first_bytes else { return polled };
+        let Some(first) = &mut this.first_bytes else {
+            return polled;
+        };
         match &polled {
             Poll::Ready(Ok(())) => {
                 let n = buf.filled().len() - before;
@@ -118,7 +150,10 @@ impl AsyncRead for SendGuard {
                 if first.clock.as_mut().poll(cx).is_ready() {
                     first.counter.inc();
                     this.first_bytes = None;
-                    return Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "header timeout: the connection's first bytes came too late")));
+                    return Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "header timeout: the connection's first bytes came too late",
+                    )));
                 }
             }
         }
@@ -127,7 +162,11 @@ impl AsyncRead for SendGuard {
 }
 
 impl AsyncWrite for SendGuard {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         if this.timed_out {
             return Poll::Ready(Err(Self::timed_out_error()));
@@ -136,7 +175,11 @@ impl AsyncWrite for SendGuard {
         this.watch(cx, polled)
     }
 
-    fn poll_write_vectored(self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
         if this.timed_out {
             return Poll::Ready(Err(Self::timed_out_error()));
@@ -191,13 +234,19 @@ impl Peek for SendGuard {
 
 impl fmt::Debug for SendGuard {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SendGuard").field("inner", &self.inner).field("limit", &self.limit).field("timed_out", &self.timed_out).finish()
+        f.debug_struct("SendGuard")
+            .field("inner", &self.inner)
+            .field("limit", &self.limit)
+            .field("timed_out", &self.timed_out)
+            .finish()
     }
 }
 
 /// The peer's IP address, if the stream knows it.
 pub fn peer_ip(stream: &Stream) -> Option<std::net::IpAddr> {
-    stream.get_socket_digest().and_then(|d| d.peer_addr().and_then(SocketAddr::as_inet).map(|a| a.ip()))
+    stream
+        .get_socket_digest()
+        .and_then(|d| d.peer_addr().and_then(SocketAddr::as_inet).map(|a| a.ip()))
 }
 
 #[cfg(test)]
@@ -228,9 +277,15 @@ mod tests {
         let err = err.expect("the write fails");
         assert_eq!(err.kind(), io::ErrorKind::TimedOut);
         let took = started.elapsed();
-        assert!(took >= Duration::from_millis(200) && took < Duration::from_secs(2), "{took:?}");
+        assert!(
+            took >= Duration::from_millis(200) && took < Duration::from_secs(2),
+            "{took:?}"
+        );
         assert_eq!(c.get(), 1);
-        assert!(s.write_all(b"x").await.is_err(), "later writes fail at once");
+        assert!(
+            s.write_all(b"x").await.is_err(),
+            "later writes fail at once"
+        );
         assert_eq!(c.get(), 1, "counted once");
     }
 
@@ -254,8 +309,13 @@ mod tests {
         });
         // One 64 KiB write through a 4 KiB pipe read at ~100 KiB/s: ~640 ms, over 4× the limit.
         let started = tokio::time::Instant::now();
-        s.write_all(&vec![1u8; 64 * 1024]).await.expect("progressing writes never time out");
-        assert!(started.elapsed() > Duration::from_millis(300), "the write outlasted the limit");
+        s.write_all(&vec![1u8; 64 * 1024])
+            .await
+            .expect("progressing writes never time out");
+        assert!(
+            started.elapsed() > Duration::from_millis(300),
+            "the write outlasted the limit"
+        );
         assert_eq!(reader.await.unwrap(), 64 * 1024);
         assert_eq!(c.get(), 0);
     }
@@ -266,25 +326,34 @@ mod tests {
     async fn first_bytes_must_arrive_in_time() {
         let (a, mut b) = tokio::io::duplex(1024);
         let late = counter();
-        let mut s = SendGuard::new(Box::new(a), Duration::from_secs(5), counter()).first_bytes_within(24, Duration::from_millis(200), late.clone());
+        let mut s = SendGuard::new(Box::new(a), Duration::from_secs(5), counter())
+            .first_bytes_within(24, Duration::from_millis(200), late.clone());
         b.write_all(b"PRI * HTTP/2.0\r\n").await.unwrap();
         let mut buf = [0u8; 64];
         assert_eq!(s.read(&mut buf).await.unwrap(), 16);
         let started = tokio::time::Instant::now();
-        let err = s.read(&mut buf).await.expect_err("the rest of the preface never came");
+        let err = s
+            .read(&mut buf)
+            .await
+            .expect_err("the rest of the preface never came");
         assert_eq!(err.kind(), io::ErrorKind::TimedOut);
         assert!(started.elapsed() < Duration::from_secs(1));
         assert_eq!(late.get(), 1);
 
         let (a, mut b) = tokio::io::duplex(1024);
         let late = counter();
-        let mut s = SendGuard::new(Box::new(a), Duration::from_secs(5), counter()).first_bytes_within(4, Duration::from_millis(100), late.clone());
+        let mut s = SendGuard::new(Box::new(a), Duration::from_secs(5), counter())
+            .first_bytes_within(4, Duration::from_millis(100), late.clone());
         b.write_all(b"PRI * ").await.unwrap();
         assert_eq!(s.read(&mut buf).await.unwrap(), 6);
         let reader = tokio::spawn(async move { s.read(&mut [0u8; 8]).await });
         tokio::time::sleep(Duration::from_millis(300)).await;
         b.write_all(b"x").await.unwrap();
-        assert_eq!(reader.await.unwrap().unwrap(), 1, "after its first bytes a connection may idle");
+        assert_eq!(
+            reader.await.unwrap().unwrap(),
+            1,
+            "after its first bytes a connection may idle"
+        );
         assert_eq!(late.get(), 0);
     }
 

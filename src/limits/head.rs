@@ -41,7 +41,10 @@ pub enum Wait {
 impl HeadClock {
     /// A new connection: its first head counts from `now`.
     pub fn start(limit: Duration, now: Instant) -> HeadClock {
-        HeadClock { limit, deadline: Some(now + limit) }
+        HeadClock {
+            limit,
+            deadline: Some(now + limit),
+        }
     }
 
     /// A response was sent at `now`; `pending`: bytes of the next request are already read.
@@ -73,11 +76,16 @@ pub fn pipeline_reads_more(buf: &[u8], checked: usize) -> bool {
     }
     // A head ends with an empty line: "\n\n" or "\n\r\n" (httparse takes bare LF too).
     let tail = &buf[checked.saturating_sub(2).min(buf.len())..];
-    if memchr::memmem::find(tail, b"\n\n").is_none() && memchr::memmem::find(tail, b"\n\r\n").is_none() {
+    if memchr::memmem::find(tail, b"\n\n").is_none()
+        && memchr::memmem::find(tail, b"\n\r\n").is_none()
+    {
         return true;
     }
     let mut headers = vec![httparse::EMPTY_HEADER; PIPELINE_MAX_HEADERS];
-    matches!(httparse::Request::new(&mut headers).parse(buf), Ok(httparse::Status::Partial))
+    matches!(
+        httparse::Request::new(&mut headers).parse(buf),
+        Ok(httparse::Status::Partial)
+    )
 }
 
 #[cfg(test)]
@@ -91,14 +99,26 @@ mod tests {
         let mut c = HeadClock::start(Duration::from_secs(10), t0);
         assert_eq!(c.wait(t0 + 4 * s), Wait::For(6 * s));
         c.arrived(t0 + 5 * s);
-        assert_eq!(c.wait(t0 + 5 * s), Wait::For(5 * s), "bytes do not restart the clock");
+        assert_eq!(
+            c.wait(t0 + 5 * s),
+            Wait::For(5 * s),
+            "bytes do not restart the clock"
+        );
         assert_eq!(c.wait(t0 + 10 * s), Wait::Expired);
         c.next_request(false, t0 + 11 * s);
-        assert_eq!(c.wait(t0 + 100 * s), Wait::Idle, "between requests only the idle timeout applies");
+        assert_eq!(
+            c.wait(t0 + 100 * s),
+            Wait::Idle,
+            "between requests only the idle timeout applies"
+        );
         c.arrived(t0 + 100 * s);
         assert_eq!(c.wait(t0 + 101 * s), Wait::For(9 * s));
         c.next_request(true, t0 + 200 * s);
-        assert_eq!(c.wait(t0 + 203 * s), Wait::For(7 * s), "a pipelined head counts from the response");
+        assert_eq!(
+            c.wait(t0 + 203 * s),
+            Wait::For(7 * s),
+            "a pipelined head counts from the response"
+        );
     }
 
     #[test]
@@ -106,15 +126,33 @@ mod tests {
         let big = format!("GET / HTTP/1.1\r\nhost: a\r\nx: {}\r\n", "v".repeat(20_000));
         assert!(pipeline_reads_more(big.as_bytes(), 0), "no end of head yet");
         let whole = format!("{big}\r\n");
-        assert!(!pipeline_reads_more(whole.as_bytes(), big.len()), "complete");
-        assert!(!pipeline_reads_more(format!("{big}\n").as_bytes(), big.len()), "bare LF ends a head too");
+        assert!(
+            !pipeline_reads_more(whole.as_bytes(), big.len()),
+            "complete"
+        );
+        assert!(
+            !pipeline_reads_more(format!("{big}\n").as_bytes(), big.len()),
+            "bare LF ends a head too"
+        );
         let many: String = (0..300).map(|i| format!("h{i}: v\r\n")).collect();
         let many = format!("GET / HTTP/1.1\r\n{many}\r\n");
-        assert!(!pipeline_reads_more(many.as_bytes(), 0), "too many fields: Pingora answers 400 at once");
-        let bad = format!("GET / HTTP/1.1\r\nbad header\r\n{}\r\n\r\n", "x".repeat(10_000));
-        assert!(!pipeline_reads_more(bad.as_bytes(), 0), "malformed: Pingora answers 400 at once");
+        assert!(
+            !pipeline_reads_more(many.as_bytes(), 0),
+            "too many fields: Pingora answers 400 at once"
+        );
+        let bad = format!(
+            "GET / HTTP/1.1\r\nbad header\r\n{}\r\n\r\n",
+            "x".repeat(10_000)
+        );
+        assert!(
+            !pipeline_reads_more(bad.as_bytes(), 0),
+            "malformed: Pingora answers 400 at once"
+        );
         let huge = vec![b'a'; PIPELINE_HEAD_MAX + 1];
-        assert!(!pipeline_reads_more(&huge, 0), "over Pingora's limit: 400 at once");
+        assert!(
+            !pipeline_reads_more(&huge, 0),
+            "over Pingora's limit: 400 at once"
+        );
         // A checked prefix is not scanned again, but an end of head across its edge is seen.
         let split = b"GET / HTTP/1.1\r\nhost: a\r\n\r\n";
         assert!(!pipeline_reads_more(split, split.len() - 1));

@@ -26,7 +26,11 @@ pub struct HeadLimits {
 impl Default for HeadLimits {
     /// nginx's `large_client_header_buffers 4 8k`.
     fn default() -> Self {
-        HeadLimits { max_request_line: 8 * 1024, max_header_field: 8 * 1024, max_head: 32 * 1024 }
+        HeadLimits {
+            max_request_line: 8 * 1024,
+            max_header_field: 8 * 1024,
+            max_head: 32 * 1024,
+        }
     }
 }
 
@@ -66,7 +70,11 @@ impl Oversize {
 }
 
 /// A parsed head: its request line's length and each field's `name` and `value` lengths.
-pub fn check(limits: &HeadLimits, line: usize, fields: impl Iterator<Item = (usize, usize)>) -> Result<(), Oversize> {
+pub fn check(
+    limits: &HeadLimits,
+    line: usize,
+    fields: impl Iterator<Item = (usize, usize)>,
+) -> Result<(), Oversize> {
     if line > limits.max_request_line {
         return Err(Oversize::RequestLine);
     }
@@ -107,17 +115,34 @@ pub fn check_partial(limits: &HeadLimits, buf: &[u8]) -> Option<Oversize> {
 mod tests {
     use super::*;
 
-    const L: HeadLimits = HeadLimits { max_request_line: 100, max_header_field: 50, max_head: 200 };
+    const L: HeadLimits = HeadLimits {
+        max_request_line: 100,
+        max_header_field: 50,
+        max_head: 200,
+    };
 
     #[test]
     fn parsed_heads() {
         assert_eq!(check(&L, 100, [(4, 10)].into_iter()), Ok(()));
-        assert_eq!(check(&L, 101, std::iter::empty()), Err(Oversize::RequestLine));
-        assert_eq!(check(&L, 20, [(4, 44)].into_iter()), Ok(()), "4 + ': ' + 44 = 50");
-        assert_eq!(check(&L, 20, [(4, 45)].into_iter()), Err(Oversize::HeaderField));
+        assert_eq!(
+            check(&L, 101, std::iter::empty()),
+            Err(Oversize::RequestLine)
+        );
+        assert_eq!(
+            check(&L, 20, [(4, 44)].into_iter()),
+            Ok(()),
+            "4 + ': ' + 44 = 50"
+        );
+        assert_eq!(
+            check(&L, 20, [(4, 45)].into_iter()),
+            Err(Oversize::HeaderField)
+        );
         // 20+2 + 5 × (30+2) + 2 = 184; one more field = 216.
         assert_eq!(check(&L, 20, std::iter::repeat_n((10, 18), 5)), Ok(()));
-        assert_eq!(check(&L, 20, std::iter::repeat_n((10, 18), 6)), Err(Oversize::Head));
+        assert_eq!(
+            check(&L, 20, std::iter::repeat_n((10, 18), 6)),
+            Err(Oversize::Head)
+        );
         assert_eq!(Oversize::RequestLine.status(), 414);
         assert_eq!(Oversize::Head.status(), 431);
     }
@@ -126,16 +151,44 @@ mod tests {
     fn heads_still_arriving() {
         let line = |n: usize| format!("GET /{} HTTP/1.1", "a".repeat(n - 14));
         assert_eq!(line(100).len(), 100);
-        assert_eq!(check_partial(&L, line(100).as_bytes()), None, "at the limit, still arriving");
-        assert_eq!(check_partial(&L, line(101).as_bytes()), Some(Oversize::RequestLine), "over it before its end");
-        assert_eq!(check_partial(&L, format!("{}\r\n", line(100)).as_bytes()), None);
-        assert_eq!(check_partial(&L, format!("{}\r", line(100)).as_bytes()), None, "a CR may start the line end");
+        assert_eq!(
+            check_partial(&L, line(100).as_bytes()),
+            None,
+            "at the limit, still arriving"
+        );
+        assert_eq!(
+            check_partial(&L, line(101).as_bytes()),
+            Some(Oversize::RequestLine),
+            "over it before its end"
+        );
+        assert_eq!(
+            check_partial(&L, format!("{}\r\n", line(100)).as_bytes()),
+            None
+        );
+        assert_eq!(
+            check_partial(&L, format!("{}\r", line(100)).as_bytes()),
+            None,
+            "a CR may start the line end"
+        );
         let field = format!("x: {}", "v".repeat(47));
-        assert_eq!(check_partial(&L, format!("GET / HTTP/1.1\r\n{field}\r\n").as_bytes()), None);
-        assert_eq!(check_partial(&L, format!("GET / HTTP/1.1\r\n{field}v").as_bytes()), Some(Oversize::HeaderField));
-        assert_eq!(check_partial(&L, format!("GET / HTTP/1.1\n{field}v\nh: 1\n").as_bytes()), Some(Oversize::HeaderField), "bare LF");
+        assert_eq!(
+            check_partial(&L, format!("GET / HTTP/1.1\r\n{field}\r\n").as_bytes()),
+            None
+        );
+        assert_eq!(
+            check_partial(&L, format!("GET / HTTP/1.1\r\n{field}v").as_bytes()),
+            Some(Oversize::HeaderField)
+        );
+        assert_eq!(
+            check_partial(&L, format!("GET / HTTP/1.1\n{field}v\nh: 1\n").as_bytes()),
+            Some(Oversize::HeaderField),
+            "bare LF"
+        );
         let many: String = (0..14).map(|i| format!("h{i}: 123456789\r\n")).collect();
-        assert_eq!(check_partial(&L, format!("GET / HTTP/1.1\r\n{many}").as_bytes()), Some(Oversize::Head));
+        assert_eq!(
+            check_partial(&L, format!("GET / HTTP/1.1\r\n{many}").as_bytes()),
+            Some(Oversize::Head)
+        );
         assert_eq!(check_partial(&L, b""), None);
     }
 

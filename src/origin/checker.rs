@@ -38,16 +38,21 @@ fn checked_nodes(pools: &Pools) -> Vec<(usize, usize, Duration)> {
 
 /// One check: GET `path` on the node; healthy when it answers 2xx or 3xx within `timeout`.
 async fn check_once(connector: &Connector, pools: &Pools, pool: usize, node: usize) -> bool {
-    let Some(p) = pools.pools.get(pool) else { return false };
+    let Some(p) = pools.pools.get(pool) else {
+        return false;
+    };
     let Some(hc) = &p.cfg.health else { return true };
-    let Some(n) = p.cfg.nodes.get(node) else { return false };
+    let Some(n) = p.cfg.nodes.get(node) else {
+        return false;
+    };
     let peer = pools.peer_for(pool, node, Some(hc.timeout));
     let attempt = async {
         let (mut session, _) = connector.get_http_session(peer.as_ref()).await.ok()?;
         let mut req = RequestHeader::build("GET", hc.path.as_bytes(), None).ok()?;
         let host = n.host.clone().unwrap_or_else(|| n.addr.to_string());
         req.insert_header(http::header::HOST, host).ok()?;
-        req.insert_header(http::header::USER_AGENT, "edge-health-check").ok()?;
+        req.insert_header(http::header::USER_AGENT, "edge-health-check")
+            .ok()?;
         session.write_request_header(Box::new(req)).await.ok()?;
         session.finish_request_body().await.ok()?;
         session.read_response_header().await.ok()?;
@@ -56,10 +61,16 @@ async fn check_once(connector: &Connector, pools: &Pools, pool: usize, node: usi
         while let Ok(Some(_)) = session.read_response_body().await {}
         // Kept no longer than the pool's idle timeout, so a check does not meet a connection
         // the origin closed in between (a check interval above the origin's keep-alive).
-        connector.release_http_session(session, peer.as_ref(), peer.options.idle_timeout).await;
+        connector
+            .release_http_session(session, peer.as_ref(), peer.options.idle_timeout)
+            .await;
         Some((200..400).contains(&status))
     };
-    tokio::time::timeout(hc.timeout, attempt).await.ok().flatten().unwrap_or(false)
+    tokio::time::timeout(hc.timeout, attempt)
+        .await
+        .ok()
+        .flatten()
+        .unwrap_or(false)
 }
 
 #[async_trait]
@@ -68,7 +79,8 @@ impl BackgroundService for Checker {
         let connector = Arc::new(Connector::new(None));
         let mut pools = (self.pools)();
         let mut checked = checked_nodes(&pools);
-        let mut next_due: Vec<tokio::time::Instant> = vec![tokio::time::Instant::now(); checked.len()];
+        let mut next_due: Vec<tokio::time::Instant> =
+            vec![tokio::time::Instant::now(); checked.len()];
         loop {
             let current = (self.pools)();
             if !Arc::ptr_eq(&current, &pools) {
@@ -82,19 +94,34 @@ impl BackgroundService for Checker {
                 if next_due[i] <= now {
                     next_due[i] = now + *interval;
                     let (pools, connector, pi, ni) = (pools.clone(), connector.clone(), *pi, *ni);
-                    batch.push(async move { (pi, ni, check_once(&connector, &pools, pi, ni).await) });
+                    batch.push(
+                        async move { (pi, ni, check_once(&connector, &pools, pi, ni).await) },
+                    );
                 }
             }
             for (pi, ni, ok) in futures_join_all(batch).await {
-                let Some(p) = pools.pools.get(pi) else { continue };
-                let (Some(h), Some(hc)) = (p.health.get(ni), &p.cfg.health) else { continue };
+                let Some(p) = pools.pools.get(pi) else {
+                    continue;
+                };
+                let (Some(h), Some(hc)) = (p.health.get(ni), &p.cfg.health) else {
+                    continue;
+                };
                 if let Some(up) = h.on_check(ok, hc) {
-                    let node = p.cfg.nodes.get(ni).map(|n| n.addr.to_string()).unwrap_or_default();
+                    let node = p
+                        .cfg
+                        .nodes
+                        .get(ni)
+                        .map(|n| n.addr.to_string())
+                        .unwrap_or_default();
                     tracing::warn!(pool = %p.cfg.name, node = %node, up, "origin node health changed");
                 }
             }
             // Without checked nodes this only watches for a reload that brings some.
-            let tick = checked.iter().map(|c| c.2).min().unwrap_or(Duration::from_secs(1));
+            let tick = checked
+                .iter()
+                .map(|c| c.2)
+                .min()
+                .unwrap_or(Duration::from_secs(1));
             tokio::select! {
                 _ = shutdown.changed() => return,
                 _ = tokio::time::sleep(tick.min(Duration::from_millis(250))) => {}

@@ -9,7 +9,10 @@ use crate::config::{HealthCheck, PassiveHealth};
 
 /// Milliseconds since the epoch (the clock ejections are measured on).
 pub fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 /// The health of one origin node. Lock-free: read on every request.
@@ -64,8 +67,12 @@ impl NodeHealth {
         }
         self.consecutive_failures.store(0, Ordering::Relaxed);
         let repeats = self.ejections.fetch_add(1, Ordering::Relaxed).min(16);
-        let backoff = cfg.ejection.saturating_mul(1 << repeats).min(cfg.max_ejection);
-        self.ejected_until_ms.store(now_ms + backoff.as_millis() as u64, Ordering::Relaxed);
+        let backoff = cfg
+            .ejection
+            .saturating_mul(1 << repeats)
+            .min(cfg.max_ejection);
+        self.ejected_until_ms
+            .store(now_ms + backoff.as_millis() as u64, Ordering::Relaxed);
         true
     }
 
@@ -100,7 +107,11 @@ mod tests {
     use super::*;
 
     fn passive() -> PassiveHealth {
-        PassiveHealth { max_failures: 3, ejection: Duration::from_secs(5), max_ejection: Duration::from_secs(12) }
+        PassiveHealth {
+            max_failures: 3,
+            ejection: Duration::from_secs(5),
+            max_ejection: Duration::from_secs(12),
+        }
     }
 
     fn check() -> HealthCheck {
@@ -122,7 +133,10 @@ mod tests {
         assert!(!h.on_failure(&passive(), t));
         assert!(!h.on_failure(&passive(), t));
         assert!(h.usable(t));
-        assert!(h.on_failure(&passive(), t), "third consecutive failure ejects");
+        assert!(
+            h.on_failure(&passive(), t),
+            "third consecutive failure ejects"
+        );
         assert!(!h.usable(t + 4_999));
         assert!(h.usable(t + 5_000));
         for _ in 0..3 {
@@ -132,7 +146,11 @@ mod tests {
         for _ in 0..3 {
             h.on_failure(&passive(), t + 20_000);
         }
-        assert_eq!(remaining(h.ejected_until_ms(), t + 20_000), Duration::from_secs(12), "capped at max_ejection");
+        assert_eq!(
+            remaining(h.ejected_until_ms(), t + 20_000),
+            Duration::from_secs(12),
+            "capped at max_ejection"
+        );
     }
 
     #[test]

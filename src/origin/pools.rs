@@ -59,11 +59,23 @@ impl Pools {
         let pools = cfg
             .into_iter()
             .map(|p| {
-                let specs: Vec<NodeSpec> = p.nodes.iter().map(|n| NodeSpec { id: n.addr.to_string(), weight: n.weight }).collect();
+                let specs: Vec<NodeSpec> = p
+                    .nodes
+                    .iter()
+                    .map(|n| NodeSpec {
+                        id: n.addr.to_string(),
+                        weight: n.weight,
+                    })
+                    .collect();
                 let ca = p.ca.as_ref().map(|ders| {
                     let certs: Vec<pingora_core::utils::tls::WrappedX509> = ders
                         .iter()
-                        .map(|d| pingora_core::utils::tls::WrappedX509::new(d.clone(), pingora_core::utils::tls::parse_x509))
+                        .map(|d| {
+                            pingora_core::utils::tls::WrappedX509::new(
+                                d.clone(),
+                                pingora_core::utils::tls::parse_x509,
+                            )
+                        })
                         .collect();
                     // Each certificate was parsed when the config was loaded.
                     Arc::<pingora_core::protocols::tls::CaType>::from(certs.into_boxed_slice())
@@ -72,7 +84,10 @@ impl Pools {
                     ca,
                     ring: Ring::new(&specs),
                     inflight: Arc::new(InFlight::new(specs.len())),
-                    health: specs.iter().map(|_| Arc::new(NodeHealth::default())).collect(),
+                    health: specs
+                        .iter()
+                        .map(|_| Arc::new(NodeHealth::default()))
+                        .collect(),
                     cfg: p,
                 }
             })
@@ -82,7 +97,11 @@ impl Pools {
 
     /// Upper bound on attempts for one request: per pool, 1 + retries (at most its nodes).
     pub fn max_tries(&self) -> usize {
-        self.pools.iter().map(|p| (p.cfg.retries + 1).min(p.cfg.nodes.len())).sum::<usize>().max(1)
+        self.pools
+            .iter()
+            .map(|p| (p.cfg.retries + 1).min(p.cfg.nodes.len()))
+            .sum::<usize>()
+            .max(1)
     }
 
     /// The node for the next attempt of the object with `key`, given the nodes already tried.
@@ -95,13 +114,19 @@ impl Pools {
             if tried_in(pi) > pool.cfg.retries {
                 continue;
             }
-            let eligible = |n: usize| untried(pi, n) && pool.health.get(n).is_some_and(|h| h.usable(now));
+            let eligible =
+                |n: usize| untried(pi, n) && pool.health.get(n).is_some_and(|h| h.usable(now));
             // Bounded loads only once the object's own node is busy: at light load every
             // object stays on its node, which is what lets a shield tier fetch it once.
             let primary = pool.ring.candidates(hash).find(|&n| eligible(n));
             let pick = match primary {
                 Some(n) if pool.inflight.get(n) < BALANCE_FLOOR => Some(n),
-                _ => pool.ring.select(hash, eligible, |n| pool.inflight.get(n), pool.cfg.load_factor),
+                _ => pool.ring.select(
+                    hash,
+                    eligible,
+                    |n| pool.inflight.get(n),
+                    pool.cfg.load_factor,
+                ),
             };
             if let Some(n) = pick {
                 return self.choice(pi, n);
@@ -127,11 +152,21 @@ impl Pools {
     fn choice(&self, pool: usize, node: usize) -> Option<Choice> {
         let p = self.pools.get(pool)?;
         let n = p.cfg.nodes.get(node)?;
-        Some(Choice { pool, node, addr: n.addr, pool_name: p.cfg.name.clone(), _slot: p.inflight.acquire(node) })
+        Some(Choice {
+            pool,
+            node,
+            addr: n.addr,
+            pool_name: p.cfg.name.clone(),
+            _slot: p.inflight.acquire(node),
+        })
     }
 
     pub fn health(&self, c: &Choice) -> Option<&NodeHealth> {
-        self.pools.get(c.pool)?.health.get(c.node).map(|h| h.as_ref())
+        self.pools
+            .get(c.pool)?
+            .health
+            .get(c.node)
+            .map(|h| h.as_ref())
     }
 
     pub fn pool(&self, c: &Choice) -> Option<&Pool> {
@@ -146,10 +181,16 @@ impl Pools {
     /// The peer for node `node` of pool `pool`; `timeout` overrides every timeout (health checks).
     pub fn peer_for(&self, pool: usize, node: usize, timeout: Option<Duration>) -> Box<HttpPeer> {
         let Some(p) = self.pools.get(pool) else {
-            return Box::new(HttpPeer::new(SocketAddr::from(([127, 0, 0, 1], 9)), false, String::new()));
+            return Box::new(HttpPeer::new(
+                SocketAddr::from(([127, 0, 0, 1], 9)),
+                false,
+                String::new(),
+            ));
         };
         let n = p.cfg.nodes.get(node);
-        let addr = n.map(|n| n.addr).unwrap_or(SocketAddr::from(([127, 0, 0, 1], 9)));
+        let addr = n
+            .map(|n| n.addr)
+            .unwrap_or(SocketAddr::from(([127, 0, 0, 1], 9)));
         let tls = n.is_some_and(|n| n.tls);
         let sni = n.and_then(|n| n.sni.clone()).unwrap_or_default();
         let mut peer = HttpPeer::new(addr, tls, sni);
@@ -169,7 +210,13 @@ impl Pools {
 
     /// The Host header configured for this node, if any.
     pub fn host_override(&self, c: &Choice) -> Option<&str> {
-        self.pools.get(c.pool)?.cfg.nodes.get(c.node)?.host.as_deref()
+        self.pools
+            .get(c.pool)?
+            .cfg
+            .nodes
+            .get(c.node)?
+            .host
+            .as_deref()
     }
 }
 
@@ -184,7 +231,13 @@ mod tests {
             priority: 0,
             nodes: ports
                 .iter()
-                .map(|p| OriginNode { addr: format!("127.0.0.1:{p}").parse().unwrap(), weight: 100, host: None, tls: false, sni: None })
+                .map(|p| OriginNode {
+                    addr: format!("127.0.0.1:{p}").parse().unwrap(),
+                    weight: 100,
+                    host: None,
+                    tls: false,
+                    sni: None,
+                })
                 .collect(),
             connect_timeout: Duration::from_secs(1),
             read_timeout: Duration::from_secs(1),
@@ -221,7 +274,11 @@ mod tests {
     fn the_same_key_picks_the_same_node_and_unusable_nodes_are_skipped() {
         let p = Pools::new(vec![pool("a", &[1, 2, 3, 4], 3)]);
         let first = p.choose(b"/v/seg1.ts", &[]).unwrap();
-        assert_eq!(p.choose(b"/v/seg1.ts", &[]).unwrap().addr, first.addr, "light load: no overflow");
+        assert_eq!(
+            p.choose(b"/v/seg1.ts", &[]).unwrap().addr,
+            first.addr,
+            "light load: no overflow"
+        );
         let h = p.health(&first).unwrap();
         for _ in 0..3 {
             h.on_failure(&PassiveHealth::default(), now_ms());
@@ -234,8 +291,13 @@ mod tests {
     fn a_busy_node_overflows_to_the_next() {
         let p = Pools::new(vec![pool("a", &[1, 2, 3, 4], 3)]);
         let first = p.choose(b"/hot", &[]).unwrap().addr;
-        let held: Vec<Choice> = (0..BALANCE_FLOOR).map(|_| p.choose(b"/hot", &[]).unwrap()).collect();
-        assert!(held.iter().all(|c| c.addr == first), "below the floor the hot key stays put");
+        let held: Vec<Choice> = (0..BALANCE_FLOOR)
+            .map(|_| p.choose(b"/hot", &[]).unwrap())
+            .collect();
+        assert!(
+            held.iter().all(|c| c.addr == first),
+            "below the floor the hot key stays put"
+        );
         let next = p.choose(b"/hot", &[]).unwrap();
         assert_ne!(next.addr, first, "past the floor and the cap, it overflows");
     }
@@ -246,7 +308,10 @@ mod tests {
         cfg.idle_timeout = Duration::from_millis(1500);
         let p = Pools::new(vec![cfg]);
         let c = p.choose(b"/k", &[]).unwrap();
-        assert_eq!(p.peer(&c).options.idle_timeout, Some(Duration::from_millis(1500)));
+        assert_eq!(
+            p.peer(&c).options.idle_timeout,
+            Some(Duration::from_millis(1500))
+        );
     }
 
     #[test]

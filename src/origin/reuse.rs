@@ -38,14 +38,21 @@ pub fn is_stale(e: &Error, connection_reused: bool, header_received: bool) -> bo
 /// A read that ended without the TLS close_notify: the origin closed the TCP connection.
 fn tls_closed(e: &Error) -> bool {
     e.etype == ErrorType::ReadError
-        && e.root_cause().downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::UnexpectedEof)
+        && e.root_cause()
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::UnexpectedEof)
 }
 
 /// Whether a request that failed on a stale connection may be sent again: only idempotent
 /// methods (RFC 9110 §9.2.2: a proxy must not retry others on its own; the origin may have
 /// acted on the request before closing), only while Pingora's retry buffer still holds the
 /// request body, only before anything was sent to the client, and once per node attempt.
-pub fn may_resend(method: &Method, body_truncated: bool, response_started: bool, retry: FreshRetry) -> bool {
+pub fn may_resend(
+    method: &Method,
+    body_truncated: bool,
+    response_started: bool,
+    retry: FreshRetry,
+) -> bool {
     method.is_idempotent() && !body_truncated && !response_started && retry == FreshRetry::Unused
 }
 
@@ -67,7 +74,10 @@ mod tests {
     use pingora_core::upstreams::peer::Peer;
 
     fn closed_while_reading_header() -> Box<Error> {
-        let mut e = Error::explain(ErrorType::ConnectionClosed, "while reading response headers, bytes already read: 0");
+        let mut e = Error::explain(
+            ErrorType::ConnectionClosed,
+            "while reading response headers, bytes already read: 0",
+        );
         e.retry = RetryType::ReusedOnly;
         e
     }
@@ -75,37 +85,87 @@ mod tests {
     #[test]
     fn only_reuse_class_errors_on_reused_connections_are_stale() {
         assert!(is_stale(&closed_while_reading_header(), true, false));
-        assert!(!is_stale(&closed_while_reading_header(), false, false), "a fresh connection that fails is the node's failure");
-        assert!(!is_stale(&closed_while_reading_header(), true, true), "once a response header arrived, the origin answered");
+        assert!(
+            !is_stale(&closed_while_reading_header(), false, false),
+            "a fresh connection that fails is the node's failure"
+        );
+        assert!(
+            !is_stale(&closed_while_reading_header(), true, true),
+            "once a response header arrived, the origin answered"
+        );
         let timeout = Error::explain(ErrorType::ReadTimedout, "while reading response headers");
-        assert!(!is_stale(&timeout, true, false), "a slow origin is not a stale connection");
+        assert!(
+            !is_stale(&timeout, true, false),
+            "a slow origin is not a stale connection"
+        );
         let mut decided = closed_while_reading_header();
         decided.set_retry(false);
         assert!(!is_stale(&decided, true, false));
     }
 
     fn tls_read_error(kind: std::io::ErrorKind) -> Box<Error> {
-        let io = std::io::Error::new(kind, "peer closed connection without sending TLS close_notify");
-        Error::because(ErrorType::ReadError, "while reading response headers, bytes already read: 0", io).more_context("Peer: x")
+        let io = std::io::Error::new(
+            kind,
+            "peer closed connection without sending TLS close_notify",
+        );
+        Error::because(
+            ErrorType::ReadError,
+            "while reading response headers, bytes already read: 0",
+            io,
+        )
+        .more_context("Peer: x")
     }
 
     #[test]
     fn a_tls_close_without_close_notify_is_stale_other_tls_errors_are_not() {
-        assert!(is_stale(&tls_read_error(std::io::ErrorKind::UnexpectedEof), true, false));
-        assert!(!is_stale(&tls_read_error(std::io::ErrorKind::UnexpectedEof), false, false));
-        assert!(!is_stale(&tls_read_error(std::io::ErrorKind::InvalidData), true, false), "a bad record is not a close");
+        assert!(is_stale(
+            &tls_read_error(std::io::ErrorKind::UnexpectedEof),
+            true,
+            false
+        ));
+        assert!(!is_stale(
+            &tls_read_error(std::io::ErrorKind::UnexpectedEof),
+            false,
+            false
+        ));
+        assert!(
+            !is_stale(
+                &tls_read_error(std::io::ErrorKind::InvalidData),
+                true,
+                false
+            ),
+            "a bad record is not a close"
+        );
     }
 
     #[test]
     fn resend_is_for_idempotent_whole_untouched_requests_once() {
         let ok = |m: Method| may_resend(&m, false, false, FreshRetry::Unused);
-        for m in [Method::GET, Method::HEAD, Method::OPTIONS, Method::PUT, Method::DELETE] {
+        for m in [
+            Method::GET,
+            Method::HEAD,
+            Method::OPTIONS,
+            Method::PUT,
+            Method::DELETE,
+        ] {
             assert!(ok(m.clone()), "{m}");
         }
-        assert!(!ok(Method::POST) && !ok(Method::PATCH), "non-idempotent: never replayed");
-        assert!(!may_resend(&Method::PUT, true, false, FreshRetry::Unused), "body no longer held whole");
-        assert!(!may_resend(&Method::GET, false, true, FreshRetry::Unused), "response already started");
-        assert!(!may_resend(&Method::GET, false, false, FreshRetry::Used), "one fresh retry per attempt");
+        assert!(
+            !ok(Method::POST) && !ok(Method::PATCH),
+            "non-idempotent: never replayed"
+        );
+        assert!(
+            !may_resend(&Method::PUT, true, false, FreshRetry::Unused),
+            "body no longer held whole"
+        );
+        assert!(
+            !may_resend(&Method::GET, false, true, FreshRetry::Unused),
+            "response already started"
+        );
+        assert!(
+            !may_resend(&Method::GET, false, false, FreshRetry::Used),
+            "one fresh retry per attempt"
+        );
         assert!(!may_resend(&Method::GET, false, false, FreshRetry::Pending));
     }
 

@@ -31,7 +31,13 @@ pub fn queue_writes(session: &mut Session) {
 /// The write timeout an HTTP/2 response needs now: `fill_stall` while this request is the
 /// one filling the cache (a miss whose fill is in flight), else `send_timeout`. `None` for
 /// every other response (HTTP/1, hits, uncached).
-pub fn stall_timeout(http2: bool, phase: CachePhase, filling: bool, fill_stall: Duration, send_timeout: Duration) -> Option<Duration> {
+pub fn stall_timeout(
+    http2: bool,
+    phase: CachePhase,
+    filling: bool,
+    fill_stall: Duration,
+    send_timeout: Duration,
+) -> Option<Duration> {
     if !http2 || !matches!(phase, CachePhase::Miss | CachePhase::Expired) {
         return None;
     }
@@ -47,16 +53,36 @@ mod tests {
 
     #[test]
     fn an_http2_fill_writer_waits_at_most_fill_stall_while_the_fill_is_in_flight() {
-        assert_eq!(stall_timeout(true, CachePhase::Miss, true, STALL, SEND), Some(STALL));
-        assert_eq!(stall_timeout(true, CachePhase::Expired, true, STALL, SEND), Some(STALL));
+        assert_eq!(
+            stall_timeout(true, CachePhase::Miss, true, STALL, SEND),
+            Some(STALL)
+        );
+        assert_eq!(
+            stall_timeout(true, CachePhase::Expired, true, STALL, SEND),
+            Some(STALL)
+        );
         // The fill is stored: nobody waits on this client any more.
-        assert_eq!(stall_timeout(true, CachePhase::Miss, false, STALL, SEND), Some(SEND));
+        assert_eq!(
+            stall_timeout(true, CachePhase::Miss, false, STALL, SEND),
+            Some(SEND)
+        );
     }
 
     #[test]
     fn other_responses_keep_their_timeouts() {
-        assert_eq!(stall_timeout(false, CachePhase::Miss, true, STALL, SEND), None, "HTTP/1 queues its writes");
-        assert_eq!(stall_timeout(true, CachePhase::Hit, true, STALL, SEND), None, "a reader holds no fill");
-        assert_eq!(stall_timeout(true, CachePhase::Bypass, false, STALL, SEND), None);
+        assert_eq!(
+            stall_timeout(false, CachePhase::Miss, true, STALL, SEND),
+            None,
+            "HTTP/1 queues its writes"
+        );
+        assert_eq!(
+            stall_timeout(true, CachePhase::Hit, true, STALL, SEND),
+            None,
+            "a reader holds no fill"
+        );
+        assert_eq!(
+            stall_timeout(true, CachePhase::Bypass, false, STALL, SEND),
+            None
+        );
     }
 }

@@ -57,14 +57,14 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use super::gate::{self, Admission, Headers, Kind, RequestView};
 use super::record::RequestRecord;
 use super::{compose, EdgeProxy};
-use framing::Framing;
-use handover::Handover;
 use crate::limits::caps::{self, Caps};
 use crate::limits::guard::{self as send_guard, SendGuard};
 use crate::limits::head::{self, HeadClock, Wait};
 use crate::limits::size;
 use crate::limits::Limit;
 use crate::state::{EdgeState, Live};
+use framing::Framing;
+use handover::Handover;
 
 /// A request head longer than this goes to the pipeline (which allows much larger ones).
 const HEAD_MAX: usize = 8 * 1024;
@@ -77,7 +77,8 @@ const COALESCE_MAX: usize = 64 * 1024;
 /// `PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n` (RFC 9113 §3.4).
 const H2_PREFACE_LEN: usize = 24;
 /// The answer to a head that did not arrive whole in time (RFC 9110 §15.5.9).
-const REQUEST_TIMEOUT: &[u8] = b"HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+const REQUEST_TIMEOUT: &[u8] =
+    b"HTTP/1.1 408 Request Timeout\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
 
 /// The player-facing service: the front, then the Pingora proxy for everything else.
 pub struct Front {
@@ -110,7 +111,11 @@ struct H2 {
 
 #[async_trait]
 impl HttpServerApp for H2 {
-    async fn process_new_http(self: &Arc<Self>, mut session: ServerSession, shutdown: &ShutdownWatch) -> Option<ReusedHttpStream> {
+    async fn process_new_http(
+        self: &Arc<Self>,
+        mut session: ServerSession,
+        shutdown: &ShutdownWatch,
+    ) -> Option<ReusedHttpStream> {
         session.set_write_timeout(Some(self.send_timeout));
         self.proxy.process_new_http(session, shutdown).await
     }
@@ -118,7 +123,10 @@ impl HttpServerApp for H2 {
     /// Pingora's bounded defaults, with `max_head` as the largest header list a client may
     /// send (the h2 codec answers a larger one 431; h2 counts 32 bytes more per field).
     fn h2_options(&self) -> Option<H2Options> {
-        let mut options = self.proxy.h2_options().unwrap_or_else(pingora_core::protocols::http::v2::server::default_h2_options);
+        let mut options = self
+            .proxy
+            .h2_options()
+            .unwrap_or_else(pingora_core::protocols::http::v2::server::default_h2_options);
         options.max_header_list_size(self.max_head);
         Some(options)
     }
@@ -173,7 +181,12 @@ impl Front {
             send_timeout = ?limits.send_timeout,
             "player connection limits (0: no cap)"
         );
-        let caps = Caps::new(total, limits.max_connections_per_ip, start.config.geo.trusted_proxies.clone(), state.metrics.open_connections.clone());
+        let caps = Caps::new(
+            total,
+            limits.max_connections_per_ip,
+            start.config.geo.trusted_proxies.clone(),
+            state.metrics.open_connections.clone(),
+        );
         let proxy = Arc::new(proxy);
         Front {
             h2: Arc::new(H2 {
@@ -185,12 +198,18 @@ impl Front {
             proxy,
             state,
             caps,
-            send_timeouts: state.metrics.connection_limits.with_label_values(&[Limit::SendTimeout.label()]),
+            send_timeouts: state
+                .metrics
+                .connection_limits
+                .with_label_values(&[Limit::SendTimeout.label()]),
         }
     }
 
     fn counter(&self, limit: Limit) -> IntCounter {
-        self.state.metrics.connection_limits.with_label_values(&[limit.label()])
+        self.state
+            .metrics
+            .connection_limits
+            .with_label_values(&[limit.label()])
     }
 
     fn count(&self, limit: Limit) {
@@ -226,7 +245,9 @@ impl Front {
             }
             // A request line with bytes a target may not hold: refused here, where Pingora
             // would percent-encode them and forward the request.
-            Err(httparse::Error::Token | httparse::Error::Version) => Next::Refuse(gate::bad_request_line()),
+            Err(httparse::Error::Token | httparse::Error::Version) => {
+                Next::Refuse(gate::bad_request_line())
+            }
             // Malformed otherwise (the pipeline's parser sees the same fault): the pipeline
             // answers (400 and such).
             _ => Next::Pipeline(framing::of_long_head(buf)),
@@ -243,10 +264,16 @@ impl Front {
             return None;
         }
         let state = self.state;
-        let (plain, cors_origin, content) = plain_content(state, &live, req, peer, super::unix_now())?;
+        let (plain, cors_origin, content) =
+            plain_content(state, &live, req, peer, super::unix_now())?;
         let now = SystemTime::now();
         let headers = Headers::H1(req.headers);
-        let hit = state.cache.fresh_memory_hit(&content.key, &content.host, &content.path, now, |h| super::vary::variance(h, headers))?;
+        let hit =
+            state
+                .cache
+                .fresh_memory_hit(&content.key, &content.host, &content.path, now, |h| {
+                    super::vary::variance(h, headers)
+                })?;
         let header = &hit.meta.header;
         let len = hit.body.len();
         let length_matches = header
@@ -258,8 +285,16 @@ impl Front {
         if header.status != http::StatusCode::OK || !length_matches {
             return None;
         }
-        let content_type = header.headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
-        if super::rewrites_playlist(content.token.as_ref(), http::StatusCode::OK, content_type, &content.path) {
+        let content_type = header
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok());
+        if super::rewrites_playlist(
+            content.token.as_ref(),
+            http::StatusCode::OK,
+            content_type,
+            &content.path,
+        ) {
             return None;
         }
         let (status, part) = match plain.range {
@@ -267,11 +302,24 @@ impl Front {
             Some(r) => (206, single_range(r, len)?),
         };
         let edge_headers = compose::edge_headers(&live, "HIT", cors_origin.as_deref());
-        Some(reply(&hit, now, status, part, plain.head_only, &edge_headers, plain.path))
+        Some(reply(
+            &hit,
+            now,
+            status,
+            part,
+            plain.head_only,
+            &edge_headers,
+            plain.path,
+        ))
     }
 
     /// Write a reply and account it like the pipeline's `logging` would.
-    async fn answer(&self, stream: &mut Stream, reply: Reply, started: Instant) -> std::io::Result<()> {
+    async fn answer(
+        &self,
+        stream: &mut Stream,
+        reply: Reply,
+        started: Instant,
+    ) -> std::io::Result<()> {
         // Counted before the write, so a client that has its answer sees it counted.
         self.state.metrics.front_hits.inc();
         stream.write_all(&reply.head).await?;
@@ -340,10 +388,19 @@ impl Front {
 
     /// Serve one HTTP/1 connection (which arrived at `accepted`): hits here, the rest through
     /// the pipeline.
-    async fn serve_h1(self: &Arc<Self>, mut stream: Stream, client: IpAddr, accepted: Instant, shutdown: &ShutdownWatch) -> Option<Stream> {
+    async fn serve_h1(
+        self: &Arc<Self>,
+        mut stream: Stream,
+        client: IpAddr,
+        accepted: Instant,
+        shutdown: &ShutdownWatch,
+    ) -> Option<Stream> {
         let mut watch = shutdown.clone();
         let mut buf = BytesMut::with_capacity(4096);
-        let mut clock = HeadClock::start(self.state.live().config.server.limits.header_timeout, accepted);
+        let mut clock = HeadClock::start(
+            self.state.live().config.server.limits.header_timeout,
+            accepted,
+        );
         // A prefix of `buf` inspected before and found to hold no end of head.
         let mut checked = 0;
         loop {
@@ -396,9 +453,7 @@ impl Front {
                         match read {
                             Ok(Ok(n)) if n > 0 => clock.arrived(Instant::now()),
                             // The head's time is up.
-                            Err(_) if !idle => {
-                                return self.head_timed_out(&mut stream, &buf).await
-                            }
+                            Err(_) if !idle => return self.head_timed_out(&mut stream, &buf).await,
                             // Closed, failed or idle too long.
                             _ => return None,
                         }
@@ -407,7 +462,9 @@ impl Front {
             }
             // One request through the Pingora pipeline, then back to the front with the bytes
             // that came after it.
-            let (s, rest) = self.through_pipeline(stream, std::mem::take(&mut buf), request, shutdown).await?;
+            let (s, rest) = self
+                .through_pipeline(stream, std::mem::take(&mut buf), request, shutdown)
+                .await?;
             stream = s;
             buf = rest;
             checked = 0;
@@ -422,13 +479,23 @@ impl Front {
     /// request alone and the bytes after it come back with the stream (pipelined requests,
     /// [`Handover`]). Without it, the pipeline gets every byte, and closes the connection after
     /// its answer if any were left over. `None` when the connection is not to be reused.
-    async fn through_pipeline(&self, stream: Stream, buf: BytesMut, request: Option<(usize, Framing)>, shutdown: &ShutdownWatch) -> Option<(Stream, BytesMut)> {
+    async fn through_pipeline(
+        &self,
+        stream: Stream,
+        buf: BytesMut,
+        request: Option<(usize, Framing)>,
+        shutdown: &ShutdownWatch,
+    ) -> Option<(Stream, BytesMut)> {
         let (stream, prefix) = match request {
             Some((head, framing)) => Handover::split(stream, buf, head, framing),
             None => (stream, buf),
         };
         let mut session = ServerSession::new_http1(stream);
-        session.set_keepalive(if *shutdown.borrow() { None } else { Some(IDLE.as_secs()) });
+        session.set_keepalive(if *shutdown.borrow() {
+            None
+        } else {
+            Some(IDLE.as_secs())
+        });
         if !prefix.is_empty() {
             session.set_pipelined_prefix(prefix);
         }
@@ -444,7 +511,13 @@ impl Front {
 
 /// A request the front may answer from a fresh memory hit: a [`Plain`] one that the gate
 /// (given `now`, unix seconds) admitted as content; with the CORS origin to allow.
-pub(crate) fn plain_content<'a>(state: &EdgeState, live: &Live, req: &httparse::Request<'_, 'a>, peer: IpAddr, now: u64) -> Option<(Plain<'a>, Option<String>, gate::ContentRequest)> {
+pub(crate) fn plain_content<'a>(
+    state: &EdgeState,
+    live: &Live,
+    req: &httparse::Request<'_, 'a>,
+    peer: IpAddr,
+    now: u64,
+) -> Option<(Plain<'a>, Option<String>, gate::ContentRequest)> {
     let plain = Plain::of(req)?;
     let view = RequestView {
         method: if plain.head_only { "HEAD" } else { "GET" },
@@ -456,8 +529,14 @@ pub(crate) fn plain_content<'a>(state: &EdgeState, live: &Live, req: &httparse::
         peer,
         line_len: gate::line_len(req.method.unwrap_or(""), plain.target_len),
     };
-    let gate::Decision { cors_origin, admission, .. } = gate::admit(&view, state, live, now);
-    let Admission::Content(content) = admission else { return None };
+    let gate::Decision {
+        cors_origin,
+        admission,
+        ..
+    } = gate::admit(&view, state, live, now);
+    let Admission::Content(content) = admission else {
+        return None;
+    };
     Some((plain, cors_origin, content))
 }
 
@@ -497,7 +576,10 @@ impl<'a> Plain<'a> {
                 if !h.value.trim_ascii().eq_ignore_ascii_case(b"keep-alive") {
                     return None;
                 }
-            } else if PIPELINE_HEADERS.iter().any(|p| name.eq_ignore_ascii_case(p)) {
+            } else if PIPELINE_HEADERS
+                .iter()
+                .any(|p| name.eq_ignore_ascii_case(p))
+            {
                 return None;
             }
         }
@@ -505,7 +587,13 @@ impl<'a> Plain<'a> {
             Some((p, q)) => (p, Some(q)),
             None => (target, None),
         };
-        Some(Plain { head_only, target_len: target.len(), path, query, range })
+        Some(Plain {
+            head_only,
+            target_len: target.len(),
+            path,
+            query,
+            range,
+        })
     }
 }
 
@@ -523,7 +611,10 @@ fn reply(
     path: &str,
 ) -> Reply {
     let len = hit.body.len();
-    let memo = hit.meta.memo.get_or_init(|| compose::memo_of(&hit.meta.header));
+    let memo = hit
+        .meta
+        .memo
+        .get_or_init(|| compose::memo_of(&hit.meta.header));
     let date = pingora_core::protocols::http::date::get_cached_date();
     let sent = if head_only { 0 } else { part.len() };
     let coalesce = sent <= COALESCE_MAX;
@@ -531,13 +622,21 @@ fn reply(
     if status == 200 {
         head.extend_from_slice(b"HTTP/1.1 200 OK\r\n");
         head.extend_from_slice(memo);
-        head.extend_from_slice(format!("Content-Length: {len}\r\nAccept-Ranges: bytes\r\n").as_bytes());
+        head.extend_from_slice(
+            format!("Content-Length: {len}\r\nAccept-Ranges: bytes\r\n").as_bytes(),
+        );
     } else {
         // As the pipeline's range filter: 206, the part's length, no Accept-Ranges.
         head.extend_from_slice(b"HTTP/1.1 206 Partial Content\r\n");
         head.extend_from_slice(memo);
         let (first, last) = (part.start, part.end - 1);
-        head.extend_from_slice(format!("Content-Length: {}\r\nContent-Range: bytes {first}-{last}/{len}\r\n", part.len()).as_bytes());
+        head.extend_from_slice(
+            format!(
+                "Content-Length: {}\r\nContent-Range: bytes {first}-{last}/{len}\r\n",
+                part.len()
+            )
+            .as_bytes(),
+        );
     }
     head.extend_from_slice(b"Date: ");
     head.extend_from_slice(date.as_bytes());
@@ -559,7 +658,14 @@ fn reply(
     } else {
         Some(hit.body.slice(part))
     };
-    Reply { head, body, path: path.to_string(), head_only, status, sent }
+    Reply {
+        head,
+        body,
+        path: path.to_string(),
+        head_only,
+        status,
+        sent,
+    }
 }
 
 /// Where a head in `buf` ends (just past the line end of its last field), if it does.
@@ -572,7 +678,10 @@ fn head_end(buf: &[u8]) -> Option<usize> {
 /// A local answer of the gate's on the wire, as the pipeline's `respond` writes it, closing
 /// the connection.
 fn local_answer(reply: &gate::Reply) -> Vec<u8> {
-    let reason = http::StatusCode::from_u16(reply.status).ok().and_then(|s| s.canonical_reason()).unwrap_or("");
+    let reason = http::StatusCode::from_u16(reply.status)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+        .unwrap_or("");
     let mut head = format!(
         "HTTP/1.1 {} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nCache-Control: no-store\r\n",
         reply.status,
@@ -614,7 +723,11 @@ pub(crate) fn single_range(value: &str, len: usize) -> Option<std::ops::Range<us
     if start >= len {
         return None;
     }
-    let end = if last.is_empty() { len - 1 } else { number(last)?.min(len - 1) };
+    let end = if last.is_empty() {
+        len - 1
+    } else {
+        number(last)?.min(len - 1)
+    };
     (end >= start).then_some(start..end + 1)
 }
 
@@ -637,7 +750,28 @@ const PIPELINE_HEADERS: [&str; 10] = [
 /// anything else (fragments, quotes, braces, ...) is left to the pipeline's parser.
 fn plain_target_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric()
-        || matches!(b, b'/' | b'?' | b'%' | b'-' | b'.' | b'_' | b'~' | b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'=' | b':' | b'@')
+        || matches!(
+            b,
+            b'/' | b'?'
+                | b'%'
+                | b'-'
+                | b'.'
+                | b'_'
+                | b'~'
+                | b'!'
+                | b'$'
+                | b'&'
+                | b'\''
+                | b'('
+                | b')'
+                | b'*'
+                | b'+'
+                | b','
+                | b';'
+                | b'='
+                | b':'
+                | b'@'
+        )
 }
 
 #[async_trait]
@@ -645,9 +779,14 @@ impl ServerApp for Front {
     /// Every player connection, plain or TLS (after the handshake), HTTP/1 or HTTP/2: the
     /// connection caps first (over one, the connection is closed at once), then the send
     /// timeout around its stream for whoever writes to it.
-    async fn process_new(self: &Arc<Self>, stream: Stream, shutdown: &ShutdownWatch) -> Option<Stream> {
+    async fn process_new(
+        self: &Arc<Self>,
+        stream: Stream,
+        shutdown: &ShutdownWatch,
+    ) -> Option<Stream> {
         let accepted = Instant::now();
-        let client = send_guard::peer_ip(&stream).unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+        let client =
+            send_guard::peer_ip(&stream).unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
         // Held until the connection closes: it counts as open until then.
         let _open = match self.caps.admit(client) {
             Ok(permit) => permit,
@@ -661,10 +800,15 @@ impl ServerApp for Front {
         let guard = SendGuard::new(stream, limits.send_timeout, self.send_timeouts.clone());
         if h2 {
             // The connection preface is HTTP/2's first head: it gets `header_timeout` too.
-            let guard = guard.first_bytes_within(H2_PREFACE_LEN, limits.header_timeout, self.counter(Limit::HeaderTimeout));
+            let guard = guard.first_bytes_within(
+                H2_PREFACE_LEN,
+                limits.header_timeout,
+                self.counter(Limit::HeaderTimeout),
+            );
             return ServerApp::process_new(&self.h2, Box::new(guard), shutdown).await;
         }
-        self.serve_h1(Box::new(guard), client, accepted, shutdown).await
+        self.serve_h1(Box::new(guard), client, accepted, shutdown)
+            .await
     }
 
     async fn cleanup(&self) {
@@ -702,13 +846,21 @@ mod tests {
         ] {
             assert_eq!(single_range(value, len), want, "{value}");
         }
-        assert_eq!(single_range("bytes=-1", 0), None, "nothing to slice in an empty body");
+        assert_eq!(
+            single_range("bytes=-1", 0),
+            None,
+            "nothing to slice in an empty body"
+        );
     }
 
     #[test]
     fn target_bytes() {
-        assert!("/v/title/720p/seg_001.ts?a=1&b=%2F".bytes().all(plain_target_byte));
-        for bad in ["/a#b", "/a b", "/a\"", "/a{b}", "/a\\b", "/a|b", "/a^b", "/a<b>", "/a`"] {
+        assert!("/v/title/720p/seg_001.ts?a=1&b=%2F"
+            .bytes()
+            .all(plain_target_byte));
+        for bad in [
+            "/a#b", "/a b", "/a\"", "/a{b}", "/a\\b", "/a|b", "/a^b", "/a<b>", "/a`",
+        ] {
             assert!(!bad.bytes().all(plain_target_byte), "{bad}");
         }
     }

@@ -31,8 +31,8 @@ use http::Version;
 use pingora_cache::CacheKey;
 
 use super::tokens;
-use crate::cors;
 use crate::cache::key;
+use crate::cors;
 use crate::state::{EdgeState, Live};
 use crate::token::Reject;
 
@@ -75,15 +75,27 @@ impl<'a> Headers<'a> {
         'a: 'n,
     {
         let (h1, map) = match self {
-            Headers::H1(h) => (Some(h.iter().filter(move |h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value)), None),
-            Headers::Map(m) => (None, Some(m.get_all(name).into_iter().map(|v| v.as_bytes()))),
+            Headers::H1(h) => (
+                Some(
+                    h.iter()
+                        .filter(move |h| h.name.eq_ignore_ascii_case(name))
+                        .map(|h| h.value),
+                ),
+                None,
+            ),
+            Headers::Map(m) => (
+                None,
+                Some(m.get_all(name).into_iter().map(|v| v.as_bytes())),
+            ),
         };
         h1.into_iter().flatten().chain(map.into_iter().flatten())
     }
 
     /// The first value of `name` as text (`None` when absent or not visible ASCII/UTF-8).
     pub fn first(self, name: &str) -> Option<&'a str> {
-        self.all(name).next().and_then(|v| std::str::from_utf8(v).ok())
+        self.all(name)
+            .next()
+            .and_then(|v| std::str::from_utf8(v).ok())
     }
 
     pub fn has(self, name: &str) -> bool {
@@ -94,7 +106,10 @@ impl<'a> Headers<'a> {
     pub fn sizes(self) -> impl Iterator<Item = (usize, usize)> + 'a {
         let (h1, map) = match self {
             Headers::H1(h) => (Some(h.iter().map(|h| (h.name.len(), h.value.len()))), None),
-            Headers::Map(m) => (None, Some(m.iter().map(|(k, v)| (k.as_str().len(), v.len())))),
+            Headers::Map(m) => (
+                None,
+                Some(m.iter().map(|(k, v)| (k.as_str().len(), v.len()))),
+            ),
         };
         h1.into_iter().flatten().chain(map.into_iter().flatten())
     }
@@ -134,7 +149,9 @@ impl<'a> RequestView<'a> {
             // HTTP/2's `:authority`; on HTTP/1 Pingora keeps an absolute-form authority out of
             // the Uri (and has already refused one that disagrees with `Host`).
             authority: req.uri.authority().map(|a| a.as_str()).or_else(|| {
-                pingora_http::authority::raw_target_authority(req.raw_path()).authority().and_then(|a| std::str::from_utf8(a).ok())
+                pingora_http::authority::raw_target_authority(req.raw_path())
+                    .authority()
+                    .and_then(|a| std::str::from_utf8(a).ok())
             }),
             headers: Headers::Map(&req.headers),
             peer,
@@ -152,13 +169,18 @@ pub struct Decision {
     pub admission: Admission,
 }
 
+// `Content` is what nearly every request is; boxing it would cost an allocation per request
+// to shrink the rare variants.
+#[allow(clippy::large_enum_variant)]
 pub enum Admission {
     /// Answered by the edge itself.
     Local(Reply),
     /// An allowed `PURGE` of this host's path (every query variant unless exact).
     Purge(crate::cache::purge::Purge),
     /// Forwarded to the embedded control plane.
-    Api { path: String },
+    Api {
+        path: String,
+    },
     Content(ContentRequest),
 }
 
@@ -222,7 +244,13 @@ impl ContentRequest {
     /// What picks the origin node: host + path + the key's query, the same on every edge, so
     /// a shield tier sees each object from one node.
     pub fn route_key(&self) -> Vec<u8> {
-        format!("{}{}?{}", self.host, self.path, self.key_query.as_deref().unwrap_or("")).into_bytes()
+        format!(
+            "{}{}?{}",
+            self.host,
+            self.path,
+            self.key_query.as_deref().unwrap_or("")
+        )
+        .into_bytes()
     }
 
     /// The origin-form target the origin is asked for.
@@ -240,15 +268,33 @@ pub fn admit(req: &RequestView<'_>, state: &EdgeState, live: &Live, now: u64) ->
     let client = client_ip(req, &live.config.geo.trusted_proxies);
     let cors_origin = live.cors.allow_origin(req.headers.first("origin"));
     let admission = admission(req, state, live, client, cors_origin.as_deref(), now);
-    Decision { client, cors_origin, admission }
+    Decision {
+        client,
+        cors_origin,
+        admission,
+    }
 }
 
-fn admission(req: &RequestView<'_>, state: &EdgeState, live: &Live, client: IpAddr, cors_origin: Option<&str>, now: u64) -> Admission {
-    if let Err(o) = crate::limits::size::check(&live.config.server.head, req.line_len, req.headers.sizes()) {
+fn admission(
+    req: &RequestView<'_>,
+    state: &EdgeState,
+    live: &Live,
+    client: IpAddr,
+    cors_origin: Option<&str>,
+    now: u64,
+) -> Admission {
+    if let Err(o) =
+        crate::limits::size::check(&live.config.server.head, req.line_len, req.headers.sizes())
+    {
         return Admission::Local(oversize(o));
     }
     if let Err((status, reason)) = framing(req.headers) {
-        let mut reply = reply(Kind::Rejected, status, &format!("{reason}\n"), vec![("x-edge-reason", reason.to_string())]);
+        let mut reply = reply(
+            Kind::Rejected,
+            status,
+            &format!("{reason}\n"),
+            vec![("x-edge-reason", reason.to_string())],
+        );
         reply.refusal = Some(Refusal::Framing);
         return Admission::Local(reply);
     }
@@ -262,15 +308,25 @@ fn admission(req: &RequestView<'_>, state: &EdgeState, live: &Live, client: IpAd
     };
     let me = &live.config.server.name;
     let looped = req.headers.all("via").any(|v| {
-        std::str::from_utf8(v).is_ok_and(|v| v.split(',').any(|hop| hop.split_whitespace().nth(1) == Some(me.as_str())))
+        std::str::from_utf8(v).is_ok_and(|v| {
+            v.split(',')
+                .any(|hop| hop.split_whitespace().nth(1) == Some(me.as_str()))
+        })
     });
     if looped {
-        return local(Kind::Rejected, 508, "loop_detected\n", vec![("x-edge-reason", "loop_detected".into())]);
+        return local(
+            Kind::Rejected,
+            508,
+            "loop_detected\n",
+            vec![("x-edge-reason", "loop_detected".into())],
+        );
     }
     if let Some(local) = local_route(req, state, live, &host, &path, cors_origin) {
         return local;
     }
-    let api = path.strip_prefix(crate::control::routes::API_PREFIX).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'));
+    let api = path
+        .strip_prefix(crate::control::routes::API_PREFIX)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'));
     if state.control.is_some() && api {
         return Admission::Api { path };
     }
@@ -279,7 +335,10 @@ fn admission(req: &RequestView<'_>, state: &EdgeState, live: &Live, client: IpAd
     let mut path = path;
     let mut token = None;
     if let Some(tc) = &live.config.tokens {
-        let cookies = req.headers.all("cookie").filter_map(|v| std::str::from_utf8(v).ok());
+        let cookies = req
+            .headers
+            .all("cookie")
+            .filter_map(|v| std::str::from_utf8(v).ok());
         let checked = tokens::check(tc, &path, query.as_deref(), cookies, client, now);
         path = checked.path;
         query = checked.query;
@@ -301,18 +360,28 @@ fn admission(req: &RequestView<'_>, state: &EdgeState, live: &Live, client: IpAd
 
     // Viewer tokens are for reading: on a path that needs one, only GET, HEAD and OPTIONS; and
     // TRACE (it reflects the request, cookies included) nowhere.
-    let protected = live.config.tokens.as_ref().is_some_and(|tc| tokens::protects(tc, &path));
+    let protected = live
+        .config
+        .tokens
+        .as_ref()
+        .is_some_and(|tc| tokens::protects(tc, &path));
     if req.method == "TRACE" || (protected && !matches!(req.method, "GET" | "HEAD" | "OPTIONS")) {
         return local(
             Kind::Rejected,
             405,
             "method_not_allowed\n",
-            vec![("allow", "GET, HEAD, OPTIONS".into()), ("x-edge-reason", "method_not_allowed".into())],
+            vec![
+                ("allow", "GET, HEAD, OPTIONS".into()),
+                ("x-edge-reason", "method_not_allowed".into()),
+            ],
         );
     }
 
     // Country rules (by path prefix, and the token's `cc` claim).
-    let token_cc = token.as_ref().and_then(|g: &tokens::Granted| g.claims.as_ref()).and_then(|c| c.cc.as_deref());
+    let token_cc = token
+        .as_ref()
+        .and_then(|g: &tokens::Granted| g.claims.as_ref())
+        .and_then(|c| c.cc.as_deref());
     let policy = &live.config.geo.policy;
     if token_cc.is_some() || policy.rule_for(&path).is_some() {
         let country = state.geo.as_ref().and_then(|g| g.lookup(client));
@@ -324,7 +393,9 @@ fn admission(req: &RequestView<'_>, state: &EdgeState, live: &Live, client: IpAd
                 status: policy.status(),
                 body: format!("{}\n", blocked.reason),
                 headers,
-                refusal: Some(Refusal::Geo(blocked.country.unwrap_or_else(|| "unknown".into()))),
+                refusal: Some(Refusal::Geo(
+                    blocked.country.unwrap_or_else(|| "unknown".into()),
+                )),
             });
         }
     }
@@ -340,17 +411,44 @@ fn admission(req: &RequestView<'_>, state: &EdgeState, live: &Live, client: IpAd
     let accept_encoding = super::vary::accept_encoding(req.headers);
     let upgrade = req.version == Version::HTTP_11
         && req.headers.has("upgrade")
-        && live.config.server.upgrade_prefixes.iter().any(|p| path.starts_with(p.as_str()));
-    Admission::Content(ContentRequest { host, path, query, key_query, key, token, rewritten, accept_encoding, upgrade })
+        && live
+            .config
+            .server
+            .upgrade_prefixes
+            .iter()
+            .any(|p| path.starts_with(p.as_str()));
+    Admission::Content(ContentRequest {
+        host,
+        path,
+        query,
+        key_query,
+        key,
+        token,
+        rewritten,
+        accept_encoding,
+        upgrade,
+    })
 }
 
 /// `PURGE`, health, readiness and CORS preflights.
-fn local_route(req: &RequestView<'_>, state: &EdgeState, live: &Live, host: &str, path: &str, cors_origin: Option<&str>) -> Option<Admission> {
+fn local_route(
+    req: &RequestView<'_>,
+    state: &EdgeState,
+    live: &Live,
+    host: &str,
+    path: &str,
+    cors_origin: Option<&str>,
+) -> Option<Admission> {
     let get_or_head = matches!(req.method, "GET" | "HEAD");
     Some(match (req.method, path) {
         ("PURGE", _) => {
             if !live.config.purge.allow.iter().any(|n| n.contains(req.peer)) {
-                return Some(local(Kind::Local, 403, "purge not allowed from this address\n", Vec::new()));
+                return Some(local(
+                    Kind::Local,
+                    403,
+                    "purge not allowed from this address\n",
+                    Vec::new(),
+                ));
             }
             Admission::Purge(crate::cache::purge::Purge {
                 host: Some(host.to_string()),
@@ -368,8 +466,15 @@ fn local_route(req: &RequestView<'_>, state: &EdgeState, live: &Live, host: &str
         ("OPTIONS", _) if req.headers.has("access-control-request-method") => {
             let mut headers = cors_headers(live, cors_origin);
             if cors_origin.is_some() {
-                headers.push(("access-control-allow-methods", cors::ALLOW_METHODS.to_string()));
-                if let Some(requested) = req.headers.first("access-control-request-headers").filter(|v| !v.is_empty()) {
+                headers.push((
+                    "access-control-allow-methods",
+                    cors::ALLOW_METHODS.to_string(),
+                ));
+                if let Some(requested) = req
+                    .headers
+                    .first("access-control-request-headers")
+                    .filter(|v| !v.is_empty())
+                {
                     headers.push(("access-control-allow-headers", requested.to_string()));
                 }
                 headers.push(("access-control-max-age", live.cors.max_age().to_string()));
@@ -385,7 +490,13 @@ fn local(kind: Kind, status: u16, body: &str, headers: Vec<(&'static str, String
 }
 
 fn reply(kind: Kind, status: u16, body: &str, headers: Vec<(&'static str, String)>) -> Reply {
-    Reply { kind, status, body: body.to_string(), headers, refusal: None }
+    Reply {
+        kind,
+        status,
+        body: body.to_string(),
+        headers,
+        refusal: None,
+    }
 }
 
 /// The answer to a request line that is not `method SP target SP version` with a target of
@@ -393,7 +504,12 @@ fn reply(kind: Kind, status: u16, body: &str, headers: Vec<(&'static str, String
 /// (spaces, control bytes) and forward it; the front, which reads every HTTP/1 head, refuses
 /// it instead, as nginx does.
 pub fn bad_request_line() -> Reply {
-    let mut r = reply(Kind::Rejected, 400, "bad_request_line\n", vec![("x-edge-reason", "bad_request_line".to_string())]);
+    let mut r = reply(
+        Kind::Rejected,
+        400,
+        "bad_request_line\n",
+        vec![("x-edge-reason", "bad_request_line".to_string())],
+    );
     r.refusal = Some(Refusal::Framing);
     r
 }
@@ -401,7 +517,12 @@ pub fn bad_request_line() -> Reply {
 /// The answer to a head over a size limit (the front sends it too, for a head it stops
 /// reading).
 pub fn oversize(o: crate::limits::size::Oversize) -> Reply {
-    let mut r = reply(Kind::Rejected, o.status(), &format!("{}\n", o.reason()), vec![("x-edge-reason", o.reason().to_string())]);
+    let mut r = reply(
+        Kind::Rejected,
+        o.status(),
+        &format!("{}\n", o.reason()),
+        vec![("x-edge-reason", o.reason().to_string())],
+    );
     r.refusal = Some(Refusal::Limit(o.limit()));
     r
 }
@@ -434,7 +555,12 @@ fn framing(headers: Headers<'_>) -> Result<(), (u16, &'static str)> {
 }
 
 fn bad_request(body: &str, code: &str) -> Admission {
-    local(Kind::Rejected, 400, body, vec![("x-edge-reason", code.to_string())])
+    local(
+        Kind::Rejected,
+        400,
+        body,
+        vec![("x-edge-reason", code.to_string())],
+    )
 }
 
 /// The request's host, normalised as in the cache key (RFC 9112 §3.2, §3.2.2): the target's
@@ -450,8 +576,15 @@ fn host_of(req: &RequestView<'_>) -> Result<String, &'static str> {
         // An empty `Host` names no host: only a target with an authority may go without one
         // (nginx answers 400 too).
         Some(v) if v.trim_ascii().is_empty() && req.authority.is_none() => return Err("bad_host"),
-        Some(v) => Some(std::str::from_utf8(v).ok().filter(|h| valid_host(h)).ok_or("bad_host")?),
-        None if req.version == Version::HTTP_11 && req.authority.is_none() => return Err("missing_host"),
+        Some(v) => Some(
+            std::str::from_utf8(v)
+                .ok()
+                .filter(|h| valid_host(h))
+                .ok_or("bad_host")?,
+        ),
+        None if req.version == Version::HTTP_11 && req.authority.is_none() => {
+            return Err("missing_host")
+        }
         None => None,
     };
     if let Some(a) = req.authority {
@@ -471,7 +604,13 @@ fn valid_host(h: &str) -> bool {
                 if v6.parse::<std::net::Ipv6Addr>().is_err() {
                     return false;
                 }
-                (None, after.strip_prefix(':').map(Some).unwrap_or(if after.is_empty() { None } else { Some("x") }))
+                (
+                    None,
+                    after
+                        .strip_prefix(':')
+                        .map(Some)
+                        .unwrap_or(if after.is_empty() { None } else { Some("x") }),
+                )
             }
             None => return false,
         },
@@ -481,7 +620,27 @@ fn valid_host(h: &str) -> bool {
         },
     };
     let name_ok = name.is_none_or(|n| {
-        n.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'%' | b'!' | b'$' | b'&' | b'\'' | b'(' | b')' | b'*' | b'+' | b',' | b';' | b'='))
+        n.bytes().all(|b| {
+            b.is_ascii_alphanumeric()
+                || matches!(
+                    b,
+                    b'-' | b'.'
+                        | b'_'
+                        | b'~'
+                        | b'%'
+                        | b'!'
+                        | b'$'
+                        | b'&'
+                        | b'\''
+                        | b'('
+                        | b')'
+                        | b'*'
+                        | b'+'
+                        | b','
+                        | b';'
+                        | b'='
+                )
+        })
     });
     let port_ok = port.is_none_or(|p| p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()));
     name_ok && port_ok
@@ -493,7 +652,11 @@ fn client_ip(req: &RequestView<'_>, trusted: &[crate::net::IpNet]) -> IpAddr {
     if trusted.is_empty() {
         return req.peer;
     }
-    let xff: Vec<&str> = req.headers.all("x-forwarded-for").filter_map(|v| std::str::from_utf8(v).ok()).collect();
+    let xff: Vec<&str> = req
+        .headers
+        .all("x-forwarded-for")
+        .filter_map(|v| std::str::from_utf8(v).ok())
+        .collect();
     if xff.is_empty() {
         return req.peer;
     }
@@ -502,10 +665,15 @@ fn client_ip(req: &RequestView<'_>, trusted: &[crate::net::IpNet]) -> IpAddr {
 
 /// The CORS headers of a response to a request whose `Origin` is allowed as `allowed`.
 pub fn cors_headers(live: &Live, allowed: Option<&str>) -> Vec<(&'static str, String)> {
-    let Some(origin) = allowed else { return Vec::new() };
+    let Some(origin) = allowed else {
+        return Vec::new();
+    };
     let mut h = vec![
         ("access-control-allow-origin", origin.to_string()),
-        ("access-control-expose-headers", cors::EXPOSE_HEADERS.to_string()),
+        (
+            "access-control-expose-headers",
+            cors::EXPOSE_HEADERS.to_string(),
+        ),
     ];
     if live.cors.varies() {
         h.push(("vary", "Origin".to_string()));
@@ -519,34 +687,101 @@ mod tests {
 
     #[test]
     fn hosts() {
-        for ok in ["edge.example", "edge.example:8080", "127.0.0.1:80", "[::1]:8080", "[::1]", "", "a_b.example"] {
+        for ok in [
+            "edge.example",
+            "edge.example:8080",
+            "127.0.0.1:80",
+            "[::1]:8080",
+            "[::1]",
+            "",
+            "a_b.example",
+        ] {
             assert!(valid_host(ok), "{ok}");
         }
-        for bad in ["local host", "localhost/x", "a@b", "[::1", "[zz]", "edge:80x", "edge:123456", "a\tb", "[::1]x"] {
+        for bad in [
+            "local host",
+            "localhost/x",
+            "a@b",
+            "[::1",
+            "[zz]",
+            "edge:80x",
+            "edge:123456",
+            "a\tb",
+            "[::1]x",
+        ] {
             assert!(!valid_host(bad), "{bad}");
         }
     }
 
     #[test]
     fn transfer_codings() {
-        let te = |v: &'static [u8]| [httparse::Header { name: "Transfer-Encoding", value: v }];
-        for ok in [&b"chunked"[..], b"Chunked", b" chunked ", b"chunked,", b", chunked"] {
-            assert_eq!(framing(Headers::H1(&te(ok))), Ok(()), "{}", ok.escape_ascii());
+        let te = |v: &'static [u8]| {
+            [httparse::Header {
+                name: "Transfer-Encoding",
+                value: v,
+            }]
+        };
+        for ok in [
+            &b"chunked"[..],
+            b"Chunked",
+            b" chunked ",
+            b"chunked,",
+            b", chunked",
+        ] {
+            assert_eq!(
+                framing(Headers::H1(&te(ok))),
+                Ok(()),
+                "{}",
+                ok.escape_ascii()
+            );
         }
-        for (bad, status) in [(&b"gzip, chunked"[..], 501), (b"xchunked", 501), (b"chunked, identity", 501), (b"identity", 501), (b"chunked, chunked", 400)] {
-            assert_eq!(framing(Headers::H1(&te(bad))).map_err(|e| e.0), Err(status), "{}", bad.escape_ascii());
+        for (bad, status) in [
+            (&b"gzip, chunked"[..], 501),
+            (b"xchunked", 501),
+            (b"chunked, identity", 501),
+            (b"identity", 501),
+            (b"chunked, chunked", 400),
+        ] {
+            assert_eq!(
+                framing(Headers::H1(&te(bad))).map_err(|e| e.0),
+                Err(status),
+                "{}",
+                bad.escape_ascii()
+            );
         }
-        let two = [httparse::Header { name: "Transfer-Encoding", value: b"gzip" }, httparse::Header { name: "transfer-encoding", value: b"chunked" }];
-        assert_eq!(framing(Headers::H1(&two)).map_err(|e| e.0), Err(501), "codings over two fields");
+        let two = [
+            httparse::Header {
+                name: "Transfer-Encoding",
+                value: b"gzip",
+            },
+            httparse::Header {
+                name: "transfer-encoding",
+                value: b"chunked",
+            },
+        ];
+        assert_eq!(
+            framing(Headers::H1(&two)).map_err(|e| e.0),
+            Err(501),
+            "codings over two fields"
+        );
         assert_eq!(framing(Headers::H1(&[])), Ok(()));
     }
 
     #[test]
     fn headers_from_either_parse() {
         let raw = [
-            httparse::Header { name: "Cookie", value: b"a=1" },
-            httparse::Header { name: "Host", value: b"h" },
-            httparse::Header { name: "cookie", value: b"b=2" },
+            httparse::Header {
+                name: "Cookie",
+                value: b"a=1",
+            },
+            httparse::Header {
+                name: "Host",
+                value: b"h",
+            },
+            httparse::Header {
+                name: "cookie",
+                value: b"b=2",
+            },
         ];
         let h1 = Headers::H1(&raw);
         let mut map = http::HeaderMap::new();
@@ -554,7 +789,10 @@ mod tests {
         map.append("host", "h".parse().unwrap());
         map.append("cookie", "b=2".parse().unwrap());
         for h in [h1, Headers::Map(&map)] {
-            assert_eq!(h.all("cookie").collect::<Vec<_>>(), vec![&b"a=1"[..], &b"b=2"[..]]);
+            assert_eq!(
+                h.all("cookie").collect::<Vec<_>>(),
+                vec![&b"a=1"[..], &b"b=2"[..]]
+            );
             assert_eq!(h.first("host"), Some("h"));
             assert!(!h.has("origin"));
             let mut sizes: Vec<_> = h.sizes().collect();

@@ -27,9 +27,9 @@ pub mod compose;
 pub mod fill_pace;
 pub mod front;
 pub mod gate;
-pub mod record;
 pub mod playlist;
 pub mod range;
+pub mod record;
 pub mod tokens;
 pub mod vary;
 
@@ -48,14 +48,14 @@ use pingora_proxy::{ProxyHttp, Session};
 
 use crate::cache::bans::Verdict;
 use crate::cache::freshness;
-use crate::hop;
 use crate::cache::policy;
+use crate::hop;
 use crate::origin::pools::Choice;
+use crate::origin::reuse::{self, FreshRetry};
 use crate::state::{EdgeState, Live};
 use gate::{Admission, ContentRequest, Kind, Reply};
-use record::RequestRecord;
 use playlist::PlaylistOut;
-use crate::origin::reuse::{self, FreshRetry};
+use record::RequestRecord;
 
 /// Per-request context.
 pub struct RequestCtx {
@@ -113,7 +113,10 @@ fn cache_label(phase: CachePhase) -> &'static str {
 }
 
 fn unix_now() -> u64 {
-    SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 /// Write a complete small response from the edge itself.
@@ -126,9 +129,13 @@ async fn respond(session: &mut Session, reply: &Reply) -> Result<()> {
         resp.append_header(*k, v.as_str())?;
     }
     let head_only = session.req_header().method == Method::HEAD || reply.body.is_empty();
-    session.write_response_header(Box::new(resp), head_only).await?;
+    session
+        .write_response_header(Box::new(resp), head_only)
+        .await?;
     if !head_only {
-        session.write_response_body(Some(Bytes::copy_from_slice(reply.body.as_bytes())), true).await?;
+        session
+            .write_response_body(Some(Bytes::copy_from_slice(reply.body.as_bytes())), true)
+            .await?;
     }
     Ok(())
 }
@@ -140,7 +147,11 @@ impl EdgeProxy {
             return;
         }
         let Some(choice) = &ctx.upstream else { return };
-        self.state.metrics.upstream_requests.with_label_values(&[choice.pool_name(), &choice.node_label(), what]).inc();
+        self.state
+            .metrics
+            .upstream_requests
+            .with_label_values(&[choice.pool_name(), &choice.node_label(), what])
+            .inc();
     }
 
     /// Count a failed attempt against its node (passive health) and in the metrics.
@@ -172,9 +183,9 @@ impl EdgeProxy {
                 return Ok((same, peer));
             }
         }
-        let choice = pools
-            .choose(&ctx.route_key, &ctx.tried)
-            .ok_or_else(|| Error::explain(ErrorType::ConnectNoRoute, "no origin node left to try"))?;
+        let choice = pools.choose(&ctx.route_key, &ctx.tried).ok_or_else(|| {
+            Error::explain(ErrorType::ConnectNoRoute, "no origin node left to try")
+        })?;
         ctx.tried.push((choice.pool, choice.node));
         ctx.fresh_retry = FreshRetry::Unused;
         ctx.upstream_status = None;
@@ -185,17 +196,34 @@ impl EdgeProxy {
     /// After a failed attempt: when it met a pooled connection the origin had closed and the
     /// request may be sent again ([`reuse::may_resend`]), mark the next attempt as the same
     /// node on a fresh connection and count it. Not a strike against the node.
-    fn resend_on_fresh_connection(&self, session: &Session, ctx: &mut RequestCtx, e: &Error, reused: bool) -> bool {
+    fn resend_on_fresh_connection(
+        &self,
+        session: &Session,
+        ctx: &mut RequestCtx,
+        e: &Error,
+        reused: bool,
+    ) -> bool {
         if ctx.kind == Kind::Api || !reuse::is_stale(e, reused, ctx.upstream_status.is_some()) {
             return false;
         }
         let body_truncated = session.as_ref().retry_buffer_truncated();
-        if !reuse::may_resend(&session.req_header().method, body_truncated, session.response_written().is_some(), ctx.fresh_retry) {
+        if !reuse::may_resend(
+            &session.req_header().method,
+            body_truncated,
+            session.response_written().is_some(),
+            ctx.fresh_retry,
+        ) {
             return false;
         }
-        let Some(choice) = &ctx.upstream else { return false };
+        let Some(choice) = &ctx.upstream else {
+            return false;
+        };
         ctx.fresh_retry = FreshRetry::Pending;
-        self.state.metrics.upstream_retries.with_label_values(&[choice.pool_name(), "reused_connection"]).inc();
+        self.state
+            .metrics
+            .upstream_retries
+            .with_label_values(&[choice.pool_name(), "reused_connection"])
+            .inc();
         true
     }
 
@@ -208,7 +236,13 @@ impl EdgeProxy {
                 (500, "purge failed\n")
             }
         };
-        let reply = Reply { kind: Kind::Local, status, body: body.to_string(), headers: Vec::new(), refusal: None };
+        let reply = Reply {
+            kind: Kind::Local,
+            status,
+            body: body.to_string(),
+            headers: Vec::new(),
+            refusal: None,
+        };
         respond(session, &reply).await?;
         Ok(status)
     }
@@ -220,13 +254,28 @@ impl EdgeProxy {
         let cache = self.state.cache;
         cache.invalidate(&c.key).await;
         for field in [http::header::LOCATION, http::header::CONTENT_LOCATION] {
-            let Some(target) = resp.headers.get(&field).and_then(|v| v.to_str().ok()) else { continue };
-            let Ok(uri) = target.parse::<http::Uri>() else { continue };
-            let same_host = uri.authority().is_none_or(|a| crate::cache::key::request_host(Some(a.as_str()), None) == c.host);
-            let Ok(path) = crate::path::normalize(uri.path()) else { continue };
+            let Some(target) = resp.headers.get(&field).and_then(|v| v.to_str().ok()) else {
+                continue;
+            };
+            let Ok(uri) = target.parse::<http::Uri>() else {
+                continue;
+            };
+            let same_host = uri
+                .authority()
+                .is_none_or(|a| crate::cache::key::request_host(Some(a.as_str()), None) == c.host);
+            let Ok(path) = crate::path::normalize(uri.path()) else {
+                continue;
+            };
             if same_host && path.starts_with('/') {
-                let query = crate::cache::key::key_query(&ctx.live.config.cache.keys, &path, uri.query());
-                cache.invalidate(&crate::cache::key::for_request(&c.host, &path, query.as_deref())).await;
+                let query =
+                    crate::cache::key::key_query(&ctx.live.config.cache.keys, &path, uri.query());
+                cache
+                    .invalidate(&crate::cache::key::for_request(
+                        &c.host,
+                        &path,
+                        query.as_deref(),
+                    ))
+                    .await;
             }
         }
     }
@@ -238,9 +287,19 @@ impl EdgeProxy {
         if !http2 || !matches!(phase, CachePhase::Miss | CachePhase::Expired) {
             return;
         }
-        let filling = self.state.cache.storage.filling(crate::cache::store::key_of(session.cache.cache_key()));
+        let filling = self
+            .state
+            .cache
+            .storage
+            .filling(crate::cache::store::key_of(session.cache.cache_key()));
         let cfg = &live.config;
-        let timeout = fill_pace::stall_timeout(http2, phase, filling, cfg.cache.fill_stall, cfg.server.limits.send_timeout);
+        let timeout = fill_pace::stall_timeout(
+            http2,
+            phase,
+            filling,
+            cfg.cache.fill_stall,
+            cfg.server.limits.send_timeout,
+        );
         if timeout.is_some() {
             session.as_downstream_mut().set_write_timeout(timeout);
         }
@@ -258,7 +317,11 @@ impl EdgeProxy {
         if storage.fill_budget().fits(len) {
             return true;
         }
-        self.state.cache.stats.fills_over_budget.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.state
+            .cache
+            .stats
+            .fills_over_budget
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         false
     }
 
@@ -266,9 +329,16 @@ impl EdgeProxy {
     fn count_refusal(&self, refusal: &gate::Refusal) {
         let m = &self.state.metrics;
         match refusal {
-            gate::Refusal::Token(reason) => m.token_rejections.with_label_values(&[reason.code()]).inc(),
-            gate::Refusal::Geo(country) => m.geo_blocked.with_label_values(&[country.as_str()]).inc(),
-            gate::Refusal::Limit(limit) => m.connection_limits.with_label_values(&[limit.label()]).inc(),
+            gate::Refusal::Token(reason) => {
+                m.token_rejections.with_label_values(&[reason.code()]).inc()
+            }
+            gate::Refusal::Geo(country) => {
+                m.geo_blocked.with_label_values(&[country.as_str()]).inc()
+            }
+            gate::Refusal::Limit(limit) => m
+                .connection_limits
+                .with_label_values(&[limit.label()])
+                .inc(),
             gate::Refusal::Framing => {}
         }
     }
@@ -278,7 +348,9 @@ impl EdgeProxy {
         rewrites_playlist(
             ctx.token(),
             resp.status,
-            resp.headers.get(http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()),
+            resp.headers
+                .get(http::header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok()),
             ctx.path(),
         )
     }
@@ -290,26 +362,36 @@ impl EdgeProxy {
         let c = ctx.content.as_ref()?;
         let g = c.token.as_ref()?;
         let tc = ctx.live.config.tokens.as_ref()?;
-        const VALUE: &percent_encoding::AsciiSet =
-            &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'.').remove(b'_').remove(b'~');
+        const VALUE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+            .remove(b'-')
+            .remove(b'.')
+            .remove(b'_')
+            .remove(b'~');
         let encode = |v: &str| percent_encoding::utf8_percent_encode(v, VALUE).to_string();
         let append = match g.placement {
             tokens::Placement::Query => Some(format!("{}={}", tc.param, encode(&g.token))),
-            tokens::Placement::EdgeAuthQuery => tc.edgeauth.as_ref().map(|ea| format!("{}={}", ea.param, encode(&g.token))),
+            tokens::Placement::EdgeAuthQuery => tc
+                .edgeauth
+                .as_ref()
+                .map(|ea| format!("{}={}", ea.param, encode(&g.token))),
             tokens::Placement::Path | tokens::Placement::Cookie => None,
         };
         let codings = resp.headers.get_all(http::header::CONTENT_ENCODING);
-        Some(match crate::hls::encoding::Coding::from_header(codings.iter().map(|v| v.as_bytes())) {
-            Ok(coding) => PlaylistOut::rewrite(
-                crate::hls::Transform::new(
-                    coding,
-                    append.map(|a| crate::hls::PlaylistRewriter::new(a).with_own_host(c.host.clone())),
-                    g.claims.as_ref().and_then(|c| c.mh),
+        Some(
+            match crate::hls::encoding::Coding::from_header(codings.iter().map(|v| v.as_bytes())) {
+                Ok(coding) => PlaylistOut::rewrite(
+                    crate::hls::Transform::new(
+                        coding,
+                        append.map(|a| {
+                            crate::hls::PlaylistRewriter::new(a).with_own_host(c.host.clone())
+                        }),
+                        g.claims.as_ref().and_then(|c| c.mh),
+                    ),
+                    &c.path,
                 ),
-                &c.path,
-            ),
-            Err(e) => PlaylistOut::refused(&self.state.metrics, &e, &c.path),
-        })
+                Err(e) => PlaylistOut::refused(&self.state.metrics, &e, &c.path),
+            },
+        )
     }
 }
 
@@ -317,19 +399,32 @@ impl EdgeProxy {
 /// (the stored `Age`) plus its time in this cache. `None` when the answer is the origin's
 /// (Pingora sets only the resident time on hits).
 fn answer_age(cache: &pingora_cache::HttpCache) -> Option<u64> {
-    if !matches!(cache.phase(), CachePhase::Hit | CachePhase::Stale | CachePhase::StaleUpdating) {
+    if !matches!(
+        cache.phase(),
+        CachePhase::Hit | CachePhase::Stale | CachePhase::StaleUpdating
+    ) {
         return None;
     }
     let meta = cache.maybe_cache_meta()?;
-    Some(freshness::current_age(freshness::age_value(meta.headers()), meta.age()))
+    Some(freshness::current_age(
+        freshness::age_value(meta.headers()),
+        meta.age(),
+    ))
 }
 
 /// Whether a response is a playlist that must be rewritten for the viewer's token (query
 /// tokens ride on every URI; an `mh` claim filters variants).
-fn rewrites_playlist(token: Option<&tokens::Granted>, status: StatusCode, content_type: Option<&str>, path: &str) -> bool {
+fn rewrites_playlist(
+    token: Option<&tokens::Granted>,
+    status: StatusCode,
+    content_type: Option<&str>,
+    path: &str,
+) -> bool {
     let Some(g) = token else { return false };
-    let has_work = matches!(g.placement, tokens::Placement::Query | tokens::Placement::EdgeAuthQuery)
-        || g.claims.as_ref().is_some_and(|c| c.mh.is_some());
+    let has_work = matches!(
+        g.placement,
+        tokens::Placement::Query | tokens::Placement::EdgeAuthQuery
+    ) || g.claims.as_ref().is_some_and(|c| c.mh.is_some());
     has_work && status == StatusCode::OK && crate::hls::is_playlist(content_type, path)
 }
 
@@ -340,7 +435,9 @@ impl ProxyHttp for EdgeProxy {
     /// One downstream module, the playlist delivery ([`playlist`]: it must see the end of
     /// every response). Not Pingora's default compression module: video is not recompressed.
     fn init_downstream_modules(&self, modules: &mut pingora_core::modules::http::HttpModules) {
-        modules.add_module(Box::new(playlist::PlaylistModuleBuilder { metrics: &self.state.metrics }));
+        modules.add_module(Box::new(playlist::PlaylistModuleBuilder {
+            metrics: &self.state.metrics,
+        }));
     }
 
     fn new_ctx(&self) -> RequestCtx {
@@ -368,7 +465,12 @@ impl ProxyHttp for EdgeProxy {
             .and_then(|a| a.as_inet())
             .map(|a| a.ip())
             .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
-        let decision = gate::admit(&gate::RequestView::of(session.req_header(), peer), self.state, &ctx.live, unix_now());
+        let decision = gate::admit(
+            &gate::RequestView::of(session.req_header(), peer),
+            self.state,
+            &ctx.live,
+            unix_now(),
+        );
         ctx.client = decision.client;
         ctx.cors_origin = decision.cors_origin;
         match decision.admission {
@@ -396,7 +498,10 @@ impl ProxyHttp for EdgeProxy {
             Admission::Content(content) => {
                 // The normalised path (and the query without tokens) is what the origin sees too.
                 if content.rewritten {
-                    let uri = content.target().parse().map_err(|_| Error::explain(ErrorType::InvalidHTTPHeader, "bad uri"))?;
+                    let uri = content
+                        .target()
+                        .parse()
+                        .map_err(|_| Error::explain(ErrorType::InvalidHTTPHeader, "bad uri"))?;
                     session.req_header_mut().set_uri(uri);
                 }
                 ctx.route_key = content.route_key();
@@ -410,15 +515,28 @@ impl ProxyHttp for EdgeProxy {
         // An upgrade is a tunnel, never a cacheable exchange.
         let cacheable = ctx.content.as_ref().is_some_and(|c| !c.upgrade);
         if cacheable && matches!(session.req_header().method, Method::GET | Method::HEAD) {
-            session.cache.enable(&self.state.cache.storage, None, None, Some(self.state.lock), None);
-            session.cache.set_max_file_size_bytes(ctx.live.config.cache.max_object as usize);
+            session.cache.enable(
+                &self.state.cache.storage,
+                None,
+                None,
+                Some(self.state.lock),
+                None,
+            );
+            session
+                .cache
+                .set_max_file_size_bytes(ctx.live.config.cache.max_object as usize);
             fill_pace::queue_writes(session);
         }
         Ok(())
     }
 
     fn cache_key_callback(&self, _session: &Session, ctx: &mut RequestCtx) -> Result<CacheKey> {
-        let c = ctx.content.as_ref().ok_or_else(|| Error::explain(ErrorType::InternalError, "cache key without a content request"))?;
+        let c = ctx.content.as_ref().ok_or_else(|| {
+            Error::explain(
+                ErrorType::InternalError,
+                "cache key without a content request",
+            )
+        })?;
         Ok(c.key.clone())
     }
 
@@ -431,21 +549,41 @@ impl ProxyHttp for EdgeProxy {
         ctx: &mut RequestCtx,
     ) -> Result<Option<ForcedFreshness>> {
         // `Authorization` (RFC 9111 §3.5): only a response that allows sharing answers it.
-        if !policy::may_serve_stored(session.req_header(), meta.response_header(), &ctx.live.config.cache) {
+        if !policy::may_serve_stored(
+            session.req_header(),
+            meta.response_header(),
+            &ctx.live.config.cache,
+        ) {
             return Ok(Some(ForcedFreshness::ForceMiss));
         }
         // The epoch is when the object was stored or last revalidated.
-        let Some(c) = &ctx.content else { return Ok(None) };
-        Ok(match self.state.cache.bans.verdict(&c.host, &c.path, meta.epoch()) {
-            Verdict::Keep => None,
-            Verdict::Expire => Some(ForcedFreshness::ForceExpired),
-            Verdict::Remove => Some(ForcedFreshness::ForceMiss),
-        })
+        let Some(c) = &ctx.content else {
+            return Ok(None);
+        };
+        Ok(
+            match self
+                .state
+                .cache
+                .bans
+                .verdict(&c.host, &c.path, meta.epoch())
+            {
+                Verdict::Keep => None,
+                Verdict::Expire => Some(ForcedFreshness::ForceExpired),
+                Verdict::Remove => Some(ForcedFreshness::ForceMiss),
+            },
+        )
     }
 
-    async fn upstream_peer(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<Box<HttpPeer>> {
+    async fn upstream_peer(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+    ) -> Result<Box<HttpPeer>> {
         if ctx.kind == Kind::Api {
-            let addr = self.state.control.ok_or_else(|| Error::explain(ErrorType::ConnectNoRoute, "no control plane"))?;
+            let addr = self
+                .state
+                .control
+                .ok_or_else(|| Error::explain(ErrorType::ConnectNoRoute, "no control plane"))?;
             let mut peer = HttpPeer::new(addr, false, String::new());
             peer.options.read_timeout = Some(Duration::from_secs(30));
             return Ok(Box::new(peer));
@@ -453,7 +591,10 @@ impl ProxyHttp for EdgeProxy {
         let (choice, mut peer) = self.next_attempt(ctx)?;
         // With a stale copy to fall back on, a down or slow origin must not hold the client
         // for the pool's full timeouts: give it `stale_timeout`, then stale-if-error answers.
-        if matches!(session.cache.phase(), CachePhase::Expired | CachePhase::Stale | CachePhase::StaleUpdating) {
+        if matches!(
+            session.cache.phase(),
+            CachePhase::Expired | CachePhase::Stale | CachePhase::StaleUpdating
+        ) {
             let t = ctx.live.config.cache.stale_timeout;
             let o = &mut peer.options;
             o.connection_timeout = o.connection_timeout.map(|c| c.min(t));
@@ -465,7 +606,13 @@ impl ProxyHttp for EdgeProxy {
         Ok(peer)
     }
 
-    fn fail_to_connect(&self, _session: &mut Session, _peer: &HttpPeer, ctx: &mut RequestCtx, mut e: Box<Error>) -> Box<Error> {
+    fn fail_to_connect(
+        &self,
+        _session: &mut Session,
+        _peer: &HttpPeer,
+        ctx: &mut RequestCtx,
+        mut e: Box<Error>,
+    ) -> Box<Error> {
         self.upstream_failed(ctx, "connect_error");
         // The connection never opened: safe to try another node for any method.
         if ctx.live.pools.has_alternative(&ctx.route_key, &ctx.tried) {
@@ -502,7 +649,12 @@ impl ProxyHttp for EdgeProxy {
         e
     }
 
-    async fn upstream_request_filter(&self, session: &mut Session, req: &mut RequestHeader, ctx: &mut RequestCtx) -> Result<()> {
+    async fn upstream_request_filter(
+        &self,
+        session: &mut Session,
+        req: &mut RequestHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
         hop::strip_request(req);
         if ctx.content.as_ref().is_some_and(|c| c.upgrade) {
             hop::forward_upgrade(session.req_header(), req)?;
@@ -523,13 +675,19 @@ impl ProxyHttp for EdgeProxy {
         }
         hop::strip_unkeyed(req, &ctx.live.config.server.forward_headers);
         // The origin sees the host as the cache key has it (or the pool's override).
-        let host = ctx.upstream.as_ref().and_then(|choice| ctx.live.pools.host_override(choice));
+        let host = ctx
+            .upstream
+            .as_ref()
+            .and_then(|choice| ctx.live.pools.host_override(choice));
         match (host, &ctx.content) {
             (Some(h), _) => req.insert_header(http::header::HOST, h)?,
             (None, Some(c)) => req.insert_header(http::header::HOST, c.host.as_str())?,
             (None, None) => {}
         }
-        req.append_header(http::header::VIA, format!("1.1 {}", ctx.live.config.server.name))?;
+        req.append_header(
+            http::header::VIA,
+            format!("1.1 {}", ctx.live.config.server.name),
+        )?;
         if let Some(c) = &ctx.content {
             // The origin is asked with the normalised encoding the cache variant is keyed on.
             req.insert_header(http::header::ACCEPT_ENCODING, c.accept_encoding)?;
@@ -542,7 +700,12 @@ impl ProxyHttp for EdgeProxy {
         Ok(())
     }
 
-    async fn upstream_response_filter(&self, session: &mut Session, resp: &mut ResponseHeader, ctx: &mut RequestCtx) -> Result<()> {
+    async fn upstream_response_filter(
+        &self,
+        session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
         let status = resp.status.as_u16();
         ctx.upstream_status = Some(status);
         if ctx.kind == Kind::Api {
@@ -563,21 +726,37 @@ impl ProxyHttp for EdgeProxy {
         }
         if let Some(choice) = &ctx.upstream {
             let m = &self.state.metrics;
-            m.upstream_requests.with_label_values(&[choice.pool_name(), &choice.node_label(), &status.to_string()]).inc();
+            m.upstream_requests
+                .with_label_values(&[
+                    choice.pool_name(),
+                    &choice.node_label(),
+                    &status.to_string(),
+                ])
+                .inc();
             if let Some(t) = ctx.upstream_started {
-                m.upstream_duration.with_label_values(&[choice.pool_name()]).observe(t.elapsed().as_secs_f64());
+                m.upstream_duration
+                    .with_label_values(&[choice.pool_name()])
+                    .observe(t.elapsed().as_secs_f64());
             }
         }
         if status >= 500 {
-            if let (Some(choice), Some(pool)) = (&ctx.upstream, ctx.upstream.as_ref().and_then(|c| ctx.live.pools.pool(c))) {
+            if let (Some(choice), Some(pool)) = (
+                &ctx.upstream,
+                ctx.upstream.as_ref().and_then(|c| ctx.live.pools.pool(c)),
+            ) {
                 if let Some(h) = pool.health.get(choice.node) {
                     h.on_failure(&pool.cfg.passive, crate::origin::health::now_ms());
                 }
             }
             // Another node may have it: an idempotent request tries there instead of
             // handing the client this node's error.
-            if session.req_header().method.is_idempotent() && ctx.live.pools.has_alternative(&ctx.route_key, &ctx.tried) {
-                let mut e = Error::explain(ErrorType::HTTPStatus(status), "origin node answered 5xx; trying another");
+            if session.req_header().method.is_idempotent()
+                && ctx.live.pools.has_alternative(&ctx.route_key, &ctx.tried)
+            {
+                let mut e = Error::explain(
+                    ErrorType::HTTPStatus(status),
+                    "origin node answered 5xx; trying another",
+                );
                 e.set_retry(true);
                 return Err(e);
             }
@@ -587,7 +766,12 @@ impl ProxyHttp for EdgeProxy {
         Ok(())
     }
 
-    fn response_cache_filter(&self, session: &Session, resp: &ResponseHeader, ctx: &mut RequestCtx) -> Result<RespCacheable> {
+    fn response_cache_filter(
+        &self,
+        session: &Session,
+        resp: &ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<RespCacheable> {
         // On a 304, `resp` is Pingora's merge (a few fields); RFC 9111 §3.2 wants them all.
         let revalidated = ctx.not_modified.is_some();
         let merged;
@@ -599,38 +783,62 @@ impl ProxyHttp for EdgeProxy {
             None => resp,
         };
         if vary::varies_on_everything(resp) {
-            return Ok(RespCacheable::Uncacheable(pingora_cache::NoCacheReason::OriginNotCache));
+            return Ok(RespCacheable::Uncacheable(
+                pingora_cache::NoCacheReason::OriginNotCache,
+            ));
         }
         let ex = policy::Exchange {
             now: SystemTime::now(),
             response_delay: ctx.upstream_started.map_or(Duration::ZERO, |t| t.elapsed()),
             authorization: policy::has_authorization(session.req_header()),
         };
-        Ok(match policy::decide(resp, ctx.path(), &ctx.live.config.cache, ex) {
-            // A 304 updates the stored headers: no body is filled.
-            RespCacheable::Cacheable(_) if !revalidated && !self.fits_fill_budget(resp) => {
-                RespCacheable::Uncacheable(pingora_cache::NoCacheReason::Custom("fill_memory"))
-            }
-            decision => decision,
-        })
+        Ok(
+            match policy::decide(resp, ctx.path(), &ctx.live.config.cache, ex) {
+                // A 304 updates the stored headers: no body is filled.
+                RespCacheable::Cacheable(_) if !revalidated && !self.fits_fill_budget(resp) => {
+                    RespCacheable::Uncacheable(pingora_cache::NoCacheReason::Custom("fill_memory"))
+                }
+                decision => decision,
+            },
+        )
     }
 
-    fn cache_vary_filter(&self, meta: &CacheMeta, _ctx: &mut RequestCtx, req: &RequestHeader) -> Option<[u8; 16]> {
+    fn cache_vary_filter(
+        &self,
+        meta: &CacheMeta,
+        _ctx: &mut RequestCtx,
+        req: &RequestHeader,
+    ) -> Option<[u8; 16]> {
         vary::variance(meta.response_header(), gate::Headers::Map(&req.headers))
     }
 
-    async fn response_filter(&self, session: &mut Session, resp: &mut ResponseHeader, ctx: &mut RequestCtx) -> Result<()> {
+    async fn response_filter(
+        &self,
+        session: &mut Session,
+        resp: &mut ResponseHeader,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
         if let Some(out) = self.playlist_out(resp, ctx) {
             out.edit_header(resp, session.req_header().version)?;
             // A HEAD response has no body to transform (nor room for one).
             if session.req_header().method != Method::HEAD {
-                if let Some(m) = session.downstream_modules_ctx.get_mut::<playlist::PlaylistModule>() {
+                if let Some(m) = session
+                    .downstream_modules_ctx
+                    .get_mut::<playlist::PlaylistModule>()
+                {
                     m.deliver(out);
                 }
             }
         }
         // Phases without a cache result (disabled, uninitialised) read as BYPASS.
-        compose::apply(resp, compose::edge_headers(&ctx.live, cache_label(session.cache.phase()), ctx.cors_origin.as_deref()))?;
+        compose::apply(
+            resp,
+            compose::edge_headers(
+                &ctx.live,
+                cache_label(session.cache.phase()),
+                ctx.cors_origin.as_deref(),
+            ),
+        )?;
         if let Some(age) = answer_age(&session.cache) {
             resp.insert_header(http::header::AGE, age)?;
         }
@@ -661,12 +869,20 @@ impl ProxyHttp for EdgeProxy {
         range::range_type(session.req_header(), resp)
     }
 
-    fn should_serve_stale(&self, _session: &mut Session, _ctx: &mut RequestCtx, error: Option<&Error>) -> bool {
+    fn should_serve_stale(
+        &self,
+        _session: &mut Session,
+        _ctx: &mut RequestCtx,
+        error: Option<&Error>,
+    ) -> bool {
         // Serve stale on origin failure (within stale-if-error) and during revalidation
         // (within stale-while-revalidate); the windows themselves live in the cache meta.
         match error {
             None => true,
-            Some(e) => e.esource() == &pingora_error::ErrorSource::Upstream || matches!(e.etype(), ErrorType::HTTPStatus(s) if *s >= 500),
+            Some(e) => {
+                e.esource() == &pingora_error::ErrorSource::Upstream
+                    || matches!(e.etype(), ErrorType::HTTPStatus(s) if *s >= 500)
+            }
         }
     }
 
@@ -676,26 +892,43 @@ impl ProxyHttp for EdgeProxy {
             .map(|r| r.status.as_u16())
             .or(ctx.local_status)
             .unwrap_or(if e.is_some() { 502 } else { 0 });
-        if session.cache.lock_duration().is_some_and(|d| d > Duration::ZERO) {
+        if session
+            .cache
+            .lock_duration()
+            .is_some_and(|d| d > Duration::ZERO)
+        {
             self.state.metrics.cache_coalesced.inc();
         }
         // Pingora's write timeout is set on HTTP/2 streams only (`front::H2`): a flow-control
         // window the client kept shut for `send_timeout`.
         if e.is_some_and(|e| e.etype == ErrorType::WriteTimedout) {
-            self.state.metrics.connection_limits.with_label_values(&[crate::limits::Limit::SendTimeout.label()]).inc();
+            self.state
+                .metrics
+                .connection_limits
+                .with_label_values(&[crate::limits::Limit::SendTimeout.label()])
+                .inc();
         }
         let record = RequestRecord {
             kind: ctx.kind,
             method: session.req_header().method.as_str(),
             path: session.req_header().uri.path(),
             status,
-            cache: if ctx.kind == Kind::Content { cache_label(session.cache.phase()) } else { "NONE" },
+            cache: if ctx.kind == Kind::Content {
+                cache_label(session.cache.phase())
+            } else {
+                "NONE"
+            },
             bytes: session.body_bytes_sent(),
             elapsed: ctx.start.elapsed(),
         };
         record.emit(
             &self.state.metrics,
-            || ctx.upstream.as_ref().map(|c| c.node_label()).unwrap_or_default(),
+            || {
+                ctx.upstream
+                    .as_ref()
+                    .map(|c| c.node_label())
+                    .unwrap_or_default()
+            },
             || e.map(|e| e.to_string()).unwrap_or_default(),
         );
     }

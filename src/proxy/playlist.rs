@@ -40,7 +40,10 @@ enum Delivery {
 impl PlaylistOut {
     /// A playlist body transformed by `transform`.
     pub fn rewrite(transform: crate::hls::Transform, path: &str) -> PlaylistOut {
-        PlaylistOut { delivery: Delivery::Rewrite(transform), path: path.to_string() }
+        PlaylistOut {
+            delivery: Delivery::Rewrite(transform),
+            path: path.to_string(),
+        }
     }
 
     /// A playlist that cannot be decoded (counted and logged here): the viewer gets a 502
@@ -48,7 +51,10 @@ impl PlaylistOut {
     pub fn refused(metrics: &Metrics, e: &DecodeError, path: &str) -> PlaylistOut {
         failed(metrics, e, path);
         let body = Bytes::from(format!("{PLAYLIST_UNDECODABLE}\n"));
-        PlaylistOut { delivery: Delivery::Refused(Some(body)), path: path.to_string() }
+        PlaylistOut {
+            delivery: Delivery::Refused(Some(body)),
+            path: path.to_string(),
+        }
     }
 
     /// The response header for the viewer: identity body of unknown length, or the refusal.
@@ -70,7 +76,10 @@ impl PlaylistOut {
                 // untouched would strand the player, and rewriting them would mangle them.
                 let mut h = ResponseHeader::build(502, Some(4))?;
                 h.insert_header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")?;
-                h.insert_header(http::header::CONTENT_LENGTH, body.as_ref().map_or(0, Bytes::len).to_string())?;
+                h.insert_header(
+                    http::header::CONTENT_LENGTH,
+                    body.as_ref().map_or(0, Bytes::len).to_string(),
+                )?;
                 h.insert_header(http::header::CACHE_CONTROL, "no-store")?;
                 h.insert_header("x-edge-reason", PLAYLIST_UNDECODABLE)?;
                 *resp = h;
@@ -102,7 +111,10 @@ impl PlaylistOut {
 
 /// Count and log a playlist that cannot be rewritten for its viewer.
 fn failed(metrics: &Metrics, e: &DecodeError, path: &str) {
-    metrics.playlist_rewrite_failures.with_label_values(&[e.reason()]).inc();
+    metrics
+        .playlist_rewrite_failures
+        .with_label_values(&[e.reason()])
+        .inc();
     tracing::warn!(path, error = %e, "playlist not rewritten: {PLAYLIST_UNDECODABLE}");
 }
 
@@ -113,7 +125,11 @@ pub struct PlaylistModuleBuilder {
 
 impl HttpModuleBuilder for PlaylistModuleBuilder {
     fn init(&self) -> Module {
-        Box::new(PlaylistModule { metrics: self.metrics, out: None, ended: false })
+        Box::new(PlaylistModule {
+            metrics: self.metrics,
+            out: None,
+            ended: false,
+        })
     }
 }
 
@@ -133,7 +149,9 @@ impl PlaylistModule {
 
     /// The next piece of the body to send, or an error that ends the response unfinished.
     fn next(&mut self, chunk: &[u8], end: bool) -> Result<Option<Bytes>> {
-        let Some(out) = self.out.as_mut() else { return Ok(None) };
+        let Some(out) = self.out.as_mut() else {
+            return Ok(None);
+        };
         if self.ended {
             return Ok(None);
         }
@@ -146,7 +164,10 @@ impl PlaylistModule {
                 // sent: encoded and filtered bodies are held until proven whole.
                 self.ended = true;
                 failed(self.metrics, &e, &out.path);
-                Err(Error::explain(ErrorType::Custom(PLAYLIST_UNDECODABLE), e.to_string()))
+                Err(Error::explain(
+                    ErrorType::Custom(PLAYLIST_UNDECODABLE),
+                    e.to_string(),
+                ))
             }
         }
     }
@@ -154,7 +175,11 @@ impl PlaylistModule {
 
 #[async_trait]
 impl HttpModule for PlaylistModule {
-    fn response_body_filter(&mut self, body: &mut Option<Bytes>, end_of_stream: bool) -> Result<()> {
+    fn response_body_filter(
+        &mut self,
+        body: &mut Option<Bytes>,
+        end_of_stream: bool,
+    ) -> Result<()> {
         if self.out.is_none() {
             return Ok(());
         }
@@ -186,13 +211,23 @@ mod tests {
     fn module() -> PlaylistModule {
         let metrics: &'static Metrics = Box::leak(Box::new(Metrics::new().unwrap()));
         let mut built = PlaylistModuleBuilder { metrics }.init();
-        assert!(built.as_any_mut().downcast_mut::<PlaylistModule>().is_some_and(|m| m.out.is_none()));
-        PlaylistModule { metrics, out: None, ended: false }
+        assert!(built
+            .as_any_mut()
+            .downcast_mut::<PlaylistModule>()
+            .is_some_and(|m| m.out.is_none()));
+        PlaylistModule {
+            metrics,
+            out: None,
+            ended: false,
+        }
     }
 
     fn rewrite(mh: Option<u32>) -> PlaylistOut {
         let rw = PlaylistRewriter::new("token=t".into());
-        PlaylistOut::rewrite(Transform::new(Coding::Identity, Some(rw), mh), "/v/index.m3u8")
+        PlaylistOut::rewrite(
+            Transform::new(Coding::Identity, Some(rw), mh),
+            "/v/index.m3u8",
+        )
     }
 
     fn body(m: &mut PlaylistModule, chunk: &str) -> Option<Bytes> {
@@ -204,7 +239,10 @@ mod tests {
     #[test]
     fn responses_without_a_playlist_pass_through() {
         let mut m = module();
-        assert_eq!(body(&mut m, "segment bytes"), Some(Bytes::from_static(b"segment bytes")));
+        assert_eq!(
+            body(&mut m, "segment bytes"),
+            Some(Bytes::from_static(b"segment bytes"))
+        );
         assert_eq!(m.response_done_filter().unwrap(), None);
     }
 
@@ -213,17 +251,35 @@ mod tests {
         // streamed rewrite: the last line (no newline) waits for the end
         let mut m = module();
         m.deliver(rewrite(None));
-        assert_eq!(body(&mut m, "#EXTM3U\na.ts\nb."), Some(Bytes::from_static(b"#EXTM3U\na.ts?token=t\n")));
+        assert_eq!(
+            body(&mut m, "#EXTM3U\na.ts\nb."),
+            Some(Bytes::from_static(b"#EXTM3U\na.ts?token=t\n"))
+        );
         assert_eq!(body(&mut m, "ts"), None);
-        assert_eq!(m.response_done_filter().unwrap(), Some(Bytes::from_static(b"b.ts?token=t")));
+        assert_eq!(
+            m.response_done_filter().unwrap(),
+            Some(Bytes::from_static(b"b.ts?token=t"))
+        );
         assert_eq!(m.response_done_filter().unwrap(), None, "once");
         // held (mh): everything from the done filter
         let mut m = module();
         m.deliver(rewrite(Some(720)));
-        assert_eq!(body(&mut m, "#EXTM3U\n#EXT-X-STREAM-INF:RESOLUTION=1x1080\nhi.m3u8\n"), None);
-        assert_eq!(body(&mut m, "#EXT-X-STREAM-INF:RESOLUTION=1x360\nlo.m3u8\n"), None);
+        assert_eq!(
+            body(
+                &mut m,
+                "#EXTM3U\n#EXT-X-STREAM-INF:RESOLUTION=1x1080\nhi.m3u8\n"
+            ),
+            None
+        );
+        assert_eq!(
+            body(&mut m, "#EXT-X-STREAM-INF:RESOLUTION=1x360\nlo.m3u8\n"),
+            None
+        );
         let out = m.response_done_filter().unwrap().unwrap();
-        assert_eq!(out, Bytes::from_static(b"#EXTM3U\n#EXT-X-STREAM-INF:RESOLUTION=1x360\nlo.m3u8?token=t\n"));
+        assert_eq!(
+            out,
+            Bytes::from_static(b"#EXTM3U\n#EXT-X-STREAM-INF:RESOLUTION=1x360\nlo.m3u8?token=t\n")
+        );
     }
 
     #[test]
@@ -240,12 +296,21 @@ mod tests {
     fn an_undecodable_body_is_an_error_and_counted() {
         let mut m = module();
         let rw = PlaylistRewriter::new("token=t".into());
-        m.deliver(PlaylistOut::rewrite(Transform::new(Coding::Gzip, Some(rw), None), "/v/x.m3u8"));
+        m.deliver(PlaylistOut::rewrite(
+            Transform::new(Coding::Gzip, Some(rw), None),
+            "/v/x.m3u8",
+        ));
         let mut b = Some(Bytes::from_static(b"#EXTM3U\nplain text said to be gzip\n"));
         let e = m.response_body_filter(&mut b, false).unwrap_err();
         assert_eq!(e.etype(), &ErrorType::Custom(PLAYLIST_UNDECODABLE));
         assert_eq!(b, None, "nothing of the body goes out");
-        assert_eq!(m.metrics.playlist_rewrite_failures.with_label_values(&["corrupt"]).get(), 1);
+        assert_eq!(
+            m.metrics
+                .playlist_rewrite_failures
+                .with_label_values(&["corrupt"])
+                .get(),
+            1
+        );
         assert_eq!(m.response_done_filter().unwrap(), None);
     }
 
@@ -254,13 +319,24 @@ mod tests {
         let mut m = module();
         let e = DecodeError::Unsupported("zstd".into());
         m.deliver(PlaylistOut::refused(m.metrics, &e, "/v/z.m3u8"));
-        assert_eq!(body(&mut m, "origin bytes"), Some(Bytes::from_static(b"playlist_undecodable\n")));
+        assert_eq!(
+            body(&mut m, "origin bytes"),
+            Some(Bytes::from_static(b"playlist_undecodable\n"))
+        );
         assert_eq!(body(&mut m, "more origin bytes"), None);
         assert_eq!(m.response_done_filter().unwrap(), None);
-        assert_eq!(m.metrics.playlist_rewrite_failures.with_label_values(&["unsupported_encoding"]).get(), 1);
+        assert_eq!(
+            m.metrics
+                .playlist_rewrite_failures
+                .with_label_values(&["unsupported_encoding"])
+                .get(),
+            1
+        );
         let mut h = ResponseHeader::build(200, None).unwrap();
         h.insert_header("content-encoding", "zstd").unwrap();
-        PlaylistOut::refused(m.metrics, &e, "/v/z.m3u8").edit_header(&mut h, http::Version::HTTP_11).unwrap();
+        PlaylistOut::refused(m.metrics, &e, "/v/z.m3u8")
+            .edit_header(&mut h, http::Version::HTTP_11)
+            .unwrap();
         assert_eq!(h.status, 502);
         assert!(h.headers.get("content-encoding").is_none());
         assert_eq!(h.headers["content-length"], "21");

@@ -23,8 +23,19 @@ impl RequestRecord<'_> {
     /// Count the request and write its access-log line (target `edge::access`, off unless
     /// `RUST_LOG` turns it on). `upstream` and `error` are only computed when the line is
     /// written.
-    pub fn emit(&self, metrics: &Metrics, upstream: impl FnOnce() -> String, error: impl FnOnce() -> String) {
-        metrics.observe_request(self.kind.as_str(), self.status, self.cache, self.elapsed, self.bytes);
+    pub fn emit(
+        &self,
+        metrics: &Metrics,
+        upstream: impl FnOnce() -> String,
+        error: impl FnOnce() -> String,
+    ) {
+        metrics.observe_request(
+            self.kind.as_str(),
+            self.status,
+            self.cache,
+            self.elapsed,
+            self.bytes,
+        );
         if !tracing::enabled!(target: "edge::access", tracing::Level::INFO) {
             return;
         }

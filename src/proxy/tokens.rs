@@ -39,11 +39,19 @@ pub struct Checked {
     pub verdict: Result<Option<Granted>, Reject>,
 }
 
-fn strip_query(query: Option<&str>, param: &str) -> (Option<String>, Result<Option<String>, Reject>) {
-    let Some(q) = query else { return (None, Ok(None)) };
+fn strip_query(
+    query: Option<&str>,
+    param: &str,
+) -> (Option<String>, Result<Option<String>, Reject>) {
+    let Some(q) = query else {
+        return (None, Ok(None));
+    };
     match token::from_query(q, param) {
         QueryToken::Absent => (Some(q.to_string()), Ok(None)),
-        QueryToken::Found { token, rest } => ((!rest.is_empty()).then_some(rest), Ok(Some(token.into_owned()))),
+        QueryToken::Found { token, rest } => (
+            (!rest.is_empty()).then_some(rest),
+            Ok(Some(token.into_owned())),
+        ),
         QueryToken::Duplicate => (Some(q.to_string()), Err(Reject::Malformed)),
     }
 }
@@ -73,12 +81,19 @@ pub fn check<'c>(
         Some(ea) => strip_query(query.as_deref(), &ea.param),
         None => (query, Ok(None)),
     };
-    let checked = |verdict| Checked { path: path.clone(), query: query.clone(), verdict };
+    let checked = |verdict| Checked {
+        path: path.clone(),
+        query: query.clone(),
+        verdict,
+    };
     let (native_q, edge_q) = match (native_q, edge_q) {
         (Err(r), _) | (_, Err(r)) => return checked(Err(r)),
         (Ok(a), Ok(b)) => (a, b),
     };
-    let cookie_token = cookies.into_iter().find_map(|c| token::from_cookie(c, &cfg.cookie)).map(str::to_string);
+    let cookie_token = cookies
+        .into_iter()
+        .find_map(|c| token::from_cookie(c, &cfg.cookie))
+        .map(str::to_string);
 
     let native = |t: String, placement| {
         let claims = token::verify(&cfg.keyring, &t, &path, client, now, &cfg.policy)?;
@@ -89,15 +104,24 @@ pub fn check<'c>(
                 return Err(Reject::RenditionNotAllowed);
             }
         }
-        Ok(Some(Granted { token: t, placement, claims: Some(claims) }))
+        Ok(Some(Granted {
+            token: t,
+            placement,
+            claims: Some(claims),
+        }))
     };
     let verdict = if let Some(t) = path_token {
         native(t, Placement::Path)
     } else if let Some(t) = native_q {
         native(t, Placement::Query)
     } else if let (Some(t), Some(ea)) = (edge_q, &cfg.edgeauth) {
-        token::edgeauth::verify(&ea.key, &t, &path, client, now, &cfg.policy)
-            .map(|_| Some(Granted { token: t, placement: Placement::EdgeAuthQuery, claims: None }))
+        token::edgeauth::verify(&ea.key, &t, &path, client, now, &cfg.policy).map(|_| {
+            Some(Granted {
+                token: t,
+                placement: Placement::EdgeAuthQuery,
+                claims: None,
+            })
+        })
     } else if let Some(t) = cookie_token {
         native(t, Placement::Cookie)
     } else if !protects(cfg, &path) {
@@ -125,7 +149,10 @@ mod tests {
             policy: VerifyPolicy::default(),
             keyring: Arc::new(Keyring::single("k1", &[7u8; 32]).unwrap()),
             public: vec!["/public/".into()],
-            edgeauth: Some(EdgeAuthConfig { param: "hdnts".into(), key: vec![1, 2, 3, 4] }),
+            edgeauth: Some(EdgeAuthConfig {
+                param: "hdnts".into(),
+                key: vec![1, 2, 3, 4],
+            }),
         }
     }
 
@@ -134,7 +161,14 @@ mod tests {
     }
 
     fn run(path: &str, query: Option<&str>, cookie: Option<&str>) -> Checked {
-        check(&cfg(), path, query, cookie, "192.0.2.1".parse().unwrap(), NOW)
+        check(
+            &cfg(),
+            path,
+            query,
+            cookie,
+            "192.0.2.1".parse().unwrap(),
+            NOW,
+        )
     }
 
     #[test]
@@ -165,20 +199,44 @@ mod tests {
     #[test]
     fn cookie_tokens() {
         let t = sign("/v/a/");
-        let c = run("/v/a/seg.ts", None, Some(&format!("other=1; edge_token={t}")));
+        let c = run(
+            "/v/a/seg.ts",
+            None,
+            Some(&format!("other=1; edge_token={t}")),
+        );
         assert_eq!(c.verdict.unwrap().unwrap().placement, Placement::Cookie);
     }
 
     #[test]
     fn missing_public_and_optional() {
-        assert_eq!(run("/v/a/seg.ts", None, None).verdict.unwrap_err(), Reject::Missing);
-        assert!(run("/public/logo.png", None, None).verdict.unwrap().is_none());
+        assert_eq!(
+            run("/v/a/seg.ts", None, None).verdict.unwrap_err(),
+            Reject::Missing
+        );
+        assert!(run("/public/logo.png", None, None)
+            .verdict
+            .unwrap()
+            .is_none());
         let mut optional = cfg();
         optional.required = false;
-        let c = check(&optional, "/v/a/seg.ts", None, None, "192.0.2.1".parse().unwrap(), NOW);
+        let c = check(
+            &optional,
+            "/v/a/seg.ts",
+            None,
+            None,
+            "192.0.2.1".parse().unwrap(),
+            NOW,
+        );
         assert!(c.verdict.unwrap().is_none());
         // A bad token is refused even where none is required.
-        let c = check(&optional, "/v/a/seg.ts", Some("token=v1.k1.x.y"), None, "192.0.2.1".parse().unwrap(), NOW);
+        let c = check(
+            &optional,
+            "/v/a/seg.ts",
+            Some("token=v1.k1.x.y"),
+            None,
+            "192.0.2.1".parse().unwrap(),
+            NOW,
+        );
         assert!(c.verdict.is_err());
     }
 

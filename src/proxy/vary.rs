@@ -20,14 +20,18 @@ pub fn accept_encoding(headers: Headers<'_>) -> &'static str {
     let mut gzip = false;
     let mut br = false;
     for value in headers.all("accept-encoding") {
-        let Ok(value) = std::str::from_utf8(value) else { continue };
+        let Ok(value) = std::str::from_utf8(value) else {
+            continue;
+        };
         for item in value.split(',') {
             let mut parts = item.split(';');
             let coding = parts.next().unwrap_or("").trim().to_ascii_lowercase();
             // `q=0` means "not acceptable" (RFC 9110 §12.5.3).
             let refused = parts.any(|p| {
                 let p = p.trim();
-                p.len() >= 2 && p[..2].eq_ignore_ascii_case("q=") && p[2..].trim().parse::<f32>().is_ok_and(|q| q <= 0.0)
+                p.len() >= 2
+                    && p[..2].eq_ignore_ascii_case("q=")
+                    && p[2..].trim().parse::<f32>().is_ok_and(|q| q <= 0.0)
             });
             if refused {
                 continue;
@@ -101,7 +105,10 @@ mod tests {
     fn map(pairs: &[(&str, &str)]) -> http::HeaderMap {
         let mut m = http::HeaderMap::new();
         for (k, v) in pairs {
-            m.append(http::HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
+            m.append(
+                http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
         }
         m
     }
@@ -138,10 +145,22 @@ mod tests {
         let r = resp(&["Accept-Encoding"]);
         let v = |pairs: &[(&str, &str)]| variance(&r, Headers::Map(&map(pairs)));
         assert!(v(&[]).is_some());
-        assert_eq!(v(&[("accept-encoding", "gzip, deflate")]), v(&[("accept-encoding", "deflate, gzip")]));
+        assert_eq!(
+            v(&[("accept-encoding", "gzip, deflate")]),
+            v(&[("accept-encoding", "deflate, gzip")])
+        );
         assert_ne!(v(&[("accept-encoding", "gzip")]), v(&[]));
-        assert_eq!(v(&[("accept-encoding", "gzip"), ("x-other", "1")]), v(&[("accept-encoding", "gzip")]));
-        assert_eq!(variance(&resp(&[]), Headers::Map(&map(&[("accept-encoding", "gzip")]))), None);
+        assert_eq!(
+            v(&[("accept-encoding", "gzip"), ("x-other", "1")]),
+            v(&[("accept-encoding", "gzip")])
+        );
+        assert_eq!(
+            variance(
+                &resp(&[]),
+                Headers::Map(&map(&[("accept-encoding", "gzip")]))
+            ),
+            None
+        );
         assert_eq!(variance(&resp(&["*"]), Headers::Map(&map(&[]))), None);
         assert!(varies_on_everything(&resp(&["accept-encoding, *"])));
         let two = resp(&["x-a", "X-B"]);

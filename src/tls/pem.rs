@@ -49,9 +49,15 @@ pub(crate) fn sections(path: &Path, bytes: &[u8]) -> Result<Sections, TlsError> 
         match rustls_pki_types::pem::from_buf(&mut rest) {
             Ok(None) => break,
             Ok(Some((SectionKind::Certificate, der))) => out.certs.push(CertificateDer::from(der)),
-            Ok(Some((SectionKind::RsaPrivateKey, der))) => out.keys.push(PrivateKeyDer::Pkcs1(der.into())),
-            Ok(Some((SectionKind::PrivateKey, der))) => out.keys.push(PrivateKeyDer::Pkcs8(der.into())),
-            Ok(Some((SectionKind::EcPrivateKey, der))) => out.keys.push(PrivateKeyDer::Sec1(der.into())),
+            Ok(Some((SectionKind::RsaPrivateKey, der))) => {
+                out.keys.push(PrivateKeyDer::Pkcs1(der.into()))
+            }
+            Ok(Some((SectionKind::PrivateKey, der))) => {
+                out.keys.push(PrivateKeyDer::Pkcs8(der.into()))
+            }
+            Ok(Some((SectionKind::EcPrivateKey, der))) => {
+                out.keys.push(PrivateKeyDer::Sec1(der.into()))
+            }
             Ok(Some(_)) => {} // CRLs, CSRs, public keys: not ours to use
             Err(e) => {
                 return Err(TlsError::invalid(

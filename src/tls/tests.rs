@@ -258,7 +258,10 @@ fn generate_dev_writes_ca_and_leaf_that_load() {
     let chain = set.entries()[0].certified_key().cert.clone();
     assert_eq!(chain.len(), 2);
     let ca_pem = std::fs::read(&paths.ca_cert).unwrap();
-    let ca_der = <rustls_pki_types::CertificateDer as rustls_pki_types::pem::PemObject>::pem_slice_iter(&ca_pem[..])
+    let ca_der =
+        <rustls_pki_types::CertificateDer as rustls_pki_types::pem::PemObject>::pem_slice_iter(
+            &ca_pem[..],
+        )
         .next()
         .unwrap()
         .unwrap();
@@ -322,7 +325,10 @@ fn generate_dev_reuses_the_ca_and_the_new_leaf_chains_to_it() {
     assert_ne!(std::fs::read(&second.cert).unwrap(), leaf_before);
 
     // A real verifier accepts the new leaf for each name, with only the CA trusted.
-    let ca_der = <rustls_pki_types::CertificateDer as rustls_pki_types::pem::PemObject>::pem_slice_iter(&ca_before[..])
+    let ca_der =
+        <rustls_pki_types::CertificateDer as rustls_pki_types::pem::PemObject>::pem_slice_iter(
+            &ca_before[..],
+        )
         .next()
         .unwrap()
         .unwrap();
@@ -757,10 +763,14 @@ async fn handshake_verifies_with_the_dev_ca_and_negotiates_alpn() {
     )
     .unwrap();
     let ca_pem = std::fs::read(&p.ca_cert).unwrap();
-    let ca = vec![<rustls_pki_types::CertificateDer as rustls_pki_types::pem::PemObject>::pem_slice_iter(&ca_pem[..])
+    let ca = vec![
+        <rustls_pki_types::CertificateDer as rustls_pki_types::pem::PemObject>::pem_slice_iter(
+            &ca_pem[..],
+        )
         .next()
         .unwrap()
-        .unwrap()];
+        .unwrap(),
+    ];
     let resolver = Arc::new(SniResolver::load(&[p.spec()]).unwrap());
     let both: &[&[u8]] = &[b"h2", b"http/1.1"];
 

@@ -18,8 +18,8 @@ use std::net::IpAddr;
 
 use ring::hmac;
 
-use crate::token::keys::hex_val;
 use crate::net::IpNet;
+use crate::token::keys::hex_val;
 use crate::token::wire::MAX_TOKEN_LEN;
 use crate::token::{Reject, VerifyPolicy};
 

@@ -33,17 +33,17 @@ pub mod edgeauth;
 pub mod extract;
 mod keys;
 pub mod testvec;
-mod wire;
 pub mod url;
+mod wire;
 
 #[cfg(test)]
 mod tests;
 
+pub use crate::net::IpNet;
 pub use acl::acl_covers;
 pub use claims::{Claims, ClaimsError};
 pub use extract::{from_cookie, from_path, from_query, QueryToken};
 pub use keys::{is_valid_kid, load_key_file, KeyError, KeySecret, Keyring, KEY_LEN};
-pub use crate::net::IpNet;
 pub use wire::{sign, sign_with, verify, SignError, MAX_TOKEN_LEN, VERSION_PREFIX};
 
 use std::time::Duration;

@@ -54,12 +54,27 @@ mod tests {
     #[test]
     fn both_styles() {
         let u = "http://127.0.0.1:8080/demo/ts/master.m3u8";
-        assert_eq!(signed_url(u, "TOK", Style::Path, "token").unwrap(), "http://127.0.0.1:8080/t/TOK/demo/ts/master.m3u8");
-        assert_eq!(signed_url(u, "TOK", Style::Query, "token").unwrap(), "http://127.0.0.1:8080/demo/ts/master.m3u8?token=TOK");
+        assert_eq!(
+            signed_url(u, "TOK", Style::Path, "token").unwrap(),
+            "http://127.0.0.1:8080/t/TOK/demo/ts/master.m3u8"
+        );
+        assert_eq!(
+            signed_url(u, "TOK", Style::Query, "token").unwrap(),
+            "http://127.0.0.1:8080/demo/ts/master.m3u8?token=TOK"
+        );
         let u = "https://cdn.example/v/a.m3u8?x=1#t=5";
-        assert_eq!(signed_url(u, "T", Style::Query, "tk").unwrap(), "https://cdn.example/v/a.m3u8?x=1&tk=T#t=5");
-        assert_eq!(signed_url(u, "T", Style::Path, "tk").unwrap(), "https://cdn.example/t/T/v/a.m3u8?x=1#t=5");
-        assert_eq!(signed_url("http://h", "T", Style::Path, "tk").unwrap(), "http://h/t/T/");
+        assert_eq!(
+            signed_url(u, "T", Style::Query, "tk").unwrap(),
+            "https://cdn.example/v/a.m3u8?x=1&tk=T#t=5"
+        );
+        assert_eq!(
+            signed_url(u, "T", Style::Path, "tk").unwrap(),
+            "https://cdn.example/t/T/v/a.m3u8?x=1#t=5"
+        );
+        assert_eq!(
+            signed_url("http://h", "T", Style::Path, "tk").unwrap(),
+            "http://h/t/T/"
+        );
         assert!(signed_url("/v/a.m3u8", "T", Style::Path, "tk").is_none());
         assert!(signed_url("ftp://h/a", "T", Style::Path, "tk").is_none());
         assert!(signed_url("http:///a", "T", Style::Path, "tk").is_none());

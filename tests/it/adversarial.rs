@@ -44,8 +44,20 @@ struct Row {
     nginx: Got,
 }
 
-fn row(what: &'static str, request: impl Into<Vec<u8>>, edge: Got, origin: usize, nginx: Got) -> Row {
-    Row { what, request: request.into(), edge, origin, nginx }
+fn row(
+    what: &'static str,
+    request: impl Into<Vec<u8>>,
+    edge: Got,
+    origin: usize,
+    nginx: Got,
+) -> Row {
+    Row {
+        what,
+        request: request.into(),
+        edge,
+        origin,
+        nginx,
+    }
 }
 
 /// A request hidden after a message's body, for the smuggling rows.
@@ -70,7 +82,11 @@ async fn exchange(addr: std::net::SocketAddr, bytes: &[u8]) -> Got {
     let mut chunk = [0u8; 65536];
     loop {
         let whole = first_answer(&buf).is_some_and(|(_, complete)| complete);
-        let wait = if whole { Duration::from_millis(200) } else { deadline.saturating_duration_since(Instant::now()) };
+        let wait = if whole {
+            Duration::from_millis(200)
+        } else {
+            deadline.saturating_duration_since(Instant::now())
+        };
         match tokio::time::timeout(wait, s.read(&mut chunk)).await {
             Ok(Ok(n)) if n > 0 => buf.extend_from_slice(&chunk[..n]),
             _ => break,
@@ -103,7 +119,13 @@ fn first_answer(mut buf: &[u8]) -> Option<(u16, bool)> {
             .headers
             .iter()
             .find(|h| h.name.eq_ignore_ascii_case("content-length"))
-            .and_then(|h| std::str::from_utf8(h.value).ok()?.trim().parse::<usize>().ok());
+            .and_then(|h| {
+                std::str::from_utf8(h.value)
+                    .ok()?
+                    .trim()
+                    .parse::<usize>()
+                    .ok()
+            });
         return Some((status, len.is_none_or(|l| buf.len() - n >= l)));
     }
 }
@@ -114,7 +136,9 @@ fn first_answer(mut buf: &[u8]) -> Option<(u16, bool)> {
 fn rows() -> Vec<Row> {
     let long_target = format!("/a?{}", "q".repeat(9000));
     let long_field = format!("X-Long: {}\r\n", "v".repeat(9000));
-    let big_head: String = (0..40).map(|i| format!("X-F{i}: {}\r\n", "v".repeat(1000))).collect();
+    let big_head: String = (0..40)
+        .map(|i| format!("X-F{i}: {}\r\n", "v".repeat(1000)))
+        .collect();
     let many = |n: usize| (0..n).map(|i| format!("X-H{i}: v\r\n")).collect::<String>();
     vec![
         // --- Smuggling: framing that two parsers could read two ways.
@@ -190,17 +214,34 @@ fn rows() -> Vec<Row> {
 #[tokio::test]
 async fn every_row_through_both_edges_and_nginx() {
     let origin = Origin::start().await;
-    origin.route("/a", Route::ok("object a\n").header("cache-control", "max-age=600"));
-    origin.route("/p", Route::ok("posted\n").header("cache-control", "no-store"));
-    let cfg = format!("[[origins]]\nname = \"o\"\nnodes = [{{ addr = \"{}\" }}]\n", origin.addr);
+    origin.route(
+        "/a",
+        Route::ok("object a\n").header("cache-control", "max-age=600"),
+    );
+    origin.route(
+        "/p",
+        Route::ok("posted\n").header("cache-control", "no-store"),
+    );
+    let cfg = format!(
+        "[[origins]]\nname = \"o\"\nnodes = [{{ addr = \"{}\" }}]\n",
+        origin.addr
+    );
     let fast = Edge::start_with_config(&cfg, "name = \"edge-adv\"").await;
     let slow = Edge::start_with_config(&cfg, "name = \"edge-adv\"\nfast_hits = false").await;
     let nginx_origin = Origin::start().await;
     nginx_origin.route("/a", Route::ok("object a\n"));
     nginx_origin.route("/p", Route::ok("posted\n"));
-    let nginx = Nginx::start(NginxOptions { proxy_to: Some(nginx_origin.addr), ..NginxOptions::default() }).await;
+    let nginx = Nginx::start(NginxOptions {
+        proxy_to: Some(nginx_origin.addr),
+        ..NginxOptions::default()
+    })
+    .await;
     for edge in [&fast, &slow] {
-        assert_eq!(exchange(edge.http, get("").as_bytes()).await, Status(200), "fill /a");
+        assert_eq!(
+            exchange(edge.http, get("").as_bytes()).await,
+            Status(200),
+            "fill /a"
+        );
         edge.await_admitted(0.0).await;
     }
     let rows = rows();
@@ -211,19 +252,46 @@ async fn every_row_through_both_edges_and_nginx() {
             let got = exchange(edge.http, &r.request).await;
             let sent = origin.total_hits() - before;
             if got != r.edge || sent != r.origin {
-                wrong.push(format!("{}: {name} gave {got:?} and sent {sent} to the origin; want {:?} and {}", r.what, r.edge, r.origin));
+                wrong.push(format!(
+                    "{}: {name} gave {got:?} and sent {sent} to the origin; want {:?} and {}",
+                    r.what, r.edge, r.origin
+                ));
             }
         }
         let got = exchange(nginx.addr, &r.request).await;
         if got != r.nginx {
-            wrong.push(format!("{}: nginx gave {got:?}; the row says {:?}", r.what, r.nginx));
+            wrong.push(format!(
+                "{}: nginx gave {got:?}; the row says {:?}",
+                r.what, r.nginx
+            ));
         }
     }
-    assert!(wrong.is_empty(), "{} of {} rows:\n{}", wrong.len(), rows.len(), wrong.join("\n"));
-    assert_eq!(origin.hits("/smuggled"), 0, "a smuggled request reached the edges' origin");
+    assert!(
+        wrong.is_empty(),
+        "{} of {} rows:\n{}",
+        wrong.len(),
+        rows.len(),
+        wrong.join("\n")
+    );
+    assert_eq!(
+        origin.hits("/smuggled"),
+        0,
+        "a smuggled request reached the edges' origin"
+    );
     for edge in [&fast, &slow] {
-        for (limit, n) in [("request_line", 1.0), ("header_field", 1.0), ("head_size", 1.0)] {
-            assert_eq!(edge.metric(&format!("edge_connection_limits_total{{limit=\"{limit}\"}}")).await, n, "{limit}");
+        for (limit, n) in [
+            ("request_line", 1.0),
+            ("header_field", 1.0),
+            ("head_size", 1.0),
+        ] {
+            assert_eq!(
+                edge.metric(&format!(
+                    "edge_connection_limits_total{{limit=\"{limit}\"}}"
+                ))
+                .await,
+                n,
+                "{limit}"
+            );
         }
     }
 }
@@ -234,7 +302,10 @@ async fn every_row_through_both_edges_and_nginx() {
 async fn an_oversized_head_is_answered_alike_cut_or_whole() {
     use crate::support::raw::Conn;
     let origin = Origin::start().await;
-    let cfg = format!("[[origins]]\nname = \"o\"\nnodes = [{{ addr = \"{}\" }}]\n", origin.addr);
+    let cfg = format!(
+        "[[origins]]\nname = \"o\"\nnodes = [{{ addr = \"{}\" }}]\n",
+        origin.addr
+    );
     let edge = Edge::start_with_config(&cfg, "max_header_field = \"1 KiB\"").await;
     let head = get(&format!("X-Long: {}\r\n", "v".repeat(2000)));
     let mut whole = Conn::open(edge.http).await;
@@ -252,9 +323,16 @@ async fn an_oversized_head_is_answered_alike_cut_or_whole() {
     };
     assert_eq!(strip(&whole), strip(&cut_answer));
     assert_eq!(whole.body, cut_answer.body);
-    assert_eq!(cut_answer.header("x-edge-reason"), Some("header_field_too_large"));
+    assert_eq!(
+        cut_answer.header("x-edge-reason"),
+        Some("header_field_too_large")
+    );
     assert_eq!(cut_answer.header("connection"), Some("close"));
-    assert_eq!(edge.metric("edge_connection_limits_total{limit=\"header_field\"}").await, 2.0);
+    assert_eq!(
+        edge.metric("edge_connection_limits_total{limit=\"header_field\"}")
+            .await,
+        2.0
+    );
     // The pipeline counts its answer a moment after sending it.
     let answered = "edge_requests_total{kind=\"rejected\",status=\"431\",cache=\"NONE\"}";
     edge.await_metric(answered, 2.0).await;

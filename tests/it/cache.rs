@@ -8,7 +8,10 @@ use crate::support::{bytes_of, client, Edge, Origin, Route};
 async fn miss_then_hit_with_one_origin_request() {
     let origin = Origin::start().await;
     let body = bytes_of(200_000, 1);
-    origin.route("/v/a/seg1.ts", Route::ok(body.clone()).header("content-type", "video/mp2t"));
+    origin.route(
+        "/v/a/seg1.ts",
+        Route::ok(body.clone()).header("content-type", "video/mp2t"),
+    );
     let edge = Edge::start(origin.addr, "").await;
     let c = client();
 
@@ -25,18 +28,42 @@ async fn miss_then_hit_with_one_origin_request() {
     assert_eq!(r2.bytes().await.unwrap(), body);
 
     assert_eq!(origin.hits("/v/a/seg1.ts"), 1);
-    assert_eq!(edge.metric(r#"edge_requests_total{kind="content",status="200",cache="HIT"}"#).await, 1.0);
-    assert_eq!(edge.metric(r#"edge_requests_total{kind="content",status="200",cache="MISS"}"#).await, 1.0);
-    assert_eq!(edge.metric(&format!(r#"edge_upstream_requests_total{{pool="test",node="{}",status="200"}}"#, origin.addr)).await, 1.0);
+    assert_eq!(
+        edge.metric(r#"edge_requests_total{kind="content",status="200",cache="HIT"}"#)
+            .await,
+        1.0
+    );
+    assert_eq!(
+        edge.metric(r#"edge_requests_total{kind="content",status="200",cache="MISS"}"#)
+            .await,
+        1.0
+    );
+    assert_eq!(
+        edge.metric(&format!(
+            r#"edge_upstream_requests_total{{pool="test",node="{}",status="200"}}"#,
+            origin.addr
+        ))
+        .await,
+        1.0
+    );
     let via = origin.requests()[0].header("via").map(str::to_string);
-    assert_eq!(via, Some(format!("1.1 edge-{}", edge.http.port())), "Via names this node");
+    assert_eq!(
+        via,
+        Some(format!("1.1 edge-{}", edge.http.port())),
+        "Via names this node"
+    );
 }
 
 #[tokio::test]
 async fn fifty_concurrent_cold_requests_make_one_origin_request() {
     let origin = Origin::start().await;
     let body = bytes_of(512 * 1024, 2);
-    origin.route("/v/hot.ts", Route::ok(body.clone()).delay(Duration::from_millis(300)).paced(8, Duration::from_millis(300)));
+    origin.route(
+        "/v/hot.ts",
+        Route::ok(body.clone())
+            .delay(Duration::from_millis(300))
+            .paced(8, Duration::from_millis(300)),
+    );
     let edge = Edge::start(origin.addr, "").await;
     let c = client();
 
@@ -55,9 +82,16 @@ async fn fifty_concurrent_cold_requests_make_one_origin_request() {
         assert_eq!(got.len(), body.len());
         assert!(got == body, "every client gets identical bytes");
     }
-    assert_eq!(origin.hits("/v/hot.ts"), 1, "one origin fetch fills every waiter");
+    assert_eq!(
+        origin.hits("/v/hot.ts"),
+        1,
+        "one origin fetch fills every waiter"
+    );
     let coalesced = edge.metric("edge_cache_coalesced_total").await;
-    assert!(coalesced >= 1.0, "waiters are counted as coalesced, got {coalesced}");
+    assert!(
+        coalesced >= 1.0,
+        "waiters are counted as coalesced, got {coalesced}"
+    );
 }
 
 #[tokio::test]
@@ -68,7 +102,12 @@ async fn same_path_on_two_hosts_is_two_objects() {
     let c = client();
     for _ in 0..2 {
         for host in ["a.example", "b.example"] {
-            let r = c.get(edge.url("/v/x.m3u8")).header("host", host).send().await.unwrap();
+            let r = c
+                .get(edge.url("/v/x.m3u8"))
+                .header("host", host)
+                .send()
+                .await
+                .unwrap();
             assert_eq!(r.status(), 200);
             assert_eq!(r.text().await.unwrap(), format!("{host}/v/x.m3u8"));
         }
@@ -83,7 +122,14 @@ async fn query_is_part_of_the_key() {
     let edge = Edge::start(origin.addr, "").await;
     let c = client();
     for q in ["?a=1", "?a=2", "?a=1"] {
-        assert_eq!(c.get(edge.url(&format!("/v/q.ts{q}"))).send().await.unwrap().status(), 200);
+        assert_eq!(
+            c.get(edge.url(&format!("/v/q.ts{q}")))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            200
+        );
     }
     assert_eq!(origin.hits("/v/q.ts"), 2);
 }
@@ -95,7 +141,12 @@ async fn post_is_never_cached() {
     let edge = Edge::start(origin.addr, "").await;
     let c = client();
     for _ in 0..3 {
-        let r = c.post(edge.url("/api/thing")).body("x=1").send().await.unwrap();
+        let r = c
+            .post(edge.url("/api/thing"))
+            .body("x=1")
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 200);
         assert_eq!(r.headers()["x-cache"], "BYPASS");
         assert_eq!(r.text().await.unwrap(), "made");
@@ -118,7 +169,10 @@ async fn origin_errors_are_passed_on_and_never_cached() {
         let r = c.get(edge.url("/v/broken.ts")).send().await.unwrap();
         assert_eq!(r.status(), 500);
         assert_eq!(r.text().await.unwrap(), "internal error");
-        assert_eq!(c.get(edge.url("/v/busy.ts")).send().await.unwrap().status(), 503);
+        assert_eq!(
+            c.get(edge.url("/v/busy.ts")).send().await.unwrap().status(),
+            503
+        );
     }
     assert_eq!(origin.hits("/v/broken.ts"), 3);
     assert_eq!(origin.hits("/v/busy.ts"), 3);
@@ -128,7 +182,10 @@ async fn origin_errors_are_passed_on_and_never_cached() {
 async fn no_store_private_and_cookies_are_not_cached() {
     let origin = Origin::start().await;
     origin.route("/a", Route::ok("a").header("cache-control", "no-store"));
-    origin.route("/b", Route::ok("b").header("cache-control", "private, max-age=60"));
+    origin.route(
+        "/b",
+        Route::ok("b").header("cache-control", "private, max-age=60"),
+    );
     origin.route("/c", Route::ok("c").header("set-cookie", "s=1"));
     let edge = Edge::start(origin.addr, "").await;
     let c = client();
@@ -151,7 +208,10 @@ async fn a_cut_body_is_an_error_and_not_stored() {
     let c = client();
     let r = c.get(edge.url("/v/cut.ts")).send().await.unwrap();
     assert_eq!(r.status(), 200, "the header was already on its way");
-    assert!(r.bytes().await.is_err(), "the client must see an incomplete body, not a clean short 200");
+    assert!(
+        r.bytes().await.is_err(),
+        "the client must see an incomplete body, not a clean short 200"
+    );
     // Now the origin is healthy: the next request fetches again and gets everything.
     origin.route("/v/cut.ts", Route::ok(body.clone()));
     let r = c.get(edge.url("/v/cut.ts")).send().await.unwrap();

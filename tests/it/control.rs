@@ -58,11 +58,17 @@ impl Api<'_> {
         let r = rb.send().await.unwrap();
         let status = r.status().as_u16();
         let text = r.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
     }
 
     async fn admin_title(&self, id: &str, rating: &str, heights: &[u32], countries: &[&str]) {
-        let renditions: Vec<Value> = heights.iter().map(|h| json!({"height": h, "bandwidth": h * 1000})).collect();
+        let renditions: Vec<Value> = heights
+            .iter()
+            .map(|h| json!({"height": h, "bandwidth": h * 1000}))
+            .collect();
         let r = client()
             .put(self.edge.url(&format!("/api/v1/admin/titles/{id}")))
             .bearer_auth(ADMIN)
@@ -79,22 +85,48 @@ impl Api<'_> {
 }
 
 async fn login<'a>(edge: &'a Edge, email: &str) -> Api<'a> {
-    let anon = Api { edge, token: None, xff: None, profile: None };
-    let (s, v) = anon.call(reqwest::Method::POST, "/users", Some(json!({"email": email, "password": "correct horse battery"}))).await;
+    let anon = Api {
+        edge,
+        token: None,
+        xff: None,
+        profile: None,
+    };
+    let (s, v) = anon
+        .call(
+            reqwest::Method::POST,
+            "/users",
+            Some(json!({"email": email, "password": "correct horse battery"})),
+        )
+        .await;
     assert_eq!(s, 201, "{v}");
-    let (s, v) = anon.call(reqwest::Method::POST, "/sessions", Some(json!({"email": email, "password": "correct horse battery"}))).await;
+    let (s, v) = anon
+        .call(
+            reqwest::Method::POST,
+            "/sessions",
+            Some(json!({"email": email, "password": "correct horse battery"})),
+        )
+        .await;
     assert_eq!(s, 201, "a session is created: {v}");
-    Api { edge, token: Some(v["token"].as_str().unwrap().to_string()), xff: None, profile: None }
+    Api {
+        edge,
+        token: Some(v["token"].as_str().unwrap().to_string()),
+        xff: None,
+        profile: None,
+    }
 }
 
 #[tokio::test]
 async fn register_login_search_play_and_continue_watching() {
     let (edge, _s) = control_edge("7d").await;
     let api = login(&edge, "viewer@example.com").await;
-    let (s, v) = api.call(reqwest::Method::GET, "/titles/search?q=demo", None).await;
+    let (s, v) = api
+        .call(reqwest::Method::GET, "/titles/search?q=demo", None)
+        .await;
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["items"][0]["id"], "demo");
-    let (s, v) = api.call(reqwest::Method::POST, "/playback/demo", None).await;
+    let (s, v) = api
+        .call(reqwest::Method::POST, "/playback/demo", None)
+        .await;
     assert_eq!(s, 200, "{v}");
     let url = v["url"].as_str().unwrap().to_string();
     assert!(url.contains("/t/v1.demo."), "{url}");
@@ -109,10 +141,18 @@ async fn register_login_search_play_and_continue_watching() {
     assert!(r.bytes().await.unwrap().len() > 10_000);
     // Progress, newest first.
     for (title, pos) in [("demo", 5), ("demo", 12)] {
-        let (s, v) = api.call(reqwest::Method::PUT, &format!("/progress/{title}"), Some(json!({"position_seconds": pos}))).await;
+        let (s, v) = api
+            .call(
+                reqwest::Method::PUT,
+                &format!("/progress/{title}"),
+                Some(json!({"position_seconds": pos})),
+            )
+            .await;
         assert!(s == 200 || s == 204, "{s} {v}");
     }
-    let (s, v) = api.call(reqwest::Method::GET, "/continue-watching", None).await;
+    let (s, v) = api
+        .call(reqwest::Method::GET, "/continue-watching", None)
+        .await;
     assert_eq!(s, 200, "{v}");
     assert_eq!(v["items"][0]["title_id"], "demo", "{v}");
     assert_eq!(v["items"][0]["position_seconds"], 12, "{v}");
@@ -120,7 +160,10 @@ async fn register_login_search_play_and_continue_watching() {
     let (s, v) = api.call(reqwest::Method::GET, "/openapi.json", None).await;
     assert_eq!(s, 200);
     assert_eq!(v["servers"][0]["url"], "/api/v1");
-    assert!(v["paths"]["/playback/{title_id}"]["post"].is_object(), "the playback route is documented");
+    assert!(
+        v["paths"]["/playback/{title_id}"]["post"].is_object(),
+        "the playback route is documented"
+    );
 }
 
 #[tokio::test]
@@ -131,36 +174,74 @@ async fn playback_refusals_for_tier_maturity_country_and_expired_sessions() {
     api.admin_title("r-rated", "R", &[240], &[]).await;
     api.admin_title("de-only", "G", &[240], &["DE"]).await;
     // Tier: a basic account sees at most 480p; a 1080p-only title is refused.
-    let (s, v) = api.call(reqwest::Method::POST, "/playback/hd-only", None).await;
+    let (s, v) = api
+        .call(reqwest::Method::POST, "/playback/hd-only", None)
+        .await;
     assert_eq!((s, v["code"].as_str()), (403, Some("tier")), "{v}");
     // Maturity: a KIDS profile may not play an R title.
-    let (s, v) = api.call(reqwest::Method::POST, "/profiles", Some(json!({"display_name": "kid", "language": "en", "maturity": "KIDS"}))).await;
+    let (s, v) = api
+        .call(
+            reqwest::Method::POST,
+            "/profiles",
+            Some(json!({"display_name": "kid", "language": "en", "maturity": "KIDS"})),
+        )
+        .await;
     assert_eq!(s, 201, "{v}");
     api.profile = v["id"].as_i64();
-    let (s, v) = api.call(reqwest::Method::POST, "/playback/r-rated", None).await;
+    let (s, v) = api
+        .call(reqwest::Method::POST, "/playback/r-rated", None)
+        .await;
     assert_eq!((s, v["code"].as_str()), (403, Some("maturity")), "{v}");
     // Country, from the edge's GeoIP of the client (behind a trusted proxy); a spoofed
     // X-Edge-Country from the client is overwritten by the edge.
     api.xff = Some("198.51.100.7");
-    let mut req = client().post(edge.url("/api/v1/playback/de-only")).bearer_auth(api.token.clone().unwrap());
-    req = req.header("x-forwarded-for", "198.51.100.7").header("x-edge-country", "DE");
+    let mut req = client()
+        .post(edge.url("/api/v1/playback/de-only"))
+        .bearer_auth(api.token.clone().unwrap());
+    req = req
+        .header("x-forwarded-for", "198.51.100.7")
+        .header("x-edge-country", "DE");
     let r = req.send().await.unwrap();
     assert_eq!(r.status(), 451);
     api.xff = Some("203.0.113.9");
-    let (s, v) = api.call(reqwest::Method::POST, "/playback/de-only", None).await;
+    let (s, v) = api
+        .call(reqwest::Method::POST, "/playback/de-only", None)
+        .await;
     assert_eq!(s, 200, "{v}");
     // The signed URL carries the title's countries: outside DE the edge refuses it.
     let url = v["url"].as_str().unwrap().to_string();
-    let r = client().get(&url).header("x-forwarded-for", "192.0.2.7").send().await.unwrap();
+    let r = client()
+        .get(&url)
+        .header("x-forwarded-for", "192.0.2.7")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 451);
-    let r = client().get(&url).header("x-forwarded-for", "203.0.113.9").send().await.unwrap();
+    let r = client()
+        .get(&url)
+        .header("x-forwarded-for", "203.0.113.9")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     // Sessions expire.
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    let (s, v) = api.call(reqwest::Method::POST, "/playback/de-only", None).await;
+    let (s, v) = api
+        .call(reqwest::Method::POST, "/playback/de-only", None)
+        .await;
     assert_eq!(s, 401, "{v}");
-    let anon = Api { edge: &edge, token: None, xff: None, profile: None };
-    assert_eq!(anon.call(reqwest::Method::POST, "/playback/demo", None).await.0, 401);
+    let anon = Api {
+        edge: &edge,
+        token: None,
+        xff: None,
+        profile: None,
+    };
+    assert_eq!(
+        anon.call(reqwest::Method::POST, "/playback/demo", None)
+            .await
+            .0,
+        401
+    );
 }
 
 #[tokio::test]
@@ -171,14 +252,27 @@ async fn acknowledged_writes_survive_a_kill() {
     for i in 0..20 {
         let id = format!("t{i}");
         api.admin_title(&id, "G", &[240], &[]).await;
-        let (s, _) = api.call(reqwest::Method::PUT, &format!("/progress/{id}"), Some(json!({"position_seconds": i + 1}))).await;
+        let (s, _) = api
+            .call(
+                reqwest::Method::PUT,
+                &format!("/progress/{id}"),
+                Some(json!({"position_seconds": i + 1})),
+            )
+            .await;
         assert!(s == 200 || s == 204);
     }
     // SIGKILL: no graceful shutdown, then start again on the same files.
     edge.kill();
     edge.restart_after_stop().await;
-    let api = Api { edge: &edge, token, xff: None, profile: None };
-    let (s, v) = api.call(reqwest::Method::GET, "/continue-watching?per_page=50", None).await;
+    let api = Api {
+        edge: &edge,
+        token,
+        xff: None,
+        profile: None,
+    };
+    let (s, v) = api
+        .call(reqwest::Method::GET, "/continue-watching?per_page=50", None)
+        .await;
     assert_eq!(s, 200, "{v}");
     let items = v["items"].as_array().unwrap();
     assert_eq!(items.len(), 20, "{v}");
@@ -186,12 +280,27 @@ async fn acknowledged_writes_survive_a_kill() {
 }
 
 /// A JSON POST through the edge as client `xff` (the test config trusts 127.0.0.1 as a proxy).
-async fn post_as(edge: &Edge, path: &str, xff: &str, body: Value) -> (u16, Value, reqwest::header::HeaderMap) {
-    let r = client().post(edge.url(&format!("/api/v1{path}"))).header("x-forwarded-for", xff).json(&body).send().await.unwrap();
+async fn post_as(
+    edge: &Edge,
+    path: &str,
+    xff: &str,
+    body: Value,
+) -> (u16, Value, reqwest::header::HeaderMap) {
+    let r = client()
+        .post(edge.url(&format!("/api/v1{path}")))
+        .header("x-forwarded-for", xff)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
     let status = r.status().as_u16();
     let headers = r.headers().clone();
     let text = r.text().await.unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)), headers)
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        headers,
+    )
 }
 
 const OWNER_PASSWORD: &str = "correct horse battery";
@@ -203,7 +312,13 @@ const OWNER_PASSWORD: &str = "correct horse battery";
 #[tokio::test]
 async fn parallel_wrong_logins_reach_the_hasher_at_most_the_limit() {
     let (edge, _s) = control_edge("7d").await;
-    let (s, v, _) = post_as(&edge, "/users", "203.0.113.9", json!({"email": "owner@example.com", "password": OWNER_PASSWORD})).await;
+    let (s, v, _) = post_as(
+        &edge,
+        "/users",
+        "203.0.113.9",
+        json!({"email": "owner@example.com", "password": OWNER_PASSWORD}),
+    )
+    .await;
     assert_eq!(s, 201, "{v}");
     let verify = r#"edge_control_password_work_total{op="verify"}"#;
     let before = edge.metric(verify).await;
@@ -219,16 +334,37 @@ async fn parallel_wrong_logins_reach_the_hasher_at_most_the_limit() {
     let wrong = answers.iter().filter(|&&s| s == 401).count();
     let limited = answers.iter().filter(|&&s| s == 429).count();
     assert_eq!(wrong + limited, 40, "only 401 and 429: {answers:?}");
-    assert!((1..=5).contains(&wrong), "{wrong} of 40 wrong passwords were checked: {answers:?}");
+    assert!(
+        (1..=5).contains(&wrong),
+        "{wrong} of 40 wrong passwords were checked: {answers:?}"
+    );
     let checked = edge.metric(verify).await - before;
-    assert_eq!(checked, wrong as f64, "argon2 ran once per checked attempt, never for a refused one");
+    assert_eq!(
+        checked, wrong as f64,
+        "argon2 ran once per checked attempt, never for a refused one"
+    );
     // The attacking address stays locked out of the account, with a Retry-After.
-    let (s, v, h) = post_as(&edge, "/sessions", "198.51.100.7", json!({"email": "owner@example.com", "password": OWNER_PASSWORD})).await;
+    let (s, v, h) = post_as(
+        &edge,
+        "/sessions",
+        "198.51.100.7",
+        json!({"email": "owner@example.com", "password": OWNER_PASSWORD}),
+    )
+    .await;
     assert_eq!((s, v["code"].as_str()), (429, Some("rate_limited")), "{v}");
     assert!(h.get("retry-after").is_some());
     // The owner from their own address is not.
-    let (s, v, _) = post_as(&edge, "/sessions", "203.0.113.9", json!({"email": "owner@example.com", "password": OWNER_PASSWORD})).await;
-    assert_eq!(s, 201, "the owner logs in despite another address's failures: {v}");
+    let (s, v, _) = post_as(
+        &edge,
+        "/sessions",
+        "203.0.113.9",
+        json!({"email": "owner@example.com", "password": OWNER_PASSWORD}),
+    )
+    .await;
+    assert_eq!(
+        s, 201,
+        "the owner logs in despite another address's failures: {v}"
+    );
 }
 
 /// Registration is limited per client address (`registrations_per_address`), before the hash.
@@ -236,21 +372,47 @@ async fn parallel_wrong_logins_reach_the_hasher_at_most_the_limit() {
 async fn registration_flood_from_one_address_gets_429() {
     let (edge, _s) = control_edge_with("7d", "registrations_per_address = 3\n").await;
     for i in 0..3 {
-        let (s, v, _) = post_as(&edge, "/users", "198.51.100.8", json!({"email": format!("r{i}@example.com"), "password": OWNER_PASSWORD})).await;
+        let (s, v, _) = post_as(
+            &edge,
+            "/users",
+            "198.51.100.8",
+            json!({"email": format!("r{i}@example.com"), "password": OWNER_PASSWORD}),
+        )
+        .await;
         assert_eq!(s, 201, "{v}");
     }
     let hashes = r#"edge_control_password_work_total{op="hash"}"#;
     let before = edge.metric(hashes).await;
     for i in 3..6 {
-        let (s, v, h) = post_as(&edge, "/users", "198.51.100.8", json!({"email": format!("r{i}@example.com"), "password": OWNER_PASSWORD})).await;
+        let (s, v, h) = post_as(
+            &edge,
+            "/users",
+            "198.51.100.8",
+            json!({"email": format!("r{i}@example.com"), "password": OWNER_PASSWORD}),
+        )
+        .await;
         assert_eq!((s, v["code"].as_str()), (429, Some("rate_limited")), "{v}");
         let retry: u64 = h["retry-after"].to_str().unwrap().parse().unwrap();
         assert!((1..=3600).contains(&retry), "{retry}");
     }
-    assert_eq!(edge.metric(hashes).await, before, "refused registrations cost no hash");
-    assert_eq!(edge.metric(r#"edge_control_refused_total{reason="register"}"#).await, 3.0);
+    assert_eq!(
+        edge.metric(hashes).await,
+        before,
+        "refused registrations cost no hash"
+    );
+    assert_eq!(
+        edge.metric(r#"edge_control_refused_total{reason="register"}"#)
+            .await,
+        3.0
+    );
     // Another address registers normally.
-    let (s, v, _) = post_as(&edge, "/users", "203.0.113.10", json!({"email": "other@example.com", "password": OWNER_PASSWORD})).await;
+    let (s, v, _) = post_as(
+        &edge,
+        "/users",
+        "203.0.113.10",
+        json!({"email": "other@example.com", "password": OWNER_PASSWORD}),
+    )
+    .await;
     assert_eq!(s, 201, "{v}");
 }
 
@@ -258,10 +420,17 @@ async fn registration_flood_from_one_address_gets_429() {
 async fn loopback_port(edge: &Edge) -> u16 {
     for _ in 0..100 {
         let log = edge.log();
-        let port = log.lines().filter(|l| l.contains("control: API listening")).find_map(|l| {
-            let rest = &l[l.find("127.0.0.1:")? + "127.0.0.1:".len()..];
-            rest.chars().take_while(char::is_ascii_digit).collect::<String>().parse().ok()
-        });
+        let port = log
+            .lines()
+            .filter(|l| l.contains("control: API listening"))
+            .find_map(|l| {
+                let rest = &l[l.find("127.0.0.1:")? + "127.0.0.1:".len()..];
+                rest.chars()
+                    .take_while(char::is_ascii_digit)
+                    .collect::<String>()
+                    .parse()
+                    .ok()
+            });
         if let Some(p) = port {
             return p;
         }
@@ -298,22 +467,38 @@ async fn the_loopback_port_refuses_requests_that_did_not_come_through_the_edge()
     // Logins and registrations (which trust X-Edge-Client-IP for their limits) too, and a
     // guessed secret.
     for (path, body) in [
-        ("/sessions", json!({"email": "local@example.com", "password": "correct horse battery"})),
-        ("/users", json!({"email": "new@example.com", "password": "correct horse battery"})),
+        (
+            "/sessions",
+            json!({"email": "local@example.com", "password": "correct horse battery"}),
+        ),
+        (
+            "/users",
+            json!({"email": "new@example.com", "password": "correct horse battery"}),
+        ),
     ] {
         for secret in [None, Some("AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")] {
-            let mut rb = client().post(direct(path)).header("x-edge-client-ip", "192.0.2.2").json(&body);
+            let mut rb = client()
+                .post(direct(path))
+                .header("x-edge-client-ip", "192.0.2.2")
+                .json(&body);
             if let Some(s) = secret {
                 rb = rb.header("x-edge-secret", s);
             }
             assert_eq!(rb.send().await.unwrap().status(), 403, "{path}");
         }
     }
-    assert_eq!(edge.metric(r#"edge_control_refused_total{reason="edge_secret"}"#).await, 5.0);
+    assert_eq!(
+        edge.metric(r#"edge_control_refused_total{reason="edge_secret"}"#)
+            .await,
+        5.0
+    );
     // A client cannot smuggle a secret through the edge either: the edge replaces the header.
     let r = client()
         .get(edge.url("/api/v1/titles"))
-        .header("x-edge-secret", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")
+        .header(
+            "x-edge-secret",
+            "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        )
         .send()
         .await
         .unwrap();
@@ -336,7 +521,11 @@ async fn the_control_database_is_private() {
     let (edge, _s) = control_edge("7d").await;
     let _api = login(&edge, "files@example.com").await;
     for name in ["control.db", "control.db-wal", "control.db-shm"] {
-        let mode = std::fs::metadata(edge.dir().join(name)).unwrap().permissions().mode() & 0o777;
+        let mode = std::fs::metadata(edge.dir().join(name))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
         assert_eq!(mode, 0o600, "{name}: {mode:o}");
     }
 }

@@ -24,7 +24,9 @@ fn metric_names(text: &str) -> BTreeSet<String> {
         let starts = text[i..].starts_with("edge_") || text[i..].starts_with("process_");
         let boundary = i == 0 || !(bytes[i - 1].is_ascii_alphanumeric() || bytes[i - 1] == b'_');
         if starts && boundary {
-            let end = text[i..].find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).map_or(text.len(), |n| i + n);
+            let end = text[i..]
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .map_or(text.len(), |n| i + n);
             names.insert(text[i..end].to_string());
             i = end;
         } else {
@@ -40,7 +42,9 @@ fn exported(exposition: &str) -> BTreeSet<String> {
     for line in exposition.lines() {
         if let Some(rest) = line.strip_prefix("# TYPE ") {
             let mut parts = rest.split_whitespace();
-            let (Some(name), Some(kind)) = (parts.next(), parts.next()) else { continue };
+            let (Some(name), Some(kind)) = (parts.next(), parts.next()) else {
+                continue;
+            };
             names.insert(name.to_string());
             if kind == "histogram" {
                 for s in ["_bucket", "_sum", "_count"] {
@@ -58,7 +62,11 @@ fn promtool(args: &[&str]) -> String {
         .current_dir(Path::new(ROOT).join("deploy/prometheus"))
         .output()
         .expect("promtool runs (Debian package `prometheus`, installed by .ci/deps test)");
-    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(out.status.success(), "promtool {args:?} failed:\n{text}");
     text
 }
@@ -73,7 +81,8 @@ fn alert_rules_pass_promtool_and_their_unit_tests() {
 
 #[tokio::test]
 async fn every_metric_the_dashboard_and_alerts_name_is_exported() {
-    let dashboard = std::fs::read_to_string(Path::new(ROOT).join("deploy/grafana/edge.json")).unwrap();
+    let dashboard =
+        std::fs::read_to_string(Path::new(ROOT).join("deploy/grafana/edge.json")).unwrap();
     let json: serde_json::Value = serde_json::from_str(&dashboard).expect("the dashboard is JSON");
     let exprs: Vec<String> = json["panels"]
         .as_array()
@@ -82,22 +91,39 @@ async fn every_metric_the_dashboard_and_alerts_name_is_exported() {
         .flat_map(|p| p["targets"].as_array().cloned().unwrap_or_default())
         .filter_map(|t| t["expr"].as_str().map(str::to_string))
         .collect();
-    assert!(exprs.len() >= 20, "the dashboard has its queries: {}", exprs.len());
+    assert!(
+        exprs.len() >= 20,
+        "the dashboard has its queries: {}",
+        exprs.len()
+    );
     let mut wanted = metric_names(&exprs.join("\n"));
-    let rules = std::fs::read_to_string(Path::new(ROOT).join("deploy/prometheus/alerts.yml")).unwrap();
+    let rules =
+        std::fs::read_to_string(Path::new(ROOT).join("deploy/prometheus/alerts.yml")).unwrap();
     wanted.extend(metric_names(&rules));
-    for must in ["edge_requests_total", "edge_upstream_healthy", "edge_tls_certificate_expiry_timestamp_seconds", "process_open_fds"] {
+    for must in [
+        "edge_requests_total",
+        "edge_upstream_healthy",
+        "edge_tls_certificate_expiry_timestamp_seconds",
+        "process_open_fds",
+    ] {
         assert!(wanted.contains(must), "the files name {must}: {wanted:?}");
     }
 
     // An edge with everything on, and traffic that makes each labelled family appear.
     let origin = Origin::start().await;
-    origin.route("/v/seg.ts", Route::ok(bytes_of(10_000, 3)).header("cache-control", "max-age=60"));
+    origin.route(
+        "/v/seg.ts",
+        Route::ok(bytes_of(10_000, 3)).header("cache-control", "max-age=60"),
+    );
     origin.route("/v/uk-only/seg.ts", Route::ok(bytes_of(1_000, 4)));
     let certs = tempfile::tempdir().unwrap();
     generate_dev(certs.path(), &["127.0.0.1".into()]).unwrap();
     let secrets = tempfile::tempdir().unwrap();
-    std::fs::write(secrets.path().join("admin"), "deploy-test-admin-token-0123456789").unwrap();
+    std::fs::write(
+        secrets.path().join("admin"),
+        "deploy-test-admin-token-0123456789",
+    )
+    .unwrap();
     let d = certs.path().display();
     let cfg = format!(
         "[tls]\ncerts = [{{ cert = \"{d}/edge.pem\", key = \"{d}/edge-key.pem\" }}]\n\
@@ -112,21 +138,46 @@ async fn every_metric_the_dashboard_and_alerts_name_is_exported() {
         secrets.path().display(),
         origin.addr
     );
-    let edge = Edge::start_with_config(&cfg, &format!("https = \"127.0.0.1:{}\"\n", free_port())).await;
+    let edge =
+        Edge::start_with_config(&cfg, &format!("https = \"127.0.0.1:{}\"\n", free_port())).await;
     let c = client();
     for _ in 0..2 {
-        assert_eq!(c.get(edge.url("/v/seg.ts")).send().await.unwrap().status(), 200);
+        assert_eq!(
+            c.get(edge.url("/v/seg.ts")).send().await.unwrap().status(),
+            200
+        );
     }
-    let refused = c.get(edge.url("/v/uk-only/seg.ts")).header("x-forwarded-for", "198.51.100.7").send().await.unwrap();
+    let refused = c
+        .get(edge.url("/v/uk-only/seg.ts"))
+        .header("x-forwarded-for", "198.51.100.7")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(refused.status(), 451);
     let unsigned = c.get(edge.url("/private/seg.ts")).send().await.unwrap();
     assert_eq!(unsigned.status(), 403);
-    assert_eq!(c.get(edge.url("/api/v1/catalog")).send().await.unwrap().status().as_u16() / 100, 4);
-    edge.await_metric(r#"edge_requests_total{cache="HIT",kind="content",status="200"}"#, 1.0).await;
+    assert_eq!(
+        c.get(edge.url("/api/v1/catalog"))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+            / 100,
+        4
+    );
+    edge.await_metric(
+        r#"edge_requests_total{cache="HIT",kind="content",status="200"}"#,
+        1.0,
+    )
+    .await;
 
     let have = exported(&edge.metrics().await);
     let missing: Vec<&String> = wanted.iter().filter(|n| !have.contains(*n)).collect();
-    assert!(missing.is_empty(), "named in deploy/ but not exported by the edge: {missing:?}\nexported: {have:?}");
+    assert!(
+        missing.is_empty(),
+        "named in deploy/ but not exported by the edge: {missing:?}\nexported: {have:?}"
+    );
 }
 
 /// The production example config (container image, Kubernetes ConfigMap, systemd) passes
@@ -136,20 +187,33 @@ fn production_example_config_passes_edge_check() {
     let cfg = Path::new(ROOT).join("deploy/docker/edge.toml");
     let run = |key: Option<&str>| {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_edge"));
-        cmd.args(["check", "--config"]).arg(&cfg).env_remove("EDGE_TOKEN_KEY_K1");
+        cmd.args(["check", "--config"])
+            .arg(&cfg)
+            .env_remove("EDGE_TOKEN_KEY_K1");
         if let Some(k) = key {
             cmd.env("EDGE_TOKEN_KEY_K1", k);
         }
         cmd.output().unwrap()
     };
-    let ok = run(Some("00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff"));
-    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+    let ok = run(Some(
+        "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff",
+    ));
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
     assert!(String::from_utf8_lossy(&ok.stdout).starts_with("ok: role=edge"));
     let missing = run(None);
     assert!(!missing.status.success());
-    assert!(String::from_utf8_lossy(&missing.stderr).contains("EDGE_TOKEN_KEY_K1"), "{}", String::from_utf8_lossy(&missing.stderr));
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("EDGE_TOKEN_KEY_K1"),
+        "{}",
+        String::from_utf8_lossy(&missing.stderr)
+    );
     // The Kubernetes example builds its ConfigMap from this same file.
-    let kustomization = std::fs::read_to_string(Path::new(ROOT).join("deploy/k8s/kustomization.yaml")).unwrap();
+    let kustomization =
+        std::fs::read_to_string(Path::new(ROOT).join("deploy/k8s/kustomization.yaml")).unwrap();
     assert!(kustomization.contains("edge.toml=../docker/edge.toml"));
 }
 
@@ -157,11 +221,16 @@ fn production_example_config_passes_edge_check() {
 /// directive is only a warning there, so stderr must be empty of them).
 #[test]
 fn systemd_unit_verifies() {
-    let unit = std::fs::read_to_string(Path::new(ROOT).join("deploy/systemd/edge.service")).unwrap();
+    let unit =
+        std::fs::read_to_string(Path::new(ROOT).join("deploy/systemd/edge.service")).unwrap();
     assert!(unit.contains("ExecReload=/bin/kill -HUP $MAINPID"));
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("edge.service");
-    std::fs::write(&path, unit.replace("/usr/local/bin/edge", env!("CARGO_BIN_EXE_edge"))).unwrap();
+    std::fs::write(
+        &path,
+        unit.replace("/usr/local/bin/edge", env!("CARGO_BIN_EXE_edge")),
+    )
+    .unwrap();
     let out = Command::new("systemd-analyze")
         .arg("verify")
         .arg(&path)
@@ -169,7 +238,10 @@ fn systemd_unit_verifies() {
         .expect("systemd-analyze runs (Debian package `systemd`, installed by .ci/deps test)");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
-    assert!(!err.contains("Unknown") && !err.contains("ignoring"), "systemd-analyze warned:\n{err}");
+    assert!(
+        !err.contains("Unknown") && !err.contains("ignoring"),
+        "systemd-analyze warned:\n{err}"
+    );
 }
 
 /// The Kubernetes probes ask the admin port for paths a running edge answers 200.
@@ -181,7 +253,11 @@ async fn kubernetes_probes_name_paths_the_edge_answers() {
         .filter(|l| l.contains("httpGet:") && l.contains("port: admin"))
         .filter_map(|l| l.split("path: ").nth(1)?.split([',', ' ']).next())
         .collect();
-    assert_eq!(paths, ["/readyz", "/healthz", "/healthz"], "readiness, liveness and startup probes");
+    assert_eq!(
+        paths,
+        ["/readyz", "/healthz", "/healthz"],
+        "readiness, liveness and startup probes"
+    );
     let origin = Origin::start().await;
     let edge = Edge::start(origin.addr, "").await;
     for p in paths {

@@ -20,7 +20,10 @@ const GB: &str = "192.0.2.7";
 const US: &str = "198.51.100.7";
 
 fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
 }
 
 fn sign(claims: &Claims) -> String {
@@ -41,12 +44,21 @@ fn get(path: &str, extra: &str) -> String {
 }
 
 fn row(what: &'static str, request: String, status: u16, front: bool) -> Row {
-    Row { what, request, status, front }
+    Row {
+        what,
+        request,
+        status,
+        front,
+    }
 }
 
 async fn edges(origin: &Origin) -> (Edge, Edge, tempfile::TempDir) {
     let keys = tempfile::tempdir().unwrap();
-    std::fs::write(keys.path().join("k1.key"), KEY.iter().map(|b| format!("{b:02x}")).collect::<String>()).unwrap();
+    std::fs::write(
+        keys.path().join("k1.key"),
+        KEY.iter().map(|b| format!("{b:02x}")).collect::<String>(),
+    )
+    .unwrap();
     let cfg = format!(
         "[[origins]]\nname = \"o\"\nnodes = [{{ addr = \"{addr}\" }}]\n\
          [cors]\nallow_origins = [\"https://player.example\"]\n\
@@ -67,15 +79,39 @@ async fn edges(origin: &Origin) -> (Edge, Edge, tempfile::TempDir) {
 async fn front_and_pipeline_agree_on_every_admission_outcome() {
     let origin = Origin::start().await;
     let seg: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
-    for p in ["/pub/seg.ts", "/v/a/seg.ts", "/pub/uk/seg.ts", "/pub/purged.ts", "/v/a/240p/seg.ts"] {
-        origin.route(p, Route::ok(seg.clone()).header("content-type", "video/mp2t").header("cache-control", "max-age=600"));
+    for p in [
+        "/pub/seg.ts",
+        "/v/a/seg.ts",
+        "/pub/uk/seg.ts",
+        "/pub/purged.ts",
+        "/v/a/240p/seg.ts",
+    ] {
+        origin.route(
+            p,
+            Route::ok(seg.clone())
+                .header("content-type", "video/mp2t")
+                .header("cache-control", "max-age=600"),
+        );
     }
     origin.route(
         "/pub/vary.ts",
-        Route::ok(seg.clone()).header("content-type", "video/mp2t").header("cache-control", "max-age=600").encoded("gzip", "gzip-bytes"),
+        Route::ok(seg.clone())
+            .header("content-type", "video/mp2t")
+            .header("cache-control", "max-age=600")
+            .encoded("gzip", "gzip-bytes"),
     );
-    origin.route("/pub/nocache.ts", Route::ok(seg.clone()).header("cache-control", "no-cache").etag("\"n1\""));
-    origin.route("/pub/cdn.ts", Route::ok(seg.clone()).header("cache-control", "no-store").header("cdn-cache-control", "max-age=600"));
+    origin.route(
+        "/pub/nocache.ts",
+        Route::ok(seg.clone())
+            .header("cache-control", "no-cache")
+            .etag("\"n1\""),
+    );
+    origin.route(
+        "/pub/cdn.ts",
+        Route::ok(seg.clone())
+            .header("cache-control", "no-store")
+            .header("cdn-cache-control", "max-age=600"),
+    );
     let (fast, slow, _keys) = edges(&origin).await;
 
     let ok = sign(&Claims::new("/v/a/", now() + 600));
@@ -88,7 +124,11 @@ async fn front_and_pipeline_agree_on_every_admission_outcome() {
     let mut tier = Claims::new("/v/a/", now() + 600);
     tier.mh = Some(240);
     let tier = sign(&tier);
-    let unknown_key = token::sign(&Keyring::new([("k9", [9u8; 32])], "k9").unwrap(), &Claims::new("/v/", now() + 600)).unwrap();
+    let unknown_key = token::sign(
+        &Keyring::new([("k9", [9u8; 32])], "k9").unwrap(),
+        &Claims::new("/v/", now() + 600),
+    )
+    .unwrap();
     // One MAC character changed (not the last, whose spare bits would make it malformed).
     let forged = {
         let mut t: Vec<char> = ok.chars().collect();
@@ -183,7 +223,11 @@ async fn front_and_pipeline_agree_on_every_admission_outcome() {
             let admitted = edge.metric("edge_cache_admitted_bytes_total").await;
             let mut c = Conn::open(edge.http).await;
             c.send(f.as_bytes()).await;
-            assert_eq!(c.response(false).await.header("x-cache"), Some("MISS"), "fill {f}");
+            assert_eq!(
+                c.response(false).await.header("x-cache"),
+                Some("MISS"),
+                "fill {f}"
+            );
             edge.await_admitted(admitted).await;
         }
         let mut got = Vec::new();
@@ -219,51 +263,164 @@ async fn front_and_pipeline_agree_on_every_admission_outcome() {
     };
     for (i, r) in rows.iter().enumerate() {
         let (f, s) = (&answers[0][i], &answers[1][i]);
-        assert_eq!(f.status, r.status, "{}: status through the front edge", r.what);
-        assert_eq!(s.status, r.status, "{}: status through the pipeline edge", r.what);
-        assert_eq!(strip(&f.headers), strip(&s.headers), "{}: same headers", r.what);
-        if !f.headers.get("content-type").is_some_and(|c| c.starts_with("multipart/")) {
+        assert_eq!(
+            f.status, r.status,
+            "{}: status through the front edge",
+            r.what
+        );
+        assert_eq!(
+            s.status, r.status,
+            "{}: status through the pipeline edge",
+            r.what
+        );
+        assert_eq!(
+            strip(&f.headers),
+            strip(&s.headers),
+            "{}: same headers",
+            r.what
+        );
+        if !f
+            .headers
+            .get("content-type")
+            .is_some_and(|c| c.starts_with("multipart/"))
+        {
             assert!(f.body == s.body, "{}: same body", r.what);
         }
-        assert_eq!(front_counts[0][i], if r.front { 1.0 } else { 0.0 }, "{}: answered by the front", r.what);
-        assert_eq!(front_counts[1][i], 0.0, "{}: the pipeline edge has no front", r.what);
-        let other_body = r.request.starts_with("HEAD") || r.request.starts_with("PURGE") || r.what.starts_with("Vary") || ["healthz", "readyz"].contains(&r.what);
+        assert_eq!(
+            front_counts[0][i],
+            if r.front { 1.0 } else { 0.0 },
+            "{}: answered by the front",
+            r.what
+        );
+        assert_eq!(
+            front_counts[1][i], 0.0,
+            "{}: the pipeline edge has no front",
+            r.what
+        );
+        let other_body = r.request.starts_with("HEAD")
+            || r.request.starts_with("PURGE")
+            || r.what.starts_with("Vary")
+            || ["healthz", "readyz"].contains(&r.what);
         if r.status == 200 && !other_body {
             assert!(f.body == seg, "{}: the object's bytes", r.what);
         }
     }
     // Refusals are counted alike on both paths.
     for edge in [&fast, &slow] {
-        for reason in ["missing", "malformed", "bad_signature", "unknown_key", "expired", "not_yet_valid", "acl_mismatch", "ip_mismatch", "ttl_too_long", "rendition_not_allowed"] {
-            let n = edge.metric(&format!("edge_token_rejections_total{{reason=\"{reason}\"}}")).await;
+        for reason in [
+            "missing",
+            "malformed",
+            "bad_signature",
+            "unknown_key",
+            "expired",
+            "not_yet_valid",
+            "acl_mismatch",
+            "ip_mismatch",
+            "ttl_too_long",
+            "rendition_not_allowed",
+        ] {
+            let n = edge
+                .metric(&format!(
+                    "edge_token_rejections_total{{reason=\"{reason}\"}}"
+                ))
+                .await;
             let want = if reason == "malformed" { 2.0 } else { 1.0 };
             assert_eq!(n, want, "{reason}");
         }
-        assert_eq!(edge.metric(r#"edge_geo_blocked_total{country="US"}"#).await, 1.0);
-        assert_eq!(edge.metric(r#"edge_geo_blocked_total{country="unknown"}"#).await, 1.0);
+        assert_eq!(
+            edge.metric(r#"edge_geo_blocked_total{country="US"}"#).await,
+            1.0
+        );
+        assert_eq!(
+            edge.metric(r#"edge_geo_blocked_total{country="unknown"}"#)
+                .await,
+            1.0
+        );
     }
     let by = |what: &str| rows.iter().position(|r| r.what == what).unwrap();
     let f = &answers[0];
-    assert_eq!(f[by("CORS allowed")].header("access-control-allow-origin"), Some("https://player.example"));
-    assert_eq!(f[by("CORS not allowed")].header("access-control-allow-origin"), None);
-    assert_eq!(f[by("single range")].header("content-range"), Some("bytes 10-19/100000"));
-    assert_eq!(f[by("no Host on HTTP/1.1")].header("x-edge-reason"), Some("missing_host"));
-    assert_eq!(f[by("token forged")].header("x-edge-reason"), Some("bad_signature"));
-    assert_eq!(f[by("country refused")].header("x-edge-reason"), Some("country_not_allowed"));
-    assert_eq!(f[by("rendition above the token's mh")].header("x-edge-reason"), Some("rendition_not_allowed"));
-    assert_eq!(f[by("POST with a viewer token")].header("allow"), Some("GET, HEAD, OPTIONS"));
-    assert_eq!(f[by("empty suffix range")].header("content-range"), Some("bytes */100000"));
-    assert_eq!(f[by("plain hit")].header("cache-status"), Some("edge-diff; hit"));
-    assert_eq!(f[by("purged object refetched")].header("x-cache"), Some("MISS"));
-    assert!(f[by("Vary: the gzip variant")].body == b"gzip-bytes" && f[by("Vary: the identity variant")].body == seg);
-    assert_ne!(f[by("Authorization is not answered from the cache")].header("x-cache"), Some("HIT"));
-    assert_eq!(f[by("no-cache is revalidated")].header("x-cache"), Some("REVALIDATED"));
-    assert_eq!(f[by("CDN-Cache-Control beats Cache-Control")].header("x-cache"), Some("HIT"));
-    assert_eq!(f[by("transfer coding other than chunked")].header("x-edge-reason"), Some("transfer_coding_not_implemented"));
-    assert_eq!(f[by("head over max_head")].header("x-edge-reason"), Some("head_too_large"));
-    assert_eq!(f[by("a space in the target")].header("x-edge-reason"), Some("bad_request_line"));
+    assert_eq!(
+        f[by("CORS allowed")].header("access-control-allow-origin"),
+        Some("https://player.example")
+    );
+    assert_eq!(
+        f[by("CORS not allowed")].header("access-control-allow-origin"),
+        None
+    );
+    assert_eq!(
+        f[by("single range")].header("content-range"),
+        Some("bytes 10-19/100000")
+    );
+    assert_eq!(
+        f[by("no Host on HTTP/1.1")].header("x-edge-reason"),
+        Some("missing_host")
+    );
+    assert_eq!(
+        f[by("token forged")].header("x-edge-reason"),
+        Some("bad_signature")
+    );
+    assert_eq!(
+        f[by("country refused")].header("x-edge-reason"),
+        Some("country_not_allowed")
+    );
+    assert_eq!(
+        f[by("rendition above the token's mh")].header("x-edge-reason"),
+        Some("rendition_not_allowed")
+    );
+    assert_eq!(
+        f[by("POST with a viewer token")].header("allow"),
+        Some("GET, HEAD, OPTIONS")
+    );
+    assert_eq!(
+        f[by("empty suffix range")].header("content-range"),
+        Some("bytes */100000")
+    );
+    assert_eq!(
+        f[by("plain hit")].header("cache-status"),
+        Some("edge-diff; hit")
+    );
+    assert_eq!(
+        f[by("purged object refetched")].header("x-cache"),
+        Some("MISS")
+    );
+    assert!(
+        f[by("Vary: the gzip variant")].body == b"gzip-bytes"
+            && f[by("Vary: the identity variant")].body == seg
+    );
+    assert_ne!(
+        f[by("Authorization is not answered from the cache")].header("x-cache"),
+        Some("HIT")
+    );
+    assert_eq!(
+        f[by("no-cache is revalidated")].header("x-cache"),
+        Some("REVALIDATED")
+    );
+    assert_eq!(
+        f[by("CDN-Cache-Control beats Cache-Control")].header("x-cache"),
+        Some("HIT")
+    );
+    assert_eq!(
+        f[by("transfer coding other than chunked")].header("x-edge-reason"),
+        Some("transfer_coding_not_implemented")
+    );
+    assert_eq!(
+        f[by("head over max_head")].header("x-edge-reason"),
+        Some("head_too_large")
+    );
+    assert_eq!(
+        f[by("a space in the target")].header("x-edge-reason"),
+        Some("bad_request_line")
+    );
     // Each object reached the origin once per edge, plus the refetch after the purge.
-    assert_eq!(origin.hits("/pub/seg.ts"), 4, "a fill and the Authorization request, per edge");
-    assert_eq!(origin.hits("/pub/vary.ts"), 4, "one fill per variant per edge");
+    assert_eq!(
+        origin.hits("/pub/seg.ts"),
+        4,
+        "a fill and the Authorization request, per edge"
+    );
+    assert_eq!(
+        origin.hits("/pub/vary.ts"),
+        4,
+        "one fill per variant per edge"
+    );
     assert_eq!(origin.hits("/pub/purged.ts"), 4);
 }

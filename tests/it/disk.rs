@@ -4,7 +4,10 @@
 use crate::support::{bytes_of, client, Edge, Origin, Route};
 
 fn pool(origin: &Origin) -> String {
-    format!("[[origins]]\nname = \"test\"\nnodes = [{{ addr = \"{}\" }}]\nread_timeout = \"10s\"\n", origin.addr)
+    format!(
+        "[[origins]]\nname = \"test\"\nnodes = [{{ addr = \"{}\" }}]\nread_timeout = \"10s\"\n",
+        origin.addr
+    )
 }
 
 async fn get(edge: &Edge, path: &str) -> (String, Vec<u8>) {
@@ -32,7 +35,12 @@ async fn a_20_mib_object_reaches_the_disk_tier_and_is_served_from_it() {
     let origin = Origin::start().await;
     let body = bytes_of(20 << 20, 60);
     origin.route("/v/big.mp4", Route::ok(body.clone()));
-    let mut edge = Edge::start_full(&pool(&origin), "", "memory = \"32 MiB\"\nmax_object = \"24 MiB\"\ndisk = \"256 MiB\"\n").await;
+    let mut edge = Edge::start_full(
+        &pool(&origin),
+        "",
+        "memory = \"32 MiB\"\nmax_object = \"24 MiB\"\ndisk = \"256 MiB\"\n",
+    )
+    .await;
     let (x, got) = get(&edge, "/v/big.mp4").await;
     assert_eq!(x, "MISS");
     assert!(got == body);
@@ -43,9 +51,16 @@ async fn a_20_mib_object_reaches_the_disk_tier_and_is_served_from_it() {
     let (x, got) = get(&edge, "/v/big.mp4").await;
     assert_eq!(x, "HIT");
     assert!(got == body, "the disk copy is byte-identical");
-    assert_eq!(edge.metric(r#"edge_cache_lookups_total{result="disk"}"#).await, 1.0);
+    assert_eq!(
+        edge.metric(r#"edge_cache_lookups_total{result="disk"}"#)
+            .await,
+        1.0
+    );
     let disk_bytes = edge.metric(r#"edge_cache_bytes{tier="disk"}"#).await;
-    assert!(disk_bytes >= (20 << 20) as f64, "the disk tier holds the object: {disk_bytes}");
+    assert!(
+        disk_bytes >= (20 << 20) as f64,
+        "the disk tier holds the object: {disk_bytes}"
+    );
     assert_eq!(origin.hits("/v/big.mp4"), 1);
 }
 
@@ -53,7 +68,10 @@ async fn a_20_mib_object_reaches_the_disk_tier_and_is_served_from_it() {
 async fn one_hit_disk_bytes(admission: &str) -> f64 {
     let origin = Origin::start().await;
     for i in 0..40 {
-        origin.route(&format!("/v/once/{i}.ts"), Route::ok(bytes_of(256 * 1024, 100 + i)));
+        origin.route(
+            &format!("/v/once/{i}.ts"),
+            Route::ok(bytes_of(256 * 1024, 100 + i)),
+        );
     }
     origin.route("/v/twice.ts", Route::ok(bytes_of(256 * 1024, 99)));
     let cache = format!("memory = \"4 MiB\"\ndisk_admission = \"{admission}\"\n");
@@ -71,9 +89,17 @@ async fn one_hit_disk_bytes(admission: &str) -> f64 {
 async fn one_hit_wonders_do_not_churn_the_disk() {
     let with = one_hit_disk_bytes("second-hit").await;
     let without = one_hit_disk_bytes("first-hit").await;
-    eprintln!("disk bytes written for 40 one-hit 256 KiB objects: second-hit {with}, first-hit {without}");
-    assert!(without >= 20.0 * 256.0 * 1024.0, "first-hit admission writes evicted objects: {without}");
-    assert!(with < without / 10.0, "second-hit admission writes far less: {with} vs {without}");
+    eprintln!(
+        "disk bytes written for 40 one-hit 256 KiB objects: second-hit {with}, first-hit {without}"
+    );
+    assert!(
+        without >= 20.0 * 256.0 * 1024.0,
+        "first-hit admission writes evicted objects: {without}"
+    );
+    assert!(
+        with < without / 10.0,
+        "second-hit admission writes far less: {with} vs {without}"
+    );
 }
 
 #[tokio::test]
@@ -113,7 +139,13 @@ async fn damaged_disk_entries_are_misses_never_bad_bytes() {
     edge.restart_after_stop().await;
     for (i, b) in bodies.iter().enumerate() {
         let (_, got) = get(&edge, &format!("/v/c/{i}.ts")).await;
-        assert!(got == *b, "object {i}: correct bytes, from the origin if the disk copy was damaged");
+        assert!(
+            got == *b,
+            "object {i}: correct bytes, from the origin if the disk copy was damaged"
+        );
     }
-    assert!(origin.total_hits() > bodies.len(), "damaged objects were refetched");
+    assert!(
+        origin.total_hits() > bodies.len(),
+        "damaged objects were refetched"
+    );
 }

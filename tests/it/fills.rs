@@ -10,7 +10,10 @@ async fn fifty_waiters_stream_a_slow_fill_as_it_arrives() {
     let origin = Origin::start().await;
     let body = bytes_of(4 * 1024 * 1024, 40);
     // The origin sends 4 MiB in 20 chunks over 2 s.
-    origin.route("/v/slow4m.ts", Route::ok(body.clone()).paced(20, Duration::from_secs(2)));
+    origin.route(
+        "/v/slow4m.ts",
+        Route::ok(body.clone()).paced(20, Duration::from_secs(2)),
+    );
     let edge = Edge::start(origin.addr, "").await;
     let c = client();
     let start = Instant::now();
@@ -39,11 +42,26 @@ async fn fifty_waiters_stream_a_slow_fill_as_it_arrives() {
         worst_first = worst_first.max(first_at);
         worst_done = worst_done.max(done_at);
     }
-    let seen: Vec<_> = origin.requests().iter().map(|r| (r.at.duration_since(start), r.headers.clone())).collect();
-    assert_eq!(origin.hits("/v/slow4m.ts"), 1, "origin requests: {seen:?}\n{}", edge.log());
+    let seen: Vec<_> = origin
+        .requests()
+        .iter()
+        .map(|r| (r.at.duration_since(start), r.headers.clone()))
+        .collect();
+    assert_eq!(
+        origin.hits("/v/slow4m.ts"),
+        1,
+        "origin requests: {seen:?}\n{}",
+        edge.log()
+    );
     // The origin needs ~1.9 s from its first to its last chunk: every client had bytes long before.
-    assert!(worst_first < Duration::from_millis(1200), "slowest first byte at {worst_first:?}");
-    assert!(worst_done < Duration::from_secs(5), "slowest client done at {worst_done:?}");
+    assert!(
+        worst_first < Duration::from_millis(1200),
+        "slowest first byte at {worst_first:?}"
+    );
+    assert!(
+        worst_done < Duration::from_secs(5),
+        "slowest client done at {worst_done:?}"
+    );
     eprintln!("streamed fill: slowest first byte {worst_first:?}, slowest complete {worst_done:?}");
 }
 
@@ -72,7 +90,10 @@ async fn failure_mode(route: Route) {
     }
     for t in tasks {
         if let Ok(len) = t.await.unwrap() {
-            panic!("a client got a clean response of {len} bytes (full body is {})", body.len());
+            panic!(
+                "a client got a clean response of {len} bytes (full body is {})",
+                body.len()
+            );
         }
     }
     let mut healed = route;
@@ -88,19 +109,27 @@ async fn failure_mode(route: Route) {
 
 #[tokio::test]
 async fn connection_closed_mid_body_is_never_stored() {
-    let route = Route::ok(bytes_of(600_000, 41)).delay(Duration::from_millis(200)).paced(6, Duration::from_millis(300)).cut_after(250_000);
+    let route = Route::ok(bytes_of(600_000, 41))
+        .delay(Duration::from_millis(200))
+        .paced(6, Duration::from_millis(300))
+        .cut_after(250_000);
     failure_mode(route).await;
 }
 
 #[tokio::test]
 async fn connection_reset_mid_body_is_never_stored() {
-    let route = Route::ok(bytes_of(600_000, 42)).delay(Duration::from_millis(200)).paced(6, Duration::from_millis(300)).reset_after(250_000);
+    let route = Route::ok(bytes_of(600_000, 42))
+        .delay(Duration::from_millis(200))
+        .paced(6, Duration::from_millis(300))
+        .reset_after(250_000);
     failure_mode(route).await;
 }
 
 #[tokio::test]
 async fn origin_stalling_mid_body_times_out_and_is_never_stored() {
-    let route = Route::ok(bytes_of(600_000, 43)).delay(Duration::from_millis(200)).stall_after(250_000);
+    let route = Route::ok(bytes_of(600_000, 43))
+        .delay(Duration::from_millis(200))
+        .stall_after(250_000);
     // A 1 s read timeout for this pool: the stall becomes an error quickly.
     let origin_cfg = |addr| {
         format!("[[origins]]\nname = \"test\"\nnodes = [{{ addr = \"{addr}\" }}]\nconnect_timeout = \"1s\"\nread_timeout = \"1s\"\n")
@@ -112,8 +141,15 @@ async fn origin_stalling_mid_body_times_out_and_is_never_stored() {
     let c = client();
     let t0 = Instant::now();
     let r = c.get(edge.url("/v/fail.ts")).send().await.unwrap();
-    assert!(r.bytes().await.is_err(), "a stalled fill ends in an error, not a short body");
-    assert!(t0.elapsed() < Duration::from_secs(5), "took {:?}", t0.elapsed());
+    assert!(
+        r.bytes().await.is_err(),
+        "a stalled fill ends in an error, not a short body"
+    );
+    assert!(
+        t0.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        t0.elapsed()
+    );
     origin.route("/v/fail.ts", Route::ok(body.clone()));
     let r = c.get(edge.url("/v/fail.ts")).send().await.unwrap();
     assert_eq!(r.headers()["x-cache"], "MISS");
@@ -133,8 +169,16 @@ async fn a_client_that_reads_nothing_does_not_hold_the_fill(transport: Transport
     let origin = Origin::start().await;
     let body = bytes_of(4 * 1024 * 1024, 44);
     let path = "/v/cold.ts";
-    origin.route(path, Route::ok(body.clone()).header("content-type", "video/mp2t").paced(30, ORIGIN_TIME));
-    let pool = format!("[[origins]]\nname = \"test\"\nnodes = [{{ addr = \"{}\" }}]\nread_timeout = \"5s\"\n", origin.addr);
+    origin.route(
+        path,
+        Route::ok(body.clone())
+            .header("content-type", "video/mp2t")
+            .paced(30, ORIGIN_TIME),
+    );
+    let pool = format!(
+        "[[origins]]\nname = \"test\"\nnodes = [{{ addr = \"{}\" }}]\nread_timeout = \"5s\"\n",
+        origin.addr
+    );
     let edge = TlsEdge::start(&pool, "fill_stall = \"100ms\"\n").await;
     let _stalled = edge.stalled(transport, path).await;
     // The stalled client's request is the fill: wait (bounded) until the origin has it.
@@ -144,7 +188,11 @@ async fn a_client_that_reads_nothing_does_not_hold_the_fill(transport: Transport
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    let asked = origin.requests().first().map(|r| r.at).expect("the origin was asked");
+    let asked = origin
+        .requests()
+        .first()
+        .map(|r| r.at)
+        .expect("the origin was asked");
     let c = edge.client(transport);
     let mut viewers = Vec::new();
     for _ in 0..4 {
@@ -160,14 +208,27 @@ async fn a_client_that_reads_nothing_does_not_hold_the_fill(transport: Transport
     let mut slowest = Duration::ZERO;
     for v in viewers {
         let (done, got) = v.await.unwrap();
-        assert!(got == body, "{transport:?}: a viewer got {} bytes, not the 4 MiB object", got.len());
+        assert!(
+            got == body,
+            "{transport:?}: a viewer got {} bytes, not the 4 MiB object",
+            got.len()
+        );
         let took = done.duration_since(asked);
         assert!(took <= bound, "{transport:?}: a viewer finished {took:?} after the origin was asked (bound {bound:?})");
         slowest = slowest.max(took);
     }
     eprintln!("{transport:?}: slowest of 4 viewers done {slowest:?} after the origin was asked (origin time {ORIGIN_TIME:?})");
-    let seen: Vec<_> = origin.requests().iter().map(|r| (r.at.duration_since(asked), r.headers.clone())).collect();
-    assert_eq!(origin.hits(path), 1, "{transport:?}: one origin request: {seen:?}\n{}", edge.edge.log());
+    let seen: Vec<_> = origin
+        .requests()
+        .iter()
+        .map(|r| (r.at.duration_since(asked), r.headers.clone()))
+        .collect();
+    assert_eq!(
+        origin.hits(path),
+        1,
+        "{transport:?}: one origin request: {seen:?}\n{}",
+        edge.edge.log()
+    );
 }
 
 #[tokio::test]
@@ -196,24 +257,38 @@ async fn misses_over_the_fill_memory_budget_stream_through_uncached() {
     let origin = Origin::start().await;
     let bodies: Vec<Vec<u8>> = (0..N).map(|i| bytes_of(LEN, 50 + i as u64)).collect();
     for (i, b) in bodies.iter().enumerate() {
-        origin.route(&format!("/v/b{i}.ts"), Route::ok(b.clone()).paced(10, Duration::from_millis(1000)));
+        origin.route(
+            &format!("/v/b{i}.ts"),
+            Route::ok(b.clone()).paced(10, Duration::from_millis(1000)),
+        );
     }
-    let pool = format!("[[origins]]\nname = \"test\"\nnodes = [{{ addr = \"{}\" }}]\nread_timeout = \"5s\"\n", origin.addr);
+    let pool = format!(
+        "[[origins]]\nname = \"test\"\nnodes = [{{ addr = \"{}\" }}]\nread_timeout = \"5s\"\n",
+        origin.addr
+    );
     let edge = Edge::start_with_config_cache(&pool, "fill_memory = \"5 MiB\"\n").await;
     let c = client();
     let mut tasks = Vec::new();
     for i in 0..N {
         let (c, url) = (c.clone(), edge.url(&format!("/v/b{i}.ts")));
-        tasks.push(tokio::spawn(async move { c.get(url).send().await.unwrap().bytes().await.unwrap() }));
+        tasks.push(tokio::spawn(async move {
+            c.get(url).send().await.unwrap().bytes().await.unwrap()
+        }));
     }
     // Mid-way: the fills hold no more than the budget, plus at most one object per worker
     // thread (2) that passed the check together with another.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let held = edge.metric("edge_cache_fill_bytes").await;
     assert!(held > 0.0, "fills in flight are counted");
-    assert!(held <= (5 * 1024 * 1024 + 2 * LEN) as f64, "fills hold {held} bytes");
+    assert!(
+        held <= (5 * 1024 * 1024 + 2 * LEN) as f64,
+        "fills hold {held} bytes"
+    );
     for (i, t) in tasks.into_iter().enumerate() {
-        assert!(t.await.unwrap() == bodies[i], "object {i} complete and correct");
+        assert!(
+            t.await.unwrap() == bodies[i],
+            "object {i} complete and correct"
+        );
     }
     let over = edge.metric("edge_cache_fills_over_budget_total").await as usize;
     eprintln!("fill budget: {held} bytes held mid-way, {over} of {N} misses streamed uncached");
@@ -224,15 +299,31 @@ async fn misses_over_the_fill_memory_budget_stream_through_uncached() {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(edge.metric("edge_cache_fill_bytes").await, 0.0, "every reservation came back");
+    assert_eq!(
+        edge.metric("edge_cache_fill_bytes").await,
+        0.0,
+        "every reservation came back"
+    );
     // Again, one by one: the filled objects are hits, the others go to the origin again.
     let mut hits = 0;
     for (i, body) in bodies.iter().enumerate() {
-        let r = c.get(edge.url(&format!("/v/b{i}.ts"))).send().await.unwrap();
+        let r = c
+            .get(edge.url(&format!("/v/b{i}.ts")))
+            .send()
+            .await
+            .unwrap();
         let stored = r.headers()["x-cache"] == "HIT";
         assert!(r.bytes().await.unwrap() == *body);
-        assert_eq!(origin.hits(&format!("/v/b{i}.ts")), if stored { 1 } else { 2 }, "object {i}");
+        assert_eq!(
+            origin.hits(&format!("/v/b{i}.ts")),
+            if stored { 1 } else { 2 },
+            "object {i}"
+        );
         hits += usize::from(stored);
     }
-    assert_eq!(hits, N - over, "the objects filled within the budget were stored, the others not");
+    assert_eq!(
+        hits,
+        N - over,
+        "the objects filled within the budget were stored, the others not"
+    );
 }

@@ -7,37 +7,66 @@ use crate::support::{bytes_of, client, free_port, Edge, Origin, Route};
 #[tokio::test]
 async fn objects_survive_a_restart() {
     let origin = Origin::start().await;
-    let bodies: Vec<Vec<u8>> = (0..5).map(|i| bytes_of(100_000 + i * 1000, 20 + i as u64)).collect();
+    let bodies: Vec<Vec<u8>> = (0..5)
+        .map(|i| bytes_of(100_000 + i * 1000, 20 + i as u64))
+        .collect();
     for (i, b) in bodies.iter().enumerate() {
         origin.route(&format!("/v/w/{i}.ts"), Route::ok(b.clone()));
     }
     let mut edge = Edge::start(origin.addr, "").await;
     let c = client();
     for i in 0..bodies.len() {
-        let r = c.get(edge.url(&format!("/v/w/{i}.ts"))).send().await.unwrap();
+        let r = c
+            .get(edge.url(&format!("/v/w/{i}.ts")))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.headers()["x-cache"], "MISS");
         r.bytes().await.unwrap();
     }
     edge.restart().await;
     for (i, b) in bodies.iter().enumerate() {
-        let r = c.get(edge.url(&format!("/v/w/{i}.ts"))).send().await.unwrap();
+        let r = c
+            .get(edge.url(&format!("/v/w/{i}.ts")))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.headers()["x-cache"], "HIT", "object {i} after restart");
-        assert!(r.bytes().await.unwrap() == *b, "object {i} bytes after restart");
+        assert!(
+            r.bytes().await.unwrap() == *b,
+            "object {i} bytes after restart"
+        );
     }
-    assert_eq!(origin.total_hits(), bodies.len(), "zero origin requests after the restart");
+    assert_eq!(
+        origin.total_hits(),
+        bodies.len(),
+        "zero origin requests after the restart"
+    );
 }
 
 #[tokio::test]
 async fn shutdown_lets_in_flight_requests_finish_within_the_grace_period() {
     let origin = Origin::start().await;
     let body = bytes_of(200_000, 30);
-    origin.route("/v/slow.ts", Route::ok(body.clone()).paced(5, Duration::from_millis(600)));
+    origin.route(
+        "/v/slow.ts",
+        Route::ok(body.clone()).paced(5, Duration::from_millis(600)),
+    );
     let mut edge = Edge::start(origin.addr, "").await;
     let c = client();
     let prober = client();
-    assert_eq!(prober.get(edge.admin_url("/readyz")).send().await.unwrap().status(), 200);
+    assert_eq!(
+        prober
+            .get(edge.admin_url("/readyz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
     let url = edge.url("/v/slow.ts");
-    let inflight = tokio::spawn(async move { c.get(url).send().await.unwrap().bytes().await.unwrap() });
+    let inflight =
+        tokio::spawn(async move { c.get(url).send().await.unwrap().bytes().await.unwrap() });
     tokio::time::sleep(Duration::from_millis(150)).await;
     edge.terminate();
     // Readiness drops at once: a prober on a kept-alive connection reads 503 `draining`, a new
@@ -82,10 +111,17 @@ async fn a_busy_port_is_a_clear_start_error() {
         ),
     )
     .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_edge")).args(["serve", "--config"]).arg(&cfg).output().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_edge"))
+        .args(["serve", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(69));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains(&format!("server.http: cannot listen on 127.0.0.1:{port}")), "{err}");
+    assert!(
+        err.contains(&format!("server.http: cannot listen on 127.0.0.1:{port}")),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -104,7 +140,11 @@ async fn a_second_process_cannot_share_a_cache_dir() {
         ),
     )
     .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_edge")).args(["serve", "--config"]).arg(&cfg).output().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_edge"))
+        .args(["serve", "--config"])
+        .arg(&cfg)
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(69));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("is in use by another edge process"), "{err}");
@@ -117,7 +157,10 @@ async fn a_second_process_cannot_share_a_cache_dir() {
 #[tokio::test]
 async fn operator_signals_never_kill_the_edge() {
     let origin = Origin::start().await;
-    origin.route("/v/a.ts", Route::ok("a").header("cache-control", "max-age=60"));
+    origin.route(
+        "/v/a.ts",
+        Route::ok("a").header("cache-control", "max-age=60"),
+    );
     let db = concat!(env!("CARGO_MANIFEST_DIR"), "/geoip/edge-test.mmdb");
     let plain = Edge::start(origin.addr, "").await;
     let certs = tempfile::tempdir().unwrap();
@@ -136,18 +179,34 @@ async fn operator_signals_never_kill_the_edge() {
         for sig in ["HUP", "USR1", "USR2", "HUP"] {
             edge.signal(sig);
             tokio::time::sleep(Duration::from_millis(200)).await;
-            assert!(edge.running(), "SIGHUP/USR1/USR2 ended the edge ({sig}):\n{}", edge.log());
+            assert!(
+                edge.running(),
+                "SIGHUP/USR1/USR2 ended the edge ({sig}):\n{}",
+                edge.log()
+            );
             let r = client().get(edge.url("/v/a.ts")).send().await.unwrap();
             assert_eq!(r.status(), 200, "serving after {sig}");
         }
-        assert!(edge.log().contains("SIGUSR1"), "the edge says what it did with USR1:\n{}", edge.log());
+        assert!(
+            edge.log().contains("SIGUSR1"),
+            "the edge says what it did with USR1:\n{}",
+            edge.log()
+        );
         // HUP re-read the same file: nothing changed, nothing waits for a restart.
         assert!(edge.log().contains("config reloaded"), "{}", edge.log());
         assert!(!edge.log().contains("until a restart"), "{}", edge.log());
         // A prober on a kept-alive connection reads 503 `draining`; a new connection is
         // refused once Pingora stops accepting.
         let prober = client();
-        assert_eq!(prober.get(edge.admin_url("/readyz")).send().await.unwrap().status(), 200);
+        assert_eq!(
+            prober
+                .get(edge.admin_url("/readyz"))
+                .send()
+                .await
+                .unwrap()
+                .status(),
+            200
+        );
         edge.signal("QUIT");
         let mut ready = 200;
         // Bounded: 1 s of 50 ms probes.

@@ -12,7 +12,10 @@ use crate::support::raw::Conn;
 use crate::support::{bytes_of, client, Edge, Origin, Route};
 
 fn pool(origin: &Origin) -> String {
-    format!("[[origins]]\nname = \"o\"\nnodes = [{{ addr = \"{}\" }}]\n", origin.addr)
+    format!(
+        "[[origins]]\nname = \"o\"\nnodes = [{{ addr = \"{}\" }}]\n",
+        origin.addr
+    )
 }
 
 fn limit(name: &str) -> String {
@@ -33,7 +36,10 @@ async fn await_metric(edge: &Edge, sample: &str, want: f64) {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    panic!("{sample} is {} after 5 s, want {want}", edge.metric(sample).await);
+    panic!(
+        "{sample} is {} after 5 s, want {want}",
+        edge.metric(sample).await
+    );
 }
 
 /// One request on a held connection, answered in full.
@@ -79,29 +85,54 @@ async fn a_head_trickled_byte_by_byte_is_cut_at_the_header_timeout() {
     let origin = Origin::start().await;
     origin.route("/v/a.ts", Route::ok("a"));
     let edge = Edge::start_with_config(&pool(&origin), "header_timeout = \"1s\"").await;
-    let pipeline = Edge::start_with_config(&pool(&origin), "header_timeout = \"1s\"\nfast_hits = false").await;
+    let pipeline =
+        Edge::start_with_config(&pool(&origin), "header_timeout = \"1s\"\nfast_hits = false").await;
     let short = b"GET /v/a.ts HTTP/1.1\r\nhost: edge.test\r\n".to_vec();
     // Over the front's 8 KiB, within the head size limits (no field over 8 KiB).
-    let fields: String = (0..5).map(|i| format!("x-long-{i}: {}\r\n", "v".repeat(2_000))).collect();
+    let fields: String = (0..5)
+        .map(|i| format!("x-long-{i}: {}\r\n", "v".repeat(2_000)))
+        .collect();
     let long = format!("GET /v/a.ts HTTP/1.1\r\nhost: edge.test\r\n{fields}").into_bytes();
-    let cases = [(edge.http, short.clone()), (edge.http, long), (pipeline.http, short)];
-    let runs = futures_join(cases.iter().map(|(addr, prefix)| trickle(*addr, prefix.clone()))).await;
+    let cases = [
+        (edge.http, short.clone()),
+        (edge.http, long),
+        (pipeline.http, short),
+    ];
+    let runs = futures_join(
+        cases
+            .iter()
+            .map(|(addr, prefix)| trickle(*addr, prefix.clone())),
+    )
+    .await;
     for (i, (closed_at, got)) in runs.into_iter().enumerate() {
         assert!(
             closed_at >= Duration::from_millis(900) && closed_at < Duration::from_millis(1600),
             "case {i}: closed after {closed_at:?}"
         );
         let text = String::from_utf8_lossy(&got);
-        assert!(text.starts_with("HTTP/1.1 408 "), "case {i}: answer {text:?}");
+        assert!(
+            text.starts_with("HTTP/1.1 408 "),
+            "case {i}: answer {text:?}"
+        );
         eprintln!("trickled head, case {i}: closed after {closed_at:?}");
     }
-    assert_eq!(edge.metric(&limit("header_timeout")).await, 2.0, "counted before the close");
+    assert_eq!(
+        edge.metric(&limit("header_timeout")).await,
+        2.0,
+        "counted before the close"
+    );
     assert_eq!(pipeline.metric(&limit("header_timeout")).await, 1.0);
-    assert_eq!(origin.total_hits(), 0, "no partial request reached the origin");
+    assert_eq!(
+        origin.total_hits(),
+        0,
+        "no partial request reached the origin"
+    );
 }
 
 /// Run futures side by side; their outputs in order.
-async fn futures_join<F: std::future::Future + Send + 'static>(futures: impl Iterator<Item = F>) -> Vec<F::Output>
+async fn futures_join<F: std::future::Future + Send + 'static>(
+    futures: impl Iterator<Item = F>,
+) -> Vec<F::Output>
 where
     F::Output: Send + 'static,
 {
@@ -167,7 +198,10 @@ async fn the_per_address_cap_closes_the_sixth_connection_of_an_address() {
     let mut held = hold(&edge, &["127.0.0.1"; 5]).await;
     assert_eq!(edge.metric("edge_open_connections").await, 5.0);
     let mut sixth = Conn::open_from(edge.http, ip("127.0.0.1")).await;
-    assert!(sixth.closed().await, "the sixth connection from 127.0.0.1 must be closed");
+    assert!(
+        sixth.closed().await,
+        "the sixth connection from 127.0.0.1 must be closed"
+    );
     assert_eq!(edge.metric(&limit("max_connections_per_ip")).await, 1.0);
     // Another address has its own count.
     let mut other = Conn::open_from(edge.http, ip("127.0.0.2")).await;
@@ -187,11 +221,28 @@ async fn the_per_address_cap_closes_the_sixth_connection_of_an_address() {
 async fn the_global_cap_closes_connections_over_it_from_any_address() {
     let origin = Origin::start().await;
     origin.route("/v/a.ts", Route::ok("a"));
-    let edge = Edge::start_with_config(&pool(&origin), "max_connections = 5\nmax_connections_per_ip = 0").await;
-    let mut held = hold(&edge, &["127.0.0.1", "127.0.0.1", "127.0.0.2", "127.0.0.2", "127.0.0.3"]).await;
+    let edge = Edge::start_with_config(
+        &pool(&origin),
+        "max_connections = 5\nmax_connections_per_ip = 0",
+    )
+    .await;
+    let mut held = hold(
+        &edge,
+        &[
+            "127.0.0.1",
+            "127.0.0.1",
+            "127.0.0.2",
+            "127.0.0.2",
+            "127.0.0.3",
+        ],
+    )
+    .await;
     for addr in ["127.0.0.4", "127.0.0.1"] {
         let mut over = Conn::open_from(edge.http, ip(addr)).await;
-        assert!(over.closed().await, "a sixth connection (from {addr}) must be closed");
+        assert!(
+            over.closed().await,
+            "a sixth connection (from {addr}) must be closed"
+        );
     }
     assert_eq!(edge.metric(&limit("max_connections")).await, 2.0);
     for c in &mut held {
@@ -206,7 +257,9 @@ async fn reads_nothing(addr: SocketAddr, path: &str) -> TcpStream {
     let socket = TcpSocket::new_v4().unwrap();
     socket.set_recv_buffer_size(4096).unwrap();
     let mut s = socket.connect(addr).await.unwrap();
-    s.write_all(format!("GET {path} HTTP/1.1\r\nhost: edge.test\r\n\r\n").as_bytes()).await.unwrap();
+    s.write_all(format!("GET {path} HTTP/1.1\r\nhost: edge.test\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
     s
 }
 
@@ -238,16 +291,40 @@ async fn clients_that_read_nothing_are_cut_at_the_send_timeout() {
     origin.route("/v/warm.ts", Route::ok(warm.clone()));
     let edge = Edge::start_with_config(&pool(&origin), "send_timeout = \"1s\"").await;
     let c = client();
-    let got = c.get(edge.url("/v/warm.ts")).send().await.unwrap().bytes().await.unwrap();
+    let got = c
+        .get(edge.url("/v/warm.ts"))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
     assert!(got == warm, "warm object primed");
     let started = Instant::now();
-    let stalled = [reads_nothing(edge.http, "/v/cold.ts").await, reads_nothing(edge.http, "/v/warm.ts").await];
+    let stalled = [
+        reads_nothing(edge.http, "/v/cold.ts").await,
+        reads_nothing(edge.http, "/v/warm.ts").await,
+    ];
     // Others are served meanwhile, in full.
     for (path, body) in [("/v/warm.ts", &warm), ("/v/cold.ts", &cold)] {
         let t = Instant::now();
-        let got = c.get(edge.url(path)).send().await.unwrap().bytes().await.unwrap();
-        assert!(got == *body, "{path} served in full next to the stalled clients");
-        assert!(t.elapsed() < Duration::from_secs(3), "{path} took {:?}", t.elapsed());
+        let got = c
+            .get(edge.url(path))
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        assert!(
+            got == *body,
+            "{path} served in full next to the stalled clients"
+        );
+        assert!(
+            t.elapsed() < Duration::from_secs(3),
+            "{path} took {:?}",
+            t.elapsed()
+        );
     }
     drop(c);
     await_metric(&edge, &limit("send_timeout"), 2.0).await;
@@ -255,7 +332,10 @@ async fn clients_that_read_nothing_are_cut_at_the_send_timeout() {
     assert!(cut_at < Duration::from_secs(5), "cut after {cut_at:?}");
     for s in stalled {
         let n = drain(s).await;
-        assert!(n < 4 << 20, "a stalled client got {n} bytes: the whole object, not cut");
+        assert!(
+            n < 4 << 20,
+            "a stalled client got {n} bytes: the whole object, not cut"
+        );
     }
     await_metric(&edge, "edge_open_connections", 0.0).await;
     eprintln!("send timeout: both stalled clients cut within {cut_at:?}");
@@ -264,7 +344,8 @@ async fn clients_that_read_nothing_are_cut_at_the_send_timeout() {
 /// A client over HTTP/2 (TLS, ALPN h2) that trusts the edge's development CA in `dir`, from
 /// the local address `from`.
 fn h2_client(dir: &std::path::Path, https: SocketAddr, from: &str) -> reqwest::Client {
-    let ca = reqwest::Certificate::from_pem(&std::fs::read(dir.join("edge-dev-ca.pem")).unwrap()).unwrap();
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(dir.join("edge-dev-ca.pem")).unwrap())
+        .unwrap();
     reqwest::Client::builder()
         .timeout(Duration::from_secs(20))
         .tls_built_in_root_certs(false)
@@ -282,21 +363,36 @@ async fn an_http2_connection_without_its_preface_is_cut_at_the_header_timeout() 
     let origin = Origin::start().await;
     let dir = tempfile::tempdir().unwrap();
     edge::tls::certs::generate_dev(dir.path(), &["a.test".into()]).unwrap();
-    let https: SocketAddr = format!("127.0.0.1:{}", crate::support::free_port()).parse().unwrap();
+    let https: SocketAddr = format!("127.0.0.1:{}", crate::support::free_port())
+        .parse()
+        .unwrap();
     let d = dir.path().display();
-    let cfg = format!("[tls]\ncerts = [{{ cert = \"{d}/edge.pem\", key = \"{d}/edge-key.pem\" }}]\n{}", pool(&origin));
-    let edge = Edge::start_with_config(&cfg, &format!("https = \"{https}\"\nheader_timeout = \"1s\"\n")).await;
+    let cfg = format!(
+        "[tls]\ncerts = [{{ cert = \"{d}/edge.pem\", key = \"{d}/edge-key.pem\" }}]\n{}",
+        pool(&origin)
+    );
+    let edge = Edge::start_with_config(
+        &cfg,
+        &format!("https = \"{https}\"\nheader_timeout = \"1s\"\n"),
+    )
+    .await;
 
     let mut roots = rustls::RootCertStore::empty();
     let ca = std::fs::read(dir.path().join("edge-dev-ca.pem")).unwrap();
-    for cert in <rustls::pki_types::CertificateDer as rustls::pki_types::pem::PemObject>::pem_slice_iter(&ca) {
+    for cert in
+        <rustls::pki_types::CertificateDer as rustls::pki_types::pem::PemObject>::pem_slice_iter(
+            &ca,
+        )
+    {
         roots.add(cert.unwrap()).unwrap();
     }
-    let mut config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let mut config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
     config.alpn_protocols = vec![b"h2".to_vec()];
     let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
     let started = Instant::now();
@@ -309,7 +405,10 @@ async fn an_http2_connection_without_its_preface_is_cut_at_the_header_timeout() 
     let read = tokio::time::timeout(Duration::from_secs(5), tls.read_to_end(&mut got)).await;
     let closed_at = started.elapsed();
     assert!(read.is_ok(), "the connection was still open after 5 s");
-    assert!(closed_at >= Duration::from_millis(900) && closed_at < Duration::from_millis(1600), "closed after {closed_at:?}");
+    assert!(
+        closed_at >= Duration::from_millis(900) && closed_at < Duration::from_millis(1600),
+        "closed after {closed_at:?}"
+    );
     assert_eq!(edge.metric(&limit("header_timeout")).await, 1.0);
     assert_eq!(edge.metric("edge_open_connections").await, 0.0);
 }
@@ -326,10 +425,16 @@ async fn over_http2_the_caps_and_the_send_timeout_hold() {
     origin.route("/v/a.ts", Route::ok("a"));
     let dir = tempfile::tempdir().unwrap();
     edge::tls::certs::generate_dev(dir.path(), &["a.test".into()]).unwrap();
-    let https: SocketAddr = format!("127.0.0.1:{}", crate::support::free_port()).parse().unwrap();
+    let https: SocketAddr = format!("127.0.0.1:{}", crate::support::free_port())
+        .parse()
+        .unwrap();
     let d = dir.path().display();
-    let cfg = format!("[tls]\ncerts = [{{ cert = \"{d}/edge.pem\", key = \"{d}/edge-key.pem\" }}]\n{}", pool(&origin));
-    let server = format!("https = \"{https}\"\nsend_timeout = \"1s\"\nmax_connections_per_ip = 1\n");
+    let cfg = format!(
+        "[tls]\ncerts = [{{ cert = \"{d}/edge.pem\", key = \"{d}/edge-key.pem\" }}]\n{}",
+        pool(&origin)
+    );
+    let server =
+        format!("https = \"{https}\"\nsend_timeout = \"1s\"\nmax_connections_per_ip = 1\n");
     let edge = Edge::start_with_config(&cfg, &server).await;
 
     // One connection per address: a second client from 127.0.0.1 is closed after its handshake.
@@ -338,24 +443,49 @@ async fn over_http2_the_caps_and_the_send_timeout_hold() {
     assert_eq!(r.version(), reqwest::Version::HTTP_2);
     assert_eq!(r.bytes().await.unwrap(), "a");
     let second = h2_client(dir.path(), https, "127.0.0.1");
-    assert!(second.get("https://a.test/v/a.ts").send().await.is_err(), "over the per-address cap");
+    assert!(
+        second.get("https://a.test/v/a.ts").send().await.is_err(),
+        "over the per-address cap"
+    );
     assert_eq!(edge.metric(&limit("max_connections_per_ip")).await, 1.0);
     drop((first, second));
     await_metric(&edge, "edge_open_connections", 0.0).await;
 
     // Cached first, so the stall is the client's alone (not a fill's).
     let other = h2_client(dir.path(), https, "127.0.0.2");
-    let got = other.get("https://a.test/v/big.ts").send().await.unwrap().bytes().await.unwrap();
+    let got = other
+        .get("https://a.test/v/big.ts")
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
     assert!(got == big);
     // Headers taken, body never read: the client's stream window (2 MiB) fills and stays shut.
     let stalled = h2_client(dir.path(), https, "127.0.0.1");
     let r = stalled.get("https://a.test/v/big.ts").send().await.unwrap();
-    assert_eq!((r.version(), r.status().as_u16()), (reqwest::Version::HTTP_2, 200));
+    assert_eq!(
+        (r.version(), r.status().as_u16()),
+        (reqwest::Version::HTTP_2, 200)
+    );
     // Another address is served meanwhile, in full.
-    let got = other.get("https://a.test/v/big.ts").send().await.unwrap().bytes().await.unwrap();
+    let got = other
+        .get("https://a.test/v/big.ts")
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
     assert!(got == big, "served in full next to the stalled stream");
     tokio::time::sleep(Duration::from_millis(2500)).await;
-    let body = tokio::time::timeout(Duration::from_secs(5), r.bytes()).await.expect("the stalled stream ends");
-    assert!(body.is_err(), "the stalled stream must be reset, not completed after the wait");
+    let body = tokio::time::timeout(Duration::from_secs(5), r.bytes())
+        .await
+        .expect("the stalled stream ends");
+    assert!(
+        body.is_err(),
+        "the stalled stream must be reset, not completed after the wait"
+    );
     assert_eq!(edge.metric(&limit("send_timeout")).await, 1.0);
 }

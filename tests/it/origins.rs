@@ -13,14 +13,20 @@ async fn origin_named(who: &'static str, addr: Option<SocketAddr>) -> Origin {
         None => Origin::start().await,
     };
     for i in 0..600 {
-        o.route(&format!("/live/{i}.ts"), Route::ok(who).header("cache-control", "no-store"));
+        o.route(
+            &format!("/live/{i}.ts"),
+            Route::ok(who).header("cache-control", "no-store"),
+        );
     }
     o.route("/healthz", Route::ok("ok"));
     o
 }
 
 fn pool(name: &str, priority: u32, nodes: &[SocketAddr]) -> String {
-    let nodes: Vec<String> = nodes.iter().map(|a| format!("{{ addr = \"{a}\" }}")).collect();
+    let nodes: Vec<String> = nodes
+        .iter()
+        .map(|a| format!("{{ addr = \"{a}\" }}"))
+        .collect();
     format!(
         "[[origins]]\nname = \"{name}\"\npriority = {priority}\nnodes = [{}]\nconnect_timeout = \"500ms\"\nread_timeout = \"1s\"\n\
          health = {{ path = \"/healthz\", interval = \"200ms\", timeout = \"300ms\", healthy_threshold = 1, unhealthy_threshold = 1 }}\n\
@@ -30,7 +36,11 @@ fn pool(name: &str, priority: u32, nodes: &[SocketAddr]) -> String {
 }
 
 async fn body(edge: &Edge, path: &str) -> Result<(u16, String), String> {
-    let r = client().get(edge.url(path)).send().await.map_err(|e| e.to_string())?;
+    let r = client()
+        .get(edge.url(path))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
     let status = r.status().as_u16();
     Ok((status, r.text().await.map_err(|e| e.to_string())?))
 }
@@ -41,7 +51,11 @@ async fn failover_across_nodes_and_pools_without_client_errors() {
     let a2 = origin_named("a2", None).await;
     let b1 = origin_named("b1", None).await;
     let a1_addr = a1.addr;
-    let cfg = format!("{}{}", pool("cdn-a", 0, &[a1.addr, a2.addr]), pool("cdn-b", 1, &[b1.addr]));
+    let cfg = format!(
+        "{}{}",
+        pool("cdn-a", 0, &[a1.addr, a2.addr]),
+        pool("cdn-b", 1, &[b1.addr])
+    );
     let edge = Edge::start_with_config(&cfg, "").await;
     let mut a1 = Some(a1);
     let mut a2 = Some(a2);
@@ -70,18 +84,40 @@ async fn failover_across_nodes_and_pools_without_client_errors() {
         }
     }
     assert!(errors.is_empty(), "client errors: {errors:?}");
-    assert!(served.get("a2").copied().unwrap_or(0) > 0 && served.get("b1").copied().unwrap_or(0) >= 100, "{served:?}");
+    assert!(
+        served.get("a2").copied().unwrap_or(0) > 0 && served.get("b1").copied().unwrap_or(0) >= 100,
+        "{served:?}"
+    );
     assert!(
         slowest_after_down < Duration::from_millis(300),
         "once health knows the primary is down, no request waits for it: {slowest_after_down:?}"
     );
     let back = served.get("a1-again").copied().unwrap_or(0);
-    assert!(back >= 140, "traffic moved back to the recovered primary: {served:?}");
+    assert!(
+        back >= 140,
+        "traffic moved back to the recovered primary: {served:?}"
+    );
     assert!(a1.is_some());
     let text = edge.metrics().await;
-    assert_eq!(metric_value(&text, &format!(r#"edge_upstream_healthy{{pool="cdn-a",node="{a1_addr}"}}"#)), 1.0);
-    let origins = client().get(edge.admin_url("/admin/origins")).send().await.unwrap().text().await.unwrap();
-    assert!(origins.contains("\"cdn-b\"") && origins.contains("\"usable\""), "{origins}");
+    assert_eq!(
+        metric_value(
+            &text,
+            &format!(r#"edge_upstream_healthy{{pool="cdn-a",node="{a1_addr}"}}"#)
+        ),
+        1.0
+    );
+    let origins = client()
+        .get(edge.admin_url("/admin/origins"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        origins.contains("\"cdn-b\"") && origins.contains("\"usable\""),
+        "{origins}"
+    );
 }
 
 #[tokio::test]
@@ -89,11 +125,15 @@ async fn a_hanging_node_is_retried_elsewhere_and_ejected() {
     let hang = Origin::start().await;
     let good = origin_named("good", None).await;
     for i in 0..600 {
-        hang.route(&format!("/live/{i}.ts"), Route::ok("late").delay(Duration::from_secs(10)));
+        hang.route(
+            &format!("/live/{i}.ts"),
+            Route::ok("late").delay(Duration::from_secs(10)),
+        );
     }
     hang.route("/healthz", Route::ok("ok"));
     // A long ejection, so the test's own duration (slow under load) cannot outlast it.
-    let cfg = pool("p", 0, &[hang.addr, good.addr]).replace("ejection = \"2s\"", "ejection = \"60s\"");
+    let cfg =
+        pool("p", 0, &[hang.addr, good.addr]).replace("ejection = \"2s\"", "ejection = \"60s\"");
     let edge = Edge::start_with_config(&cfg, "").await;
     let mut slow = 0;
     for i in 0..40 {
@@ -118,32 +158,65 @@ async fn a_5xx_node_is_retried_on_another_node() {
         bad.route(&format!("/live/{i}.ts"), Route::ok("oops").status(503));
     }
     bad.route("/healthz", Route::ok("ok"));
-    let cfg = pool("p", 0, &[bad.addr, good.addr]).replace("ejection = \"2s\"", "ejection = \"60s\"");
+    let cfg =
+        pool("p", 0, &[bad.addr, good.addr]).replace("ejection = \"2s\"", "ejection = \"60s\"");
     let edge = Edge::start_with_config(&cfg, "").await;
     for i in 0..30 {
-        assert_eq!(body(&edge, &format!("/live/{i}.ts")).await.unwrap(), (200, "good".to_string()), "request {i}");
+        assert_eq!(
+            body(&edge, &format!("/live/{i}.ts")).await.unwrap(),
+            (200, "good".to_string()),
+            "request {i}"
+        );
     }
-    let content: Vec<_> = bad.requests().into_iter().filter(|r| r.target.starts_with("/live/")).map(|r| r.target).collect();
+    let content: Vec<_> = bad
+        .requests()
+        .into_iter()
+        .filter(|r| r.target.starts_with("/live/"))
+        .map(|r| r.target)
+        .collect();
     // Each 5xx is counted once, as its status (not again as an error when it is retried).
     let text = edge.metrics().await;
-    let as_503 = metric_value(&text, &format!(r#"edge_upstream_requests_total{{pool="p",node="{}",status="503"}}"#, bad.addr));
-    let as_error = metric_value(&text, &format!(r#"edge_upstream_requests_total{{pool="p",node="{}",status="error"}}"#, bad.addr));
+    let as_503 = metric_value(
+        &text,
+        &format!(
+            r#"edge_upstream_requests_total{{pool="p",node="{}",status="503"}}"#,
+            bad.addr
+        ),
+    );
+    let as_error = metric_value(
+        &text,
+        &format!(
+            r#"edge_upstream_requests_total{{pool="p",node="{}",status="error"}}"#,
+            bad.addr
+        ),
+    );
     assert_eq!((as_503, as_error), (content.len() as f64, 0.0));
-    assert!(content.len() <= 3, "the 5xx node is ejected after its failures: {content:?}");
+    assert!(
+        content.len() <= 3,
+        "the 5xx node is ejected after its failures: {content:?}"
+    );
 }
 
 #[tokio::test]
 async fn a_shield_tier_fetches_each_object_from_the_origin_once() {
     let origin = Origin::start().await;
     for i in 0..20 {
-        origin.route(&format!("/v/s/{i}.ts"), Route::ok(format!("object {i}")).delay(Duration::from_millis(50)));
+        origin.route(
+            &format!("/v/s/{i}.ts"),
+            Route::ok(format!("object {i}")).delay(Duration::from_millis(50)),
+        );
     }
-    let shield_pool = |o: SocketAddr| format!("[[origins]]\nname = \"origin\"\nnodes = [{{ addr = \"{o}\" }}]\n");
+    let shield_pool =
+        |o: SocketAddr| format!("[[origins]]\nname = \"origin\"\nnodes = [{{ addr = \"{o}\" }}]\n");
     let mut shields = Vec::new();
     for _ in 0..2 {
-        shields.push(Edge::start_with_config(&shield_pool(origin.addr), "role = \"shield\"\n").await);
+        shields
+            .push(Edge::start_with_config(&shield_pool(origin.addr), "role = \"shield\"\n").await);
     }
-    let shield_nodes: Vec<String> = shields.iter().map(|s| format!("{{ addr = \"{}\" }}", s.http)).collect();
+    let shield_nodes: Vec<String> = shields
+        .iter()
+        .map(|s| format!("{{ addr = \"{}\" }}", s.http))
+        .collect();
     // Generous timeouts: on a machine loaded far beyond its cores (a CI run beside a soak) a
     // 2 s connect could fail over to the other shield, which fetches the object again — right
     // behaviour, but not what this test is about.
@@ -161,7 +234,15 @@ async fn a_shield_tier_fetches_each_object_from_the_origin_once() {
         for i in 0..20 {
             let url = e.url(&format!("/v/s/{i}.ts"));
             tasks.push(tokio::spawn(async move {
-                client().get(url).header("host", "cdn.test").send().await.unwrap().text().await.unwrap()
+                client()
+                    .get(url)
+                    .header("host", "cdn.test")
+                    .send()
+                    .await
+                    .unwrap()
+                    .text()
+                    .await
+                    .unwrap()
             }));
         }
     }
@@ -169,27 +250,45 @@ async fn a_shield_tier_fetches_each_object_from_the_origin_once() {
         assert_eq!(t.await.unwrap(), format!("object {}", n % 20));
     }
     for i in 0..20 {
-        assert_eq!(origin.hits(&format!("/v/s/{i}.ts")), 1, "object {i} reached the origin once");
+        assert_eq!(
+            origin.hits(&format!("/v/s/{i}.ts")),
+            1,
+            "object {i} reached the origin once"
+        );
     }
     // Each object lives on one shield only: the two shields split the 20 objects.
     let mut per_shield = Vec::new();
     for s in &shields {
         let text = s.metrics().await;
-        per_shield.push(metric_value(&text, r#"edge_requests_total{kind="content",status="200",cache="MISS"}"#));
+        per_shield.push(metric_value(
+            &text,
+            r#"edge_requests_total{kind="content",status="200",cache="MISS"}"#,
+        ));
     }
     assert_eq!(per_shield.iter().sum::<f64>(), 20.0, "{per_shield:?}");
-    assert!(per_shield.iter().all(|&n| n > 0.0), "both shields take a share: {per_shield:?}");
+    assert!(
+        per_shield.iter().all(|&n| n > 0.0),
+        "both shields take a share: {per_shield:?}"
+    );
 }
 
 #[tokio::test]
 async fn a_request_that_already_passed_this_node_is_a_loop() {
     let origin = Origin::start().await;
     let edge = Edge::start_with_config(
-        &format!("[[origins]]\nname = \"o\"\nnodes = [{{ addr = \"{}\" }}]\n", origin.addr),
+        &format!(
+            "[[origins]]\nname = \"o\"\nnodes = [{{ addr = \"{}\" }}]\n",
+            origin.addr
+        ),
         "name = \"edge-loop-test\"\n",
     )
     .await;
-    let r = client().get(edge.url("/v/x.ts")).header("via", "1.1 other, 1.1 edge-loop-test").send().await.unwrap();
+    let r = client()
+        .get(edge.url("/v/x.ts"))
+        .header("via", "1.1 other, 1.1 edge-loop-test")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 508);
     assert_eq!(r.headers()["x-edge-reason"], "loop_detected");
     assert_eq!(origin.total_hits(), 0);
@@ -212,5 +311,9 @@ async fn upstream_connections_are_reused() {
         assert_eq!(body(&edge, &format!("/live/{i}.ts")).await.unwrap().0, 200);
     }
     assert_eq!(origin.total_hits(), 100);
-    assert!(origin.connections() <= 4, "100 requests over {} connections", origin.connections());
+    assert!(
+        origin.connections() <= 4,
+        "100 requests over {} connections",
+        origin.connections()
+    );
 }

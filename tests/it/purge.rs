@@ -58,7 +58,11 @@ async fn purge_a_prefix_on_segment_boundaries() {
     assert_eq!(purge(&edge, r#"{"prefix": "/v/t/"}"#).await.0, 200);
     assert_eq!(cache_of(&edge, "/v/t/a.ts").await, "MISS");
     assert_eq!(cache_of(&edge, "/v/t/hd/b.ts").await, "MISS");
-    assert_eq!(cache_of(&edge, "/v/t2/c.ts").await, "HIT", "/v/t/ does not cover /v/t2/");
+    assert_eq!(
+        cache_of(&edge, "/v/t2/c.ts").await,
+        "HIT",
+        "/v/t/ does not cover /v/t2/"
+    );
     assert_eq!(cache_of(&edge, "/v/u/d.ts").await, "HIT");
     // Refetched objects are newer than the ban: hits again.
     assert_eq!(cache_of(&edge, "/v/t/a.ts").await, "HIT");
@@ -69,10 +73,16 @@ async fn soft_purge_revalidates_and_keeps_the_body_on_304() {
     let origin = origin_with(&["/v/s/a.ts"]).await;
     let edge = Edge::start(origin.addr, "").await;
     assert_eq!(cache_of(&edge, "/v/s/a.ts").await, "MISS");
-    assert_eq!(purge(&edge, r#"{"prefix": "/v/s/", "soft": true}"#).await.0, 200);
+    assert_eq!(
+        purge(&edge, r#"{"prefix": "/v/s/", "soft": true}"#).await.0,
+        200
+    );
     tokio::time::sleep(Duration::from_millis(5)).await;
     let x = cache_of(&edge, "/v/s/a.ts").await;
-    assert!(x == "REVALIDATED" || x == "STALE", "soft purge revalidates: {x}");
+    assert!(
+        x == "REVALIDATED" || x == "STALE",
+        "soft purge revalidates: {x}"
+    );
     let reqs = origin.requests();
     assert_eq!(reqs.len(), 2);
     assert_eq!(reqs[1].header("if-none-match"), Some("\"e1\""));
@@ -85,13 +95,21 @@ async fn purge_method_from_allowed_networks_only() {
     assert_eq!(cache_of(&edge, "/v/p/a.ts").await, "MISS");
     let c = client();
     let purge = reqwest::Method::from_bytes(b"PURGE").unwrap();
-    let r = c.request(purge.clone(), edge.url("/v/p/a.ts")).send().await.unwrap();
+    let r = c
+        .request(purge.clone(), edge.url("/v/p/a.ts"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(cache_of(&edge, "/v/p/a.ts").await, "MISS");
 
     let locked = Edge::start(origin.addr, "[purge]\nallow = [\"10.0.0.0/8\"]\n").await;
     assert_eq!(cache_of(&locked, "/v/p/a.ts").await, "MISS");
-    let r = c.request(purge, locked.url("/v/p/a.ts")).send().await.unwrap();
+    let r = c
+        .request(purge, locked.url("/v/p/a.ts"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 403);
     assert_eq!(cache_of(&locked, "/v/p/a.ts").await, "HIT");
 }
@@ -105,19 +123,36 @@ async fn purges_survive_a_restart() {
     }
     assert_eq!(purge(&edge, r#"{"prefix": "/v/r/"}"#).await.0, 200);
     edge.restart().await;
-    assert_eq!(cache_of(&edge, "/v/keep.ts").await, "HIT", "the disk tier came back");
-    assert_eq!(cache_of(&edge, "/v/r/a.ts").await, "MISS", "and so did the purge");
+    assert_eq!(
+        cache_of(&edge, "/v/keep.ts").await,
+        "HIT",
+        "the disk tier came back"
+    );
+    assert_eq!(
+        cache_of(&edge, "/v/r/a.ts").await,
+        "MISS",
+        "and so did the purge"
+    );
 }
 
 #[tokio::test]
 async fn bad_purge_requests_are_400() {
     let origin = Origin::start().await;
     let edge = Edge::start(origin.addr, "").await;
-    for body in ["{", "{}", r#"{"url": "/relative"}"#, r#"{"prefix": "/v/%2e%2e/"}"#] {
+    for body in [
+        "{",
+        "{}",
+        r#"{"url": "/relative"}"#,
+        r#"{"prefix": "/v/%2e%2e/"}"#,
+    ] {
         let (status, text) = purge(&edge, body).await;
         assert_eq!(status, 400, "{body}: {text}");
         assert!(text.contains("\"error\""), "{text}");
     }
-    let r = client().get(edge.admin_url("/admin/purge")).send().await.unwrap();
+    let r = client()
+        .get(edge.admin_url("/admin/purge"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 405);
 }

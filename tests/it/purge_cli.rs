@@ -46,9 +46,23 @@ async fn purges_urls_and_prints_one_line_each() {
     let (a, b, c) = (url("/v/a.ts"), url("/v/b.ts"), url("/v/c.ts"));
     let admin = edge.admin.to_string();
     let out = edge_purge(&["--admin", &admin, &a, "-", &b], Some(&format!("{c}\n\n")));
-    assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
-    assert_eq!(text(&out.stdout), format!("purged {a}\npurged {c}\npurged {b}\n"), "one line per URL, in order");
-    for (p, want) in [("/v/a.ts", "MISS"), ("/v/b.ts", "MISS"), ("/v/c.ts", "MISS"), ("/v/d.ts", "HIT")] {
+    assert!(
+        out.status.success(),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    assert_eq!(
+        text(&out.stdout),
+        format!("purged {a}\npurged {c}\npurged {b}\n"),
+        "one line per URL, in order"
+    );
+    for (p, want) in [
+        ("/v/a.ts", "MISS"),
+        ("/v/b.ts", "MISS"),
+        ("/v/c.ts", "MISS"),
+        ("/v/d.ts", "HIT"),
+    ] {
         assert_eq!(x_cache(&edge, p).await, want, "{p}");
     }
     assert_eq!(origin.hits("/v/a.ts"), 2);
@@ -74,18 +88,39 @@ async fn prefix_and_soft_purges() {
     let admin = edge.admin.to_string();
     let prefix = format!("http://{}/v/t/", edge.http);
     let out = edge_purge(&["--admin", &admin, "--prefix", "--soft", &prefix], None);
-    assert_eq!(text(&out.stdout), format!("purged {prefix}\n"), "{}", text(&out.stderr));
+    assert_eq!(
+        text(&out.stdout),
+        format!("purged {prefix}\n"),
+        "{}",
+        text(&out.stderr)
+    );
     let x = x_cache(&edge, "/v/t/b.ts").await;
-    assert!(x == "REVALIDATED" || x == "STALE", "soft: revalidated, not refetched: {x}");
-    assert_eq!(origin.requests().last().unwrap().header("if-none-match"), Some("\"e1\""));
+    assert!(
+        x == "REVALIDATED" || x == "STALE",
+        "soft: revalidated, not refetched: {x}"
+    );
+    assert_eq!(
+        origin.requests().last().unwrap().header("if-none-match"),
+        Some("\"e1\"")
+    );
     assert_eq!(x_cache(&edge, "/v/u/a.ts").await, "HIT");
     // A bare path prefix is for every host.
     let out = edge_purge(&["--admin", &admin, "--prefix", "/v/u/"], None);
     assert!(out.status.success());
     assert_eq!(x_cache(&edge, "/v/u/a.ts").await, "MISS");
-    let list: serde_json::Value = client().get(edge.admin_url("/admin/bans")).send().await.unwrap().json().await.unwrap();
+    let list: serde_json::Value = client()
+        .get(edge.admin_url("/admin/bans"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(list["bans"][0]["host"], serde_json::Value::Null);
-    assert_eq!(list["bans"][1]["host"].as_str(), Some(edge.http.to_string().as_str()));
+    assert_eq!(
+        list["bans"][1]["host"].as_str(),
+        Some(edge.http.to_string().as_str())
+    );
     assert_eq!(list["bans"][1]["soft"], true);
 }
 
@@ -106,10 +141,19 @@ async fn refusals_and_an_unreachable_admin_exit_non_zero() {
     let out = edge_purge(&["--admin", &nobody, &good], None);
     assert_eq!(out.status.code(), Some(69));
     let err = text(&out.stderr);
-    assert!(err.starts_with(&format!("edge purge: cannot reach the admin listener at {nobody}: ")), "{err}");
+    assert!(
+        err.starts_with(&format!(
+            "edge purge: cannot reach the admin listener at {nobody}: "
+        )),
+        "{err}"
+    );
     assert_eq!(text(&out.stdout), "");
 
     let out = edge_purge(&["--admin", "not an address", &good], None);
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("is not a host:port address"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("is not a host:port address"),
+        "{}",
+        text(&out.stderr)
+    );
 }

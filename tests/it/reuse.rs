@@ -24,9 +24,17 @@ fn solo_pool(addr: SocketAddr, extra: &str) -> String {
 
 /// `/admin/origins` for the only node: (usable, ejected_for_ms).
 async fn solo_health(edge: &Edge) -> (bool, u64) {
-    let v: serde_json::Value = reqwest::get(edge.admin_url("/admin/origins")).await.unwrap().json().await.unwrap();
+    let v: serde_json::Value = reqwest::get(edge.admin_url("/admin/origins"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let node = &v["pools"][0]["nodes"][0];
-    (node["usable"].as_bool().unwrap(), node["ejected_for_ms"].as_u64().unwrap())
+    (
+        node["usable"].as_bool().unwrap(),
+        node["ejected_for_ms"].as_u64().unwrap(),
+    )
 }
 
 fn upstream(node: SocketAddr, status: &str) -> String {
@@ -39,13 +47,22 @@ const RETRIES: &str = "edge_upstream_retries_total{pool=\"solo\",reason=\"reused
 async fn a_reused_connection_the_origin_drops_unanswered_is_retried_on_a_fresh_one() {
     let origin = Origin::start().await;
     for i in 0..20 {
-        origin.route(&format!("/live/{i}.ts"), Route::ok(format!("seg {i}")).header("cache-control", "no-store").close_reused());
+        origin.route(
+            &format!("/live/{i}.ts"),
+            Route::ok(format!("seg {i}"))
+                .header("cache-control", "no-store")
+                .close_reused(),
+        );
     }
     let edge = Edge::start_with_config(&solo_pool(origin.addr, ""), "").await;
     let c = client();
     let mut answers = Vec::new();
     for i in 0..20 {
-        let r = c.get(edge.url(&format!("/live/{i}.ts"))).send().await.unwrap();
+        let r = c
+            .get(edge.url(&format!("/live/{i}.ts")))
+            .send()
+            .await
+            .unwrap();
         answers.push((r.status().as_u16(), r.text().await.unwrap()));
     }
     let expected: Vec<(u16, String)> = (0..20).map(|i| (200, format!("seg {i}"))).collect();
@@ -54,12 +71,27 @@ async fn a_reused_connection_the_origin_drops_unanswered_is_retried_on_a_fresh_o
     // Odd requests open a connection the pool keeps; even ones find it, lose it to the
     // origin's close, and are answered on a fresh connection that is not pooled.
     assert_eq!(origin.connections(), 20, "one connection per request");
-    assert_eq!(origin.total_hits(), 30, "10 first requests + 10 × (dropped + retried)");
+    assert_eq!(
+        origin.total_hits(),
+        30,
+        "10 first requests + 10 × (dropped + retried)"
+    );
     assert_eq!(edge.metric(RETRIES).await, 10.0);
-    assert_eq!(edge.metric(&upstream(origin.addr, "error")).await, 0.0, "a stale connection is not an origin error");
+    assert_eq!(
+        edge.metric(&upstream(origin.addr, "error")).await,
+        0.0,
+        "a stale connection is not an origin error"
+    );
     assert_eq!(edge.metric(&upstream(origin.addr, "200")).await, 20.0);
-    assert_eq!(solo_health(&edge).await, (true, 0), "the node was never ejected");
-    let healthy = format!("edge_upstream_healthy{{node=\"{}\",pool=\"solo\"}}", origin.addr);
+    assert_eq!(
+        solo_health(&edge).await,
+        (true, 0),
+        "the node was never ejected"
+    );
+    let healthy = format!(
+        "edge_upstream_healthy{{node=\"{}\",pool=\"solo\"}}",
+        origin.addr
+    );
     assert_eq!(edge.metric(&healthy).await, 1.0);
 }
 
@@ -67,19 +99,33 @@ async fn a_reused_connection_the_origin_drops_unanswered_is_retried_on_a_fresh_o
 async fn the_fresh_retry_is_bounded_and_its_failure_counts_against_the_node() {
     // `/warm` pools a connection; `/gone` is dropped on every connection, fresh or reused.
     let origin = Origin::start().await;
-    origin.route("/warm", Route::ok("warm").header("cache-control", "no-store"));
+    origin.route(
+        "/warm",
+        Route::ok("warm").header("cache-control", "no-store"),
+    );
     origin.route("/gone", Route::ok("never sent").drop_from(0));
     let edge = Edge::start_with_config(&solo_pool(origin.addr, ""), "").await;
     let c = client();
     assert_eq!(c.get(edge.url("/warm")).send().await.unwrap().status(), 200);
     let r = c.get(edge.url("/gone")).send().await.unwrap();
     assert_eq!(r.status(), 502);
-    assert_eq!(origin.hits("/gone"), 2, "the reused connection, then one fresh one: no more");
+    assert_eq!(
+        origin.hits("/gone"),
+        2,
+        "the reused connection, then one fresh one: no more"
+    );
     assert_eq!(origin.connections(), 2);
     assert_eq!(edge.metric(RETRIES).await, 1.0);
-    assert_eq!(edge.metric(&upstream(origin.addr, "error")).await, 1.0, "the fresh connection's failure is the origin's");
+    assert_eq!(
+        edge.metric(&upstream(origin.addr, "error")).await,
+        1.0,
+        "the fresh connection's failure is the origin's"
+    );
     let (usable, ejected_for_ms) = solo_health(&edge).await;
-    assert!(!usable && ejected_for_ms > 20_000, "one strike ejects the node here: {usable} {ejected_for_ms}");
+    assert!(
+        !usable && ejected_for_ms > 20_000,
+        "one strike ejects the node here: {usable} {ejected_for_ms}"
+    );
 }
 
 #[tokio::test]
@@ -87,18 +133,43 @@ async fn a_post_is_never_replayed_and_a_stale_connection_is_no_strike() {
     // RFC 9110 §9.2.2: a proxy must not retry a non-idempotent request on its own; the origin
     // may have acted on it before closing.
     let origin = Origin::start().await;
-    origin.route("/warm", Route::ok("warm").header("cache-control", "no-store"));
+    origin.route(
+        "/warm",
+        Route::ok("warm").header("cache-control", "no-store"),
+    );
     origin.route("/upload", Route::ok("stored").close_reused());
     let edge = Edge::start_with_config(&solo_pool(origin.addr, ""), "").await;
     let c = client();
     assert_eq!(c.get(edge.url("/warm")).send().await.unwrap().status(), 200);
-    let r = c.post(edge.url("/upload")).body("payload").send().await.unwrap();
+    let r = c
+        .post(edge.url("/upload"))
+        .body("payload")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 502);
-    assert_eq!(origin.hits("/upload"), 1, "the POST reached the origin once");
+    assert_eq!(
+        origin.hits("/upload"),
+        1,
+        "the POST reached the origin once"
+    );
     assert_eq!(edge.metric(RETRIES).await, 0.0);
-    assert_eq!(solo_health(&edge).await, (true, 0), "a stale keep-alive is not the node failing");
+    assert_eq!(
+        solo_health(&edge).await,
+        (true, 0),
+        "a stale keep-alive is not the node failing"
+    );
     // A GET after it is answered as usual.
-    assert_eq!(c.get(edge.url("/warm")).send().await.unwrap().text().await.unwrap(), "warm");
+    assert_eq!(
+        c.get(edge.url("/warm"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+        "warm"
+    );
 }
 
 #[tokio::test]
@@ -107,17 +178,31 @@ async fn the_pool_idle_timeout_closes_connections_before_the_origin_would() {
     // connection, so an origin that drops reused connections never gets the chance.
     let origin = Origin::start().await;
     for i in 0..5 {
-        origin.route(&format!("/live/{i}.ts"), Route::ok(format!("seg {i}")).header("cache-control", "no-store").close_reused());
+        origin.route(
+            &format!("/live/{i}.ts"),
+            Route::ok(format!("seg {i}"))
+                .header("cache-control", "no-store")
+                .close_reused(),
+        );
     }
-    let edge = Edge::start_with_config(&solo_pool(origin.addr, "idle_timeout = \"150ms\"\n"), "").await;
+    let edge =
+        Edge::start_with_config(&solo_pool(origin.addr, "idle_timeout = \"150ms\"\n"), "").await;
     let c = client();
     for i in 0..5 {
         tokio::time::sleep(Duration::from_millis(400)).await;
-        let r = c.get(edge.url(&format!("/live/{i}.ts"))).send().await.unwrap();
+        let r = c
+            .get(edge.url(&format!("/live/{i}.ts")))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 200);
         assert_eq!(r.text().await.unwrap(), format!("seg {i}"));
     }
-    assert_eq!((origin.connections(), origin.total_hits()), (5, 5), "a new connection per request, none dropped");
+    assert_eq!(
+        (origin.connections(), origin.total_hits()),
+        (5, 5),
+        "a new connection per request, none dropped"
+    );
     assert_eq!(edge.metric(RETRIES).await, 0.0);
 }
 
@@ -142,16 +227,34 @@ impl NodeOrigin {
     /// Start `node` with `server.keepAliveTimeout = keep_alive_ms` (`None`: Node's default, 5 s).
     async fn start(keep_alive_ms: Option<u64>) -> NodeOrigin {
         let mut cmd = tokio::process::Command::new("node");
-        cmd.arg("-e").arg(NODE_SERVER).stdout(Stdio::piped()).stderr(Stdio::inherit()).kill_on_drop(true);
+        cmd.arg("-e")
+            .arg(NODE_SERVER)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true);
         if let Some(ms) = keep_alive_ms {
             cmd.env("KEEPALIVE_MS", ms.to_string());
         }
-        let mut child = cmd.spawn().expect("node (installed by `bash .ci/deps test`)");
+        let mut child = cmd
+            .spawn()
+            .expect("node (installed by `bash .ci/deps test`)");
         let stdout = child.stdout.take().unwrap();
         let mut line = String::new();
-        tokio::time::timeout(Duration::from_secs(10), BufReader::new(stdout).read_line(&mut line)).await.unwrap().unwrap();
-        let port: u16 = line.trim().parse().unwrap_or_else(|_| panic!("node printed {line:?}"));
-        NodeOrigin { addr: SocketAddr::from(([127, 0, 0, 1], port)), child }
+        tokio::time::timeout(
+            Duration::from_secs(10),
+            BufReader::new(stdout).read_line(&mut line),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        let port: u16 = line
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("node printed {line:?}"));
+        NodeOrigin {
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            child,
+        }
     }
 }
 
@@ -179,12 +282,16 @@ impl Latency {
         let t = tasks.clone();
         let accept = tokio::spawn(async move {
             while let Ok((near, _)) = listener.accept().await {
-                let Ok(far) = TcpStream::connect(to).await else { continue };
+                let Ok(far) = TcpStream::connect(to).await else {
+                    continue;
+                };
                 let (near_r, near_w) = near.into_split();
                 let (far_r, far_w) = far.into_split();
                 let there = tokio::spawn(delayed(near_r, far_w, delay));
                 let back = tokio::spawn(delayed(far_r, near_w, delay));
-                t.lock().unwrap().extend([there.abort_handle(), back.abort_handle()]);
+                t.lock()
+                    .unwrap()
+                    .extend([there.abort_handle(), back.abort_handle()]);
             }
         });
         tasks.lock().unwrap().push(accept.abort_handle());
@@ -201,14 +308,22 @@ impl Drop for Latency {
 }
 
 /// Copy `from` to `to`, each chunk and the end of stream `delay` after it was read.
-async fn delayed(mut from: tokio::net::tcp::OwnedReadHalf, mut to: tokio::net::tcp::OwnedWriteHalf, delay: Duration) {
+async fn delayed(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    delay: Duration,
+) {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(tokio::time::Instant, Vec<u8>)>();
     let read = async move {
         let mut buf = vec![0u8; 16 * 1024];
         loop {
             // A reset reads as an end of stream: the edge then sees a close, as after a FIN.
             let n = from.read(&mut buf).await.unwrap_or(0);
-            if tx.send((tokio::time::Instant::now() + delay, buf[..n].to_vec())).is_err() || n == 0 {
+            if tx
+                .send((tokio::time::Instant::now() + delay, buf[..n].to_vec()))
+                .is_err()
+                || n == 0
+            {
                 return;
             }
         }
@@ -269,7 +384,9 @@ fn around(close: Duration, offsets_ms: &[i64]) -> Vec<Duration> {
 /// second to `keepAliveTimeout`; other versions may not).
 async fn idle_close(node: SocketAddr) -> Duration {
     let mut s = TcpStream::connect(node).await.unwrap();
-    s.write_all(b"GET /probe HTTP/1.1\r\nhost: probe\r\n\r\n").await.unwrap();
+    s.write_all(b"GET /probe HTTP/1.1\r\nhost: probe\r\n\r\n")
+        .await
+        .unwrap();
     let mut buf = [0u8; 4096];
     let mut answered = None;
     tokio::time::timeout(Duration::from_secs(15), async {
@@ -293,13 +410,30 @@ async fn node_with_a_1s_keep_alive_timeout_and_requests_spaced_around_it() {
     // A close is in flight for 20 ms each way: requests sent up to ~40 ms before Node's close
     // meet it. A request after a failed reuse opens a new connection and cannot race, hence
     // the dense steps in that window.
-    let gaps = around(close, &[-100, -60, -50, -45, -40, -35, -30, -25, -20, -15, -10, -5, 20, 60]);
+    let gaps = around(
+        close,
+        &[
+            -100, -60, -50, -45, -40, -35, -30, -25, -20, -15, -10, -5, 20, 60,
+        ],
+    );
     let started = Instant::now();
     let failures = spaced(&edge, &gaps).await;
     let retried = edge.metric(RETRIES).await;
-    eprintln!("node 1 s keep-alive: {} requests in {:?}, {retried} retried on a fresh connection", gaps.len(), started.elapsed());
-    assert!(failures.is_empty(), "{} of {} requests failed: {failures:?}", failures.len(), gaps.len());
-    assert!(retried >= 1.0, "some request met a connection Node was closing (else this test proved nothing)");
+    eprintln!(
+        "node 1 s keep-alive: {} requests in {:?}, {retried} retried on a fresh connection",
+        gaps.len(),
+        started.elapsed()
+    );
+    assert!(
+        failures.is_empty(),
+        "{} of {} requests failed: {failures:?}",
+        failures.len(),
+        gaps.len()
+    );
+    assert!(
+        retried >= 1.0,
+        "some request met a connection Node was closing (else this test proved nothing)"
+    );
     assert_eq!(solo_health(&edge).await, (true, 0));
 }
 
@@ -316,7 +450,11 @@ async fn node_with_its_default_keep_alive_and_the_edge_default_idle_timeout() {
     let gaps = around(close, &[-35, -25, -15, -5]);
     let failures = spaced(&edge, &gaps).await;
     assert!(failures.is_empty(), "{failures:?}");
-    assert_eq!(edge.metric(RETRIES).await, 0.0, "the edge closed first: nothing stale to retry");
+    assert_eq!(
+        edge.metric(RETRIES).await,
+        0.0,
+        "the edge closed first: nothing stale to retry"
+    );
     assert_eq!(solo_health(&edge).await, (true, 0));
 }
 
@@ -328,7 +466,12 @@ async fn over_tls_a_reused_connection_closed_without_close_notify_is_retried_too
     edge::tls::certs::generate_dev(certs.path(), &["origin.test".into()]).unwrap();
     let origin = Origin::start_tls(certs.path()).await;
     for i in 0..6 {
-        origin.route(&format!("/live/{i}.ts"), Route::ok(format!("seg {i}")).header("cache-control", "no-store").close_reused());
+        origin.route(
+            &format!("/live/{i}.ts"),
+            Route::ok(format!("seg {i}"))
+                .header("cache-control", "no-store")
+                .close_reused(),
+        );
     }
     let ca = certs.path().join("edge-dev-ca.pem");
     let pool = format!(
@@ -341,7 +484,11 @@ async fn over_tls_a_reused_connection_closed_without_close_notify_is_retried_too
     let c = client();
     let mut answers = Vec::new();
     for i in 0..6 {
-        let r = c.get(edge.url(&format!("/live/{i}.ts"))).send().await.unwrap();
+        let r = c
+            .get(edge.url(&format!("/live/{i}.ts")))
+            .send()
+            .await
+            .unwrap();
         answers.push((r.status().as_u16(), r.text().await.unwrap()));
     }
     let expected: Vec<(u16, String)> = (0..6).map(|i| (200, format!("seg {i}"))).collect();

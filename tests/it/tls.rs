@@ -14,8 +14,14 @@ fn ca(dir: &Path) -> reqwest::Certificate {
 }
 
 /// A client trusting only `roots`, resolving every test name to the edge's HTTPS address.
-fn https_client(roots: &[reqwest::Certificate], https: SocketAddr, h1_only: bool) -> reqwest::Client {
-    let mut b = reqwest::Client::builder().timeout(Duration::from_secs(10)).tls_built_in_root_certs(false);
+fn https_client(
+    roots: &[reqwest::Certificate],
+    https: SocketAddr,
+    h1_only: bool,
+) -> reqwest::Client {
+    let mut b = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .tls_built_in_root_certs(false);
     for r in roots {
         b = b.add_root_certificate(r.clone());
     }
@@ -38,7 +44,10 @@ struct Setup {
 
 async fn setup() -> Setup {
     let origin = Origin::start().await;
-    origin.route("/v/seg.ts", Route::ok(bytes_of(100_000, 70)).header("content-type", "video/mp2t"));
+    origin.route(
+        "/v/seg.ts",
+        Route::ok(bytes_of(100_000, 70)).header("content-type", "video/mp2t"),
+    );
     let a = tempfile::tempdir().unwrap();
     let b = tempfile::tempdir().unwrap();
     generate_dev(a.path(), &["a.test".into(), "127.0.0.1".into()]).unwrap();
@@ -51,7 +60,13 @@ async fn setup() -> Setup {
         origin.addr
     );
     let edge = Edge::start_with_config(&cfg, &format!("https = \"{https}\"\n")).await;
-    Setup { origin, edge, https, a, b }
+    Setup {
+        origin,
+        edge,
+        https,
+        a,
+        b,
+    }
 }
 
 #[tokio::test]
@@ -62,8 +77,16 @@ async fn h2_is_negotiated_and_caching_and_ranges_work_over_it() {
     assert_eq!(r.version(), reqwest::Version::HTTP_2);
     assert_eq!(r.headers()["x-cache"], "MISS");
     assert_eq!(r.bytes().await.unwrap().len(), 100_000);
-    let r = c.get("https://a.test/v/seg.ts").header("range", "bytes=10-19").send().await.unwrap();
-    assert_eq!((r.version(), r.status().as_u16()), (reqwest::Version::HTTP_2, 206));
+    let r = c
+        .get("https://a.test/v/seg.ts")
+        .header("range", "bytes=10-19")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.version(), r.status().as_u16()),
+        (reqwest::Version::HTTP_2, 206)
+    );
     assert_eq!(r.headers()["x-cache"], "HIT");
     assert_eq!(r.headers()["content-range"], "bytes 10-19/100000");
     assert_eq!(r.bytes().await.unwrap(), &bytes_of(100_000, 70)[10..20]);
@@ -72,7 +95,11 @@ async fn h2_is_negotiated_and_caching_and_ranges_work_over_it() {
     let r = h1.get("https://a.test/v/seg.ts").send().await.unwrap();
     assert_eq!(r.version(), reqwest::Version::HTTP_11);
     assert_eq!(r.headers()["x-cache"], "HIT");
-    assert_eq!(s.origin.hits("/v/seg.ts"), 1, "one object for h1, h2 and plain HTTP alike");
+    assert_eq!(
+        s.origin.hits("/v/seg.ts"),
+        1,
+        "one object for h1, h2 and plain HTTP alike"
+    );
 }
 
 #[tokio::test]
@@ -81,13 +108,33 @@ async fn the_certificate_is_chosen_by_sni() {
     let only_a = https_client(&[ca(s.a.path())], s.https, false);
     let only_b = https_client(&[ca(s.b.path())], s.https, false);
     // Exact name: the a.test certificate (signed by CA a only).
-    assert_eq!(only_a.get("https://a.test/healthz").send().await.unwrap().status(), 200);
+    assert_eq!(
+        only_a
+            .get("https://a.test/healthz")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
     assert!(only_b.get("https://a.test/healthz").send().await.is_err());
     // Wildcard: *.b.test.
-    assert_eq!(only_b.get("https://x.b.test/healthz").send().await.unwrap().status(), 200);
+    assert_eq!(
+        only_b
+            .get("https://x.b.test/healthz")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
     assert!(only_a.get("https://x.b.test/healthz").send().await.is_err());
     // No SNI (an IP address): the default, first certificate, which also names 127.0.0.1.
-    let r = only_a.get(format!("https://127.0.0.1:{}/healthz", s.https.port())).send().await.unwrap();
+    let r = only_a
+        .get(format!("https://127.0.0.1:{}/healthz", s.https.port()))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
 }
 
@@ -95,7 +142,14 @@ async fn the_certificate_is_chosen_by_sni() {
 async fn certificates_reload_without_a_restart_and_bad_files_keep_the_old_ones() {
     let s = setup().await;
     let old = https_client(&[ca(s.a.path())], s.https, false);
-    assert_eq!(old.get("https://a.test/healthz").send().await.unwrap().status(), 200);
+    assert_eq!(
+        old.get("https://a.test/healthz")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
     // A new CA and certificate for a.test replace the files in place.
     let fresh = tempfile::tempdir().unwrap();
     generate_dev(fresh.path(), &["a.test".into(), "127.0.0.1".into()]).unwrap();
@@ -105,21 +159,52 @@ async fn certificates_reload_without_a_restart_and_bad_files_keep_the_old_ones()
     let new = https_client(&[ca(fresh.path())], s.https, false);
     let mut served_new = false;
     for _ in 0..50 {
-        if new.get("https://a.test/healthz").send().await.is_ok_and(|r| r.status() == 200) {
+        if new
+            .get("https://a.test/healthz")
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+        {
             served_new = true;
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert!(served_new, "the new certificate is served without a restart");
+    assert!(
+        served_new,
+        "the new certificate is served without a restart"
+    );
     // The connection opened before the reload still works (it was not dropped).
-    assert_eq!(old.get("https://a.test/healthz").send().await.unwrap().status(), 200);
+    assert_eq!(
+        old.get("https://a.test/healthz")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
     // A broken file is refused: the new certificate stays in service.
-    std::fs::write(s.a.path().join("edge.pem"), b"-----BEGIN CERTIFICATE-----\ngarbage\n").unwrap();
+    std::fs::write(
+        s.a.path().join("edge.pem"),
+        b"-----BEGIN CERTIFICATE-----\ngarbage\n",
+    )
+    .unwrap();
     tokio::time::sleep(Duration::from_millis(700)).await;
     let again = https_client(&[ca(fresh.path())], s.https, false);
-    assert_eq!(again.get("https://a.test/healthz").send().await.unwrap().status(), 200);
-    assert!(s.edge.log().contains("do not load"), "the failed reload is logged:\n{}", s.edge.log());
+    assert_eq!(
+        again
+            .get("https://a.test/healthz")
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert!(
+        s.edge.log().contains("do not load"),
+        "the failed reload is logged:\n{}",
+        s.edge.log()
+    );
 }
 
 #[tokio::test]
@@ -133,8 +218,16 @@ async fn bad_certificate_files_are_clear_start_errors() {
     let (g, o) = (good.path().display(), other.path().display());
     let d = dir.path().display();
     let cases = [
-        (format!("{d}/missing.pem"), format!("{g}/edge-key.pem"), "missing.pem"),
-        (format!("{d}/garbage.pem"), format!("{g}/edge-key.pem"), "garbage.pem"),
+        (
+            format!("{d}/missing.pem"),
+            format!("{g}/edge-key.pem"),
+            "missing.pem",
+        ),
+        (
+            format!("{d}/garbage.pem"),
+            format!("{g}/edge-key.pem"),
+            "garbage.pem",
+        ),
         (format!("{g}/edge.pem"), format!("{o}/edge-key.pem"), "edge"),
     ];
     for (cert, key, names) in cases {
@@ -151,10 +244,17 @@ async fn bad_certificate_files_are_clear_start_errors() {
             ),
         )
         .unwrap();
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_edge")).args(["serve", "--config"]).arg(&cfg).output().unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_edge"))
+            .args(["serve", "--config"])
+            .arg(&cfg)
+            .output()
+            .unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(69), "{cert} {key}: {err}");
-        assert!(err.starts_with("edge: tls: ") && err.contains(names), "{err}");
+        assert!(
+            err.starts_with("edge: tls: ") && err.contains(names),
+            "{err}"
+        );
         assert!(!err.contains("panicked"), "{err}");
     }
 }
@@ -172,21 +272,44 @@ async fn tls_origins_are_verified_against_the_pool_ca() {
             origin.addr
         )
     };
-    let edge = Edge::start_with_config(&pool(&ca_file.display().to_string(), "origin.test"), "").await;
-    let r = crate::support::client().get(edge.url("/v/secure.ts")).send().await.unwrap();
+    let edge =
+        Edge::start_with_config(&pool(&ca_file.display().to_string(), "origin.test"), "").await;
+    let r = crate::support::client()
+        .get(edge.url("/v/secure.ts"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.text().await.unwrap(), "over tls");
     // A name the certificate does not carry fails verification: an upstream error, never the body.
     let other = tempfile::tempdir().unwrap();
     generate_dev(other.path(), &["elsewhere.test".into()]).unwrap();
     let wrong_ca = other.path().join("edge-dev-ca.pem");
-    for (ca, sni) in [(ca_file.display().to_string(), "wrong.test"), (wrong_ca.display().to_string(), "origin.test")] {
+    for (ca, sni) in [
+        (ca_file.display().to_string(), "wrong.test"),
+        (wrong_ca.display().to_string(), "origin.test"),
+    ] {
         let bad = Edge::start_with_config(&pool(&ca, sni), "").await;
-        let r = crate::support::client().get(bad.url("/v/secure.ts")).send().await.unwrap();
+        let r = crate::support::client()
+            .get(bad.url("/v/secure.ts"))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 502, "sni {sni}");
-        assert!(bad.metric(&format!(r#"edge_upstream_requests_total{{pool="tls",node="{}",status="connect_error"}}"#, origin.addr)).await >= 1.0);
+        assert!(
+            bad.metric(&format!(
+                r#"edge_upstream_requests_total{{pool="tls",node="{}",status="connect_error"}}"#,
+                origin.addr
+            ))
+            .await
+                >= 1.0
+        );
     }
-    assert_eq!(origin.hits("/v/secure.ts"), 1, "unverified connections never sent the request");
+    assert_eq!(
+        origin.hits("/v/secure.ts"),
+        1,
+        "unverified connections never sent the request"
+    );
 }
 
 /// The head size limits hold on HTTP/2 too: the gate measures `:path` and each field (414,
@@ -196,23 +319,67 @@ async fn tls_origins_are_verified_against_the_pool_ca() {
 async fn head_limits_hold_on_h2() {
     let s = setup().await;
     let c = https_client(&[ca(s.a.path())], s.https, false);
-    let r = c.get(format!("https://a.test/v/seg.ts?q={}", "q".repeat(9000))).send().await.unwrap();
-    assert_eq!((r.version(), r.status().as_u16()), (reqwest::Version::HTTP_2, 414));
-    let r = c.get("https://a.test/v/seg.ts").header("x-long", "v".repeat(9000)).send().await.unwrap();
-    assert_eq!((r.status().as_u16(), r.headers().get("x-edge-reason").map(|v| v.to_str().unwrap())), (431, Some("header_field_too_large")));
+    let r = c
+        .get(format!("https://a.test/v/seg.ts?q={}", "q".repeat(9000)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        (r.version(), r.status().as_u16()),
+        (reqwest::Version::HTTP_2, 414)
+    );
+    let r = c
+        .get("https://a.test/v/seg.ts")
+        .header("x-long", "v".repeat(9000))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            r.status().as_u16(),
+            r.headers()
+                .get("x-edge-reason")
+                .map(|v| v.to_str().unwrap())
+        ),
+        (431, Some("header_field_too_large"))
+    );
     let mut big = c.get("https://a.test/v/seg.ts");
     for i in 0..40 {
         big = big.header(format!("x-f{i}"), "v".repeat(1000));
     }
     let r = big.send().await.unwrap();
-    assert_eq!((r.version(), r.status().as_u16()), (reqwest::Version::HTTP_2, 431));
-    assert!(r.headers().get("x-edge-reason").is_none(), "the h2 codec's 431, before the gate");
-    assert_eq!(s.edge.metric("edge_connection_limits_total{limit=\"head_size\"}").await, 0.0);
+    assert_eq!(
+        (r.version(), r.status().as_u16()),
+        (reqwest::Version::HTTP_2, 431)
+    );
+    assert!(
+        r.headers().get("x-edge-reason").is_none(),
+        "the h2 codec's 431, before the gate"
+    );
+    assert_eq!(
+        s.edge
+            .metric("edge_connection_limits_total{limit=\"head_size\"}")
+            .await,
+        0.0
+    );
     assert_eq!(s.origin.hits("/v/seg.ts"), 0, "nothing reached the origin");
     for limit in ["request_line", "header_field"] {
-        assert_eq!(s.edge.metric(&format!("edge_connection_limits_total{{limit=\"{limit}\"}}")).await, 1.0, "{limit}");
+        assert_eq!(
+            s.edge
+                .metric(&format!(
+                    "edge_connection_limits_total{{limit=\"{limit}\"}}"
+                ))
+                .await,
+            1.0,
+            "{limit}"
+        );
     }
     // A head within the limits still passes.
-    let r = c.get("https://a.test/v/seg.ts").header("x-ok", "v".repeat(4000)).send().await.unwrap();
+    let r = c
+        .get("https://a.test/v/seg.ts")
+        .header("x-ok", "v".repeat(4000))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status().as_u16(), 200);
 }

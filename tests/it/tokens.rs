@@ -16,7 +16,10 @@ const MEDIA: &str = "#EXTM3U\n#EXT-X-TARGETDURATION:4\n#EXT-X-MAP:URI=\"init.mp4
 const M3U8: &str = "application/vnd.apple.mpegurl";
 
 fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
 }
 
 fn keyring() -> Keyring {
@@ -34,8 +37,14 @@ fn grant(acl: &str) -> String {
 /// An origin with a small title and a secret, and an edge that requires tokens.
 async fn setup() -> (Origin, Edge, tempfile::TempDir) {
     let origin = Origin::start().await;
-    origin.route("/v/a/master.m3u8", Route::ok(MASTER).header("content-type", M3U8));
-    origin.route("/v/a/240p/index.m3u8", Route::ok(MEDIA).header("content-type", M3U8));
+    origin.route(
+        "/v/a/master.m3u8",
+        Route::ok(MASTER).header("content-type", M3U8),
+    );
+    origin.route(
+        "/v/a/240p/index.m3u8",
+        Route::ok(MEDIA).header("content-type", M3U8),
+    );
     origin.route("/v/a/240p/seg_000.m4s", Route::ok("segment-a"));
     origin.route("/v/secret/x.ts", Route::ok("SECRET"));
     origin.route("/public/logo.png", Route::ok("logo"));
@@ -74,37 +83,106 @@ async fn every_rejection_reason_is_a_403_with_its_code_and_metric() {
     let cases: Vec<(String, &str)> = vec![
         ("/v/a/master.m3u8".into(), "missing"),
         ("/v/a/master.m3u8?token=v1.k2.nonsense".into(), "malformed"),
-        (format!("/v/a/master.m3u8?token={}", token::sign(&forged, &Claims::new("/v/a/", t + 600)).unwrap()), "bad_signature"),
-        (format!("/v/a/master.m3u8?token={}", token::sign(&other_ring, &Claims::new("/v/a/", t + 600)).unwrap()), "unknown_key"),
-        (format!("/v/a/master.m3u8?token={}", sign(&Claims::new("/v/a/", t - 120))), "expired"),
-        (format!("/v/a/master.m3u8?token={}", sign(&not_yet)), "not_yet_valid"),
-        (format!("/v/a/master.m3u8?token={}", sign(&Claims::new("/v/b/", t + 600))), "acl_mismatch"),
-        (format!("/v/a/master.m3u8?token={}", sign(&ip_bound)), "ip_mismatch"),
-        (format!("/v/a/master.m3u8?token={}", sign(&Claims::new("/v/a/", t + 7200))), "ttl_too_long"),
+        (
+            format!(
+                "/v/a/master.m3u8?token={}",
+                token::sign(&forged, &Claims::new("/v/a/", t + 600)).unwrap()
+            ),
+            "bad_signature",
+        ),
+        (
+            format!(
+                "/v/a/master.m3u8?token={}",
+                token::sign(&other_ring, &Claims::new("/v/a/", t + 600)).unwrap()
+            ),
+            "unknown_key",
+        ),
+        (
+            format!(
+                "/v/a/master.m3u8?token={}",
+                sign(&Claims::new("/v/a/", t - 120))
+            ),
+            "expired",
+        ),
+        (
+            format!("/v/a/master.m3u8?token={}", sign(&not_yet)),
+            "not_yet_valid",
+        ),
+        (
+            format!(
+                "/v/a/master.m3u8?token={}",
+                sign(&Claims::new("/v/b/", t + 600))
+            ),
+            "acl_mismatch",
+        ),
+        (
+            format!("/v/a/master.m3u8?token={}", sign(&ip_bound)),
+            "ip_mismatch",
+        ),
+        (
+            format!(
+                "/v/a/master.m3u8?token={}",
+                sign(&Claims::new("/v/a/", t + 7200))
+            ),
+            "ttl_too_long",
+        ),
     ];
     for (url, reason) in &cases {
         refused(&edge, url, reason).await;
     }
     for (_, reason) in &cases {
-        let n = edge.metric(&format!(r#"edge_token_rejections_total{{reason="{reason}"}}"#)).await;
+        let n = edge
+            .metric(&format!(
+                r#"edge_token_rejections_total{{reason="{reason}"}}"#
+            ))
+            .await;
         assert_eq!(n, 1.0, "{reason}");
     }
     assert_eq!(origin.total_hits(), 0, "nothing refused reaches the origin");
     // A token signed with the previous key (still listed) is accepted: rotation.
     let old = token::sign_with(&keyring(), "k1", &Claims::new("/v/a/", t + 600)).unwrap();
-    let r = client().get(edge.url(&format!("/v/a/240p/seg_000.m4s?token={old}"))).send().await.unwrap();
+    let r = client()
+        .get(edge.url(&format!("/v/a/240p/seg_000.m4s?token={old}")))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     // Public prefixes need no token.
-    assert_eq!(client().get(edge.url("/public/logo.png")).send().await.unwrap().status(), 200);
+    assert_eq!(
+        client()
+            .get(edge.url("/public/logo.png"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
 }
 
 #[tokio::test]
 async fn path_query_and_cookie_tokens_share_one_cached_object() {
     let (origin, edge, _keys) = setup().await;
     let c = client();
-    let r = c.get(edge.url(&format!("/t/{}/v/a/240p/seg_000.m4s", grant("/v/a/")))).send().await.unwrap();
-    assert_eq!((r.status().as_u16(), r.headers()["x-cache"].to_str().unwrap().to_string()), (200, "MISS".into()));
-    let r = c.get(edge.url(&format!("/v/a/240p/seg_000.m4s?token={}", grant("/v/a/240p/")))).send().await.unwrap();
+    let r = c
+        .get(edge.url(&format!("/t/{}/v/a/240p/seg_000.m4s", grant("/v/a/"))))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            r.status().as_u16(),
+            r.headers()["x-cache"].to_str().unwrap().to_string()
+        ),
+        (200, "MISS".into())
+    );
+    let r = c
+        .get(edge.url(&format!(
+            "/v/a/240p/seg_000.m4s?token={}",
+            grant("/v/a/240p/")
+        )))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.headers()["x-cache"], "HIT");
     let r = c
         .get(edge.url("/v/a/240p/seg_000.m4s"))
@@ -114,9 +192,16 @@ async fn path_query_and_cookie_tokens_share_one_cached_object() {
         .unwrap();
     assert_eq!(r.headers()["x-cache"], "HIT");
     assert_eq!(r.text().await.unwrap(), "segment-a");
-    assert_eq!(origin.hits("/v/a/240p/seg_000.m4s"), 1, "three viewers, three tokens, one origin fetch");
+    assert_eq!(
+        origin.hits("/v/a/240p/seg_000.m4s"),
+        1,
+        "three viewers, three tokens, one origin fetch"
+    );
     let seen = &origin.requests()[0];
-    assert_eq!(seen.target, "/v/a/240p/seg_000.m4s", "the origin never sees the token");
+    assert_eq!(
+        seen.target, "/v/a/240p/seg_000.m4s",
+        "the origin never sees the token"
+    );
 }
 
 #[tokio::test]
@@ -124,23 +209,64 @@ async fn query_tokens_are_carried_by_every_playlist_uri_and_the_cache_keeps_orig
     let (origin, edge, _keys) = setup().await;
     let c = client();
     let (t1, t2) = (grant("/v/a/"), sign(&Claims::new("/v/a/", now() + 601)));
-    let body1 = c.get(edge.url(&format!("/v/a/master.m3u8?token={t1}"))).send().await.unwrap().text().await.unwrap();
-    assert!(body1.contains(&format!("240p/index.m3u8?token={t1}\n")), "{body1}");
-    assert!(body1.contains(&format!("1080p/index.m3u8?token={t1}\n")), "{body1}");
-    let r = c.get(edge.url(&format!("/v/a/master.m3u8?token={t2}"))).send().await.unwrap();
+    let body1 = c
+        .get(edge.url(&format!("/v/a/master.m3u8?token={t1}")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        body1.contains(&format!("240p/index.m3u8?token={t1}\n")),
+        "{body1}"
+    );
+    assert!(
+        body1.contains(&format!("1080p/index.m3u8?token={t1}\n")),
+        "{body1}"
+    );
+    let r = c
+        .get(edge.url(&format!("/v/a/master.m3u8?token={t2}")))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.headers()["x-cache"], "HIT");
     assert_eq!(r.headers()["cache-control"], "private, no-store");
     let body2 = r.text().await.unwrap();
-    assert!(body2.contains(&format!("240p/index.m3u8?token={t2}\n")) && !body2.contains(&t1), "{body2}");
+    assert!(
+        body2.contains(&format!("240p/index.m3u8?token={t2}\n")) && !body2.contains(&t1),
+        "{body2}"
+    );
     // A path-token viewer gets the origin's bytes: the cache never stored a rewrite.
-    let plain = c.get(edge.url(&format!("/t/{t1}/v/a/master.m3u8"))).send().await.unwrap().text().await.unwrap();
+    let plain = c
+        .get(edge.url(&format!("/t/{t1}/v/a/master.m3u8")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert_eq!(plain, MASTER);
     assert_eq!(origin.hits("/v/a/master.m3u8"), 1);
     // Media playlists: EXT-X-MAP URIs and segments carry it too, and the player can follow them.
-    let media = c.get(edge.url(&format!("/v/a/240p/index.m3u8?token={t1}"))).send().await.unwrap().text().await.unwrap();
-    assert!(media.contains(&format!("URI=\"init.mp4?token={t1}\"")), "{media}");
+    let media = c
+        .get(edge.url(&format!("/v/a/240p/index.m3u8?token={t1}")))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        media.contains(&format!("URI=\"init.mp4?token={t1}\"")),
+        "{media}"
+    );
     let seg_uri = media.lines().find(|l| l.starts_with("seg_000")).unwrap();
-    let r = c.get(edge.url(&format!("/v/a/240p/{seg_uri}"))).send().await.unwrap();
+    let r = c
+        .get(edge.url(&format!("/v/a/240p/{seg_uri}")))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.text().await.unwrap(), "segment-a");
 }
@@ -148,12 +274,22 @@ async fn query_tokens_are_carried_by_every_playlist_uri_and_the_cache_keeps_orig
 #[tokio::test]
 async fn a_last_line_without_newline_is_rewritten_on_miss_and_hit() {
     let (origin, edge, _keys) = setup().await;
-    origin.route("/v/a/nonl.m3u8", Route::ok("#EXTM3U\n#EXTINF:4,\nseg.ts").header("content-type", M3U8));
+    origin.route(
+        "/v/a/nonl.m3u8",
+        Route::ok("#EXTM3U\n#EXTINF:4,\nseg.ts").header("content-type", M3U8),
+    );
     let t = grant("/v/a/");
     for want in ["MISS", "HIT"] {
-        let r = client().get(edge.url(&format!("/v/a/nonl.m3u8?token={t}"))).send().await.unwrap();
+        let r = client()
+            .get(edge.url(&format!("/v/a/nonl.m3u8?token={t}")))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.headers()["x-cache"], want);
-        assert_eq!(r.text().await.unwrap(), format!("#EXTM3U\n#EXTINF:4,\nseg.ts?token={t}"));
+        assert_eq!(
+            r.text().await.unwrap(),
+            format!("#EXTM3U\n#EXTINF:4,\nseg.ts?token={t}")
+        );
     }
 }
 
@@ -163,11 +299,21 @@ async fn max_height_claim_hides_higher_variants() {
     let mut claims = Claims::new("/v/a/", now() + 600);
     claims.mh = Some(720);
     let t = sign(&claims);
-    let r = client().get(edge.url(&format!("/t/{t}/v/a/master.m3u8"))).send().await.unwrap();
+    let r = client()
+        .get(edge.url(&format!("/t/{t}/v/a/master.m3u8")))
+        .send()
+        .await
+        .unwrap();
     let head = format!("{:?}", r.headers());
     let body = r.text().await.unwrap();
-    assert!(body.contains("720p/index.m3u8") && body.contains("240p/index.m3u8"), "{head} {body}");
-    assert!(!body.contains("1080"), "a 720p viewer never sees 1080p: {body}");
+    assert!(
+        body.contains("720p/index.m3u8") && body.contains("240p/index.m3u8"),
+        "{head} {body}"
+    );
+    assert!(
+        !body.contains("1080"),
+        "a 720p viewer never sees 1080p: {body}"
+    );
 }
 
 /// EdgeAuth 2.0 token computed here from the published algorithm.
@@ -185,17 +331,49 @@ fn edgeauth(acl: &str, exp: u64) -> String {
 async fn edgeauth_tokens_are_accepted_and_carried() {
     let (origin, edge, _keys) = setup().await;
     let tok = edgeauth("/v/a/*", now() + 600);
-    let enc: String = tok.bytes().map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") }).collect();
+    let enc: String = tok
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
     let c = client();
-    let r = c.get(edge.url(&format!("/v/a/master.m3u8?hdnts={enc}"))).send().await.unwrap();
+    let r = c
+        .get(edge.url(&format!("/v/a/master.m3u8?hdnts={enc}")))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200, "{:?}", r.headers().get("x-edge-reason"));
     let body = r.text().await.unwrap();
-    let line = body.lines().find(|l| l.starts_with("240p/")).unwrap().to_string();
+    let line = body
+        .lines()
+        .find(|l| l.starts_with("240p/"))
+        .unwrap()
+        .to_string();
     assert!(line.starts_with("240p/index.m3u8?hdnts="), "{body}");
-    let r = c.get(edge.url(&format!("/v/a/{line}"))).send().await.unwrap();
-    assert_eq!(r.status(), 200, "the rewritten URI carries a token the edge accepts");
+    let r = c
+        .get(edge.url(&format!("/v/a/{line}")))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        200,
+        "the rewritten URI carries a token the edge accepts"
+    );
     let bad = edgeauth("/v/secret/*", now() + 600);
-    let r = c.get(edge.url(&format!("/v/a/master.m3u8?hdnts={}", bad.replace('~', "%7E")))).send().await.unwrap();
+    let r = c
+        .get(edge.url(&format!(
+            "/v/a/master.m3u8?hdnts={}",
+            bad.replace('~', "%7E")
+        )))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 403);
     assert_eq!(origin.hits("/v/secret/x.ts"), 0);
 }
@@ -243,7 +421,16 @@ async fn acl_bypass_attempts_never_reach_content_outside_the_acl() {
         assert!(matches!(status, 400 | 403 | 404), "{a}: {status}\n{head}");
     }
     // The cookie placement cannot widen the ACL either.
-    let r = client().get(edge.url("/v/secret/x.ts")).header("cookie", format!("edge_token={t}")).send().await.unwrap();
+    let r = client()
+        .get(edge.url("/v/secret/x.ts"))
+        .header("cookie", format!("edge_token={t}"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 403);
-    assert_eq!(origin.hits("/v/secret/x.ts"), 0, "the secret was never fetched");
+    assert_eq!(
+        origin.hits("/v/secret/x.ts"),
+        0,
+        "the secret was never fetched"
+    );
 }

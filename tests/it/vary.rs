@@ -12,8 +12,11 @@ const GZIPPED: &[u8] = b"\x1f\x8b pretend-gzip-bytes";
 async fn ask(edge: &Edge, path: &str, accept: Option<&str>) -> Resp {
     let admitted = edge.metric("edge_cache_admitted_bytes_total").await;
     let mut c = Conn::open(edge.http).await;
-    let ae = accept.map(|a| format!("Accept-Encoding: {a}\r\n")).unwrap_or_default();
-    c.send(format!("GET {path} HTTP/1.1\r\nHost: edge.test\r\n{ae}\r\n").as_bytes()).await;
+    let ae = accept
+        .map(|a| format!("Accept-Encoding: {a}\r\n"))
+        .unwrap_or_default();
+    c.send(format!("GET {path} HTTP/1.1\r\nHost: edge.test\r\n{ae}\r\n").as_bytes())
+        .await;
     let r = c.response(false).await;
     if r.header("x-cache") == Some("MISS") && r.status == 200 {
         edge.await_admitted(admitted).await;
@@ -26,12 +29,22 @@ async fn variants_by_accept_encoding() {
     let origin = Origin::start().await;
     origin.route(
         "/v/index.m3u8",
-        Route::ok(PLAIN).header("content-type", "application/vnd.apple.mpegurl").header("cache-control", "max-age=60").encoded("gzip", GZIPPED),
+        Route::ok(PLAIN)
+            .header("content-type", "application/vnd.apple.mpegurl")
+            .header("cache-control", "max-age=60")
+            .encoded("gzip", GZIPPED),
     );
     let edge = Edge::start(origin.addr, "").await;
 
     let gz = ask(&edge, "/v/index.m3u8", Some("gzip, deflate")).await;
-    assert_eq!((gz.status, gz.header("content-encoding"), gz.header("x-cache")), (200, Some("gzip"), Some("MISS")));
+    assert_eq!(
+        (
+            gz.status,
+            gz.header("content-encoding"),
+            gz.header("x-cache")
+        ),
+        (200, Some("gzip"), Some("MISS"))
+    );
     assert!(gz.body == GZIPPED);
     // A client that did not ask for gzip never gets the gzip variant.
     for accept in [None, Some("identity"), Some("gzip;q=0")] {
@@ -39,37 +52,75 @@ async fn variants_by_accept_encoding() {
         assert_eq!(plain.header("content-encoding"), None, "{accept:?}");
         assert!(plain.body == PLAIN.as_bytes(), "{accept:?}");
     }
-    assert_eq!(origin.hits("/v/index.m3u8"), 2, "one fetch per variant (identity spellings share one)");
+    assert_eq!(
+        origin.hits("/v/index.m3u8"),
+        2,
+        "one fetch per variant (identity spellings share one)"
+    );
     // Both variants are now hits, and other spellings of the same preference share them.
     let front_before = edge.metric("edge_front_hits_total").await;
-    for (accept, gzipped) in [(Some("gzip"), true), (Some("deflate, GZIP"), true), (None, false), (Some("identity"), false)] {
+    for (accept, gzipped) in [
+        (Some("gzip"), true),
+        (Some("deflate, GZIP"), true),
+        (None, false),
+        (Some("identity"), false),
+    ] {
         let r = ask(&edge, "/v/index.m3u8", accept).await;
         assert_eq!(r.header("x-cache"), Some("HIT"), "{accept:?}");
-        assert_eq!(r.header("content-encoding").is_some(), gzipped, "{accept:?}");
+        assert_eq!(
+            r.header("content-encoding").is_some(),
+            gzipped,
+            "{accept:?}"
+        );
         assert_eq!(r.body == GZIPPED, gzipped, "{accept:?}");
     }
-    assert_eq!(edge.metric("edge_front_hits_total").await - front_before, 4.0, "variant hits come from the front");
+    assert_eq!(
+        edge.metric("edge_front_hits_total").await - front_before,
+        4.0,
+        "variant hits come from the front"
+    );
     assert_eq!(origin.hits("/v/index.m3u8"), 2);
     // The origin is asked with the normalised value the variant is keyed on.
-    let seen: Vec<String> = origin.requests().iter().filter_map(|r| r.header("accept-encoding").map(str::to_string)).collect();
+    let seen: Vec<String> = origin
+        .requests()
+        .iter()
+        .filter_map(|r| r.header("accept-encoding").map(str::to_string))
+        .collect();
     assert_eq!(seen, vec!["gzip".to_string(), "identity".to_string()]);
 
     // The same through the pipeline (a conditional request is the pipeline's).
     let mut c = Conn::open(edge.http).await;
     c.send(b"GET /v/index.m3u8 HTTP/1.1\r\nHost: edge.test\r\nAccept-Encoding: gzip\r\nIf-None-Match: \"nope\"\r\n\r\n").await;
     let r = c.response(false).await;
-    assert_eq!((r.header("x-cache"), r.header("content-encoding")), (Some("HIT"), Some("gzip")));
-    c.send(b"GET /v/index.m3u8 HTTP/1.1\r\nHost: edge.test\r\nIf-None-Match: \"nope\"\r\n\r\n").await;
+    assert_eq!(
+        (r.header("x-cache"), r.header("content-encoding")),
+        (Some("HIT"), Some("gzip"))
+    );
+    c.send(b"GET /v/index.m3u8 HTTP/1.1\r\nHost: edge.test\r\nIf-None-Match: \"nope\"\r\n\r\n")
+        .await;
     let r = c.response(false).await;
-    assert_eq!((r.header("x-cache"), r.header("content-encoding")), (Some("HIT"), None));
+    assert_eq!(
+        (r.header("x-cache"), r.header("content-encoding")),
+        (Some("HIT"), None)
+    );
     assert!(r.body == PLAIN.as_bytes());
 }
 
 #[tokio::test]
 async fn vary_star_is_never_answered_from_the_cache() {
     let origin = Origin::start().await;
-    origin.route("/v/star.ts", Route::ok("star").header("cache-control", "max-age=60").header("vary", "*"));
-    origin.route("/v/list.ts", Route::ok("list").header("cache-control", "max-age=60").header("vary", "Accept-Language, *"));
+    origin.route(
+        "/v/star.ts",
+        Route::ok("star")
+            .header("cache-control", "max-age=60")
+            .header("vary", "*"),
+    );
+    origin.route(
+        "/v/list.ts",
+        Route::ok("list")
+            .header("cache-control", "max-age=60")
+            .header("vary", "Accept-Language, *"),
+    );
     let edge = Edge::start(origin.addr, "").await;
     for _ in 0..3 {
         for p in ["/v/star.ts", "/v/list.ts"] {
@@ -85,14 +136,25 @@ async fn vary_star_is_never_answered_from_the_cache() {
 #[tokio::test]
 async fn other_request_headers_make_their_own_variants() {
     let origin = Origin::start().await;
-    origin.route("/v/lang.ts", Route::ok("body").header("cache-control", "max-age=60").header("vary", "Accept-Language"));
+    origin.route(
+        "/v/lang.ts",
+        Route::ok("body")
+            .header("cache-control", "max-age=60")
+            .header("vary", "Accept-Language"),
+    );
     let edge = Edge::start(origin.addr, "").await;
     let lang = |l: &'static str| {
         let edge = &edge;
         async move {
             let admitted = edge.metric("edge_cache_admitted_bytes_total").await;
             let mut c = Conn::open(edge.http).await;
-            c.send(format!("GET /v/lang.ts HTTP/1.1\r\nHost: edge.test\r\nAccept-Language: {l}\r\n\r\n").as_bytes()).await;
+            c.send(
+                format!(
+                    "GET /v/lang.ts HTTP/1.1\r\nHost: edge.test\r\nAccept-Language: {l}\r\n\r\n"
+                )
+                .as_bytes(),
+            )
+            .await;
             let r = c.response(false).await;
             if r.header("x-cache") == Some("MISS") {
                 edge.await_admitted(admitted).await;

@@ -114,10 +114,18 @@ impl Index {
     /// Undo [`Index::insert`] for an expired ban (a no-op where a newer ban replaced it).
     pub fn remove(&mut self, ban: &Ban) {
         if ban.exact {
-            if self.exact.get_mut(&*ban.path).is_some_and(|hosts| forget(hosts, ban)) {
+            if self
+                .exact
+                .get_mut(&*ban.path)
+                .is_some_and(|hosts| forget(hosts, ban))
+            {
                 self.exact.remove(&*ban.path);
             }
-        } else if self.prefix.get_mut(ban.path.as_bytes()).is_some_and(|hosts| forget(hosts, ban)) {
+        } else if self
+            .prefix
+            .get_mut(ban.path.as_bytes())
+            .is_some_and(|hosts| forget(hosts, ban))
+        {
             self.prefix.remove(ban.path.as_bytes());
         }
     }
@@ -146,7 +154,13 @@ mod tests {
     use super::*;
 
     fn ban(host: Option<&str>, path: &str, exact: bool, soft: bool, at_ms: u64) -> Ban {
-        Ban { host: host.map(Arc::from), path: path.into(), exact, soft, at_ms }
+        Ban {
+            host: host.map(Arc::from),
+            path: path.into(),
+            exact,
+            soft,
+            at_ms,
+        }
     }
 
     /// The old scan over every ban, which the index must agree with.
@@ -154,9 +168,17 @@ mod tests {
         let mut v = Verdict::Keep;
         for b in bans {
             let host_ok = b.host.as_deref().is_none_or(|h| h == host);
-            let path_ok = if b.exact { path == &*b.path } else { path.starts_with(&*b.path) };
+            let path_ok = if b.exact {
+                path == &*b.path
+            } else {
+                path.starts_with(&*b.path)
+            };
             if b.at_ms >= stored_ms && host_ok && path_ok {
-                v = v.max(if b.soft { Verdict::Expire } else { Verdict::Remove });
+                v = v.max(if b.soft {
+                    Verdict::Expire
+                } else {
+                    Verdict::Remove
+                });
             }
         }
         v
@@ -165,7 +187,15 @@ mod tests {
     #[test]
     fn agrees_with_a_scan_of_every_ban() {
         let hosts = [None, Some("a.example"), Some("b.example")];
-        let paths = ["/", "/v", "/v/", "/v/t/", "/v/t/a.ts", "/v/t2/a.ts", "/w/a.ts"];
+        let paths = [
+            "/",
+            "/v",
+            "/v/",
+            "/v/t/",
+            "/v/t/a.ts",
+            "/v/t2/a.ts",
+            "/w/a.ts",
+        ];
         let mut bans = Vec::new();
         let mut index = Index::default();
         let mut t = 10;
@@ -183,7 +213,11 @@ mod tests {
         for host in ["a.example", "b.example", "c.example"] {
             for path in paths.iter().chain(&["/v/t/a.tsx", "/x", ""]) {
                 for stored in (0..t + 10).step_by(5) {
-                    assert_eq!(index.verdict(host, path, stored), scan(&bans, host, path, stored), "{host}{path} @{stored}");
+                    assert_eq!(
+                        index.verdict(host, path, stored),
+                        scan(&bans, host, path, stored),
+                        "{host}{path} @{stored}"
+                    );
                 }
             }
         }
@@ -195,14 +229,21 @@ mod tests {
         for host in ["a.example", "c.example"] {
             for path in paths {
                 for stored in (0..t + 10).step_by(5) {
-                    assert_eq!(index.verdict(host, path, stored), scan(&bans[cut..], host, path, stored), "{host}{path} @{stored}");
+                    assert_eq!(
+                        index.verdict(host, path, stored),
+                        scan(&bans[cut..], host, path, stored),
+                        "{host}{path} @{stored}"
+                    );
                 }
             }
         }
         for b in &bans[cut..] {
             index.remove(b);
         }
-        assert!(index.exact.is_empty() && index.prefix.is_empty(), "every key is gone with its last ban");
+        assert!(
+            index.exact.is_empty() && index.prefix.is_empty(),
+            "every key is gone with its last ban"
+        );
     }
 
     #[test]

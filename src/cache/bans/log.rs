@@ -36,7 +36,10 @@ pub struct Loaded {
 }
 
 fn damaged(path: &Path, what: String) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, format!("{}: {what}", path.display()))
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("{}: {what}", path.display()),
+    )
 }
 
 /// The bans in a log's bytes, and whether its last line is torn.
@@ -51,7 +54,8 @@ pub fn parse(path: &Path, bytes: &[u8]) -> io::Result<(Vec<Ban>, bool)> {
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        let ban = serde_json::from_slice(line).map_err(|e| damaged(path, format!("line {line_no}: {e}")))?;
+        let ban = serde_json::from_slice(line)
+            .map_err(|e| damaged(path, format!("line {line_no}: {e}")))?;
         bans.push(ban);
     }
     Ok((bans, !rest.is_empty()))
@@ -81,7 +85,8 @@ impl Log {
         let mut dirty = torn;
         match std::fs::read(&legacy) {
             Ok(bytes) => {
-                let old: Vec<Ban> = serde_json::from_slice(&bytes).map_err(|e| damaged(&legacy, e.to_string()))?;
+                let old: Vec<Ban> =
+                    serde_json::from_slice(&bytes).map_err(|e| damaged(&legacy, e.to_string()))?;
                 bans.extend(old);
                 dirty = true;
             }
@@ -89,7 +94,11 @@ impl Log {
             Err(e) => return Err(damaged(&legacy, e.to_string())),
         }
         let file = open_append(&path).map_err(|e| damaged(&path, e.to_string()))?;
-        Ok(Loaded { log: Log { file, path, lines }, bans, dirty })
+        Ok(Loaded {
+            log: Log { file, path, lines },
+            bans,
+            dirty,
+        })
     }
 
     /// Append one ban (written, not yet synced: see [`Log::syncer`]).
@@ -145,7 +154,13 @@ mod tests {
     use super::*;
 
     fn ban(path: &str, at_ms: u64) -> Ban {
-        Ban { host: None, path: path.into(), exact: true, soft: false, at_ms }
+        Ban {
+            host: None,
+            path: path.into(),
+            exact: true,
+            soft: false,
+            at_ms,
+        }
     }
 
     #[test]
@@ -156,7 +171,10 @@ mod tests {
         loaded.log.append(&ban("/a", 1)).unwrap();
         loaded.log.append(&ban("/b", 2)).unwrap();
         drop(loaded);
-        let mut f = OpenOptions::new().append(true).open(dir.path().join(FILE)).unwrap();
+        let mut f = OpenOptions::new()
+            .append(true)
+            .open(dir.path().join(FILE))
+            .unwrap();
         f.write_all(br#"{"host":null,"path":"/c","ex"#).unwrap();
         let loaded = Log::open(dir.path()).unwrap();
         assert_eq!(loaded.bans, vec![ban("/a", 1), ban("/b", 2)]);
@@ -176,17 +194,24 @@ mod tests {
     #[test]
     fn rewrite_keeps_only_the_live_set_and_takes_over_bans_json() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join(LEGACY), serde_json::to_vec(&vec![ban("/old", 1)]).unwrap()).unwrap();
+        std::fs::write(
+            dir.path().join(LEGACY),
+            serde_json::to_vec(&vec![ban("/old", 1)]).unwrap(),
+        )
+        .unwrap();
         let mut loaded = Log::open(dir.path()).unwrap();
         assert_eq!(loaded.bans, vec![ban("/old", 1)]);
         assert!(loaded.dirty);
-        let live = vec![ban("/old", 1), ban("/new", 5)];
+        let live = [ban("/old", 1), ban("/new", 5)];
         loaded.log.rewrite(live.iter()).unwrap();
         loaded.log.append(&ban("/after", 6)).unwrap();
         assert_eq!(loaded.log.lines(), 3);
         assert!(!dir.path().join(LEGACY).exists());
         let again = Log::open(dir.path()).unwrap();
-        assert_eq!(again.bans, vec![ban("/old", 1), ban("/new", 5), ban("/after", 6)]);
+        assert_eq!(
+            again.bans,
+            vec![ban("/old", 1), ban("/new", 5), ban("/after", 6)]
+        );
         assert!(!again.dirty);
     }
 }

@@ -299,7 +299,11 @@ impl Resp {
     /// The `Retry-After` seconds of a refusal.
     #[track_caller]
     pub fn retry_after(&self) -> u64 {
-        self.headers["retry-after"].to_str().expect("ascii").parse().expect("seconds")
+        self.headers["retry-after"]
+            .to_str()
+            .expect("ascii")
+            .parse()
+            .expect("seconds")
     }
 
     /// Asserts an error answer: status, JSON with this code and a message.

@@ -39,7 +39,10 @@ pub fn of(req: &httparse::Request<'_, '_>) -> Option<Framing> {
             coding = Some(h.value);
         } else if h.name.eq_ignore_ascii_case("content-length") {
             for value in h.value.split(|b| *b == b',').map(<[u8]>::trim_ascii) {
-                if value.is_empty() || !value.iter().all(u8::is_ascii_digit) || length.is_some_and(|l| l != value) {
+                if value.is_empty()
+                    || !value.iter().all(u8::is_ascii_digit)
+                    || length.is_some_and(|l| l != value)
+                {
                     return None;
                 }
                 length = Some(value);
@@ -47,12 +50,21 @@ pub fn of(req: &httparse::Request<'_, '_>) -> Option<Framing> {
         }
     }
     if let Some(coding) = coding {
-        let last = coding.rsplit(|b| *b == b',').next().unwrap_or_default().trim_ascii();
-        return (req.version == Some(1) && last.eq_ignore_ascii_case(b"chunked")).then_some(Framing::Chunked);
+        let last = coding
+            .rsplit(|b| *b == b',')
+            .next()
+            .unwrap_or_default()
+            .trim_ascii();
+        return (req.version == Some(1) && last.eq_ignore_ascii_case(b"chunked"))
+            .then_some(Framing::Chunked);
     }
     match length {
         None => Some(Framing::Length(0)),
-        Some(digits) => std::str::from_utf8(digits).ok()?.parse().ok().map(Framing::Length),
+        Some(digits) => std::str::from_utf8(digits)
+            .ok()?
+            .parse()
+            .ok()
+            .map(Framing::Length),
     }
 }
 
@@ -62,7 +74,9 @@ pub fn of_long_head(buf: &[u8]) -> Option<(usize, Framing)> {
     let mut headers = vec![httparse::EMPTY_HEADER; crate::limits::head::PIPELINE_MAX_HEADERS];
     let mut req = httparse::Request::new(&mut headers);
     match req.parse(buf) {
-        Ok(httparse::Status::Complete(n)) if n <= crate::limits::head::PIPELINE_HEAD_MAX => Some((n, of(&req)?)),
+        Ok(httparse::Status::Complete(n)) if n <= crate::limits::head::PIPELINE_HEAD_MAX => {
+            Some((n, of(&req)?))
+        }
         _ => None,
     }
 }
@@ -130,7 +144,9 @@ impl BodyEnd {
                 State::Lost => return Scan::Unknown,
                 _ if i == bytes.len() => return Scan::More,
                 State::Length(left) => {
-                    let take = usize::try_from(*left).unwrap_or(usize::MAX).min(bytes.len() - i);
+                    let take = usize::try_from(*left)
+                        .unwrap_or(usize::MAX)
+                        .min(bytes.len() - i);
                     i += take;
                     *left -= take as u64;
                     if *left == 0 {
@@ -158,7 +174,9 @@ impl BodyEnd {
                     };
                 }
                 State::Data(left) => {
-                    let take = usize::try_from(*left).unwrap_or(usize::MAX).min(bytes.len() - i);
+                    let take = usize::try_from(*left)
+                        .unwrap_or(usize::MAX)
+                        .min(bytes.len() - i);
                     i += take;
                     *left -= take as u64;
                     if *left == 0 {
@@ -208,13 +226,25 @@ mod tests {
             ("", Some(Framing::Length(0))),
             ("Content-Length: 12\r\n", Some(Framing::Length(12))),
             ("content-length: 0\r\n", Some(Framing::Length(0))),
-            ("Content-Length: 7\r\nContent-Length: 7\r\n", Some(Framing::Length(7))),
+            (
+                "Content-Length: 7\r\nContent-Length: 7\r\n",
+                Some(Framing::Length(7)),
+            ),
             ("Content-Length: 7, 7\r\n", Some(Framing::Length(7))),
             ("Transfer-Encoding: chunked\r\n", Some(Framing::Chunked)),
-            ("Transfer-Encoding: gzip, Chunked\r\n", Some(Framing::Chunked)),
-            ("Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n", Some(Framing::Chunked)),
+            (
+                "Transfer-Encoding: gzip, Chunked\r\n",
+                Some(Framing::Chunked),
+            ),
+            (
+                "Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n",
+                Some(Framing::Chunked),
+            ),
             // The coding wins over a length (Pingora drops the length and closes after).
-            ("Content-Length: 3\r\nTransfer-Encoding: chunked\r\n", Some(Framing::Chunked)),
+            (
+                "Content-Length: 3\r\nTransfer-Encoding: chunked\r\n",
+                Some(Framing::Chunked),
+            ),
             // Refused by Pingora (400) or not ending where a body would: not followed.
             ("Transfer-Encoding: chunked, gzip\r\n", None),
             ("Transfer-Encoding: gzip\r\n", None),
@@ -227,19 +257,39 @@ mod tests {
         ] {
             assert_eq!(framing(&h(fields)), want, "{fields:?}");
         }
-        assert_eq!(framing("CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n"), None);
-        assert_eq!(framing("POST /p HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n"), None, "refused on HTTP/1.0");
+        assert_eq!(
+            framing("CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n"),
+            None
+        );
+        assert_eq!(
+            framing("POST /p HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n"),
+            None,
+            "refused on HTTP/1.0"
+        );
     }
 
     #[test]
     fn long_heads_within_the_pipeline_limits() {
-        let fields: String = (0..40).map(|i| format!("X-F{i}: {}\r\n", "v".repeat(300))).collect();
+        let fields: String = (0..40)
+            .map(|i| format!("X-F{i}: {}\r\n", "v".repeat(300)))
+            .collect();
         let head = format!("POST /p HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n{fields}\r\n");
         let buf = format!("{head}abcGET / HTTP/1.1\r\n\r\n");
-        assert_eq!(of_long_head(buf.as_bytes()), Some((head.len(), Framing::Length(3))));
-        assert_eq!(of_long_head(&buf.as_bytes()[..head.len() - 1]), None, "not whole");
+        assert_eq!(
+            of_long_head(buf.as_bytes()),
+            Some((head.len(), Framing::Length(3)))
+        );
+        assert_eq!(
+            of_long_head(&buf.as_bytes()[..head.len() - 1]),
+            None,
+            "not whole"
+        );
         let many: String = (0..300).map(|i| format!("X-F{i}: v\r\n")).collect();
-        assert_eq!(of_long_head(format!("GET / HTTP/1.1\r\n{many}\r\n").as_bytes()), None, "over the pipeline's field limit");
+        assert_eq!(
+            of_long_head(format!("GET / HTTP/1.1\r\n{many}\r\n").as_bytes()),
+            None,
+            "over the pipeline's field limit"
+        );
     }
 
     /// Feed `input` in pieces of `step` bytes; where the body ended (an offset into `input`).
@@ -263,8 +313,14 @@ mod tests {
             (Framing::Length(0), b""),
             (Framing::Length(5), b"hello"),
             (Framing::Chunked, b"0\r\n\r\n"),
-            (Framing::Chunked, b"5\r\nhello\r\n7;ext=1\r\n, world\r\n0\r\n\r\n"),
-            (Framing::Chunked, b"A\r\n0123456789\r\n0;last\r\nX-Trailer: t\r\nX-Other: u\r\n\r\n"),
+            (
+                Framing::Chunked,
+                b"5\r\nhello\r\n7;ext=1\r\n, world\r\n0\r\n\r\n",
+            ),
+            (
+                Framing::Chunked,
+                b"A\r\n0123456789\r\n0;last\r\nX-Trailer: t\r\nX-Other: u\r\n\r\n",
+            ),
             // An extension may hold any byte, a bare LF too: the line ends at CRLF.
             (Framing::Chunked, b"3;a\nb\r\nabc\r\n000\r\n\r\n"),
             // Chunk data that looks like chunk framing.
@@ -273,7 +329,12 @@ mod tests {
         for (framing, body) in cases {
             let input = [body, next.as_slice()].concat();
             for step in [1, 2, 3, 7, input.len()] {
-                assert_eq!(end_of(framing, &input, step), Some(body.len()), "{framing:?} {:?} step {step}", String::from_utf8_lossy(body));
+                assert_eq!(
+                    end_of(framing, &input, step),
+                    Some(body.len()),
+                    "{framing:?} {:?} step {step}",
+                    String::from_utf8_lossy(body)
+                );
             }
         }
     }
@@ -288,7 +349,12 @@ mod tests {
             (Framing::Chunked, b"5\r\nhello\r\n0\r\nX-T: 1\r\n"),
             (Framing::Chunked, b"ff"),
         ] {
-            assert_eq!(BodyEnd::new(framing).feed(part), Scan::More, "{framing:?} {:?}", String::from_utf8_lossy(part));
+            assert_eq!(
+                BodyEnd::new(framing).feed(part),
+                Scan::More,
+                "{framing:?} {:?}",
+                String::from_utf8_lossy(part)
+            );
         }
     }
 
@@ -304,9 +370,18 @@ mod tests {
             b"0\r\nX-T: 1\n\r\n",
             b"12345678901234567\r\n",
         ] {
-            assert_eq!(end_of(Framing::Chunked, body, 1), None, "{:?}", String::from_utf8_lossy(body));
+            assert_eq!(
+                end_of(Framing::Chunked, body, 1),
+                None,
+                "{:?}",
+                String::from_utf8_lossy(body)
+            );
         }
         let long = [b"1;".as_slice(), &[b'x'; SIZE_LINE_MAX]].concat();
-        assert_eq!(BodyEnd::new(Framing::Chunked).feed(&long), Scan::Unknown, "a size line over Pingora's limit");
+        assert_eq!(
+            BodyEnd::new(Framing::Chunked).feed(&long),
+            Scan::Unknown,
+            "a size line over Pingora's limit"
+        );
     }
 }

@@ -50,13 +50,26 @@ impl Handover {
     /// body is framed by `framing`. Returns the stream for the pipeline and the bytes it is to
     /// read first (its pipelined prefix): the head and what `buf` holds of the body. The
     /// bytes after the request stay in the [`Handover`].
-    pub fn split(inner: Stream, mut buf: BytesMut, head: usize, framing: Framing) -> (Stream, BytesMut) {
+    pub fn split(
+        inner: Stream,
+        mut buf: BytesMut,
+        head: usize,
+        framing: Framing,
+    ) -> (Stream, BytesMut) {
         let mut body = BodyEnd::new(framing);
         let kept = match body.feed(&buf[head.min(buf.len())..]) {
             Scan::End(n) => buf.split_off(head + n),
             Scan::More | Scan::Unknown => BytesMut::new(),
         };
-        (Box::new(Handover { inner, body, kept, closed: false }), buf)
+        (
+            Box::new(Handover {
+                inner,
+                body,
+                kept,
+                closed: false,
+            }),
+            buf,
+        )
     }
 
     /// The stream back from the pipeline, and the bytes kept (empty if none). `None` if
@@ -94,7 +107,11 @@ impl Handover {
 }
 
 impl AsyncRead for Handover {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         if this.body.done() {
             return this.keep(cx);
@@ -118,11 +135,19 @@ impl AsyncRead for Handover {
 }
 
 impl AsyncWrite for Handover {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
     }
 
-    fn poll_write_vectored(self: Pin<&mut Self>, cx: &mut Context<'_>, bufs: &[io::IoSlice<'_>]) -> Poll<io::Result<usize>> {
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
         Pin::new(&mut self.get_mut().inner).poll_write_vectored(cx, bufs)
     }
 
@@ -159,7 +184,11 @@ impl Peek for Handover {
 
 impl fmt::Debug for Handover {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Handover").field("inner", &self.inner).field("body", &self.body).field("kept", &self.kept.len()).finish()
+        f.debug_struct("Handover")
+            .field("inner", &self.inner)
+            .field("body", &self.body)
+            .field("kept", &self.kept.len())
+            .finish()
     }
 }
 
@@ -183,17 +212,25 @@ mod tests {
         let mut client = client;
         // Read so far: the head and the first 4 body bytes.
         let buf = BytesMut::from([head.as_slice(), &body[..4]].concat().as_slice());
-        let (mut stream, prefix) = Handover::split(Box::new(server), buf, head.len(), Framing::Chunked);
+        let (mut stream, prefix) =
+            Handover::split(Box::new(server), buf, head.len(), Framing::Chunked);
         assert_eq!(prefix.len(), head.len() + 4);
         // The rest of the body and the next request in one write.
-        client.write_all(&[&body[4..], next()].concat()).await.unwrap();
+        client
+            .write_all(&[&body[4..], next()].concat())
+            .await
+            .unwrap();
         let mut got = vec![0u8; body.len() - 4];
         stream.read_exact(&mut got).await.unwrap();
         assert_eq!(got, &body[4..]);
         // Past the body the pipeline sees nothing (its idle read waits), more arriving or not.
         client.write_all(b"GET /third").await.unwrap();
         let mut probe = [0u8; 1];
-        assert!(tokio::time::timeout(Duration::from_millis(100), stream.read(&mut probe)).await.is_err());
+        assert!(
+            tokio::time::timeout(Duration::from_millis(100), stream.read(&mut probe))
+                .await
+                .is_err()
+        );
         let (_, kept) = Handover::take_back(stream).expect("a handover");
         assert_eq!(kept, [next(), b"GET /third".as_slice()].concat());
     }
@@ -203,7 +240,8 @@ mod tests {
         let head = b"GET /a HTTP/1.1\r\nHost: a\r\n\r\n";
         let (_client, server) = tokio::io::duplex(1024);
         let buf = BytesMut::from([head.as_slice(), next()].concat().as_slice());
-        let (stream, prefix) = Handover::split(Box::new(server), buf, head.len(), Framing::Length(0));
+        let (stream, prefix) =
+            Handover::split(Box::new(server), buf, head.len(), Framing::Length(0));
         assert_eq!(prefix, head.as_slice());
         let (_, kept) = Handover::take_back(stream).expect("a handover");
         assert_eq!(kept, next());
@@ -215,30 +253,59 @@ mod tests {
     async fn a_close_reaches_the_pipeline_only_when_nothing_is_pending() {
         let head = b"GET /a HTTP/1.1\r\nHost: a\r\n\r\n";
         let (client, server) = tokio::io::duplex(1024);
-        let (mut stream, _) = Handover::split(Box::new(server), BytesMut::from(head.as_slice()), head.len(), Framing::Length(0));
+        let (mut stream, _) = Handover::split(
+            Box::new(server),
+            BytesMut::from(head.as_slice()),
+            head.len(),
+            Framing::Length(0),
+        );
         drop(client);
         let mut probe = [0u8; 1];
         assert_eq!(stream.read(&mut probe).await.unwrap(), 0);
 
         let (mut client, server) = tokio::io::duplex(1024);
-        let (mut stream, _) = Handover::split(Box::new(server), BytesMut::from(head.as_slice()), head.len(), Framing::Length(0));
+        let (mut stream, _) = Handover::split(
+            Box::new(server),
+            BytesMut::from(head.as_slice()),
+            head.len(),
+            Framing::Length(0),
+        );
         client.write_all(next()).await.unwrap();
         AsyncWriteExt::shutdown(&mut client).await.unwrap();
-        assert!(tokio::time::timeout(Duration::from_millis(100), stream.read(&mut probe)).await.is_err());
+        assert!(
+            tokio::time::timeout(Duration::from_millis(100), stream.read(&mut probe))
+                .await
+                .is_err()
+        );
         let (mut inner, kept) = Handover::take_back(stream).expect("a handover");
         assert_eq!(kept, next());
-        assert_eq!(inner.read(&mut probe).await.unwrap(), 0, "the close is still there for the front");
+        assert_eq!(
+            inner.read(&mut probe).await.unwrap(),
+            0,
+            "the close is still there for the front"
+        );
     }
 
     #[tokio::test]
     async fn an_unknown_body_passes_through() {
         let head = b"POST /p HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n";
         let (mut client, server) = tokio::io::duplex(1024);
-        let (mut stream, _) = Handover::split(Box::new(server), BytesMut::from(head.as_slice()), head.len(), Framing::Chunked);
-        client.write_all(b"zz\r\nGET / HTTP/1.1\r\n\r\n").await.unwrap();
+        let (mut stream, _) = Handover::split(
+            Box::new(server),
+            BytesMut::from(head.as_slice()),
+            head.len(),
+            Framing::Chunked,
+        );
+        client
+            .write_all(b"zz\r\nGET / HTTP/1.1\r\n\r\n")
+            .await
+            .unwrap();
         drop(client);
         let mut all = Vec::new();
         stream.read_to_end(&mut all).await.unwrap();
-        assert_eq!(all, b"zz\r\nGET / HTTP/1.1\r\n\r\n", "Pingora sees the malformed body and fails on it");
+        assert_eq!(
+            all, b"zz\r\nGET / HTTP/1.1\r\n\r\n",
+            "Pingora sees the malformed body and fails on it"
+        );
     }
 }

@@ -9,7 +9,11 @@ use tempfile::TempDir;
 
 /// A free port on 127.0.0.1 (bound then released; the edge binds it right after).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// The test config's origin pool (one node at `origin`) followed by `extra`.
@@ -83,18 +87,33 @@ impl Edge {
             .unwrap_or(http);
         let config_path = dir.path().join("edge.toml");
         std::fs::write(&config_path, config).unwrap();
-        Edge { http, admin, dir, config_path, child: None, rust_log: None }
+        Edge {
+            http,
+            admin,
+            dir,
+            config_path,
+            child: None,
+            rust_log: None,
+        }
     }
 
     /// Write a new config file for this edge (the test config on its ports, as
     /// [`Edge::start_full`] builds it), for a reload to read.
     pub fn rewrite_config(&self, rest: &str, server_extra: &str, cache_extra: &str) {
-        std::fs::write(&self.config_path, config_text(self.http, self.admin, rest, server_extra, cache_extra)).unwrap();
+        std::fs::write(
+            &self.config_path,
+            config_text(self.http, self.admin, rest, server_extra, cache_extra),
+        )
+        .unwrap();
     }
 
     /// `POST /admin/reload`: the status and the JSON answer.
     pub async fn reload(&self) -> (u16, serde_json::Value) {
-        let r = reqwest::Client::new().post(self.admin_url("/admin/reload")).send().await.unwrap();
+        let r = reqwest::Client::new()
+            .post(self.admin_url("/admin/reload"))
+            .send()
+            .await
+            .unwrap();
         let status = r.status().as_u16();
         (status, r.json().await.unwrap())
     }
@@ -122,10 +141,19 @@ impl Edge {
         let url = format!("http://{}/readyz", self.admin);
         let client = reqwest::Client::new();
         while Instant::now() < deadline {
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
                 panic!("edge exited during start ({status}):\n{}", self.log());
             }
-            if let Ok(r) = client.get(&url).timeout(Duration::from_millis(500)).send().await {
+            if let Ok(r) = client
+                .get(&url)
+                .timeout(Duration::from_millis(500))
+                .send()
+                .await
+            {
                 if r.status() == 200 {
                     return;
                 }
@@ -158,7 +186,11 @@ impl Edge {
     /// Send SIGTERM (graceful shutdown).
     pub fn terminate(&self) {
         if let Some(c) = &self.child {
-            let ok = Command::new("kill").args(["-TERM", &c.id().to_string()]).status().unwrap().success();
+            let ok = Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status()
+                .unwrap()
+                .success();
             assert!(ok, "kill -TERM failed");
         }
     }
@@ -166,13 +198,19 @@ impl Edge {
     /// Send a signal by name (`HUP`, `USR1`, ...).
     pub fn signal(&self, name: &str) {
         let c = self.child.as_ref().expect("edge running");
-        let ok = Command::new("kill").args([&format!("-{name}"), &c.id().to_string()]).status().unwrap().success();
+        let ok = Command::new("kill")
+            .args([&format!("-{name}"), &c.id().to_string()])
+            .status()
+            .unwrap()
+            .success();
         assert!(ok, "kill -{name} failed");
     }
 
     /// Whether the process is still running.
     pub fn running(&mut self) -> bool {
-        self.child.as_mut().is_some_and(|c| c.try_wait().ok().flatten().is_none())
+        self.child
+            .as_mut()
+            .is_some_and(|c| c.try_wait().ok().flatten().is_none())
     }
 
     /// Wait for the process to exit, at most `limit`. Returns its status and how long it took.
@@ -209,7 +247,11 @@ impl Edge {
     pub async fn restart(&mut self) {
         self.terminate();
         let (status, _) = self.wait_exit(Duration::from_secs(15)).await;
-        assert!(status.success(), "edge exit status {status}:\n{}", self.log());
+        assert!(
+            status.success(),
+            "edge exit status {status}:\n{}",
+            self.log()
+        );
         self.spawn().await;
     }
 
@@ -240,7 +282,12 @@ impl Edge {
     }
 
     pub async fn metrics(&self) -> String {
-        reqwest::get(self.admin_url("/metrics")).await.unwrap().text().await.unwrap()
+        reqwest::get(self.admin_url("/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
     }
 
     /// The value of one sample line, e.g. `edge_cache_coalesced_total` or
@@ -252,7 +299,13 @@ impl Edge {
 
 /// The test config: `[server]` on `http` and `admin` + `server_extra`, `[cache]` +
 /// `cache_extra`, then `rest`.
-fn config_text(http: SocketAddr, admin: SocketAddr, rest: &str, server_extra: &str, cache_extra: &str) -> String {
+fn config_text(
+    http: SocketAddr,
+    admin: SocketAddr,
+    rest: &str,
+    server_extra: &str,
+    cache_extra: &str,
+) -> String {
     let server_defaults = [
         ("http", format!("\"{http}\"")),
         ("admin", format!("\"{admin}\"")),
@@ -261,20 +314,36 @@ fn config_text(http: SocketAddr, admin: SocketAddr, rest: &str, server_extra: &s
         ("shutdown_timeout", "\"1s\"".to_string()),
     ];
     let server = section(&server_defaults, server_extra);
-    format!("[server]\n{server}\n[cache]\n{cache}\n\n{rest}", cache = cache_section(cache_extra))
+    format!(
+        "[server]\n{server}\n[cache]\n{cache}\n\n{rest}",
+        cache = cache_section(cache_extra)
+    )
 }
 
 /// The test `[cache]` body: defaults, each replaced by a line of `extra` with the same key.
 fn cache_section(extra: &str) -> String {
-    let defaults = [("dir", "\"cache\""), ("memory", "\"64 MiB\""), ("disk", "\"128 MiB\""), ("max_object", "\"8 MiB\"")]
-        .map(|(k, v)| (k, v.to_string()));
+    let defaults = [
+        ("dir", "\"cache\""),
+        ("memory", "\"64 MiB\""),
+        ("disk", "\"128 MiB\""),
+        ("max_object", "\"8 MiB\""),
+    ]
+    .map(|(k, v)| (k, v.to_string()));
     section(&defaults, extra)
 }
 
 /// A section body: `defaults` as `key = value` lines, except keys that `extra` sets, then `extra`.
 fn section(defaults: &[(&str, String)], extra: &str) -> String {
-    let set = |k: &str| extra.lines().any(|l| l.split('=').next().map(str::trim) == Some(k));
-    let mut out: String = defaults.iter().filter(|(k, _)| !set(k)).map(|(k, v)| format!("{k} = {v}\n")).collect();
+    let set = |k: &str| {
+        extra
+            .lines()
+            .any(|l| l.split('=').next().map(str::trim) == Some(k))
+    };
+    let mut out: String = defaults
+        .iter()
+        .filter(|(k, _)| !set(k))
+        .map(|(k, v)| format!("{k} = {v}\n"))
+        .collect();
     out.push_str(extra);
     out.push('\n');
     out
@@ -284,7 +353,9 @@ fn section(defaults: &[(&str, String)], extra: &str) -> String {
 pub fn metric_value(text: &str, sample: &str) -> f64 {
     let (name, labels) = split_sample(sample);
     for line in text.lines().filter(|l| !l.starts_with('#')) {
-        let Some((key, value)) = line.rsplit_once(' ') else { continue };
+        let Some((key, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
         let (n, l) = split_sample(key);
         if n == name && l == labels {
             return value.parse().unwrap_or(f64::NAN);
@@ -296,7 +367,11 @@ pub fn metric_value(text: &str, sample: &str) -> f64 {
 fn split_sample(s: &str) -> (&str, Vec<&str>) {
     match s.split_once('{') {
         Some((n, rest)) => {
-            let mut labels: Vec<&str> = rest.trim_end_matches('}').split(',').filter(|l| !l.is_empty()).collect();
+            let mut labels: Vec<&str> = rest
+                .trim_end_matches('}')
+                .split(',')
+                .filter(|l| !l.is_empty())
+                .collect();
             labels.sort_unstable();
             (n, labels)
         }

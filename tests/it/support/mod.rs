@@ -5,8 +5,8 @@ pub mod edge;
 pub mod nginx;
 pub mod origin;
 pub mod raw;
-pub mod tmpfs;
 pub mod stalled;
+pub mod tmpfs;
 
 pub use edge::{free_port, Edge};
 pub use origin::{Origin, Route};
@@ -41,9 +41,16 @@ pub async fn raw_get(addr: std::net::SocketAddr, target: &str) -> (u16, String) 
     let req = format!("GET {target} HTTP/1.1\r\nhost: edge.test\r\nconnection: close\r\n\r\n");
     s.write_all(req.as_bytes()).await.unwrap();
     let mut buf = Vec::new();
-    tokio::time::timeout(std::time::Duration::from_secs(10), s.read_to_end(&mut buf)).await.unwrap().unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(10), s.read_to_end(&mut buf))
+        .await
+        .unwrap()
+        .unwrap();
     let text = String::from_utf8_lossy(&buf).to_string();
-    let status = text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
     let head = text.split("\r\n\r\n").next().unwrap_or("").to_string();
     (status, head)
 }

@@ -36,7 +36,12 @@ pub struct NginxOptions {
 
 impl Default for NginxOptions {
     fn default() -> Self {
-        NginxOptions { keepalive_timeout: Duration::from_secs(75), brotli: false, extra_http: String::new(), proxy_to: None }
+        NginxOptions {
+            keepalive_timeout: Duration::from_secs(75),
+            brotli: false,
+            extra_http: String::new(),
+            proxy_to: None,
+        }
     }
 }
 
@@ -79,7 +84,11 @@ impl Nginx {
             .stderr(Stdio::from(log))
             .spawn()
             .expect("spawn nginx");
-        let mut nginx = Nginx { addr, dir, child: Some(child) };
+        let mut nginx = Nginx {
+            addr,
+            dir,
+            child: Some(child),
+        };
         nginx.wait_ready().await;
         nginx
     }
@@ -87,7 +96,11 @@ impl Nginx {
     async fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
-            if let Some(status) = self.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
                 panic!("nginx exited during start ({status}):\n{}", self.log());
             }
             if tokio::net::TcpStream::connect(self.addr).await.is_ok() {
@@ -95,7 +108,11 @@ impl Nginx {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        panic!("nginx not listening on {} after 10 s:\n{}", self.addr, self.log());
+        panic!(
+            "nginx not listening on {} after 10 s:\n{}",
+            self.addr,
+            self.log()
+        );
     }
 
     /// Serve `body` at `path` (e.g. `/v/a/index.m3u8`); the extension decides the type.
@@ -115,7 +132,13 @@ impl Nginx {
     pub fn hits(&self, path: &str) -> usize {
         let log = std::fs::read_to_string(self.dir.path().join("access.log")).unwrap_or_default();
         log.lines()
-            .filter(|l| l.split('"').nth(1).and_then(|r| r.split(' ').nth(1)).and_then(|t| t.split('?').next()) == Some(path))
+            .filter(|l| {
+                l.split('"')
+                    .nth(1)
+                    .and_then(|r| r.split(' ').nth(1))
+                    .and_then(|t| t.split('?').next())
+                    == Some(path)
+            })
             .count()
     }
 
@@ -138,7 +161,10 @@ fn config(dir: &Path, addr: SocketAddr, o: &NginxOptions) -> String {
     } else {
         (String::new(), String::new())
     };
-    let proxy = o.proxy_to.map(|a| format!("location / {{ proxy_pass http://{a}; }}")).unwrap_or_default();
+    let proxy = o
+        .proxy_to
+        .map(|a| format!("location / {{ proxy_pass http://{a}; }}"))
+        .unwrap_or_default();
     format!(
         r#"{brotli_module}
 {user}
@@ -184,14 +210,20 @@ http {{
 
 /// Whether this process runs as root (the owner of `/proc/self` is the process's user).
 fn is_root() -> bool {
-    std::fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false)
+    std::fs::metadata("/proc/self")
+        .map(|m| m.uid() == 0)
+        .unwrap_or(false)
 }
 
 impl Drop for Nginx {
     fn drop(&mut self) {
-        let Some(mut child) = self.child.take() else { return };
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
         // SIGTERM: the master stops its workers too (a SIGKILL would orphan them).
-        let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
         let deadline = Instant::now() + Duration::from_secs(5);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = child.try_wait() {

@@ -146,7 +146,10 @@ pub struct SeenRequest {
 
 impl SeenRequest {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -208,13 +211,23 @@ impl Origin {
     }
 
     pub fn route(&self, path: &str, route: Route) -> &Self {
-        self.shared.routes.lock().unwrap().insert(path.to_string(), route);
+        self.shared
+            .routes
+            .lock()
+            .unwrap()
+            .insert(path.to_string(), route);
         self
     }
 
     /// Requests seen for `path` (the request target without query).
     pub fn hits(&self, path: &str) -> usize {
-        self.shared.seen.lock().unwrap().iter().filter(|r| r.target.split('?').next() == Some(path)).count()
+        self.shared
+            .seen
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.target.split('?').next() == Some(path))
+            .count()
     }
 
     pub fn total_hits(&self) -> usize {
@@ -254,14 +267,19 @@ impl Origin {
     /// An origin that speaks TLS with the certificate and key in `dir` (`edge.pem`, `edge-key.pem`).
     pub async fn start_tls(dir: &std::path::Path) -> Origin {
         use rustls_pki_types::pem::PemObject;
-        let certs: Vec<_> = rustls_pki_types::CertificateDer::pem_file_iter(dir.join("edge.pem")).unwrap().collect::<Result<_, _>>().unwrap();
-        let key = rustls_pki_types::PrivateKeyDer::from_pem_file(dir.join("edge-key.pem")).unwrap();
-        let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-            .with_safe_default_protocol_versions()
+        let certs: Vec<_> = rustls_pki_types::CertificateDer::pem_file_iter(dir.join("edge.pem"))
             .unwrap()
-            .with_no_client_auth()
-            .with_single_cert(certs, key)
+            .collect::<Result<_, _>>()
             .unwrap();
+        let key = rustls_pki_types::PrivateKeyDer::from_pem_file(dir.join("edge-key.pem")).unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
         let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
         Self::listen("127.0.0.1:0".parse().unwrap(), move |stream, shared| {
             let acceptor = acceptor.clone();
@@ -299,15 +317,30 @@ async fn serve_connection<S: Conn>(stream: S, shared: Arc<Shared>) -> std::io::R
                 headers.push((k.trim().to_string(), v.trim().to_string()));
             }
         }
-        let mut req = SeenRequest { at: std::time::Instant::now(), method: method.clone(), target: target.clone(), headers, body: Vec::new() };
-        if req.header("transfer-encoding").is_some_and(|v| v.to_ascii_lowercase().ends_with("chunked")) {
+        let mut req = SeenRequest {
+            at: std::time::Instant::now(),
+            method: method.clone(),
+            target: target.clone(),
+            headers,
+            body: Vec::new(),
+        };
+        if req
+            .header("transfer-encoding")
+            .is_some_and(|v| v.to_ascii_lowercase().ends_with("chunked"))
+        {
             req.body = read_chunked(&mut reader).await?;
-        } else if let Some(len) = req.header("content-length").and_then(|v| v.parse::<usize>().ok()) {
+        } else if let Some(len) = req
+            .header("content-length")
+            .and_then(|v| v.parse::<usize>().ok())
+        {
             req.body = vec![0u8; len];
             reader.read_exact(&mut req.body).await?;
         }
         let host = req.header("host").unwrap_or("").to_string();
-        let accept_encoding = req.header("accept-encoding").unwrap_or("").to_ascii_lowercase();
+        let accept_encoding = req
+            .header("accept-encoding")
+            .unwrap_or("")
+            .to_ascii_lowercase();
         let if_none_match = req.header("if-none-match").map(str::to_string);
         shared.seen.lock().unwrap().push(req);
         let path = target.split('?').next().unwrap_or("").to_string();
@@ -317,10 +350,19 @@ async fn serve_connection<S: Conn>(stream: S, shared: Arc<Shared>) -> std::io::R
             return Ok(());
         }
         let mut route = route;
-        let mut body = if route.echo_host { Bytes::from(format!("{host}{path}")) } else { route.body.clone() };
+        let mut body = if route.echo_host {
+            Bytes::from(format!("{host}{path}"))
+        } else {
+            route.body.clone()
+        };
         if let Some((coding, encoded)) = route.encoded.clone() {
-            route.headers.push(("vary".into(), "Accept-Encoding".into()));
-            if accept_encoding.split(',').any(|c| c.split(';').next().unwrap_or("").trim() == coding) {
+            route
+                .headers
+                .push(("vary".into(), "Accept-Encoding".into()));
+            if accept_encoding
+                .split(',')
+                .any(|c| c.split(';').next().unwrap_or("").trim() == coding)
+            {
                 route.headers.push(("content-encoding".into(), coding));
                 body = encoded;
             }
@@ -344,7 +386,11 @@ async fn serve_connection<S: Conn>(stream: S, shared: Arc<Shared>) -> std::io::R
         let mut head = if not_modified {
             "HTTP/1.1 304 Not Modified\r\n".to_string()
         } else {
-            format!("HTTP/1.1 {} X\r\ncontent-length: {}\r\n", route.status, body.len())
+            format!(
+                "HTTP/1.1 {} X\r\ncontent-length: {}\r\n",
+                route.status,
+                body.len()
+            )
         };
         if let Some(tag) = &route.etag {
             head.push_str(&format!("etag: {tag}\r\n"));
@@ -388,7 +434,9 @@ async fn serve_connection<S: Conn>(stream: S, shared: Arc<Shared>) -> std::io::R
 }
 
 /// A chunked request body (RFC 9112 §7.1), its framing removed; trailer fields are skipped.
-async fn read_chunked<R: tokio::io::AsyncBufRead + Unpin>(reader: &mut R) -> std::io::Result<Vec<u8>> {
+async fn read_chunked<R: tokio::io::AsyncBufRead + Unpin>(
+    reader: &mut R,
+) -> std::io::Result<Vec<u8>> {
     let bad = |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_string());
     let mut body = Vec::new();
     loop {

@@ -30,7 +30,10 @@ pub struct Conn {
 
 impl Conn {
     pub async fn open(addr: SocketAddr) -> Conn {
-        Conn { s: TcpStream::connect(addr).await.unwrap(), buf: Vec::new() }
+        Conn {
+            s: TcpStream::connect(addr).await.unwrap(),
+            buf: Vec::new(),
+        }
     }
 
     /// A connection from `local` (any 127.0.0.0/8 address on loopback), so one test can act
@@ -38,7 +41,10 @@ impl Conn {
     pub async fn open_from(addr: SocketAddr, local: std::net::IpAddr) -> Conn {
         let socket = tokio::net::TcpSocket::new_v4().unwrap();
         socket.bind(SocketAddr::new(local, 0)).unwrap();
-        Conn { s: socket.connect(addr).await.unwrap(), buf: Vec::new() }
+        Conn {
+            s: socket.connect(addr).await.unwrap(),
+            buf: Vec::new(),
+        }
     }
 
     pub async fn send(&mut self, bytes: &[u8]) {
@@ -47,7 +53,10 @@ impl Conn {
 
     pub async fn fill(&mut self) -> usize {
         let mut chunk = [0u8; 16384];
-        let n = tokio::time::timeout(Duration::from_secs(10), self.s.read(&mut chunk)).await.expect("response in time").unwrap();
+        let n = tokio::time::timeout(Duration::from_secs(10), self.s.read(&mut chunk))
+            .await
+            .expect("response in time")
+            .unwrap();
         self.buf.extend_from_slice(&chunk[..n]);
         n
     }
@@ -58,20 +67,36 @@ impl Conn {
             if let Some(i) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
                 break i + 4;
             }
-            assert!(self.fill().await > 0, "connection closed before a response head");
+            assert!(
+                self.fill().await > 0,
+                "connection closed before a response head"
+            );
         };
         let head = String::from_utf8(self.buf.drain(..end).collect()).unwrap();
         let mut lines = head.split("\r\n");
-        let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+        let status = lines
+            .next()
+            .unwrap()
+            .split(' ')
+            .nth(1)
+            .unwrap()
+            .parse()
+            .unwrap();
         let mut headers: BTreeMap<String, String> = BTreeMap::new();
         for line in lines.filter(|l| !l.is_empty()) {
             let (k, v) = line.split_once(':').unwrap();
             let (k, v) = (k.trim().to_ascii_lowercase(), v.trim().to_string());
-            headers.entry(k).and_modify(|old| *old = format!("{old}, {v}")).or_insert(v);
+            headers
+                .entry(k)
+                .and_modify(|old| *old = format!("{old}, {v}"))
+                .or_insert(v);
         }
         let mut body = Vec::new();
         if !head_only && status != 304 && status != 204 {
-            if headers.get("transfer-encoding").is_some_and(|v| v == "chunked") {
+            if headers
+                .get("transfer-encoding")
+                .is_some_and(|v| v == "chunked")
+            {
                 loop {
                     let line_end = loop {
                         if let Some(i) = self.buf.windows(2).position(|w| w == b"\r\n") {
@@ -79,7 +104,11 @@ impl Conn {
                         }
                         assert!(self.fill().await > 0);
                     };
-                    let size = usize::from_str_radix(std::str::from_utf8(&self.buf[..line_end]).unwrap().trim(), 16).unwrap();
+                    let size = usize::from_str_radix(
+                        std::str::from_utf8(&self.buf[..line_end]).unwrap().trim(),
+                        16,
+                    )
+                    .unwrap();
                     while self.buf.len() < line_end + 2 + size + 2 {
                         assert!(self.fill().await > 0);
                     }
@@ -90,14 +119,21 @@ impl Conn {
                     }
                 }
             } else {
-                let len: usize = headers.get("content-length").map(|v| v.parse().unwrap()).unwrap_or(0);
+                let len: usize = headers
+                    .get("content-length")
+                    .map(|v| v.parse().unwrap())
+                    .unwrap_or(0);
                 while self.buf.len() < len {
                     assert!(self.fill().await > 0, "connection closed mid-body");
                 }
                 body = self.buf.drain(..len).collect();
             }
         }
-        Resp { status, headers, body }
+        Resp {
+            status,
+            headers,
+            body,
+        }
     }
 
     /// Close the sending side (FIN): answers can still be read.
@@ -116,7 +152,9 @@ impl Conn {
     /// Whether the peer closed the connection (within a second).
     pub async fn closed(&mut self) -> bool {
         let mut b = [0u8; 64];
-        matches!(tokio::time::timeout(Duration::from_secs(1), self.s.read(&mut b)).await, Ok(Ok(0)) | Ok(Err(_)))
+        matches!(
+            tokio::time::timeout(Duration::from_secs(1), self.s.read(&mut b)).await,
+            Ok(Ok(0)) | Ok(Err(_))
+        )
     }
 }
-

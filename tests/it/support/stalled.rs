@@ -44,21 +44,30 @@ impl TlsEdge {
         let d = ca_dir.path().display();
         let cfg = format!("[tls]\ncerts = [{{ cert = \"{d}/edge.pem\", key = \"{d}/edge-key.pem\" }}]\n{origin_cfg}");
         let edge = Edge::start_full(&cfg, &format!("https = \"{https}\"\n"), cache_extra).await;
-        TlsEdge { edge, https, ca_dir }
+        TlsEdge {
+            edge,
+            https,
+            ca_dir,
+        }
     }
 
     /// The URL of `path` for `transport`.
     pub fn url(&self, transport: Transport, path: &str) -> String {
         match transport {
             Transport::Plain => format!("http://{HOST}:{}{path}", self.edge.http.port()),
-            Transport::TlsH1 | Transport::TlsH2 => format!("https://{HOST}:{}{path}", self.https.port()),
+            Transport::TlsH1 | Transport::TlsH2 => {
+                format!("https://{HOST}:{}{path}", self.https.port())
+            }
         }
     }
 
     /// A reqwest client for `transport` (HTTP/1.1 only, or HTTP/2 negotiated over ALPN), with
     /// [`HOST`] resolving to the edge.
     pub fn client(&self, transport: Transport) -> reqwest::Client {
-        let ca = reqwest::Certificate::from_pem(&std::fs::read(self.ca_dir.path().join("edge-dev-ca.pem")).unwrap()).unwrap();
+        let ca = reqwest::Certificate::from_pem(
+            &std::fs::read(self.ca_dir.path().join("edge-dev-ca.pem")).unwrap(),
+        )
+        .unwrap();
         let b = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(20))
@@ -79,12 +88,19 @@ impl TlsEdge {
             Transport::Plain => Stalled::Tcp(stalled_h1(self.edge.http, path).await),
             Transport::TlsH1 => {
                 let mut tls = tls_connect(self.https, self.ca_dir.path(), b"http/1.1").await;
-                tls.write_all(request(path, self.https.port()).as_bytes()).await.unwrap();
+                tls.write_all(request(path, self.https.port()).as_bytes())
+                    .await
+                    .unwrap();
                 tls.flush().await.unwrap();
                 Stalled::Tls(Box::new(tls))
             }
             Transport::TlsH2 => {
-                let r = self.client(transport).get(self.url(transport, path)).send().await.unwrap();
+                let r = self
+                    .client(transport)
+                    .get(self.url(transport, path))
+                    .send()
+                    .await
+                    .unwrap();
                 assert_eq!(r.version(), reqwest::Version::HTTP_2, "negotiated h2");
                 Stalled::H2(Box::new(r))
             }
@@ -116,22 +132,34 @@ async fn small_buffer_connect(addr: SocketAddr) -> TcpStream {
 /// Plain HTTP/1.1: `GET path` sent on a small-buffer connection that is never read.
 pub async fn stalled_h1(addr: SocketAddr, path: &str) -> TcpStream {
     let mut s = small_buffer_connect(addr).await;
-    s.write_all(request(path, addr.port()).as_bytes()).await.unwrap();
+    s.write_all(request(path, addr.port()).as_bytes())
+        .await
+        .unwrap();
     s
 }
 
 /// A TLS connection (ALPN `alpn`) on a small-buffer socket, trusting the CA in `ca_dir`.
-async fn tls_connect(addr: SocketAddr, ca_dir: &Path, alpn: &[u8]) -> tokio_rustls::client::TlsStream<TcpStream> {
+async fn tls_connect(
+    addr: SocketAddr,
+    ca_dir: &Path,
+    alpn: &[u8],
+) -> tokio_rustls::client::TlsStream<TcpStream> {
     let mut roots = rustls::RootCertStore::empty();
     let ca = std::fs::read(ca_dir.join("edge-dev-ca.pem")).unwrap();
-    for cert in <rustls::pki_types::CertificateDer as rustls::pki_types::pem::PemObject>::pem_slice_iter(&ca) {
+    for cert in
+        <rustls::pki_types::CertificateDer as rustls::pki_types::pem::PemObject>::pem_slice_iter(
+            &ca,
+        )
+    {
         roots.add(cert.unwrap()).unwrap();
     }
-    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
     config.alpn_protocols = vec![alpn.to_vec()];
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
     let tcp = small_buffer_connect(addr).await;

@@ -20,7 +20,11 @@ impl Tmpfs {
             .arg(dir.path())
             .output()
             .expect("run mount");
-        assert!(out.status.success(), "mount -t tmpfs needs root: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "mount -t tmpfs needs root: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         Tmpfs { dir }
     }
 
@@ -58,9 +62,15 @@ impl Tmpfs {
 
 impl Drop for Tmpfs {
     fn drop(&mut self) {
-        let unmounted = Command::new("umount").arg(self.dir.path()).status().is_ok_and(|s| s.success());
+        let unmounted = Command::new("umount")
+            .arg(self.dir.path())
+            .status()
+            .is_ok_and(|s| s.success());
         if !unmounted {
-            let _ = Command::new("umount").arg("-l").arg(self.dir.path()).status();
+            let _ = Command::new("umount")
+                .arg("-l")
+                .arg(self.dir.path())
+                .status();
         }
     }
 }
