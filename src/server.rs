@@ -15,6 +15,7 @@ use crate::admin::AdminApp;
 use crate::cache::Cache;
 use crate::config::Config;
 use crate::demo::DemoOrigin;
+use crate::metrics::connections::{Counted, Listener, Source};
 use crate::metrics::Metrics;
 use crate::proxy::EdgeProxy;
 use crate::state::{EdgeState, Live};
@@ -457,7 +458,11 @@ fn build_server(state: &'static EdgeState) -> Result<Server, StartError> {
     pipeline.handle_init_modules();
     let mut proxy = Service::new(
         "edge proxy".to_string(),
-        crate::proxy::front::Front::new(pipeline, state),
+        counted(
+            crate::proxy::front::Front::new(pipeline, state),
+            Source::Player,
+            state,
+        ),
     );
     proxy.add_tcp(&cfg.server.http.to_string());
     if let (Some(https), Some(resolver)) = (cfg.server.https, &state.tls) {
@@ -469,7 +474,10 @@ fn build_server(state: &'static EdgeState) -> Result<Server, StartError> {
     }
     server.add_service(proxy);
 
-    let mut admin = Service::new("edge admin".to_string(), AdminApp { state });
+    let mut admin = Service::new(
+        "edge admin".to_string(),
+        counted(AdminApp { state }, Source::One(Listener::Admin), state),
+    );
     admin.add_tcp(&cfg.server.admin.to_string());
     server.add_service(admin);
 
@@ -495,6 +503,11 @@ fn build_server(state: &'static EdgeState) -> Result<Server, StartError> {
         },
     ));
     Ok(server)
+}
+
+/// `app` with its connections counted per listener (`edge_open_connections{listener}`).
+fn counted<A>(app: A, source: Source, state: &EdgeState) -> Counted<A> {
+    Counted::new(app, source, state.metrics.connections.clone())
 }
 
 /// The start-up lines for the operator: where to play, where the listeners are.

@@ -24,6 +24,7 @@ mod invalidation;
 mod keys;
 mod lifecycle;
 mod limits;
+mod metrics;
 mod origins;
 mod pipelining;
 mod purge;
