@@ -77,7 +77,7 @@ impl Metrics {
         )?;
         let bytes_sent = IntCounterVec::new(
             Opts::new(
-                "edge_bytes_sent_total",
+                "edge_response_bytes_total",
                 "Response body bytes sent to clients, by cache result",
             ),
             &["cache"],

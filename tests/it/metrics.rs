@@ -222,7 +222,7 @@ async fn upstream_time_and_bytes_per_node_and_bytes_by_cache_status() {
         );
         assert_eq!(edge.metric(&inf).await, hits.len() as f64);
     }
-    let sent_miss = r#"edge_bytes_sent_total{cache="MISS"}"#;
+    let sent_miss = r#"edge_response_bytes_total{cache="MISS"}"#;
     edge.await_metric(sent_miss, received as f64).await;
     assert_eq!(edge.metric(sent_miss).await, received as f64);
 
@@ -235,7 +235,7 @@ async fn upstream_time_and_bytes_per_node_and_bytes_by_cache_status() {
         assert_eq!(body.len(), *len);
         hit_bytes += body.len();
     }
-    let sent_hit = r#"edge_bytes_sent_total{cache="HIT"}"#;
+    let sent_hit = r#"edge_response_bytes_total{cache="HIT"}"#;
     edge.await_metric(sent_hit, hit_bytes as f64).await;
     assert_eq!(edge.metric(sent_hit).await, hit_bytes as f64);
     assert_eq!(edge.metric(sent_miss).await, received as f64);
