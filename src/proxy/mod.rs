@@ -15,6 +15,8 @@
 //!    once on a fresh connection to the same node ([`crate::origin::reuse`]).
 //!    `upstream_request_filter`: hop-by-hop fields out ([`crate::hop`]), the key's
 //!    host, `Via`, the normalised `Accept-Encoding`.
+//!    `connected_to_upstream` and `upstream_response_body_filter`: the node's answer time
+//!    and body bytes ([`crate::metrics::upstream`]).
 //! 4. `upstream_response_filter`: hop-by-hop fields out, unsafe methods invalidate;
 //!    `response_cache_filter`: [`crate::cache::policy::decide`], on a revalidation's 304
 //!    after its headers are merged into the stored ones ([`crate::cache::freshness`]).
