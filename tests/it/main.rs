@@ -37,4 +37,5 @@ mod stale;
 mod tls;
 mod tokens;
 mod ttl;
+mod upgrade;
 mod vary;
