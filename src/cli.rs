@@ -51,6 +51,7 @@ pub enum Command {
     /// Print a signed URL for URL, with a key from the config's [tokens].
     Sign(SignArgs),
     /// Generate a development CA and a certificate for NAMES (reuses the CA if present).
+    #[cfg(feature = "dev-certs")]
     Certs {
         #[arg(long, default_value = "certs")]
         out: PathBuf,
@@ -250,6 +251,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Purge(args) => purge::run(args),
         Command::Reload(args) => ops::reload(args),
         Command::Drain(args) => ops::drain(args),
+        #[cfg(feature = "dev-certs")]
         Command::Certs { out, names } => match crate::tls::certs::generate_dev(&out, &names) {
             Ok(p) => {
                 println!(

@@ -164,6 +164,7 @@ pub fn state(root: &Path) -> &'static EdgeState {
         lock,
         tls: None,
         geo,
+        #[cfg(feature = "control")]
         control_secret: None,
         ready: AtomicBool::new(true),
         draining: AtomicBool::new(false),

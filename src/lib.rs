@@ -20,11 +20,16 @@
 //!   purge, bans, reload, drain).
 //! - [`metrics`]: the Prometheus registry and the edge's metrics; [`telemetry`]: build,
 //!   process and certificate-expiry metrics in the same registry.
-//! - [`demo`]: the embedded demo origin serving the sample HLS title.
+//! - [`demo`]: the embedded demo origin serving the sample HLS title (cargo feature `demo`).
 //! - [`token`], [`hls`]: signed tokens and the playlist rewriter (pure).
 //! - [`origin`]: origin pools, consistent hashing, health.
-//! - [`control`]: the embedded control plane (`/api/v1`: users, catalog, playback, progress).
-//! - [`tls`]: certificates (SNI resolver with reload, dev CA), [`geo`]: GeoIP and country rules.
+//! - [`control`]: the embedded control plane (`/api/v1`: users, catalog, playback, progress;
+//!   cargo feature `control`).
+//! - [`tls`]: certificates (SNI resolver with reload, dev CA with cargo feature `dev-certs`),
+//!   [`geo`]: GeoIP and country rules.
+//!
+//! Cargo features (all default): `control`, `demo`, `dev-certs`. Without them the binary is a
+//! proxy only; a config that enables one is refused naming the key ([`config::features`]).
 //! - [`limits`]: player connection limits (whole-head and send timeouts, connection caps),
 //!   applied where [`proxy::front`] accepts a connection.
 //! - [`hop`]: hop-by-hop and unkeyed fields, removed from what the edge forwards and stores.
@@ -37,8 +42,10 @@ pub mod admin;
 pub mod cache;
 pub mod cli;
 pub mod config;
+#[cfg(feature = "control")]
 pub mod control;
 pub mod cors;
+#[cfg(feature = "demo")]
 pub mod demo;
 #[doc(hidden)]
 pub mod fuzzing;

@@ -14,6 +14,7 @@ use pingora_core::services::listening::Service;
 use crate::admin::AdminApp;
 use crate::cache::Cache;
 use crate::config::Config;
+#[cfg(feature = "demo")]
 use crate::demo::DemoOrigin;
 use crate::metrics::connections::{Counted, Listener, Source};
 use crate::metrics::Metrics;
@@ -49,10 +50,12 @@ pub enum StartError {
 }
 
 /// CDN host health for the control plane: a TCP connect to each host every few seconds.
+#[cfg(feature = "control")]
 struct ProbeHealth {
     hosts: Vec<(String, std::sync::atomic::AtomicBool)>,
 }
 
+#[cfg(feature = "control")]
 impl crate::control::CdnHealth for ProbeHealth {
     fn healthy(&self, host: &crate::control::CdnHost) -> bool {
         self.hosts
@@ -62,6 +65,7 @@ impl crate::control::CdnHealth for ProbeHealth {
     }
 }
 
+#[cfg(feature = "control")]
 impl ProbeHealth {
     /// host:port of a bare origin URL.
     fn authority(base_url: &str) -> Option<String> {
@@ -102,6 +106,7 @@ impl ProbeHealth {
 }
 
 /// The running control plane: its runtime, address, secret and shutdown switch.
+#[cfg(feature = "control")]
 struct ControlPlane {
     runtime: tokio::runtime::Runtime,
     addr: SocketAddr,
@@ -119,6 +124,7 @@ fn side_runtime(name: &str) -> Result<tokio::runtime::Runtime, StartError> {
         .map_err(StartError::Runtime)
 }
 
+#[cfg(feature = "control")]
 fn start_control(
     cfg: &Config,
     registry: &prometheus::Registry,
@@ -293,6 +299,7 @@ impl BackgroundService for Lifecycle {
 
 /// The lines printed for the demo title: the URL to play, signed when tokens are on (path
 /// style first; query style too).
+#[cfg(feature = "demo")]
 fn demo_urls(cfg: &Config, title: &str) -> Vec<String> {
     let url = format!("{}{}", cfg.server.public_url, title);
     let Some(tokens) = &cfg.tokens else {
@@ -369,6 +376,7 @@ pub fn run(
     };
     let metrics = Metrics::new()?;
     crate::telemetry::register(&metrics.registry, tls.clone())?;
+    #[cfg(feature = "control")]
     let control = start_control(&config, &metrics.registry)?;
     let handoff: &'static Handoff =
         Box::leak(Box::new(Handoff::new(config.server.upgrade_socket.clone())));
@@ -391,7 +399,11 @@ pub fn run(
         lock,
         tls,
         geo,
+        #[cfg(feature = "control")]
         control: control.as_ref().map(|c| c.addr),
+        #[cfg(not(feature = "control"))]
+        control: None,
+        #[cfg(feature = "control")]
         control_secret: control.as_ref().map(|c| c.secret.clone()),
         ready: AtomicBool::new(false),
         draining: AtomicBool::new(false),
@@ -410,6 +422,7 @@ pub fn run(
         shutdown_signal: Box::new(crate::signals::EdgeSignals { handoff }),
     });
 
+    #[cfg(feature = "control")]
     if let Some(c) = control {
         let _ = c.stop.send(());
         c.runtime
@@ -488,6 +501,8 @@ fn load_certificates(
     let Some(t) = &config.tls else {
         return Ok(None);
     };
+    // Without the `dev-certs` feature `dev_names` is refused while parsing.
+    #[cfg(feature = "dev-certs")]
     if let (Some(names), Some(first)) = (&t.dev_names, t.certs.first()) {
         if !first.cert.exists() || !first.key.exists() {
             let dir = first.cert.parent().unwrap_or(std::path::Path::new("."));
@@ -538,6 +553,8 @@ fn add_services(server: &mut Server, state: &'static EdgeState) -> Result<(), St
     admin.add_tcp(&cfg.server.admin.to_string());
     server.add_service(admin);
 
+    // Without the `demo` feature `[demo]` is refused while parsing.
+    #[cfg(feature = "demo")]
     if let Some(demo) = &cfg.demo {
         let mut origin = Service::new(
             "demo origin".to_string(),
@@ -571,6 +588,7 @@ fn counted<A>(app: A, source: Source, state: &EdgeState) -> Counted<A> {
 fn announce(state: &EdgeState) {
     let live = state.live();
     let cfg = &live.config;
+    #[cfg(feature = "demo")]
     if let Some(demo) = &cfg.demo {
         println!(
             "edge: demo origin on http://{} serving {}",

@@ -61,6 +61,7 @@ pub struct EdgeState {
     pub control: Option<SocketAddr>,
     /// The secret the control plane requires on every request (sent by the proxy on each
     /// `/api/v1` request it forwards), when it runs.
+    #[cfg(feature = "control")]
     pub control_secret: Option<crate::control::EdgeSecret>,
     /// Set once the player listener accepts connections.
     pub ready: AtomicBool,

@@ -26,6 +26,7 @@ impl DemoConfig {
         let Some(d) = d.filter(|d| d.enabled.unwrap_or(true)) else {
             return Ok(None);
         };
+        super::features::require("demo", "demo", true, cfg!(feature = "demo"))?;
         let title = d.title.unwrap_or_else(|| "/demo/ts/master.m3u8".into());
         if !title.starts_with('/') {
             return Err(ConfigError::new(

@@ -14,10 +14,12 @@
 //! `edge check` and `edge serve` alike (`docs/design.md`, "Configuration").
 
 pub mod cache;
+#[cfg(feature = "control")]
 pub mod control;
 pub mod cors;
 pub mod demo;
 pub mod error;
+pub mod features;
 pub mod file;
 pub mod geo;
 pub mod origins;
@@ -123,13 +125,21 @@ impl Config<Parsed> {
         let geo = GeoConfig::build(raw.geo, base)?;
         let cors = CorsConfig::try_from(raw.cors)?;
         let demo = DemoConfig::build(raw.demo, base, &server)?;
-        let cx = control::Context {
-            base,
-            server: &server,
-            has_tokens: tokens.is_some(),
-            has_demo: demo.is_some(),
+        #[cfg(feature = "control")]
+        let control = control::build(
+            raw.control,
+            &control::Context {
+                base,
+                server: &server,
+                has_tokens: tokens.is_some(),
+                has_demo: demo.is_some(),
+            },
+        )?;
+        #[cfg(not(feature = "control"))]
+        let control = {
+            let on = raw.control.is_some_and(|c| c.enabled.unwrap_or(true));
+            features::require("control", "control", on, false).map(|()| None)?
         };
-        let control = control::build(raw.control, &cx)?;
         let origins = origins::build(raw.origins, base, demo.as_ref())?;
         Ok(Config {
             server,
@@ -150,10 +160,13 @@ impl Config<Parsed> {
     pub fn resolve(self) -> Result<Config, ConfigError> {
         Ok(Config {
             tokens: self.tokens.map(TokensConfig::resolve).transpose()?,
+            #[cfg(feature = "control")]
             control: self
                 .control
                 .map(stage::PendingControl::resolve)
                 .transpose()?,
+            #[cfg(not(feature = "control"))]
+            control: self.control.map(|none| match none {}),
             origins: self
                 .origins
                 .into_iter()

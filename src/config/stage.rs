@@ -40,7 +40,11 @@ impl Stage for Parsed {
     type EdgeAuthKey = SecretSource;
     type NodeAddr = Pending<String>;
     type Ca = Pending<PathBuf>;
+    #[cfg(feature = "control")]
     type Control = PendingControl;
+    /// No control plane in this binary: `[control]` is refused while parsing.
+    #[cfg(not(feature = "control"))]
+    type Control = std::convert::Infallible;
 }
 
 impl Stage for Loaded {
@@ -48,7 +52,10 @@ impl Stage for Loaded {
     type EdgeAuthKey = Vec<u8>;
     type NodeAddr = SocketAddr;
     type Ca = Arc<Vec<Vec<u8>>>;
+    #[cfg(feature = "control")]
     type Control = crate::control::ControlConfig;
+    #[cfg(not(feature = "control"))]
+    type Control = std::convert::Infallible;
 }
 
 /// `[tokens]` keys before their material is read (`TokensConfig::resolve`).
@@ -61,6 +68,7 @@ pub struct KeySources {
 
 /// The control plane's configuration before its admin token is read: `plane.admin_token` is
 /// empty until `PendingControl::resolve` (in `super::control`).
+#[cfg(feature = "control")]
 #[derive(Debug, Clone)]
 pub struct PendingControl {
     pub plane: crate::control::ControlConfig,

@@ -38,6 +38,12 @@ impl TlsConfig {
                 "list at least one name, or leave it out",
             ));
         }
+        super::features::require(
+            "tls.dev_names",
+            "dev-certs",
+            t.dev_names.is_some(),
+            cfg!(feature = "dev-certs"),
+        )?;
         Ok(TlsConfig {
             certs,
             dev_names: t.dev_names,

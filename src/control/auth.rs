@@ -1,5 +1,6 @@
-//! Credentials: argon2id password hashes, random session tokens (only their SHA-256 is
-//! stored) and the clock. The attempt limits are in [`super::limits`].
+//! Credentials: argon2id password hashes (argon2's verification compares in constant time),
+//! random session tokens (only their SHA-256 is stored and looked up), the admin token (checked
+//! with `ring::hmac::verify`) and the clock. The attempt limits are in [`super::limits`].
 
 use std::sync::atomic::{AtomicI64, Ordering};
 
@@ -91,12 +92,32 @@ pub fn new_session_token(rng: &SystemRandom) -> Result<(String, [u8; 32]), Strin
     Ok((token, hash))
 }
 
-/// Compares two digests without an early exit.
-pub fn digest_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
-    a.iter()
-        .zip(b.iter())
-        .fold(0u8, |acc, (x, y)| acc | (x ^ y))
-        == 0
+/// The admin token as an HMAC-SHA256 tag under a per-process random key: a presented token is
+/// checked with `ring::hmac::verify` (constant time in the tag), never compared with `==`.
+/// `Debug` does not print it.
+pub struct AdminToken {
+    key: ring::hmac::Key,
+    tag: ring::hmac::Tag,
+}
+
+impl std::fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AdminToken(..)")
+    }
+}
+
+impl AdminToken {
+    pub fn new(token: &str, rng: &dyn SecureRandom) -> Result<AdminToken, String> {
+        let key = ring::hmac::Key::generate(ring::hmac::HMAC_SHA256, rng)
+            .map_err(|_| "random source failed".to_string())?;
+        let tag = ring::hmac::sign(&key, token.as_bytes());
+        Ok(AdminToken { key, tag })
+    }
+
+    /// Whether `presented` is the admin token.
+    pub fn verify(&self, presented: &str) -> bool {
+        ring::hmac::verify(&self.key, presented.as_bytes(), self.tag.as_ref()).is_ok()
+    }
 }
 
 /// Wall clock in unix seconds with an adjustable offset (tests move time forward).
@@ -170,8 +191,17 @@ mod tests {
         assert_eq!(t1.len(), 43);
         assert_ne!(t1, t2);
         assert_eq!(token_hash(&t1), h1);
-        assert!(digest_eq(&h1, &h1));
-        assert!(!digest_eq(&h1, &token_hash(&t2)));
+    }
+
+    #[test]
+    fn admin_token_accepts_only_itself() {
+        let rng = SystemRandom::new();
+        let admin = AdminToken::new("admin-token-0123456789", &rng).unwrap();
+        assert!(admin.verify("admin-token-0123456789"));
+        assert!(!admin.verify("admin-token-012345678"));
+        assert!(!admin.verify("admin-token-0123456789x"));
+        assert!(!admin.verify(""));
+        assert_eq!(format!("{admin:?}"), "AdminToken(..)");
     }
 
     #[test]

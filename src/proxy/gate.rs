@@ -324,10 +324,13 @@ fn admission(
     if let Some(local) = local_route(req, state, live, &host, &path, cors_origin) {
         return local;
     }
-    let api = path
-        .strip_prefix(crate::control::routes::API_PREFIX)
-        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'));
-    if state.control.is_some() && api {
+    // Without the `control` feature `state.control` is always `None`: nothing to route.
+    #[cfg(feature = "control")]
+    if state.control.is_some()
+        && path
+            .strip_prefix(crate::control::routes::API_PREFIX)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    {
         return Admission::Api { path };
     }
 

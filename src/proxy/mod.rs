@@ -686,6 +686,7 @@ impl ProxyHttp for EdgeProxy {
                 req.insert_header("x-edge-country", cc.as_str())?;
             }
             // Proves to the control plane's loopback port that the request came through here.
+            #[cfg(feature = "control")]
             if let Some(secret) = &self.state.control_secret {
                 req.insert_header(crate::control::EDGE_SECRET_HEADER, secret.header_value())?;
             }

@@ -1,6 +1,7 @@
 //! TLS for the listener (downstream) and for origins (upstream).
 //!
-//! - [`certs`]: `edge certs`: a local development CA and a leaf certificate signed by it.
+//! - [`certs`]: `edge certs`: a local development CA and a leaf certificate signed by it
+//!   (cargo feature `dev-certs`).
 //! - [`store`]: the `[tls] certs = [...]` list: loading and validating PEM cert/key pairs,
 //!   the SNI resolver (exact name, then wildcard, then the first certificate as the default)
 //!   with atomic reload, and a rustls `ServerConfig` helper.
@@ -17,6 +18,7 @@
 use std::io;
 use std::path::{Path, PathBuf};
 
+#[cfg(feature = "dev-certs")]
 pub mod certs;
 pub mod origin;
 mod pem;

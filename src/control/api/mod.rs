@@ -47,7 +47,7 @@ pub(crate) struct Shared {
     pub(crate) playback_slack: i64,
     pub(crate) session_ttl: i64,
     pub(crate) keyring: Arc<Keyring>,
-    admin_digest: Option<[u8; 32]>,
+    admin_token: Option<auth::AdminToken>,
     pub(crate) health: Arc<dyn CdnHealth>,
     /// Login and registration limits, reserved before any password hashing.
     pub(crate) limits: Limiter,
@@ -174,9 +174,12 @@ impl AppState {
                 .map_err(|e| ControlError::Database(format!("seeding {:?}: {e}", seed.id)))?;
             tracing::debug!(id = %seed.id, ?outcome, "control: seed title");
         }
-        let admin_digest =
-            (!cfg.admin_token.is_empty()).then(|| auth::token_hash(&cfg.admin_token));
         let rng = SystemRandom::new();
+        let admin_token = if cfg.admin_token.is_empty() {
+            None
+        } else {
+            Some(auth::AdminToken::new(&cfg.admin_token, &rng).map_err(ControlError::Config)?)
+        };
         let edge_secret = EdgeSecret::generate(&rng).map_err(ControlError::Config)?;
         let metrics =
             ControlMetrics::new().map_err(|e| ControlError::Config(format!("metrics: {e}")))?;
@@ -190,7 +193,7 @@ impl AppState {
             playback_slack: secs(cfg.playback_slack),
             session_ttl: secs(cfg.session_ttl),
             keyring,
-            admin_digest,
+            admin_token,
             health,
             limits: Limiter::new(cfg.login_limits, cfg.register_limits),
             metrics,
@@ -568,8 +571,8 @@ impl FromRequestParts<AppState> for Admin {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         let token = bearer(&parts.headers).ok_or_else(ApiError::unauthenticated)?;
-        match &state.0.admin_digest {
-            Some(d) if auth::digest_eq(d, &auth::token_hash(token)) => Ok(Admin),
+        match &state.0.admin_token {
+            Some(admin) if admin.verify(token) => Ok(Admin),
             Some(_) => Err(ApiError::forbidden("the admin token is required")),
             None => Err(ApiError::forbidden("the admin API is disabled")),
         }
