@@ -83,6 +83,13 @@ impl Fill {
     }
 }
 
+/// What [`EdgeStorage::after_search`] found.
+enum AfterSearch {
+    Fill(Arc<Fill>),
+    Stored(StoredObject),
+    Miss,
+}
+
 /// Lock a mutex, recovering from poisoning (no code holding these locks can panic, but the
 /// request path must never unwrap).
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -219,6 +226,77 @@ impl EdgeStorage {
         }
     }
 
+    /// The lookup of `hash`: a fill in flight, else what `search` (the tiers' search, a
+    /// seam so a test can interleave a fill into it) finds, else a fill or object that
+    /// appeared while it searched.
+    async fn lookup_around(
+        &self,
+        hash: u128,
+        search: impl std::future::Future<Output = Option<StoredObject>>,
+    ) -> Result<Option<(CacheMeta, HitHandler)>> {
+        // A fill in progress wins over a stored (possibly stale) copy: readers then see the
+        // fresh object as it streams instead of the old one until the fill completes.
+        if let Some(fill) = self.active_fill(hash) {
+            self.stats.hits_fill.fetch_add(1, Ordering::Relaxed);
+            return self.partial_hit(fill);
+        }
+        let obj = match search.await {
+            Some(obj) => obj,
+            None => match self.after_search(hash) {
+                AfterSearch::Fill(fill) => {
+                    self.stats.hits_fill.fetch_add(1, Ordering::Relaxed);
+                    return self.partial_hit(fill);
+                }
+                AfterSearch::Stored(obj) => obj,
+                AfterSearch::Miss => {
+                    self.stats.misses.fetch_add(1, Ordering::Relaxed);
+                    return Ok(None);
+                }
+            },
+        };
+        match obj.meta() {
+            Ok(meta) => {
+                let end = obj.body.len();
+                Ok(Some((
+                    meta,
+                    Box::new(EdgeHit::Complete(CompleteHit {
+                        body: obj.body,
+                        start: 0,
+                        end,
+                        done: false,
+                    })),
+                )))
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cached meta does not decode; removing the entry");
+                self.stats.read_errors.fetch_add(1, Ordering::Relaxed);
+                self.objects.remove(&hash);
+                Ok(None)
+            }
+        }
+    }
+
+    /// After a search of the tiers found nothing: a fill may have started while they were
+    /// searched (a disk lookup takes a while, more so on a loaded machine), or started *and
+    /// finished*. Either is used rather than reporting a miss, which would start a second
+    /// origin fetch of an object this edge has. [`EdgeMiss::finish`] stores the object in
+    /// memory before its fill leaves the map, so checking the fills first and memory second
+    /// sees at least one of the two.
+    fn after_search(&self, hash: u128) -> AfterSearch {
+        if let Some(fill) = self.active_fill(hash) {
+            return AfterSearch::Fill(fill);
+        }
+        match self.objects.memory().get(&hash) {
+            Some(entry) => {
+                let obj = entry.value().clone();
+                self.promote(hash, &obj);
+                self.stats.hits_memory.fetch_add(1, Ordering::Relaxed);
+                AfterSearch::Stored(obj)
+            }
+            None => AfterSearch::Miss,
+        }
+    }
+
     async fn get_complete(&self, key: u128) -> Option<StoredObject> {
         match self.objects.get(&key).await {
             Ok(Some(entry)) => {
@@ -253,42 +331,7 @@ impl Storage for EdgeStorage {
         _trace: &SpanHandle,
     ) -> Result<Option<(CacheMeta, HitHandler)>> {
         let hash = key_of(key);
-        // A fill in progress wins over a stored (possibly stale) copy: readers then see the
-        // fresh object as it streams instead of the old one until the fill completes.
-        if let Some(fill) = self.active_fill(hash) {
-            self.stats.hits_fill.fetch_add(1, Ordering::Relaxed);
-            return self.partial_hit(fill);
-        }
-        let Some(obj) = self.get_complete(hash).await else {
-            // A fill may have started while the tiers were searched (a disk lookup takes a
-            // while): join it rather than report a miss that would start a second fetch.
-            if let Some(fill) = self.active_fill(hash) {
-                self.stats.hits_fill.fetch_add(1, Ordering::Relaxed);
-                return self.partial_hit(fill);
-            }
-            self.stats.misses.fetch_add(1, Ordering::Relaxed);
-            return Ok(None);
-        };
-        match obj.meta() {
-            Ok(meta) => {
-                let end = obj.body.len();
-                Ok(Some((
-                    meta,
-                    Box::new(EdgeHit::Complete(CompleteHit {
-                        body: obj.body,
-                        start: 0,
-                        end,
-                        done: false,
-                    })),
-                )))
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cached meta does not decode; removing the entry");
-                self.stats.read_errors.fetch_add(1, Ordering::Relaxed);
-                self.objects.remove(&hash);
-                Ok(None)
-            }
-        }
+        self.lookup_around(hash, self.get_complete(hash)).await
     }
 
     async fn lookup_streaming_write(
@@ -621,7 +664,8 @@ impl HandleMiss for EdgeMiss {
         // that does not decode is stored anyway; the lookup removes it.)
         let _ = obj.meta();
         let weight = obj.weight();
-        // Insert before the fill leaves the map, so a lookup never falls between the two.
+        // Insert before the fill leaves the map, so a lookup that checks the fills and then
+        // memory never falls between the two (`EdgeStorage::after_search`).
         self.storage.admit(self.key, obj);
         self.storage
             .stats
@@ -649,5 +693,92 @@ impl Drop for EdgeMiss {
                 .fill_failures
                 .fetch_add(1, Ordering::Relaxed);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::Cache;
+    use crate::config::CacheConfig;
+    use pingora_cache::trace::Span;
+    use pingora_http::ResponseHeader;
+    use std::time::{Duration, SystemTime};
+
+    /// A real cache (memory and disk tiers) in a temporary folder, leaked to `'static` as
+    /// the server does.
+    async fn storage(dir: &std::path::Path) -> &'static EdgeStorage {
+        let section = toml::from_str(
+            "dir = \"c\"\nmemory = \"4 MiB\"\ndisk = \"21 MiB\"\nmax_object = \"1 MiB\"\n",
+        )
+        .unwrap();
+        let cfg = CacheConfig::build(section, dir).unwrap();
+        let cache = Cache::open(
+            &cfg,
+            &prometheus::Registry::new(),
+            tokio::runtime::Handle::current().into(),
+        )
+        .await
+        .unwrap();
+        &Box::leak(Box::new(cache)).storage
+    }
+
+    /// Start a fill of `key` with `body`, write it whole and finish it (as a miss does).
+    async fn fill(storage: &'static EdgeStorage, key: &CacheKey, body: &'static [u8]) {
+        let mut header = ResponseHeader::build(200, None).unwrap();
+        header
+            .insert_header("content-length", body.len().to_string())
+            .unwrap();
+        let now = SystemTime::now();
+        let meta = CacheMeta::new(now + Duration::from_secs(60), now, 0, 0, header);
+        let span = Span::inactive();
+        let mut miss = storage
+            .get_miss_handler(key, &meta, &span.handle())
+            .await
+            .unwrap();
+        miss.write_body(Bytes::from_static(body), true)
+            .await
+            .unwrap();
+        miss.finish().await.unwrap();
+    }
+
+    /// A fill that starts and ends while a lookup searches the tiers (a slow disk read on a
+    /// loaded machine; seen as a second origin fetch at a shield): the lookup answers with
+    /// the stored object instead of a miss that would fetch it from the origin again.
+    #[tokio::test]
+    async fn a_fill_that_starts_and_ends_during_the_search_is_a_hit() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = storage(dir.path()).await;
+        let key = CacheKey::new("/v/s/1.ts", "");
+        let search = async {
+            fill(storage, &key, b"object 1").await;
+            // What the tiers' search returns: it looked before the object was stored.
+            None
+        };
+        let (_, mut hit) = storage
+            .lookup_around(key_of(&key), search)
+            .await
+            .unwrap()
+            .expect("a hit, not a miss");
+        assert_eq!(
+            hit.read_body().await.unwrap(),
+            Some(Bytes::from_static(b"object 1"))
+        );
+        assert_eq!(storage.stats.misses.load(Ordering::Relaxed), 0);
+        assert_eq!(storage.stats.hits_memory.load(Ordering::Relaxed), 1);
+    }
+
+    /// Nothing stored and nothing filling: a miss, counted once.
+    #[tokio::test]
+    async fn nothing_stored_nor_filling_is_a_miss() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = storage(dir.path()).await;
+        let key = CacheKey::new("/v/s/2.ts", "");
+        let found = storage
+            .lookup_around(key_of(&key), async { None })
+            .await
+            .unwrap();
+        assert!(found.is_none());
+        assert_eq!(storage.stats.misses.load(Ordering::Relaxed), 1);
     }
 }
