@@ -2,6 +2,8 @@
 //!
 //! - [`store`]: [`store::EdgeStorage`], the `pingora_cache::Storage` implementation.
 //! - [`budget`]: the memory fills in flight may hold (`[cache] fill_memory`).
+//! - [`handoff`]: the cache lock, with a cold fill handed from its first requester to a
+//!   request that only fills.
 //! - [`object`]: the stored form of one object (meta + body) and its disk encoding.
 //! - [`key`]: the cache key (host + normalised path + query).
 //! - [`policy`]: which responses are stored and for how long (read from
@@ -15,6 +17,7 @@ pub mod bans;
 pub mod budget;
 pub mod disk;
 pub mod freshness;
+pub mod handoff;
 pub mod key;
 pub mod object;
 pub mod policy;
