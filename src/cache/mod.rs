@@ -112,6 +112,8 @@ impl Cache {
         let block = cfg.block_size();
         let stats = Arc::new(CacheStats::default());
         refuse_a_tier_without_room(cfg)?;
+        // A panic in foyer may have killed its flusher: the tier's health must know.
+        disk::watch_foyer_panics();
         let disk = Arc::new(DiskTier::new(
             cfg.dir.clone(),
             cfg.disk,
