@@ -97,6 +97,8 @@ enum Fill {
     Delegated(crate::cache::handoff::Delegate),
     /// A filler subrequest: its only client is a drain.
     Filler,
+    /// A filler that stopped at a response not stored (its error is not logged).
+    Stopped,
 }
 
 impl RequestCtx {
@@ -901,6 +903,7 @@ impl ProxyHttp for EdgeProxy {
                     self.unstored
                         .note(crate::cache::store::key_of(&c.key), Instant::now());
                 }
+                ctx.fill = Fill::Stopped;
                 return Err(Error::explain(
                     ErrorType::InternalError,
                     "filler: the response is not stored",
@@ -959,6 +962,11 @@ impl ProxyHttp for EdgeProxy {
         range::range_type(session.req_header(), resp)
     }
 
+    /// A filler's stop at a response not stored is how it ends, not a failure.
+    fn suppress_error_log(&self, _session: &Session, ctx: &RequestCtx, _error: &Error) -> bool {
+        matches!(ctx.fill, Fill::Stopped)
+    }
+
     fn should_serve_stale(
         &self,
         _session: &mut Session,
@@ -978,7 +986,7 @@ impl ProxyHttp for EdgeProxy {
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
         // A filler is not a client's request: its origin request is counted upstream.
-        if matches!(ctx.fill, Fill::Filler) {
+        if matches!(ctx.fill, Fill::Filler | Fill::Stopped) {
             return;
         }
         let status = session
