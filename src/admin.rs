@@ -111,9 +111,11 @@ impl AdminApp {
             m.upstream_retries
                 .with_label_values(&[&p.cfg.name, "reused_connection"]);
             for (n, h) in p.cfg.nodes.iter().zip(&p.health) {
+                let node = n.addr.to_string();
                 m.upstream_healthy
-                    .with_label_values(&[&p.cfg.name, &n.addr.to_string()])
+                    .with_label_values(&[&p.cfg.name, &node])
                     .set(i64::from(h.usable(now)));
+                m.upstream_nodes.export(&p.cfg.name, &node);
             }
         }
         let disk = objects.statistics();

@@ -38,6 +38,10 @@ pub enum Command {
     Serve {
         #[arg(long, short)]
         config: Option<PathBuf>,
+        /// Take over from the edge running on the same cache folder: receive its listening
+        /// sockets, then its cache folder, without refusing a connection (README, "Upgrade").
+        #[arg(long)]
+        upgrade: bool,
     },
     /// Validate a config file and print a one-line summary.
     Check {
@@ -269,6 +273,7 @@ pub fn run(cli: Cli) -> ExitCode {
         },
         Command::Serve {
             config: config_path,
+            upgrade,
         } => {
             let config = match load(config_path.as_deref()) {
                 Ok((_, c)) => c,
@@ -279,7 +284,7 @@ pub fn run(cli: Cli) -> ExitCode {
             };
             init_tracing();
             // A reload re-reads the same file (from the same working directory).
-            match crate::server::run(config, source(config_path.as_deref())) {
+            match crate::server::run(config, source(config_path.as_deref()), upgrade) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("edge: {e}");

@@ -7,7 +7,8 @@
 //! - [`config`]: `edge.toml`: its file structs, one module per section, the validated
 //!   [`config::Config`] and the start-up step that reads key and CA files.
 //! - [`server`]: builds the Pingora server (proxy, admin, demo origin) and runs it;
-//!   [`signals`]: what each operator signal does.
+//!   [`signals`]: what each operator signal does; [`upgrade`]: handing the listeners and the
+//!   cache folder to a new process (`edge serve --upgrade`).
 //! - [`state`]: what every request reads; [`reload`]: re-reading `edge.toml` while serving
 //!   (SIGHUP, `POST /admin/reload`).
 //! - [`proxy`]: the `ProxyHttp` implementation, request phases and origin choice; its
@@ -58,6 +59,7 @@ pub mod state;
 pub mod telemetry;
 pub mod tls;
 pub mod token;
+pub mod upgrade;
 
 #[cfg(test)]
 mod module_graph;

@@ -1,5 +1,9 @@
 //! Prometheus metrics, all in one registry that foyer's own metrics also write to.
-//! Names follow docs/design.md, "Metrics".
+//! Names follow docs/design.md, "Metrics". Per listener: [`connections`]; per origin node:
+//! [`upstream`].
+
+pub mod connections;
+pub mod upstream;
 
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
@@ -43,8 +47,10 @@ pub struct Metrics {
     pub playlist_rewrite_failures: IntCounterVec,
     /// Player connections ended or refused by a limit ([`crate::limits::Limit`]).
     pub connection_limits: IntCounterVec,
-    /// Player connections open now.
-    pub open_connections: IntGauge,
+    /// Connections per listener: open now and accepted.
+    pub connections: connections::Connections,
+    /// Per origin node: answer times and body bytes received.
+    pub upstream_nodes: upstream::UpstreamNodes,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -71,8 +77,8 @@ impl Metrics {
         )?;
         let bytes_sent = IntCounterVec::new(
             Opts::new(
-                "edge_bytes_sent_total",
-                "Response body bytes sent to clients",
+                "edge_response_bytes_total",
+                "Response body bytes sent to clients, by cache result",
             ),
             &["cache"],
         )?;
@@ -213,11 +219,8 @@ impl Metrics {
             connection_limits.with_label_values(&[limit.label()]);
         }
         registry.register(Box::new(connection_limits.clone()))?;
-        let open_connections = IntGauge::new(
-            "edge_open_connections",
-            "Player connections open now (HTTP and HTTPS)",
-        )?;
-        registry.register(Box::new(open_connections.clone()))?;
+        let connections = connections::Connections::register(&registry)?;
+        let upstream_nodes = upstream::UpstreamNodes::register(&registry)?;
         registry.register(Box::new(cache_lookups.clone()))?;
         registry.register(Box::new(cache_purges.clone()))?;
         registry.register(Box::new(cache_promoted.clone()))?;
@@ -274,7 +277,8 @@ impl Metrics {
             hot,
             playlist_rewrite_failures,
             connection_limits,
-            open_connections,
+            connections,
+            upstream_nodes,
         })
     }
 
@@ -349,6 +353,9 @@ mod tests {
             );
             assert!(text.lines().any(|l| l == line), "missing {line}");
         }
-        assert!(text.lines().any(|l| l == "edge_open_connections 0"));
+        for listener in ["http", "https", "admin"] {
+            let line = format!("edge_open_connections{{listener=\"{listener}\"}} 0");
+            assert!(text.lines().any(|l| l == line), "missing {line}");
+        }
     }
 }

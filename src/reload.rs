@@ -65,6 +65,7 @@ fn pin_restart_only(running: &Config, new: &mut Config) -> Vec<&'static str> {
     pin!("server.threads", server.threads);
     pin!("server.grace_period", server.grace_period);
     pin!("server.shutdown_timeout", server.shutdown_timeout);
+    pin!("server.upgrade_socket", server.upgrade_socket);
     pin!("server.public_url", server.public_url);
     pin!("server.header_timeout", server.limits.header_timeout);
     pin!("server.send_timeout", server.limits.send_timeout);
@@ -239,7 +240,7 @@ mod tests {
     fn restart_only_settings_keep_their_running_values() {
         let running = config("", "", "");
         let new = config(
-            "admin = \"127.0.0.1:9999\"\nthreads = 7\nheader_timeout = \"3s\"",
+            "admin = \"127.0.0.1:9999\"\nthreads = 7\nupgrade_socket = \"/run/edge.sock\"\nheader_timeout = \"3s\"",
             "memory = \"8 MiB\"\ndefault_ttl = \"9s\"",
             "",
         );
@@ -249,6 +250,7 @@ mod tests {
             vec![
                 "server.admin",
                 "server.threads",
+                "server.upgrade_socket",
                 "server.header_timeout",
                 "cache.memory"
             ]
@@ -256,6 +258,7 @@ mod tests {
         assert_eq!(o.applied, vec!["cache.default_ttl"]);
         assert_eq!(next.server.admin, running.server.admin);
         assert_eq!(next.server.threads, running.server.threads);
+        assert_eq!(next.server.upgrade_socket, running.server.upgrade_socket);
         assert_eq!(next.server.limits, running.server.limits);
         assert_eq!(next.cache.memory, running.cache.memory);
         assert_eq!(next.cache.default_ttl, std::time::Duration::from_secs(9));

@@ -15,9 +15,11 @@ use crate::admin::AdminApp;
 use crate::cache::Cache;
 use crate::config::Config;
 use crate::demo::DemoOrigin;
+use crate::metrics::connections::{Counted, Listener, Source};
 use crate::metrics::Metrics;
 use crate::proxy::EdgeProxy;
 use crate::state::{EdgeState, Live};
+use crate::upgrade::{CacheRelease, Handoff};
 
 /// Why the edge could not start.
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +44,8 @@ pub enum StartError {
     Geo(#[from] crate::geo::GeoError),
     #[error("control: {0}")]
     Control(String),
+    #[error("{0}")]
+    Upgrade(#[from] crate::upgrade::UpgradeError),
 }
 
 /// CDN host health for the control plane: a TCP connect to each host every few seconds.
@@ -340,13 +344,24 @@ fn check_port(key: &'static str, addr: SocketAddr) -> Result<(), StartError> {
 
 /// Run the edge until SIGTERM, SIGQUIT or SIGINT ([`crate::signals`]). Returns after the
 /// cache has been closed (flushed). `source` is the file `config` was read from: what a
-/// reload re-reads (`None`: the built-in copy, which does not change).
-pub fn run(config: Config, source: Option<std::path::PathBuf>) -> Result<(), StartError> {
+/// reload re-reads (`None`: the built-in copy, which does not change). `upgrade`: take the
+/// listeners and then the cache folder over from the edge running on the same cache folder
+/// ([`crate::upgrade`]).
+pub fn run(
+    config: Config,
+    source: Option<std::path::PathBuf>,
+    upgrade: bool,
+) -> Result<(), StartError> {
     // foyer's I/O and flushing run on a runtime of their own that outlives Pingora's
     // service runtimes, so the cache can be closed (flushed) after they stop.
     let cache_rt = side_runtime("edge-cache")?;
     crate::signals::keep(&cache_rt);
-    preflight(&config)?;
+    if upgrade {
+        // The ports are the running edge's until it hands them over.
+        preflight_demo(&config)?;
+    } else {
+        preflight(&config)?;
+    }
     let tls = load_certificates(&config)?;
     let geo = match &config.geo.database {
         None => None,
@@ -355,10 +370,14 @@ pub fn run(config: Config, source: Option<std::path::PathBuf>) -> Result<(), Sta
     let metrics = Metrics::new()?;
     crate::telemetry::register(&metrics.registry, tls.clone())?;
     let control = start_control(&config, &metrics.registry)?;
-    let cache = cache_rt.block_on(Cache::open(
+    let handoff: &'static Handoff =
+        Box::leak(Box::new(Handoff::new(config.server.upgrade_socket.clone())));
+    let (mut server, cache_wait) = take_listeners(&config, upgrade)?;
+    let cache = cache_rt.block_on(Cache::open_after(
         &config.cache,
         &metrics.registry,
         cache_rt.handle().clone().into(),
+        cache_wait,
     ))?;
     let cache: &'static Cache = Box::leak(Box::new(cache));
     let lock: &'static CacheKeyLockImpl =
@@ -377,10 +396,18 @@ pub fn run(config: Config, source: Option<std::path::PathBuf>) -> Result<(), Sta
         ready: AtomicBool::new(false),
         draining: AtomicBool::new(false),
     }));
-    let server = build_server(state)?;
+    add_services(&mut server, state)?;
+    server.add_service(background_service(
+        "upgrade cache release",
+        CacheRelease {
+            state,
+            handoff,
+            cache_rt: cache_rt.handle().clone(),
+        },
+    ));
     announce(state);
     server.run(RunArgs {
-        shutdown_signal: Box::new(crate::signals::EdgeSignals),
+        shutdown_signal: Box::new(crate::signals::EdgeSignals { handoff }),
     });
 
     if let Some(c) = control {
@@ -389,11 +416,44 @@ pub fn run(config: Config, source: Option<std::path::PathBuf>) -> Result<(), Sta
             .shutdown_timeout(std::time::Duration::from_secs(2));
     }
     tracing::info!("services stopped; flushing the cache");
-    if let Err(e) = cache_rt.block_on(cache.close()) {
-        tracing::warn!(error = %e, "cache close failed");
-    }
+    // After an upgrade the cache was closed as soon as the connections drained: this waits
+    // for that close rather than closing twice.
+    cache_rt.block_on(handoff.close_cache(cache));
     cache_rt.shutdown_timeout(std::time::Duration::from_secs(5));
     Ok(())
+}
+
+/// The Pingora server, bootstrapped: with `upgrade`, holding the listening sockets the running
+/// edge sent it (this blocks until they arrive; Pingora exits 1 when none come within about
+/// 6 s), and how long to wait for that edge to release the cache folder.
+fn take_listeners(
+    config: &Config,
+    upgrade: bool,
+) -> Result<(Server, std::time::Duration), StartError> {
+    let cfg = &config.server;
+    let conf = ServerConf {
+        threads: cfg.threads,
+        grace_period_seconds: Some(cfg.grace_period.as_secs()),
+        graceful_shutdown_timeout_seconds: Some(cfg.shutdown_timeout.as_secs().max(1)),
+        upstream_keepalive_pool_size: 512,
+        upgrade_sock: cfg.upgrade_socket.display().to_string(),
+        ..ServerConf::default()
+    };
+    let opt = pingora_core::server::configuration::Opt {
+        upgrade,
+        ..Default::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(Some(opt), conf);
+    if !upgrade {
+        server.bootstrap();
+        return Ok((server, std::time::Duration::ZERO));
+    }
+    let asking = crate::upgrade::ask_running_edge(&config.cache.dir, &cfg.upgrade_socket)?;
+    tracing::info!(socket = %cfg.upgrade_socket.display(), "upgrade: waiting for the running edge's listeners");
+    server.bootstrap();
+    let _ = asking.join();
+    tracing::info!("upgrade: listeners received; waiting for the cache folder");
+    Ok((server, crate::upgrade::lock_wait(cfg)))
 }
 
 /// Everything that can be checked before anything starts: free ports and the demo media.
@@ -402,14 +462,21 @@ fn preflight(config: &Config) -> Result<(), StartError> {
     check_port("server.admin", config.server.admin)?;
     if let Some(demo) = &config.demo {
         check_port("demo.listen", demo.listen)?;
-        if !demo.media.is_dir() {
-            return Err(StartError::DemoMedia(demo.media.display().to_string()));
-        }
     }
     if let Some(https) = config.server.https {
         check_port("server.https", https)?;
     }
-    Ok(())
+    preflight_demo(config)
+}
+
+/// The demo media folder exists (the check an upgrade makes, whose ports are in use).
+fn preflight_demo(config: &Config) -> Result<(), StartError> {
+    match &config.demo {
+        Some(demo) if !demo.media.is_dir() => {
+            Err(StartError::DemoMedia(demo.media.display().to_string()))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// The HTTPS certificates, generating a development pair first when `dev_names` asks for it.
@@ -437,27 +504,22 @@ fn load_certificates(
     )))
 }
 
-/// The Pingora server with its services: the player listener (the front answers fresh memory
-/// hits, the Pingora proxy the rest), admin, the demo origin and the background services.
-fn build_server(state: &'static EdgeState) -> Result<Server, StartError> {
+/// The server's services: the player listener (the front answers fresh memory hits, the
+/// Pingora proxy the rest), admin, the demo origin and the background services.
+fn add_services(server: &mut Server, state: &'static EdgeState) -> Result<(), StartError> {
     let live = state.live_full();
     let cfg = &live.config;
-    let conf = ServerConf {
-        threads: cfg.server.threads,
-        grace_period_seconds: Some(cfg.server.grace_period.as_secs()),
-        graceful_shutdown_timeout_seconds: Some(cfg.server.shutdown_timeout.as_secs().max(1)),
-        upstream_keepalive_pool_size: 512,
-        ..ServerConf::default()
-    };
-    let mut server = Server::new_with_opt_and_conf(None, conf);
-    server.bootstrap();
 
     let mut pipeline =
         pingora_proxy::HttpProxy::new(EdgeProxy::new(state), server.configuration.clone());
     pipeline.handle_init_modules();
     let mut proxy = Service::new(
         "edge proxy".to_string(),
-        crate::proxy::front::Front::new(pipeline, state),
+        counted(
+            crate::proxy::front::Front::new(pipeline, state),
+            Source::Player,
+            state,
+        ),
     );
     proxy.add_tcp(&cfg.server.http.to_string());
     if let (Some(https), Some(resolver)) = (cfg.server.https, &state.tls) {
@@ -469,7 +531,10 @@ fn build_server(state: &'static EdgeState) -> Result<Server, StartError> {
     }
     server.add_service(proxy);
 
-    let mut admin = Service::new("edge admin".to_string(), AdminApp { state });
+    let mut admin = Service::new(
+        "edge admin".to_string(),
+        counted(AdminApp { state }, Source::One(Listener::Admin), state),
+    );
     admin.add_tcp(&cfg.server.admin.to_string());
     server.add_service(admin);
 
@@ -494,7 +559,12 @@ fn build_server(state: &'static EdgeState) -> Result<Server, StartError> {
             pools: Box::new(|| state.live_full().pools.clone()),
         },
     ));
-    Ok(server)
+    Ok(())
+}
+
+/// `app` with its connections counted per listener (`edge_open_connections{listener}`).
+fn counted<A>(app: A, source: Source, state: &EdgeState) -> Counted<A> {
+    Counted::new(app, source, state.metrics.connections.clone())
 }
 
 /// The start-up lines for the operator: where to play, where the listeners are.

@@ -3,23 +3,24 @@
 //! | signal | action |
 //! |--------|--------|
 //! | `TERM` | graceful stop: `/readyz` turns 503, in-flight requests get `grace_period`, the cache is flushed, exit 0 |
-//! | `QUIT` | the same graceful stop as `TERM` |
+//! | `QUIT` | with a new process waiting on `[server] upgrade_socket` (`edge serve --upgrade`): hand the listeners over, then the graceful stop ([`crate::upgrade`]); otherwise the same graceful stop as `TERM` |
 //! | `INT`  | fast stop: no grace period for in-flight requests; the cache is still flushed |
 //! | `HUP`  | reload: `edge.toml` ([`crate::reload`]), then the certificates and the GeoIP database |
 //! | `USR1` | logged (logs go to stdout/stderr: nothing to reopen) |
 //! | `USR2` | logged, ignored |
 //!
-//! Pingora's own watcher reads `QUIT` as a graceful upgrade: it first sends the listening
-//! sockets to whatever listens on its upgrade socket (a fixed path in `/tmp` unless
-//! configured) and then stops. The edge has no upgrade mode, so handing its listeners to
-//! another local process is never wanted: [`EdgeSignals`] makes `QUIT` a plain graceful stop.
+//! Pingora's own watcher reads every `QUIT` as a graceful upgrade: it first tries to send the
+//! listening sockets to the upgrade socket (for 5 s, then it waits 5 s more) and only then
+//! stops. [`EdgeSignals`] asks for that only when a new process is there to take them.
 
 use async_trait::async_trait;
 use pingora_core::server::{ShutdownSignal, ShutdownSignalWatch};
 use tokio::signal::unix::{signal, Signal, SignalKind};
 
 /// The shutdown signals, for `RunArgs::shutdown_signal`.
-pub struct EdgeSignals;
+pub struct EdgeSignals {
+    pub handoff: &'static crate::upgrade::Handoff,
+}
 
 /// The next delivery of a signal this process listens for (never, when it could not listen).
 pub async fn next(s: &mut Option<Signal>) -> Option<()> {
@@ -43,8 +44,14 @@ impl ShutdownSignalWatch for EdgeSignals {
         tokio::select! {
             Some(_) = next(&mut term) => ShutdownSignal::GracefulTerminate,
             Some(_) = next(&mut quit) => {
-                tracing::info!("SIGQUIT: graceful stop, as SIGTERM (no listener hand-over)");
-                ShutdownSignal::GracefulTerminate
+                if self.handoff.waiting() {
+                    tracing::info!(socket = %self.handoff.socket.display(), "SIGQUIT: a new edge waits on the upgrade socket: handing the listeners over, then a graceful stop");
+                    self.handoff.begin();
+                    ShutdownSignal::GracefulUpgrade
+                } else {
+                    tracing::info!("SIGQUIT: graceful stop, as SIGTERM (no new edge waits on the upgrade socket)");
+                    ShutdownSignal::GracefulTerminate
+                }
             }
             Some(_) = next(&mut int) => ShutdownSignal::FastShutdown,
             // Every stream ended (the signal driver is gone): nothing will ever arrive.

@@ -16,6 +16,7 @@
 pub mod bans;
 pub mod budget;
 pub mod disk;
+pub mod folder;
 pub mod freshness;
 pub mod handoff;
 pub mod key;
@@ -29,7 +30,6 @@ use std::fs::File;
 use std::time::SystemTime;
 
 use pingora_cache::CacheKey;
-use std::path::Path;
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
@@ -76,6 +76,8 @@ pub enum OpenError {
     Dir(String, std::io::Error),
     #[error("cache.dir {0} is in use by another edge process (one process per cache folder)")]
     Locked(String),
+    #[error("cache.dir {0} is still in use by another edge process after waiting {1:?} for it to close the cache")]
+    StillLocked(String, std::time::Duration),
     #[error("cannot open the cache: {0}")]
     Foyer(#[from] foyer::Error),
     #[error("cache.dir: cannot load purges: {0}")]
@@ -95,7 +97,7 @@ pub struct Cache {
     pub bans: Bans,
     /// The disk tier's health; while degraded, foyer writes nothing new to disk.
     pub disk: Arc<DiskTier>,
-    _dir_lock: File,
+    dir_lock: File,
 }
 
 impl Cache {
@@ -106,7 +108,21 @@ impl Cache {
         registry: &prometheus::Registry,
         spawner: Spawner,
     ) -> Result<Cache, OpenError> {
-        let dir_lock = lock_dir(&cfg.dir)?;
+        Cache::open_after(cfg, registry, spawner, std::time::Duration::ZERO).await
+    }
+
+    /// As [`Cache::open`], waiting up to `wait` for another process to release the folder (an
+    /// upgrade: the old process flushes and closes its cache first).
+    pub async fn open_after(
+        cfg: &CacheConfig,
+        registry: &prometheus::Registry,
+        spawner: Spawner,
+        wait: std::time::Duration,
+    ) -> Result<Cache, OpenError> {
+        let dir = cfg.dir.clone();
+        let dir_lock = tokio::task::spawn_blocking(move || folder::lock(&dir, wait))
+            .await
+            .map_err(|e| OpenError::Dir(cfg.dir.display().to_string(), e.into()))??;
         // A ban older than the longest servable lifetime matches nothing that may be served.
         let bans = Bans::load(&cfg.dir, policy::longest_servable(cfg)).map_err(OpenError::Bans)?;
         let block = cfg.block_size();
@@ -159,7 +175,7 @@ impl Cache {
             stats,
             bans,
             disk,
-            _dir_lock: dir_lock,
+            dir_lock,
         })
     }
 }
@@ -264,6 +280,14 @@ impl Cache {
         objects.storage().wait().await;
         objects.close().await
     }
+
+    /// Release the cache folder's lock (after [`Cache::close`]): a new process taking over
+    /// (`edge serve --upgrade`) may open the folder while this one finishes its shutdown.
+    pub fn unlock_dir(&self) {
+        if let Err(e) = self.dir_lock.unlock() {
+            tracing::warn!(error = %e, "cannot unlock the cache folder");
+        }
+    }
 }
 
 /// Refuse a disk tier its filesystem cannot hold whole (see [`room::config_error`]), before
@@ -280,36 +304,9 @@ fn refuse_a_tier_without_room(cfg: &CacheConfig) -> Result<(), OpenError> {
     }
 }
 
-/// Take an exclusive lock on `dir/LOCK`: foyer does not lock its folder, and two processes
-/// writing one folder would corrupt each other.
-fn lock_dir(dir: &Path) -> Result<File, OpenError> {
-    let shown = dir.display().to_string();
-    std::fs::create_dir_all(dir).map_err(|e| OpenError::Dir(shown.clone(), e))?;
-    let file = File::options()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(dir.join("LOCK"))
-        .map_err(|e| OpenError::Dir(shown.clone(), e))?;
-    match file.try_lock() {
-        Ok(()) => Ok(file),
-        Err(std::fs::TryLockError::WouldBlock) => Err(OpenError::Locked(shown)),
-        Err(std::fs::TryLockError::Error(e)) => Err(OpenError::Dir(shown, e)),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn a_cache_dir_is_locked_by_one_process() {
-        let dir = tempfile::tempdir().unwrap();
-        let first = lock_dir(dir.path()).unwrap();
-        assert!(matches!(lock_dir(dir.path()), Err(OpenError::Locked(_))));
-        drop(first);
-        assert!(lock_dir(dir.path()).is_ok());
-    }
 
     /// The cache opens a tier whose files foyer lays out as `room::tier_bytes` says, all of
     /// them allocated (not sparse); reopened, it reserves nothing new.

@@ -48,6 +48,7 @@ pub struct ServerSection {
     pub max_head: Option<String>,
     pub forward_headers: Option<Vec<String>>,
     pub upgrade_prefixes: Option<Vec<String>>,
+    pub upgrade_socket: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

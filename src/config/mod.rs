@@ -96,8 +96,9 @@ impl Config<Parsed> {
     }
 
     fn from_file(raw: FileConfig, base: &Path) -> Result<Config<Parsed>, ConfigError> {
-        let server = ServerConfig::try_from(raw.server)?;
+        let mut server = ServerConfig::try_from(raw.server)?;
         let cache = CacheConfig::build(raw.cache, base)?;
+        server.upgrade_socket = server::upgrade_socket(&server.upgrade_socket, base, &cache.dir)?;
         let purge = PurgeConfig::try_from(raw.purge)?;
         let tokens = raw
             .tokens

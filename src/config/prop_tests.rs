@@ -50,6 +50,7 @@ fn config_like() -> impl Strategy<Value = String> {
         "max_head",
         "forward_headers",
         "upgrade_prefixes",
+        "upgrade_socket",
         "fill_memory",
         "fill_stall",
     ]);

@@ -55,6 +55,9 @@ pub struct ServerConfig {
     pub forward_headers: Vec<String>,
     /// Path prefixes where `Upgrade` is forwarded (a tunnel after a `101`); empty: nowhere.
     pub upgrade_prefixes: Vec<String>,
+    /// The unix socket a new process (`edge serve --upgrade`) takes the listeners over on;
+    /// default `upgrade.sock` in the cache folder ([`upgrade_socket`]).
+    pub upgrade_socket: std::path::PathBuf,
 }
 
 /// `max_request_line`, `max_header_field`, `max_head`: each 256 bytes to Pingora's 1 MiB head,
@@ -220,6 +223,8 @@ impl TryFrom<ServerSection> for ServerConfig {
         }
         let limits = ConnectionLimits::build(&s)?;
         Ok(ServerConfig {
+            // Resolved against the config's folder and the cache folder by the caller.
+            upgrade_socket: s.upgrade_socket.clone().map(Into::into).unwrap_or_default(),
             limits,
             head: head_limits(&s)?,
             forward_headers: forward_headers(s.forward_headers.as_deref())?,
@@ -255,6 +260,39 @@ impl TryFrom<ServerSection> for ServerConfig {
             fast_hits: s.fast_hits.unwrap_or(true),
         })
     }
+}
+
+/// Longest unix socket path Linux takes (`sun_path` is 108 bytes with its NUL).
+const SOCKET_PATH_MAX: usize = 107;
+
+/// `server.upgrade_socket`: as given (relative to the config's folder `base`), else
+/// `upgrade.sock` in the cache folder — one edge per cache folder, so one socket per edge.
+pub fn upgrade_socket(
+    given: &std::path::Path,
+    base: &std::path::Path,
+    cache_dir: &std::path::Path,
+) -> Result<std::path::PathBuf, ConfigError> {
+    let path = if given.as_os_str().is_empty() {
+        cache_dir.join("upgrade.sock")
+    } else {
+        base.join(given)
+    };
+    let len = path.as_os_str().len();
+    if len > SOCKET_PATH_MAX {
+        let why = if given.as_os_str().is_empty() {
+            " (the default, in cache.dir)"
+        } else {
+            ""
+        };
+        return Err(ConfigError::new(
+            "server.upgrade_socket",
+            format!(
+                "{}{why} is {len} bytes; a unix socket path has at most {SOCKET_PATH_MAX}: set a shorter path",
+                path.display()
+            ),
+        ));
+    }
+    Ok(path)
 }
 
 fn public_url(given: Option<String>, http: SocketAddr) -> Result<String, ConfigError> {

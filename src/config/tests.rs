@@ -131,6 +131,11 @@ fn minimal_config_gets_defaults() {
         }
     );
     assert!(c.server.forward_headers.is_empty() && c.server.upgrade_prefixes.is_empty());
+    assert_eq!(
+        c.server.upgrade_socket,
+        c.cache.dir.join("upgrade.sock"),
+        "the upgrade socket defaults to the cache folder"
+    );
 }
 
 #[test]
@@ -203,6 +208,7 @@ fn bad_configs_name_the_key_and_reason() {
         ("[server]\nmax_head = \"4 KiB\"\n", "server.max_head", "at least max_request_line"),
         ("[server]\nforward_headers = [\"X-Forwarded-Proto\", \"Cookie\"]\n", "server.forward_headers[1]", "not a field the edge removes"),
         ("[server]\nupgrade_prefixes = [\"ws/\"]\n", "server.upgrade_prefixes[0]", "must start with '/'"),
+        ("[server]\nupgrade_socket = \"/run/edge/a-very-long-folder-name-for-a-socket/that-is-longer-than-what-sun-path/allows-for-a-unix-socket-on-linux.sock\"\n", "server.upgrade_socket", "at most 107"),
         ("[cache]\nmemory = \"lots\"\n", "cache.memory", "invalid size \"lots\""),
         ("[cache]\nmemory = \"1 KiB\"\n", "cache.memory", "at least 1 MiB"),
         ("[cache]\nmax_object = \"0\"\n", "cache.max_object", "greater than 0"),

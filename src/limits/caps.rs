@@ -12,8 +12,6 @@ use std::net::{IpAddr, Ipv6Addr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use prometheus::IntGauge;
-
 use super::Limit;
 use crate::net::IpNet;
 
@@ -27,8 +25,6 @@ pub struct Caps {
     exempt: Vec<IpNet>,
     open: AtomicUsize,
     by_address: Mutex<HashMap<IpAddr, usize>>,
-    /// `edge_open_connections`.
-    gauge: IntGauge,
 }
 
 /// One open connection, counted until this is dropped.
@@ -38,14 +34,13 @@ pub struct Permit {
 }
 
 impl Caps {
-    pub fn new(total: u32, per_address: u32, exempt: Vec<IpNet>, gauge: IntGauge) -> Arc<Caps> {
+    pub fn new(total: u32, per_address: u32, exempt: Vec<IpNet>) -> Arc<Caps> {
         Arc::new(Caps {
             total: total as usize,
             per_address: per_address as usize,
             exempt,
             open: AtomicUsize::new(0),
             by_address: Mutex::new(HashMap::new()),
-            gauge,
         })
     }
 
@@ -68,7 +63,6 @@ impl Caps {
             }
             *n += 1;
         }
-        self.gauge.inc();
         Ok(Permit {
             caps: self.clone(),
             address,
@@ -99,7 +93,6 @@ impl Drop for Permit {
             }
         }
         self.caps.open.fetch_sub(1, Ordering::AcqRel);
-        self.caps.gauge.dec();
     }
 }
 
@@ -148,12 +141,7 @@ mod tests {
 
     fn caps(total: u32, per_address: u32, exempt: &[&str]) -> Arc<Caps> {
         let exempt = exempt.iter().map(|n| IpNet::parse(n).unwrap()).collect();
-        Caps::new(
-            total,
-            per_address,
-            exempt,
-            IntGauge::new("open", "open").unwrap(),
-        )
+        Caps::new(total, per_address, exempt)
     }
 
     fn ip(s: &str) -> IpAddr {
@@ -173,12 +161,11 @@ mod tests {
             .admit(ip("10.0.0.2"))
             .expect("another address has its own count");
         assert_eq!(c.open(), 3);
-        assert_eq!(c.gauge.get(), 3);
         drop(a1);
         let _a3 = c
             .admit(ip("10.0.0.1"))
             .expect("a closed connection frees its place");
-        assert_eq!(c.gauge.get(), 3);
+        assert_eq!(c.open(), 3);
     }
 
     #[test]
@@ -203,7 +190,6 @@ mod tests {
             );
         }
         assert_eq!(c.open(), 1);
-        assert_eq!(c.gauge.get(), 1);
     }
 
     #[test]

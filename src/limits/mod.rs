@@ -5,7 +5,8 @@
 //! `proxy::front::Front::process_new`, which applies them in one place:
 //! - [`caps::Caps`]: `max_connections` and `max_connections_per_ip`, checked as the
 //!   connection arrives (over a cap it is closed at once); the [`caps::Permit`] it hands out
-//!   keeps the connection counted until it closes (`edge_open_connections`).
+//!   keeps the connection counted against the caps until it closes (the open connections
+//!   per listener are counted around the whole app: [`crate::metrics::connections`]).
 //! - [`guard::SendGuard`] wraps the connection's stream: a write that makes no progress for
 //!   `send_timeout` fails, whoever writes (the front, the Pingora pipeline, the HTTP/2 codec,
 //!   TLS) and whatever the size of the write; on HTTP/2 it also holds the connection preface

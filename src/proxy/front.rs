@@ -185,7 +185,6 @@ impl Front {
             total,
             limits.max_connections_per_ip,
             start.config.geo.trusted_proxies.clone(),
-            state.metrics.open_connections.clone(),
         );
         let proxy = Arc::new(proxy);
         Front {

@@ -15,6 +15,8 @@
 //!    once on a fresh connection to the same node ([`crate::origin::reuse`]).
 //!    `upstream_request_filter`: hop-by-hop fields out ([`crate::hop`]), the key's
 //!    host, `Via`, the normalised `Accept-Encoding`.
+//!    `connected_to_upstream` and `upstream_response_body_filter`: the node's answer time
+//!    and body bytes ([`crate::metrics::upstream`]).
 //! 4. `upstream_response_filter`: hop-by-hop fields out, unsafe methods invalidate;
 //!    `response_cache_filter`: [`crate::cache::policy::decide`], on a revalidation's 304
 //!    after its headers are merged into the stored ones ([`crate::cache::freshness`]).
@@ -50,6 +52,7 @@ use crate::cache::bans::Verdict;
 use crate::cache::freshness;
 use crate::cache::policy;
 use crate::hop;
+use crate::metrics::upstream::NodeAttempt;
 use crate::origin::pools::Choice;
 use crate::origin::reuse::{self, FreshRetry};
 use crate::state::{EdgeState, Live};
@@ -80,6 +83,8 @@ pub struct RequestCtx {
     upstream_started: Option<Instant>,
     /// The response status of the current attempt, once its header arrived.
     upstream_status: Option<u16>,
+    /// The current attempt's per-node metrics, from its connection being ready.
+    node_attempt: Option<NodeAttempt>,
     /// Status answered locally (health, preflight, rejections).
     local_status: Option<u16>,
     /// The origin's 304 to a revalidation, until its headers update the stored ones.
@@ -256,6 +261,17 @@ impl EdgeProxy {
             .with_label_values(&[choice.pool_name(), "reused_connection"])
             .inc();
         true
+    }
+
+    /// The attempt's connection to its node is ready: its per-node metrics start (the
+    /// control plane is no origin node and has none).
+    fn start_node_attempt(&self, ctx: &mut RequestCtx) {
+        ctx.node_attempt = ctx.upstream.as_ref().map(|c| {
+            self.state
+                .metrics
+                .upstream_nodes
+                .attempt(c.pool_name(), &c.node_label())
+        });
     }
 
     /// An allowed `PURGE`: ban that path on this host; `Soft-Purge: 1` marks it stale.
@@ -518,6 +534,7 @@ impl ProxyHttp for EdgeProxy {
             fresh_retry: FreshRetry::Unused,
             upstream_started: None,
             upstream_status: None,
+            node_attempt: None,
             local_status: None,
             not_modified: None,
             fill: Fill::Own,
@@ -681,6 +698,7 @@ impl ProxyHttp for EdgeProxy {
             o.read_timeout = o.read_timeout.map(|c| c.min(t));
         }
         ctx.upstream = Some(choice);
+        ctx.node_attempt = None;
         ctx.upstream_started = Some(Instant::now());
         Ok(peer)
     }
@@ -787,6 +805,9 @@ impl ProxyHttp for EdgeProxy {
     ) -> Result<()> {
         let status = resp.status.as_u16();
         ctx.upstream_status = Some(status);
+        if let Some(a) = &mut ctx.node_attempt {
+            a.header(status);
+        }
         if ctx.kind == Kind::Api {
             return Ok(());
         }
@@ -936,6 +957,32 @@ impl ProxyHttp for EdgeProxy {
             resp.insert_header(http::header::AGE, age)?;
         }
         Ok(())
+    }
+
+    async fn connected_to_upstream(
+        &self,
+        _session: &mut Session,
+        _reused: bool,
+        _peer: &HttpPeer,
+        _fd: std::os::unix::io::RawFd,
+        _digest: Option<&pingora_core::protocols::Digest>,
+        ctx: &mut RequestCtx,
+    ) -> Result<()> {
+        self.start_node_attempt(ctx);
+        Ok(())
+    }
+
+    fn upstream_response_body_filter(
+        &self,
+        _session: &mut Session,
+        body: &mut Option<Bytes>,
+        _end_of_stream: bool,
+        ctx: &mut RequestCtx,
+    ) -> Result<Option<Duration>> {
+        if let (Some(a), Some(b)) = (&ctx.node_attempt, body.as_ref()) {
+            a.body(b.len());
+        }
+        Ok(None)
     }
 
     fn response_body_filter(

@@ -71,7 +71,7 @@ async fn admin_endpoints() {
         2.0
     );
     assert_eq!(
-        metric_value(&text, r#"edge_bytes_sent_total{cache="HIT"}"#),
+        metric_value(&text, r#"edge_response_bytes_total{cache="HIT"}"#),
         8192.0
     );
     assert_eq!(

@@ -2,7 +2,7 @@
 //! and the Prometheus alert rules name is exported by an edge (with TLS, GeoIP, tokens and the
 //! control plane on, after a little traffic), and the rules pass `promtool check rules` and
 //! their unit tests (`promtool test rules`; promtool comes from Debian's `prometheus`,
-//! installed by `.ci/deps test`).
+//! installed by `.ci/deps test`); a scrape of that edge passes `promtool check metrics`.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -77,6 +77,43 @@ fn alert_rules_pass_promtool_and_their_unit_tests() {
     assert!(checked.contains("SUCCESS: 14 rules found"), "{checked}");
     let tested = promtool(&["test", "rules", "alerts_test.yml"]);
     assert!(tested.contains("SUCCESS"), "{tested}");
+}
+
+/// `promtool check metrics` on `scrape`: its lint output (empty when every name keeps the
+/// conventions: `_total` on counters only, base units, no abbreviations, help on each).
+fn promtool_check_metrics(scrape: &str) -> (bool, String) {
+    use std::io::Write;
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool runs (Debian package `prometheus`, installed by .ci/deps test)");
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(scrape.as_bytes()).unwrap();
+    drop(stdin);
+    let out = child.wait_with_output().unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[test]
+fn promtool_check_metrics_finds_a_broken_name() {
+    // The check below can fail: promtool flags a counter without `_total` and a non-base unit.
+    let bad = "# HELP edge_things Things.\n# TYPE edge_things counter\nedge_things 1\n\
+               # HELP edge_wait_milliseconds Wait.\n# TYPE edge_wait_milliseconds gauge\nedge_wait_milliseconds 1\n";
+    let (ok, text) = promtool_check_metrics(bad);
+    assert!(!ok, "{text}");
+    assert!(
+        text.contains("edge_things") && text.contains("_total"),
+        "{text}"
+    );
+    assert!(text.contains("edge_wait_milliseconds"), "{text}");
 }
 
 #[tokio::test]
@@ -172,11 +209,19 @@ async fn every_metric_the_dashboard_and_alerts_name_is_exported() {
     )
     .await;
 
-    let have = exported(&edge.metrics().await);
+    let scrape = edge.metrics().await;
+    let have = exported(&scrape);
     let missing: Vec<&String> = wanted.iter().filter(|n| !have.contains(*n)).collect();
     assert!(
         missing.is_empty(),
         "named in deploy/ but not exported by the edge: {missing:?}\nexported: {have:?}"
+    );
+    // Every family the edge exports (foyer's and the control plane's too) keeps Prometheus'
+    // naming conventions.
+    let (ok, lint) = promtool_check_metrics(&scrape);
+    assert!(
+        ok && lint.trim().is_empty(),
+        "promtool check metrics:\n{lint}"
     );
 }
 

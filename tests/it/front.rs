@@ -203,7 +203,8 @@ async fn front_answers_exactly_as_the_pipeline_does() {
             n
         );
         assert_eq!(
-            edge.metric(r#"edge_bytes_sent_total{cache="HIT"}"#).await,
+            edge.metric(r#"edge_response_bytes_total{cache="HIT"}"#)
+                .await,
             body_bytes as f64
         );
     }

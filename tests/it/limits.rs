@@ -22,6 +22,9 @@ fn limit(name: &str) -> String {
     format!("edge_connection_limits_total{{limit=\"{name}\"}}")
 }
 
+/// Player connections open on the plain HTTP listener.
+const OPEN: &str = r#"edge_open_connections{listener="http"}"#;
+
 const GET_A: &[u8] = b"GET /v/a.ts HTTP/1.1\r\nhost: edge.test\r\n\r\n";
 
 fn ip(s: &str) -> IpAddr {
@@ -182,9 +185,9 @@ async fn hold(edge: &Edge, from: &[&str]) -> Vec<Conn> {
 /// from `from` are accepted and served.
 async fn freed(edge: &Edge, held: Vec<Conn>, from: &str, n: usize) {
     drop(held);
-    await_metric(edge, "edge_open_connections", 0.0).await;
+    await_metric(edge, OPEN, 0.0).await;
     let again = hold(edge, &vec![from; n]).await;
-    assert_eq!(edge.metric("edge_open_connections").await, n as f64);
+    assert_eq!(edge.metric(OPEN).await, n as f64);
     drop(again);
 }
 
@@ -196,7 +199,7 @@ async fn the_per_address_cap_closes_the_sixth_connection_of_an_address() {
     origin.route("/v/a.ts", Route::ok("a"));
     let edge = Edge::start_with_config(&pool(&origin), "max_connections_per_ip = 5").await;
     let mut held = hold(&edge, &["127.0.0.1"; 5]).await;
-    assert_eq!(edge.metric("edge_open_connections").await, 5.0);
+    assert_eq!(edge.metric(OPEN).await, 5.0);
     let mut sixth = Conn::open_from(edge.http, ip("127.0.0.1")).await;
     assert!(
         sixth.closed().await,
@@ -337,7 +340,7 @@ async fn clients_that_read_nothing_are_cut_at_the_send_timeout() {
             "a stalled client got {n} bytes: the whole object, not cut"
         );
     }
-    await_metric(&edge, "edge_open_connections", 0.0).await;
+    await_metric(&edge, OPEN, 0.0).await;
     eprintln!("send timeout: both stalled clients cut within {cut_at:?}");
 }
 
@@ -410,7 +413,7 @@ async fn an_http2_connection_without_its_preface_is_cut_at_the_header_timeout() 
         "closed after {closed_at:?}"
     );
     assert_eq!(edge.metric(&limit("header_timeout")).await, 1.0);
-    assert_eq!(edge.metric("edge_open_connections").await, 0.0);
+    assert_eq!(edge.metric(OPEN).await, 0.0);
 }
 
 /// HTTP/2 over TLS: the caps hold for TLS connections (counted after the handshake), and a
@@ -449,7 +452,7 @@ async fn over_http2_the_caps_and_the_send_timeout_hold() {
     );
     assert_eq!(edge.metric(&limit("max_connections_per_ip")).await, 1.0);
     drop((first, second));
-    await_metric(&edge, "edge_open_connections", 0.0).await;
+    await_metric(&edge, OPEN, 0.0).await;
 
     // Cached first, so the stall is the client's alone (not a fill's).
     let other = h2_client(dir.path(), https, "127.0.0.2");

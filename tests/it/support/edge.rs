@@ -136,6 +136,58 @@ impl Edge {
         self.wait_ready().await;
     }
 
+    /// Start a second process of the same binary with `serve --upgrade` on this edge's config
+    /// and cache folder (it asks this one for its listeners, README "Upgrade"). The edge now
+    /// stands for the new process; the old one is returned to be waited for. Does not wait for
+    /// readiness: the old process answers `/readyz` until it stops accepting.
+    pub fn start_upgrade(&mut self) -> Child {
+        let old = self.child.take().expect("edge running");
+        // A file of its own: the old process still writes at its own offset in `edge.log`.
+        let log = std::fs::File::create(self.dir.path().join("edge-upgraded.log")).unwrap();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_edge"));
+        if let Some(filter) = &self.rust_log {
+            command.env("RUST_LOG", filter);
+        }
+        let child = command
+            .args(["serve", "--upgrade", "--config"])
+            .arg(&self.config_path)
+            .current_dir(self.dir.path())
+            .stdout(Stdio::from(log.try_clone().unwrap()))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("spawn edge --upgrade");
+        self.child = Some(child);
+        old
+    }
+
+    /// Wait (at most `limit`) for a process this edge handed over from to exit.
+    pub async fn wait_old_exit(&self, old: &mut Child, limit: Duration) -> ExitStatus {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = old.try_wait().unwrap() {
+                return status;
+            }
+            if start.elapsed() > limit {
+                let _ = old.kill();
+                panic!(
+                    "the old edge did not exit within {limit:?}:\n{}",
+                    self.log()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Wait (up to 30 s) until `/readyz` answers 200; panics if the process exits first.
+    pub async fn await_ready(&mut self) {
+        self.wait_ready().await
+    }
+
+    /// The process id of the running edge.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("edge running").id()
+    }
+
     async fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         let url = format!("http://{}/readyz", self.admin);
@@ -163,8 +215,11 @@ impl Edge {
         panic!("edge not ready after 30 s:\n{}", self.log());
     }
 
+    /// The process's output; after an upgrade ([`Edge::start_upgrade`]), the old process's
+    /// followed by the new one's.
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("edge.log")).unwrap_or_default()
+        let read = |f: &str| std::fs::read_to_string(self.dir.path().join(f)).unwrap_or_default();
+        read("edge.log") + &read("edge-upgraded.log")
     }
 
     pub fn url(&self, path: &str) -> String {
