@@ -5,7 +5,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use async_trait::async_trait;
-use pingora_cache::lock::{CacheKeyLockImpl, CacheLock};
+use pingora_cache::lock::CacheKeyLockImpl;
 use pingora_core::server::configuration::ServerConf;
 use pingora_core::server::{RunArgs, Server, ShutdownWatch};
 use pingora_core::services::background::{background_service, BackgroundService};
@@ -389,7 +389,7 @@ pub fn run(
     ))?;
     let cache: &'static Cache = Box::leak(Box::new(cache));
     let lock: &'static CacheKeyLockImpl =
-        Box::leak(CacheLock::new_boxed(config.cache.lock_timeout));
+        crate::cache::handoff::HandoffLock::leak(config.cache.lock_timeout);
 
     let state: &'static EdgeState = Box::leak(Box::new(EdgeState {
         live: arc_swap::ArcSwap::from_pointee(Live::new(config, None)),
@@ -526,7 +526,7 @@ fn add_services(server: &mut Server, state: &'static EdgeState) -> Result<(), St
     let cfg = &live.config;
 
     let mut pipeline =
-        pingora_proxy::HttpProxy::new(EdgeProxy { state }, server.configuration.clone());
+        pingora_proxy::HttpProxy::new(EdgeProxy::new(state), server.configuration.clone());
     pipeline.handle_init_modules();
     let mut proxy = Service::new(
         "edge proxy".to_string(),

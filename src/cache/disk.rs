@@ -16,7 +16,12 @@
 //! A failure foyer meets anyway (EIO) shows up as an `ERROR` event of `foyer_storage`, which
 //! [`FoyerErrors`], a tracing layer, counts; the watch then counts a write error and keeps the
 //! tier degraded for [`IO_BACKOFF`] after the last one. Such a failure can still panic inside
-//! foyer: that is foyer's, and the degraded tier keeps it from recurring.
+//! foyer: that is foyer's, and the degraded tier keeps it from recurring. A panic in foyer's
+//! code is seen by a panic hook ([`watch_foyer_panics`]): the task it killed may be the
+//! flusher, after which the tier never writes again, so the tier is then **halted** —
+//! degraded until the edge restarts (foyer 0.22 cannot be reopened under a running cache),
+//! counted as `op="panic"` and logged as an error that says so — rather than reported healthy
+//! after the backoff while it writes nothing.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -46,6 +51,31 @@ pub const HEADROOM_BLOCKS: u64 = 6;
 /// process).
 static REPORTED_WRITE_ERRORS: AtomicU64 = AtomicU64::new(0);
 
+/// Panics in foyer's code since the process started (see [`watch_foyer_panics`]).
+static FOYER_PANICS: AtomicU64 = AtomicU64::new(0);
+
+/// Count the panics raised in foyer's code (its source files are in crates named `foyer-…`),
+/// then let the previous panic hook report them as before. Installed once per process.
+pub fn watch_foyer_panics() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if info.location().is_some_and(|l| in_foyer(l.file())) {
+                FOYER_PANICS.fetch_add(1, Ordering::Relaxed);
+            }
+            previous(info);
+        }));
+    });
+}
+
+/// Whether a panic at `file` is foyer's: a source file of one of its crates (`foyer-storage`,
+/// `foyer-memory`, ..., from the registry or a git checkout).
+fn in_foyer(file: &str) -> bool {
+    file.split(['/', '\\'])
+        .any(|dir| dir == "foyer" || dir.starts_with("foyer-"))
+}
+
 /// Why the tier is degraded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reason {
@@ -53,6 +83,8 @@ pub enum Reason {
     Space,
     /// foyer reported a failed write less than [`IO_BACKOFF`] ago.
     Io,
+    /// A task of foyer's panicked: the tier may never write again, until a restart.
+    Halted,
 }
 
 /// The disk tier's health and its metrics.
@@ -65,11 +97,14 @@ pub struct DiskTier {
     degraded: AtomicBool,
     /// Where foyer's reports are counted ([`REPORTED_WRITE_ERRORS`]; a test's own counter).
     reports: &'static AtomicU64,
+    /// Where panics in foyer are counted ([`FOYER_PANICS`]; a test's own counter).
+    panics: &'static AtomicU64,
     watch: Mutex<Watch>,
     stats: Arc<CacheStats>,
     errors_write: IntCounter,
     errors_read: IntCounter,
     errors_space: IntCounter,
+    errors_panic: IntCounter,
     degraded_gauge: IntGauge,
 }
 
@@ -83,6 +118,8 @@ struct Watch {
     reported_seen: u64,
     last_io_error: Option<Instant>,
     read_errors_seen: u64,
+    panics_seen: u64,
+    halted: bool,
 }
 
 impl DiskTier {
@@ -98,13 +135,13 @@ impl DiskTier {
         let errors = IntCounterVec::new(
             Opts::new(
                 "edge_disk_tier_errors_total",
-                "Disk tier failures by op: write (foyer reported a failed write), read (a disk read failed; the entry was dropped), space (the filesystem got too full for the tier's next writes)",
+                "Disk tier failures by op: write (foyer reported a failed write), read (a disk read failed; the entry was dropped), space (the filesystem got too full for the tier's next writes), panic (a task of foyer's panicked: the tier is halted until a restart)",
             ),
             &["op"],
         )?;
         let degraded_gauge = IntGauge::new(
             "edge_disk_tier_degraded",
-            "1 while the disk tier is degraded (no new disk writes: full filesystem or failed writes), else 0",
+            "1 while the disk tier is degraded (no new disk writes: full filesystem, failed writes, or halted after a panic in foyer until a restart), else 0",
         )?;
         registry.register(Box::new(errors.clone()))?;
         registry.register(Box::new(degraded_gauge.clone()))?;
@@ -115,15 +152,18 @@ impl DiskTier {
             headroom: block.saturating_mul(HEADROOM_BLOCKS),
             degraded: AtomicBool::new(false),
             reports: &REPORTED_WRITE_ERRORS,
+            panics: &FOYER_PANICS,
             watch: Mutex::new(Watch {
                 reported_seen: REPORTED_WRITE_ERRORS.load(Ordering::Relaxed),
                 read_errors_seen,
+                panics_seen: FOYER_PANICS.load(Ordering::Relaxed),
                 ..Watch::default()
             }),
             stats,
             errors_write: errors.with_label_values(&["write"]),
             errors_read: errors.with_label_values(&["read"]),
             errors_space: errors.with_label_values(&["space"]),
+            errors_panic: errors.with_label_values(&["panic"]),
             degraded_gauge,
         })
     }
@@ -156,10 +196,20 @@ impl DiskTier {
                 .inc_by(read_errors - watch.read_errors_seen);
             watch.read_errors_seen = read_errors;
         }
+        let panics = self.panics.load(Ordering::Relaxed);
+        if panics > watch.panics_seen {
+            self.errors_panic.inc_by(panics - watch.panics_seen);
+            watch.panics_seen = panics;
+            if !watch.halted {
+                tracing::error!("a task of the disk cache (foyer) panicked: the disk tier is halted, objects stay in memory; restart the edge to write to disk again");
+            }
+            watch.halted = true;
+        }
         let io_recent = watch
             .last_io_error
             .is_some_and(|t| now.duration_since(t) < IO_BACKOFF);
         let reason = match room {
+            _ if watch.halted => Some(Reason::Halted),
             _ if io_recent => Some(Reason::Io),
             Ok(room) if writes_fit(room, self.capacity.load(Ordering::Relaxed), self.headroom) => {
                 None
@@ -303,7 +353,10 @@ mod tests {
         )
         .unwrap();
         t.reports = Box::leak(Box::new(AtomicU64::new(0)));
-        t.watch.get_mut().unwrap().reported_seen = 0;
+        t.panics = Box::leak(Box::new(AtomicU64::new(0)));
+        let w = t.watch.get_mut().unwrap();
+        w.reported_seen = 0;
+        w.panics_seen = 0;
         (t, registry)
     }
 
@@ -362,6 +415,40 @@ mod tests {
         t.check(start + IO_BACKOFF);
         assert!(!t.degraded());
         assert!(sample(&registry, "edge_disk_tier_degraded 0"));
+    }
+
+    #[test]
+    fn a_panic_in_foyer_halts_the_tier_until_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let (t, registry) = tier(dir.path(), 1 << 20, 4 << 20);
+        let start = Instant::now();
+        t.check(start);
+        assert!(!t.degraded());
+        t.panics.fetch_add(1, Ordering::Relaxed);
+        t.check(start);
+        assert!(t.degraded());
+        assert!(sample(
+            &registry,
+            "edge_disk_tier_errors_total{op=\"panic\"} 1"
+        ));
+        assert!(sample(&registry, "edge_disk_tier_degraded 1"));
+        // Unlike a reported write failure, the backoff does not end it.
+        t.check(start + IO_BACKOFF * 10);
+        assert!(t.degraded());
+        assert!(sample(&registry, "edge_disk_tier_degraded 1"));
+    }
+
+    #[test]
+    fn panics_are_foyers_when_raised_in_its_crates() {
+        assert!(in_foyer(
+            "/root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/foyer-storage-0.22.6/src/engine/block/flusher.rs"
+        ));
+        assert!(in_foyer("foyer-memory-0.22.6/src/raw.rs"));
+        assert!(!in_foyer("src/cache/disk.rs"));
+        assert!(!in_foyer(
+            "/root/.cargo/registry/src/x/pingora-cache-0.9.1/src/lib.rs"
+        ));
+        assert!(!in_foyer("/work/foyerish/src/lib.rs"));
     }
 
     #[test]

@@ -2,6 +2,8 @@
 //!
 //! - [`store`]: [`store::EdgeStorage`], the `pingora_cache::Storage` implementation.
 //! - [`budget`]: the memory fills in flight may hold (`[cache] fill_memory`).
+//! - [`handoff`]: the cache lock, with a cold fill handed from its first requester to a
+//!   request that only fills.
 //! - [`object`]: the stored form of one object (meta + body) and its disk encoding.
 //! - [`key`]: the cache key (host + normalised path + query).
 //! - [`policy`]: which responses are stored and for how long (read from
@@ -16,6 +18,7 @@ pub mod budget;
 pub mod disk;
 pub mod folder;
 pub mod freshness;
+pub mod handoff;
 pub mod key;
 pub mod object;
 pub mod policy;
@@ -125,6 +128,8 @@ impl Cache {
         let block = cfg.block_size();
         let stats = Arc::new(CacheStats::default());
         refuse_a_tier_without_room(cfg)?;
+        // A panic in foyer may have killed its flusher: the tier's health must know.
+        disk::watch_foyer_panics();
         let disk = Arc::new(DiskTier::new(
             cfg.dir.clone(),
             cfg.disk,

@@ -132,6 +132,12 @@ impl EdgeStorage {
         lock(&self.fills).contains_key(&key)
     }
 
+    /// Whether `key` is in the memory tier or being filled: a lookup will not miss (a quick
+    /// answer without the disk tier, for what may be prepared ahead of a miss).
+    pub fn cached_or_filling(&self, key: u128) -> bool {
+        self.filling(key) || self.objects.memory().contains(&key)
+    }
+
     /// Store a complete object in the memory tier. The disk tier is written when memory
     /// evicts (foyer's write-on-eviction) and on a graceful shutdown's flush. With second-hit
     /// admission a first-seen object is marked memory-only, so evicting it costs no disk

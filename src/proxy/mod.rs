@@ -89,6 +89,21 @@ pub struct RequestCtx {
     local_status: Option<u16>,
     /// The origin's 304 to a revalidation, until its headers update the stored ones.
     not_modified: Option<Box<ResponseHeader>>,
+    /// This request's hand-over of its fill ([`fill_pace`]): the delegate it prepared, or
+    /// that it is the filler itself.
+    fill: Fill,
+}
+
+/// A request's part in a fill handed over ([`fill_pace::delegate`]).
+enum Fill {
+    /// Fills itself if elected (HTTP/1, hits, anything that prepared no filler).
+    Own,
+    /// Prepared a filler; [`Delegate::started`] says whether the lock handed it the fill.
+    Delegated(crate::cache::handoff::Delegate),
+    /// A filler subrequest: its only client is a drain.
+    Filler,
+    /// A filler that stopped at a response not stored (its error is not logged).
+    Stopped,
 }
 
 impl RequestCtx {
@@ -99,11 +114,27 @@ impl RequestCtx {
     fn path(&self) -> &str {
         self.content.as_ref().map_or("", |c| c.path.as_str())
     }
+
+    /// Whether this request was elected to fill and handed the fill to its filler.
+    fn handed_over(&self) -> bool {
+        matches!(&self.fill, Fill::Delegated(d) if d.started())
+    }
 }
 
 /// The proxy.
 pub struct EdgeProxy {
     pub state: &'static EdgeState,
+    /// Keys whose HTTP/2 fillers found the response not stored ([`fill_pace::Unstored`]).
+    unstored: fill_pace::Unstored,
+}
+
+impl EdgeProxy {
+    pub fn new(state: &'static EdgeState) -> Self {
+        EdgeProxy {
+            state,
+            unstored: fill_pace::Unstored::default(),
+        }
+    }
 }
 
 fn cache_label(phase: CachePhase) -> &'static str {
@@ -321,6 +352,39 @@ impl EdgeProxy {
         }
     }
 
+    /// For an HTTP/2 GET that may miss, the filler its fill would be handed to
+    /// ([`fill_pace::delegate`]).
+    async fn prepare_filler(&self, session: &Session, ctx: &mut RequestCtx) {
+        let Some(content) = ctx.content.as_mut() else {
+            return;
+        };
+        let key = crate::cache::store::key_of(&content.key);
+        let needs_none = self.state.cache.storage.cached_or_filling(key)
+            || self.unstored.recent(key, Instant::now());
+        if !fill_pace::may_delegate(
+            session.as_downstream().is_http2(),
+            &session.req_header().method,
+            content.upgrade,
+            session.subrequest_spawner.is_some(),
+            needs_none,
+        ) {
+            return;
+        }
+        if let Some(d) = fill_pace::delegate(session, content, &ctx.live).await {
+            ctx.fill = Fill::Delegated(d);
+        }
+    }
+
+    /// The cache result a client is told: a request that handed its fill over read it as a
+    /// waiter, but it was the miss.
+    fn cache_result(session: &Session, ctx: &RequestCtx) -> &'static str {
+        if ctx.handed_over() {
+            "MISS"
+        } else {
+            cache_label(session.cache.phase())
+        }
+    }
+
     /// Whether a cacheable response fits in the fill memory budget; one that does not is
     /// counted and streams through uncached.
     fn fits_fill_budget(&self, resp: &ResponseHeader) -> bool {
@@ -473,10 +537,24 @@ impl ProxyHttp for EdgeProxy {
             node_attempt: None,
             local_status: None,
             not_modified: None,
+            fill: Fill::Own,
         }
     }
 
+    /// Only HTTP/2 requests hand their fills over ([`fill_pace`]).
+    fn allow_spawning_subrequest(&self, session: &Session, _ctx: &RequestCtx) -> bool {
+        session.as_downstream().is_http2()
+    }
+
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
+        // A filler was admitted as the request it fills for.
+        if let Some(order) = fill_pace::fill_order(session) {
+            ctx.live = order.live;
+            ctx.route_key = order.content.route_key();
+            ctx.content = Some(order.content);
+            ctx.fill = Fill::Filler;
+            return Ok(false);
+        }
         let peer = session
             .client_addr()
             .and_then(|a| a.as_inet())
@@ -523,6 +601,7 @@ impl ProxyHttp for EdgeProxy {
                 }
                 ctx.route_key = content.route_key();
                 ctx.content = Some(content);
+                self.prepare_filler(session, ctx).await;
                 Ok(false)
             }
         }
@@ -840,6 +919,20 @@ impl ProxyHttp for EdgeProxy {
         resp: &mut ResponseHeader,
         ctx: &mut RequestCtx,
     ) -> Result<()> {
+        if matches!(ctx.fill, Fill::Filler) {
+            if fill_pace::filler_stops(session.cache.phase(), session.cache.enabled()) {
+                if let Some(c) = &ctx.content {
+                    self.unstored
+                        .note(crate::cache::store::key_of(&c.key), Instant::now());
+                }
+                ctx.fill = Fill::Stopped;
+                return Err(Error::explain(
+                    ErrorType::InternalError,
+                    "filler: the response is not stored",
+                ));
+            }
+            return Ok(());
+        }
         if let Some(out) = self.playlist_out(resp, ctx) {
             out.edit_header(resp, session.req_header().version)?;
             // A HEAD response has no body to transform (nor room for one).
@@ -857,7 +950,7 @@ impl ProxyHttp for EdgeProxy {
             resp,
             compose::edge_headers(
                 &ctx.live,
-                cache_label(session.cache.phase()),
+                Self::cache_result(session, ctx),
                 ctx.cors_origin.as_deref(),
             ),
         )?;
@@ -917,6 +1010,11 @@ impl ProxyHttp for EdgeProxy {
         range::range_type(session.req_header(), resp)
     }
 
+    /// A filler's stop at a response not stored is how it ends, not a failure.
+    fn suppress_error_log(&self, _session: &Session, ctx: &RequestCtx, _error: &Error) -> bool {
+        matches!(ctx.fill, Fill::Stopped)
+    }
+
     fn should_serve_stale(
         &self,
         _session: &mut Session,
@@ -935,6 +1033,10 @@ impl ProxyHttp for EdgeProxy {
     }
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
+        // A filler is not a client's request: its origin request is counted upstream.
+        if matches!(ctx.fill, Fill::Filler | Fill::Stopped) {
+            return;
+        }
         let status = session
             .response_written()
             .map(|r| r.status.as_u16())
@@ -944,6 +1046,7 @@ impl ProxyHttp for EdgeProxy {
             .cache
             .lock_duration()
             .is_some_and(|d| d > Duration::ZERO)
+            && !ctx.handed_over()
         {
             self.state.metrics.cache_coalesced.inc();
         }
@@ -962,7 +1065,7 @@ impl ProxyHttp for EdgeProxy {
             path: session.req_header().uri.path(),
             status,
             cache: if ctx.kind == Kind::Content {
-                cache_label(session.cache.phase())
+                Self::cache_result(session, ctx)
             } else {
                 "NONE"
             },

@@ -327,3 +327,143 @@ async fn misses_over_the_fill_memory_budget_stream_through_uncached() {
         "the objects filled within the budget were stored, the others not"
     );
 }
+
+/// Issue 13, item 2, over HTTP/2: a first requester that reads slowly but steadily — a
+/// 16 KiB stream window given back one read per 50 ms, about 320 KiB/s (4 MiB in ~13 s), so
+/// no write to it waits `fill_stall` — must not set the pace of the fill. Two HTTP/2 viewers and one HTTP/1.1
+/// viewer that come right after it have the whole object within 2x the origin's time + 1 s,
+/// the origin is asked once, and the slow requester (told it was the miss) has every byte
+/// once it reads at full speed.
+#[tokio::test]
+async fn a_first_requester_reading_slowly_over_http2_does_not_set_the_pace_of_the_fill() {
+    let origin = Origin::start().await;
+    let body = bytes_of(4 * 1024 * 1024, 45);
+    let path = "/v/steady.ts";
+    origin.route(
+        path,
+        Route::ok(body.clone())
+            .header("content-type", "video/mp2t")
+            .paced(30, ORIGIN_TIME),
+    );
+    let pool = format!(
+        "[[origins]]\nname = \"test\"\nnodes = [{{ addr = \"{}\" }}]\nread_timeout = \"5s\"\n",
+        origin.addr
+    );
+    let edge = TlsEdge::start(&pool, "").await;
+    let r = edge
+        .slow_h2_client(16 * 1024)
+        .get(edge.url(Transport::TlsH2, path))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.version(), reqwest::Version::HTTP_2);
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.headers()["x-cache"],
+        "MISS",
+        "the slow requester was the miss"
+    );
+    let asked = origin
+        .requests()
+        .first()
+        .map(|r| r.at)
+        .expect("the origin was asked");
+    // The slow reader: one chunk per 50 ms until the viewers are done, then the rest at once.
+    let (fast_tx, fast_rx) = tokio::sync::watch::channel(false);
+    let slow = tokio::spawn(async move {
+        let mut r = r;
+        let mut got = Vec::new();
+        let mut at_viewers_done = None;
+        while let Some(chunk) = r.chunk().await.map_err(|e| (e, got.len())).unwrap() {
+            got.extend_from_slice(&chunk);
+            if *fast_rx.borrow() {
+                at_viewers_done.get_or_insert(got.len());
+            } else {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        (got, at_viewers_done)
+    });
+    let mut viewers = Vec::new();
+    for transport in [Transport::TlsH2, Transport::TlsH2, Transport::TlsH1] {
+        let (c, url) = (edge.client(transport), edge.url(transport, path));
+        viewers.push(tokio::spawn(async move {
+            let r = c.get(url).send().await.unwrap();
+            assert_eq!(r.status(), 200);
+            let got = r.bytes().await.unwrap();
+            (transport, Instant::now(), got)
+        }));
+    }
+    let bound = ORIGIN_TIME * 2 + Duration::from_secs(1);
+    let mut slowest = Duration::ZERO;
+    for v in viewers {
+        let (transport, done, got) = v.await.unwrap();
+        assert!(
+            got == body,
+            "{transport:?}: a viewer got {} bytes, not the 4 MiB object",
+            got.len()
+        );
+        let took = done.duration_since(asked);
+        assert!(
+            took <= bound,
+            "{transport:?}: a viewer finished {took:?} after the origin was asked (bound {bound:?})"
+        );
+        slowest = slowest.max(took);
+    }
+    fast_tx.send(true).unwrap();
+    let (got, at_viewers_done) = slow.await.unwrap();
+    let at_viewers_done = at_viewers_done.unwrap_or(got.len());
+    eprintln!(
+        "steady slow h2 requester: slowest of 3 viewers done {slowest:?} after the origin was asked \
+         (origin time {ORIGIN_TIME:?}); the slow requester had read {at_viewers_done} bytes by then"
+    );
+    assert!(
+        at_viewers_done < body.len() / 2,
+        "the first requester did read slowly ({at_viewers_done} bytes while the viewers finished)"
+    );
+    assert!(got == body, "the slow requester got {} bytes", got.len());
+    let seen: Vec<_> = origin
+        .requests()
+        .iter()
+        .map(|r| (r.at.duration_since(asked), r.headers.clone()))
+        .collect();
+    assert_eq!(
+        origin.hits(path),
+        1,
+        "one origin request: {seen:?}\n{}",
+        edge.edge.log()
+    );
+}
+
+/// A response the edge does not store, asked over HTTP/2: the first request's filler stops at
+/// the header and the request fetches the object itself, whole; the next request remembers
+/// that the key is not stored and fetches it without a filler (3 origin requests for 2).
+#[tokio::test]
+async fn an_uncacheable_response_over_http2_reaches_its_client_whole() {
+    let origin = Origin::start().await;
+    let body = bytes_of(1024 * 1024, 46);
+    let path = "/v/private.ts";
+    origin.route(
+        path,
+        Route::ok(body.clone()).header("cache-control", "no-store"),
+    );
+    let pool = format!(
+        "[[origins]]\nname = \"test\"\nnodes = [{{ addr = \"{}\" }}]\n",
+        origin.addr
+    );
+    let edge = TlsEdge::start(&pool, "").await;
+    let c = edge.client(Transport::TlsH2);
+    for round in 1..=2 {
+        let r = c
+            .get(edge.url(Transport::TlsH2, path))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.version(), reqwest::Version::HTTP_2);
+        assert_eq!(r.status(), 200);
+        assert!(r.bytes().await.unwrap() == body, "round {round}");
+    }
+    let hits = origin.hits(path);
+    eprintln!("uncacheable over h2: {hits} origin requests for 2 client requests");
+    assert_eq!(hits, 3, "origin requests");
+}

@@ -64,22 +64,39 @@ impl TlsEdge {
     /// A reqwest client for `transport` (HTTP/1.1 only, or HTTP/2 negotiated over ALPN), with
     /// [`HOST`] resolving to the edge.
     pub fn client(&self, transport: Transport) -> reqwest::Client {
+        match transport {
+            Transport::TlsH2 => self.builder(),
+            Transport::Plain | Transport::TlsH1 => self.builder().http1_only(),
+        }
+        .build()
+        .unwrap()
+    }
+
+    /// An HTTP/2 client whose streams open with a flow-control window of `window` bytes,
+    /// given back only as the body is read (hyper returns what each read takes, and nothing
+    /// more): reading one chunk per interval, it lets the edge send `window` bytes per interval.
+    pub fn slow_h2_client(&self, window: u32) -> reqwest::Client {
+        self.builder()
+            .http2_initial_stream_window_size(window)
+            .http2_adaptive_window(false)
+            .timeout(Duration::from_secs(60))
+            .build()
+            .unwrap()
+    }
+
+    /// A client builder trusting the edge's development CA, with [`HOST`] resolving to the
+    /// HTTPS listener.
+    fn builder(&self) -> reqwest::ClientBuilder {
         let ca = reqwest::Certificate::from_pem(
             &std::fs::read(self.ca_dir.path().join("edge-dev-ca.pem")).unwrap(),
         )
         .unwrap();
-        let b = reqwest::Client::builder()
+        reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(20))
             .tls_built_in_root_certs(false)
             .add_root_certificate(ca)
-            .resolve(HOST, self.https);
-        match transport {
-            Transport::TlsH2 => b,
-            Transport::Plain | Transport::TlsH1 => b.http1_only(),
-        }
-        .build()
-        .unwrap()
+            .resolve(HOST, self.https)
     }
 
     /// A client that asks for `path` over `transport` and never reads the body.
