@@ -42,6 +42,8 @@ pub enum StartError {
     Geo(#[from] crate::geo::GeoError),
     #[error("control: {0}")]
     Control(String),
+    #[error("log: {0}")]
+    AccessLog(#[from] crate::access_log::StartError),
 }
 
 /// CDN host health for the control plane: a TCP connect to each host every few seconds.
@@ -208,7 +210,8 @@ impl BackgroundService for Reloader {
                     true
                 }
                 Some(_) = next(&mut usr1) => {
-                    tracing::info!("SIGUSR1: logs go to stdout/stderr; nothing to reopen");
+                    tracing::info!("SIGUSR1: reopening the access log file");
+                    self.state.access_log.reopen();
                     continue;
                 }
                 Some(_) = next(&mut usr2) => {
@@ -364,7 +367,10 @@ pub fn run(config: Config, source: Option<std::path::PathBuf>) -> Result<(), Sta
     let lock: &'static CacheKeyLockImpl =
         Box::leak(CacheLock::new_boxed(config.cache.lock_timeout));
 
+    let access_log = crate::access_log::AccessLog::start(&config.log, &metrics.registry)?;
     let state: &'static EdgeState = Box::leak(Box::new(EdgeState {
+        access_log,
+        ids: crate::access_log::ids::IdSource::new(),
         live: arc_swap::ArcSwap::from_pointee(Live::new(config, None)),
         source,
         metrics,

@@ -20,6 +20,7 @@ pub mod demo;
 pub mod error;
 pub mod file;
 pub mod geo;
+pub mod log;
 pub mod origins;
 pub mod purge;
 pub mod server;
@@ -36,6 +37,7 @@ pub use cors::CorsConfig;
 pub use demo::DemoConfig;
 pub use error::ConfigError;
 pub use geo::GeoConfig;
+pub use log::{LogConfig, LogFormat, LogTarget};
 pub use origins::{HealthCheck, OriginNode, OriginPool, PassiveHealth};
 pub use purge::PurgeConfig;
 pub use server::{ConnectionLimits, Role, ServerConfig};
@@ -65,6 +67,8 @@ pub struct Config<S: Stage = Loaded> {
     /// Sorted by priority.
     pub origins: Vec<OriginPool<S>>,
     pub demo: Option<DemoConfig>,
+    /// `[log]`: the access log.
+    pub log: LogConfig,
 }
 
 impl Config {
@@ -130,6 +134,7 @@ impl Config<Parsed> {
         };
         let control = control::build(raw.control, &cx)?;
         let origins = origins::build(raw.origins, base, demo.as_ref())?;
+        let log = LogConfig::build(raw.log, base)?;
         Ok(Config {
             server,
             cache,
@@ -141,6 +146,7 @@ impl Config<Parsed> {
             control,
             origins,
             demo,
+            log,
         })
     }
 
@@ -165,6 +171,7 @@ impl Config<Parsed> {
             tls: self.tls,
             geo: self.geo,
             demo: self.demo,
+            log: self.log,
         })
     }
 }
