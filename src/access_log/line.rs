@@ -163,14 +163,35 @@ fn escape(v: &str, quoted: bool) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
-/// A path with the token of a `/t/<token>/` prefix redacted.
+/// A path with the token of a `/t/<token>/` prefix redacted. The gate looks for the prefix
+/// in the normalised path (`/./t/…`, `//t/…` and `/%74/…` carry a token too): such a path is
+/// written normalised, with the token redacted. A path the gate refused as ambiguous (`..`,
+/// encoded slashes, ...) is written with the segment after every `t` segment redacted.
 pub fn redact_path(path: &str) -> Cow<'_, str> {
-    match crate::token::from_path(path) {
-        Some((_, rest)) => Cow::Owned(format!(
-            "{}{REDACTED}{rest}",
-            crate::token::extract::PATH_PREFIX
-        )),
-        None => Cow::Borrowed(path),
+    let prefix = crate::token::extract::PATH_PREFIX;
+    match crate::path::normalize(path) {
+        Ok(n) => match crate::token::from_path(&n) {
+            Some((_, rest)) => Cow::Owned(format!("{prefix}{REDACTED}{rest}")),
+            None => Cow::Borrowed(path),
+        },
+        Err(_) => {
+            let segments: Vec<&str> = path.split('/').collect();
+            let after_t = |i: usize| {
+                i > 0 && {
+                    let s = segments[i - 1];
+                    s == "t" || s.eq_ignore_ascii_case("%74")
+                }
+            };
+            if !(0..segments.len()).any(after_t) {
+                return Cow::Borrowed(path);
+            }
+            let out: Vec<&str> = segments
+                .iter()
+                .enumerate()
+                .map(|(i, s)| if after_t(i) { REDACTED } else { s })
+                .collect();
+            Cow::Owned(out.join("/"))
+        }
     }
 }
 
@@ -263,6 +284,15 @@ mod tests {
         assert_eq!(redact_path("/t/abc.def/v/a.ts"), "/t/REDACTED/v/a.ts");
         assert_eq!(redact_path("/t/abc"), "/t/REDACTED/");
         assert_eq!(redact_path("/v/t/abc/x"), "/v/t/abc/x");
+        for sneaky in [
+            "/./t/abc/v/a.ts",
+            "//t/abc/v/a.ts",
+            "/%74/abc/v/a.ts",
+            "/x/../t/abc/v/a.ts",
+        ] {
+            let r = redact_path(sneaky);
+            assert!(!r.contains("abc"), "{sneaky}: {r}");
+        }
         assert_eq!(
             redact_query("a=1&token=SECRET&b&token=S2", &["token", "hdnts"]),
             "a=1&token=REDACTED&b&token=REDACTED"

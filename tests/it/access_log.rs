@@ -290,6 +290,23 @@ async fn tokens_are_redacted_and_refusals_give_their_reason() {
     assert_eq!(lines[3]["reason"], "bad_signature");
     assert_eq!(lines[3]["path"], "/t/REDACTED/v/a/seg.ts");
     assert_eq!(lines[3]["kid"], Value::Null);
+    // Forms the gate normalises (a token all the same) and refuses (`..`): redacted too.
+    let mut c = Conn::open(edge.http).await;
+    assert_eq!(
+        get(&mut c, &format!("/./t/{tok}/v/a/seg.ts"), "")
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        get(&mut c, &format!("/v/x/../t/{tok}/v/a/seg.ts"), "")
+            .await
+            .status,
+        400
+    );
+    let lines = json_lines(&log_path(&edge), 6).await;
+    assert_eq!(lines[4]["path"], "/t/REDACTED/v/a/seg.ts");
+    assert_eq!(lines[5]["path"], "/v/x/../t/REDACTED/v/a/seg.ts");
     let whole = std::fs::read_to_string(log_path(&edge)).unwrap();
     let mac = tok.rsplit('.').next().unwrap();
     for secret in [tok.as_str(), forged.as_str(), mac] {
