@@ -434,7 +434,12 @@ impl Front {
         client: IpAddr,
     ) -> Option<Stream> {
         let started = Instant::now();
-        let head = local_answer(&reply);
+        // The head was never read whole: its id is a new one (no client id could be read).
+        let ids = super::request_id::Ids {
+            request_id: self.state.ids.request_id(),
+            trace: None,
+        };
+        let head = local_answer(&reply, &ids.request_id);
         let _ = pingora_timeout::fast_timeout::fast_timeout(Duration::from_secs(2), async {
             stream.write_all(&head).await?;
             stream.flush().await?;
@@ -454,7 +459,7 @@ impl Front {
             elapsed: started.elapsed(),
         };
         let live = self.state.live();
-        // The head was never read whole: no method, target or id to show.
+        // The head was never read whole: no method or target to show.
         let details = crate::access_log::wanted(&live.config.log, record.cache).then(|| {
             super::record::Details {
                 method: "-",
@@ -465,7 +470,7 @@ impl Front {
                 query_rule: None,
                 client,
                 ttfb: None,
-                ids: None,
+                ids: Some(&ids),
                 token: None,
                 reason: reply
                     .headers
@@ -796,7 +801,7 @@ fn head_end(buf: &[u8]) -> Option<usize> {
 
 /// A local answer of the gate's on the wire, as the pipeline's `respond` writes it, closing
 /// the connection.
-fn local_answer(reply: &gate::Reply) -> Vec<u8> {
+fn local_answer(reply: &gate::Reply, request_id: &str) -> Vec<u8> {
     let reason = http::StatusCode::from_u16(reply.status)
         .ok()
         .and_then(|s| s.canonical_reason())
@@ -809,6 +814,7 @@ fn local_answer(reply: &gate::Reply) -> Vec<u8> {
     for (name, value) in &reply.headers {
         head.push_str(&format!("{name}: {value}\r\n"));
     }
+    head.push_str(&format!("x-request-id: {request_id}\r\n"));
     let mut head = head.into_bytes();
     head.extend_from_slice(b"Date: ");
     head.extend_from_slice(pingora_core::protocols::http::date::get_cached_date().as_bytes());

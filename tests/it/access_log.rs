@@ -50,6 +50,17 @@ async fn json_lines(path: &Path, n: usize) -> Vec<Value> {
         .collect()
 }
 
+/// The one line with this request id (lines of concurrent or back-to-back requests may be
+/// written in either order).
+fn by_request_id<'a>(lines: &'a [Value], id: &str) -> &'a Value {
+    let mut found = lines.iter().filter(|l| l["request_id"] == id);
+    let line = found
+        .next()
+        .unwrap_or_else(|| panic!("no line {id}: {lines:?}"));
+    assert!(found.next().is_none(), "two lines {id}");
+    line
+}
+
 fn is_hex_id(v: &str) -> bool {
     v.len() == 32 && v.bytes().all(|b| b.is_ascii_hexdigit())
 }
@@ -110,7 +121,10 @@ async fn miss_and_front_hit_lines_carry_every_field() {
     assert_eq!(origin.total_hits(), 1);
 
     let lines = json_lines(&log_path(&edge), 2).await;
-    let (m, h) = (&lines[0], &lines[1]);
+    let (m, h) = (
+        by_request_id(&lines, "client-id-1"),
+        by_request_id(&lines, &generated),
+    );
     assert_eq!(m["method"], "GET");
     assert_eq!(m["proto"], "HTTP/1.1");
     assert_eq!(m["host"], "edge.test");
@@ -213,8 +227,9 @@ async fn traceparent_is_continued_with_a_new_parent() {
     assert_eq!(seen.header("tracestate"), None);
 
     let lines = json_lines(&log_path(&edge), 2).await;
-    assert_eq!(lines[0]["trace_id"], TRACE_ID);
-    assert_eq!(lines[1]["trace_id"], Value::Null);
+    let line = |path: &str| lines.iter().find(|l| l["path"] == path).unwrap();
+    assert_eq!(line("/v/a/t1.ts")["trace_id"], TRACE_ID);
+    assert_eq!(line("/v/a/t2.ts")["trace_id"], Value::Null);
 }
 
 fn now() -> u64 {
@@ -250,63 +265,64 @@ async fn tokens_are_redacted_and_refusals_give_their_reason() {
     )
     .unwrap();
 
-    let r = client()
-        .get(edge.url(&format!("/t/{tok}/v/a/seg.ts")))
+    let asked =
+        |target: String, id: &str| client().get(edge.url(&target)).header("x-request-id", id);
+    let r = asked(format!("/t/{tok}/v/a/seg.ts"), "r1")
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    let r = client()
-        .get(edge.url(&format!("/v/a/seg.ts?x=1&token={tok}")))
+    let r = asked(format!("/v/a/seg.ts?x=1&token={tok}"), "r2")
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    let r = client()
-        .get(edge.url("/v/a/seg.ts"))
+    let r = asked("/v/a/seg.ts".into(), "r3")
         .header("cookie", format!("edge_token={tok}"))
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    let r = client()
-        .get(edge.url(&format!("/t/{forged}/v/a/seg.ts")))
+    let r = asked(format!("/t/{forged}/v/a/seg.ts"), "r4")
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), 403);
-
-    let lines = json_lines(&log_path(&edge), 4).await;
-    assert_eq!(lines[0]["path"], "/t/REDACTED/v/a/seg.ts");
-    assert_eq!(lines[0]["kid"], "k2");
-    assert_eq!(lines[0]["sid"], "session-7");
-    assert_eq!(lines[1]["path"], "/v/a/seg.ts");
-    assert_eq!(lines[1]["query"], "x=1&token=REDACTED");
-    assert_eq!(lines[1]["sid"], "session-7");
-    assert_eq!(lines[2]["status"], 200);
-    assert_eq!(lines[2]["kid"], "k2");
-    assert_eq!(lines[3]["status"], 403);
-    assert_eq!(lines[3]["kind"], "rejected");
-    assert_eq!(lines[3]["reason"], "bad_signature");
-    assert_eq!(lines[3]["path"], "/t/REDACTED/v/a/seg.ts");
-    assert_eq!(lines[3]["kid"], Value::Null);
     // Forms the gate normalises (a token all the same) and refuses (`..`): redacted too.
     let mut c = Conn::open(edge.http).await;
-    assert_eq!(
-        get(&mut c, &format!("/./t/{tok}/v/a/seg.ts"), "")
-            .await
-            .status,
-        200
-    );
-    assert_eq!(
-        get(&mut c, &format!("/v/x/../t/{tok}/v/a/seg.ts"), "")
-            .await
-            .status,
-        400
-    );
+    let r = get(
+        &mut c,
+        &format!("/./t/{tok}/v/a/seg.ts"),
+        "X-Request-Id: r5\r\n",
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let r = get(
+        &mut c,
+        &format!("/v/x/../t/{tok}/v/a/seg.ts"),
+        "X-Request-Id: r6\r\n",
+    )
+    .await;
+    assert_eq!(r.status, 400);
+
     let lines = json_lines(&log_path(&edge), 6).await;
-    assert_eq!(lines[4]["path"], "/t/REDACTED/v/a/seg.ts");
-    assert_eq!(lines[5]["path"], "/v/x/../t/REDACTED/v/a/seg.ts");
+    let line = |id: &str| by_request_id(&lines, id);
+    assert_eq!(line("r1")["path"], "/t/REDACTED/v/a/seg.ts");
+    assert_eq!(line("r1")["kid"], "k2");
+    assert_eq!(line("r1")["sid"], "session-7");
+    assert_eq!(line("r2")["path"], "/v/a/seg.ts");
+    assert_eq!(line("r2")["query"], "x=1&token=REDACTED");
+    assert_eq!(line("r2")["sid"], "session-7");
+    assert_eq!(line("r3")["status"], 200);
+    assert_eq!(line("r3")["kid"], "k2");
+    assert_eq!(line("r4")["status"], 403);
+    assert_eq!(line("r4")["kind"], "rejected");
+    assert_eq!(line("r4")["reason"], "bad_signature");
+    assert_eq!(line("r4")["path"], "/t/REDACTED/v/a/seg.ts");
+    assert_eq!(line("r4")["kid"], Value::Null);
+    assert_eq!(line("r5")["path"], "/t/REDACTED/v/a/seg.ts");
+    assert_eq!(line("r6")["status"], 400);
+    assert_eq!(line("r6")["path"], "/v/x/../t/REDACTED/v/a/seg.ts");
     let whole = std::fs::read_to_string(log_path(&edge)).unwrap();
     let mac = tok.rsplit('.').next().unwrap();
     for secret in [tok.as_str(), forged.as_str(), mac] {
