@@ -11,12 +11,14 @@
 # pipeline), PIN=1, K6_CPUS, PROXY_CPUS, ORIGIN_CPUS, PORT_BASE=18080, EDGE_BIN, RESULTS, PERF=1 (profile the edge during an extra hot_playlist run), KEEP_TMP=1,
 # EDGE_BANS=100000 (the proxy `edge_bans`: the edge with that many purges (bans) made an hour
 # before it starts, preloaded into its bans.log; e.g. PROXIES="edge edge_bans edge edge_bans"
-# SCENARIOS=hot_playlist for paired runs with and without bans).
+# SCENARIOS=hot_playlist for paired runs with and without bans),
+# EDGE_LOG=json|text (the proxy `edge_log`: the edge with its access log on, written to a file
+# in its temp folder, every hit; e.g. PROXIES="edge edge_log edge edge_log").
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(dirname "$HERE")
-COMMAND="$(for v in EDGE_BANS QUICK PROXIES SCENARIOS DURATION EDGE_THREADS EDGE_FAST_HITS HOT_VUS SEG_VUS ZIPF_VUS VOD_PLAYERS VOD_SPEED HERD_CLIENTS HERD_WAVES HERD_PERIOD_MS HERD_SIZE HERD_TTFB_MS HERD_PACE_MS ZIPF_N ZIPF_SIZE ZIPF_S MEMORY_MIB DISK_MIB EDGE_DISK_ADMISSION PIN K6_CPUS PROXY_CPUS ORIGIN_CPUS PORT_BASE EDGE_BIN QUIET_MAX_WAIT OTHER_MAX_PCT ATTEMPTS RESULTS PERF; do [ -n "${!v:-}" ] && printf '%s=%q ' "$v" "${!v}"; done; true)bash loadtest/compare.sh"
+COMMAND="$(for v in EDGE_BANS EDGE_LOG QUICK PROXIES SCENARIOS DURATION EDGE_THREADS EDGE_FAST_HITS HOT_VUS SEG_VUS ZIPF_VUS VOD_PLAYERS VOD_SPEED HERD_CLIENTS HERD_WAVES HERD_PERIOD_MS HERD_SIZE HERD_TTFB_MS HERD_PACE_MS ZIPF_N ZIPF_SIZE ZIPF_S MEMORY_MIB DISK_MIB EDGE_DISK_ADMISSION PIN K6_CPUS PROXY_CPUS ORIGIN_CPUS PORT_BASE EDGE_BIN QUIET_MAX_WAIT OTHER_MAX_PCT ATTEMPTS RESULTS PERF; do [ -n "${!v:-}" ] && printf '%s=%q ' "$v" "${!v}"; done; true)bash loadtest/compare.sh"
 T0=$(date +%s)
 
 QUICK=${QUICK:-0}
@@ -91,8 +93,8 @@ for p in $PROXIES; do
   case $p in
     nginx) command -v nginx >/dev/null || PATH=$PATH:/usr/sbin; command -v nginx >/dev/null || { log "installing nginx"; apt_install nginx; } ;;
     varnish) command -v varnishd >/dev/null || PATH=$PATH:/usr/sbin; command -v varnishd >/dev/null || { log "installing varnish"; apt_install varnish; } ;;
-    edge|edge_bans) ;;
-    *) die "unknown proxy $p (edge, edge_bans, nginx, varnish)" ;;
+    edge|edge_bans|edge_log) ;;
+    *) die "unknown proxy $p (edge, edge_bans, edge_log, nginx, varnish)" ;;
   esac
 done
 if [ "${PERF:-0}" = 1 ] && ! command -v perf >/dev/null; then apt_install linux-perf; fi
@@ -148,7 +150,7 @@ wait_http() { # wait_http URL SECONDS: until it answers (any HTTP status)
 # ---------------------------------------------------------------- edge binary
 EDGE_GIVEN="${EDGE_BIN:-}"
 if [ -z "${EDGE_BIN:-}" ]; then
-  if [[ " $PROXIES " == *" edge "* || " $PROXIES " == *" edge_bans "* ]]; then
+  if [[ " $PROXIES " == *" edge "* || " $PROXIES " == *" edge_bans "* || " $PROXIES " == *" edge_log "* ]]; then
     if [ ! -x "$ROOT/target/release/edge" ]; then
       log "building the edge (cargo build --release; ~4 min)"
       (cd "$ROOT" && cargo build --release)
@@ -206,6 +208,9 @@ ${EDGE_DISK_ADMISSION:+disk_admission = \"$EDGE_DISK_ADMISSION\"}
 name = "bench"
 nodes = [{ addr = "127.0.0.1:$ORIGIN_PORT" }]
 EOF
+  if [ -n "${ACCESS_LOG_FORMAT:-}" ]; then
+    printf '\n[log]\naccess = "%s"\nformat = "%s"\n' "$d/access.log" "$ACCESS_LOG_FORMAT" >>"$d/edge.toml"
+  fi
   [ -n "${PRELOAD_BANS:-}" ] && preload_bans "$PRELOAD_BANS" "$d/cache/bans.log"
   "$EDGE_BIN" check --config "$d/edge.toml" >&2 || die "edge check failed"
   taskset -c "$PROXY_CPUS" "$EDGE_BIN" serve --config "$d/edge.toml" >"$d/log" 2>&1 &
@@ -233,6 +238,7 @@ PY
   log "preloaded $1 bans into $2"
 }
 start_edge_bans() { PRELOAD_BANS=${EDGE_BANS:-100000} start_edge; }
+start_edge_log() { ACCESS_LOG_FORMAT=${EDGE_LOG:-json} start_edge; }
 
 start_nginx() {
   local d=$TMP/nginx; rm -rf "$d"; mkdir -p "$d/cache" "$d/tmp" "$d/logs"
@@ -495,6 +501,7 @@ ELAPSED=$(($(date +%s) - T0))
   echo "- machine: $NPROC CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), $(awk '/MemTotal/{printf "%.0f GiB", $2/1048576}' /proc/meminfo) RAM, $(. /etc/os-release && echo "$PRETTY_NAME"), kernel $(uname -r)"
   echo "- placement: k6 on CPU $K6_CPUS, proxy on CPU $PROXY_CPUS, origin on CPU $ORIGIN_CPUS (PIN=$PIN)"
   [[ " $PROXIES " == *" edge_bans "* ]] && echo "- edge_bans: the edge with ${EDGE_BANS:-100000} bans preloaded"
+  [[ " $PROXIES " == *" edge_log "* ]] && echo "- edge_log: the edge with its ${EDGE_LOG:-json} access log on, to a file"
   echo "- edge: $EDGE_DESC; threads=${EDGE_THREADS:-2}, fast_hits=${EDGE_FAST_HITS:-true}, memory ${MEMORY_MIB} MiB, disk ${DISK_MIB} MiB, disk_admission ${EDGE_DISK_ADMISSION:-(edge default)}"
   command -v nginx >/dev/null && echo "- nginx: $(nginx -v 2>&1 | sed 's/^nginx version: //'); 2 workers, proxy_cache on disk max_size=${DISK_MIB}m (+ OS page cache), proxy_cache_lock on"
   command -v varnishd >/dev/null && echo "- varnish: $(varnishd -V 2>&1 | head -1 | sed 's/^varnishd (//; s/ revision.*//'); -s malloc,${MEMORY_MIB}m, default coalescing"

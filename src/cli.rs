@@ -172,9 +172,7 @@ fn load(path: Option<&Path>) -> Result<(String, Config), (String, ConfigError)> 
 
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new(
-            "warn,pingora_cache::meta=error,edge=info,edge::access=off",
-        )
+        tracing_subscriber::EnvFilter::new("warn,pingora_cache::meta=error,edge=info")
     });
     use tracing_subscriber::prelude::*;
     // foyer reports a failed disk write only in its log: the disk tier's layer counts those

@@ -51,7 +51,8 @@ pub fn front_content<'b>(
     let httparse::Status::Complete(head_len) = req.parse(buf).ok()? else {
         return None;
     };
-    let (plain, _cors, content) = front::plain_content(state, &state.live(), &req, peer, now)?;
+    let (plain, admitted) = front::plain_content(state, &state.live(), &req, peer, now)?;
+    let content = admitted.content;
     Some(FrontContent {
         head_len,
         head_only: plain.head_only,
@@ -152,7 +153,11 @@ pub fn state(root: &Path) -> &'static EdgeState {
         config.geo.database.clone().map(|p| {
             std::sync::Arc::new(crate::geo::Geo::open(p).unwrap_or_else(|e| panic!("{e}")))
         });
+    let access_log = crate::access_log::AccessLog::start(&config.log, &metrics.registry)
+        .unwrap_or_else(|e| panic!("{e}"));
     Box::leak(Box::new(EdgeState {
+        access_log,
+        ids: crate::access_log::ids::IdSource::new(),
         control: config
             .control
             .is_some()

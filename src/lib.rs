@@ -2,6 +2,7 @@
 //!
 //! Layout of the crate (one concept per module):
 //!
+//! - [`access_log`]: the access log's lines and the thread that writes them.
 //! - [`cli`]: the `edge` command line (`serve`, `check`, `sign`, `certs`, `purge`, `reload`,
 //!   `drain`).
 //! - [`config`]: `edge.toml`: its file structs, one module per section, the validated
@@ -38,6 +39,7 @@
 //!   version stamps for reload-on-change polling.
 #![forbid(unsafe_code)]
 
+pub mod access_log;
 pub mod admin;
 pub mod cache;
 pub mod cli;

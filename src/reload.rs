@@ -95,6 +95,8 @@ fn pin_restart_only(running: &Config, new: &mut Config) -> Vec<&'static str> {
     if running.control.is_some() {
         pin!("tokens", tokens);
     }
+    // The access log's channel is made once.
+    pin!("log.buffer", log.buffer);
     keys
 }
 
@@ -132,6 +134,9 @@ fn live_changes(running: &Config, new: &Config) -> Vec<&'static str> {
     check!("tokens", tokens);
     check!("geo.rules", geo.policy);
     check!("origins", origins);
+    check!("log.access", log.access);
+    check!("log.format", log.format);
+    check!("log.hit_sample", log.hit_sample);
     keys
 }
 
@@ -189,6 +194,8 @@ fn reload_now(state: &EdgeState) -> Result<Outcome, ReloadError> {
     let (config, outcome) = plan(&running.config, new);
     // Same pools, same health and in-flight counts: only new origin settings start afresh.
     let pools = (!outcome.applied.contains(&"origins")).then(|| Arc::clone(&running.pools));
+    // A new file is opened before the next line, the old one closed.
+    state.access_log.retarget(&config.log.access);
     state.live.store(Arc::new(Live::new(config, pools)));
     Ok(outcome)
 }
@@ -234,6 +241,24 @@ mod tests {
         assert!(o.needs_restart.is_empty());
         assert_eq!(next.server.name, "other");
         assert_eq!(next.origins.len(), 2);
+    }
+
+    #[test]
+    fn log_settings_are_live_but_the_buffer() {
+        let running = config("", "", "");
+        let new = config(
+            "",
+            "",
+            "[log]\naccess = \"/var/log/edge/access.log\"\nformat = \"text\"\nhit_sample = 0.5\nbuffer = 10",
+        );
+        let (next, o) = plan(&running, new);
+        assert_eq!(
+            o.applied,
+            vec!["log.access", "log.format", "log.hit_sample"]
+        );
+        assert_eq!(o.needs_restart, vec!["log.buffer"]);
+        assert_eq!(next.log.buffer, running.log.buffer);
+        assert_eq!(next.log.hit_sample, 0.5);
     }
 
     #[test]

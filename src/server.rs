@@ -47,6 +47,8 @@ pub enum StartError {
     Control(String),
     #[error("{0}")]
     Upgrade(#[from] crate::upgrade::UpgradeError),
+    #[error("log: {0}")]
+    AccessLog(#[from] crate::access_log::StartError),
 }
 
 /// CDN host health for the control plane: a TCP connect to each host every few seconds.
@@ -218,7 +220,8 @@ impl BackgroundService for Reloader {
                     true
                 }
                 Some(_) = next(&mut usr1) => {
-                    tracing::info!("SIGUSR1: logs go to stdout/stderr; nothing to reopen");
+                    tracing::info!("SIGUSR1: reopening the access log file");
+                    self.state.access_log.reopen();
                     continue;
                 }
                 Some(_) = next(&mut usr2) => {
@@ -391,7 +394,10 @@ pub fn run(
     let lock: &'static CacheKeyLockImpl =
         crate::cache::handoff::HandoffLock::leak(config.cache.lock_timeout);
 
+    let access_log = crate::access_log::AccessLog::start(&config.log, &metrics.registry)?;
     let state: &'static EdgeState = Box::leak(Box::new(EdgeState {
+        access_log,
+        ids: crate::access_log::ids::IdSource::new(),
         live: arc_swap::ArcSwap::from_pointee(Live::new(config, None)),
         source,
         metrics,

@@ -6,7 +6,7 @@
 //! | `QUIT` | with a new process waiting on `[server] upgrade_socket` (`edge serve --upgrade`): hand the listeners over, then the graceful stop ([`crate::upgrade`]); otherwise the same graceful stop as `TERM` |
 //! | `INT`  | fast stop: no grace period for in-flight requests; the cache is still flushed |
 //! | `HUP`  | reload: `edge.toml` ([`crate::reload`]), then the certificates and the GeoIP database |
-//! | `USR1` | logged (logs go to stdout/stderr: nothing to reopen) |
+//! | `USR1` | reopen the access-log file (`[log] access`; [`crate::access_log`]) |
 //! | `USR2` | logged, ignored |
 //!
 //! Pingora's own watcher reads every `QUIT` as a graceful upgrade: it first tries to send the

@@ -63,6 +63,10 @@ pub struct EdgeState {
     /// `/api/v1` request it forwards), when it runs.
     #[cfg(feature = "control")]
     pub control_secret: Option<crate::control::EdgeSecret>,
+    /// The access log's sending end ([`crate::access_log`]).
+    pub access_log: crate::access_log::AccessLog,
+    /// Request and span ids (`crate::proxy::request_id`).
+    pub ids: crate::access_log::ids::IdSource,
     /// Set once the player listener accepts connections.
     pub ready: AtomicBool,
     /// Set when shutdown starts or on `POST /admin/drain`: `/readyz` turns 503 so load

@@ -61,11 +61,7 @@ impl QueryPolicy {
 /// rule keeps (all without a rule), never CMCD, sorted. `None` when nothing is left.
 pub fn key_query(rules: &[KeyRule], path: &str, query: Option<&str>) -> Option<String> {
     let query = query?;
-    let policy = rules
-        .iter()
-        .filter(|r| path.starts_with(r.prefix.as_str()))
-        .max_by_key(|r| r.prefix.len())
-        .map_or(&QueryPolicy::All, |r| &r.query);
+    let policy = key_rule(rules, path).map_or(&QueryPolicy::All, |r| &r.query);
     let mut params: Vec<&str> = query
         .split('&')
         .filter(|p| !p.is_empty())
@@ -79,6 +75,14 @@ pub fn key_query(rules: &[KeyRule], path: &str, query: Option<&str>) -> Option<S
     }
     params.sort_unstable();
     Some(params.join("&"))
+}
+
+/// The most specific `[[cache.keys]]` rule for `path` (`None`: every parameter is kept).
+pub fn key_rule<'r>(rules: &'r [KeyRule], path: &str) -> Option<&'r KeyRule> {
+    rules
+        .iter()
+        .filter(|r| path.starts_with(r.prefix.as_str()))
+        .max_by_key(|r| r.prefix.len())
 }
 
 /// `query` without the parameter `name` (`None` when nothing is left).

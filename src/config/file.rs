@@ -24,6 +24,8 @@ pub struct FileConfig {
     #[serde(default)]
     pub origins: Vec<OriginSection>,
     pub demo: Option<DemoSection>,
+    #[serde(default)]
+    pub log: LogSection,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -96,6 +98,18 @@ pub struct TtlRuleSection {
     pub prefix: String,
     pub ttl: String,
     pub override_origin: Option<bool>,
+}
+
+/// `[log]`: the access log.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSection {
+    /// `"off"`, `"stdout"` or a file path.
+    pub access: Option<String>,
+    /// `"json"` or `"text"`.
+    pub format: Option<String>,
+    pub hit_sample: Option<f64>,
+    pub buffer: Option<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -22,6 +22,7 @@ pub mod error;
 pub mod features;
 pub mod file;
 pub mod geo;
+pub mod log;
 pub mod origins;
 pub mod purge;
 pub mod server;
@@ -38,6 +39,7 @@ pub use cors::CorsConfig;
 pub use demo::DemoConfig;
 pub use error::ConfigError;
 pub use geo::GeoConfig;
+pub use log::{LogConfig, LogFormat, LogTarget};
 pub use origins::{HealthCheck, OriginNode, OriginPool, PassiveHealth};
 pub use purge::PurgeConfig;
 pub use server::{ConnectionLimits, Role, ServerConfig};
@@ -67,6 +69,8 @@ pub struct Config<S: Stage = Loaded> {
     /// Sorted by priority.
     pub origins: Vec<OriginPool<S>>,
     pub demo: Option<DemoConfig>,
+    /// `[log]`: the access log.
+    pub log: LogConfig,
 }
 
 impl Config {
@@ -141,6 +145,7 @@ impl Config<Parsed> {
             features::require("control", "control", on, false).map(|()| None)?
         };
         let origins = origins::build(raw.origins, base, demo.as_ref())?;
+        let log = LogConfig::build(raw.log, base)?;
         Ok(Config {
             server,
             cache,
@@ -152,6 +157,7 @@ impl Config<Parsed> {
             control,
             origins,
             demo,
+            log,
         })
     }
 
@@ -179,6 +185,7 @@ impl Config<Parsed> {
             tls: self.tls,
             geo: self.geo,
             demo: self.demo,
+            log: self.log,
         })
     }
 }

@@ -20,6 +20,7 @@ fn config_like() -> impl Strategy<Value = String> {
         "[[cache.keys]]",
         "[[cache.rules]]",
         "[demo]",
+        "[log]",
     ]);
     let key = prop::sample::select(vec![
         "http",
@@ -53,6 +54,10 @@ fn config_like() -> impl Strategy<Value = String> {
         "upgrade_socket",
         "fill_memory",
         "fill_stall",
+        "access",
+        "format",
+        "hit_sample",
+        "buffer",
     ]);
     let value = prop::sample::select(vec![
         "\"1s\"",

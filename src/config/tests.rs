@@ -109,6 +109,11 @@ fn minimal_config_gets_defaults() {
     assert_eq!(c.cache.dir, Path::new("/etc/edge/data/cache"));
     assert_eq!(c.origins[0].nodes[0].weight, 100);
     assert!(c.demo.is_none());
+    assert_eq!(
+        c.log,
+        LogConfig::default(),
+        "no access log unless asked for"
+    );
     // Without [geo] the reload interval keeps its default: the reloader ticks at the shorter
     // of the TLS and geo intervals, and a zero tick would spin.
     assert_eq!(c.geo.reload_interval, Duration::from_secs(10));

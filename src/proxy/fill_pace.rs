@@ -50,6 +50,9 @@ pub struct FillOrder {
     pub content: ContentRequest,
     /// The viewer's settings snapshot, so both run with the same config.
     pub live: Arc<Live>,
+    /// The viewer's request id and trace context: the origin sees the filler's request as
+    /// the viewer's.
+    pub ids: Option<crate::proxy::request_id::Ids>,
 }
 
 /// Whether an HTTP/2 request may hand its fill to a filler: a GET (a HEAD fills nothing; an
@@ -74,6 +77,7 @@ pub async fn delegate(
     session: &Session,
     content: &mut ContentRequest,
     live: &Arc<Live>,
+    ids: Option<&crate::proxy::request_id::Ids>,
 ) -> Option<Delegate> {
     let spawner = session.subrequest_spawner.as_ref()?;
     // Pingora copies a subrequest's request from its parent in HTTP/1 form, and would write
@@ -90,6 +94,7 @@ pub async fn delegate(
     let order = FillOrder {
         content: filled,
         live: live.clone(),
+        ids: ids.cloned(),
     };
     let (filler, handle) = spawner.create_subrequest(
         &h1,

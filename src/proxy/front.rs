@@ -147,12 +147,56 @@ fn h2_options(proxy: &HttpProxy<EdgeProxy>) -> HttpServerOptions {
 struct Reply {
     head: BytesMut,
     body: Option<Bytes>,
-    path: String,
     head_only: bool,
     /// 200, or 206 for a single range.
     status: u16,
     /// Body bytes sent (0 for HEAD).
     sent: usize,
+    /// What its access-log line needs, when one is written (the request head is gone by
+    /// then).
+    log: Option<Box<HitLog>>,
+}
+
+/// The parts of a front hit's request that its access-log line shows.
+struct HitLog {
+    client: IpAddr,
+    host: String,
+    /// The target as sent.
+    target: String,
+    query_rule: Option<String>,
+    ids: super::request_id::Ids,
+    token: Option<super::tokens::Granted>,
+    range: Option<String>,
+    user_agent: Option<String>,
+    referer: Option<String>,
+}
+
+impl HitLog {
+    fn details(&self) -> super::record::Details<'_> {
+        let (path, query) = self
+            .target
+            .split_once('?')
+            .map_or((self.target.as_str(), None), |(p, q)| (p, Some(q)));
+        super::record::Details {
+            method: "",
+            proto: "HTTP/1.1",
+            host: &self.host,
+            path,
+            query,
+            query_rule: self.query_rule.as_deref(),
+            client: self.client,
+            ttfb: None,
+            ids: Some(&self.ids),
+            token: self.token.as_ref(),
+            reason: None,
+            range: self.range.as_deref().map(std::borrow::Cow::Borrowed),
+            user_agent: self.user_agent.as_deref().map(std::borrow::Cow::Borrowed),
+            referer: self.referer.as_deref().map(std::borrow::Cow::Borrowed),
+            upstream: None,
+            upstream_status: None,
+            error: None,
+        }
+    }
 }
 
 enum Next {
@@ -263,8 +307,13 @@ impl Front {
             return None;
         }
         let state = self.state;
-        let (plain, cors_origin, content) =
-            plain_content(state, &live, req, peer, super::unix_now())?;
+        let (plain, admitted) = plain_content(state, &live, req, peer, super::unix_now())?;
+        let Admitted {
+            cors_origin,
+            client,
+            ids,
+            content,
+        } = admitted;
         let now = SystemTime::now();
         let headers = Headers::H1(req.headers);
         let hit =
@@ -301,15 +350,30 @@ impl Front {
             Some(r) => (206, single_range(r, len)?),
         };
         let edge_headers = compose::edge_headers(&live, "HIT", cors_origin.as_deref());
-        Some(reply(
+        let mut reply = reply(
             &hit,
             now,
             status,
             part,
             plain.head_only,
             &edge_headers,
-            plain.path,
-        ))
+            &ids.request_id,
+        );
+        if crate::access_log::wanted(&live.config.log, "HIT") {
+            let text = |name| super::record::field(headers, name).map(|v| v.into_owned());
+            reply.log = Some(Box::new(HitLog {
+                client,
+                host: content.host,
+                target: req.path.unwrap_or("").to_string(),
+                query_rule: content.query_rule,
+                ids,
+                token: content.token,
+                range: text("range"),
+                user_agent: text("user-agent"),
+                referer: text("referer"),
+            }));
+        }
+        Some(reply)
     }
 
     /// Write a reply and account it like the pipeline's `logging` would.
@@ -328,14 +392,18 @@ impl Front {
         stream.flush().await?;
         let record = RequestRecord {
             kind: Kind::Content,
-            method: if reply.head_only { "HEAD" } else { "GET" },
-            path: &reply.path,
             status: reply.status,
             cache: "HIT",
             bytes: reply.sent,
             elapsed: started.elapsed(),
         };
-        record.emit(&self.state.metrics, String::new, String::new);
+        let details = reply.log.as_deref().map(|l| super::record::Details {
+            method: if reply.head_only { "HEAD" } else { "GET" },
+            // The head leaves in the first write.
+            ttfb: Some(record.elapsed),
+            ..l.details()
+        });
+        record.emit(self.state, &self.state.live(), details);
         Ok(())
     }
 
@@ -358,9 +426,19 @@ impl Front {
 
     /// Answer a head the front refuses itself as the gate would answer it, and close without
     /// reading the rest (as nginx does).
-    async fn refuse(&self, stream: &mut Stream, reply: gate::Reply) -> Option<Stream> {
+    async fn refuse(
+        &self,
+        stream: &mut Stream,
+        reply: gate::Reply,
+        client: IpAddr,
+    ) -> Option<Stream> {
         let started = Instant::now();
-        let head = local_answer(&reply);
+        // The head was never read whole: its id is a new one (no client id could be read).
+        let ids = super::request_id::Ids {
+            request_id: self.state.ids.request_id(),
+            trace: None,
+        };
+        let head = local_answer(&reply, &ids.request_id);
         let _ = pingora_timeout::fast_timeout::fast_timeout(Duration::from_secs(2), async {
             stream.write_all(&head).await?;
             stream.flush().await?;
@@ -374,14 +452,39 @@ impl Front {
         .await;
         let record = RequestRecord {
             kind: reply.kind,
-            method: "-",
-            path: "-",
             status: reply.status,
             cache: "NONE",
             bytes: reply.body.len(),
             elapsed: started.elapsed(),
         };
-        record.emit(&self.state.metrics, String::new, String::new);
+        let live = self.state.live();
+        // The head was never read whole: no method or target to show.
+        let details = crate::access_log::wanted(&live.config.log, record.cache).then(|| {
+            super::record::Details {
+                method: "-",
+                proto: "HTTP/1.1",
+                host: "",
+                path: "-",
+                query: None,
+                query_rule: None,
+                client,
+                ttfb: None,
+                ids: Some(&ids),
+                token: None,
+                reason: reply
+                    .headers
+                    .iter()
+                    .find(|(k, _)| *k == "x-edge-reason")
+                    .map(|(_, v)| v.as_str()),
+                range: None,
+                user_agent: None,
+                referer: None,
+                upstream: None,
+                upstream_status: None,
+                error: None,
+            }
+        });
+        record.emit(self.state, &live, details);
         None
     }
 
@@ -423,7 +526,7 @@ impl Front {
                         request = framed;
                         to_pipeline = true;
                     }
-                    Next::Refuse(reply) => return self.refuse(&mut stream, reply).await,
+                    Next::Refuse(reply) => return self.refuse(&mut stream, reply, client).await,
                     Next::Partial => {
                         checked = buf.len();
                         if buf.capacity() - buf.len() < 1024 {
@@ -508,15 +611,25 @@ impl Front {
     }
 }
 
+/// What the gate said of a request the front may answer.
+pub(crate) struct Admitted {
+    /// The CORS origin to allow.
+    pub(crate) cors_origin: Option<String>,
+    /// The client (after a trusted `X-Forwarded-For`).
+    pub(crate) client: IpAddr,
+    pub(crate) ids: super::request_id::Ids,
+    pub(crate) content: gate::ContentRequest,
+}
+
 /// A request the front may answer from a fresh memory hit: a [`Plain`] one that the gate
-/// (given `now`, unix seconds) admitted as content; with the CORS origin to allow.
+/// (given `now`, unix seconds) admitted as content.
 pub(crate) fn plain_content<'a>(
     state: &EdgeState,
     live: &Live,
     req: &httparse::Request<'_, 'a>,
     peer: IpAddr,
     now: u64,
-) -> Option<(Plain<'a>, Option<String>, gate::ContentRequest)> {
+) -> Option<(Plain<'a>, Admitted)> {
     let plain = Plain::of(req)?;
     let view = RequestView {
         method: if plain.head_only { "HEAD" } else { "GET" },
@@ -530,13 +643,22 @@ pub(crate) fn plain_content<'a>(
     };
     let gate::Decision {
         cors_origin,
+        client,
+        ids,
         admission,
-        ..
     } = gate::admit(&view, state, live, now);
     let Admission::Content(content) = admission else {
         return None;
     };
-    Some((plain, cors_origin, content))
+    Some((
+        plain,
+        Admitted {
+            cors_origin,
+            client,
+            ids,
+            content,
+        },
+    ))
 }
 
 /// A request the front could answer itself: `GET` or `HEAD` on HTTP/1.1, an origin-form
@@ -607,7 +729,7 @@ fn reply(
     part: std::ops::Range<usize>,
     head_only: bool,
     edge_headers: &[(&'static str, String)],
-    path: &str,
+    request_id: &str,
 ) -> Reply {
     let len = hit.body.len();
     let memo = hit
@@ -648,7 +770,9 @@ fn reply(
         head.extend_from_slice(value.as_bytes());
         head.extend_from_slice(b"\r\n");
     }
-    head.extend_from_slice(b"Connection: keep-alive\r\n\r\n");
+    head.extend_from_slice(b"x-request-id: ");
+    head.extend_from_slice(request_id.as_bytes());
+    head.extend_from_slice(b"\r\nConnection: keep-alive\r\n\r\n");
     let body = if head_only {
         None
     } else if coalesce {
@@ -660,10 +784,10 @@ fn reply(
     Reply {
         head,
         body,
-        path: path.to_string(),
         head_only,
         status,
         sent,
+        log: None,
     }
 }
 
@@ -676,7 +800,7 @@ fn head_end(buf: &[u8]) -> Option<usize> {
 
 /// A local answer of the gate's on the wire, as the pipeline's `respond` writes it, closing
 /// the connection.
-fn local_answer(reply: &gate::Reply) -> Vec<u8> {
+fn local_answer(reply: &gate::Reply, request_id: &str) -> Vec<u8> {
     let reason = http::StatusCode::from_u16(reply.status)
         .ok()
         .and_then(|s| s.canonical_reason())
@@ -689,6 +813,7 @@ fn local_answer(reply: &gate::Reply) -> Vec<u8> {
     for (name, value) in &reply.headers {
         head.push_str(&format!("{name}: {value}\r\n"));
     }
+    head.push_str(&format!("x-request-id: {request_id}\r\n"));
     let mut head = head.into_bytes();
     head.extend_from_slice(b"Date: ");
     head.extend_from_slice(pingora_core::protocols::http::date::get_cached_date().as_bytes());

@@ -23,6 +23,9 @@
 //!    `[[cache.keys]]` query policy, the token granted, the normalised `Accept-Encoding`, and
 //!    whether an `Upgrade` is forwarded (`[server] upgrade_prefixes`).
 //!
+//! Every request also gets its id and trace context here ([`super::request_id`]), whatever
+//! the verdict.
+//!
 //! The gate never writes: it returns an [`Admission`] and the caller answers, counts and logs.
 
 use std::net::IpAddr;
@@ -166,6 +169,8 @@ pub struct Decision {
     pub client: IpAddr,
     /// `Access-Control-Allow-Origin` to send, when the request's `Origin` is allowed.
     pub cors_origin: Option<String>,
+    /// The request id and trace context ([`super::request_id`]).
+    pub ids: super::request_id::Ids,
     pub admission: Admission,
 }
 
@@ -227,6 +232,9 @@ pub struct ContentRequest {
     pub query: Option<String>,
     /// The query as the cache key has it ([`key::key_query`]).
     pub key_query: Option<String>,
+    /// The prefix of the `[[cache.keys]]` rule that made `key_query` (`None`: the default,
+    /// every parameter), for the access log.
+    pub query_rule: Option<String>,
     pub key: CacheKey,
     pub token: Option<tokens::Granted>,
     /// Whether the origin request's target differs from the one sent (tokens or dot segments
@@ -271,6 +279,7 @@ pub fn admit(req: &RequestView<'_>, state: &EdgeState, live: &Live, now: u64) ->
     Decision {
         client,
         cors_origin,
+        ids: super::request_id::of(req.headers, &state.ids),
         admission,
     }
 }
@@ -405,6 +414,7 @@ fn admission(
 
     let cache = &live.config.cache;
     let key_query = key::key_query(&cache.keys, &path, query.as_deref());
+    let query_rule = key::key_rule(&cache.keys, &path).map(|r| r.prefix.clone());
     if !cache.forward_cmcd {
         query = key::without_param(query.as_deref(), key::CMCD_PARAM);
     }
@@ -425,6 +435,7 @@ fn admission(
         path,
         query,
         key_query,
+        query_rule,
         key,
         token,
         rewritten,

@@ -32,6 +32,7 @@ pub mod gate;
 pub mod playlist;
 pub mod range;
 pub mod record;
+pub mod request_id;
 pub mod tokens;
 pub mod vary;
 
@@ -89,6 +90,15 @@ pub struct RequestCtx {
     local_status: Option<u16>,
     /// The origin's 304 to a revalidation, until its headers update the stored ones.
     not_modified: Option<Box<ResponseHeader>>,
+    /// The request id and trace context the gate gave the request.
+    ids: Option<request_id::Ids>,
+    /// A local answer's reason code (`x-edge-reason`), for the access log.
+    reason: Option<String>,
+    /// When the response head was ready to go (time to first byte).
+    ttfb: Option<Duration>,
+    /// The target as the client sent it, when the origin is asked for another one (tokens
+    /// out), for the access log.
+    client_target: Option<String>,
     /// This request's hand-over of its fill ([`fill_pace`]): the delegate it prepared, or
     /// that it is the filler itself.
     fill: Fill,
@@ -155,9 +165,12 @@ fn unix_now() -> u64 {
         .unwrap_or(0)
 }
 
-/// Write a complete small response from the edge itself.
-async fn respond(session: &mut Session, reply: &Reply) -> Result<()> {
-    let mut resp = ResponseHeader::build(reply.status, Some(4 + reply.headers.len()))?;
+/// Write a complete small response from the edge itself, with the request's id.
+async fn respond(session: &mut Session, reply: &Reply, ctx: &RequestCtx) -> Result<()> {
+    let mut resp = ResponseHeader::build(reply.status, Some(5 + reply.headers.len()))?;
+    if let Some(ids) = &ctx.ids {
+        resp.insert_header(request_id::REQUEST_ID, ids.request_id.as_str())?;
+    }
     resp.insert_header(http::header::CONTENT_TYPE, "text/plain; charset=utf-8")?;
     resp.insert_header(http::header::CONTENT_LENGTH, reply.body.len().to_string())?;
     resp.insert_header(http::header::CACHE_CONTROL, "no-store")?;
@@ -275,7 +288,12 @@ impl EdgeProxy {
     }
 
     /// An allowed `PURGE`: ban that path on this host; `Soft-Purge: 1` marks it stale.
-    async fn purge(&self, session: &mut Session, purge: crate::cache::purge::Purge) -> Result<u16> {
+    async fn purge(
+        &self,
+        session: &mut Session,
+        purge: crate::cache::purge::Purge,
+        ctx: &RequestCtx,
+    ) -> Result<u16> {
         let (status, body) = match crate::cache::purge::apply(self.state.cache, purge).await {
             Ok(_) => (200, "purged\n"),
             Err(e) => {
@@ -290,7 +308,7 @@ impl EdgeProxy {
             headers: Vec::new(),
             refusal: None,
         };
-        respond(session, &reply).await?;
+        respond(session, &reply, ctx).await?;
         Ok(status)
     }
 
@@ -370,7 +388,7 @@ impl EdgeProxy {
         ) {
             return;
         }
-        if let Some(d) = fill_pace::delegate(session, content, &ctx.live).await {
+        if let Some(d) = fill_pace::delegate(session, content, &ctx.live, ctx.ids.as_ref()).await {
             ctx.fill = Fill::Delegated(d);
         }
     }
@@ -492,6 +510,47 @@ fn answer_age(cache: &pingora_cache::HttpCache) -> Option<u64> {
     ))
 }
 
+/// The access-log details of a request the pipeline answered.
+fn log_details<'a>(
+    session: &'a Session,
+    ctx: &'a RequestCtx,
+    e: Option<&Error>,
+) -> record::Details<'a> {
+    let req = session.req_header();
+    let headers = gate::Headers::Map(&req.headers);
+    let content = ctx.content.as_ref();
+    // The target as the client sent it (tokens are redacted when written).
+    let (path, query) = match ctx.client_target.as_deref() {
+        Some(raw) => raw
+            .split_once('?')
+            .map_or((raw, None), |(p, q)| (p, Some(q))),
+        None => (req.uri.path(), req.uri.query()),
+    };
+    record::Details {
+        method: req.method.as_str(),
+        proto: match req.version {
+            http::Version::HTTP_2 => "HTTP/2",
+            http::Version::HTTP_10 => "HTTP/1.0",
+            _ => "HTTP/1.1",
+        },
+        host: content.map_or_else(|| headers.first("host").unwrap_or(""), |c| c.host.as_str()),
+        path,
+        query,
+        query_rule: content.and_then(|c| c.query_rule.as_deref()),
+        client: ctx.client,
+        ttfb: ctx.ttfb,
+        ids: ctx.ids.as_ref(),
+        token: ctx.token(),
+        reason: ctx.reason.as_deref(),
+        range: record::field(headers, "range"),
+        user_agent: record::field(headers, "user-agent"),
+        referer: record::field(headers, "referer"),
+        upstream: ctx.upstream.as_ref().map(|c| c.node_label()),
+        upstream_status: ctx.upstream_status,
+        error: e.map(|e| e.to_string()),
+    }
+}
+
 /// Whether a response is a playlist that must be rewritten for the viewer's token (query
 /// tokens ride on every URI; an `mh` claim filters variants).
 fn rewrites_playlist(
@@ -538,6 +597,10 @@ impl ProxyHttp for EdgeProxy {
             local_status: None,
             not_modified: None,
             fill: Fill::Own,
+            ids: None,
+            reason: None,
+            ttfb: None,
+            client_target: None,
         }
     }
 
@@ -552,6 +615,7 @@ impl ProxyHttp for EdgeProxy {
             ctx.live = order.live;
             ctx.route_key = order.content.route_key();
             ctx.content = Some(order.content);
+            ctx.ids = order.ids;
             ctx.fill = Fill::Filler;
             return Ok(false);
         }
@@ -568,22 +632,28 @@ impl ProxyHttp for EdgeProxy {
         );
         ctx.client = decision.client;
         ctx.cors_origin = decision.cors_origin;
+        ctx.ids = Some(decision.ids);
         match decision.admission {
             Admission::Local(reply) => {
                 ctx.kind = reply.kind;
                 ctx.local_status = Some(reply.status);
+                ctx.reason = reply
+                    .headers
+                    .iter()
+                    .find(|(k, _)| *k == "x-edge-reason")
+                    .map(|(_, v)| v.clone());
                 if let Some(r) = &reply.refusal {
                     self.count_refusal(r);
                     if r.closes() {
                         session.set_keepalive(None);
                     }
                 }
-                respond(session, &reply).await?;
+                respond(session, &reply, ctx).await?;
                 Ok(true)
             }
             Admission::Purge(purge) => {
                 ctx.kind = Kind::Local;
-                ctx.local_status = Some(self.purge(session, purge).await?);
+                ctx.local_status = Some(self.purge(session, purge, ctx).await?);
                 Ok(true)
             }
             Admission::Api { .. } => {
@@ -593,6 +663,8 @@ impl ProxyHttp for EdgeProxy {
             Admission::Content(content) => {
                 // The normalised path (and the query without tokens) is what the origin sees too.
                 if content.rewritten {
+                    ctx.client_target =
+                        Some(String::from_utf8_lossy(session.req_header().raw_path()).into_owned());
                     let uri = content
                         .target()
                         .parse()
@@ -756,6 +828,9 @@ impl ProxyHttp for EdgeProxy {
         if ctx.content.as_ref().is_some_and(|c| c.upgrade) {
             hop::forward_upgrade(session.req_header(), req)?;
         }
+        if let Some(ids) = &ctx.ids {
+            request_id::forward(ids, req)?;
+        }
         if ctx.kind == Kind::Api {
             // The control plane trusts exactly these two headers: always set by the edge,
             // never passed through from the client.
@@ -809,6 +884,8 @@ impl ProxyHttp for EdgeProxy {
         if let Some(a) = &mut ctx.node_attempt {
             a.header(status);
         }
+        // The answer carries this request's id, never one the origin stored with it.
+        resp.remove_header(request_id::REQUEST_ID);
         if ctx.kind == Kind::Api {
             return Ok(());
         }
@@ -957,6 +1034,10 @@ impl ProxyHttp for EdgeProxy {
         if let Some(age) = answer_age(&session.cache) {
             resp.insert_header(http::header::AGE, age)?;
         }
+        if let Some(ids) = &ctx.ids {
+            resp.insert_header(request_id::REQUEST_ID, ids.request_id.as_str())?;
+        }
+        ctx.ttfb = Some(ctx.start.elapsed());
         Ok(())
     }
 
@@ -1061,8 +1142,6 @@ impl ProxyHttp for EdgeProxy {
         }
         let record = RequestRecord {
             kind: ctx.kind,
-            method: session.req_header().method.as_str(),
-            path: session.req_header().uri.path(),
             status,
             cache: if ctx.kind == Kind::Content {
                 Self::cache_result(session, ctx)
@@ -1072,15 +1151,8 @@ impl ProxyHttp for EdgeProxy {
             bytes: session.body_bytes_sent(),
             elapsed: ctx.start.elapsed(),
         };
-        record.emit(
-            &self.state.metrics,
-            || {
-                ctx.upstream
-                    .as_ref()
-                    .map(|c| c.node_label())
-                    .unwrap_or_default()
-            },
-            || e.map(|e| e.to_string()).unwrap_or_default(),
-        );
+        let details = crate::access_log::wanted(&ctx.live.config.log, record.cache)
+            .then(|| log_details(session, ctx, e));
+        record.emit(self.state, &ctx.live, details);
     }
 }

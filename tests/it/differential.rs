@@ -152,6 +152,9 @@ async fn front_and_pipeline_agree_on_every_admission_outcome() {
 
     let rows = vec![
         row("plain hit", get("/pub/seg.ts", ""), 200, true),
+        row("a client's request id on a hit", get("/pub/seg.ts", "X-Request-Id: rid-hit-1\r\n"), 200, true),
+        row("a client's request id on a refusal", get("/v/a/seg.ts", "X-Request-Id: rid-403\r\n"), 403, false),
+        row("a request id that is not sane", get("/pub/seg.ts", "X-Request-Id: a b\r\n"), 200, true),
         row("HEAD hit", "HEAD /pub/seg.ts HTTP/1.1\r\nHost: edge.test\r\n\r\n".into(), 200, true),
         row("CORS allowed", get("/pub/seg.ts", "Origin: https://player.example\r\n"), 200, true),
         row("CORS not allowed", get("/pub/seg.ts", "Origin: https://other.example\r\n"), 200, true),
@@ -253,6 +256,12 @@ async fn front_and_pipeline_agree_on_every_admission_outcome() {
         let mut h = h.clone();
         h.remove("date");
         h.remove("age");
+        // A generated request id is new per answer (a client's is echoed: compared).
+        if h.get("x-request-id")
+            .is_some_and(|id| id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()))
+        {
+            h.insert("x-request-id".into(), "generated".into());
+        }
         // Multipart boundaries are random per answer.
         if let Some(ct) = h.get_mut("content-type") {
             if ct.starts_with("multipart/byteranges") {
@@ -324,7 +333,12 @@ async fn front_and_pipeline_agree_on_every_admission_outcome() {
                     "edge_token_rejections_total{{reason=\"{reason}\"}}"
                 ))
                 .await;
-            let want = if reason == "malformed" { 2.0 } else { 1.0 };
+            // Two rows each: "token twice"; "a client's request id on a refusal".
+            let want = if matches!(reason, "malformed" | "missing") {
+                2.0
+            } else {
+                1.0
+            };
             assert_eq!(n, want, "{reason}");
         }
         assert_eq!(

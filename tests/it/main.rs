@@ -3,6 +3,7 @@
 #[allow(dead_code)] // a shared harness: not every test uses every helper
 mod support;
 
+mod access_log;
 mod admin;
 mod adversarial;
 mod bans;
