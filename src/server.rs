@@ -462,7 +462,7 @@ fn take_listeners(
         upgrade,
         ..Default::default()
     };
-    let mut server = Server::new_with_opt_and_conf(Some(opt), conf);
+    let mut server = Server::new_with_opt_and_conf(upgrade.then_some(opt), conf);
     if !upgrade {
         server.bootstrap();
         return Ok((server, std::time::Duration::ZERO));
