@@ -254,21 +254,27 @@ impl Cache {
     /// a successful unsafe request to its URI. Variants stored under other `Vary` values are
     /// older than the next primary copy, so pingora-cache no longer answers with them.
     pub async fn invalidate(&'static self, key: &CacheKey) {
+        if let Err(e) = self.remove_stored(key).await {
+            tracing::warn!(error = %e, "invalidation failed");
+        }
+    }
+
+    /// Remove the stored object under `key` and any fill of it: the one storage call behind an
+    /// invalidation and a hard purge of one URL.
+    pub async fn remove_stored(
+        &'static self,
+        key: &CacheKey,
+    ) -> pingora_error::Result<pingora_cache::storage::PurgeOutcome> {
         use pingora_cache::Storage;
         let compact = key.to_compact();
         let span = pingora_cache::trace::Span::inactive();
-        let target = pingora_cache::storage::PurgeTarget::Active(&compact);
-        if let Err(e) = self
-            .storage
+        self.storage
             .purge(
-                target,
+                pingora_cache::storage::PurgeTarget::Active(&compact),
                 pingora_cache::storage::PurgeType::Invalidation,
                 &span.handle(),
             )
             .await
-        {
-            tracing::warn!(error = %e, "invalidation failed");
-        }
     }
 
     /// Flush the memory tier to disk and close the cache (graceful shutdown). Objects kept in

@@ -83,19 +83,8 @@ pub async fn apply(cache: &'static Cache, p: Purge) -> std::io::Result<Ban> {
         .add(p.host.clone(), p.path.clone(), p.exact, p.soft)?;
     if p.exact && !p.soft {
         if let Some(host) = &p.host {
-            let k = key::for_request(host, &p.path, p.query.as_deref()).to_compact();
-            let span = pingora_cache::trace::Span::inactive();
-            use pingora_cache::Storage;
-            let target = pingora_cache::storage::PurgeTarget::Active(&k);
-            if let Err(e) = cache
-                .storage
-                .purge(
-                    target,
-                    pingora_cache::storage::PurgeType::Invalidation,
-                    &span.handle(),
-                )
-                .await
-            {
+            let k = key::for_request(host, &p.path, p.query.as_deref());
+            if let Err(e) = cache.remove_stored(&k).await {
                 tracing::warn!(error = %e, "purge: removing the stored object failed; the ban still applies");
             }
         }
