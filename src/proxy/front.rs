@@ -873,29 +873,7 @@ const PIPELINE_HEADERS: [&str; 10] = [
 /// Bytes the front accepts in a request target (RFC 3986 path and query characters);
 /// anything else (fragments, quotes, braces, ...) is left to the pipeline's parser.
 fn plain_target_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric()
-        || matches!(
-            b,
-            b'/' | b'?'
-                | b'%'
-                | b'-'
-                | b'.'
-                | b'_'
-                | b'~'
-                | b'!'
-                | b'$'
-                | b'&'
-                | b'\''
-                | b'('
-                | b')'
-                | b'*'
-                | b'+'
-                | b','
-                | b';'
-                | b'='
-                | b':'
-                | b'@'
-        )
+    super::gate::reg_name_byte(b) || matches!(b, b'/' | b'?' | b':' | b'@')
 }
 
 #[async_trait]

@@ -633,31 +633,33 @@ fn valid_host(h: &str) -> bool {
             None => (Some(h), None),
         },
     };
-    let name_ok = name.is_none_or(|n| {
-        n.bytes().all(|b| {
-            b.is_ascii_alphanumeric()
-                || matches!(
-                    b,
-                    b'-' | b'.'
-                        | b'_'
-                        | b'~'
-                        | b'%'
-                        | b'!'
-                        | b'$'
-                        | b'&'
-                        | b'\''
-                        | b'('
-                        | b')'
-                        | b'*'
-                        | b'+'
-                        | b','
-                        | b';'
-                        | b'='
-                )
-        })
-    });
+    let name_ok = name.is_none_or(|n| n.bytes().all(reg_name_byte));
     let port_ok = port.is_none_or(|p| p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()));
     name_ok && port_ok
+}
+
+/// A byte of an RFC 3986 `reg-name`: unreserved, sub-delims or `%` (percent-encoding). The
+/// front's request-target check ([`super::front`]) builds on the same set.
+pub(crate) fn reg_name_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric()
+        || matches!(
+            b,
+            b'-' | b'.'
+                | b'_'
+                | b'~'
+                | b'%'
+                | b'!'
+                | b'$'
+                | b'&'
+                | b'\''
+                | b'('
+                | b')'
+                | b'*'
+                | b'+'
+                | b','
+                | b';'
+                | b'='
+        )
 }
 
 /// The client's address: the socket peer, or from `X-Forwarded-For` when the peer is a
