@@ -6,7 +6,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::control::{
-    is_origin_url, CdnHost, ControlConfig, LoginLimits, RegisterLimits, TierHeights, Title,
+    is_origin_url, CdnHost, ControlConfig, Database, LoginLimits, RegisterLimits, TierHeights,
+    Title,
 };
 
 use super::error::ConfigError;
@@ -55,11 +56,9 @@ pub fn build(
             priority: 0,
         });
     }
-    let mut plane = ControlConfig::new(
-        cx.base
-            .join(c.database.as_deref().unwrap_or("data/control.db")),
-        "",
-    );
+    let database = Database::parse(c.database.as_deref().unwrap_or("data/control.db"), cx.base)
+        .map_err(|reason| ConfigError::new("control.database", reason))?;
+    let mut plane = ControlConfig::new(database, "");
     plane.cdn_hosts = cdn_hosts;
     plane.playback_slack = duration("control.playback_slack", c.playback_slack.as_deref(), "1h")?;
     plane.session_ttl = duration("control.session_ttl", c.session_ttl.as_deref(), "7d")?;

@@ -347,7 +347,23 @@ fn resolving_reads_keys_and_configures_the_control_plane_once() {
     assert_eq!(plane.admin_token, "a-long-enough-admin-token");
     assert_eq!(plane.tier_max_height.basic, 360);
     assert_eq!(plane.tier_max_height.standard, 1080);
-    assert_eq!(plane.database, dir.path().join("data/control.db"));
+    assert_eq!(
+        plane.database,
+        crate::control::Database::Sqlite(dir.path().join("data/control.db"))
+    );
+    let pg = Config::load_str(
+        &text.replace(
+            "[control]\n",
+            "[control]\ndatabase = \"postgres://edge@127.0.0.1:5432/edge\"\n",
+        ),
+        dir.path(),
+    )
+    .unwrap();
+    assert_eq!(
+        pg.control.expect("control on").database,
+        crate::control::Database::Postgres("postgres://edge@127.0.0.1:5432/edge".into()),
+        "a postgres:// URL is a PostgreSQL database, not a SQLite file in a folder named postgres:"
+    );
     assert_eq!(plane.cdn_hosts[0].base_url, c.server.public_url);
     assert!(
         plane.seed.is_some(),
@@ -404,6 +420,9 @@ fn control_errors_name_the_key() {
         ("[control]\nregistrations_per_address = 0\n", "control.registrations_per_address", "out of range"),
         ("[control]\nregistration_window = \"0s\"\n", "control.registration_window", "out of range"),
         ("[control]\nregistration_window = \"30d\"\n", "control.registration_window", "out of range"),
+        ("[control]\ndatabase = \"mysql://edge:pw@127.0.0.1/edge\"\n", "control.database", "mysql:// scheme is not supported"),
+        ("[control]\ndatabase = \"postgres://edge@127.0.0.1:port/edge\"\n", "control.database", "not a valid PostgreSQL URL"),
+        ("[control]\ndatabase = \"\"\n", "control.database", "must not be empty"),
     ];
     for (i, (text, key, reason)) in cases.iter().enumerate() {
         let text = if i == 0 {

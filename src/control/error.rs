@@ -90,7 +90,12 @@ pub const ERROR_CODES: &[(&str, u16, &str)] = &[
         500,
         "An internal error (details are logged, not returned).",
     ),
-    ("unavailable", 503, "No CDN host is configured."),
+    (
+        "unavailable",
+        503,
+        "No CDN host is configured, or the database cannot be reached (retry after \
+         `Retry-After` seconds).",
+    ),
 ];
 
 /// An error answer of the API.
@@ -193,8 +198,22 @@ impl From<StoreError> for ApiError {
                 format!("the account has the maximum number of {what}"),
             ),
             StoreError::Backend(detail) => ApiError::internal(format_args!("store: {detail}")),
+            StoreError::Unavailable(detail) => database_unavailable(&detail),
         }
     }
+}
+
+/// A 503 for a database that cannot be reached: the cause is logged, the client is told to
+/// retry (the store reconnects by itself).
+fn database_unavailable(detail: &str) -> ApiError {
+    tracing::warn!(error = %detail, "control: database unavailable");
+    let mut e = ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "unavailable",
+        "the database is unavailable; retry shortly",
+    );
+    e.retry_after = Some(1);
+    e
 }
 
 impl IntoResponse for ApiError {

@@ -1,6 +1,6 @@
 //! The embedded control plane: an HTTP API under `/api/v1` for accounts and profiles, the
 //! catalog, playback authorisation (signed manifest URLs) and watch progress, on an embedded
-//! SQLite database.
+//! SQLite database or on a PostgreSQL server shared by several edges ([`Database`]).
 //!
 //! The edge forwards `/api/v1/*` unchanged to [`serve_state`]'s loopback listener, adding
 //! `X-Edge-Client-IP` (client address, used for the attempt limits), `X-Edge-Country`
@@ -10,8 +10,9 @@
 //!
 //! Layout (each module depends only on those listed before it):
 //! - [`model`]: domain types and input validation.
-//! - [`store`]: the [`store::Store`] trait and its SQLite implementation (migrations in
-//!   `migrations/*.sql`).
+//! - [`database`]: which database `[control] database` names (SQLite path or PostgreSQL URL).
+//! - [`store`]: the [`store::Store`] trait and its SQLite and PostgreSQL implementations
+//!   (migrations in `migrations/*.sql` and `migrations/postgres/*.sql`).
 //! - [`error`]: JSON errors with stable codes.
 //! - [`auth`]: argon2id passwords, session tokens, clock.
 //! - [`limits`]: login and registration limits, reserved before any password hashing.
@@ -28,6 +29,7 @@
 
 pub mod api;
 pub mod auth;
+pub mod database;
 pub mod edge_secret;
 pub mod error;
 pub mod limits;
@@ -45,6 +47,7 @@ mod tests;
 
 pub use api::AppState;
 pub use auth::PasswordHashing;
+pub use database::Database;
 pub use edge_secret::{EdgeSecret, EDGE_SECRET_HEADER};
 pub use limits::{LoginLimits, RegisterLimits};
 pub use metrics::ControlMetrics;

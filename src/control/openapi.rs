@@ -106,8 +106,17 @@ fn operation(spec: &RouteSpec) -> Value {
         );
     }
     let mut by_status: std::collections::BTreeMap<u16, Vec<&str>> = Default::default();
-    for code in spec.errors.iter().copied().chain(["internal"]) {
-        by_status.entry(status_of(code)).or_default().push(code);
+    // Any call may fail inside (500) or find the database unreachable (503).
+    for code in spec
+        .errors
+        .iter()
+        .copied()
+        .chain(["internal", "unavailable"])
+    {
+        let codes = by_status.entry(status_of(code)).or_default();
+        if !codes.contains(&code) {
+            codes.push(code);
+        }
     }
     for (status, codes) in by_status {
         let schema = if codes.contains(&"invalid") {
@@ -119,7 +128,7 @@ fn operation(spec: &RouteSpec) -> Value {
             "description": format!("Error codes: {}", codes.join(", ")),
             "content": json_content(schema_ref(schema)),
         });
-        if status == 429 {
+        if status == 429 || status == 503 {
             resp["headers"] = json!({ "Retry-After": {
                 "description": "Seconds until a new attempt is accepted.",
                 "schema": { "type": "integer" }

@@ -1,18 +1,18 @@
 //! The control plane's configuration (one struct, built by `crate::config::control` from
 //! `[control]`, or by tests), the CDN hosts it hands out, and its start-up errors.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use super::auth::PasswordHashing;
+use super::database::Database;
 use super::limits::{LoginLimits, RegisterLimits};
 use super::model::{SeedTitle, TierHeights};
 
 /// Configuration of the control plane. `Debug` does not print the admin token.
 #[derive(Clone)]
 pub struct ControlConfig {
-    /// SQLite database file; created (with its parent folder) if missing, WAL mode.
-    pub database: PathBuf,
+    /// SQLite file (created with its parent folder if missing, WAL mode) or PostgreSQL URL.
+    pub database: Database,
     /// Bearer token for the admin calls (`/admin/*`). Empty disables the admin API.
     pub admin_token: String,
     /// CDN hosts handed to players (`base_url` an origin like `http://127.0.0.1:8080`, without
@@ -66,7 +66,7 @@ impl ControlConfig {
     /// sessions 7 days, no seed, 5 failed logins per account and address / 20 per address per
     /// 15 min, 10 registrations per address per hour, OWASP argon2id cost, 5 profiles per
     /// account.
-    pub fn new(database: impl Into<PathBuf>, admin_token: impl Into<String>) -> Self {
+    pub fn new(database: impl Into<Database>, admin_token: impl Into<String>) -> Self {
         ControlConfig {
             database: database.into(),
             admin_token: admin_token.into(),

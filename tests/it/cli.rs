@@ -43,6 +43,12 @@ fn bad_configs_exit_64_naming_file_key_and_reason() {
             "[[origins]]\nname = \"o\"\nnodes = [{ addr = \"127.0.0.1\" }]\n",
             "origins[0].nodes[0].addr: \"127.0.0.1\" has no port",
         ),
+        // Not a SQLite file in a folder named "mysql:".
+        (
+            "[tokens]\nkeys = [{ id = \"k\", secret_file = \"k.key\" }]\n\
+             [control]\ndatabase = \"mysql://edge@127.0.0.1/edge\"\n[demo]\n",
+            "control.database: \"mysql://edge@127.0.0.1/edge\": the mysql:// scheme is not supported",
+        ),
     ];
     for (i, (text, want)) in cases.iter().enumerate() {
         let path = dir.path().join(format!("bad{i}.toml"));

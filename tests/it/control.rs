@@ -20,28 +20,42 @@ async fn control_edge(session_ttl: &str) -> (Edge, tempfile::TempDir) {
 
 /// [`control_edge`] with `extra` lines in `[control]`.
 async fn control_edge_with(session_ttl: &str, extra: &str) -> (Edge, tempfile::TempDir) {
+    control_edge_on("control.db", session_ttl, extra).await
+}
+
+/// [`control_edge_with`] on `database` (a SQLite path or a PostgreSQL URL).
+pub(crate) async fn control_edge_on(
+    database: &str,
+    session_ttl: &str,
+    extra: &str,
+) -> (Edge, tempfile::TempDir) {
     let secrets = tempfile::tempdir().unwrap();
     std::fs::write(secrets.path().join("admin"), ADMIN).unwrap();
     let cfg = format!(
         "[demo]\nlisten = \"127.0.0.1:{}\"\nmedia = \"{MEDIA}\"\n\
          [tokens]\ncurrent = \"demo\"\nkeys = [{{ id = \"demo\", secret_file = \"{ROOT}/certs/demo-token.TEST-KEY.hex\" }}]\n\
          [geo]\ndatabase = \"{ROOT}/geoip/edge-test.mmdb\"\ntrusted_proxies = [\"127.0.0.1/32\"]\n\
-         [control]\ndatabase = \"control.db\"\nadmin_token_file = \"{}/admin\"\nsession_ttl = \"{session_ttl}\"\n{extra}",
+         [control]\ndatabase = \"{database}\"\nadmin_token_file = \"{}/admin\"\nsession_ttl = \"{session_ttl}\"\n{extra}",
         free_port(),
         secrets.path().display()
     );
     (Edge::start_with_config(&cfg, "").await, secrets)
 }
 
-struct Api<'a> {
-    edge: &'a Edge,
-    token: Option<String>,
-    xff: Option<&'static str>,
-    profile: Option<i64>,
+pub(crate) struct Api<'a> {
+    pub(crate) edge: &'a Edge,
+    pub(crate) token: Option<String>,
+    pub(crate) xff: Option<&'static str>,
+    pub(crate) profile: Option<i64>,
 }
 
 impl Api<'_> {
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+    pub(crate) async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
         let mut rb = client().request(method, self.edge.url(&format!("/api/v1{path}")));
         if let Some(t) = &self.token {
             rb = rb.bearer_auth(t);
@@ -64,7 +78,13 @@ impl Api<'_> {
         )
     }
 
-    async fn admin_title(&self, id: &str, rating: &str, heights: &[u32], countries: &[&str]) {
+    pub(crate) async fn admin_title(
+        &self,
+        id: &str,
+        rating: &str,
+        heights: &[u32],
+        countries: &[&str],
+    ) {
         let renditions: Vec<Value> = heights
             .iter()
             .map(|h| json!({"height": h, "bandwidth": h * 1000}))
@@ -84,7 +104,7 @@ impl Api<'_> {
     }
 }
 
-async fn login<'a>(edge: &'a Edge, email: &str) -> Api<'a> {
+pub(crate) async fn login<'a>(edge: &'a Edge, email: &str) -> Api<'a> {
     let anon = Api {
         edge,
         token: None,

@@ -10,6 +10,7 @@ mod bans;
 mod cache;
 mod cli;
 mod control;
+mod control_pg;
 mod demo;
 mod deploy;
 mod differential;

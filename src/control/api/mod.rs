@@ -20,12 +20,14 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{OnceCell, Semaphore};
 
 use super::auth::{self, Clock, PasswordHashing};
+use super::database::Database;
 use super::edge_secret::EdgeSecret;
 use super::error::{ApiError, ApiResult};
 use super::limits::Limiter;
 use super::metrics::ControlMetrics;
 use super::model::{Profile, TierHeights, User};
 use super::settings::{is_origin_url, CdnHealth, CdnHost, ControlConfig, ControlError};
+use super::store::postgres::PgStore;
 use super::store::sqlite::SqliteStore;
 use super::store::{PutMode, SessionLookup, Store};
 use crate::token::{Claims, Keyring};
@@ -133,9 +135,35 @@ fn check_config(cfg: &ControlConfig, keyring: &Keyring) -> Result<(), ControlErr
     Ok(())
 }
 
+/// Opens and migrates the configured database: a SQLite file (creating its folder, 0700 when
+/// new; the database files are 0600) or a PostgreSQL server.
+pub async fn open_store(database: &Database) -> Result<Arc<dyn Store>, ControlError> {
+    let fail = |e: super::store::StoreError| {
+        ControlError::Database(format!("{}: {e}", database.describe()))
+    };
+    match database {
+        Database::Sqlite(path) => {
+            if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                // The folder holds the password hashes: private when this creates it.
+                let mut builder = tokio::fs::DirBuilder::new();
+                builder.recursive(true).mode(0o700);
+                builder.create(dir).await.map_err(|e| {
+                    ControlError::Database(format!("cannot create {}: {e}", dir.display()))
+                })?;
+            }
+            let store = SqliteStore::open_async(path.clone()).await.map_err(fail)?;
+            Ok(Arc::new(store))
+        }
+        Database::Postgres(url) => {
+            let store = PgStore::open(url).await.map_err(fail)?;
+            Ok(Arc::new(store))
+        }
+    }
+}
+
 impl AppState {
-    /// Checks the configuration, opens and migrates the SQLite database (creating its folder,
-    /// 0700 when new; the database files are 0600), and inserts the seed title if absent.
+    /// Checks the configuration, opens and migrates the database ([`open_store`]), and inserts
+    /// the seed title if absent.
     /// Makes a new [`EdgeSecret`] ([`AppState::edge_secret`]).
     /// `keyring` signs playback tokens (the edge verifies them with the same keyring).
     pub async fn open(
@@ -144,18 +172,8 @@ impl AppState {
         health: Arc<dyn CdnHealth>,
     ) -> Result<AppState, ControlError> {
         check_config(&cfg, &keyring)?;
-        if let Some(dir) = cfg.database.parent().filter(|d| !d.as_os_str().is_empty()) {
-            // The folder holds the password hashes: private when this creates it.
-            let mut builder = tokio::fs::DirBuilder::new();
-            builder.recursive(true).mode(0o700);
-            builder.create(dir).await.map_err(|e| {
-                ControlError::Database(format!("cannot create {}: {e}", dir.display()))
-            })?;
-        }
-        let store = SqliteStore::open_async(cfg.database.clone())
-            .await
-            .map_err(|e| ControlError::Database(format!("{}: {e}", cfg.database.display())))?;
-        AppState::with_store(cfg, keyring, health, Arc::new(store)).await
+        let store = open_store(&cfg.database).await?;
+        AppState::with_store(cfg, keyring, health, store).await
     }
 
     /// Like [`AppState::open`] with another store (`cfg.database` is not used).

@@ -1,9 +1,12 @@
-//! Persistence behind a typed, backend-neutral trait. [`sqlite::SqliteStore`] is the one
-//! implementation; another backend (PostgreSQL) implements [`Store`] and nothing else changes.
+//! Persistence behind a typed, backend-neutral trait, with two implementations:
+//! [`sqlite::SqliteStore`] (embedded, the default) and [`postgres::PgStore`] (a PostgreSQL
+//! server shared by several edges). [`search`] folds text the way SQLite's FTS5 tokenizer does, for PostgreSQL's index.
 //!
 //! Times are unix seconds. Methods never leak backend errors to clients: the HTTP layer maps
 //! [`StoreError::Backend`] to a generic 500 and logs the detail.
 
+pub mod postgres;
+pub mod search;
 pub mod sqlite;
 
 use async_trait::async_trait;
@@ -27,6 +30,10 @@ pub enum StoreError {
     /// Anything else (I/O, corruption, a bug). Logged, never shown to clients.
     #[error("storage backend error: {0}")]
     Backend(String),
+    /// The database server cannot be reached (connection refused, lost or timed out). Clients
+    /// get 503 with `Retry-After`; the store reconnects by itself.
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
 }
 
 /// Stored credentials of an account, for login.

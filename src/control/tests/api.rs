@@ -37,9 +37,8 @@ fn token_of(url: &str) -> String {
     rest[..rest.find('/').expect("/")].to_string()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn full_viewer_flow() {
-    let s = TestServer::start().await;
+async fn full_viewer_flow(b: Backend) {
+    let s = TestServer::start(b).await;
 
     // Register: basic tier, one ADULT profile named after the email.
     let r = s.register("Alice@Example.com").await;
@@ -62,21 +61,16 @@ async fn full_viewer_flow() {
     let exp = l.body["expires_at"].as_i64().expect("expires_at");
     assert!((exp - now - 7 * 24 * 3600).abs() <= 5, "7 day session");
     // Only the SHA-256 of the token is stored.
-    {
-        let c = rusqlite::Connection::open(&s.db).expect("open");
-        let stored: Vec<u8> = c
-            .query_row("SELECT token_hash FROM sessions", [], |r| r.get(0))
-            .expect("row");
-        assert_eq!(stored, crate::control::auth::token_hash(&tok).to_vec());
-        let n: i64 = c
-            .query_row(
-                "SELECT COUNT(*) FROM sessions WHERE token_hash = ?1",
-                [tok.as_bytes()],
-                |r| r.get(0),
-            )
-            .expect("count");
-        assert_eq!(n, 0);
-    }
+    let stored = raw_sql(
+        &s.db,
+        "SELECT lower(hex(token_hash)) FROM sessions",
+        "SELECT encode(token_hash, 'hex') FROM sessions",
+    );
+    let want: String = crate::control::auth::token_hash(&tok)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    assert_eq!(stored, want);
 
     let me = s.get("/users/me", Some(&tok)).await;
     assert_eq!(me.status, StatusCode::OK);
@@ -180,9 +174,8 @@ async fn full_viewer_flow() {
     s.stop().await.expect("clean stop");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn continue_watching_order_and_paging() {
-    let s = TestServer::start().await;
+async fn continue_watching_order_and_paging(b: Backend) {
+    let s = TestServer::start(b).await;
     for i in 0..5 {
         s.create_title(title_json(
             &format!("t{i}"),
@@ -264,9 +257,8 @@ async fn continue_watching_order_and_paging() {
     assert_eq!(ids(&after.body)[0], "t4");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn tier_refusals_and_upgrades() {
-    let s = TestServer::start().await;
+async fn tier_refusals_and_upgrades(b: Backend) {
+    let s = TestServer::start(b).await;
     s.create_title(title_json("uhd", "Ultra", "G", &[2160]))
         .await;
     s.create_title(title_json("ladder", "Ladder", "G", &[360, 720, 1080, 2160]))
@@ -332,9 +324,8 @@ async fn tier_refusals_and_upgrades() {
     assert!(bad.body["fields"]["tier"].is_string());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn maturity_profiles() {
-    let s = TestServer::start().await;
+async fn maturity_profiles(b: Backend) {
+    let s = TestServer::start(b).await;
     s.create_title(title_json("r-movie", "Gritty", "R", &[360]))
         .await;
     s.create_title(title_json("teen-movie", "Teen", "PG-13", &[360]))
@@ -418,9 +409,8 @@ async fn maturity_profiles() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn country_and_window_refusals() {
-    let s = TestServer::start().await;
+async fn country_and_window_refusals(b: Backend) {
+    let s = TestServer::start(b).await;
     let mut geo = title_json("geo", "Geo Locked", "G", &[360]);
     geo["countries"] = json!(["us", "CA"]);
     s.create_title(geo).await;
@@ -465,9 +455,8 @@ async fn country_and_window_refusals() {
         .assert_error(StatusCode::NOT_FOUND, "not_found");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sessions_expire() {
-    let s = TestServer::start().await;
+async fn sessions_expire(b: Backend) {
+    let s = TestServer::start(b).await;
     let (_, _, tok) = s.user("expiry@example.com").await;
     assert_eq!(s.playback("demo", &tok, &[]).await.status, StatusCode::OK);
     s.state.clock().advance(7 * 24 * 3600 + 1);
@@ -508,9 +497,8 @@ async fn sessions_expire() {
         .assert_error(StatusCode::UNAUTHORIZED, "unauthenticated");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn bad_input_is_400_with_fields() {
-    let s = TestServer::start().await;
+async fn bad_input_is_400_with_fields(b: Backend) {
+    let s = TestServer::start(b).await;
     let r = s
         .call(
             Method::POST,
@@ -665,9 +653,8 @@ async fn bad_input_is_400_with_fields() {
         .assert_error(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn login_rate_limits() {
-    let s = TestServer::start().await;
+async fn login_rate_limits(b: Backend) {
+    let s = TestServer::start(b).await;
     s.user("victim@example.com").await;
     let ip = "203.0.113.5";
     for _ in 0..5 {
@@ -756,9 +743,8 @@ async fn login_rate_limits() {
 /// Places under the limits are taken before the password check: of 40 parallel wrong
 /// passwords for one account from one address, at most the limit reach argon2 and the rest are
 /// refused at once; the owner logs in from another address meanwhile.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn parallel_wrong_passwords_are_refused_before_hashing() {
-    let s = TestServer::start().await;
+async fn parallel_wrong_passwords_are_refused_before_hashing(b: Backend) {
+    let s = TestServer::start(b).await;
     s.user("target@example.com").await;
     let verify = || {
         s.state
@@ -816,9 +802,8 @@ async fn parallel_wrong_passwords_are_refused_before_hashing() {
 }
 
 /// Registrations are limited per client address, before the hash.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn registrations_are_limited_per_address() {
-    let s = TestServer::start_with(|c| c.register_limits.per_ip = 3).await;
+async fn registrations_are_limited_per_address(b: Backend) {
+    let s = TestServer::start_with(b, |c| c.register_limits.per_ip = 3).await;
     let hashes = || {
         s.state
             .metrics()
@@ -859,9 +844,8 @@ async fn registrations_are_limited_per_address() {
 
 /// Without the edge's secret the loopback port answers 403 to everything, whatever
 /// `X-Edge-Country`/`X-Edge-Client-IP` say.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_port_refuses_requests_without_the_edge_secret() {
-    let s = TestServer::start().await;
+async fn the_port_refuses_requests_without_the_edge_secret(b: Backend) {
+    let s = TestServer::start(b).await;
     let (_, _, token) = s.user("local@example.com").await;
     let plain = reqwest::Client::builder()
         .no_proxy()
@@ -910,9 +894,11 @@ async fn database_files_are_private() {
     use std::os::unix::fs::PermissionsExt;
     let mode =
         |p: &std::path::Path| std::fs::metadata(p).expect("stat").permissions().mode() & 0o777;
-    let s = TestServer::start().await;
+    let s = TestServer::start(Backend::Sqlite).await;
     s.user("files@example.com").await;
-    let db = s.db.clone();
+    let crate::control::Database::Sqlite(db) = s.db.clone() else {
+        unreachable!("a SQLite test server")
+    };
     let side = |suffix: &str| {
         let mut p = db.clone().into_os_string();
         p.push(suffix);
@@ -939,9 +925,8 @@ async fn database_files_are_private() {
     drop(state);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn admin_catalog_management() {
-    let s = TestServer::start().await;
+async fn admin_catalog_management(b: Backend) {
+    let s = TestServer::start(b).await;
     let body = title_json("space", "Space Odyssey", "PG", &[360, 720]);
     // Authorisation.
     s.call(Method::POST, "/admin/titles", None, &[], Some(body.clone()))
@@ -1043,9 +1028,8 @@ async fn admin_catalog_management() {
         .assert_error(StatusCode::NOT_FOUND, "not_found");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn admin_disabled_without_token() {
-    let s = TestServer::start_with(|c| c.admin_token.clear()).await;
+async fn admin_disabled_without_token(b: Backend) {
+    let s = TestServer::start_with(b, |c| c.admin_token.clear()).await;
     s.call(Method::DELETE, "/admin/titles/demo", Some(""), &[], None)
         .await
         .assert_error(StatusCode::UNAUTHORIZED, "unauthenticated");
@@ -1055,9 +1039,8 @@ async fn admin_disabled_without_token() {
     assert_eq!(s.get("/titles/demo", None).await.status, StatusCode::OK);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn listing_and_search_paging() {
-    let s = TestServer::start().await;
+async fn listing_and_search_paging(b: Backend) {
+    let s = TestServer::start(b).await;
     for i in 0..25 {
         let mut t = title_json(&format!("m{i:02}"), &format!("Movie {i:02}"), "G", &[360]);
         if i % 5 == 0 {
@@ -1112,26 +1095,30 @@ async fn listing_and_search_paging() {
     assert_eq!(r.body["items"][0]["id"], "dragonfly");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn internal_errors_do_not_leak() {
-    let s = TestServer::start().await;
+async fn internal_errors_do_not_leak(b: Backend) {
+    let s = TestServer::start(b).await;
     let (_, _, tok) = s.user("leak@example.com").await;
-    {
-        let c = rusqlite::Connection::open(&s.db).expect("open");
-        c.execute_batch("DROP TABLE progress").expect("drop");
-    }
+    raw_sql(&s.db, "DROP TABLE progress", "DROP TABLE progress");
     let r = s.get("/continue-watching", Some(&tok)).await;
     r.assert_error(StatusCode::INTERNAL_SERVER_ERROR, "internal");
     assert_eq!(r.body["message"], "internal error");
     let lower = r.text.to_lowercase();
-    for needle in ["sqlite", "progress", "table", "control.db", "/tmp"] {
+    for needle in [
+        "sqlite",
+        "postgres",
+        "relation",
+        "progress",
+        "table",
+        "control.db",
+        "/tmp",
+        "127.0.0.1",
+    ] {
         assert!(!lower.contains(needle), "{needle} leaked: {}", r.text);
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn concurrent_writes_all_land() {
-    let s = TestServer::start().await;
+async fn concurrent_writes_all_land(b: Backend) {
+    let s = TestServer::start(b).await;
     for i in 0..50 {
         s.create_title(title_json(
             &format!("c{i}"),
@@ -1225,9 +1212,8 @@ async fn concurrent_writes_all_land() {
     assert_eq!(ids.len(), 20);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn no_cdn_hosts_is_503_and_responses_are_not_cacheable() {
-    let s = TestServer::start_with(|c| c.cdn_hosts.clear()).await;
+async fn no_cdn_hosts_is_503_and_responses_are_not_cacheable(b: Backend) {
+    let s = TestServer::start_with(b, |c| c.cdn_hosts.clear()).await;
     let (_, _, tok) = s.user("nocdn@example.com").await;
     let r = s.playback("demo", &tok, &[]).await;
     r.assert_error(StatusCode::SERVICE_UNAVAILABLE, "unavailable");
@@ -1237,8 +1223,7 @@ async fn no_cdn_hosts_is_503_and_responses_are_not_cacheable() {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn startup_checks_and_restart() {
+async fn startup_checks_and_restart(b: Backend) {
     // Bad configuration is refused before anything is opened.
     let dir = tempfile::tempdir().expect("tempdir");
     let health = std::sync::Arc::new(TestHealth::default());
@@ -1276,8 +1261,11 @@ async fn startup_checks_and_restart() {
 
     // serve_state() on a real listener; data survives a graceful restart; the seed is not
     // re-applied over an admin's change. Each start has a new edge secret.
-    let db = dir.path().join("nested").join("c.db");
-    let run = |db: std::path::PathBuf| async move {
+    let db = match b {
+        Backend::Sqlite => crate::control::Database::Sqlite(dir.path().join("nested").join("c.db")),
+        Backend::Postgres => b.fresh_database(dir.path()),
+    };
+    let run = |db: crate::control::Database| async move {
         let state = crate::control::AppState::open(
             config(db),
             keyring(),
@@ -1327,8 +1315,29 @@ async fn startup_checks_and_restart() {
 
 #[test]
 fn config_debug_hides_the_admin_token() {
-    let c = config("x.db".into());
+    let c = config("x.db");
     let d = format!("{c:?}");
     assert!(!d.contains(ADMIN), "{d}");
     assert!(d.contains("(set)"));
 }
+
+on_both_stores!(
+    full_viewer_flow,
+    continue_watching_order_and_paging,
+    tier_refusals_and_upgrades,
+    maturity_profiles,
+    country_and_window_refusals,
+    sessions_expire,
+    bad_input_is_400_with_fields,
+    login_rate_limits,
+    parallel_wrong_passwords_are_refused_before_hashing,
+    registrations_are_limited_per_address,
+    the_port_refuses_requests_without_the_edge_secret,
+    admin_catalog_management,
+    admin_disabled_without_token,
+    listing_and_search_paging,
+    internal_errors_do_not_leak,
+    concurrent_writes_all_land,
+    no_cdn_hosts_is_503_and_responses_are_not_cacheable,
+    startup_checks_and_restart,
+);

@@ -35,9 +35,13 @@ fn crash_child() {
             .await
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
-        let state = AppState::open(config(db.into()), keyring(), Arc::new(AlwaysHealthy))
-            .await
-            .expect("open");
+        let state = AppState::open(
+            config(std::path::PathBuf::from(db)),
+            keyring(),
+            Arc::new(AlwaysHealthy),
+        )
+        .await
+        .expect("open");
         // The parent sends the secret like the edge would.
         let secret = state.edge_secret().header_value();
         println!("{READY}{addr} {}", secret.to_str().expect("ascii"));

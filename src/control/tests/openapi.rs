@@ -30,7 +30,7 @@ fn collect_refs(v: &Value, out: &mut Vec<String>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn document_lists_every_route_and_router_serves_every_route() {
-    let s = TestServer::start().await;
+    let s = TestServer::start(Backend::Sqlite).await;
     let r = s.get("/openapi.json", None).await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.headers["content-type"], "application/json");

@@ -1,8 +1,8 @@
-//! Test harness: a control server on 127.0.0.1:0 with a temporary database, driven with
-//! reqwest.
+//! Test harness: a control server on 127.0.0.1:0 with a temporary database on either store
+//! ([`Backend`]), driven with reqwest. [`on_both_stores!`] runs a test on each.
 
 use std::collections::HashSet;
-use std::path::PathBuf;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use reqwest::{Method, StatusCode};
@@ -10,8 +10,9 @@ use serde_json::{json, Value};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use super::pg_server;
 use crate::control::{
-    serve_state, AppState, CdnHealth, CdnHost, ControlConfig, ControlError, EdgeSecret,
+    serve_state, AppState, CdnHealth, CdnHost, ControlConfig, ControlError, Database, EdgeSecret,
     PasswordHashing, Title, EDGE_SECRET_HEADER,
 };
 use crate::token::Keyring;
@@ -57,7 +58,81 @@ pub fn cheap_hashing() -> PasswordHashing {
     }
 }
 
-pub fn config(db: PathBuf) -> ControlConfig {
+/// Which store a test runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    /// A new database on the process's shared throwaway server ([`pg_server::shared`]).
+    Postgres,
+}
+
+impl Backend {
+    /// A new, empty database for one test (a SQLite file under `dir`).
+    pub fn fresh_database(self, dir: &Path) -> Database {
+        match self {
+            Backend::Sqlite => Database::Sqlite(dir.join("data").join("control.db")),
+            Backend::Postgres => Database::Postgres(pg_server::shared().create_database()),
+        }
+    }
+}
+
+/// Runs SQL on a test database (outside the store), returning rows as `a|b` lines.
+/// `sqlite` and `postgres` are the same statement in each dialect.
+pub fn raw_sql(db: &Database, sqlite: &str, postgres: &str) -> String {
+    match db {
+        Database::Sqlite(path) => {
+            let c = rusqlite::Connection::open(path).expect("open");
+            let mut st = c.prepare(sqlite).expect("prepare");
+            let n = st.column_count();
+            let rows = st
+                .query_map([], |r| {
+                    (0..n)
+                        .map(|i| {
+                            r.get::<_, rusqlite::types::Value>(i).map(|v| match v {
+                                rusqlite::types::Value::Null => String::new(),
+                                rusqlite::types::Value::Integer(i) => i.to_string(),
+                                rusqlite::types::Value::Real(f) => f.to_string(),
+                                rusqlite::types::Value::Text(t) => t,
+                                rusqlite::types::Value::Blob(b) => format!("{b:?}"),
+                            })
+                        })
+                        .collect::<rusqlite::Result<Vec<_>>>()
+                        .map(|v| v.join("|"))
+                })
+                .expect("query");
+            rows.collect::<rusqlite::Result<Vec<_>>>()
+                .expect("rows")
+                .join("\n")
+        }
+        Database::Postgres(url) => pg_server::shared().psql(url, postgres).expect("psql"),
+    }
+}
+
+/// Defines `on_sqlite::NAME` and `on_postgres::NAME` tests running `async fn NAME(b: Backend)`
+/// on each store: the one suite, parameterised.
+macro_rules! on_both_stores {
+    ($($name:ident),* $(,)?) => {
+        mod on_sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    super::$name(super::Backend::Sqlite).await
+                }
+            )*
+        }
+        mod on_postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    super::$name(super::Backend::Postgres).await
+                }
+            )*
+        }
+    };
+}
+pub(crate) use on_both_stores;
+
+pub fn config(db: impl Into<Database>) -> ControlConfig {
     let mut c = ControlConfig::new(db, ADMIN);
     c.cdn_hosts = vec![
         CdnHost {
@@ -97,20 +172,29 @@ pub struct TestServer {
     pub state: AppState,
     pub health: Arc<TestHealth>,
     pub client: reqwest::Client,
-    pub db: PathBuf,
+    pub db: Database,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<Result<(), ControlError>>>,
     _dir: tempfile::TempDir,
 }
 
 impl TestServer {
-    pub async fn start() -> TestServer {
-        TestServer::start_with(|_| {}).await
+    pub async fn start(b: Backend) -> TestServer {
+        TestServer::start_with(b, |_| {}).await
     }
 
-    pub async fn start_with(adjust: impl FnOnce(&mut ControlConfig)) -> TestServer {
+    pub async fn start_with(b: Backend, adjust: impl FnOnce(&mut ControlConfig)) -> TestServer {
         let dir = tempfile::tempdir().expect("tempdir");
-        let db = dir.path().join("data").join("control.db");
+        let db = b.fresh_database(dir.path());
+        TestServer::start_on(db, dir, adjust).await
+    }
+
+    /// A server on `db` (`dir` lives as long as the server).
+    pub async fn start_on(
+        db: Database,
+        dir: tempfile::TempDir,
+        adjust: impl FnOnce(&mut ControlConfig),
+    ) -> TestServer {
         let mut cfg = config(db.clone());
         adjust(&mut cfg);
         let health = Arc::new(TestHealth::default());

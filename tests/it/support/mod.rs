@@ -1,9 +1,11 @@
 //! Test support: a real origin ([`origin::Origin`]), a real edge process ([`edge::Edge`]),
-//! a real nginx ([`nginx::Nginx`]), a real HTTP client, and a small tmpfs ([`tmpfs::Tmpfs`]).
+//! a real nginx ([`nginx::Nginx`]), a real HTTP client, a small tmpfs ([`tmpfs::Tmpfs`]) and a
+//! throwaway PostgreSQL ([`postgres::PgServer`]).
 
 pub mod edge;
 pub mod nginx;
 pub mod origin;
+pub mod postgres;
 pub mod raw;
 pub mod stalled;
 pub mod tmpfs;
