@@ -2,6 +2,7 @@
 //! a real nginx ([`nginx::Nginx`]), a real HTTP client, and a small tmpfs ([`tmpfs::Tmpfs`]).
 
 pub mod edge;
+pub mod fuse;
 pub mod nginx;
 pub mod origin;
 pub mod raw;
