@@ -272,6 +272,112 @@ impl Reopener {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cache::Cache;
+    use bytes::Bytes;
+    use pingora_cache::trace::Span;
+    use pingora_cache::{CacheKey, CacheMeta, Storage};
+    use std::time::SystemTime;
+
+    fn key(i: usize) -> CacheKey {
+        CacheKey::new(format!("/v/{i}.ts"), "")
+    }
+
+    fn body(i: usize) -> Bytes {
+        Bytes::from(vec![i as u8; 64 * 1024 + i])
+    }
+
+    /// Store object `i` as a fill does.
+    async fn fill(cache: &'static Cache, i: usize) {
+        let mut header = pingora_http::ResponseHeader::build(200, None).unwrap();
+        header
+            .insert_header("content-length", body(i).len().to_string())
+            .unwrap();
+        let now = SystemTime::now();
+        let meta = CacheMeta::new(now + Duration::from_secs(60), now, 0, 0, header);
+        let span = Span::inactive();
+        let mut miss = cache
+            .storage
+            .get_miss_handler(&key(i), &meta, &span.handle())
+            .await
+            .unwrap();
+        miss.write_body(body(i), true).await.unwrap();
+        miss.finish().await.unwrap();
+    }
+
+    /// The body a lookup of object `i` answers with, `None` on a miss.
+    async fn lookup(cache: &'static Cache, i: usize) -> Option<Bytes> {
+        let span = Span::inactive();
+        let (_, mut hit) = cache
+            .storage
+            .lookup(&key(i), &span.handle())
+            .await
+            .unwrap()?;
+        let mut out = Vec::new();
+        while let Some(chunk) = hit.read_body().await.unwrap() {
+            out.extend_from_slice(&chunk);
+        }
+        Some(out.into())
+    }
+
+    /// Lookups running while the hybrid cache is replaced three times answer with the right
+    /// bytes (or a miss), nothing panics, and the objects of the memory tier are still hits
+    /// afterwards.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn lookups_during_reopens_get_the_right_bytes_and_memory_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let section = toml::from_str(
+            "dir = \"c\"\nmemory = \"4 MiB\"\ndisk = \"21 MiB\"\nmax_object = \"1 MiB\"\n",
+        )
+        .unwrap();
+        let cfg = CacheConfig::build(section, dir.path()).unwrap();
+        let registry = prometheus::Registry::new();
+        let cache: &'static Cache = Box::leak(Box::new(
+            Cache::open(&cfg, &registry, tokio::runtime::Handle::current().into())
+                .await
+                .unwrap(),
+        ));
+        for i in 0..8 {
+            fill(cache, i).await;
+        }
+        let reopener = Reopener {
+            cfg: cfg.clone(),
+            metrics: PrometheusMetricsRegistry::new(prometheus::Registry::new()),
+            spawner: tokio::runtime::Handle::current().into(),
+            disk: cache.disk.clone(),
+            tiers: cache.storage.tiers(),
+        };
+        let first = Arc::as_ptr(&cache.storage.objects());
+        let readers: Vec<_> = (0..2)
+            .map(|r| {
+                tokio::spawn(async move {
+                    let mut hits = 0;
+                    for n in 0..300 {
+                        let i = (n + r) % 8;
+                        if let Some(got) = lookup(cache, i).await {
+                            assert_eq!(got, body(i), "object {i}");
+                            hits += 1;
+                        }
+                        tokio::task::yield_now().await;
+                    }
+                    hits
+                })
+            })
+            .collect();
+        let mut closing = None;
+        for _ in 0..3 {
+            assert_eq!(reopener.try_once(&mut closing).await, Ok(8));
+        }
+        for r in readers {
+            assert!(r.await.unwrap() > 0);
+        }
+        assert_ne!(Arc::as_ptr(&cache.storage.objects()), first, "swapped");
+        for i in 0..8 {
+            assert_eq!(lookup(cache, i).await, Some(body(i)), "object {i} kept");
+        }
+        cache.close().await.unwrap();
+        // Closed: no reopen swaps another cache in.
+        assert!(reopener.try_once(&mut closing).await.is_err());
+    }
 
     #[test]
     fn waits_double_from_one_second_to_a_minute() {
