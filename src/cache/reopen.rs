@@ -257,7 +257,9 @@ impl Reopener {
         // Close the old cache now rather than when its last user drops it: foyer's close waits
         // for the old flusher, whose broken tombstone log may panic then, and this must happen
         // before the tier is reported healthy (those panics and errors are the old engine's).
-        // Its memory tier was copied; what its close flushes is refused by the closed engine.
+        // Its memory tier was copied: emptied first (not through foyer's pipe), its close has
+        // nothing to offer the closed engine, which would log a warning per object.
+        old.memory().clear();
         let closed = tokio::spawn(async move { old.close().await });
         match tokio::time::timeout(CLOSE_WAIT, closed).await {
             Ok(Ok(Ok(()))) => {}
