@@ -13,15 +13,14 @@
 //! [`DiskGate`], foyer's admission filter, rejects every entry: nothing new is written to disk,
 //! objects live in memory only, disk hits are still served.
 //!
-//! A failure foyer meets anyway (EIO) shows up as an `ERROR` event of `foyer_storage`, which
-//! [`FoyerErrors`], a tracing layer, counts; the watch then counts a write error and keeps the
-//! tier degraded for [`IO_BACKOFF`] after the last one. Such a failure can still panic inside
-//! foyer: that is foyer's, and the degraded tier keeps it from recurring. A panic in foyer's
-//! code is seen by a panic hook ([`watch_foyer_panics`]): the task it killed may be the
-//! flusher, after which the tier never writes again, so the tier is then **halted** —
-//! degraded until the edge restarts (foyer 0.22 cannot be reopened under a running cache),
-//! counted as `op="panic"` and logged as an error that says so — rather than reported healthy
-//! after the backoff while it writes nothing.
+//! A write failure foyer meets anyway (EIO) shows up as an `ERROR` event of `foyer_storage`,
+//! which [`FoyerErrors`], a tracing layer, counts (its failed reads are counted by the storage,
+//! which drops the entry); a panic in foyer's code is seen by a panic hook
+//! ([`watch_foyer_panics`]). After either, foyer's engine may never write again (the flusher
+//! lost its block or died), so the tier is **halted**: degraded, counted as `op="write"` or
+//! `op="panic"`, logged as an error, until [`super::reopen`] has replaced the hybrid cache
+//! with one opened anew on the same folder (once the folder takes writes again) and calls
+//! [`DiskTier::reopened`]. Objects in memory stay servable throughout.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -36,8 +35,6 @@ use super::CacheStats;
 
 /// How often the watch measures the filesystem.
 pub const CHECK_EVERY: Duration = Duration::from_millis(500);
-/// How long a reported write failure keeps the tier degraded.
-pub const IO_BACKOFF: Duration = Duration::from_secs(30);
 /// How often the watch may scan the cache folder for what the tier's files hold (one `stat`
 /// per block file: thousands on a large tier). Between scans it uses the last figure, which
 /// only understates what they hold, so the watch errs towards degrading.
@@ -81,9 +78,8 @@ fn in_foyer(file: &str) -> bool {
 pub enum Reason {
     /// The writes foyer may issue do not fit in the free space.
     Space,
-    /// foyer reported a failed write less than [`IO_BACKOFF`] ago.
-    Io,
-    /// A task of foyer's panicked: the tier may never write again, until a restart.
+    /// foyer reported a failed write or one of its tasks panicked: its engine may never write
+    /// again, until the tier is reopened.
     Halted,
 }
 
@@ -106,6 +102,8 @@ pub struct DiskTier {
     errors_space: IntCounter,
     errors_panic: IntCounter,
     degraded_gauge: IntGauge,
+    reopens_ok: IntCounter,
+    reopens_failed: IntCounter,
 }
 
 /// What the watch remembers between checks.
@@ -116,7 +114,6 @@ struct Watch {
     held: u64,
     scanned: Option<Instant>,
     reported_seen: u64,
-    last_io_error: Option<Instant>,
     read_errors_seen: u64,
     panics_seen: u64,
     halted: bool,
@@ -135,16 +132,24 @@ impl DiskTier {
         let errors = IntCounterVec::new(
             Opts::new(
                 "edge_disk_tier_errors_total",
-                "Disk tier failures by op: write (foyer reported a failed write), read (a disk read failed; the entry was dropped), space (the filesystem got too full for the tier's next writes), panic (a task of foyer's panicked: the tier is halted until a restart)",
+                "Disk tier failures by op: write (foyer reported a failed write: the tier is halted until reopened), read (a disk read failed; the entry was dropped), space (the filesystem got too full for the tier's next writes), panic (a task of foyer's panicked: the tier is halted until reopened)",
             ),
             &["op"],
         )?;
         let degraded_gauge = IntGauge::new(
             "edge_disk_tier_degraded",
-            "1 while the disk tier is degraded (no new disk writes: full filesystem, failed writes, or halted after a panic in foyer until a restart), else 0",
+            "1 while the disk tier is degraded (no new disk writes: full filesystem, or halted after a failed write or a panic in foyer until it is reopened), else 0",
+        )?;
+        let reopens = IntCounterVec::new(
+            Opts::new(
+                "edge_disk_tier_reopens_total",
+                "Tries to reopen a halted disk tier, by result: ok (a new disk engine took over the folder), failed (the folder still failed I/O or foyer did not open; tried again later)",
+            ),
+            &["result"],
         )?;
         registry.register(Box::new(errors.clone()))?;
         registry.register(Box::new(degraded_gauge.clone()))?;
+        registry.register(Box::new(reopens.clone()))?;
         let read_errors_seen = stats.disk_read_errors.load(Ordering::Relaxed);
         Ok(DiskTier {
             dir,
@@ -165,6 +170,8 @@ impl DiskTier {
             errors_space: errors.with_label_values(&["space"]),
             errors_panic: errors.with_label_values(&["panic"]),
             degraded_gauge,
+            reopens_ok: reopens.with_label_values(&["ok"]),
+            reopens_failed: reopens.with_label_values(&["failed"]),
         })
     }
 
@@ -188,7 +195,10 @@ impl DiskTier {
         if reported > watch.reported_seen {
             self.errors_write.inc_by(reported - watch.reported_seen);
             watch.reported_seen = reported;
-            watch.last_io_error = Some(now);
+            if !watch.halted {
+                tracing::error!("the disk cache (foyer) failed a write: the disk tier is halted, objects stay in memory; it is reopened once its folder takes writes again");
+            }
+            watch.halted = true;
         }
         let read_errors = self.stats.disk_read_errors.load(Ordering::Relaxed);
         if read_errors > watch.read_errors_seen {
@@ -201,16 +211,12 @@ impl DiskTier {
             self.errors_panic.inc_by(panics - watch.panics_seen);
             watch.panics_seen = panics;
             if !watch.halted {
-                tracing::error!("a task of the disk cache (foyer) panicked: the disk tier is halted, objects stay in memory; restart the edge to write to disk again");
+                tracing::error!("a task of the disk cache (foyer) panicked: the disk tier is halted, objects stay in memory; it is reopened once its folder takes writes again");
             }
             watch.halted = true;
         }
-        let io_recent = watch
-            .last_io_error
-            .is_some_and(|t| now.duration_since(t) < IO_BACKOFF);
         let reason = match room {
             _ if watch.halted => Some(Reason::Halted),
-            _ if io_recent => Some(Reason::Io),
             Ok(room) if writes_fit(room, self.capacity.load(Ordering::Relaxed), self.headroom) => {
                 None
             }
@@ -239,6 +245,31 @@ impl DiskTier {
         watch.reason = reason;
         self.degraded.store(reason.is_some(), Ordering::Relaxed);
         self.degraded_gauge.set(i64::from(reason.is_some()));
+    }
+
+    /// Whether the tier is halted (a failed write or a panic in foyer): [`super::reopen`]
+    /// replaces the hybrid cache while it is.
+    pub fn halted(&self) -> bool {
+        self.watch.lock().unwrap_or_else(|e| e.into_inner()).halted
+    }
+
+    /// A reopen replaced the hybrid cache: what foyer reported and the panics it raised so
+    /// far were the old engine's, and the new one starts healthy (checked now, so the gate
+    /// admits again at once unless space is short).
+    pub fn reopened(&self, now: Instant) {
+        {
+            let mut watch = self.watch.lock().unwrap_or_else(|e| e.into_inner());
+            watch.halted = false;
+            watch.reported_seen = self.reports.load(Ordering::Relaxed);
+            watch.panics_seen = self.panics.load(Ordering::Relaxed);
+        }
+        self.reopens_ok.inc();
+        self.check(now);
+    }
+
+    /// A try to reopen the tier failed; it stays halted.
+    pub fn reopen_failed(&self) {
+        self.reopens_failed.inc();
     }
 
     /// The filesystem's figures and what the tier's files hold. The folder is scanned only
@@ -307,7 +338,8 @@ impl StorageFilterCondition for DiskGate {
     }
 }
 
-/// A tracing layer that counts foyer's reports of failed disk I/O (its `ERROR` events), the
+/// A tracing layer that counts foyer's reports of failed disk writes (its `ERROR` events other
+/// than a failed load, which the storage counts as a read error when the lookup fails), the
 /// only way foyer tells. Install it with a filter of its own (see [`FoyerErrors::layer`]) so
 /// the log filter (`RUST_LOG`) cannot hide the reports from it.
 pub struct FoyerErrors;
@@ -329,10 +361,37 @@ impl FoyerErrors {
 impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for FoyerErrors {
     fn on_event(
         &self,
-        _event: &tracing::Event<'_>,
+        event: &tracing::Event<'_>,
         _ctx: tracing_subscriber::layer::Context<'_, S>,
     ) {
-        REPORTED_WRITE_ERRORS.fetch_add(1, Ordering::Relaxed);
+        let mut message = Message(String::new());
+        event.record(&mut message);
+        if !is_load_error(&message.0) {
+            REPORTED_WRITE_ERRORS.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Whether an error event of foyer's is about a failed load (a read), by its message:
+/// `[block engine load]: load error` in foyer 0.22.
+fn is_load_error(message: &str) -> bool {
+    message.starts_with("[block engine load]")
+}
+
+/// The `message` field of a tracing event.
+struct Message(String);
+
+impl tracing::field::Visit for Message {
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        if field.name() == "message" {
+            self.0 = value.to_string();
+        }
+    }
+
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        if field.name() == "message" {
+            self.0 = format!("{value:?}");
+        }
     }
 }
 
@@ -397,7 +456,7 @@ mod tests {
     }
 
     #[test]
-    fn a_reported_write_failure_degrades_for_the_backoff() {
+    fn a_reported_write_failure_halts_the_tier_until_it_is_reopened() {
         let dir = tempfile::tempdir().unwrap();
         let (t, registry) = tier(dir.path(), 1 << 20, 4 << 20);
         let start = Instant::now();
@@ -405,20 +464,50 @@ mod tests {
         t.reports.fetch_add(1, Ordering::Relaxed);
         t.check(start);
         assert!(t.degraded());
+        assert!(t.halted());
         assert!(sample(
             &registry,
             "edge_disk_tier_errors_total{op=\"write\"} 1"
         ));
         assert!(sample(&registry, "edge_disk_tier_degraded 1"));
-        t.check(start + IO_BACKOFF - Duration::from_millis(1));
+        // Time alone does not end it.
+        t.check(start + Duration::from_secs(3600));
         assert!(t.degraded());
-        t.check(start + IO_BACKOFF);
+        // A reopen does; reports of the old engine that arrive with it are not counted again.
+        t.reports.fetch_add(2, Ordering::Relaxed);
+        t.reopened(start + Duration::from_secs(3601));
+        assert!(!t.halted());
         assert!(!t.degraded());
         assert!(sample(&registry, "edge_disk_tier_degraded 0"));
+        assert!(sample(
+            &registry,
+            "edge_disk_tier_reopens_total{result=\"ok\"} 1"
+        ));
+        t.check(start + Duration::from_secs(3602));
+        assert!(!t.degraded());
+        assert!(sample(
+            &registry,
+            "edge_disk_tier_errors_total{op=\"write\"} 1"
+        ));
+        // The new engine's own failure halts it again.
+        t.reports.fetch_add(1, Ordering::Relaxed);
+        t.check(start + Duration::from_secs(3603));
+        assert!(t.halted());
+        assert!(sample(
+            &registry,
+            "edge_disk_tier_errors_total{op=\"write\"} 2"
+        ));
     }
 
     #[test]
-    fn a_panic_in_foyer_halts_the_tier_until_a_restart() {
+    fn load_errors_are_not_write_errors() {
+        assert!(is_load_error("[block engine load]: load error"));
+        assert!(!is_load_error("[flusher]: flush data error"));
+        assert!(!is_load_error("[block engine flusher]: io task error"));
+    }
+
+    #[test]
+    fn a_panic_in_foyer_halts_the_tier_until_it_is_reopened() {
         let dir = tempfile::tempdir().unwrap();
         let (t, registry) = tier(dir.path(), 1 << 20, 4 << 20);
         let start = Instant::now();
@@ -432,10 +521,15 @@ mod tests {
             "edge_disk_tier_errors_total{op=\"panic\"} 1"
         ));
         assert!(sample(&registry, "edge_disk_tier_degraded 1"));
-        // Unlike a reported write failure, the backoff does not end it.
-        t.check(start + IO_BACKOFF * 10);
+        t.check(start + Duration::from_secs(300));
         assert!(t.degraded());
         assert!(sample(&registry, "edge_disk_tier_degraded 1"));
+        t.reopened(start + Duration::from_secs(301));
+        assert!(!t.degraded());
+        assert!(sample(
+            &registry,
+            "edge_disk_tier_errors_total{op=\"panic\"} 1"
+        ));
     }
 
     #[test]

@@ -10,8 +10,9 @@
 //!   [`crate::config::CacheConfig`] as it is).
 //! - [`freshness`]: the RFC 9111 / RFC 9213 rules the policy applies (lifetimes, ages,
 //!   stale windows, 304 updates, targeted fields).
-//! - [`disk`]: the disk tier's health (degraded while its writes may fail), [`room`]: the
-//!   free space it is measured against.
+//! - [`disk`]: the disk tier's health (degraded while its writes may fail, halted after a
+//!   failure), [`room`]: the free space it is measured against, [`reopen`]: a halted tier
+//!   replaced while the edge runs.
 
 pub mod bans;
 pub mod budget;
@@ -23,6 +24,7 @@ pub mod key;
 pub mod object;
 pub mod policy;
 pub mod purge;
+pub mod reopen;
 pub mod room;
 pub mod store;
 
@@ -137,41 +139,27 @@ impl Cache {
             stats.clone(),
             registry,
         )?);
-        let device = FsDeviceBuilder::new(&cfg.dir)
-            .with_capacity(cfg.disk as usize)
-            .build()?;
-        let engine = BlockEngineConfig::new(device)
-            .with_block_size(block)
-            .with_buffer_pool_size(2 * block)
-            .with_submit_queue_size_threshold(4 * block)
-            .with_tombstone_log(true)
-            // A failed disk write breaks foyer (see `disk`): nothing is offered to the disk
-            // while the tier is degraded.
-            .with_admission_filter(StorageFilter::new().with_condition(DiskGate(disk.clone())));
-        let objects: HybridCache<u128, StoredObject> = HybridCacheBuilder::new()
-            .with_name("edge")
-            .with_policy(HybridCachePolicy::WriteOnEviction)
-            .with_flush_on_close(true)
-            .with_metrics_registry(Box::new(PrometheusMetricsRegistry::new(registry.clone())))
-            .memory(cfg.memory as usize)
-            .with_shards(8)
-            .with_eviction_config(S3FifoConfig::default())
-            .with_weighter(|_k: &u128, v: &StoredObject| 16 + v.weight())
-            .storage()
-            .with_io_engine_config(PsyncIoEngineConfig::new())
-            .with_engine_config(engine)
-            .with_recover_mode(RecoverMode::Quiet)
-            .with_spawner(spawner)
-            .build()
-            .await?;
+        // One registry wrapper for every hybrid cache this cache opens: a second one would
+        // register foyer's metrics again, which fails (see `reopen`).
+        let metrics = PrometheusMetricsRegistry::new(registry.clone());
+        let objects = open_tiers(cfg, &metrics, spawner.clone(), &disk).await?;
         // foyer has created its files (sparse) and written nothing yet: reserve them before
         // the first object can reach the disk (see `room`).
         let reserved = room::reserve(&cfg.dir).map_err(OpenError::Reserve)?;
         disk.reserved(reserved);
         disk.watch();
         let budget = budget::FillBudget::new(cfg.fill_memory);
+        let storage = EdgeStorage::new(objects, stats.clone(), cfg.disk_admission, budget);
+        reopen::Reopener {
+            cfg: cfg.clone(),
+            metrics,
+            spawner,
+            disk: disk.clone(),
+            tiers: storage.tiers(),
+        }
+        .spawn();
         Ok(Cache {
-            storage: EdgeStorage::new(objects, stats.clone(), cfg.disk_admission, budget),
+            storage,
             stats,
             bans,
             disk,
@@ -280,6 +268,8 @@ impl Cache {
     /// Flush the memory tier to disk and close the cache (graceful shutdown). Objects kept in
     /// memory only by second-hit admission reach the disk here, so a restart finds them.
     pub async fn close(&self) -> foyer::Result<()> {
+        // No reopen swaps in a cache after this one is closed.
+        self.storage.tiers().close();
         let objects = self.storage.objects();
         objects.memory().flush().await;
         // Let the flushers drain what was just queued before the engine stops accepting.
@@ -294,6 +284,44 @@ impl Cache {
             tracing::warn!(error = %e, "cannot unlock the cache folder");
         }
     }
+}
+
+/// Open (and recover) the hybrid cache of `cfg` in its folder: memory tier, disk engine, and
+/// [`DiskGate`] as the disk's admission filter. Used at start and by [`reopen`].
+async fn open_tiers(
+    cfg: &CacheConfig,
+    metrics: &PrometheusMetricsRegistry,
+    spawner: Spawner,
+    disk: &Arc<DiskTier>,
+) -> foyer::Result<HybridCache<u128, StoredObject>> {
+    let block = cfg.block_size();
+    let device = FsDeviceBuilder::new(&cfg.dir)
+        .with_capacity(cfg.disk as usize)
+        .build()?;
+    let engine = BlockEngineConfig::new(device)
+        .with_block_size(block)
+        .with_buffer_pool_size(2 * block)
+        .with_submit_queue_size_threshold(4 * block)
+        .with_tombstone_log(true)
+        // A failed disk write breaks foyer (see `disk`): nothing is offered to the disk
+        // while the tier is degraded.
+        .with_admission_filter(StorageFilter::new().with_condition(DiskGate(disk.clone())));
+    HybridCacheBuilder::new()
+        .with_name("edge")
+        .with_policy(HybridCachePolicy::WriteOnEviction)
+        .with_flush_on_close(true)
+        .with_metrics_registry(Box::new(metrics.clone()))
+        .memory(cfg.memory as usize)
+        .with_shards(8)
+        .with_eviction_config(S3FifoConfig::default())
+        .with_weighter(|_k: &u128, v: &StoredObject| 16 + v.weight())
+        .storage()
+        .with_io_engine_config(PsyncIoEngineConfig::new())
+        .with_engine_config(engine)
+        .with_recover_mode(RecoverMode::Quiet)
+        .with_spawner(spawner)
+        .build()
+        .await
 }
 
 /// Refuse a disk tier its filesystem cannot hold whole (see [`room::config_error`]), before

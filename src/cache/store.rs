@@ -30,6 +30,7 @@ use tokio::sync::watch;
 use super::budget::FillBudget;
 use super::object::StoredObject;
 use super::policy::{playlist_ttl, PlaylistRefine};
+use super::reopen::Tiers;
 use super::CacheStats;
 use crate::config::DiskAdmission;
 
@@ -39,7 +40,9 @@ const DOORKEEPER_MAX: usize = 1 << 20;
 
 /// Cache storage: in-flight fills in a map, complete objects in foyer.
 pub struct EdgeStorage {
-    objects: HybridCache<u128, StoredObject>,
+    /// foyer's hybrid cache, behind the handle a reopen of the disk tier swaps: each use
+    /// loads the current one (see [`super::reopen`]).
+    objects: Arc<Tiers>,
     fills: Mutex<HashMap<u128, Vec<Arc<Fill>>>>,
     next_write: AtomicU64,
     stats: Arc<CacheStats>,
@@ -112,7 +115,7 @@ impl EdgeStorage {
         budget: FillBudget,
     ) -> Self {
         EdgeStorage {
-            objects,
+            objects: Arc::new(Tiers::new(objects)),
             fills: Mutex::new(HashMap::new()),
             next_write: AtomicU64::new(1),
             stats,
@@ -135,7 +138,7 @@ impl EdgeStorage {
     /// Whether `key` is in the memory tier or being filled: a lookup will not miss (a quick
     /// answer without the disk tier, for what may be prepared ahead of a miss).
     pub fn cached_or_filling(&self, key: u128) -> bool {
-        self.filling(key) || self.objects.memory().contains(&key)
+        self.filling(key) || self.objects.load().memory().contains(&key)
     }
 
     /// Store a complete object in the memory tier. The disk tier is written when memory
@@ -159,9 +162,9 @@ impl EdgeStorage {
             }
         };
         if seen_before {
-            self.objects.insert(key, obj);
+            self.objects.load().insert(key, obj);
         } else {
-            self.objects.insert_with_properties(
+            self.objects.load().insert_with_properties(
                 key,
                 obj,
                 HybridCacheProperties::default().with_location(Location::InMem),
@@ -173,7 +176,7 @@ impl EdgeStorage {
     /// may go to disk when memory evicts it.
     fn promote(&self, key: u128, obj: &StoredObject) {
         if self.admission == DiskAdmission::SecondHit && lock(&self.doorkeeper).remove(&key) {
-            self.objects.insert(key, obj.clone());
+            self.objects.load().insert(key, obj.clone());
             self.stats.promoted.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -185,7 +188,11 @@ impl EdgeStorage {
         if lock(&self.fills).contains_key(&key) {
             return None;
         }
-        self.objects.memory().get(&key).map(|e| e.value().clone())
+        self.objects
+            .load()
+            .memory()
+            .get(&key)
+            .map(|e| e.value().clone())
     }
 
     /// Account a hit answered from [`Self::memory_object`], as a lookup would.
@@ -194,9 +201,14 @@ impl EdgeStorage {
         self.stats.hits_memory.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// The foyer cache (for closing on shutdown and for statistics).
-    pub fn objects(&self) -> &HybridCache<u128, StoredObject> {
-        &self.objects
+    /// The foyer cache in use now (for closing on shutdown and for statistics).
+    pub fn objects(&self) -> Arc<HybridCache<u128, StoredObject>> {
+        self.objects.load_full()
+    }
+
+    /// The handle on the foyer cache, which a reopen of the disk tier swaps.
+    pub fn tiers(&self) -> Arc<Tiers> {
+        self.objects.clone()
     }
 
     fn partial_hit(&self, fill: Arc<Fill>) -> Result<Option<(CacheMeta, HitHandler)>> {
@@ -276,7 +288,7 @@ impl EdgeStorage {
             Err(e) => {
                 tracing::warn!(error = %e, "cached meta does not decode; removing the entry");
                 self.stats.read_errors.fetch_add(1, Ordering::Relaxed);
-                self.objects.remove(&hash);
+                self.objects.load().remove(&hash);
                 Ok(None)
             }
         }
@@ -292,7 +304,7 @@ impl EdgeStorage {
         if let Some(fill) = self.active_fill(hash) {
             return AfterSearch::Fill(fill);
         }
-        match self.objects.memory().get(&hash) {
+        match self.objects.load().memory().get(&hash) {
             Some(entry) => {
                 let obj = entry.value().clone();
                 self.promote(hash, &obj);
@@ -304,7 +316,9 @@ impl EdgeStorage {
     }
 
     async fn get_complete(&self, key: u128) -> Option<StoredObject> {
-        match self.objects.get(&key).await {
+        // The cache loaded now: a reopen may swap the handle while the disk is read.
+        let objects = self.objects.load_full();
+        match objects.get(&key).await {
             Ok(Some(entry)) => {
                 let obj = entry.value().clone();
                 match entry.source() {
@@ -322,7 +336,8 @@ impl EdgeStorage {
                 tracing::warn!(error = %e, "cache read failed; treating as a miss and removing the entry");
                 self.stats.read_errors.fetch_add(1, Ordering::Relaxed);
                 self.stats.disk_read_errors.fetch_add(1, Ordering::Relaxed);
-                self.objects.remove(&key);
+                // From the cache that failed the read, not one a reopen swapped in since.
+                objects.remove(&key);
                 None
             }
         }
@@ -413,8 +428,8 @@ impl Storage for EdgeStorage {
     ) -> Result<PurgeOutcome> {
         let hash = key_of(target.key());
         let had_fill = lock(&self.fills).remove(&hash).is_some();
-        let had_object = self.objects.contains(&hash);
-        self.objects.remove(&hash);
+        let had_object = self.objects.load().contains(&hash);
+        self.objects.load().remove(&hash);
         Ok(if had_fill || had_object {
             PurgeOutcome::Purged(None)
         } else {
@@ -448,7 +463,7 @@ impl Storage for EdgeStorage {
         let updated = StoredObject::new(meta_internal.into(), meta_header.into(), old.body);
         // Decoded now, so a fast path can answer the next request (see `finish`).
         let _ = updated.meta();
-        self.objects.insert(hash, updated);
+        self.objects.load().insert(hash, updated);
         Ok(true)
     }
 

@@ -15,6 +15,7 @@ mod demo;
 mod deploy;
 mod differential;
 mod disk;
+mod disk_eio;
 mod disk_full;
 mod encoded;
 mod fills;

@@ -3,6 +3,7 @@
 //! throwaway PostgreSQL ([`postgres::PgServer`]).
 
 pub mod edge;
+pub mod fuse;
 pub mod nginx;
 pub mod origin;
 pub mod postgres;
