@@ -267,3 +267,42 @@ async fn an_origin_that_ignores_range_is_streamed_through_uncached() {
     assert_eq!(status, 200);
     assert!(got == body);
 }
+
+/// HTTP/2 (TLS) and HTTP/1 (TLS) clients are answered from the same slices: an HTTP/2 request
+/// is put to its slice subrequests in HTTP/1 form, with its authority as `Host`.
+#[tokio::test]
+async fn http2_and_tls_clients_read_the_same_slices() {
+    use crate::support::stalled::{TlsEdge, Transport};
+    let body = bytes_of(8 * MIB, 9);
+    let origin = Origin::start().await;
+    origin.route(PATH, Route::ok(body.clone()).etag("\"b1\"").ranges());
+    let pool = format!(
+        "[[origins]]\nname = \"test\"\nnodes = [{{ addr = \"{}\" }}]\n",
+        origin.addr
+    );
+    let edge = TlsEdge::start(&pool, SLICES).await;
+    let (a, b) = (3 * MIB - 1, 4 * MIB);
+    for (transport, want_cache) in [(Transport::TlsH2, "MISS"), (Transport::TlsH1, "HIT")] {
+        let r = edge
+            .client(transport)
+            .get(edge.url(transport, PATH))
+            .header("range", format!("bytes={a}-{b}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 206, "{transport:?}");
+        assert_eq!(r.headers()["x-cache"], want_cache, "{transport:?}");
+        assert!(r.bytes().await.unwrap() == body[a..=b], "{transport:?}");
+    }
+    assert_eq!(origin.hits(PATH), 3, "slices 2, 3 and 4, once");
+    let r = edge
+        .client(Transport::TlsH2)
+        .get(edge.url(Transport::TlsH2, PATH))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.version(), reqwest::Version::HTTP_2);
+    assert_eq!(r.status(), 200);
+    assert!(r.bytes().await.unwrap() == body);
+    assert_eq!(origin.hits(PATH), 8, "the other five slices");
+}
