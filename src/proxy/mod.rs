@@ -5,6 +5,8 @@
 //! flow"):
 //! 1. `request_filter`: [`gate::admit`] decides (the same function the front calls) and this
 //!    phase carries the verdict out: a local answer, a purge, the control plane, or content.
+//!    A GET under a `[[cache.slices]]` prefix is answered here from slice subrequests
+//!    ([`slices`]), each of which runs these phases under its slice's key.
 //! 2. `request_cache_filter` / `cache_key_callback`: GET and HEAD are cached under the key the
 //!    gate computed; the cache lock coalesces a herd into one fetch; `cache_vary_filter`
 //!    picks the variant ([`vary`]). `cache_hit_filter`: a request with `Authorization` is
