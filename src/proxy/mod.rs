@@ -453,6 +453,9 @@ impl EdgeProxy {
         }
         match policy::decide(&whole, ctx.path(), &ctx.live.config.cache, ex) {
             RespCacheable::Cacheable(mut meta) => {
+                // A stale slice is revalidated by its own subrequest, which alone knows its
+                // range: Pingora's background revalidation would ask for the whole object.
+                meta.disable_serve_stale();
                 if meta.response_header_mut().set_status(resp.status).is_err() {
                     return RespCacheable::Uncacheable(pingora_cache::NoCacheReason::Custom(
                         "not_a_slice",

@@ -79,11 +79,13 @@ pub fn mark(resp: &mut ResponseHeader, cache: &'static str) -> Result<()> {
 }
 
 /// Whether a client request is answered from slices: a GET (a HEAD is proxied as ever,
-/// storing nothing) under a sliced prefix, on a session that can spawn subrequests.
+/// storing nothing) under a sliced prefix, on a client's session that can spawn subrequests
+/// (never inside a subrequest: a slice is never cut in slices again).
 pub fn applies(session: &Session, content: &ContentRequest) -> bool {
     content.slice.is_some()
         && !content.upgrade
         && session.req_header().method == http::Method::GET
+        && session.subrequest_ctx.is_none()
         && session.subrequest_spawner.is_some()
 }
 

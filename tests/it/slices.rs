@@ -20,16 +20,31 @@ const SLICES: &str =
 
 /// nginx with a second access log of each request's `Range`, and the edge in front of it.
 async fn setup(body: &[u8]) -> (Nginx, Edge) {
+    setup_with(body, "").await
+}
+
+/// As [`setup`], with more nginx `http` directives.
+async fn setup_with(body: &[u8], extra: &str) -> (Nginx, Edge) {
     let nginx = Nginx::start(NginxOptions {
-        extra_http:
-            "log_format ranges '$uri $http_range $status';\n    access_log ranges.log ranges;"
-                .into(),
+        extra_http: format!(
+            "log_format ranges '$uri $http_range $status';\n    access_log ranges.log ranges;\n    {extra}"
+        ),
         ..NginxOptions::default()
     })
     .await;
     nginx.put(PATH, body);
     let edge = Edge::start_cache(nginx.addr, SLICES).await;
     (nginx, edge)
+}
+
+/// The `Range` and status of each request nginx answered for `PATH`, in its log's order.
+fn origin_answers(nginx: &Nginx) -> Vec<String> {
+    let log = std::fs::read_to_string(nginx.root().parent().unwrap().join("ranges.log"))
+        .unwrap_or_default();
+    log.lines()
+        .filter_map(|l| l.strip_prefix(&format!("{PATH} ")))
+        .map(str::to_string)
+        .collect()
 }
 
 /// The `Range` values nginx was asked for `PATH`, in its log's order.
@@ -305,4 +320,30 @@ async fn http2_and_tls_clients_read_the_same_slices() {
     assert_eq!(r.status(), 200);
     assert!(r.bytes().await.unwrap() == body);
     assert_eq!(origin.hits(PATH), 8, "the other five slices");
+}
+
+/// A slice past its freshness is revalidated with its own range and validator (nginx answers
+/// 304), never served stale from a background revalidation that would not know its range.
+#[tokio::test]
+async fn an_expired_slice_is_revalidated_with_its_range() {
+    let body = bytes_of(4 * MIB, 11);
+    let (nginx, edge) = setup_with(&body, "expires 1s;").await;
+    let range = format!("bytes={}-{}", MIB / 2, MIB + MIB / 2);
+    let (status, _, _, got) = get(&edge, Some(&range)).await;
+    assert_eq!(status, 206);
+    assert!(got == body[MIB / 2..=MIB + MIB / 2]);
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let (status, _, _, got) = get(&edge, Some(&range)).await;
+    assert_eq!(status, 206);
+    assert!(got == body[MIB / 2..=MIB + MIB / 2]);
+    assert_eq!(
+        origin_answers(&nginx),
+        [
+            format!("{} 206", slice_range(0)),
+            format!("{} 206", slice_range(1)),
+            format!("{} 304", slice_range(0)),
+            format!("{} 304", slice_range(1)),
+        ],
+        "revalidated, slice by slice"
+    );
 }
