@@ -380,13 +380,21 @@ fn finish_header(resp: &mut ResponseHeader, ctx: &mut RequestCtx, misses: &bool)
 }
 
 /// The first answer was no slice: a `200` (the origin ignores `Range`; it is not stored)
-/// has the client's range cut from it; anything else is passed on as it is.
+/// has the client's range cut from it; a `206` of another range is an error (502); anything
+/// else (404, 416, 5xx) is passed on as it is.
 async fn pass_through(
     session: &mut Session,
     ctx: &mut RequestCtx,
     mut slice: Slice,
     wanted: Wanted,
 ) -> Result<Assembled> {
+    if slice.header.status.as_u16() == 206 {
+        // A range, but not the one asked for: nothing the client asked can be made of it.
+        return Err(Error::explain(
+            ErrorType::HTTPStatus(502),
+            "slices: the origin answered another range than the slice asked for",
+        ));
+    }
     let total = (slice.header.status.as_u16() == 200)
         .then(|| slice.header.headers.get(header::CONTENT_LENGTH))
         .flatten()
