@@ -187,29 +187,21 @@ async fn assemble(
     let status = resp.status.as_u16();
     session.write_response_header(Box::new(resp), false).await?;
     loop {
-        // One slice ahead: the origin fills `k + 1` while `k` is sent.
-        let ahead = match &next {
-            Some(n) if n.index_after(size) <= last_index => {
-                let k = n.index_after(size);
-                let s = fetch(session, ctx, &content, k, size, misses).await?;
-                if !same_version(&s.header, k, size, &version) {
-                    drop_slices(state, &content, size, total).await;
-                    return Err(Error::explain(
-                        ErrorType::HTTPStatus(502),
-                        "slices: the object changed at the origin mid-answer; its slices were dropped",
-                    ));
-                }
-                Some(s)
-            }
-            _ => None,
-        };
         send(session, &mut current, span).await?;
-        match next.take() {
-            Some(n) => {
-                current = n;
-                next = ahead;
+        let Some(n) = next.take() else { break };
+        current = n;
+        // One slice ahead: the origin fills `k + 1` while `k` is sent.
+        let k = current.index_after(size);
+        if k <= last_index {
+            let s = fetch(session, ctx, &content, k, size, misses).await?;
+            if !same_version(&s.header, k, size, &version) {
+                drop_slices(state, &content, size, total).await;
+                return Err(Error::explain(
+                    ErrorType::HTTPStatus(502),
+                    "slices: the object changed at the origin mid-answer; its slices were dropped",
+                ));
             }
-            None => break,
+            next = Some(s);
         }
     }
     session.write_response_body(None, true).await?;
