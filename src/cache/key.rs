@@ -5,6 +5,11 @@
 //! Which query parameters count is a per-path-prefix policy ([`QueryPolicy`], `[[cache.keys]]`);
 //! the ones that count are sorted, so their order does not split the cache, and CMCD
 //! (CTA-5004 player data, different on every request) never counts.
+//!
+//! A large object under a `[[cache.slices]]` prefix is never stored whole: each slice of it is
+//! stored under the object's key plus the slice size and index ([`slice_key`]), so a range
+//! request finds exactly the slices it touches, and a changed slice size never meets slices
+//! cut another way.
 
 use pingora_cache::CacheKey;
 
@@ -83,6 +88,30 @@ pub fn key_rule<'r>(rules: &'r [KeyRule], path: &str) -> Option<&'r KeyRule> {
         .iter()
         .filter(|r| path.starts_with(r.prefix.as_str()))
         .max_by_key(|r| r.prefix.len())
+}
+
+// The slicing rules are configuration (`[[cache.slices]]`), like the query policies.
+pub use crate::config::cache::SliceRule;
+
+/// The slice size of the objects under `path` (`None`: stored whole): the most specific
+/// `[[cache.slices]]` rule.
+pub fn slice_size(rules: &[SliceRule], path: &str) -> Option<u64> {
+    rules
+        .iter()
+        .filter(|r| path.starts_with(r.prefix.as_str()))
+        .max_by_key(|r| r.prefix.len())
+        .map(|r| r.size)
+}
+
+/// The key of slice `index` (bytes `index * size ..`) of the object whose whole key is
+/// `object`: the object's framed components, then a framed `slice` marker, size and index.
+pub fn slice_key(object: &CacheKey, size: u64, index: u64) -> CacheKey {
+    let mut primary = object.primary_key().to_vec();
+    primary.extend_from_slice(&5u32.to_be_bytes());
+    primary.extend_from_slice(b"slice");
+    primary.extend_from_slice(&size.to_be_bytes());
+    primary.extend_from_slice(&index.to_be_bytes());
+    CacheKey::new(primary, "")
 }
 
 /// `query` without the parameter `name` (`None` when nothing is left).
@@ -168,6 +197,39 @@ mod tests {
         assert_eq!(without_param(Some("CMCD=x"), "CMCD"), None);
         assert_eq!(without_param(Some("a=1"), "CMCD"), Some("a=1".into()));
         assert_eq!(without_param(None, "CMCD"), None);
+    }
+
+    #[test]
+    fn slices_have_their_own_keys() {
+        let object = for_request("a.example", "/v/big.mp4", None);
+        let k = |size, index| slice_key(&object, size, index).combined_bin();
+        assert_ne!(
+            k(1 << 22, 0),
+            object.combined_bin(),
+            "a slice is not the object"
+        );
+        assert_ne!(k(1 << 22, 0), k(1 << 22, 1));
+        assert_ne!(k(1 << 22, 1), k(1 << 21, 1), "slices cut another way");
+        assert_eq!(k(1 << 22, 7), k(1 << 22, 7));
+        let other = for_request("a.example", "/v/big2.mp4", None);
+        assert_ne!(k(1 << 22, 0), slice_key(&other, 1 << 22, 0).combined_bin());
+        let rules = vec![
+            SliceRule {
+                prefix: "/v/".into(),
+                size: 4 << 20,
+            },
+            SliceRule {
+                prefix: "/v/mp4/".into(),
+                size: 1 << 20,
+            },
+        ];
+        assert_eq!(
+            slice_size(&rules, "/v/mp4/a.mp4"),
+            Some(1 << 20),
+            "longest prefix"
+        );
+        assert_eq!(slice_size(&rules, "/v/a.mp4"), Some(4 << 20));
+        assert_eq!(slice_size(&rules, "/w/a.mp4"), None);
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::error::ConfigError;
-use super::file::{CacheSection, KeyRuleSection, TtlRuleSection};
+use super::file::{CacheSection, KeyRuleSection, SliceRuleSection, TtlRuleSection};
 use super::units::{format_size, parse_duration};
 use super::value::{duration, size};
 
@@ -50,6 +50,17 @@ pub struct CacheConfig {
     /// Targeted cache-control fields (RFC 9213) in precedence order: `[cache] targeted_field`
     /// when set, then `CDN-Cache-Control`; the first valid one beats `Cache-Control`.
     pub targeted: Vec<http::HeaderName>,
+    /// Per-path-prefix slicing of large objects (`[[cache.slices]]`, [`crate::cache::key`]),
+    /// longest prefix first.
+    pub slices: Vec<SliceRule>,
+}
+
+/// `[[cache.slices]]`: GETs under `prefix` are fetched from the origin and cached in slices
+/// of `size` bytes, each its own cache entry ([`crate::proxy::slices`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SliceRule {
+    pub prefix: String,
+    pub size: u64,
 }
 
 /// When an object is written to the disk tier.
@@ -176,6 +187,7 @@ impl CacheConfig {
             forward_cmcd: c.forward_cmcd.unwrap_or(false),
             keys: key_rules(c.keys)?,
             targeted: targeted(c.targeted_field.as_deref())?,
+            slices: slice_rules(c.slices, max_object)?,
         };
         if cache.stale_timeout.is_zero() {
             return Err(ConfigError::new(
@@ -228,6 +240,49 @@ fn ttl_rules(raw: Vec<TtlRuleSection>) -> Result<Vec<TtlRule>, ConfigError> {
             prefix: r.prefix,
             ttl: parse_duration(&r.ttl).map_err(|e| ConfigError::new(format!("{key}.ttl"), e))?,
             override_origin: r.override_origin.unwrap_or(false),
+        });
+    }
+    // Longest prefix first, so the first match is the most specific.
+    rules.sort_by_key(|r| std::cmp::Reverse(r.prefix.len()));
+    Ok(rules)
+}
+
+/// The smallest slice: below it, a large object would cost the origin a request per few
+/// packets and the cache an entry per few kilobytes.
+const MIN_SLICE: u64 = 64 * 1024;
+
+fn slice_rules(raw: Vec<SliceRuleSection>, max_object: u64) -> Result<Vec<SliceRule>, ConfigError> {
+    let mut rules: Vec<SliceRule> = Vec::with_capacity(raw.len());
+    for (i, r) in raw.into_iter().enumerate() {
+        let key = format!("cache.slices[{i}]");
+        if !r.prefix.starts_with('/') {
+            return Err(ConfigError::new(
+                format!("{key}.prefix"),
+                format!("{:?} must start with '/'", r.prefix),
+            ));
+        }
+        if rules.iter().any(|o| o.prefix == r.prefix) {
+            return Err(ConfigError::new(
+                format!("{key}.prefix"),
+                format!("{:?} is already sliced by an earlier rule", r.prefix),
+            ));
+        }
+        let size = size(&format!("{key}.size"), Some(&r.size), "0")?;
+        if size < MIN_SLICE || size > max_object {
+            return Err(ConfigError::new(
+                format!("{key}.size"),
+                format!(
+                    "{} is out of range: a slice is at least {} and at most cache.max_object ({}), \
+                     since each slice is one cache entry",
+                    format_size(size),
+                    format_size(MIN_SLICE),
+                    format_size(max_object)
+                ),
+            ));
+        }
+        rules.push(SliceRule {
+            prefix: r.prefix,
+            size,
         });
     }
     // Longest prefix first, so the first match is the most specific.

@@ -79,6 +79,16 @@ pub struct CacheSection {
     pub forward_cmcd: Option<bool>,
     #[serde(default)]
     pub keys: Vec<KeyRuleSection>,
+    #[serde(default)]
+    pub slices: Vec<SliceRuleSection>,
+}
+
+/// `[[cache.slices]]`: objects under a path prefix fetched and cached in slices of `size`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SliceRuleSection {
+    pub prefix: String,
+    pub size: String,
 }
 
 /// `[[cache.keys]]`: which query parameters make up the cache key under a path prefix.

@@ -19,6 +19,7 @@ fn config_like() -> impl Strategy<Value = String> {
         "[[origins]]",
         "[[cache.keys]]",
         "[[cache.rules]]",
+        "[[cache.slices]]",
         "[demo]",
         "[log]",
     ]);
@@ -54,6 +55,7 @@ fn config_like() -> impl Strategy<Value = String> {
         "upgrade_socket",
         "fill_memory",
         "fill_stall",
+        "size",
         "access",
         "format",
         "hit_sample",

@@ -240,6 +240,12 @@ fn bad_configs_name_the_key_and_reason() {
         ("[cache]\ntargeted_field = \"Edge Cache\"\n", "cache.targeted_field", "not a valid header field name"),
         ("[[cache.rules]]\nprefix = \"live/\"\nttl = \"1s\"\n", "cache.rules[0].prefix", "must start with '/'"),
         ("[[cache.rules]]\nprefix = \"/live/\"\nttl = \"often\"\n", "cache.rules[0].ttl", "invalid duration"),
+        ("[[cache.slices]]\nprefix = \"vod/\"\nsize = \"4 MiB\"\n", "cache.slices[0].prefix", "must start with '/'"),
+        ("[[cache.slices]]\nprefix = \"/vod/\"\nsize = \"big\"\n", "cache.slices[0].size", "invalid size"),
+        ("[[cache.slices]]\nprefix = \"/vod/\"\nsize = \"4 KiB\"\n", "cache.slices[0].size", "out of range"),
+        ("[[cache.slices]]\nprefix = \"/vod/\"\nsize = \"128 MiB\"\n", "cache.slices[0].size", "at most cache.max_object"),
+        ("[[cache.slices]]\nprefix = \"/vod/\"\n", "cache.slices[0]", "missing field `size`"),
+        ("[[cache.slices]]\nprefix = \"/vod/\"\nsize = \"1 MiB\"\n[[cache.slices]]\nprefix = \"/vod/\"\nsize = \"2 MiB\"\n", "cache.slices[1].prefix", "already sliced"),
         ("[purge]\nallow = [\"localhost\"]\n", "purge.allow[0]", "not an IP address or network"),
         ("[server]\nhttps = \"127.0.0.1:8443\"\n", "server.https", "needs a [tls] section"),
         ("[tls]\ncerts = [{ cert = \"a.pem\", key = \"a-key.pem\" }]\n", "tls", "set [server] https"),
@@ -276,6 +282,18 @@ fn ttl_rules_are_longest_prefix_first() {
     assert_eq!(c.cache.rules[0].prefix, "/live/sports/");
     assert!(c.cache.rules[0].override_origin);
     assert_eq!(c.cache.rules[1].ttl, Duration::from_secs(2));
+}
+
+#[test]
+fn slice_rules_are_off_by_default_and_longest_prefix_first() {
+    assert!(parse(POOL).unwrap().cache.slices.is_empty());
+    let c = parse(&format!(
+        "[[cache.slices]]\nprefix = \"/vod/\"\nsize = \"4 MiB\"\n[[cache.slices]]\nprefix = \"/vod/mp4/\"\nsize = \"1 MiB\"\n{POOL}"
+    ))
+    .unwrap();
+    assert_eq!(c.cache.slices[0].prefix, "/vod/mp4/");
+    assert_eq!(c.cache.slices[0].size, 1 << 20);
+    assert_eq!(c.cache.slices[1].size, 4 << 20);
 }
 
 #[test]

@@ -650,6 +650,10 @@ pub(crate) fn plain_content<'a>(
     let Admission::Content(content) = admission else {
         return None;
     };
+    // A sliced object is never stored whole: its slices are assembled by the pipeline.
+    if content.slice.is_some() {
+        return None;
+    }
     Some((
         plain,
         Admitted {

@@ -246,6 +246,9 @@ pub struct ContentRequest {
     /// An HTTP/1.1 `Upgrade` request on a `[server] upgrade_prefixes` path: forwarded with its
     /// `Upgrade`, uncached, and tunnelled after a `101`. Elsewhere `Upgrade` is dropped.
     pub upgrade: bool,
+    /// The slice size when the path is under a `[[cache.slices]]` prefix
+    /// ([`key::slice_size`]): a GET is served from slices ([`super::slices`]).
+    pub slice: Option<u64>,
 }
 
 impl ContentRequest {
@@ -430,7 +433,9 @@ fn admission(
             .upgrade_prefixes
             .iter()
             .any(|p| path.starts_with(p.as_str()));
+    let slice = key::slice_size(&cache.slices, &path);
     Admission::Content(ContentRequest {
+        slice,
         host,
         path,
         query,

@@ -5,6 +5,8 @@
 //! flow"):
 //! 1. `request_filter`: [`gate::admit`] decides (the same function the front calls) and this
 //!    phase carries the verdict out: a local answer, a purge, the control plane, or content.
+//!    A GET under a `[[cache.slices]]` prefix is answered here from slice subrequests
+//!    ([`slices`]), each of which runs these phases under its slice's key.
 //! 2. `request_cache_filter` / `cache_key_callback`: GET and HEAD are cached under the key the
 //!    gate computed; the cache lock coalesces a herd into one fetch; `cache_vary_filter`
 //!    picks the variant ([`vary`]). `cache_hit_filter`: a request with `Authorization` is
@@ -33,6 +35,7 @@ pub mod playlist;
 pub mod range;
 pub mod record;
 pub mod request_id;
+pub mod slices;
 pub mod tokens;
 pub mod vary;
 
@@ -102,6 +105,8 @@ pub struct RequestCtx {
     /// This request's hand-over of its fill ([`fill_pace`]): the delegate it prepared, or
     /// that it is the filler itself.
     fill: Fill,
+    /// The cache result of an answer assembled from slices ([`slices::serve`]).
+    slice_cache: Option<&'static str>,
 }
 
 /// A request's part in a fill handed over ([`fill_pace::delegate`]).
@@ -114,6 +119,8 @@ enum Fill {
     Filler,
     /// A filler that stopped at a response not stored (its error is not logged).
     Stopped,
+    /// A slice subrequest ([`slices`]): asks the origin for this part of the object.
+    Slice(slices::Part),
 }
 
 impl RequestCtx {
@@ -396,7 +403,9 @@ impl EdgeProxy {
     /// The cache result a client is told: a request that handed its fill over read it as a
     /// waiter, but it was the miss.
     fn cache_result(session: &Session, ctx: &RequestCtx) -> &'static str {
-        if ctx.handed_over() {
+        if let Some(c) = ctx.slice_cache {
+            c
+        } else if ctx.handed_over() {
             "MISS"
         } else {
             cache_label(session.cache.phase())
@@ -421,6 +430,46 @@ impl EdgeProxy {
             .fills_over_budget
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         false
+    }
+
+    /// Whether a slice subrequest's response is stored: a `206` that is exactly its slice
+    /// ([`slices::plan::slice_of`]), under the policy a `200` of the object would meet
+    /// (anything else, e.g. the `200` of an origin that ignores `Range`, streams through).
+    fn slice_cacheable(
+        &self,
+        resp: &ResponseHeader,
+        part: slices::Part,
+        ctx: &RequestCtx,
+        ex: policy::Exchange,
+        revalidated: bool,
+    ) -> RespCacheable {
+        // A revalidated slice's stored header is a 206 already; a new one must be its slice.
+        if !revalidated && slices::plan::slice_of(resp, part.index, part.size).is_none() {
+            return RespCacheable::Uncacheable(pingora_cache::NoCacheReason::Custom("not_a_slice"));
+        }
+        let mut whole = resp.clone();
+        if whole.set_status(StatusCode::OK).is_err() {
+            return RespCacheable::Uncacheable(pingora_cache::NoCacheReason::Custom("not_a_slice"));
+        }
+        match policy::decide(&whole, ctx.path(), &ctx.live.config.cache, ex) {
+            RespCacheable::Cacheable(mut meta) => {
+                // A stale slice is revalidated by its own subrequest, which alone knows its
+                // range: Pingora's background revalidation would ask for the whole object.
+                meta.disable_serve_stale();
+                if meta.response_header_mut().set_status(resp.status).is_err() {
+                    return RespCacheable::Uncacheable(pingora_cache::NoCacheReason::Custom(
+                        "not_a_slice",
+                    ));
+                }
+                if !revalidated && !self.fits_fill_budget(resp) {
+                    return RespCacheable::Uncacheable(pingora_cache::NoCacheReason::Custom(
+                        "fill_memory",
+                    ));
+                }
+                RespCacheable::Cacheable(meta)
+            }
+            decision => decision,
+        }
     }
 
     /// Count a refusal the gate made, by reason.
@@ -597,6 +646,7 @@ impl ProxyHttp for EdgeProxy {
             local_status: None,
             not_modified: None,
             fill: Fill::Own,
+            slice_cache: None,
             ids: None,
             reason: None,
             ttfb: None,
@@ -604,9 +654,10 @@ impl ProxyHttp for EdgeProxy {
         }
     }
 
-    /// Only HTTP/2 requests hand their fills over ([`fill_pace`]).
-    fn allow_spawning_subrequest(&self, session: &Session, _ctx: &RequestCtx) -> bool {
-        session.as_downstream().is_http2()
+    /// HTTP/2 requests hand their fills over ([`fill_pace`]); sliced objects are read by
+    /// subrequests ([`slices`]).
+    fn allow_spawning_subrequest(&self, session: &Session, ctx: &RequestCtx) -> bool {
+        session.as_downstream().is_http2() || !ctx.live.config.cache.slices.is_empty()
     }
 
     async fn request_filter(&self, session: &mut Session, ctx: &mut RequestCtx) -> Result<bool> {
@@ -617,6 +668,14 @@ impl ProxyHttp for EdgeProxy {
             ctx.content = Some(order.content);
             ctx.ids = order.ids;
             ctx.fill = Fill::Filler;
+            return Ok(false);
+        }
+        if let Some(order) = slices::slice_order(session) {
+            ctx.live = order.live;
+            ctx.route_key = order.content.route_key();
+            ctx.content = Some(order.content);
+            ctx.ids = order.ids;
+            ctx.fill = Fill::Slice(order.part);
             return Ok(false);
         }
         let peer = session
@@ -672,6 +731,13 @@ impl ProxyHttp for EdgeProxy {
                     session.req_header_mut().set_uri(uri);
                 }
                 ctx.route_key = content.route_key();
+                if slices::applies(session, &content) {
+                    ctx.content = Some(content);
+                    let (status, cache) = slices::serve(self.state, session, ctx).await?;
+                    ctx.local_status = Some(status);
+                    ctx.slice_cache = Some(cache);
+                    return Ok(true);
+                }
                 ctx.content = Some(content);
                 self.prepare_filler(session, ctx).await;
                 Ok(false)
@@ -870,6 +936,9 @@ impl ProxyHttp for EdgeProxy {
                 }
             }
         }
+        if let Fill::Slice(part) = &ctx.fill {
+            req.insert_header(http::header::RANGE, part.range())?;
+        }
         Ok(())
     }
 
@@ -970,6 +1039,9 @@ impl ProxyHttp for EdgeProxy {
             response_delay: ctx.upstream_started.map_or(Duration::ZERO, |t| t.elapsed()),
             authorization: policy::has_authorization(session.req_header()),
         };
+        if let Fill::Slice(part) = ctx.fill {
+            return Ok(self.slice_cacheable(resp, part, ctx, ex, revalidated));
+        }
         Ok(
             match policy::decide(resp, ctx.path(), &ctx.live.config.cache, ex) {
                 // A 304 updates the stored headers: no body is filled.
@@ -1009,6 +1081,9 @@ impl ProxyHttp for EdgeProxy {
                 ));
             }
             return Ok(());
+        }
+        if matches!(ctx.fill, Fill::Slice(_)) {
+            return slices::mark(resp, cache_label(session.cache.phase()));
         }
         if let Some(out) = self.playlist_out(resp, ctx) {
             out.edit_header(resp, session.req_header().version)?;
@@ -1115,7 +1190,7 @@ impl ProxyHttp for EdgeProxy {
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
         // A filler is not a client's request: its origin request is counted upstream.
-        if matches!(ctx.fill, Fill::Filler | Fill::Stopped) {
+        if matches!(ctx.fill, Fill::Filler | Fill::Stopped | Fill::Slice(_)) {
             return;
         }
         let status = session

@@ -70,8 +70,9 @@ async fn edges(origin: &Origin) -> (Edge, Edge, tempfile::TempDir) {
         d = keys.path().display()
     );
     // One node name for both, so `Via` and `Cache-Status` read the same.
-    let fast = Edge::start_with_config(&cfg, "name = \"edge-diff\"").await;
-    let slow = Edge::start_with_config(&cfg, "name = \"edge-diff\"\nfast_hits = false").await;
+    let sliced = "[[cache.slices]]\nprefix = \"/pub/big/\"\nsize = \"64 KiB\"\n";
+    let fast = Edge::start_full(&cfg, "name = \"edge-diff\"", sliced).await;
+    let slow = Edge::start_full(&cfg, "name = \"edge-diff\"\nfast_hits = false", sliced).await;
     (fast, slow, keys)
 }
 
@@ -99,6 +100,14 @@ async fn front_and_pipeline_agree_on_every_admission_outcome() {
             .header("content-type", "video/mp2t")
             .header("cache-control", "max-age=600")
             .encoded("gzip", "gzip-bytes"),
+    );
+    origin.route(
+        "/pub/big/film.mp4",
+        Route::ok(seg.clone())
+            .header("content-type", "video/mp4")
+            .header("cache-control", "max-age=600")
+            .etag("\"f1\"")
+            .ranges(),
     );
     origin.route(
         "/pub/nocache.ts",
@@ -147,6 +156,7 @@ async fn front_and_pipeline_agree_on_every_admission_outcome() {
         get("/pub/vary.ts", ""),
         get("/pub/nocache.ts", ""),
         get("/pub/cdn.ts", ""),
+        get("/pub/big/film.mp4", ""),
         get(&format!("/v/a/240p/seg.ts?token={tier}"), ""),
     ];
 
@@ -207,6 +217,9 @@ async fn front_and_pipeline_agree_on_every_admission_outcome() {
         row("Authorization is not answered from the cache", get("/pub/seg.ts", "Authorization: Basic eDp5\r\n"), 200, false),
         row("no-cache is revalidated", get("/pub/nocache.ts", ""), 200, false),
         row("CDN-Cache-Control beats Cache-Control", get("/pub/cdn.ts", ""), 200, true),
+        row("sliced object: whole, from its slices", get("/pub/big/film.mp4", ""), 200, false),
+        row("sliced object: a range across two slices", get("/pub/big/film.mp4", "Range: bytes=65000-70000\r\n"), 206, false),
+        row("sliced object: past its end", get("/pub/big/film.mp4", "Range: bytes=100000-\r\n"), 416, false),
         row("purge", "PURGE /pub/purged.ts HTTP/1.1\r\nHost: edge.test\r\n\r\n".into(), 200, false),
         row("purged object refetched", get("/pub/purged.ts", ""), 200, false),
         row("refetched object is a hit again", get("/pub/purged.ts", ""), 200, true),

@@ -36,6 +36,7 @@ mod ranges;
 mod reload;
 mod reuse;
 mod rfc9111;
+mod slices;
 mod stale;
 mod tls;
 mod tokens;

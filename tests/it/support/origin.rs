@@ -43,6 +43,9 @@ pub struct Route {
     /// Answer `101 Switching Protocols` (`Upgrade: websocket`) whatever was asked, then echo
     /// every byte back until the client closes.
     pub switch: bool,
+    /// Answer a single `Range: bytes=a-b` (or `a-`) on a 200 with its 206 and
+    /// `Content-Range`, as a file server does (other ranges get the whole 200).
+    pub ranges: bool,
 }
 
 impl Route {
@@ -62,7 +65,13 @@ impl Route {
             encoded: None,
             drop_from: None,
             switch: false,
+            ranges: false,
         }
+    }
+
+    pub fn ranges(mut self) -> Route {
+        self.ranges = true;
+        self
     }
 
     pub fn switch(mut self) -> Route {
@@ -342,6 +351,7 @@ async fn serve_connection<S: Conn>(stream: S, shared: Arc<Shared>) -> std::io::R
             .unwrap_or("")
             .to_ascii_lowercase();
         let if_none_match = req.header("if-none-match").map(str::to_string);
+        let range = req.header("range").map(str::to_string);
         shared.seen.lock().unwrap().push(req);
         let path = target.split('?').next().unwrap_or("").to_string();
         let route = shared.routes.lock().unwrap().get(&path).cloned();
@@ -368,6 +378,16 @@ async fn serve_connection<S: Conn>(stream: S, shared: Arc<Shared>) -> std::io::R
             }
         }
 
+        if route.ranges && route.status == 200 {
+            if let Some((a, b)) = range.as_deref().and_then(|r| single_range(r, body.len())) {
+                route.status = 206;
+                route.headers.push((
+                    "content-range".into(),
+                    format!("bytes {a}-{b}/{}", body.len()),
+                ));
+                body = body.slice(a..=b);
+            }
+        }
         tokio::time::sleep(route.delay).await;
         if route.switch {
             let head = "HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: Upgrade\r\nsec-websocket-accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n";
@@ -431,6 +451,18 @@ async fn serve_connection<S: Conn>(stream: S, shared: Arc<Shared>) -> std::io::R
         }
     }
     Ok(())
+}
+
+/// `bytes=a-b` or `bytes=a-` within a body of `len` bytes, as inclusive positions (the end
+/// cut to the body's).
+fn single_range(value: &str, len: usize) -> Option<(usize, usize)> {
+    let (a, b) = value.strip_prefix("bytes=")?.split_once('-')?;
+    let a: usize = a.parse().ok()?;
+    let b = match b {
+        "" => len.checked_sub(1)?,
+        b => b.parse::<usize>().ok()?.min(len.checked_sub(1)?),
+    };
+    (a <= b).then_some((a, b))
 }
 
 /// A chunked request body (RFC 9112 §7.1), its framing removed; trailer fields are skipped.
