@@ -1,6 +1,7 @@
 //! Test support: a real origin ([`origin::Origin`]), a real edge process ([`edge::Edge`]),
 //! a real nginx ([`nginx::Nginx`]), a real HTTP client, and a small tmpfs ([`tmpfs::Tmpfs`]).
 
+pub mod cloudfront;
 pub mod edge;
 pub mod nginx;
 pub mod origin;
