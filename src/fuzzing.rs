@@ -51,7 +51,7 @@ pub fn front_content<'b>(
     let httparse::Status::Complete(head_len) = req.parse(buf).ok()? else {
         return None;
     };
-    let (plain, admitted) = front::plain_content(state, &state.live(), &req, peer, now)?;
+    let (plain, admitted) = front::plain_content(state, &state.live(), &req, peer, false, now)?;
     let content = admitted.content;
     Some(FrontContent {
         head_len,
@@ -74,7 +74,13 @@ pub fn pipeline_admission(
         Some(req) => req,
         None => return Ok(None),
     };
-    let admission = gate::admit(&RequestView::of(&req, peer), state, &state.live(), now).admission;
+    let admission = gate::admit(
+        &RequestView::of(&req, peer, false),
+        state,
+        &state.live(),
+        now,
+    )
+    .admission;
     Ok(Some((req, admission)))
 }
 

@@ -8,12 +8,15 @@
 //! - 2: claims fields, one a line (acl, exp offset, nbf offset, ip, mh): signed, then presented
 //!   in every placement.
 //! - 3: an EdgeAuth token; `$H` becomes the MAC of what precedes its `~hmac=`.
+//! - 0xCF (before the others): a CloudFront custom policy, parsed, and presented unsigned in
+//!   the query and in cookies.
 //!
 //! Invariants: no panic; a token that verifies carries the MAC of its own text under the
 //! key it names (checked here with `ring` directly, not through the crate), and its claims
 //! cover the path and the time; claims that sign verify back to themselves from every
 //! placement, with the token taken out of the path and query; a token changed in one
-//! character no longer verifies.
+//! character no longer verifies; a CloudFront policy that parses has `DateLessThan`, and no
+//! CloudFront signature is granted without a configured key.
 #![no_main]
 
 use std::net::IpAddr;
@@ -31,6 +34,10 @@ const NOW: u64 = 1_800_000_000;
 const SECRET: [u8; 32] = [7; 32];
 const EDGEAUTH_KEY: [u8; 4] = [1, 2, 3, 4];
 const PATH: &str = "/v/a/seg.ts";
+const SITE: tokens::Site<'static> = tokens::Site {
+    tls: false,
+    host: "edge.test",
+};
 
 fn client() -> IpAddr {
     [192, 0, 2, 1].into()
@@ -48,6 +55,7 @@ fn config() -> TokensConfig {
             param: "hdnts".into(),
             key: EDGEAUTH_KEY.to_vec(),
         }),
+        cloudfront: Some(Arc::new(Default::default())),
     }
 }
 
@@ -72,6 +80,10 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let cfg = config();
+    if mode == 0xCF {
+        cloudfront(&cfg, text);
+        return;
+    }
     match mode % 4 {
         0 => {
             let t = match text.split_once("$M") {
@@ -258,7 +270,7 @@ fn round_trip(cfg: &TokensConfig, text: &str) {
         ),
     ];
     for (p, q, cookie, placement) in placements {
-        let checked = tokens::check(cfg, &p, q.as_deref(), cookie.as_deref(), client, NOW);
+        let checked = tokens::check(cfg, SITE, &p, q.as_deref(), cookie.as_deref(), client, NOW);
         let granted = checked
             .verdict
             .unwrap_or_else(|e| panic!("{placement:?} {p:?} {q:?}: {e:?}"))
@@ -273,6 +285,31 @@ fn round_trip(cfg: &TokensConfig, text: &str) {
             (path.as_str(), Some("x=1"))
         );
     }
+}
+
+/// A CloudFront policy: parsed, then presented (with a made-up signature) in the query and in
+/// cookies to an edge that has no CloudFront key: never granted, never a panic, and the
+/// CloudFront parameters are out of the query.
+fn cloudfront(cfg: &TokensConfig, text: &str) {
+    if let Some(p) = token::cloudfront::policy::parse(text.as_bytes()) {
+        let _ = p
+            .resource
+            .as_deref()
+            .map(|r| token::cloudfront::policy::resource_matches(r, "http://edge.test/v/a/seg.ts"));
+    }
+    let policy = base64::engine::general_purpose::STANDARD
+        .encode(text)
+        .replace('+', "-")
+        .replace('=', "_")
+        .replace('/', "~");
+    let query = format!("x=1&Policy={policy}&Signature=AAAA&Key-Pair-Id=K1");
+    let checked = tokens::check(cfg, SITE, PATH, Some(&query), None, client(), NOW);
+    assert!(checked.verdict.is_err(), "{text:?} granted");
+    assert_eq!(checked.query.as_deref(), Some("x=1"));
+    let cookie =
+        format!("CloudFront-Policy={policy}; CloudFront-Signature=AAAA; CloudFront-Key-Pair-Id=K1");
+    let checked = tokens::check(cfg, SITE, PATH, None, Some(cookie.as_str()), client(), NOW);
+    assert!(checked.verdict.is_err(), "{text:?} granted from cookies");
 }
 
 fn hex(b: &[u8]) -> String {

@@ -201,6 +201,21 @@ pub struct TokensSection {
     pub keys: Vec<TokenKeySection>,
     pub public: Option<Vec<String>>,
     pub edgeauth: Option<EdgeAuthSection>,
+    pub cloudfront: Option<CloudFrontSection>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CloudFrontSection {
+    #[serde(default)]
+    pub keys: Vec<CloudFrontKeySection>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CloudFrontKeySection {
+    pub id: String,
+    pub public_key_file: String,
 }
 
 #[derive(Debug, Deserialize)]

@@ -144,6 +144,14 @@ impl Config<Parsed> {
             let on = raw.control.is_some_and(|c| c.enabled.unwrap_or(true));
             features::require("control", "control", on, false).map(|()| None)?
         };
+        // Playback sets the edge's own token cookie, by the name `[tokens]` reads it under.
+        #[cfg(feature = "control")]
+        let control = control.map(|mut c| {
+            if let Some(t) = &tokens {
+                c.plane.playback_cookie = t.cookie.clone();
+            }
+            c
+        });
         let origins = origins::build(raw.origins, base, demo.as_ref())?;
         let log = LogConfig::build(raw.log, base)?;
         Ok(Config {

@@ -15,6 +15,7 @@ fn config_like() -> impl Strategy<Value = String> {
         "[cors]",
         "[purge]",
         "[tokens]",
+        "[tokens.cloudfront]",
         "[geo]",
         "[[origins]]",
         "[[cache.keys]]",
@@ -60,6 +61,8 @@ fn config_like() -> impl Strategy<Value = String> {
         "format",
         "hit_sample",
         "buffer",
+        "keys",
+        "public_key_file",
     ]);
     let value = prop::sample::select(vec![
         "\"1s\"",
@@ -84,6 +87,7 @@ fn config_like() -> impl Strategy<Value = String> {
         "\"8 KiB\"",
         "\"100\"",
         "[\"X-Forwarded-Proto\"]",
+        "[{ id = \"K1\", public_key_file = \"k.pem\" }]",
     ]);
     prop::collection::vec((section, prop::collection::vec((key, value), 0..4)), 0..5).prop_map(
         |sections| {

@@ -19,6 +19,8 @@ pub trait Stage: Clone + fmt::Debug {
     type Keyring: Clone + fmt::Debug;
     /// `[tokens.edgeauth]` key: its source, or the key bytes.
     type EdgeAuthKey: Clone;
+    /// `[tokens.cloudfront]` keys: (key pair id, PEM file) pairs, or the public keys.
+    type CloudFrontKeys: Clone + fmt::Debug;
     /// An origin node's address: `host:port` text, or the resolved socket address.
     type NodeAddr: Clone + fmt::Debug;
     /// An origin pool's `ca_file`: its path, or the certificates (DER) it holds.
@@ -38,6 +40,7 @@ pub struct Loaded;
 impl Stage for Parsed {
     type Keyring = KeySources;
     type EdgeAuthKey = SecretSource;
+    type CloudFrontKeys = Vec<(String, PathBuf)>;
     type NodeAddr = Pending<String>;
     type Ca = Pending<PathBuf>;
     #[cfg(feature = "control")]
@@ -50,6 +53,7 @@ impl Stage for Parsed {
 impl Stage for Loaded {
     type Keyring = Arc<crate::token::Keyring>;
     type EdgeAuthKey = Vec<u8>;
+    type CloudFrontKeys = Arc<crate::token::cloudfront::PublicKeys>;
     type NodeAddr = SocketAddr;
     type Ca = Arc<Vec<Vec<u8>>>;
     #[cfg(feature = "control")]

@@ -486,3 +486,56 @@ fn origin_idle_timeout_defaults_below_node_and_apache_and_names_its_key() {
     let err = parse(&format!("{POOL}idle_timeout = \"soon\"\n")).unwrap_err();
     assert_eq!(err.key, "origins[0].idle_timeout");
 }
+
+#[test]
+fn cloudfront_keys_are_checked_and_errors_name_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("k.key"), "ab".repeat(32)).unwrap();
+    let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/cloudfront");
+    let text = |cf: &str| {
+        format!(
+            "{POOL}[tokens]\nkeys = [{{ id = \"k\", secret_file = \"k.key\" }}]\n[tokens.cloudfront]\n{cf}"
+        )
+    };
+    let load = |cf: &str| Config::parse(&text(cf), dir.path()).and_then(|c| c.resolve());
+    let ok = load(&format!(
+        "keys = [{{ id = \"K2A\", public_key_file = \"{fixtures}/test-public.pem\" }}, {{ id = \"K2B\", public_key_file = \"{fixtures}/other-public.pem\" }}]"
+    ))
+    .unwrap();
+    let keys = ok.tokens.unwrap().cloudfront.unwrap();
+    assert_eq!(keys.ids().collect::<Vec<_>>(), ["K2A", "K2B"]);
+    for (cf, key, reason) in [
+        ("keys = []", "tokens.cloudfront.keys", "at least one key"),
+        (
+            "keys = [{ id = \"a b\", public_key_file = \"x.pem\" }]",
+            "tokens.cloudfront.keys[0].id",
+            "[A-Za-z0-9_-]",
+        ),
+        (
+            "keys = [{ id = \"K\", public_key_file = \"x.pem\" }, { id = \"K\", public_key_file = \"y.pem\" }]",
+            "tokens.cloudfront.keys[1].id",
+            "duplicate",
+        ),
+        (
+            "keys = [{ id = \"K\", public_key_file = \"missing.pem\" }]",
+            "tokens.cloudfront.keys[0].public_key_file",
+            "cannot read",
+        ),
+        (
+            "keys = [{ id = \"K\", public_key_file = \"k.key\" }]",
+            "tokens.cloudfront.keys[0].public_key_file",
+            "PUBLIC KEY",
+        ),
+    ] {
+        let err = load(cf).unwrap_err();
+        assert_eq!(err.key, key, "{cf}: {err}");
+        assert!(err.reason.contains(reason), "{cf}: {err}");
+    }
+    let short = load(&format!(
+        "keys = [{{ id = \"K\", public_key_file = \"{fixtures}/rsa1024-public.pem\" }}]"
+    ))
+    .unwrap_err();
+    assert!(short.reason.contains("1024 bits"), "{short}");
+    let err = load("keys = [{ id = \"K\" }]").unwrap_err();
+    assert!(err.reason.contains("public_key_file"), "{err}");
+}

@@ -28,6 +28,9 @@ pub struct TokensConfig<S: Stage = Loaded> {
     pub public: Vec<String>,
     /// Akamai EdgeAuth 2.0 tokens, accepted as well when configured.
     pub edgeauth: Option<EdgeAuthConfig<S>>,
+    /// CloudFront signed URLs and cookies, accepted as well when configured
+    /// (`[tokens.cloudfront]`): the public keys by key pair id.
+    pub cloudfront: Option<S::CloudFrontKeys>,
 }
 
 #[derive(Clone)]
@@ -97,7 +100,13 @@ impl TokensConfig<Parsed> {
                 )?,
             }),
         };
+        let cloudfront = t.cloudfront.map(cloudfront_keys).transpose()?.map(|keys| {
+            keys.into_iter()
+                .map(|(id, file)| (id, base.join(file)))
+                .collect()
+        });
         Ok(TokensConfig {
+            cloudfront,
             required: t.required.unwrap_or(true),
             param,
             cookie: t.cookie.unwrap_or_else(|| "edge_token".into()),
@@ -159,7 +168,12 @@ impl TokensConfig<Parsed> {
                 })
             }
         };
+        let cloudfront = match self.cloudfront {
+            None => None,
+            Some(keys) => Some(Arc::new(load_cloudfront(keys)?)),
+        };
         Ok(TokensConfig {
+            cloudfront,
             required: self.required,
             param: self.param,
             cookie: self.cookie,
@@ -169,6 +183,51 @@ impl TokensConfig<Parsed> {
             edgeauth,
         })
     }
+}
+
+/// `[tokens.cloudfront]`: at least one key, ids valid and unique (checked without I/O).
+fn cloudfront_keys(
+    c: super::file::CloudFrontSection,
+) -> Result<Vec<(String, String)>, ConfigError> {
+    if c.keys.is_empty() {
+        return Err(ConfigError::new(
+            "tokens.cloudfront.keys",
+            "at least one key is required: [{ id = \"K…\", public_key_file = \"….pem\" }]",
+        ));
+    }
+    let mut out: Vec<(String, String)> = Vec::with_capacity(c.keys.len());
+    for (i, k) in c.keys.into_iter().enumerate() {
+        let key = format!("tokens.cloudfront.keys[{i}].id");
+        if !crate::token::is_valid_kid(&k.id) {
+            return Err(ConfigError::new(
+                key,
+                format!("{:?} must be 1-32 characters of [A-Za-z0-9_-]", k.id),
+            ));
+        }
+        if out.iter().any(|(id, _)| *id == k.id) {
+            return Err(ConfigError::new(
+                key,
+                format!("duplicate key pair id {:?}", k.id),
+            ));
+        }
+        out.push((k.id, k.public_key_file));
+    }
+    Ok(out)
+}
+
+/// Reads the CloudFront public keys (start-up I/O); errors name the key's file.
+fn load_cloudfront(
+    keys: Vec<(String, std::path::PathBuf)>,
+) -> Result<crate::token::cloudfront::PublicKeys, ConfigError> {
+    let mut out = crate::token::cloudfront::PublicKeys::default();
+    for (i, (id, path)) in keys.into_iter().enumerate() {
+        let key = format!("tokens.cloudfront.keys[{i}].public_key_file");
+        let pem = std::fs::read(&path)
+            .map_err(|e| ConfigError::new(&key, format!("cannot read {}: {e}", path.display())))?;
+        out.add_pem(&id, &pem)
+            .map_err(|e| ConfigError::new(&key, format!("{}: {e}", path.display())))?;
+    }
+    Ok(out)
 }
 
 impl TokensConfig {

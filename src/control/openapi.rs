@@ -90,7 +90,7 @@ fn operation(spec: &RouteSpec) -> Value {
     }
 
     let mut responses = Map::new();
-    let success = match spec.response {
+    let mut success = match spec.response {
         Some(s) => json!({ "description": "Success", "content": json_content(schema_ref(s)) }),
         None if spec.op == super::routes::Op::OpenApi => json!({
             "description": "The OpenAPI document",
@@ -98,6 +98,14 @@ fn operation(spec: &RouteSpec) -> Value {
         }),
         None => json!({ "description": "Success (no body)" }),
     };
+    if spec.op == super::routes::Op::Playback {
+        success["headers"] = json!({ "Set-Cookie": {
+            "description": "The same token as the edge's token cookie (`[tokens] cookie`): Path the \
+                            title's folder, Max-Age the token's lifetime, Secure, HttpOnly, \
+                            SameSite=Lax. A player that sends it plays the unsigned manifest URL.",
+            "schema": { "type": "string" }
+        }});
+    }
     responses.insert(spec.status.to_string(), success);
     if spec.op == super::routes::Op::AdminPutTitle {
         responses.insert(

@@ -34,6 +34,8 @@ pub struct ControlConfig {
     pub password_hashing: PasswordHashing,
     /// Profiles per account.
     pub max_profiles: u32,
+    /// The edge's token cookie (`[tokens] cookie`): playback sets it for the title's folder.
+    pub playback_cookie: String,
 }
 
 impl std::fmt::Debug for ControlConfig {
@@ -65,7 +67,7 @@ impl ControlConfig {
     /// A configuration with the defaults: no CDN hosts, tiers 480/1080/unlimited, slack 1 h,
     /// sessions 7 days, no seed, 5 failed logins per account and address / 20 per address per
     /// 15 min, 10 registrations per address per hour, OWASP argon2id cost, 5 profiles per
-    /// account.
+    /// account, playback cookie `edge_token`.
     pub fn new(database: impl Into<Database>, admin_token: impl Into<String>) -> Self {
         ControlConfig {
             database: database.into(),
@@ -79,6 +81,7 @@ impl ControlConfig {
             register_limits: RegisterLimits::default(),
             password_hashing: PasswordHashing::default(),
             max_profiles: 5,
+            playback_cookie: "edge_token".into(),
         }
     }
 }

@@ -45,7 +45,8 @@ const BOM: &[u8] = b"\xEF\xBB\xBF";
 #[derive(Clone)]
 pub struct PlaylistRewriter {
     append: Vec<u8>,
-    param: Vec<u8>,
+    /// The names of the parameters in `append` (one, or several joined by `&`).
+    params: Vec<Vec<u8>>,
     own_host: Option<Vec<u8>>,
     buf: Vec<u8>,
     passthrough: bool,
@@ -55,7 +56,14 @@ pub struct PlaylistRewriter {
 impl std::fmt::Debug for PlaylistRewriter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PlaylistRewriter")
-            .field("param", &String::from_utf8_lossy(&self.param))
+            .field(
+                "params",
+                &self
+                    .params
+                    .iter()
+                    .map(|p| String::from_utf8_lossy(p))
+                    .collect::<Vec<_>>(),
+            )
             .field(
                 "own_host",
                 &self.own_host.as_deref().map(String::from_utf8_lossy),
@@ -68,19 +76,23 @@ impl std::fmt::Debug for PlaylistRewriter {
 }
 
 impl PlaylistRewriter {
-    /// `append` is the query fragment added to every URI, e.g. `token=v1.k1.xxx.yyy`; the
-    /// parameter name is the part before the first `=`. Bytes that would break a playlist line
+    /// `append` is the query fragment added to every URI, e.g. `token=v1.k1.xxx.yyy`, or
+    /// several parameters joined by `&` (a CloudFront signature); each parameter's name is the
+    /// part before its first `=`, and a URI's own parameters of those names are replaced. Bytes that would break a playlist line
     /// or a quoted attribute (controls, space, `"`, `#`, non-ASCII, …) are percent-encoded. An
     /// empty `append` makes the rewriter an identity.
     pub fn new(append: String) -> Self {
         let append = sanitize(append.as_bytes());
-        let param = match memchr::memchr(b'=', &append) {
-            Some(i) => append.get(..i).unwrap_or(&[]).to_vec(),
-            None => append.clone(),
-        };
+        let params = append
+            .split(|&c| c == b'&')
+            .map(|part| match memchr::memchr(b'=', part) {
+                Some(i) => part.get(..i).unwrap_or(&[]).to_vec(),
+                None => part.to_vec(),
+            })
+            .collect();
         PlaylistRewriter {
             append,
-            param,
+            params,
             own_host: None,
             buf: Vec::new(),
             passthrough: false,
@@ -297,7 +309,7 @@ impl PlaylistRewriter {
                         Some(i) => pair.get(..i).unwrap_or(pair),
                         None => pair,
                     };
-                    if name == self.param.as_slice() {
+                    if self.params.iter().any(|p| p.as_slice() == name) {
                         if !replaced {
                             parts.push(&self.append);
                             replaced = true;

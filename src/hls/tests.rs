@@ -358,6 +358,22 @@ fn append_is_sanitised_and_param_name_derived() {
 }
 
 #[test]
+fn several_parameters_are_carried_and_replace_their_namesakes() {
+    // A CloudFront signature rides as three parameters.
+    let mut r = PlaylistRewriter::new("Policy=p_&Signature=s~-&Key-Pair-Id=K1".to_string());
+    assert_eq!(
+        r.rewrite_all(
+            b"a.ts\nb.ts?x=1&Signature=old&y=2&Key-Pair-Id=K0\n#EXT-X-MAP:URI=\"i.mp4\"\n"
+        ),
+        &b"a.ts?Policy=p_&Signature=s~-&Key-Pair-Id=K1\n\
+b.ts?x=1&Policy=p_&Signature=s~-&Key-Pair-Id=K1&y=2\n\
+#EXT-X-MAP:URI=\"i.mp4?Policy=p_&Signature=s~-&Key-Pair-Id=K1\"\n"[..]
+    );
+    let d = format!("{r:?}");
+    assert!(d.contains("\"Signature\"") && !d.contains("s~-"), "{d}");
+}
+
+#[test]
 fn debug_hides_token() {
     let r = PlaylistRewriter::new(TOK.into()).with_own_host("h");
     let d = format!("{r:?}");

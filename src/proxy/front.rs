@@ -261,11 +261,11 @@ impl Front {
 
     /// Look at the bytes read so far: a request the front answers, one for the pipeline, or
     /// not a whole head yet. `checked`: a prefix of `buf` seen before without an end of head.
-    fn inspect(&self, buf: &[u8], checked: usize, client: IpAddr) -> Next {
+    fn inspect(&self, buf: &[u8], checked: usize, client: IpAddr, tls: bool) -> Next {
         let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
         let mut req = httparse::Request::new(&mut headers);
         match req.parse(buf) {
-            Ok(httparse::Status::Complete(n)) => match self.decide(&req, client) {
+            Ok(httparse::Status::Complete(n)) => match self.decide(&req, client, tls) {
                 Some(reply) => Next::Answer(n, Box::new(reply)),
                 None => Next::Pipeline(framing::of(&req).map(|f| (n, f))),
             },
@@ -300,14 +300,14 @@ impl Front {
     /// Whether this request is a fresh memory hit the front may answer, and the answer. The
     /// gate decides what the request is, exactly as for the pipeline; the front only adds
     /// "can I answer this myself".
-    fn decide(&self, req: &httparse::Request<'_, '_>, peer: IpAddr) -> Option<Reply> {
+    fn decide(&self, req: &httparse::Request<'_, '_>, peer: IpAddr, tls: bool) -> Option<Reply> {
         // The request's one snapshot of the reloadable settings.
         let live = self.state.live();
         if !live.config.server.fast_hits {
             return None;
         }
         let state = self.state;
-        let (plain, admitted) = plain_content(state, &live, req, peer, super::unix_now())?;
+        let (plain, admitted) = plain_content(state, &live, req, peer, tls, super::unix_now())?;
         let Admitted {
             cors_origin,
             client,
@@ -498,6 +498,8 @@ impl Front {
         shutdown: &ShutdownWatch,
     ) -> Option<Stream> {
         let mut watch = shutdown.clone();
+        // The listener's scheme, for CloudFront policies (the gate's `RequestView::tls`).
+        let tls = pingora_core::protocols::Ssl::get_ssl_digest(&*stream).is_some();
         let mut buf = BytesMut::with_capacity(4096);
         let mut clock = HeadClock::start(
             self.state.live().config.server.limits.header_timeout,
@@ -511,7 +513,7 @@ impl Front {
             let mut request = None;
             while !to_pipeline {
                 let started = Instant::now();
-                match self.inspect(&buf, checked, client) {
+                match self.inspect(&buf, checked, client, tls) {
                     Next::Answer(n, reply) => {
                         if self.answer(&mut stream, *reply, started).await.is_err() {
                             return None;
@@ -628,6 +630,7 @@ pub(crate) fn plain_content<'a>(
     live: &Live,
     req: &httparse::Request<'_, 'a>,
     peer: IpAddr,
+    tls: bool,
     now: u64,
 ) -> Option<(Plain<'a>, Admitted)> {
     let plain = Plain::of(req)?;
@@ -639,6 +642,7 @@ pub(crate) fn plain_content<'a>(
         authority: None,
         headers: Headers::H1(req.headers),
         peer,
+        tls,
         line_len: gate::line_len(req.method.unwrap_or(""), plain.target_len),
     };
     let gate::Decision {

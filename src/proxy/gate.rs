@@ -131,6 +131,8 @@ pub struct RequestView<'a> {
     pub headers: Headers<'a>,
     /// The socket peer.
     pub peer: IpAddr,
+    /// The connection is TLS (the listener's scheme is `https`).
+    pub tls: bool,
     /// The request line's length as sent (`method SP target SP version`), for
     /// [`crate::limits::size`].
     pub line_len: usize,
@@ -142,8 +144,8 @@ pub fn line_len(method: &str, target: usize) -> usize {
 }
 
 impl<'a> RequestView<'a> {
-    /// The view of a request Pingora parsed.
-    pub fn of(req: &'a pingora_http::RequestHeader, peer: IpAddr) -> Self {
+    /// The view of a request Pingora parsed, which came over TLS when `tls`.
+    pub fn of(req: &'a pingora_http::RequestHeader, peer: IpAddr, tls: bool) -> Self {
         RequestView {
             method: req.method.as_str(),
             version: req.version,
@@ -158,6 +160,7 @@ impl<'a> RequestView<'a> {
             }),
             headers: Headers::Map(&req.headers),
             peer,
+            tls,
             line_len: line_len(req.method.as_str(), req.raw_path().len()),
         }
     }
@@ -354,7 +357,11 @@ fn admission(
             .headers
             .all("cookie")
             .filter_map(|v| std::str::from_utf8(v).ok());
-        let checked = tokens::check(tc, &path, query.as_deref(), cookies, client, now);
+        let site = tokens::Site {
+            tls: req.tls,
+            host: &host,
+        };
+        let checked = tokens::check(tc, site, &path, query.as_deref(), cookies, client, now);
         path = checked.path;
         query = checked.query;
         match checked.verdict {

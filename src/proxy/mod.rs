@@ -521,7 +521,11 @@ impl EdgeProxy {
                 .edgeauth
                 .as_ref()
                 .map(|ea| format!("{}={}", ea.param, encode(&g.token))),
-            tokens::Placement::Path | tokens::Placement::Cookie => None,
+            // The parameters as they came, already encoded.
+            tokens::Placement::CloudFrontQuery => Some(g.token.clone()),
+            tokens::Placement::Path
+            | tokens::Placement::Cookie
+            | tokens::Placement::CloudFrontCookie => None,
         };
         let codings = resp.headers.get_all(http::header::CONTENT_ENCODING);
         Some(
@@ -611,7 +615,9 @@ fn rewrites_playlist(
     let Some(g) = token else { return false };
     let has_work = matches!(
         g.placement,
-        tokens::Placement::Query | tokens::Placement::EdgeAuthQuery
+        tokens::Placement::Query
+            | tokens::Placement::EdgeAuthQuery
+            | tokens::Placement::CloudFrontQuery
     ) || g.claims.as_ref().is_some_and(|c| c.mh.is_some());
     has_work && status == StatusCode::OK && crate::hls::is_playlist(content_type, path)
 }
@@ -683,8 +689,9 @@ impl ProxyHttp for EdgeProxy {
             .and_then(|a| a.as_inet())
             .map(|a| a.ip())
             .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+        let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
         let decision = gate::admit(
-            &gate::RequestView::of(session.req_header(), peer),
+            &gate::RequestView::of(session.req_header(), peer, tls),
             self.state,
             &ctx.live,
             unix_now(),

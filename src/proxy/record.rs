@@ -79,6 +79,10 @@ impl RequestRecord {
         let token_params: Vec<&str> = live.config.tokens.as_ref().map_or(Vec::new(), |tc| {
             let mut names = vec![tc.param.as_str()];
             names.extend(tc.edgeauth.as_ref().map(|ea| ea.param.as_str()));
+            // A CloudFront signature (and its policy) is a bearer credential too.
+            if tc.cloudfront.is_some() {
+                names.extend(["Signature", "Policy"]);
+            }
             names
         });
         let claims = d.token.and_then(|g| g.claims.as_ref());

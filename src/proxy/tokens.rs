@@ -2,8 +2,16 @@
 //! what the request looks like without it (for the cache key and the origin).
 //!
 //! Placements, checked in this order: path prefix `/t/<token>/…`, query parameter
-//! (`[tokens] param`), EdgeAuth query parameter (`[tokens.edgeauth] param`), cookie. The token
-//! is always removed from the path and query, so every viewer shares one cached object.
+//! (`[tokens] param`), EdgeAuth query parameter (`[tokens.edgeauth] param`), CloudFront query
+//! parameters (`[tokens.cloudfront]`), cookie, CloudFront cookies. The token is always removed
+//! from the path and query, so every viewer shares one cached object.
+//!
+//! A CloudFront policy is matched against the URL the edge rebuilds from the request
+//! ([`Site::url`]): `http` or `https` by the listener the request came in on, the request's
+//! host (the target's authority or `Host`, lower-cased, without a default port), the
+//! normalised path without a `/t/<token>` prefix, and the query without the edge's own token
+//! parameters and without the CloudFront parameters (the rest in its original order and
+//! bytes).
 
 use std::net::IpAddr;
 
@@ -17,11 +25,18 @@ pub enum Placement {
     Query,
     EdgeAuthQuery,
     Cookie,
+    /// CloudFront `Expires`/`Policy`, `Signature`, `Key-Pair-Id` query parameters.
+    CloudFrontQuery,
+    /// CloudFront signed cookies.
+    CloudFrontCookie,
 }
 
 /// An accepted token.
 #[derive(Debug, Clone)]
 pub struct Granted {
+    /// The token as it rides; for [`Placement::CloudFrontQuery`] the query parameters to carry
+    /// (`Policy=…&Signature=…&Key-Pair-Id=…`), for [`Placement::CloudFrontCookie`] the
+    /// `Key-Pair-Id`.
     pub token: String,
     pub placement: Placement,
     /// Native tokens' claims (`None` for EdgeAuth).
@@ -56,6 +71,71 @@ fn strip_query(
     }
 }
 
+/// Where a request arrived: what a CloudFront policy's `Resource` is matched against.
+#[derive(Debug, Clone, Copy)]
+pub struct Site<'a> {
+    /// The request came in over TLS (`https`).
+    pub tls: bool,
+    /// The request's host, normalised as in the cache key.
+    pub host: &'a str,
+}
+
+impl Site<'_> {
+    /// The URL of `path` and `query` at this site (see the module doc).
+    pub fn url(&self, path: &str, query: Option<&str>) -> String {
+        let (scheme, default_port) = if self.tls {
+            ("https", ":443")
+        } else {
+            ("http", ":80")
+        };
+        let host = self.host.strip_suffix(default_port).unwrap_or(self.host);
+        match query {
+            Some(q) => format!("{scheme}://{host}{path}?{q}"),
+            None => format!("{scheme}://{host}{path}"),
+        }
+    }
+}
+
+/// The CloudFront signature values in `query`, and the query without them. `None` when the
+/// query carries no CloudFront signature (the query is kept whole); a repeated parameter is
+/// `cf_malformed`.
+#[allow(clippy::type_complexity)]
+fn cloudfront_query(
+    query: Option<&str>,
+) -> Option<(Option<String>, Result<[Option<String>; 4], Reject>)> {
+    let mut rest = query.map(str::to_string);
+    let mut values: [Option<String>; 4] = Default::default();
+    for (slot, name) in values.iter_mut().zip(token::cloudfront::QUERY_PARAMS) {
+        let (r, v) = strip_query(rest.as_deref(), name);
+        match v {
+            Ok(v) => *slot = v,
+            Err(_) => return Some((query.map(str::to_string), Err(Reject::CfMalformed))),
+        }
+        rest = r;
+    }
+    let signed = token::cloudfront::Signed::from_values(values.each_ref().map(|v| v.as_deref()));
+    signed.present().then_some((rest, Ok(values)))
+}
+
+/// The query parameters that carry a CloudFront signature on to playlist URIs, in the order
+/// CloudFront's own signers write them.
+fn cloudfront_carried(values: &[Option<String>; 4]) -> String {
+    const VALUE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'_')
+        .remove(b'~');
+    values
+        .iter()
+        .zip(token::cloudfront::QUERY_PARAMS)
+        .filter_map(|(v, name)| {
+            v.as_deref()
+                .map(|v| format!("{name}={}", percent_encoding::utf8_percent_encode(v, VALUE)))
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
 /// Whether `path` (normalised, without a token prefix) needs a token.
 pub fn protects(cfg: &TokensConfig, path: &str) -> bool {
     cfg.required && !cfg.public.iter().any(|p| path.starts_with(p.as_str()))
@@ -65,6 +145,7 @@ pub fn protects(cfg: &TokensConfig, path: &str) -> bool {
 /// field values (HTTP/2 may split them into several).
 pub fn check<'c>(
     cfg: &TokensConfig,
+    site: Site<'_>,
     path: &str,
     query: Option<&str>,
     cookies: impl IntoIterator<Item = &'c str>,
@@ -81,19 +162,38 @@ pub fn check<'c>(
         Some(ea) => strip_query(query.as_deref(), &ea.param),
         None => (query, Ok(None)),
     };
+    let (query, cf_q) = match &cfg.cloudfront {
+        Some(_) => match cloudfront_query(query.as_deref()) {
+            Some((rest, values)) => (rest, Some(values)),
+            None => (query, None),
+        },
+        None => (query, None),
+    };
     let checked = |verdict| Checked {
         path: path.clone(),
         query: query.clone(),
         verdict,
     };
-    let (native_q, edge_q) = match (native_q, edge_q) {
-        (Err(r), _) | (_, Err(r)) => return checked(Err(r)),
-        (Ok(a), Ok(b)) => (a, b),
+    let (native_q, edge_q, cf_q) = match (native_q, edge_q, cf_q.transpose()) {
+        (Err(r), _, _) | (_, Err(r), _) | (_, _, Err(r)) => return checked(Err(r)),
+        (Ok(a), Ok(b), Ok(c)) => (a, b, c),
     };
+    let cookies: Vec<&str> = cookies.into_iter().collect();
     let cookie_token = cookies
-        .into_iter()
+        .iter()
         .find_map(|c| token::from_cookie(c, &cfg.cookie))
         .map(str::to_string);
+    let cloudfront = |signed: &token::cloudfront::Signed<'_>| {
+        let keys = cfg.cloudfront.as_deref().ok_or(Reject::CfUnknownKey)?;
+        let url = site.url(&path, query.as_deref());
+        token::cloudfront::verify(keys, signed, &url, client, now, &cfg.policy)
+    };
+    let cf_cookies = cfg.cloudfront.as_ref().map(|_| {
+        token::cloudfront::Signed::from_values(
+            token::cloudfront::COOKIES
+                .map(|name| cookies.iter().find_map(|c| token::from_cookie(c, name))),
+        )
+    });
 
     let native = |t: String, placement| {
         let claims = token::verify(&cfg.keyring, &t, &path, client, now, &cfg.policy)?;
@@ -122,8 +222,26 @@ pub fn check<'c>(
                 claims: None,
             })
         })
+    } else if let Some(values) = cf_q {
+        let signed =
+            token::cloudfront::Signed::from_values(values.each_ref().map(|v| v.as_deref()));
+        cloudfront(&signed).map(|_| {
+            Some(Granted {
+                token: cloudfront_carried(&values),
+                placement: Placement::CloudFrontQuery,
+                claims: None,
+            })
+        })
     } else if let Some(t) = cookie_token {
         native(t, Placement::Cookie)
+    } else if let Some(signed) = cf_cookies.filter(|s| s.present()) {
+        cloudfront(&signed).map(|v| {
+            Some(Granted {
+                token: v.key_pair_id,
+                placement: Placement::CloudFrontCookie,
+                claims: None,
+            })
+        })
     } else if !protects(cfg, &path) {
         Ok(None)
     } else {
@@ -140,6 +258,10 @@ mod tests {
     use std::sync::Arc;
 
     const NOW: u64 = 1_800_000_000;
+    const SITE: Site<'static> = Site {
+        tls: false,
+        host: "edge.test",
+    };
 
     fn cfg() -> TokensConfig {
         TokensConfig {
@@ -153,6 +275,7 @@ mod tests {
                 param: "hdnts".into(),
                 key: vec![1, 2, 3, 4],
             }),
+            cloudfront: Some(Arc::new(Default::default())),
         }
     }
 
@@ -163,6 +286,7 @@ mod tests {
     fn run(path: &str, query: Option<&str>, cookie: Option<&str>) -> Checked {
         check(
             &cfg(),
+            SITE,
             path,
             query,
             cookie,
@@ -221,6 +345,7 @@ mod tests {
         optional.required = false;
         let c = check(
             &optional,
+            SITE,
             "/v/a/seg.ts",
             None,
             None,
@@ -231,6 +356,7 @@ mod tests {
         // A bad token is refused even where none is required.
         let c = check(
             &optional,
+            SITE,
             "/v/a/seg.ts",
             Some("token=v1.k1.x.y"),
             None,
@@ -245,5 +371,59 @@ mod tests {
         let c = run("/v/a/seg.ts", Some("hdnts=exp=1~acl=/*~hmac=00&z=9"), None);
         assert_eq!(c.query.as_deref(), Some("z=9"));
         assert!(c.verdict.is_err(), "a forged EdgeAuth token is refused");
+    }
+
+    #[test]
+    fn cloudfront_params_are_stripped_only_when_signed() {
+        // No key configured under this id: refused, and every CloudFront parameter is out of
+        // the query the origin and the key see.
+        let c = run(
+            "/v/a/seg.ts",
+            Some("a=1&Expires=1800000600&Signature=abc&Key-Pair-Id=K1&b=2"),
+            None,
+        );
+        assert_eq!(c.query.as_deref(), Some("a=1&b=2"));
+        assert_eq!(c.verdict.unwrap_err(), Reject::CfUnknownKey);
+        let c = run(
+            "/v/a/seg.ts",
+            Some("Policy=e30_&Signature=abc&Key-Pair-Id=K1&Signature=x"),
+            None,
+        );
+        assert_eq!(c.verdict.unwrap_err(), Reject::CfMalformed);
+        // `Expires` alone is the origin's own parameter.
+        let t = sign("/v/a/");
+        let c = run("/v/a/seg.ts", Some(&format!("Expires=5&token={t}")), None);
+        assert_eq!(c.query.as_deref(), Some("Expires=5"));
+        assert!(c.verdict.is_ok());
+        // Cookies: present only with a signature, key pair id or policy cookie.
+        let c = run(
+            "/v/a/seg.ts",
+            None,
+            Some("CloudFront-Key-Pair-Id=K1; CloudFront-Expires=9"),
+        );
+        assert_eq!(c.verdict.unwrap_err(), Reject::CfMalformed);
+        let c = run("/v/a/seg.ts", None, Some("CloudFront-Expires=9"));
+        assert_eq!(c.verdict.unwrap_err(), Reject::Missing);
+    }
+
+    #[test]
+    fn urls_of_a_site() {
+        let s = |tls, host| Site { tls, host };
+        assert_eq!(s(false, "h").url("/v/a.ts", None), "http://h/v/a.ts");
+        assert_eq!(
+            s(true, "h:443").url("/v/a.ts", Some("x=1")),
+            "https://h/v/a.ts?x=1"
+        );
+        assert_eq!(s(false, "h:8080").url("/", None), "http://h:8080/");
+        assert_eq!(s(true, "h:8443").url("/", None), "https://h:8443/");
+        assert_eq!(
+            cloudfront_carried(&[
+                None,
+                Some("e30_".into()),
+                Some("a~b-c".into()),
+                Some("K1".into())
+            ]),
+            "Policy=e30_&Signature=a~b-c&Key-Pair-Id=K1"
+        );
     }
 }

@@ -25,10 +25,13 @@
 //! Other pieces:
 //! - [`extract`]: pull a token out of a `/t/<token>/…` path, a query string or a cookie header.
 //! - [`edgeauth`]: verification of Akamai EdgeAuth 2.0 tokens (`st=…~exp=…~acl=…~hmac=…`).
+//! - [`cloudfront`]: verification of CloudFront signed URLs and signed cookies (RSA-SHA1 over
+//!   a canned or custom policy).
 //! - [`testvec`]: a fixed known-answer vector for checking other implementations.
 
 mod acl;
 mod claims;
+pub mod cloudfront;
 pub mod edgeauth;
 pub mod extract;
 mod keys;
@@ -82,11 +85,32 @@ pub enum Reject {
     /// The path is a rendition taller than the token's `mh` (max height) allows.
     #[error("token does not allow this rendition")]
     RenditionNotAllowed,
+    /// A CloudFront signature whose parameters or policy could not be parsed.
+    #[error("CloudFront signature malformed")]
+    CfMalformed,
+    /// A CloudFront `Key-Pair-Id` with no configured public key.
+    #[error("CloudFront key pair id unknown")]
+    CfUnknownKey,
+    /// A CloudFront signature that does not verify (for a canned policy: also another URL).
+    #[error("CloudFront signature invalid")]
+    CfBadSignature,
+    /// A CloudFront policy's `DateLessThan` has passed.
+    #[error("CloudFront policy expired")]
+    CfExpired,
+    /// A CloudFront policy's `DateGreaterThan` is still ahead.
+    #[error("CloudFront policy not yet valid")]
+    CfNotYetValid,
+    /// A CloudFront policy's `Resource` does not match the request's URL.
+    #[error("CloudFront policy resource does not match the URL")]
+    CfResource,
+    /// A CloudFront policy's `IpAddress` does not hold the client.
+    #[error("CloudFront policy bound to other client addresses")]
+    CfIp,
 }
 
 impl Reject {
     /// Every variant, in declaration order (metrics pre-register each one's [`Reject::code`]).
-    pub const ALL: [Reject; 10] = [
+    pub const ALL: [Reject; 17] = [
         Reject::Missing,
         Reject::Malformed,
         Reject::BadSignature,
@@ -97,6 +121,13 @@ impl Reject {
         Reject::IpMismatch,
         Reject::TtlTooLong,
         Reject::RenditionNotAllowed,
+        Reject::CfMalformed,
+        Reject::CfUnknownKey,
+        Reject::CfBadSignature,
+        Reject::CfExpired,
+        Reject::CfNotYetValid,
+        Reject::CfResource,
+        Reject::CfIp,
     ];
 
     /// The short, stable reason code.
@@ -112,6 +143,13 @@ impl Reject {
             Reject::IpMismatch => "ip_mismatch",
             Reject::TtlTooLong => "ttl_too_long",
             Reject::RenditionNotAllowed => "rendition_not_allowed",
+            Reject::CfMalformed => "cf_malformed",
+            Reject::CfUnknownKey => "cf_unknown_key",
+            Reject::CfBadSignature => "cf_bad_signature",
+            Reject::CfExpired => "cf_expired",
+            Reject::CfNotYetValid => "cf_not_yet_valid",
+            Reject::CfResource => "cf_resource",
+            Reject::CfIp => "cf_ip",
         }
     }
 }

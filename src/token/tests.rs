@@ -312,7 +312,14 @@ fn reject_codes() {
             "acl_mismatch",
             "ip_mismatch",
             "ttl_too_long",
-            "rendition_not_allowed"
+            "rendition_not_allowed",
+            "cf_malformed",
+            "cf_unknown_key",
+            "cf_bad_signature",
+            "cf_expired",
+            "cf_not_yet_valid",
+            "cf_resource",
+            "cf_ip"
         ]
     );
 }

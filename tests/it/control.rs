@@ -186,6 +186,108 @@ async fn register_login_search_play_and_continue_watching() {
     );
 }
 
+/// The `Set-Cookie` of a playback answer, and the `Cookie` value a player sends back.
+async fn playback_cookie(api: &Api<'_>, title: &str) -> (String, String) {
+    let r = client()
+        .post(api.edge.url(&format!("/api/v1/playback/{title}")))
+        .bearer_auth(api.token.as_deref().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let set = r.headers()["set-cookie"].to_str().unwrap().to_string();
+    let pair = set.split(';').next().unwrap().trim().to_string();
+    (set, pair)
+}
+
+/// ffmpeg plays `url` with `cookie` sent on every request (the master, the variant playlists
+/// and their segments): a player that carries a cookie and no token.
+fn ffmpeg_plays_with_cookie(url: &str, cookie: &str) -> Result<(), String> {
+    let out = std::process::Command::new("ffmpeg")
+        .args(["-nostdin", "-v", "error", "-headers"])
+        .arg(format!("Cookie: {cookie}\r\n"))
+        .args(["-i", url, "-map", "0", "-c", "copy", "-f", "null", "-"])
+        .output()
+        .expect("ffmpeg must be installed (bash .ci/deps test)");
+    let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
+    if out.status.success() && err.is_empty() {
+        Ok(())
+    } else {
+        Err(err)
+    }
+}
+
+#[tokio::test]
+async fn the_playback_cookie_plays_the_title_from_an_unsigned_manifest_url() {
+    let (edge, _s) = control_edge("7d").await;
+    let api = login(&edge, "cookie@example.com").await;
+    let (set, cookie) = playback_cookie(&api, "demo").await;
+    // The edge's own token cookie, for the title's folder only, not readable by scripts.
+    assert!(cookie.starts_with("edge_token=v1.demo."), "{set}");
+    let attrs: Vec<&str> = set.split(';').skip(1).map(str::trim).collect();
+    for want in ["Path=/demo/", "Secure", "HttpOnly", "SameSite=Lax"] {
+        assert!(attrs.contains(&want), "{want} in {set}");
+    }
+    let max_age: i64 = attrs
+        .iter()
+        .find_map(|a| a.strip_prefix("Max-Age="))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        (20..=3700).contains(&max_age),
+        "title duration + slack: {set}"
+    );
+
+    // An unsigned master URL: with the cookie every playlist and segment answers 200.
+    let master = edge.url("/demo/ts/master.m3u8");
+    let get = |url: String, cookie: Option<String>| async move {
+        let mut rb = client().get(url);
+        if let Some(c) = cookie {
+            rb = rb.header("cookie", c);
+        }
+        let r = rb.send().await.unwrap();
+        (r.status().as_u16(), r.text().await.unwrap_or_default())
+    };
+    let (s, body) = get(master.clone(), Some(cookie.clone())).await;
+    assert_eq!(s, 200, "{body}");
+    let variants: Vec<&str> = body.lines().filter(|l| l.ends_with(".m3u8")).collect();
+    assert_eq!(variants.len(), 3, "{body}");
+    for v in &variants {
+        let url = edge.url(&format!("/demo/ts/{v}"));
+        let (s, media) = get(url.clone(), Some(cookie.clone())).await;
+        assert_eq!(s, 200, "{url}");
+        assert!(
+            !media.contains("token="),
+            "cookie viewers get the playlist as it is"
+        );
+        let seg = media.lines().find(|l| l.ends_with(".ts")).unwrap();
+        let folder = v.rsplit_once('/').unwrap().0;
+        let (s, _) = get(
+            edge.url(&format!("/demo/ts/{folder}/{seg}")),
+            Some(cookie.clone()),
+        )
+        .await;
+        assert_eq!(s, 200, "{folder}/{seg}");
+        // Without the cookie: refused.
+        let (s, body) = get(edge.url(&format!("/demo/ts/{folder}/{seg}")), None).await;
+        assert_eq!((s, body.as_str()), (403, "missing\n"));
+    }
+    assert_eq!(get(master.clone(), None).await.0, 403);
+    // A real player: ffmpeg plays the whole title with the cookie, and not without it.
+    let (m, c) = (master.clone(), cookie.clone());
+    let played = tokio::task::spawn_blocking(move || {
+        (
+            ffmpeg_plays_with_cookie(&m, &c),
+            ffmpeg_plays_with_cookie(&m, "other=1"),
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(played.0, Ok(()));
+    assert!(played.1.is_err(), "without the cookie ffmpeg cannot play");
+}
+
 #[tokio::test]
 async fn playback_refusals_for_tier_maturity_country_and_expired_sessions() {
     let (edge, _s) = control_edge("2s").await;

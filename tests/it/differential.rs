@@ -10,6 +10,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use edge::token::{self, Claims, Keyring};
 
+use crate::support::cloudfront::{custom_policy, CfSigner};
 use crate::support::raw::{Conn, Resp};
 use crate::support::{Edge, Origin, Route};
 
@@ -52,7 +53,7 @@ fn row(what: &'static str, request: String, status: u16, front: bool) -> Row {
     }
 }
 
-async fn edges(origin: &Origin) -> (Edge, Edge, tempfile::TempDir) {
+async fn edges(origin: &Origin, cf: &CfSigner) -> (Edge, Edge, tempfile::TempDir) {
     let keys = tempfile::tempdir().unwrap();
     std::fs::write(
         keys.path().join("k1.key"),
@@ -65,9 +66,10 @@ async fn edges(origin: &Origin) -> (Edge, Edge, tempfile::TempDir) {
          [tokens]\nrequired = true\ncurrent = \"k1\"\nmax_ttl = \"1h\"\npublic = [\"/pub/\"]\n\
          keys = [{{ id = \"k1\", secret_file = \"{d}/k1.key\" }}]\n\
          [geo]\ndatabase = \"{DB}\"\ntrusted_proxies = [\"127.0.0.1/32\"]\n\
-         [[geo.rules]]\nprefix = \"/pub/uk/\"\nallow = [\"GB\"]\nunknown = \"deny\"\n",
+         [[geo.rules]]\nprefix = \"/pub/uk/\"\nallow = [\"GB\"]\nunknown = \"deny\"\n{cf}",
         addr = origin.addr,
-        d = keys.path().display()
+        d = keys.path().display(),
+        cf = cf.config(&[]),
     );
     // One node name for both, so `Via` and `Cache-Status` read the same.
     let sliced = "[[cache.slices]]\nprefix = \"/pub/big/\"\nsize = \"64 KiB\"\n";
@@ -121,7 +123,27 @@ async fn front_and_pipeline_agree_on_every_admission_outcome() {
             .header("cache-control", "no-store")
             .header("cdn-cache-control", "max-age=600"),
     );
-    let (fast, slow, _keys) = edges(&origin).await;
+    let cf = CfSigner::new("K2DIFF");
+    let (fast, slow, _keys) = edges(&origin, &cf).await;
+    let cf_canned = cf.canned_query("http://edge.test/v/a/seg.ts", now() + 600);
+    let cf_cookies = cf.custom_cookies(&custom_policy(
+        "http*://edge.test/v/*",
+        now() + 600,
+        None,
+        None,
+    ));
+    let cf_expired = cf.custom_query(&custom_policy(
+        "http*://edge.test/v/*",
+        now() - 600,
+        None,
+        None,
+    ));
+    let cf_elsewhere = cf.custom_query(&custom_policy(
+        "http*://edge.test/v/b/*",
+        now() + 600,
+        None,
+        None,
+    ));
 
     let ok = sign(&Claims::new("/v/a/", now() + 600));
     let mut expired = Claims::new("/v/", now() - 600);
@@ -207,6 +229,11 @@ async fn front_and_pipeline_agree_on_every_admission_outcome() {
         row("TRACE", "TRACE /pub/seg.ts HTTP/1.1\r\nHost: edge.test\r\n\r\n".into(), 405, false),
         row("empty suffix range", get("/pub/seg.ts", "Range: bytes=-0\r\n"), 416, false),
         row("path token", get(&format!("/t/{ok}/v/a/seg.ts"), ""), 200, true),
+        row("CloudFront canned URL", get(&format!("/v/a/seg.ts?{cf_canned}"), ""), 200, true),
+        row("CloudFront signed cookies", get("/v/a/seg.ts", &format!("Cookie: {cf_cookies}\r\n")), 200, true),
+        row("CloudFront policy expired", get(&format!("/v/a/seg.ts?{cf_expired}"), ""), 403, false),
+        row("CloudFront policy for another resource", get(&format!("/v/a/seg.ts?{cf_elsewhere}"), ""), 403, false),
+        row("CloudFront canned URL for another host", "GET /v/a/seg.ts?".to_string() + &cf_canned + " HTTP/1.1\r\nHost: other.test\r\n\r\n", 403, false),
         row("cookie token", get("/v/a/seg.ts", &format!("Cookie: a=b; edge_token={ok}\r\n")), 200, true),
         row("country allowed", get("/pub/uk/seg.ts", &format!("X-Forwarded-For: {GB}\r\n")), 200, true),
         row("country refused", get("/pub/uk/seg.ts", &format!("X-Forwarded-For: {US}\r\n")), 451, false),

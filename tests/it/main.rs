@@ -9,6 +9,7 @@ mod adversarial;
 mod bans;
 mod cache;
 mod cli;
+mod cloudfront;
 mod control;
 mod control_pg;
 mod demo;

@@ -64,6 +64,8 @@ pub(crate) struct Shared {
     /// A hash to verify against when the email is unknown (same cost as a real login).
     pub(crate) dummy_hash: OnceCell<String>,
     pub(crate) max_profiles: u32,
+    /// The edge's token cookie name (playback's `Set-Cookie`).
+    pub(crate) playback_cookie: String,
 }
 
 /// The state shared by all handlers. Cheap to clone.
@@ -222,6 +224,7 @@ impl AppState {
             hash_slots: Semaphore::new(slots),
             dummy_hash: OnceCell::new(),
             max_profiles: cfg.max_profiles,
+            playback_cookie: cfg.playback_cookie,
         })))
     }
 

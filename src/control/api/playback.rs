@@ -1,7 +1,11 @@
 //! Playback authorisation (signed manifest URLs) and watch progress.
+//!
+//! Playback answers with the signed manifest URL and also sets the same token as the edge's
+//! token cookie ([`playback_cookie`]), scoped to the title's folder, for players that cannot
+//! carry a token in the URL (native Safari/AVPlayer given an unsigned manifest URL).
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::Json;
 use serde::Serialize;
 
@@ -96,13 +100,25 @@ pub fn authorize(
     Ok((allowed, (max < u32::MAX).then_some(max)))
 }
 
+/// The `Set-Cookie` value that carries a playback token: the edge's token cookie `name`,
+/// `Path` the title's folder (the token's ACL, so the browser sends it for the title's
+/// playlists and segments only), gone when the token expires (`Max-Age`), `Secure`,
+/// `HttpOnly` (no script reads it) and `SameSite=Lax` (sent by same-site players and on a
+/// top-level navigation to the manifest, never on other sites' subrequests).
+pub fn playback_cookie(name: &str, token: &str, folder: &str, max_age: i64) -> String {
+    format!(
+        "{name}={token}; Path={folder}; Max-Age={}; Secure; HttpOnly; SameSite=Lax",
+        max_age.max(0)
+    )
+}
+
 /// `POST /playback/{title_id}`
 pub async fn playback(
     State(st): State<AppState>,
     viewer: Viewer,
     meta: ClientMeta,
     ApiPath(title_id): ApiPath<String>,
-) -> ApiResult<Json<PlaybackBody>> {
+) -> ApiResult<([(header::HeaderName, HeaderValue); 1], Json<PlaybackBody>)> {
     let title = load_title(&st, &title_id).await?;
     let now = st.now();
     let (renditions, max_height) =
@@ -134,7 +150,15 @@ pub async fn playback(
         .map(|h| url_for(h))
         .collect::<ApiResult<Vec<_>>>()?;
     tracing::debug!(title = %title.id, user = viewer.user.id, profile = viewer.profile.id, cdn = %first.name, "control: playback");
-    Ok(Json(PlaybackBody {
+    let cookie = playback_cookie(
+        &st.0.playback_cookie,
+        &token,
+        &title.acl_path,
+        exp.saturating_sub(now),
+    );
+    let cookie = HeaderValue::try_from(cookie)
+        .map_err(|e| ApiError::internal(format_args!("playback cookie: {e}")))?;
+    let body = Json(PlaybackBody {
         title_id: title.id,
         url,
         cdn: first.name.clone(),
@@ -142,7 +166,8 @@ pub async fn playback(
         renditions,
         max_height,
         expires_at: exp,
-    }))
+    });
+    Ok(([(header::SET_COOKIE, cookie)], body))
 }
 
 /// `PUT /progress/{title_id}`

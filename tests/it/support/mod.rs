@@ -2,6 +2,7 @@
 //! a real nginx ([`nginx::Nginx`]), a real HTTP client, a small tmpfs ([`tmpfs::Tmpfs`]) and a
 //! throwaway PostgreSQL ([`postgres::PgServer`]).
 
+pub mod cloudfront;
 pub mod edge;
 pub mod fuse;
 pub mod nginx;
