@@ -21,6 +21,7 @@ fn config_like() -> impl Strategy<Value = String> {
         "[[cache.rules]]",
         "[demo]",
         "[log]",
+        "[cmcd]",
     ]);
     let key = prop::sample::select(vec![
         "http",
@@ -38,6 +39,7 @@ fn config_like() -> impl Strategy<Value = String> {
         "idle_timeout",
         "targeted_field",
         "forward_cmcd",
+        "prefixes",
         "allow_origins",
         "required",
         "ttl",

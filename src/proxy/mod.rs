@@ -1150,6 +1150,7 @@ impl ProxyHttp for EdgeProxy {
             },
             bytes: session.body_bytes_sent(),
             elapsed: ctx.start.elapsed(),
+            cmcd: ctx.content.as_ref().and_then(|c| c.cmcd.as_deref()),
         };
         let details = crate::access_log::wanted(&ctx.live.config.log, record.cache)
             .then(|| log_details(session, ctx, e));

@@ -9,6 +9,7 @@ mod adversarial;
 mod bans;
 mod cache;
 mod cli;
+mod cmcd;
 mod control;
 mod demo;
 mod deploy;
