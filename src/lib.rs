@@ -23,7 +23,8 @@
 //!   process and certificate-expiry metrics in the same registry.
 //! - [`demo`]: the embedded demo origin serving the sample HLS title (cargo feature `demo`).
 //! - [`token`], [`hls`]: signed tokens and the playlist rewriter (pure); [`cmcd`]: players'
-//!   CTA-5004 data, read for the QoE metrics and the access log (pure).
+//!   CTA-5004 data, read for the QoE metrics and the access log (pure); [`dash`]: MPEG-DASH
+//!   manifests (TTL, `mh` filter; pure).
 //! - [`origin`]: origin pools, consistent hashing, health.
 //! - [`control`]: the embedded control plane (`/api/v1`: users, catalog, playback, progress;
 //!   cargo feature `control`).
@@ -49,6 +50,7 @@ pub mod config;
 #[cfg(feature = "control")]
 pub mod control;
 pub mod cors;
+pub mod dash;
 #[cfg(feature = "demo")]
 pub mod demo;
 #[doc(hidden)]

@@ -3,8 +3,10 @@
 //!
 //! - `edge_cmcd_requests_total{prefix,cache,ot}`: requests that carried CMCD, by object type
 //!   (`ot`, `none` when not sent);
-//! - `edge_cmcd_bitrate_kbps{prefix,cache}`: the requested object's encoded bitrate (`br`);
-//! - `edge_cmcd_throughput_kbps{prefix,cache}`: the player's measured throughput (`mtp`);
+//! - `edge_cmcd_bitrate_bytes_per_second{prefix,cache}`: the requested object's encoded
+//!   bitrate (`br`, sent in kbit/s; exported in the base unit, bytes per second);
+//! - `edge_cmcd_throughput_bytes_per_second{prefix,cache}`: the player's measured throughput
+//!   (`mtp`);
 //! - `edge_cmcd_buffer_starvation_total{prefix,cache}`: requests after the buffer ran empty
 //!   (`bs`);
 //! - `edge_cmcd_startup_total{prefix,cache}`: requests needed to start playback (`su`);
@@ -17,10 +19,17 @@ use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, Opts, Registry};
 
 use crate::cmcd::Cmcd;
 
-/// Bitrates in kbit/s, from an audio-only rendition to 4K.
-pub const KBPS_BUCKETS: &[f64] = &[
-    100.0, 200.0, 400.0, 800.0, 1600.0, 3200.0, 6400.0, 12800.0, 25600.0, 51200.0, 102400.0,
+/// Bitrates in bytes per second (Prometheus' base unit), from an audio-only rendition to 4K:
+/// 100 kbit/s (12,500 B/s) to 102.4 Mbit/s, doubling.
+pub const BPS_BUCKETS: &[f64] = &[
+    12_500.0, 25_000.0, 50_000.0, 100_000.0, 200_000.0, 400_000.0, 800_000.0, 1.6e6, 3.2e6, 6.4e6,
+    1.28e7,
 ];
+
+/// Bytes per second in `kbps` kbit/s (CMCD's unit).
+fn bytes_per_second(kbps: u64) -> f64 {
+    kbps as f64 * 125.0
+}
 
 /// The `ot` label of a request that sent no object type.
 const NO_TYPE: &str = "none";
@@ -37,9 +46,9 @@ pub struct CmcdMetrics {
 impl CmcdMetrics {
     pub fn register(registry: &Registry) -> Result<CmcdMetrics, prometheus::Error> {
         let labels = &["prefix", "cache"];
-        let kbps = |name: &str, help: &str| {
+        let bps = |name: &str, help: &str| {
             HistogramVec::new(
-                HistogramOpts::new(name, help).buckets(KBPS_BUCKETS.to_vec()),
+                HistogramOpts::new(name, help).buckets(BPS_BUCKETS.to_vec()),
                 labels,
             )
         };
@@ -51,13 +60,13 @@ impl CmcdMetrics {
                 ),
                 &["prefix", "cache", "ot"],
             )?,
-            bitrate: kbps(
-                "edge_cmcd_bitrate_kbps",
-                "Encoded bitrate of the requested object (CMCD br), kbit/s, by content prefix and cache result",
+            bitrate: bps(
+                "edge_cmcd_bitrate_bytes_per_second",
+                "Encoded bitrate of the requested object (CMCD br), by content prefix and cache result",
             )?,
-            throughput: kbps(
-                "edge_cmcd_throughput_kbps",
-                "Throughput the player measured (CMCD mtp), kbit/s, by content prefix and cache result",
+            throughput: bps(
+                "edge_cmcd_throughput_bytes_per_second",
+                "Throughput the player measured (CMCD mtp), by content prefix and cache result",
             )?,
             starvation: IntCounterVec::new(
                 Opts::new(
@@ -97,12 +106,14 @@ impl CmcdMetrics {
         self.requests.with_label_values(&[prefix, cache, ot]).inc();
         let labels = [prefix, cache];
         if let Some(br) = c.br {
-            self.bitrate.with_label_values(&labels).observe(br as f64);
+            self.bitrate
+                .with_label_values(&labels)
+                .observe(bytes_per_second(br));
         }
         if let Some(mtp) = c.mtp {
             self.throughput
                 .with_label_values(&labels)
-                .observe(mtp as f64);
+                .observe(bytes_per_second(mtp));
         }
         if c.bs {
             self.starvation.with_label_values(&labels).inc();
@@ -133,10 +144,10 @@ mod tests {
         for line in [
             "edge_cmcd_requests_total{cache=\"MISS\",ot=\"v\",prefix=\"/demo/\"} 1",
             "edge_cmcd_requests_total{cache=\"HIT\",ot=\"none\",prefix=\"/demo/\"} 1",
-            "edge_cmcd_bitrate_kbps_sum{cache=\"MISS\",prefix=\"/demo/\"} 800",
-            "edge_cmcd_bitrate_kbps_bucket{cache=\"MISS\",prefix=\"/demo/\",le=\"400\"} 0",
-            "edge_cmcd_bitrate_kbps_bucket{cache=\"MISS\",prefix=\"/demo/\",le=\"800\"} 1",
-            "edge_cmcd_throughput_kbps_sum{cache=\"MISS\",prefix=\"/demo/\"} 5000",
+            "edge_cmcd_bitrate_bytes_per_second_sum{cache=\"MISS\",prefix=\"/demo/\"} 100000",
+            "edge_cmcd_bitrate_bytes_per_second_bucket{cache=\"MISS\",prefix=\"/demo/\",le=\"50000\"} 0",
+            "edge_cmcd_bitrate_bytes_per_second_bucket{cache=\"MISS\",prefix=\"/demo/\",le=\"100000\"} 1",
+            "edge_cmcd_throughput_bytes_per_second_sum{cache=\"MISS\",prefix=\"/demo/\"} 625000",
             "edge_cmcd_buffer_starvation_total{cache=\"MISS\",prefix=\"/demo/\"} 1",
             "edge_cmcd_startup_total{cache=\"MISS\",prefix=\"/demo/\"} 1",
         ] {

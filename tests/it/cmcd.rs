@@ -99,32 +99,32 @@ async fn cmcd_moves_the_qoe_metrics_on_both_paths_and_goes_into_the_log() {
             1.0,
         ),
         (
-            r#"edge_cmcd_bitrate_kbps_count{prefix="/v/",cache="MISS"}"#,
+            r#"edge_cmcd_bitrate_bytes_per_second_count{prefix="/v/",cache="MISS"}"#,
             1.0,
         ),
         (
-            r#"edge_cmcd_bitrate_kbps_sum{prefix="/v/",cache="MISS"}"#,
-            800.0,
+            r#"edge_cmcd_bitrate_bytes_per_second_sum{prefix="/v/",cache="MISS"}"#,
+            100e3,
         ),
         (
-            r#"edge_cmcd_bitrate_kbps_bucket{prefix="/v/",cache="MISS",le="800"}"#,
+            r#"edge_cmcd_bitrate_bytes_per_second_bucket{prefix="/v/",cache="MISS",le="100000"}"#,
             1.0,
         ),
         (
-            r#"edge_cmcd_bitrate_kbps_bucket{prefix="/v/",cache="MISS",le="400"}"#,
+            r#"edge_cmcd_bitrate_bytes_per_second_bucket{prefix="/v/",cache="MISS",le="50000"}"#,
             0.0,
         ),
         (
-            r#"edge_cmcd_bitrate_kbps_sum{prefix="/v/",cache="HIT"}"#,
-            1600.0,
+            r#"edge_cmcd_bitrate_bytes_per_second_sum{prefix="/v/",cache="HIT"}"#,
+            200e3,
         ),
         (
-            r#"edge_cmcd_throughput_kbps_sum{prefix="/v/",cache="MISS"}"#,
-            5000.0,
+            r#"edge_cmcd_throughput_bytes_per_second_sum{prefix="/v/",cache="MISS"}"#,
+            625e3,
         ),
         (
-            r#"edge_cmcd_throughput_kbps_sum{prefix="/v/",cache="HIT"}"#,
-            20000.0,
+            r#"edge_cmcd_throughput_bytes_per_second_sum{prefix="/v/",cache="HIT"}"#,
+            2.5e6,
         ),
         (r#"edge_cmcd_startup_total{prefix="/v/",cache="MISS"}"#, 1.0),
         (r#"edge_cmcd_startup_total{prefix="/v/",cache="HIT"}"#, 0.0),

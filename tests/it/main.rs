@@ -11,6 +11,7 @@ mod cache;
 mod cli;
 mod cmcd;
 mod control;
+mod dash;
 mod demo;
 mod deploy;
 mod differential;
