@@ -13,10 +13,11 @@ pub struct DemoOrigin {
     pub root: PathBuf,
 }
 
-/// Content type by file extension, for the media types HLS uses.
+/// Content type by file extension, for the media types HLS and DASH use.
 pub fn content_type(path: &str) -> &'static str {
     match path.rsplit('.').next().unwrap_or("") {
         "m3u8" => "application/vnd.apple.mpegurl",
+        "mpd" => "application/dash+xml",
         "ts" => "video/mp2t",
         "m4s" => "video/iso.segment",
         "mp4" => "video/mp4",

@@ -22,7 +22,9 @@
 //! - [`metrics`]: the Prometheus registry and the edge's metrics; [`telemetry`]: build,
 //!   process and certificate-expiry metrics in the same registry.
 //! - [`demo`]: the embedded demo origin serving the sample HLS title (cargo feature `demo`).
-//! - [`token`], [`hls`]: signed tokens and the playlist rewriter (pure).
+//! - [`token`], [`hls`]: signed tokens and the playlist rewriter (pure); [`cmcd`]: players'
+//!   CTA-5004 data, read for the QoE metrics and the access log (pure); [`dash`]: MPEG-DASH
+//!   manifests (TTL, `mh` filter; pure).
 //! - [`origin`]: origin pools, consistent hashing, health.
 //! - [`control`]: the embedded control plane (`/api/v1`: users, catalog, playback, progress;
 //!   cargo feature `control`).
@@ -43,10 +45,12 @@ pub mod access_log;
 pub mod admin;
 pub mod cache;
 pub mod cli;
+pub mod cmcd;
 pub mod config;
 #[cfg(feature = "control")]
 pub mod control;
 pub mod cors;
+pub mod dash;
 #[cfg(feature = "demo")]
 pub mod demo;
 #[doc(hidden)]

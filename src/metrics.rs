@@ -1,7 +1,8 @@
 //! Prometheus metrics, all in one registry that foyer's own metrics also write to.
 //! Names follow docs/design.md, "Metrics". Per listener: [`connections`]; per origin node:
-//! [`upstream`].
+//! [`upstream`]; players' CMCD: [`cmcd`].
 
+pub mod cmcd;
 pub mod connections;
 pub mod upstream;
 
@@ -51,6 +52,8 @@ pub struct Metrics {
     pub connections: connections::Connections,
     /// Per origin node: answer times and body bytes received.
     pub upstream_nodes: upstream::UpstreamNodes,
+    /// Quality of experience from the players' CMCD.
+    pub cmcd: cmcd::CmcdMetrics,
 }
 
 const LATENCY_BUCKETS: &[f64] = &[
@@ -221,6 +224,7 @@ impl Metrics {
         registry.register(Box::new(connection_limits.clone()))?;
         let connections = connections::Connections::register(&registry)?;
         let upstream_nodes = upstream::UpstreamNodes::register(&registry)?;
+        let cmcd = cmcd::CmcdMetrics::register(&registry)?;
         registry.register(Box::new(cache_lookups.clone()))?;
         registry.register(Box::new(cache_purges.clone()))?;
         registry.register(Box::new(cache_promoted.clone()))?;
@@ -279,6 +283,7 @@ impl Metrics {
             connection_limits,
             connections,
             upstream_nodes,
+            cmcd,
         })
     }
 

@@ -137,6 +137,7 @@ fn live_changes(running: &Config, new: &Config) -> Vec<&'static str> {
     check!("log.access", log.access);
     check!("log.format", log.format);
     check!("log.hit_sample", log.hit_sample);
+    check!("cmcd.prefixes", cmcd.prefixes);
     keys
 }
 

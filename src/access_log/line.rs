@@ -60,6 +60,9 @@ pub struct Entry<'a> {
     pub reason: Option<&'a str>,
     /// The pipeline's error, when the exchange failed.
     pub error: Option<String>,
+    /// The player's CMCD (CTA-5004): the keys it sent that the edge reads
+    /// ([`crate::cmcd::Cmcd`]), in the JSON form only.
+    pub cmcd: Option<&'a crate::cmcd::Cmcd>,
 }
 
 /// Milliseconds with microsecond precision.
@@ -250,6 +253,7 @@ mod tests {
             referer: None,
             reason: None,
             error: None,
+            cmcd: None,
         }
     }
 

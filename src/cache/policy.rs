@@ -10,12 +10,14 @@
 //! 3. The origin's explicit lifetime: `no-cache` (0), `s-maxage`, `max-age`, `Expires − Date`;
 //!    a malformed one is 0. Zero means stored but revalidated on every use.
 //! 4. Only without an explicit lifetime, heuristics (RFC 9111 §4.2.2): a rule for the path
-//!    without `override_origin`, else defaults by kind: playlists are stored as *live* (1 s)
-//!    until their body is seen, then [`playlist_ttl`] gives VOD/master playlists
-//!    `vod_playlist_ttl` and live media playlists `live_playlist_fraction` ×
-//!    `#EXT-X-TARGETDURATION`; 404/410 get `negative_ttl`; every other cacheable response gets
-//!    `default_ttl` (a CDN choice: RFC 9111 suggests 10 % of the time since `Last-Modified`,
-//!    which for a live segment written a second ago would mean revalidating it every 100 ms).
+//!    without `override_origin`, else defaults by kind: playlists (HLS and DASH MPDs) are
+//!    stored as *live* (1 s) until their body is seen, then [`playlist_ttl`] gives VOD/master
+//!    playlists and static MPDs `vod_playlist_ttl`, live media playlists
+//!    `live_playlist_fraction` × `#EXT-X-TARGETDURATION` and dynamic MPDs
+//!    `live_playlist_fraction` × `minimumUpdatePeriod`; 404/410 get `negative_ttl`; every other
+//!    cacheable response gets `default_ttl` (a CDN choice: RFC 9111 suggests 10 % of the time
+//!    since `Last-Modified`, which for a live segment written a second ago would mean
+//!    revalidating it every 100 ms).
 //!
 //! The policy is the `[cache]` section itself ([`CacheConfig`]): no copy of its fields.
 //! Every lifetime is capped at `max_ttl`, and the response's age on arrival (its upstream's
@@ -47,14 +49,13 @@ pub fn cacheable_status(status: u16) -> bool {
     matches!(status, 200 | 203 | 204 | 300 | 301 | 308 | 404 | 410)
 }
 
-/// Whether a response is an HLS playlist, by content type or path.
+/// Whether a response is an HLS playlist or a DASH MPD, by content type or path.
 pub fn is_playlist(resp: &ResponseHeader, path: &str) -> bool {
-    crate::hls::is_playlist(
-        resp.headers
-            .get(http::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok()),
-        path,
-    )
+    let content_type = resp
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    crate::hls::is_playlist(content_type, path) || crate::dash::is_mpd(content_type, path)
 }
 
 fn secs_u32(d: Duration) -> u32 {
@@ -198,8 +199,17 @@ pub fn decide(
 
 /// How long a playlist with this body stays fresh: VOD media playlists (`#EXT-X-ENDLIST` or
 /// `PLAYLIST-TYPE:VOD`) and master playlists get `vod_ttl`; live media playlists get
-/// `live_fraction × TARGETDURATION`; anything unrecognisable keeps the provisional TTL.
+/// `live_fraction × TARGETDURATION`. An MPD ([`crate::dash::refresh`]): static (or dynamic
+/// without updates) gets `vod_ttl`, dynamic `live_fraction × minimumUpdatePeriod`. Anything
+/// unrecognisable keeps the provisional TTL.
 pub fn playlist_ttl(body: &[u8], refine: &PlaylistRefine) -> Duration {
+    if body.trim_ascii_start().starts_with(b"<") {
+        return match crate::dash::refresh(body) {
+            Some(crate::dash::Refresh::Fixed) => refine.vod_ttl,
+            Some(crate::dash::Refresh::Every(period)) => live(period.as_secs_f64(), refine),
+            None => PLAYLIST_PROVISIONAL_TTL,
+        };
+    }
     let text = String::from_utf8_lossy(body);
     let mut target = None;
     for line in text.lines() {
@@ -219,11 +229,15 @@ pub fn playlist_ttl(body: &[u8], refine: &PlaylistRefine) -> Duration {
         }
     }
     match target {
-        Some(t) => {
-            Duration::from_secs_f64(t * refine.live_fraction).max(Duration::from_millis(100))
-        }
+        Some(t) => live(t, refine),
         None => PLAYLIST_PROVISIONAL_TTL,
     }
+}
+
+/// The TTL of a live manifest that changes every `period` seconds (under a day).
+fn live(period: f64, refine: &PlaylistRefine) -> Duration {
+    Duration::from_secs_f64(period.min(86_400.0) * refine.live_fraction)
+        .max(Duration::from_millis(100))
 }
 
 /// The longest an object may be served after it was stored or last revalidated: the longest
@@ -589,6 +603,34 @@ mod tests {
         assert_eq!(
             playlist_ttl(b"#EXT-X-TARGETDURATION:nan\n", &refine),
             PLAYLIST_PROVISIONAL_TTL
+        );
+    }
+
+    #[test]
+    fn mpd_ttl_by_type() {
+        let refine = PlaylistRefine {
+            vod_ttl: Duration::from_secs(3600),
+            live_fraction: 0.5,
+        };
+        let stat = b"<?xml version=\"1.0\"?>\n<MPD type=\"static\" mediaPresentationDuration=\"PT20S\"><Period/></MPD>\n";
+        assert_eq!(playlist_ttl(stat, &refine), Duration::from_secs(3600));
+        let live = b"\n<MPD type=\"dynamic\" minimumUpdatePeriod=\"PT6S\"><Period/></MPD>";
+        assert_eq!(playlist_ttl(live, &refine), Duration::from_secs(3));
+        let every_segment = b"<MPD type=\"dynamic\" minimumUpdatePeriod=\"PT0S\"/>";
+        assert_eq!(
+            playlist_ttl(every_segment, &refine),
+            Duration::from_millis(100)
+        );
+        assert_eq!(playlist_ttl(b"<html/>", &refine), PLAYLIST_PROVISIONAL_TTL);
+        let r = resp(200, &[("content-type", "application/dash+xml")]);
+        assert_eq!(
+            decide_at(&r, "/v/manifest").map(|t| t.3),
+            Some(true),
+            "refined by body"
+        );
+        assert_eq!(
+            decide_at(&resp(200, &[]), "/v/a.mpd").map(|t| t.3),
+            Some(true)
         );
     }
 }

@@ -26,6 +26,8 @@ pub struct FileConfig {
     pub demo: Option<DemoSection>,
     #[serde(default)]
     pub log: LogSection,
+    #[serde(default)]
+    pub cmcd: CmcdSection,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -126,6 +128,13 @@ pub struct LogSection {
 #[serde(deny_unknown_fields)]
 pub struct PurgeSection {
     pub allow: Option<Vec<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CmcdSection {
+    /// Path prefixes the CMCD metrics are labelled by.
+    pub prefixes: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -14,6 +14,7 @@
 //! `edge check` and `edge serve` alike (`docs/design.md`, "Configuration").
 
 pub mod cache;
+pub mod cmcd;
 #[cfg(feature = "control")]
 pub mod control;
 pub mod cors;
@@ -35,6 +36,7 @@ pub mod value;
 use std::path::Path;
 
 pub use cache::{CacheConfig, DiskAdmission, KeyRule, QueryPolicy, TtlRule};
+pub use cmcd::CmcdConfig;
 pub use cors::CorsConfig;
 pub use demo::DemoConfig;
 pub use error::ConfigError;
@@ -71,6 +73,8 @@ pub struct Config<S: Stage = Loaded> {
     pub demo: Option<DemoConfig>,
     /// `[log]`: the access log.
     pub log: LogConfig,
+    /// `[cmcd]`: the CMCD metrics' content prefixes.
+    pub cmcd: CmcdConfig,
 }
 
 impl Config {
@@ -154,6 +158,7 @@ impl Config<Parsed> {
         });
         let origins = origins::build(raw.origins, base, demo.as_ref())?;
         let log = LogConfig::build(raw.log, base)?;
+        let cmcd = CmcdConfig::build(raw.cmcd)?;
         Ok(Config {
             server,
             cache,
@@ -166,6 +171,7 @@ impl Config<Parsed> {
             origins,
             demo,
             log,
+            cmcd,
         })
     }
 
@@ -194,6 +200,7 @@ impl Config<Parsed> {
             geo: self.geo,
             demo: self.demo,
             log: self.log,
+            cmcd: self.cmcd,
         })
     }
 }

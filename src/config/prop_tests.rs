@@ -23,6 +23,7 @@ fn config_like() -> impl Strategy<Value = String> {
         "[[cache.slices]]",
         "[demo]",
         "[log]",
+        "[cmcd]",
     ]);
     let key = prop::sample::select(vec![
         "http",
@@ -40,6 +41,7 @@ fn config_like() -> impl Strategy<Value = String> {
         "idle_timeout",
         "targeted_field",
         "forward_cmcd",
+        "prefixes",
         "allow_origins",
         "required",
         "ttl",

@@ -1,5 +1,6 @@
 //! One playlist on its way to one viewer: decoded from its content coding, variants above the
-//! token's `mh` filtered out, every URI carrying the token; sent as identity.
+//! token's `mh` filtered out, every URI carrying the token; sent as identity. A DASH MPD takes
+//! the same way with the `mh` filter only ([`Transform::mpd`]).
 
 use bytes::Bytes;
 
@@ -30,6 +31,8 @@ pub struct Transform {
     held: Vec<u8>,
     hold: bool,
     finished: bool,
+    /// An MPEG-DASH manifest ([`Transform::mpd`]): `mh` filters its `Representation`s.
+    mpd: bool,
 }
 
 impl Transform {
@@ -60,7 +63,16 @@ impl Transform {
             held: Vec::new(),
             hold,
             finished: false,
+            mpd: false,
         }
+    }
+
+    /// The body is an MPD, not a playlist: `max_height` removes its `Representation`s above
+    /// it ([`crate::dash::filter_representations`]). MPD URIs are not rewritten: give it no
+    /// rewriter.
+    pub fn mpd(mut self) -> Transform {
+        self.mpd = true;
+        self
     }
 
     /// The next chunk of the origin's body; returns what can be sent now.
@@ -101,6 +113,7 @@ impl Transform {
         self.held.extend_from_slice(&tail);
         let body = std::mem::take(&mut self.held);
         let body = match self.max_height {
+            Some(h) if self.mpd => crate::dash::filter_representations(&body, h),
             Some(h) => filter_variants(&body, h),
             None => body,
         };

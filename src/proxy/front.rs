@@ -155,6 +155,8 @@ struct Reply {
     /// What its access-log line needs, when one is written (the request head is gone by
     /// then).
     log: Option<Box<HitLog>>,
+    /// The request's CMCD, for the metrics and the log.
+    cmcd: Option<Box<crate::cmcd::Report>>,
 }
 
 /// The parts of a front hit's request that its access-log line shows.
@@ -359,6 +361,7 @@ impl Front {
             &edge_headers,
             &ids.request_id,
         );
+        reply.cmcd = content.cmcd;
         if crate::access_log::wanted(&live.config.log, "HIT") {
             let text = |name| super::record::field(headers, name).map(|v| v.into_owned());
             reply.log = Some(Box::new(HitLog {
@@ -396,6 +399,7 @@ impl Front {
             cache: "HIT",
             bytes: reply.sent,
             elapsed: started.elapsed(),
+            cmcd: reply.cmcd.as_deref(),
         };
         let details = reply.log.as_deref().map(|l| super::record::Details {
             method: if reply.head_only { "HEAD" } else { "GET" },
@@ -456,6 +460,7 @@ impl Front {
             cache: "NONE",
             bytes: reply.body.len(),
             elapsed: started.elapsed(),
+            cmcd: None,
         };
         let live = self.state.live();
         // The head was never read whole: no method or target to show.
@@ -796,6 +801,7 @@ fn reply(
         status,
         sent,
         log: None,
+        cmcd: None,
     }
 }
 

@@ -20,8 +20,9 @@
 //!    nowhere → 405;
 //! 8. country rules (by path prefix and the token's `cc` claim) → 451 (or the configured status);
 //! 9. content: host, path and query without tokens (and CMCD), the cache key under the
-//!    `[[cache.keys]]` query policy, the token granted, the normalised `Accept-Encoding`, and
-//!    whether an `Upgrade` is forwarded (`[server] upgrade_prefixes`).
+//!    `[[cache.keys]]` query policy, the token granted, the normalised `Accept-Encoding`,
+//!    whether an `Upgrade` is forwarded (`[server] upgrade_prefixes`), and the player's CMCD
+//!    ([`crate::cmcd`], parsed here once for the metrics and the log of either path).
 //!
 //! Every request also gets its id and trace context here ([`super::request_id`]), whatever
 //! the verdict.
@@ -252,6 +253,9 @@ pub struct ContentRequest {
     /// The slice size when the path is under a `[[cache.slices]]` prefix
     /// ([`key::slice_size`]): a GET is served from slices ([`super::slices`]).
     pub slice: Option<u64>,
+    /// The player's CMCD ([`crate::cmcd`]), for the metrics and the access log; boxed, as
+    /// most requests carry none.
+    pub cmcd: Option<Box<crate::cmcd::Report>>,
 }
 
 impl ContentRequest {
@@ -422,6 +426,7 @@ fn admission(
         }
     }
 
+    let cmcd = cmcd_report(req, live, &path);
     let cache = &live.config.cache;
     let key_query = key::key_query(&cache.keys, &path, query.as_deref());
     let query_rule = key::key_rule(&cache.keys, &path).map(|r| r.prefix.clone());
@@ -453,6 +458,21 @@ fn admission(
         rewritten,
         accept_encoding,
         upgrade,
+        cmcd,
+    })
+}
+
+/// The request's CMCD (from its query as sent and its `CMCD-*` fields), labelled by the
+/// `[cmcd]` prefix of its path.
+fn cmcd_report(req: &RequestView<'_>, live: &Live, path: &str) -> Option<Box<crate::cmcd::Report>> {
+    let fields = crate::cmcd::HEADERS
+        .into_iter()
+        .flat_map(|name| req.headers.all(name));
+    crate::cmcd::of(req.query, fields).map(|data| {
+        Box::new(crate::cmcd::Report {
+            prefix: live.config.cmcd.label(path).to_string(),
+            data,
+        })
     })
 }
 

@@ -528,16 +528,29 @@ impl EdgeProxy {
             | tokens::Placement::CloudFrontCookie => None,
         };
         let codings = resp.headers.get_all(http::header::CONTENT_ENCODING);
+        let content_type = resp
+            .headers
+            .get(http::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok());
+        // An MPD is only filtered by `mh` (its URIs are not rewritten: DASH plays with path
+        // or cookie tokens, README "DASH").
+        let mpd = !crate::hls::is_playlist(content_type, &c.path)
+            && crate::dash::is_mpd(content_type, &c.path);
+        let rewriter = append
+            .filter(|_| !mpd)
+            .map(|a| crate::hls::PlaylistRewriter::new(a).with_own_host(c.host.clone()));
+        let max_height = g.claims.as_ref().and_then(|c| c.mh);
         Some(
             match crate::hls::encoding::Coding::from_header(codings.iter().map(|v| v.as_bytes())) {
                 Ok(coding) => PlaylistOut::rewrite(
-                    crate::hls::Transform::new(
-                        coding,
-                        append.map(|a| {
-                            crate::hls::PlaylistRewriter::new(a).with_own_host(c.host.clone())
-                        }),
-                        g.claims.as_ref().and_then(|c| c.mh),
-                    ),
+                    {
+                        let t = crate::hls::Transform::new(coding, rewriter, max_height);
+                        if mpd {
+                            t.mpd()
+                        } else {
+                            t
+                        }
+                    },
                     &c.path,
                 ),
                 Err(e) => PlaylistOut::refused(&self.state.metrics, &e, &c.path),
@@ -605,7 +618,8 @@ fn log_details<'a>(
 }
 
 /// Whether a response is a playlist that must be rewritten for the viewer's token (query
-/// tokens ride on every URI; an `mh` claim filters variants).
+/// tokens ride on every URI; an `mh` claim filters variants), or an MPD an `mh` claim
+/// filters (its `Representation`s).
 fn rewrites_playlist(
     token: Option<&tokens::Granted>,
     status: StatusCode,
@@ -619,7 +633,11 @@ fn rewrites_playlist(
             | tokens::Placement::EdgeAuthQuery
             | tokens::Placement::CloudFrontQuery
     ) || g.claims.as_ref().is_some_and(|c| c.mh.is_some());
-    has_work && status == StatusCode::OK && crate::hls::is_playlist(content_type, path)
+    let mh = g.claims.as_ref().is_some_and(|c| c.mh.is_some());
+    has_work
+        && status == StatusCode::OK
+        && (crate::hls::is_playlist(content_type, path)
+            || (mh && crate::dash::is_mpd(content_type, path)))
 }
 
 #[async_trait]
@@ -1232,6 +1250,7 @@ impl ProxyHttp for EdgeProxy {
             },
             bytes: session.body_bytes_sent(),
             elapsed: ctx.start.elapsed(),
+            cmcd: ctx.content.as_ref().and_then(|c| c.cmcd.as_deref()),
         };
         let details = crate::access_log::wanted(&ctx.live.config.log, record.cache)
             .then(|| log_details(session, ctx, e));

@@ -1,6 +1,7 @@
 //! Playlist delivery: a playlist rewritten for one viewer ([`crate::hls::Transform`]: decoded
 //! from the origin's content coding, variants above the token's `mh` removed, every URI
-//! carrying a query token) on its way out.
+//! carrying a query token; for a DASH MPD, its Representations above `mh` removed) on its way
+//! out.
 //!
 //! It runs as a Pingora downstream module, not in `ProxyHttp::response_body_filter`, because
 //! only a module sees the end of every response: on a cache miss (and on a body Pingora ends by

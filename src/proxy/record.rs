@@ -13,7 +13,7 @@ use crate::config::LogFormat;
 use crate::state::{EdgeState, Live};
 
 /// What one request was and how it was answered: what the metrics count.
-pub struct RequestRecord {
+pub struct RequestRecord<'a> {
     pub kind: Kind,
     pub status: u16,
     /// `HIT`, `MISS`, ... for content; `NONE` otherwise.
@@ -21,6 +21,8 @@ pub struct RequestRecord {
     /// Body bytes sent.
     pub bytes: usize,
     pub elapsed: Duration,
+    /// The player's CMCD, counted in the CMCD metrics and written in the log line.
+    pub cmcd: Option<&'a crate::cmcd::Report>,
 }
 
 /// The rest of an access-log line, gathered only for a line that is written
@@ -58,7 +60,7 @@ fn kid(token: &str) -> Option<&str> {
     (parts.next() == Some("v1")).then(|| parts.next()).flatten()
 }
 
-impl RequestRecord {
+impl RequestRecord<'_> {
     /// Count the request; with `details`, write its access-log line.
     pub fn emit(&self, state: &EdgeState, live: &Live, details: Option<Details<'_>>) {
         state.metrics.observe_request(
@@ -68,6 +70,9 @@ impl RequestRecord {
             self.elapsed,
             self.bytes,
         );
+        if let Some(c) = self.cmcd {
+            state.metrics.cmcd.observe(&c.prefix, self.cache, &c.data);
+        }
         if let Some(d) = details {
             let line = self.line(state, live, d);
             state.access_log.submit(line);
@@ -116,6 +121,7 @@ impl RequestRecord {
             referer: d.referer,
             reason: d.reason,
             error: d.error,
+            cmcd: self.cmcd.map(|c| &c.data),
         };
         match live.config.log.format {
             LogFormat::Json => line::json(&entry),

@@ -179,10 +179,16 @@ async fn every_metric_the_dashboard_and_alerts_name_is_exported() {
         Edge::start_with_config(&cfg, &format!("https = \"127.0.0.1:{}\"\n", free_port())).await;
     let c = client();
     for _ in 0..2 {
-        assert_eq!(
-            c.get(edge.url("/v/seg.ts")).send().await.unwrap().status(),
-            200
-        );
+        // With a player's CMCD, for the CMCD families.
+        let r = c
+            .get(edge.url("/v/seg.ts"))
+            .header("cmcd-object", "br=800,ot=v")
+            .header("cmcd-request", "mtp=5000")
+            .header("cmcd-status", "bs,su")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
     }
     let refused = c
         .get(edge.url("/v/uk-only/seg.ts"))

@@ -17,6 +17,7 @@ use crate::support::{Edge, Origin, Route};
 const KEY: [u8; 32] = [0x42; 32];
 const DB: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/geoip/edge-test.mmdb");
 /// A GB and a US address in the test GeoIP database (sent as X-Forwarded-For from loopback).
+const MPD: &str = r#"<MPD type="static"><Period><AdaptationSet><Representation id="240p" height="240"/><Representation id="480p" height="480"/></AdaptationSet></Period></MPD>"#;
 const GB: &str = "192.0.2.7";
 const US: &str = "198.51.100.7";
 
@@ -96,6 +97,12 @@ async fn front_and_pipeline_agree_on_every_admission_outcome() {
                 .header("cache-control", "max-age=600"),
         );
     }
+    origin.route(
+        "/v/a/manifest.mpd",
+        Route::ok(MPD)
+            .header("content-type", "application/dash+xml")
+            .header("cache-control", "max-age=600"),
+    );
     origin.route(
         "/pub/vary.ts",
         Route::ok(seg.clone())
@@ -180,6 +187,7 @@ async fn front_and_pipeline_agree_on_every_admission_outcome() {
         get("/pub/cdn.ts", ""),
         get("/pub/big/film.mp4", ""),
         get(&format!("/v/a/240p/seg.ts?token={tier}"), ""),
+        get(&format!("/v/a/manifest.mpd?token={tier}"), ""),
     ];
 
     let rows = vec![
@@ -225,6 +233,8 @@ async fn front_and_pipeline_agree_on_every_admission_outcome() {
         row("query token", get(&format!("/v/a/seg.ts?token={ok}"), ""), 200, true),
         row("rendition within the token's mh", get(&format!("/v/a/240p/seg.ts?token={tier}"), ""), 200, true),
         row("rendition above the token's mh", get(&format!("/v/a/480p/seg.ts?token={tier}"), ""), 403, false),
+        row("an MPD filtered by the token's mh", get(&format!("/v/a/manifest.mpd?token={tier}"), ""), 200, false),
+        row("a DASH segment above the token's mh", get(&format!("/t/{tier}/v/a/480p/seg_001.m4s"), ""), 403, false),
         row("POST with a viewer token", format!("POST /v/a/seg.ts?token={ok} HTTP/1.1\r\nHost: edge.test\r\nContent-Length: 0\r\n\r\n"), 405, false),
         row("TRACE", "TRACE /pub/seg.ts HTTP/1.1\r\nHost: edge.test\r\n\r\n".into(), 405, false),
         row("empty suffix range", get("/pub/seg.ts", "Range: bytes=-0\r\n"), 416, false),
@@ -346,12 +356,18 @@ async fn front_and_pipeline_agree_on_every_admission_outcome() {
             "{}: the pipeline edge has no front",
             r.what
         );
+        let mpd = r.request.contains(".mpd");
         let other_body = r.request.starts_with("HEAD")
             || r.request.starts_with("PURGE")
             || r.what.starts_with("Vary")
+            || mpd
             || ["healthz", "readyz"].contains(&r.what);
         if r.status == 200 && !other_body {
             assert!(f.body == seg, "{}: the object's bytes", r.what);
+        }
+        if mpd {
+            let want = MPD.replace("<Representation id=\"480p\" height=\"480\"/>", "");
+            assert_eq!(f.body, want.as_bytes(), "{}: the 240p tier only", r.what);
         }
     }
     // Refusals are counted alike on both paths.
@@ -373,8 +389,9 @@ async fn front_and_pipeline_agree_on_every_admission_outcome() {
                     "edge_token_rejections_total{{reason=\"{reason}\"}}"
                 ))
                 .await;
-            // Two rows each: "token twice"; "a client's request id on a refusal".
-            let want = if matches!(reason, "malformed" | "missing") {
+            // Two rows each: "token twice"; "a client's request id on a refusal"; "a DASH
+            // segment above the token's mh".
+            let want = if matches!(reason, "malformed" | "missing" | "rendition_not_allowed") {
                 2.0
             } else {
                 1.0

@@ -1,14 +1,16 @@
 #!/usr/bin/env node
-// Real-player check: hls.js in headless Chromium plays each master playlist URL given as an
-// argument. Prints one JSON line per URL; exits 0 only if every URL reached currentTime >= 3 s
-// with no fatal hls.js error, no media error and no failed network request.
+// Real-player check: hls.js (or dash.js) in headless Chromium plays each master playlist (or
+// MPD) URL given as an argument. Prints one JSON line per URL; exits 0 only if every URL
+// reached currentTime >= 3 s with no fatal player error, no media error and no failed network
+// request.
 //
 //   node play.mjs http://127.0.0.1:8080/demo/ts/master.m3u8 [more URLs...]
 //
 // Env: CHROMIUM (default /usr/bin/chromium), PLAY_TIMEOUT_MS (default 30000),
 //      PLAY_TARGET_S (default 3), PLAY_SCREENSHOT_DIR (if set, a PNG per URL lands there),
 //      PLAY_CMCD=1 (hls.js sends CMCD in the query, lowest rendition; each JSON line then
-//      counts the player's requests and those that carried CMCD).
+//      counts the player's requests and those that carried CMCD),
+//      PLAY_DASH=1 (the URLs are MPDs, played in dash.js instead).
 import http from 'node:http';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -22,6 +24,7 @@ const TIMEOUT_MS = Number(process.env.PLAY_TIMEOUT_MS || 30000);
 const TARGET_S = Number(process.env.PLAY_TARGET_S || 3);
 const SHOTS = process.env.PLAY_SCREENSHOT_DIR || '';
 const CMCD = process.env.PLAY_CMCD === '1';
+const DASH = process.env.PLAY_DASH === '1';
 
 const urls = process.argv.slice(2);
 if (urls.length === 0) {
@@ -46,6 +49,7 @@ const FILES = {
   '/': ['page.html', 'text/html; charset=utf-8'],
   '/page.html': ['page.html', 'text/html; charset=utf-8'],
   '/hls.min.js': ['node_modules/hls.js/dist/hls.min.js', 'text/javascript; charset=utf-8'],
+  '/dash.all.min.js': ['node_modules/dashjs/dist/modern/umd/dash.all.min.js', 'text/javascript; charset=utf-8'],
 };
 const server = http.createServer((req, res) => {
   const f = FILES[new URL(req.url, 'http://x').pathname];
@@ -88,7 +92,8 @@ async function playOne(url) {
       if (u.searchParams.has('CMCD')) cmcdRequests++;
     });
     await page.goto(pageUrl, { waitUntil: 'load', timeout: 10000 });
-    await page.evaluate(([u, o]) => window.edgePlay(u, o), [url, { cmcd: CMCD }]);
+    if (DASH) await page.evaluate((u) => window.edgePlayDash(u), url);
+    else await page.evaluate(([u, o]) => window.edgePlay(u, o), [url, { cmcd: CMCD }]);
     let timedOut = false;
     try {
       await page.waitForFunction((target) => {
@@ -115,6 +120,7 @@ async function playOne(url) {
       decodedFrames: snap.decodedFrames,
       droppedFrames: snap.droppedFrames,
       levelsLoaded: snap.levelsLoaded,
+      levels: snap.levels,
       hlsErrors: snap.hlsErrors,
       failedRequests,
       pageErrors,

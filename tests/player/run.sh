@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Real-player check, one command: hls.js in headless Chromium plays the edge's demo title
-# (TS and fMP4) through a freshly started edge.
+# (TS and fMP4, with CMCD) and dash.js its DASH version, through a freshly started edge.
 #
 #   bash tests/player/run.sh            # from any directory
 #
@@ -95,6 +95,8 @@ media = "$ROOT/tests/fixtures/media"
 required = true
 current = "demo"
 keys = [{ id = "demo", secret_file = "$ROOT/certs/demo-token.TEST-KEY.hex" }]   # public TEST key
+[cmcd]
+prefixes = ["/demo/"]
 TOML
 
 say "starting edge on 127.0.0.1:$HTTP_PORT (admin $ADMIN_PORT, demo origin $DEMO_PORT)"
@@ -128,7 +130,47 @@ all_after="$(content)"; hits_after="$(content HIT)"
 requests=$((all_after - all_before)); hits=$((hits_after - hits_before))
 say "CMCD second play: $hits of $requests requests were cache hits"
 [ "$requests" -gt 0 ] && [ "$hits" -eq "$requests" ] || { say "CMCD split the cache: want every request of the second play to be a hit"; exit 1; }
+# The edge read the players' CMCD: every request that carried it is counted under /demo/ (a
+# request the browser aborted may never reach the edge: at most the player's count), with
+# manifests and segments told apart, startup requests, requested bitrates and throughputs.
+sample() {  # sum of the samples of metric $1 whose labels contain every "k=v" in $2.. ("" for none)
+  local name="$1"; shift
+  curl -fsS "http://127.0.0.1:$ADMIN_PORT/metrics" | awk -v n="$name" -v want="$*" '
+    { split($1, a, "{") } a[1] == n {
+      ok = 1; k = split(want, w, " "); for (i = 1; i <= k; i++) if (!index($1, w[i])) ok = 0
+      if (ok) s += $2 }
+    END { printf "%d\n", s }'
+}
+sent="$(node -e 'let s = 0; for (const f of process.argv.slice(1)) s += JSON.parse(require("fs").readFileSync(f, "utf8")).cmcdRequests; console.log(s)' "$TMP/cmcd1.json" "$TMP/cmcd2.json")"
+counted="$(sample edge_cmcd_requests_total 'prefix="/demo/"')"
+manifests="$(sample edge_cmcd_requests_total 'prefix="/demo/"' 'ot="m"')"
+startup="$(sample edge_cmcd_startup_total 'prefix="/demo/"')"
+bitrates="$(sample edge_cmcd_bitrate_bytes_per_second_count 'prefix="/demo/"')"
+throughputs="$(sample edge_cmcd_throughput_bytes_per_second_count 'prefix="/demo/"')"
+cmcd_hits="$(sample edge_cmcd_requests_total 'prefix="/demo/"' 'cache="HIT"')"
+say "CMCD metrics: $counted of $sent requests with CMCD counted ($manifests manifests, $cmcd_hits hits), $startup startup, $bitrates bitrates, $throughputs throughputs"
+[ "$counted" -gt 0 ] && [ "$counted" -le "$sent" ] && [ "$manifests" -gt 0 ] && [ "$startup" -gt 0 ] \
+  && [ "$bitrates" -gt 0 ] && [ "$throughputs" -gt 0 ] && [ "$cmcd_hits" -ge "$hits" ] \
+  || { say "the CMCD metrics did not move as the players' requests say they should"; exit 1; }
+[ "$(sample edge_cmcd_requests_total 'prefix="other"')" -eq 0 ] || { say "CMCD counted outside /demo/"; exit 1; }
+
+# DASH: dash.js plays the demo title's MPD with a path token; with a 240p tier (--max-height),
+# the MPD it gets lists 240p only and it plays 240p, with no request refused.
+DASH_URL="${PATH_URL/\/ts\/master.m3u8/\/dash\/manifest.mpd}"
+TIER_URL="$("$EDGE_BIN" sign --config "$TMP/edge.toml" --acl /demo/ --ttl 1h --max-height 240 "http://127.0.0.1:$HTTP_PORT/demo/dash/manifest.mpd")"
+PLAY_DASH=1 node "$HERE/play.mjs" "$DASH_URL" "$TIER_URL" >"$TMP/dash.json"
+cat "$TMP/dash.json"
+node -e '
+  const lines = require("fs").readFileSync(process.argv[1], "utf8").trim().split("\n").map(JSON.parse);
+  const tier = lines[1];
+  const levels = tier.levels || [];
+  // (The 240p track is marked 16:9, so the element may show it 427 wide.)
+  if (!tier.video.endsWith("x240") || levels.length === 0 || levels.some((l) => !l.startsWith("426x240@"))) {
+    console.error(`player: the 240p viewer got ${tier.video} from ${levels}`); process.exit(1);
+  }' "$TMP/dash.json"
+code="$(curl -s -o /dev/null -w '%{http_code}' "${TIER_URL/manifest.mpd/480p\/seg_001.m4s}")"
+[ "$code" = "403" ] || { say "a 480p DASH segment under a 240p token answered $code, want 403"; exit 1; }
 # Unsigned, the title must be refused: the player check above really used the tokens.
 code="$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$HTTP_PORT/demo/ts/master.m3u8")"
 [ "$code" = "403" ] || { say "unsigned request answered $code, want 403"; exit 1; }
-say "ok: hls.js played the signed demo (path and query tokens, TS and fMP4; CMCD twice, all hits the second time)"
+say "ok: hls.js played the signed demo (path and query tokens, TS and fMP4; CMCD twice, all hits the second time, CMCD metrics moved); dash.js played its DASH version (path token; a 240p tier got 240p only)"
