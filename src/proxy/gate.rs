@@ -246,6 +246,9 @@ pub struct ContentRequest {
     /// An HTTP/1.1 `Upgrade` request on a `[server] upgrade_prefixes` path: forwarded with its
     /// `Upgrade`, uncached, and tunnelled after a `101`. Elsewhere `Upgrade` is dropped.
     pub upgrade: bool,
+    /// An LL-HLS blocking playlist reload (`_HLS_msn`, [`crate::hls::delivery`]): its answer
+    /// is kept by the rules for blocking responses ([`crate::cache::policy::Exchange`]).
+    pub blocking: bool,
 }
 
 impl ContentRequest {
@@ -421,6 +424,7 @@ fn admission(
     // An absolute-form target goes to the origin in origin-form (RFC 9112 §3.2.2).
     let rewritten = path != req.path || query.as_deref() != req.query || req.authority.is_some();
     let key = key::for_request(&host, &path, key_query.as_deref());
+    let blocking = crate::hls::delivery::blocks(key_query.as_deref());
     let accept_encoding = super::vary::accept_encoding(req.headers);
     let upgrade = req.version == Version::HTTP_11
         && req.headers.has("upgrade")
@@ -441,6 +445,7 @@ fn admission(
         rewritten,
         accept_encoding,
         upgrade,
+        blocking,
     })
 }
 

@@ -969,6 +969,7 @@ impl ProxyHttp for EdgeProxy {
             now: SystemTime::now(),
             response_delay: ctx.upstream_started.map_or(Duration::ZERO, |t| t.elapsed()),
             authorization: policy::has_authorization(session.req_header()),
+            blocking: ctx.content.as_ref().is_some_and(|c| c.blocking),
         };
         Ok(
             match policy::decide(resp, ctx.path(), &ctx.live.config.cache, ex) {

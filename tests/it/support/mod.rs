@@ -1,7 +1,9 @@
 //! Test support: a real origin ([`origin::Origin`]), a real edge process ([`edge::Edge`]),
-//! a real nginx ([`nginx::Nginx`]), a real HTTP client, and a small tmpfs ([`tmpfs::Tmpfs`]).
+//! a real nginx ([`nginx::Nginx`]), a real HTTP client, a small tmpfs ([`tmpfs::Tmpfs`]), and
+//! live HLS sources ([`live`]: ffmpeg encoding live, a Low-Latency HLS origin).
 
 pub mod edge;
+pub mod live;
 pub mod nginx;
 pub mod origin;
 pub mod raw;
