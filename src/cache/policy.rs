@@ -55,6 +55,9 @@ pub const BLOCKING_NEGATIVE_TTL: Duration = Duration::from_secs(1);
 pub struct PlaylistRefine {
     pub vod_ttl: Duration,
     pub live_fraction: f64,
+    /// The longest a live playlist may be fresh: `max_ttl` for a blocking reload's answer
+    /// (so it never outlives what [`longest_servable`] allows for), else unbounded.
+    pub live_cap: Duration,
 }
 
 /// Statuses an edge may store.
@@ -170,6 +173,11 @@ pub fn decide(
                         } else {
                             policy.live_playlist_fraction
                         },
+                        live_cap: if ex.blocking {
+                            policy.max_ttl
+                        } else {
+                            Duration::MAX
+                        },
                     });
                     PLAYLIST_PROVISIONAL_TTL
                 }
@@ -257,7 +265,9 @@ fn refined(body: &[u8], refine: &PlaylistRefine) -> (Duration, bool) {
     }
     match target {
         Some(t) => (
-            Duration::from_secs_f64(t * refine.live_fraction).max(Duration::from_millis(100)),
+            Duration::from_secs_f64(t * refine.live_fraction)
+                .max(Duration::from_millis(100))
+                .min(refine.live_cap),
             true,
         ),
         None => (PLAYLIST_PROVISIONAL_TTL, false),
@@ -276,13 +286,12 @@ pub fn playlist_freshness(body: &[u8], refine: &PlaylistRefine, swr: u32) -> (Du
 
 /// The longest an object may be served after it was stored or last revalidated: the longest
 /// freshness lifetime (`max_ttl` caps every lifetime the policy gives, but a playlist's is set
-/// after the cap from its body: `vod_playlist_ttl`, or `live_playlist_fraction` (or
-/// [`BLOCKING_TARGETS`]) of a target duration under a day) plus the longest stale window (`stale-while-revalidate` and
+/// after the cap from its body: `vod_playlist_ttl`, or `live_playlist_fraction` of a target
+/// duration under a day; a blocking reload's answer is capped at `max_ttl`) plus the longest stale window (`stale-while-revalidate` and
 /// `stale-if-error` are capped at `max_ttl`). A purge older than this matches no object that
 /// may still be served, so the ban list drops it ([`super::bans`]).
 pub fn longest_servable(policy: &CacheConfig) -> Duration {
-    let live_playlist =
-        Duration::from_secs_f64(86_400.0 * policy.live_playlist_fraction.max(BLOCKING_TARGETS));
+    let live_playlist = Duration::from_secs_f64(86_400.0 * policy.live_playlist_fraction);
     let fresh = policy
         .max_ttl
         .max(policy.vod_playlist_ttl)
@@ -414,13 +423,13 @@ mod tests {
         short.vod_playlist_ttl = Duration::from_secs(3600);
         assert_eq!(
             longest_servable(&short),
-            Duration::from_secs(6 * 86_400 + 60),
-            "a blocking reload's live playlist: six target durations of under a day"
+            Duration::from_secs(86_400 / 2 + 60),
+            "a live playlist: half a day"
         );
-        short.vod_playlist_ttl = Duration::from_secs(7 * 86_400);
+        short.vod_playlist_ttl = Duration::from_secs(2 * 86_400);
         assert_eq!(
             longest_servable(&short),
-            Duration::from_secs(7 * 86_400 + 60)
+            Duration::from_secs(2 * 86_400 + 60)
         );
         // Every lifetime and window the policy hands out fits.
         let r = resp(
@@ -628,6 +637,7 @@ mod tests {
         let refine = PlaylistRefine {
             vod_ttl: Duration::from_secs(3600),
             live_fraction: 0.5,
+            live_cap: Duration::MAX,
         };
         let vod = b"#EXTM3U\n#EXT-X-TARGETDURATION:4\n#EXTINF:4,\na.ts\n#EXT-X-ENDLIST\n";
         assert_eq!(playlist_ttl(vod, &refine), Duration::from_secs(3600));
@@ -647,6 +657,7 @@ mod tests {
         let refine = PlaylistRefine {
             vod_ttl: Duration::from_secs(3600),
             live_fraction: 0.5,
+            live_cap: Duration::MAX,
         };
         let live = b"#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2,\na.ts\n";
         assert_eq!(
