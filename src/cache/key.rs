@@ -3,8 +3,9 @@
 //! The host is always in the key (a key without it lets one site's object answer for another).
 //! Components are length-framed before hashing so `("a", "/bc")` and `("ab", "/c")` differ.
 //! Which query parameters count is a per-path-prefix policy ([`QueryPolicy`], `[[cache.keys]]`);
-//! the ones that count are sorted, so their order does not split the cache, and CMCD
-//! (CTA-5004 player data, different on every request) never counts.
+//! the ones that count are sorted, so their order does not split the cache, CMCD
+//! (CTA-5004 player data, different on every request) never counts, and the LL-HLS delivery
+//! directives (`_HLS_msn`, `_HLS_part`, `_HLS_skip`, [`crate::hls::delivery`]) always count.
 //!
 //! A large object under a `[[cache.slices]]` prefix is never stored whole: each slice of it is
 //! stored under the object's key plus the slice size and index ([`slice_key`]), so a range
@@ -63,7 +64,8 @@ impl QueryPolicy {
 }
 
 /// The part of `query` that goes into the key of `path`: the parameters the most specific
-/// rule keeps (all without a rule), never CMCD, sorted. `None` when nothing is left.
+/// rule keeps (all without a rule) and the LL-HLS delivery directives, never CMCD, sorted.
+/// `None` when nothing is left.
 pub fn key_query(rules: &[KeyRule], path: &str, query: Option<&str>) -> Option<String> {
     let query = query?;
     let policy = key_rule(rules, path).map_or(&QueryPolicy::All, |r| &r.query);
@@ -72,7 +74,7 @@ pub fn key_query(rules: &[KeyRule], path: &str, query: Option<&str>) -> Option<S
         .filter(|p| !p.is_empty())
         .filter(|p| {
             let name = param_name(p);
-            name != CMCD_PARAM && policy.keeps(name)
+            name != CMCD_PARAM && (policy.keeps(name) || crate::hls::delivery::is_directive(name))
         })
         .collect();
     if params.is_empty() {
@@ -175,6 +177,15 @@ mod tests {
         );
         assert_eq!(k("/other/a.ts", "CMCD=x"), None);
         assert_eq!(k("/live/a.ts", "a=1"), None);
+        assert_eq!(
+            k("/live/a.m3u8", "a=1&_HLS_part=2&_HLS_msn=10&_HLS_skip=YES"),
+            Some("_HLS_msn=10&_HLS_part=2&_HLS_skip=YES".into()),
+            "LL-HLS delivery directives always count"
+        );
+        assert_eq!(
+            k("/vod/a.m3u8", "_HLS_msn=10&v=1"),
+            Some("_HLS_msn=10&v=1".into())
+        );
         assert_eq!(
             k("/vod/a.ts", "lang=en&x=1&v=2"),
             Some("lang=en&v=2".into())

@@ -19,11 +19,20 @@
 //!    since `Last-Modified`, which for a live segment written a second ago would mean
 //!    revalidating it every 100 ms).
 //!
+//! Answers to LL-HLS blocking playlist reloads (`_HLS_msn`, [`crate::hls::delivery`]) name a
+//! fixed point of the stream, so without an explicit lifetime a live one lives
+//! [`BLOCKING_TARGETS`] × `#EXT-X-TARGETDURATION` (RFC 8216bis §6.2.5.2 suggests six target
+//! durations), and a refusal of a media sequence number not produced yet (404/410, or the 400
+//! the RFC asks for one too far ahead) is kept at most [`BLOCKING_NEGATIVE_TTL`]: long
+//! enough to answer a herd of players with one origin request, short enough not to deny the
+//! part once it exists.
+//!
 //! The policy is the `[cache]` section itself ([`CacheConfig`]): no copy of its fields.
 //! Every lifetime is capped at `max_ttl`, and the response's age on arrival (its upstream's
 //! `Age`/`Date`, RFC 9111 §4.2.3) is taken off it. `stale-while-revalidate`/`stale-if-error`
 //! come from the response, else from the config defaults, and are 0 where the origin forbade
-//! serving stale (see [`freshness::stale_windows`]).
+//! serving stale (see [`freshness::stale_windows`]); a live media playlist with the default
+//! lifetime is never served stale while revalidating ([`playlist_freshness`]).
 
 use std::time::{Duration, SystemTime};
 
@@ -36,12 +45,21 @@ use crate::config::CacheConfig;
 /// Freshness assumed for a playlist until its body says whether it is live.
 pub const PLAYLIST_PROVISIONAL_TTL: Duration = Duration::from_secs(1);
 
+/// The lifetime of a live playlist answering a blocking reload, in target durations.
+pub const BLOCKING_TARGETS: f64 = 6.0;
+
+/// The longest a refusal (404, 410, 400) of a blocking reload is kept.
+pub const BLOCKING_NEGATIVE_TTL: Duration = Duration::from_secs(1);
+
 /// Attached to the cache meta of a playlist whose TTL is the default: the storage calls
 /// [`playlist_ttl`] with the complete body before committing it.
 #[derive(Debug, Clone, Copy)]
 pub struct PlaylistRefine {
     pub vod_ttl: Duration,
     pub live_fraction: f64,
+    /// The longest a live playlist may be fresh: `max_ttl` for a blocking reload's answer
+    /// (so it never outlives what [`longest_servable`] allows for), else unbounded.
+    pub live_cap: Duration,
 }
 
 /// Statuses an edge may store.
@@ -72,6 +90,8 @@ pub struct Exchange {
     pub response_delay: Duration,
     /// The request carried `Authorization` (RFC 9111 §3.5).
     pub authorization: bool,
+    /// The request was an LL-HLS blocking playlist reload (`_HLS_msn`).
+    pub blocking: bool,
 }
 
 impl Exchange {
@@ -81,6 +101,7 @@ impl Exchange {
             now,
             response_delay: Duration::ZERO,
             authorization: false,
+            blocking: false,
         }
     }
 }
@@ -118,7 +139,10 @@ pub fn decide(
 ) -> RespCacheable {
     let now = ex.now;
     let status = resp.status.as_u16();
-    if !cacheable_status(status) || resp.headers.contains_key(http::header::SET_COOKIE) {
+    let refused_block = ex.blocking && matches!(status, 400 | 404 | 410);
+    if !(cacheable_status(status) || refused_block)
+        || resp.headers.contains_key(http::header::SET_COOKIE)
+    {
         return RespCacheable::Uncacheable(NoCacheReason::OriginNotCache);
     }
     let governing = freshness::governing(&resp.headers, &policy.targeted);
@@ -140,11 +164,21 @@ pub fn decide(
         (rule, None) => {
             let ttl = match rule {
                 Some(r) => r.ttl,
+                None if refused_block => policy.negative_ttl.min(BLOCKING_NEGATIVE_TTL),
                 None if matches!(status, 404 | 410) => policy.negative_ttl,
                 None if status == 200 && is_playlist(resp, path) => {
                     refine = Some(PlaylistRefine {
                         vod_ttl: policy.vod_playlist_ttl,
-                        live_fraction: policy.live_playlist_fraction,
+                        live_fraction: if ex.blocking {
+                            BLOCKING_TARGETS
+                        } else {
+                            policy.live_playlist_fraction
+                        },
+                        live_cap: if ex.blocking {
+                            policy.max_ttl
+                        } else {
+                            Duration::MAX
+                        },
                     });
                     PLAYLIST_PROVISIONAL_TTL
                 }
@@ -174,6 +208,12 @@ pub fn decide(
         policy.stale_while_revalidate,
         policy.stale_if_error,
     );
+    // A stale refusal of a future msn would deny a part that exists by then.
+    let swr = if refused_block && explicit.is_none() {
+        Duration::ZERO
+    } else {
+        swr
+    };
     let cap = secs_u32(policy.max_ttl);
     let mut header = resp.clone();
     for name in &d.strip {
@@ -203,11 +243,17 @@ pub fn decide(
 /// without updates) gets `vod_ttl`, dynamic `live_fraction × minimumUpdatePeriod`. Anything
 /// unrecognisable keeps the provisional TTL.
 pub fn playlist_ttl(body: &[u8], refine: &PlaylistRefine) -> Duration {
+    refined(body, refine).0
+}
+
+/// [`playlist_ttl`], and whether the body is a live manifest (a live media playlist or a
+/// dynamic MPD that updates).
+fn refined(body: &[u8], refine: &PlaylistRefine) -> (Duration, bool) {
     if body.trim_ascii_start().starts_with(b"<") {
         return match crate::dash::refresh(body) {
-            Some(crate::dash::Refresh::Fixed) => refine.vod_ttl,
-            Some(crate::dash::Refresh::Every(period)) => live(period.as_secs_f64(), refine),
-            None => PLAYLIST_PROVISIONAL_TTL,
+            Some(crate::dash::Refresh::Fixed) => (refine.vod_ttl, false),
+            Some(crate::dash::Refresh::Every(period)) => (live(period.as_secs_f64(), refine), true),
+            None => (PLAYLIST_PROVISIONAL_TTL, false),
         };
     }
     let text = String::from_utf8_lossy(body);
@@ -218,7 +264,7 @@ pub fn playlist_ttl(body: &[u8], refine: &PlaylistRefine) -> Duration {
             || line == "#EXT-X-PLAYLIST-TYPE:VOD"
             || line.starts_with("#EXT-X-STREAM-INF")
         {
-            return refine.vod_ttl;
+            return (refine.vod_ttl, false);
         }
         if let Some(v) = line.strip_prefix("#EXT-X-TARGETDURATION:") {
             target = v
@@ -229,21 +275,33 @@ pub fn playlist_ttl(body: &[u8], refine: &PlaylistRefine) -> Duration {
         }
     }
     match target {
-        Some(t) => live(t, refine),
-        None => PLAYLIST_PROVISIONAL_TTL,
+        Some(t) => (live(t, refine), true),
+        None => (PLAYLIST_PROVISIONAL_TTL, false),
     }
 }
 
-/// The TTL of a live manifest that changes every `period` seconds (under a day).
+/// The TTL of a live manifest that changes every `period` seconds (under a day), within the
+/// cap (`live_cap`: a blocking reload's answer lives longer, never past `max_ttl`).
 fn live(period: f64, refine: &PlaylistRefine) -> Duration {
     Duration::from_secs_f64(period.min(86_400.0) * refine.live_fraction)
         .max(Duration::from_millis(100))
+        .min(refine.live_cap)
+}
+
+/// A playlist's freshness from its body ([`playlist_ttl`]) and its `stale-while-revalidate`
+/// window: none for a live media playlist (or dynamic MPD), whose stale copy is a player behind live (with a
+/// lifetime of half a target duration, every reload would get the previous playlist while
+/// a background refresh fetched the next one); a live playlist past its lifetime waits for
+/// the origin (one request, through the cache lock) instead. `stale-if-error` is unchanged.
+pub fn playlist_freshness(body: &[u8], refine: &PlaylistRefine, swr: u32) -> (Duration, u32) {
+    let (ttl, live) = refined(body, refine);
+    (ttl, if live { 0 } else { swr })
 }
 
 /// The longest an object may be served after it was stored or last revalidated: the longest
 /// freshness lifetime (`max_ttl` caps every lifetime the policy gives, but a playlist's is set
 /// after the cap from its body: `vod_playlist_ttl`, or `live_playlist_fraction` of a target
-/// duration under a day) plus the longest stale window (`stale-while-revalidate` and
+/// duration under a day; a blocking reload's answer is capped at `max_ttl`) plus the longest stale window (`stale-while-revalidate` and
 /// `stale-if-error` are capped at `max_ttl`). A purge older than this matches no object that
 /// may still be served, so the ban list drops it ([`super::bans`]).
 pub fn longest_servable(policy: &CacheConfig) -> Duration {
@@ -462,6 +520,7 @@ mod tests {
             now,
             response_delay: Duration::from_secs(1),
             authorization: false,
+            blocking: false,
         };
         let r = resp(200, &[("cache-control", "max-age=60"), ("age", "20")]);
         assert_eq!(decide_with(&r, "/v/x.ts", ex).map(|t| t.0), Some(39));
@@ -592,6 +651,7 @@ mod tests {
         let refine = PlaylistRefine {
             vod_ttl: Duration::from_secs(3600),
             live_fraction: 0.5,
+            live_cap: Duration::MAX,
         };
         let vod = b"#EXTM3U\n#EXT-X-TARGETDURATION:4\n#EXTINF:4,\na.ts\n#EXT-X-ENDLIST\n";
         assert_eq!(playlist_ttl(vod, &refine), Duration::from_secs(3600));
@@ -611,6 +671,7 @@ mod tests {
         let refine = PlaylistRefine {
             vod_ttl: Duration::from_secs(3600),
             live_fraction: 0.5,
+            live_cap: Duration::MAX,
         };
         let stat = b"<?xml version=\"1.0\"?>\n<MPD type=\"static\" mediaPresentationDuration=\"PT20S\"><Period/></MPD>\n";
         assert_eq!(playlist_ttl(stat, &refine), Duration::from_secs(3600));
@@ -632,5 +693,87 @@ mod tests {
             decide_at(&resp(200, &[]), "/v/a.mpd").map(|t| t.3),
             Some(true)
         );
+    }
+
+    #[test]
+    fn live_playlists_are_not_served_stale_while_revalidating() {
+        let refine = PlaylistRefine {
+            vod_ttl: Duration::from_secs(3600),
+            live_fraction: 0.5,
+            live_cap: Duration::MAX,
+        };
+        let live = b"#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXTINF:2,\na.ts\n";
+        assert_eq!(
+            playlist_freshness(live, &refine, 5),
+            (Duration::from_secs(1), 0)
+        );
+        let vod = b"#EXTM3U\n#EXT-X-TARGETDURATION:2\n#EXT-X-ENDLIST\n";
+        assert_eq!(
+            playlist_freshness(vod, &refine, 5),
+            (Duration::from_secs(3600), 5)
+        );
+        assert_eq!(
+            playlist_freshness(b"garbage", &refine, 5),
+            (PLAYLIST_PROVISIONAL_TTL, 5)
+        );
+    }
+
+    #[test]
+    fn blocking_reloads_keep_answers_longer_and_refusals_briefly() {
+        let blocking = Exchange {
+            blocking: true,
+            ..Exchange::at(SystemTime::now())
+        };
+        let playlist = resp(200, &[("content-type", "application/vnd.apple.mpegurl")]);
+        let meta = |r: &ResponseHeader, ex: Exchange| match decide(r, "/ll/p.m3u8", &policy(), ex) {
+            RespCacheable::Cacheable(m) => Some(m),
+            RespCacheable::Uncacheable(_) => None,
+        };
+        let refine = |ex| {
+            *meta(&playlist, ex)
+                .unwrap()
+                .extensions()
+                .get::<PlaylistRefine>()
+                .unwrap()
+        };
+        let live = b"#EXTM3U\n#EXT-X-TARGETDURATION:4\n#EXTINF:4,\na.ts\n";
+        assert_eq!(
+            playlist_ttl(live, &refine(blocking)),
+            Duration::from_secs(24),
+            "six target durations"
+        );
+        assert_eq!(
+            playlist_ttl(live, &refine(Exchange::at(SystemTime::now()))),
+            Duration::from_secs(2),
+            "a plain reload keeps live_playlist_fraction"
+        );
+        let vod = b"#EXTM3U\n#EXT-X-TARGETDURATION:4\n#EXT-X-ENDLIST\n";
+        assert_eq!(
+            playlist_ttl(vod, &refine(blocking)),
+            Duration::from_secs(3600)
+        );
+        // A refusal of a future msn: briefly (negative_ttl is 10 s), 400 included.
+        for status in [400, 404, 410] {
+            let m = meta(&resp(status, &[]), blocking).expect("stored");
+            let left = m.fresh_until().duration_since(blocking.now).unwrap();
+            assert!(left <= BLOCKING_NEGATIVE_TTL, "{status}: {left:?}");
+            assert_eq!(
+                m.stale_while_revalidate_sec(),
+                0,
+                "{status}: never served stale"
+            );
+        }
+        assert!(meta(&resp(400, &[]), Exchange::at(SystemTime::now())).is_none());
+        assert_eq!(
+            decide_at(&resp(404, &[]), "/ll/p.m3u8").map(|t| t.0),
+            Some(10)
+        );
+        // The origin's own lifetime still wins.
+        let m = meta(&resp(404, &[("cache-control", "max-age=5")]), blocking).unwrap();
+        assert_eq!(
+            m.fresh_until().duration_since(blocking.now).unwrap(),
+            Duration::from_secs(5)
+        );
+        assert!(meta(&resp(503, &[]), blocking).is_none());
     }
 }

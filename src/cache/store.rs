@@ -29,7 +29,7 @@ use tokio::sync::watch;
 
 use super::budget::FillBudget;
 use super::object::StoredObject;
-use super::policy::{playlist_ttl, PlaylistRefine};
+use super::policy::{playlist_freshness, PlaylistRefine};
 use super::reopen::Tiers;
 use super::CacheStats;
 use crate::config::DiskAdmission;
@@ -220,6 +220,8 @@ impl EdgeStorage {
                 fill,
                 progress,
                 next: 0,
+                offset: 0,
+                range: (0, None),
             })),
         )))
     }
@@ -452,12 +454,9 @@ impl Storage for EdgeStorage {
             // A 304 to a playlist stored with the default TTL: the policy gave it the
             // provisional TTL; the stored body says which one it really gets (as on a fill).
             let mut m = CacheMeta::deserialize(&meta_internal, &meta_header)?;
-            let (swr, sie) = (m.stale_while_revalidate_sec(), m.stale_if_error_sec());
-            m.update_freshness(
-                std::time::SystemTime::now() + playlist_ttl(&old.body, refine),
-                swr,
-                sie,
-            );
+            let (ttl, swr) = playlist_freshness(&old.body, refine, m.stale_while_revalidate_sec());
+            let sie = m.stale_if_error_sec();
+            m.update_freshness(std::time::SystemTime::now() + ttl, swr, sie);
             (meta_internal, meta_header) = m.serialize()?;
         }
         let updated = StoredObject::new(meta_internal.into(), meta_header.into(), old.body);
@@ -493,10 +492,34 @@ pub struct PartialHit {
     fill: Arc<Fill>,
     progress: watch::Receiver<Progress>,
     next: usize,
+    /// Where chunk `next` starts in the body.
+    offset: usize,
+    /// The bytes to send, `start..end` (a single range of an object still being filled,
+    /// such as an LL-HLS part being produced: `bytes=N-` streams from N as it arrives).
+    range: (usize, Option<usize>),
 }
 
 impl PartialHit {
+    /// The next bytes of the range, as the fill receives them.
     async fn read(&mut self) -> Result<Option<Bytes>> {
+        loop {
+            let (start, end) = self.range;
+            if end.is_some_and(|e| self.offset >= e) {
+                return Ok(None);
+            }
+            let Some(chunk) = self.next_chunk().await? else {
+                return Ok(None);
+            };
+            let (from, to) = (self.offset, self.offset + chunk.len());
+            self.offset = to;
+            let (a, b) = (start.max(from), end.map_or(to, |e| e.min(to)));
+            if a < b {
+                return Ok(Some(chunk.slice(a - from..b - from)));
+            }
+        }
+    }
+
+    async fn next_chunk(&mut self) -> Result<Option<Bytes>> {
         loop {
             let p = *self.progress.borrow_and_update();
             if self.next < p.chunks {
@@ -550,7 +573,13 @@ impl HandleHit for EdgeHit {
         Ok(())
     }
 
+    /// Single ranges are served from a fill in progress too; multipart ranges (which seek
+    /// back and forth) only from a complete object.
     fn can_seek(&self) -> bool {
+        true
+    }
+
+    fn can_seek_multipart(&self) -> bool {
         matches!(self, EdgeHit::Complete(_))
     }
 
@@ -569,7 +598,15 @@ impl HandleHit for EdgeHit {
                 c.done = false;
                 Ok(())
             }
-            EdgeHit::Partial(_) => Error::e_explain(ErrorType::InternalError, "seek during a fill"),
+            // Before the first read: the fill's length is in its header (the range filter
+            // checked the range against it), its bytes may not have arrived yet.
+            EdgeHit::Partial(p) if p.next == 0 => {
+                p.range = (start, end);
+                Ok(())
+            }
+            EdgeHit::Partial(_) => {
+                Error::e_explain(ErrorType::InternalError, "seek after a fill's first read")
+            }
         }
     }
 
@@ -672,9 +709,10 @@ impl HandleMiss for EdgeMiss {
             Some(refine) => {
                 let mut meta =
                     CacheMeta::deserialize(&self.fill.meta_internal, &self.fill.meta_header)?;
-                let fresh_until = std::time::SystemTime::now() + playlist_ttl(&body, refine);
-                let (swr, sie) = (meta.stale_while_revalidate_sec(), meta.stale_if_error_sec());
-                meta.update_freshness(fresh_until, swr, sie);
+                let (ttl, swr) =
+                    playlist_freshness(&body, refine, meta.stale_while_revalidate_sec());
+                let sie = meta.stale_if_error_sec();
+                meta.update_freshness(std::time::SystemTime::now() + ttl, swr, sie);
                 let (i, h) = meta.serialize()?;
                 (Bytes::from(i), Bytes::from(h))
             }

@@ -10,8 +10,11 @@
 //! - [`encoding`]: the content coding of a playlist body (gzip, deflate, br) and a streaming,
 //!   bounded decoder; [`Transform`]: the whole way of one playlist to one viewer (decode,
 //!   filter, rewrite), sent as identity.
+//! - [`delivery`]: the Low-Latency HLS delivery directives (`_HLS_msn`, `_HLS_part`,
+//!   `_HLS_skip`) a player adds to a playlist request.
 
 mod attr;
+pub mod delivery;
 pub mod encoding;
 mod filter;
 mod rewrite;

@@ -256,6 +256,9 @@ pub struct ContentRequest {
     /// The player's CMCD ([`crate::cmcd`]), for the metrics and the access log; boxed, as
     /// most requests carry none.
     pub cmcd: Option<Box<crate::cmcd::Report>>,
+    /// An LL-HLS blocking playlist reload (`_HLS_msn`, [`crate::hls::delivery`]): its answer
+    /// is kept by the rules for blocking responses ([`crate::cache::policy::Exchange`]).
+    pub blocking: bool,
 }
 
 impl ContentRequest {
@@ -436,6 +439,7 @@ fn admission(
     // An absolute-form target goes to the origin in origin-form (RFC 9112 §3.2.2).
     let rewritten = path != req.path || query.as_deref() != req.query || req.authority.is_some();
     let key = key::for_request(&host, &path, key_query.as_deref());
+    let blocking = crate::hls::delivery::blocks(key_query.as_deref());
     let accept_encoding = super::vary::accept_encoding(req.headers);
     let upgrade = req.version == Version::HTTP_11
         && req.headers.has("upgrade")
@@ -459,6 +463,7 @@ fn admission(
         accept_encoding,
         upgrade,
         cmcd,
+        blocking,
     })
 }
 

@@ -1063,6 +1063,7 @@ impl ProxyHttp for EdgeProxy {
             now: SystemTime::now(),
             response_delay: ctx.upstream_started.map_or(Duration::ZERO, |t| t.elapsed()),
             authorization: policy::has_authorization(session.req_header()),
+            blocking: ctx.content.as_ref().is_some_and(|c| c.blocking),
         };
         if let Fill::Slice(part) = ctx.fill {
             return Ok(self.slice_cacheable(resp, part, ctx, ex, revalidated));

@@ -67,7 +67,8 @@ async fn edges(origin: &Origin, cf: &CfSigner) -> (Edge, Edge, tempfile::TempDir
          [tokens]\nrequired = true\ncurrent = \"k1\"\nmax_ttl = \"1h\"\npublic = [\"/pub/\"]\n\
          keys = [{{ id = \"k1\", secret_file = \"{d}/k1.key\" }}]\n\
          [geo]\ndatabase = \"{DB}\"\ntrusted_proxies = [\"127.0.0.1/32\"]\n\
-         [[geo.rules]]\nprefix = \"/pub/uk/\"\nallow = [\"GB\"]\nunknown = \"deny\"\n{cf}",
+         [[geo.rules]]\nprefix = \"/pub/uk/\"\nallow = [\"GB\"]\nunknown = \"deny\"\n\
+         [[cache.keys]]\nprefix = \"/pub/ll/\"\nquery = \"none\"\n{cf}",
         addr = origin.addr,
         d = keys.path().display(),
         cf = cf.config(&[]),
@@ -130,6 +131,14 @@ async fn front_and_pipeline_agree_on_every_admission_outcome() {
             .header("cache-control", "no-store")
             .header("cdn-cache-control", "max-age=600"),
     );
+    // A live LL-HLS playlist (long target duration: fresh for the whole table).
+    origin.route(
+        "/pub/ll/p.m3u8",
+        Route::ok(
+            "#EXTM3U\n#EXT-X-TARGETDURATION:100\n#EXT-X-MEDIA-SEQUENCE:5\n#EXTINF:100,\ns5.mp4\n",
+        )
+        .header("content-type", "application/vnd.apple.mpegurl"),
+    );
     let cf = CfSigner::new("K2DIFF");
     let (fast, slow, _keys) = edges(&origin, &cf).await;
     let cf_canned = cf.canned_query("http://edge.test/v/a/seg.ts", now() + 600);
@@ -188,6 +197,7 @@ async fn front_and_pipeline_agree_on_every_admission_outcome() {
         get("/pub/big/film.mp4", ""),
         get(&format!("/v/a/240p/seg.ts?token={tier}"), ""),
         get(&format!("/v/a/manifest.mpd?token={tier}"), ""),
+        get("/pub/ll/p.m3u8?_HLS_msn=5&_HLS_part=1", ""),
     ];
 
     let rows = vec![
@@ -266,6 +276,8 @@ async fn front_and_pipeline_agree_on_every_admission_outcome() {
         row("head over max_head", get("/pub/seg.ts", &(0..40).map(|i| format!("X-F{i}: {}\r\n", "v".repeat(1000))).collect::<String>()), 431, false),
         row("transfer coding other than chunked", "POST /pub/seg.ts HTTP/1.1\r\nHost: edge.test\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n".into(), 501, false),
         row("a space in the target", "GET /pub/seg .ts HTTP/1.1\r\nHost: edge.test\r\n\r\n".into(), 400, false),
+        row("LL-HLS directives count under query none, in any order", get("/pub/ll/p.m3u8?x=1&_HLS_part=1&_HLS_msn=5", ""), 200, true),
+        row("LL-HLS: another msn is another answer", get("/pub/ll/p.m3u8?_HLS_msn=6&_HLS_part=1", ""), 200, false),
         row("empty Host", "GET /pub/seg.ts HTTP/1.1\r\nHost: \r\n\r\n".into(), 400, false),
     ];
 
@@ -361,6 +373,7 @@ async fn front_and_pipeline_agree_on_every_admission_outcome() {
             || r.request.starts_with("PURGE")
             || r.what.starts_with("Vary")
             || mpd
+            || r.what.starts_with("LL-HLS")
             || ["healthz", "readyz"].contains(&r.what);
         if r.status == 200 && !other_body {
             assert!(f.body == seg, "{}: the object's bytes", r.what);

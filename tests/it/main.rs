@@ -30,6 +30,7 @@ mod invalidation;
 mod keys;
 mod lifecycle;
 mod limits;
+mod live;
 mod metrics;
 mod origins;
 mod pipelining;

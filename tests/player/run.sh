@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Real-player check, one command: hls.js in headless Chromium plays the edge's demo title
-# (TS and fMP4, with CMCD) and dash.js its DASH version, through a freshly started edge.
+# (TS and fMP4, with CMCD) and dash.js its DASH version, through a freshly started edge, then a
+# live stream (live.mjs).
 #
 #   bash tests/player/run.sh            # from any directory
 #
@@ -173,4 +174,8 @@ code="$(curl -s -o /dev/null -w '%{http_code}' "${TIER_URL/manifest.mpd/480p\/se
 # Unsigned, the title must be refused: the player check above really used the tokens.
 code="$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$HTTP_PORT/demo/ts/master.m3u8")"
 [ "$code" = "403" ] || { say "unsigned request answered $code, want 403"; exit 1; }
-say "ok: hls.js played the signed demo (path and query tokens, TS and fMP4; CMCD twice, all hits the second time, CMCD metrics moved); dash.js played its DASH version (path token; a 240p tier got 240p only)"
+# Live: ffmpeg encodes live behind a second edge (tokens required); hls.js plays it through the
+# edge and from the origin side by side, no stall allowed; latency behind live of both printed.
+say "live: hls.js plays a live stream through the edge for ${LIVE_SECONDS:-20} s (LIVE_SECONDS)"
+LIVE_SECONDS="${LIVE_SECONDS:-20}" EDGE_BIN="$EDGE_BIN" node "$HERE/live.mjs"
+say "ok: hls.js played the signed demo (path and query tokens, TS and fMP4; CMCD twice, all hits the second time, CMCD metrics moved); dash.js played its DASH version (path token; a 240p tier got 240p only); hls.js played a live stream through the edge with no stall"

@@ -1,10 +1,12 @@
 //! Test support: a real origin ([`origin::Origin`]), a real edge process ([`edge::Edge`]),
-//! a real nginx ([`nginx::Nginx`]), a real HTTP client, a small tmpfs ([`tmpfs::Tmpfs`]) and a
-//! throwaway PostgreSQL ([`postgres::PgServer`]).
+//! a real nginx ([`nginx::Nginx`]), a real HTTP client, a small tmpfs ([`tmpfs::Tmpfs`]), a
+//! throwaway PostgreSQL ([`postgres::PgServer`]) and live HLS sources ([`live`]: ffmpeg
+//! encoding live, a Low-Latency HLS origin).
 
 pub mod cloudfront;
 pub mod edge;
 pub mod fuse;
+pub mod live;
 pub mod nginx;
 pub mod origin;
 pub mod postgres;

@@ -165,6 +165,8 @@ impl SeenRequest {
 #[derive(Default)]
 struct Shared {
     routes: Mutex<HashMap<String, Route>>,
+    /// Files under this folder answer paths without a route (read at each request).
+    dir: Mutex<Option<std::path::PathBuf>>,
     seen: Mutex<Vec<SeenRequest>>,
     connections: AtomicUsize,
     /// Connection tasks, aborted when the origin is dropped (a dead origin drops them all).
@@ -225,6 +227,14 @@ impl Origin {
             .lock()
             .unwrap()
             .insert(path.to_string(), route);
+        self
+    }
+
+    /// Answer a path without a route from the file of that name under `dir`, read when
+    /// asked (a live encoder's folder), with a content type by extension and no caching
+    /// headers; a missing file is a 404.
+    pub fn serve_dir(&self, dir: &std::path::Path) -> &Self {
+        *self.shared.dir.lock().unwrap() = Some(dir.to_path_buf());
         self
     }
 
@@ -355,7 +365,10 @@ async fn serve_connection<S: Conn>(stream: S, shared: Arc<Shared>) -> std::io::R
         shared.seen.lock().unwrap().push(req);
         let path = target.split('?').next().unwrap_or("").to_string();
         let route = shared.routes.lock().unwrap().get(&path).cloned();
-        let route = route.unwrap_or_else(|| Route::ok("not found\n").status(404));
+        let dir = shared.dir.lock().unwrap().clone();
+        let route = route
+            .or_else(|| file_route(dir.as_deref()?, &path))
+            .unwrap_or_else(|| Route::ok("not found\n").status(404));
         if route.drop_from.is_some_and(|n| served >= n) {
             return Ok(());
         }
@@ -463,6 +476,17 @@ fn single_range(value: &str, len: usize) -> Option<(usize, usize)> {
         b => b.parse::<usize>().ok()?.min(len.checked_sub(1)?),
     };
     (a <= b).then_some((a, b))
+}
+
+/// The file for `path` under `dir` as a route (`..` never leaves `dir`).
+fn file_route(dir: &std::path::Path, path: &str) -> Option<Route> {
+    let rel = path.trim_start_matches('/');
+    if rel.split('/').any(|s| s == ".." || s.is_empty()) {
+        return None;
+    }
+    let file = dir.join(rel);
+    let body = std::fs::read(&file).ok()?;
+    Some(Route::ok(body).header("content-type", super::live::content_type(&file)))
 }
 
 /// A chunked request body (RFC 9112 §7.1), its framing removed; trailer fields are skipped.
