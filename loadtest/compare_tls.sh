@@ -181,7 +181,6 @@ http {
   tcp_nodelay on;
   keepalive_timeout 65s;
   keepalive_requests 1000000;
-  http2_max_requests 1000000;
   ssl_certificate $CERT;
   ssl_certificate_key $KEY;
   ssl_session_cache shared:SSL:10m;
@@ -402,7 +401,7 @@ for c in cells:
               f"{', '.join(f'{x:.2f}' for x in ratios)} | **{statistics.median(ratios):.2f}** |")
 PY
   echo
-  echo "\"machine busy CPU s\" is the whole machine's busy time over the run (h2load, origin and anything else included): with h2load on one core and the server on the other it is near 2 x the duration; much more means other work competed."
+  echo "\"machine busy CPU s\" is the whole machine's busy time over the run (h2load, origin and anything else included): it cannot exceed 2 x the wall time on 2 cores; near that bound, other work competed with the servers and the ratios are rougher."
 } >"$TMP/section.md"
 cat "$TMP/section.md"
 cat "$TMP/section.md" >>"$RESULTS"
