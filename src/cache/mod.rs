@@ -1,6 +1,8 @@
 //! The cache: foyer hybrid storage behind pingora-cache, its key, and its freshness policy.
 //!
 //! - [`store`]: [`store::EdgeStorage`], the `pingora_cache::Storage` implementation.
+//! - [`admission`]: which objects the disk tier takes when memory evicts them
+//!   (`[cache] disk_admission`).
 //! - [`budget`]: the memory fills in flight may hold (`[cache] fill_memory`).
 //! - [`handoff`]: the cache lock, with a cold fill handed from its first requester to a
 //!   request that only fills.
@@ -13,6 +15,7 @@
 //! - [`disk`]: the disk tier's health (degraded while its writes may fail), [`room`]: the
 //!   free space it is measured against.
 
+pub mod admission;
 pub mod bans;
 pub mod budget;
 pub mod disk;
@@ -137,6 +140,7 @@ impl Cache {
             stats.clone(),
             registry,
         )?);
+        let disk_room = never_written(cfg);
         let device = FsDeviceBuilder::new(&cfg.dir)
             .with_capacity(cfg.disk as usize)
             .build()?;
@@ -171,7 +175,13 @@ impl Cache {
         disk.watch();
         let budget = budget::FillBudget::new(cfg.fill_memory);
         Ok(Cache {
-            storage: EdgeStorage::new(objects, stats.clone(), cfg.disk_admission, budget),
+            storage: EdgeStorage::new(
+                objects,
+                stats.clone(),
+                cfg.disk_admission,
+                disk_room,
+                budget,
+            ),
             stats,
             bans,
             disk,
@@ -293,6 +303,17 @@ impl Cache {
         if let Err(e) = self.dir_lock.unlock() {
             tracing::warn!(error = %e, "cannot unlock the cache folder");
         }
+    }
+}
+
+/// The disk tier's bytes nothing was ever written to, for the disk admission policy: all of
+/// it when the folder has no tier files yet, none when a tier is recovered (its objects may
+/// fill it; counting them would need a scan foyer does not expose).
+fn never_written(cfg: &CacheConfig) -> u64 {
+    if room::held_by(&cfg.dir) == 0 {
+        cfg.disk
+    } else {
+        0
     }
 }
 
