@@ -419,6 +419,11 @@ run_scenario() { # run_scenario SCENARIO PROXY
   K6_PID=""
   busy1=$(busy_ticks); children_ticks; k61=$CHILD_TICKS; org1=$(pid_ticks "$ORIGIN_PID"); local w1; w1=$(date +%s%N)
   cpu_snapshot >"$out/cpu1"
+  local rss_kib=0 p r
+  for p in $(proc_tree "$PROXY_PID"); do
+    r=$(awk '/^VmRSS:/{print $2}' "/proc/$p/status" 2>/dev/null || echo 0)
+    rss_kib=$((rss_kib + ${r:-0}))
+  done
   cat "$out/k6.out" >&2
   [ -s "$out/k6.json" ] || die "no k6 summary for $sc via $px: $(tail -3 "$out/k6.err")"
   curl -s "$ORIGIN/stats?prefix=$prefix" >"$out/origin.json"
@@ -429,16 +434,17 @@ run_scenario() { # run_scenario SCENARIO PROXY
   other_s=$(awk -v b=$((busy1 - busy0)) -v k=$((k61 - k60)) -v o=$((org1 - org0)) -v p="$cpu_s" -v hz="$CLK_TCK" \
     'BEGIN { v = (b - k - o) / hz - p; if (v < 0) v = 0; printf "%.2f", v }')
   log "CPU s during the run: proxy $cpu_s, k6 $(awk -v t=$((k61 - k60)) -v hz="$CLK_TCK" 'BEGIN{printf "%.2f", t/hz}'), origin $(awk -v t=$((org1 - org0)) -v hz="$CLK_TCK" 'BEGIN{printf "%.2f", t/hz}'), other $other_s"
-  local om=()
-  [ "$sc" = cold_herd ] && om=(--origin-ms "$ORIGIN_MS")
-  python3 "$HERE/report.py" row --k6 "$out/k6.json" --origin "$out/origin.json" --cpu-s "$cpu_s" --other-cpu-s "$other_s" \
-    --scenario "$sc" --proxy "$px" --warm-requests "$warm_reqs" --k6-warm-requests "$k6_warm" "${om[@]}" >"$out/row.json"
-  # Contaminated: other processes used more than OTHER_MAX_PCT % of one core on average.
-  CONTAMINATED=$(awk -v o="$other_s" -v w=$(((w1 - w0) / 1000000)) -v m="$OTHER_MAX_PCT" 'BEGIN { print (o * 1000 > w * m / 100) ? 1 : 0 }')
   if [[ $px == edge* ]]; then
     curl -s "http://127.0.0.1:$EDGE_ADMIN/metrics" >"$out/edge-metrics.txt" || true
     grep -E '^edge_requests_total' "$out/edge-metrics.txt" | grep -v 'status="200"' | sed 's/^/  edge metrics, non-200: /' >&2 || true
   fi
+  local om=()
+  [ "$sc" = cold_herd ] && om=(--origin-ms "$ORIGIN_MS")
+  [[ $px == edge* ]] && om+=(--edge-metrics "$out/edge-metrics.txt")
+  python3 "$HERE/report.py" row --k6 "$out/k6.json" --origin "$out/origin.json" --cpu-s "$cpu_s" --other-cpu-s "$other_s" \
+    --rss-mib "$((rss_kib / 1024))" --scenario "$sc" --proxy "$px" --warm-requests "$warm_reqs" --k6-warm-requests "$k6_warm" "${om[@]}" >"$out/row.json"
+  # Contaminated: other processes used more than OTHER_MAX_PCT % of one core on average.
+  CONTAMINATED=$(awk -v o="$other_s" -v w=$(((w1 - w0) / 1000000)) -v m="$OTHER_MAX_PCT" 'BEGIN { print (o * 1000 > w * m / 100) ? 1 : 0 }')
 }
 
 profile_edge() { # an extra, unrecorded hot_playlist run under perf

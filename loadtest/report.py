@@ -7,6 +7,7 @@
   report.py table ROWS.jsonl                                                 -> markdown tables
 """
 import json
+import os
 import sys
 
 
@@ -58,6 +59,7 @@ def row(argv):
         "origin_objects": origin["prefix_distinct"],
         "proxy_cpu_s": cpu_s,
         "other_cpu_s": float(arg(argv, "--other-cpu-s", "0")),
+        "rss_mib": float(arg(argv, "--rss-mib")) if arg(argv, "--rss-mib") else None,
     }
     # Requests for the measured objects: k6's (minus its own warm-up requests) + ours.
     object_requests = k6["requests"] - herd_warm + warm
@@ -77,7 +79,42 @@ def row(argv):
     for k, v in k6.items():
         if k.startswith("vod_"):
             r[k] = v
+    metrics = arg(argv, "--edge-metrics")
+    if metrics and os.path.exists(metrics):
+        r.update(disk_hits(metrics))
     print(json.dumps(r))
+
+
+def disk_hits(metrics_path):
+    """The edge's disk-tier hits from its /metrics: count and p50 / p99 in ms, interpolated in
+    the buckets of foyer's `foyer_storage_op_duration{op="hit"}` (the disk tier's lookup that
+    found the object: read and decode, without the HTTP answer)."""
+    buckets, count = [], 0.0
+    for line in open(metrics_path):
+        if not line.startswith("foyer_storage_op_duration") or 'op="hit"' not in line:
+            continue
+        name, value = line.rsplit(" ", 1)
+        if name.startswith("foyer_storage_op_duration_bucket"):
+            le = name.split('le="', 1)[1].split('"', 1)[0]
+            buckets.append((float("inf") if le == "+Inf" else float(le), float(value)))
+        elif name.startswith("foyer_storage_op_duration_count"):
+            count = float(value)
+    if not count or not buckets:
+        return {"disk_hits": count}
+    buckets.sort()
+
+    def q(p):
+        target, prev_le, prev_n = p * count, 0.0, 0.0
+        for le, n in buckets:
+            if n >= target:
+                if le == float("inf"):
+                    return prev_le * 1000
+                frac = (target - prev_n) / (n - prev_n) if n > prev_n else 1.0
+                return (prev_le + (le - prev_le) * frac) * 1000
+            prev_le, prev_n = le, n
+        return prev_le * 1000
+
+    return {"disk_hits": count, "disk_hit_p50_ms": q(0.5), "disk_hit_p99_ms": q(0.99)}
 
 
 def f(v, fmt):
@@ -89,13 +126,13 @@ def table(path):
     out = []
     out.append(
         "| scenario | proxy | req/s | p50 ms | p99 ms | Gbit/s | non-200 / errors | X-Cache HIT % "
-        "| origin fetches / objects | fetches per object | origin-side hit % | proxy CPU s | req per CPU-s | other CPU s |"
+        "| origin fetches / objects | fetches per object | origin-side hit % | proxy CPU s | req per CPU-s | other CPU s | RSS MiB |"
     )
-    out.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    out.append("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         n = r["xcache_hit"] + r["xcache_miss"] + r["xcache_other"]
         out.append(
-            "| {scenario} | {proxy} | {rps} | {p50} | {p99} | {gb} | {bad} | {xh} | {of} / {oo} | {fpo} | {hit} | {cpu} | {rpc} | {oth} |".format(
+            "| {scenario} | {proxy} | {rps} | {p50} | {p99} | {gb} | {bad} | {xh} | {of} / {oo} | {fpo} | {hit} | {cpu} | {rpc} | {oth} | {rss} |".format(
                 scenario=r["scenario"], proxy=r["proxy"], rps=f(r["rps"], ".0f"), p50=f(r["p50_ms"], ".2f"),
                 p99=f(r["p99_ms"], ".2f"), gb=f(r["gbit_s"], ".2f"),
                 bad=f"{r['non200']} / {r['transport_errors']}",
@@ -103,6 +140,7 @@ def table(path):
                 of=r["origin_fetches"], oo=r["origin_objects"], fpo=f(r["fetches_per_object"], ".2f"),
                 hit=f(100 * r["origin_hit_ratio"] if r["origin_hit_ratio"] is not None else None, ".1f"),
                 cpu=f(r["proxy_cpu_s"], ".2f"), rpc=f(r["req_per_cpu_s"], ".0f"), oth=f(r.get("other_cpu_s"), ".2f"),
+                rss=f(r.get("rss_mib"), ".0f"),
             )
         )
     herd = [r for r in rows if "herd_max_over_origin" in r]
@@ -125,6 +163,15 @@ def table(path):
                     s1=f(r["herd_start_skew_p99_ms"], ".0f"), s2=f(r["herd_start_skew_max_ms"], ".0f"),
                 )
             )
+    disk = [r for r in rows if r.get("disk_hits")]
+    if disk:
+        out.append("")
+        out.append("Edge disk-tier hits (foyer's `foyer_storage_op_duration{op=\"hit\"}`: the disk lookup that found the object, read and decode):")
+        out.append("")
+        out.append("| scenario | proxy | disk hits | p50 ms | p99 ms |")
+        out.append("|---|---|---:|---:|---:|")
+        for r in disk:
+            out.append(f"| {r['scenario']} | {r['proxy']} | {r['disk_hits']:.0f} | {f(r.get('disk_hit_p50_ms'), '.2f')} | {f(r.get('disk_hit_p99_ms'), '.2f')} |")
     vod = [r for r in rows if "vod_sessions_completed" in r]
     if vod:
         out.append("")

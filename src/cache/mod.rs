@@ -1,6 +1,8 @@
 //! The cache: foyer hybrid storage behind pingora-cache, its key, and its freshness policy.
 //!
 //! - [`store`]: [`store::EdgeStorage`], the `pingora_cache::Storage` implementation.
+//! - [`admission`]: which objects the disk tier takes when memory evicts them
+//!   (`[cache] disk_admission`).
 //! - [`budget`]: the memory fills in flight may hold (`[cache] fill_memory`).
 //! - [`handoff`]: the cache lock, with a cold fill handed from its first requester to a
 //!   request that only fills.
@@ -14,6 +16,7 @@
 //!   failure), [`room`]: the free space it is measured against, [`reopen`]: a halted tier
 //!   replaced while the edge runs.
 
+pub mod admission;
 pub mod bans;
 pub mod budget;
 pub mod disk;
@@ -139,6 +142,8 @@ impl Cache {
             stats.clone(),
             registry,
         )?);
+        // Before foyer creates its files: a folder without them has never been written.
+        let disk_room = never_written(cfg);
         // One registry wrapper for every hybrid cache this cache opens: a second one would
         // register foyer's metrics again, which fails (see `reopen`).
         let metrics = PrometheusMetricsRegistry::new(registry.clone());
@@ -149,7 +154,13 @@ impl Cache {
         disk.reserved(reserved);
         disk.watch();
         let budget = budget::FillBudget::new(cfg.fill_memory);
-        let storage = EdgeStorage::new(objects, stats.clone(), cfg.disk_admission, budget);
+        let storage = EdgeStorage::new(
+            objects,
+            stats.clone(),
+            cfg.disk_admission,
+            disk_room,
+            budget,
+        );
         reopen::Reopener {
             cfg: cfg.clone(),
             metrics,
@@ -322,6 +333,17 @@ async fn open_tiers(
         .with_spawner(spawner)
         .build()
         .await
+}
+
+/// The disk tier's bytes nothing was ever written to, for the disk admission policy: all of
+/// it when the folder has no tier files yet, none when a tier is recovered (its objects may
+/// fill it; counting them would need a scan foyer does not expose).
+fn never_written(cfg: &CacheConfig) -> u64 {
+    if room::held_by(&cfg.dir) == 0 {
+        cfg.disk
+    } else {
+        0
+    }
 }
 
 /// Refuse a disk tier its filesystem cannot hold whole (see [`room::config_error`]), before

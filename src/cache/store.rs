@@ -27,16 +27,13 @@ use pingora_cache::{CacheKey, CacheMeta, Storage};
 use pingora_error::{Error, ErrorType, Result};
 use tokio::sync::watch;
 
+use super::admission::DiskAdmitter;
 use super::budget::FillBudget;
 use super::object::StoredObject;
 use super::policy::{playlist_freshness, PlaylistRefine};
 use super::reopen::Tiers;
 use super::CacheStats;
 use crate::config::DiskAdmission;
-
-/// How many "seen once" keys the doorkeeper remembers before it starts over (TinyLFU-style
-/// reset): 1M keys, about 40 MiB at most.
-const DOORKEEPER_MAX: usize = 1 << 20;
 
 /// Cache storage: in-flight fills in a map, complete objects in foyer.
 pub struct EdgeStorage {
@@ -46,9 +43,8 @@ pub struct EdgeStorage {
     fills: Mutex<HashMap<u128, Vec<Arc<Fill>>>>,
     next_write: AtomicU64,
     stats: Arc<CacheStats>,
-    admission: DiskAdmission,
-    /// Keys stored in memory only, waiting for a second request before they go to disk.
-    doorkeeper: Mutex<std::collections::HashSet<u128>>,
+    /// Which objects may go to disk when memory evicts them.
+    admitter: DiskAdmitter,
     /// Memory the fills in flight reserved, against `[cache] fill_memory`.
     budget: FillBudget,
 }
@@ -99,6 +95,11 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// An object's weight in the memory tier (the cache's weighter) and its claim on the disk.
+pub fn weight(obj: &StoredObject) -> u64 {
+    16 + obj.weight() as u64
+}
+
 pub fn key_of(key: &impl CacheHashKey) -> u128 {
     u128::from_be_bytes(key.combined_bin())
 }
@@ -112,6 +113,7 @@ impl EdgeStorage {
         objects: HybridCache<u128, StoredObject>,
         stats: Arc<CacheStats>,
         admission: DiskAdmission,
+        disk_room: u64,
         budget: FillBudget,
     ) -> Self {
         EdgeStorage {
@@ -119,8 +121,7 @@ impl EdgeStorage {
             fills: Mutex::new(HashMap::new()),
             next_write: AtomicU64::new(1),
             stats,
-            admission,
-            doorkeeper: Mutex::new(std::collections::HashSet::new()),
+            admitter: DiskAdmitter::new(admission, disk_room),
             budget,
         }
     }
@@ -142,26 +143,11 @@ impl EdgeStorage {
     }
 
     /// Store a complete object in the memory tier. The disk tier is written when memory
-    /// evicts (foyer's write-on-eviction) and on a graceful shutdown's flush. With second-hit
-    /// admission a first-seen object is marked memory-only, so evicting it costs no disk
-    /// write; its second request ([`Self::promote`]) clears the mark.
+    /// evicts (foyer's write-on-eviction) and on a graceful shutdown's flush. An object the
+    /// disk admission policy ([`super::admission`]) does not admit yet is marked memory-only,
+    /// so evicting it costs no disk write; a second request ([`Self::promote`]) clears the mark.
     fn admit(&self, key: u128, obj: StoredObject) {
-        let seen_before = match self.admission {
-            DiskAdmission::FirstHit => true,
-            DiskAdmission::SecondHit => {
-                let mut door = lock(&self.doorkeeper);
-                if door.remove(&key) {
-                    true
-                } else {
-                    if door.len() >= DOORKEEPER_MAX {
-                        door.clear();
-                    }
-                    door.insert(key);
-                    false
-                }
-            }
-        };
-        if seen_before {
+        if self.admitter.on_store(key, weight(&obj)) {
             self.objects.load().insert(key, obj);
         } else {
             self.objects.load().insert_with_properties(
@@ -172,10 +158,10 @@ impl EdgeStorage {
         }
     }
 
-    /// A memory hit on an object still waiting in the doorkeeper: its second request, so it
-    /// may go to disk when memory evicts it.
+    /// A memory hit on a memory-only object waiting for its second request: it may now go
+    /// to disk when memory evicts it.
     fn promote(&self, key: u128, obj: &StoredObject) {
-        if self.admission == DiskAdmission::SecondHit && lock(&self.doorkeeper).remove(&key) {
+        if self.admitter.on_memory_hit(key, weight(obj)) {
             self.objects.load().insert(key, obj.clone());
             self.stats.promoted.fetch_add(1, Ordering::Relaxed);
         }

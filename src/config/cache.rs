@@ -70,6 +70,9 @@ pub enum DiskAdmission {
     FirstHit,
     /// When it is requested a second time, so one-hit wonders never churn the disk.
     SecondHit,
+    /// On its first fill while the disk tier has room nothing was written to, then on its
+    /// second request (see [`crate::cache::admission`]).
+    SecondHitWhenFull,
 }
 
 #[derive(Debug, Clone)]
@@ -216,12 +219,13 @@ impl CacheConfig {
 }
 
 fn disk_admission(text: Option<&str>) -> Result<DiskAdmission, ConfigError> {
-    match text.unwrap_or("second-hit") {
+    match text.unwrap_or("second-hit-when-full") {
+        "second-hit-when-full" => Ok(DiskAdmission::SecondHitWhenFull),
         "second-hit" => Ok(DiskAdmission::SecondHit),
         "first-hit" => Ok(DiskAdmission::FirstHit),
         other => Err(ConfigError::new(
             "cache.disk_admission",
-            format!("unknown value {other:?}; expected \"second-hit\" or \"first-hit\""),
+            format!("unknown value {other:?}; expected \"second-hit-when-full\", \"second-hit\" or \"first-hit\""),
         )),
     }
 }

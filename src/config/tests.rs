@@ -70,7 +70,7 @@ fn shipped_config_loads_whole() {
     assert_eq!(c.cache.live_playlist_fraction, 0.5);
     assert_eq!(c.cache.max_ttl, Duration::from_secs(7 * 24 * 3600));
     assert_eq!(c.cache.stale_timeout, Duration::from_secs(1));
-    assert_eq!(c.cache.disk_admission, DiskAdmission::SecondHit);
+    assert_eq!(c.cache.disk_admission, DiskAdmission::SecondHitWhenFull);
     assert!(c.cache.rules.is_empty());
     assert_eq!(
         c.purge.allow,

@@ -5,6 +5,7 @@ mod support;
 
 mod access_log;
 mod admin;
+mod admission;
 mod adversarial;
 mod bans;
 mod cache;

@@ -1,0 +1,409 @@
+#!/usr/bin/env bash
+# compare_tls.sh: edge vs nginx on hot hits over HTTPS (HTTP/2 and HTTP/1.1 over TLS) and plain
+# HTTP/1.1, with h2load, in the same run, with the same certificate; all traffic on 127.0.0.1.
+# See loadtest/README.md ("HTTPS and HTTP/2: compare_tls.sh").
+#
+#   bash loadtest/compare_tls.sh              # 3 rounds x 10 s per cell; appends to loadtest/results.md
+#   RUNS=1 DURATION=3 bash loadtest/compare_tls.sh   # smoke run
+#
+# Each round starts both servers fresh (edge and nginx, both pinned to PROXY_CPUS), then for every
+# cell (protocol x object) runs h2load (pinned to LOAD_CPUS) against the edge and then against
+# nginx, back to back, and measures each server's CPU (utime+stime of its process tree, from
+# /proc) over the h2load run. The figure compared is requests per CPU-second of the server; the
+# ratio edge/nginx is taken per round, and the table reports every round and the median.
+# Token cells (edge only): the same hot object under a prefix that needs a signed token, fetched
+# with a query token (`?token=`, verified on every request), against the same object without one.
+#
+# Knobs (env): RUNS=3, DURATION=10 (seconds per cell), CELLS (default: all; names below),
+# H2_CONNS=8, H2_STREAMS=10, H1_CONNS=32, SEG_STREAMS=1, EDGE_THREADS=2, EDGE_FAST_HITS=true,
+# NGINX_WORKERS=2, PIN=1, LOAD_CPUS=0, PROXY_CPUS=1, ORIGIN_CPUS=0, PORT_BASE=18180,
+# EDGE_BIN (default: a private copy of target/release/edge), RESULTS (default
+# loadtest/results.md: the section is appended), PERF=1 (profile the edge during one more
+# h2 1 KiB run: loadtest/perf-edge-h2-hot_playlist.txt), KEEP_TMP=1.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(dirname "$HERE")
+COMMAND="$(for v in RUNS DURATION CELLS H2_CONNS H2_STREAMS H1_CONNS SEG_STREAMS EDGE_THREADS EDGE_FAST_HITS NGINX_WORKERS PIN LOAD_CPUS PROXY_CPUS ORIGIN_CPUS PORT_BASE EDGE_BIN RESULTS PERF; do [ -n "${!v:-}" ] && printf '%s=%q ' "$v" "${!v}"; done; true)bash loadtest/compare_tls.sh"
+T0=$(date +%s)
+
+RUNS=${RUNS:-3}
+DURATION=${DURATION:-10}
+H2_CONNS=${H2_CONNS:-8}
+H2_STREAMS=${H2_STREAMS:-10}
+H1_CONNS=${H1_CONNS:-32}
+SEG_STREAMS=${SEG_STREAMS:-1}
+NGINX_WORKERS=${NGINX_WORKERS:-2}
+RESULTS=${RESULTS:-$HERE/results.md}
+PIN=${PIN:-1}
+PORT_BASE=${PORT_BASE:-18180}
+ORIGIN_PORT=$PORT_BASE
+EDGE_HTTP=$((PORT_BASE + 1))
+EDGE_ADMIN=$((PORT_BASE + 2))
+EDGE_HTTPS=$((PORT_BASE + 3))
+NGINX_HTTP=$((PORT_BASE + 4))
+NGINX_HTTPS=$((PORT_BASE + 5))
+# cell = protocol:object[:token]; protocol h2 (HTTP/2 over TLS), h1tls (HTTP/1.1 over TLS),
+# h1 (plain HTTP/1.1); object pl (1 KiB playlist) or seg (1 MiB segment); token cells: edge only.
+CELLS=${CELLS:-"h2:pl h1tls:pl h1:pl h2:seg h1tls:seg h1:seg h2:pl:token h1tls:pl:token h1:pl:token h2:seg:token"}
+
+log() { printf '[compare_tls %s] %s\n' "$(date +%T)" "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+# ---------------------------------------------------------------- install what is missing
+SUDO=""
+[ "$(id -u)" = 0 ] || SUDO="sudo"
+apt_install() {
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "$@" >/dev/null
+}
+command -v nginx >/dev/null || PATH=$PATH:/usr/sbin
+command -v h2load >/dev/null || { log "installing h2load (nghttp2-client)"; apt_install nghttp2-client; }
+command -v nginx >/dev/null || { log "installing nginx"; apt_install nginx; }
+command -v curl >/dev/null || apt_install curl
+command -v taskset >/dev/null || apt_install util-linux
+if [ "${PERF:-0}" = 1 ] && ! command -v perf >/dev/null; then apt_install linux-perf; fi
+
+TMP=$(mktemp -d /tmp/edge-tls.XXXXXX)
+PIDS=()
+EDGE_PID=""
+NGINX_PID=""
+cleanup() {
+  local rc=$?
+  set +e
+  for p in "${PIDS[@]}" $EDGE_PID $NGINX_PID; do kill -TERM "$p" 2>/dev/null; done
+  for _ in $(seq 1 50); do
+    local alive=0
+    for p in "${PIDS[@]}" $EDGE_PID $NGINX_PID; do kill -0 "$p" 2>/dev/null && alive=1; done
+    [ $alive = 0 ] && break
+    sleep 0.2
+  done
+  for p in "${PIDS[@]}" $EDGE_PID $NGINX_PID; do kill -KILL "$p" 2>/dev/null; done
+  if [ "${KEEP_TMP:-0}" = 1 ]; then log "kept $TMP"; else rm -rf "$TMP"; fi
+  exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+NPROC=$(nproc)
+if [ "$PIN" = 1 ] && [ "$NPROC" -ge 2 ]; then
+  LOAD_CPUS=${LOAD_CPUS:-0}; PROXY_CPUS=${PROXY_CPUS:-1}; ORIGIN_CPUS=${ORIGIN_CPUS:-0}
+else
+  LOAD_CPUS=${LOAD_CPUS:-0-$((NPROC - 1))}; PROXY_CPUS=${PROXY_CPUS:-0-$((NPROC - 1))}; ORIGIN_CPUS=${ORIGIN_CPUS:-0-$((NPROC - 1))}
+fi
+port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+for port in $ORIGIN_PORT $EDGE_HTTP $EDGE_ADMIN $EDGE_HTTPS $NGINX_HTTP $NGINX_HTTPS; do
+  port_free "$port" || die "127.0.0.1:$port is in use; set PORT_BASE to a free range"
+done
+wait_http() { # wait_http URL SECONDS
+  for _ in $(seq 1 $(($2 * 10))); do curl -sk -o /dev/null --max-time 1 "$1" && return 0; sleep 0.1; done
+  return 1
+}
+
+# ---------------------------------------------------------------- edge binary, certificate, token
+EDGE_GIVEN="${EDGE_BIN:-}"
+if [ -z "$EDGE_GIVEN" ]; then
+  if [ ! -x "$ROOT/target/release/edge" ]; then
+    log "building the edge (cargo build --release)"
+    (cd "$ROOT" && cargo build --release)
+  fi
+  cp "$ROOT/target/release/edge" "$TMP/edge-bin"
+  EDGE_BIN=$TMP/edge-bin
+  EDGE_DESC="$(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null || echo unknown)$(cd "$ROOT" && [ -n "$(git status --porcelain -- src Cargo.toml Cargo.lock 2>/dev/null)" ] && echo ' (+ uncommitted changes in src/)'), binary built $(date -r "$ROOT/target/release/edge" '+%F %T')"
+else
+  EDGE_DESC="EDGE_BIN=$EDGE_GIVEN, binary built $(date -r "$EDGE_GIVEN" '+%F %T' 2>/dev/null || echo '?')"
+fi
+# One certificate for both servers: the edge's development CA and leaf (ECDSA P-256).
+"$EDGE_BIN" certs --out "$TMP/certs" --names localhost,127.0.0.1 >/dev/null 2>&1 || die "edge certs failed"
+CERT=$TMP/certs/edge.pem
+KEY=$TMP/certs/edge-key.pem
+openssl rand -hex 32 >"$TMP/token.hex"
+
+# ---------------------------------------------------------------- origin
+taskset -c "$ORIGIN_CPUS" python3 "$HERE/origin.py" --listen "127.0.0.1:$ORIGIN_PORT" >"$TMP/origin.log" 2>&1 &
+PIDS+=($!)
+wait_http "http://127.0.0.1:$ORIGIN_PORT/stats" 20 || die "origin did not start: $(cat "$TMP/origin.log")"
+
+start_edge() {
+  local d=$TMP/edge; rm -rf "$d"; mkdir -p "$d/cache"
+  cat >"$d/edge.toml" <<EOF
+[server]
+http = "127.0.0.1:$EDGE_HTTP"
+https = "127.0.0.1:$EDGE_HTTPS"
+admin = "127.0.0.1:$EDGE_ADMIN"
+threads = ${EDGE_THREADS:-2}
+fast_hits = ${EDGE_FAST_HITS:-true}
+max_connections_per_ip = 0
+grace_period = "1s"
+shutdown_timeout = "2s"
+
+[cache]
+memory = "128 MiB"
+dir = "$d/cache"
+disk = "1024 MiB"
+max_object = "64 MiB"
+default_ttl = "1h"
+
+[tokens]
+required = true
+param = "token"
+current = "bench"
+keys = [{ id = "bench", secret_file = "$TMP/token.hex" }]
+public = ["/hot/"]
+
+[tls]
+certs = [{ cert = "$CERT", key = "$KEY" }]
+
+[[origins]]
+name = "bench"
+nodes = [{ addr = "127.0.0.1:$ORIGIN_PORT" }]
+EOF
+  "$EDGE_BIN" check --config "$d/edge.toml" >&2 || die "edge check failed"
+  taskset -c "$PROXY_CPUS" "$EDGE_BIN" serve --config "$d/edge.toml" >"$d/log" 2>&1 &
+  EDGE_PID=$!
+  wait_http "http://127.0.0.1:$EDGE_ADMIN/readyz" 60 || die "edge did not start: $(tail -5 "$d/log")"
+}
+
+start_nginx() {
+  local d=$TMP/nginx; rm -rf "$d"; mkdir -p "$d/cache" "$d/tmp" "$d/logs"
+  cat >"$d/nginx.conf" <<EOF
+# nginx as an equivalent caching proxy with TLS (generated by loadtest/compare_tls.sh)
+user $(id -un) $(id -gn);
+worker_processes $NGINX_WORKERS;
+daemon off;
+pid $d/nginx.pid;
+error_log $d/logs/error.log warn;
+events { worker_connections 8192; }
+http {
+  access_log off;
+  sendfile on;
+  tcp_nopush on;
+  tcp_nodelay on;
+  keepalive_timeout 65s;
+  keepalive_requests 1000000;
+  ssl_certificate $CERT;
+  ssl_certificate_key $KEY;
+  ssl_session_cache shared:SSL:10m;
+  client_body_temp_path $d/tmp/client;
+  proxy_temp_path $d/tmp/proxy;
+  fastcgi_temp_path $d/tmp/fastcgi;
+  uwsgi_temp_path $d/tmp/uwsgi;
+  scgi_temp_path $d/tmp/scgi;
+  upstream origin { server 127.0.0.1:$ORIGIN_PORT; keepalive 64; }
+  proxy_cache_path $d/cache levels=1:2 keys_zone=bench:32m max_size=1024m inactive=1h use_temp_path=off;
+  server {
+    listen 127.0.0.1:$NGINX_HTTP backlog=4096;
+    listen 127.0.0.1:$NGINX_HTTPS ssl http2 backlog=4096;
+    location / {
+      proxy_pass http://origin;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host \$host;
+      proxy_cache bench;
+      proxy_cache_key \$host\$uri;
+      proxy_cache_valid 200 1h;
+      proxy_cache_lock on;
+      add_header X-Cache \$upstream_cache_status always;
+    }
+  }
+}
+EOF
+  nginx -t -q -p "$d" -c "$d/nginx.conf" -e "$d/logs/error.log" || die "nginx config test failed"
+  taskset -c "$PROXY_CPUS" nginx -p "$d" -c "$d/nginx.conf" -e "$d/logs/error.log" >"$d/logs/stdout" 2>&1 &
+  NGINX_PID=$!
+  wait_http "http://127.0.0.1:$NGINX_HTTP/" 30 || die "nginx did not start: $(tail -5 "$d/logs/error.log")"
+}
+
+stop_servers() {
+  for p in $EDGE_PID $NGINX_PID; do kill -TERM "$p" 2>/dev/null || true; done
+  for p in $EDGE_PID $NGINX_PID; do
+    for _ in $(seq 1 100); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$p" 2>/dev/null || true
+    wait "$p" 2>/dev/null || true
+  done
+  EDGE_PID=""; NGINX_PID=""
+}
+
+proc_tree() { echo "$1"; local c; for c in $(pgrep -P "$1" 2>/dev/null); do proc_tree "$c"; done; }
+tree_ticks() { # utime+stime of a process tree, in clock ticks
+  local p t=0
+  for p in $(proc_tree "$1"); do
+    [ -r "/proc/$p/stat" ] && t=$((t + $(sed 's/^.*) //' "/proc/$p/stat" | awk '{print $12 + $13}')))
+  done
+  echo "$t"
+}
+tree_rss_kib() { # resident memory of a process tree (sum of VmRSS), KiB
+  local p t=0 r
+  for p in $(proc_tree "$1"); do
+    r=$(awk '/^VmRSS:/{print $2}' "/proc/$p/status" 2>/dev/null || echo 0)
+    t=$((t + ${r:-0}))
+  done
+  echo "$t"
+}
+busy_ticks() { awk '/^cpu /{print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat; }
+CLK_TCK=$(getconf CLK_TCK)
+
+# url SERVER PROTO OBJECT TOKEN
+url() {
+  local scheme=https port path q
+  case $2 in h1) scheme=http ;; esac
+  case $1:$scheme in
+    edge:https) port=$EDGE_HTTPS ;; edge:http) port=$EDGE_HTTP ;;
+    nginx:https) port=$NGINX_HTTPS ;; nginx:http) port=$NGINX_HTTP ;;
+  esac
+  case $3 in pl) path=playlist.m3u8; q="size=1024" ;; seg) path=segment.ts; q="size=1048576" ;; esac
+  if [ "$4" = token ]; then
+    # A query token for /sec/ (the edge removes it from the cache key and the origin request).
+    "$EDGE_BIN" sign --config "$TMP/edge/edge.toml" --acl /sec/ --ttl 2h --style query \
+      "$scheme://127.0.0.1:$port/sec/$path?$q"
+  else
+    echo "$scheme://127.0.0.1:$port/hot/$path?$q"
+  fi
+}
+
+# load PROTO OBJECT URL OUT: one h2load run of DURATION seconds
+load() {
+  local args=(-D "$DURATION" -t 1)
+  case $1:$2 in
+    h2:pl) args+=(-c "$H2_CONNS" -m "$H2_STREAMS") ;;
+    h2:seg) args+=(-c "$H2_CONNS" -m "$SEG_STREAMS") ;;
+    h1tls:*|h1:*) args+=(--h1 -c "$H1_CONNS") ;;
+  esac
+  taskset -c "$LOAD_CPUS" h2load "${args[@]}" "$3" >"$4" 2>&1 || true
+}
+
+ROWS=$TMP/rows.tsv
+: >"$ROWS"
+run_cell() { # run_cell ROUND SERVER PID CELL
+  local round=$1 server=$2 pid=$3 cell=$4 proto obj tok u out c0 c1 b0 b1 w0 w1
+  IFS=: read -r proto obj tok <<<"$cell"
+  u=$(url "$server" "$proto" "$obj" "${tok:-}")
+  # Warm: two GETs, the second must be a hit.
+  curl -sk -o /dev/null "$u"
+  local xc; xc=$(curl -sk -o /dev/null -D - "$u" | tr -d '\r' | awk -F': ' 'tolower($1)=="x-cache"{print $2}')
+  case $xc in HIT*) ;; *) log "warning: $server $cell: warm-up answered X-Cache: ${xc:-none}" ;; esac
+  out=$TMP/$round-$server-${cell//:/-}.txt
+  c0=$(tree_ticks "$pid"); b0=$(busy_ticks); w0=$(date +%s%N)
+  load "$proto" "$obj" "$u" "$out"
+  c1=$(tree_ticks "$pid"); b1=$(busy_ticks); w1=$(date +%s%N)
+  local done_ failed non2xx rps rss
+  done_=$(awk '/^requests:/{for(i=1;i<=NF;i++) if ($(i+1) ~ /^succeeded/) print $i}' "$out")
+  failed=$(awk '/^requests:/{for(i=1;i<=NF;i++) if ($(i+1) ~ /^(failed|errored|timeout)/) s += $i} END {print s + 0}' "$out")
+  non2xx=$(awk '/^status codes:/{s = 0; for(i=1;i<=NF;i++) if ($(i+1) ~ /^[345]xx/) s += $i; print s}' "$out")
+  rps=$(awk '/^finished in/{gsub(",", "", $4); print $4}' "$out")
+  rss=$(tree_rss_kib "$pid")
+  [ -n "$done_" ] || { log "h2load failed for $server $cell: $(tail -3 "$out")"; done_=0; }
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$server" "$cell" "$done_" "${rps:-0}" \
+    "$failed" "${non2xx:-0}" $((c1 - c0)) $((b1 - b0)) $(((w1 - w0) / 1000000)) "$rss" >>"$ROWS"
+  log "round $round $server $cell: $done_ ok, ${rps:-0} req/s, $(awk -v t=$((c1 - c0)) -v hz="$CLK_TCK" 'BEGIN{printf "%.2f", t/hz}') CPU s, failed $failed, non-2xx ${non2xx:-0}"
+}
+
+profile_edge() {
+  local u out=$TMP/perf-load.txt
+  u=$(url edge h2 pl "")
+  log "profiling the edge (perf record -g) during one more h2 1 KiB run"
+  perf record -q -F 999 -g -p "$EDGE_PID" -o "$TMP/perf.data" -- sleep "$DURATION" >/dev/null 2>&1 &
+  local perf_pid=$!
+  PIDS+=($perf_pid)
+  load h2 pl "$u" "$out"
+  wait "$perf_pid" 2>/dev/null || true
+  {
+    echo "# perf record -F 999 -g -p <edge> during h2load h2 1 KiB hot hits (-c $H2_CONNS -m $H2_STREAMS, ${DURATION}s), $(date -u '+%F %T UTC'), edge $EDGE_DESC"
+    echo "# self time by symbol ([k] = kernel), then by shared object, then inclusive (with children)"
+    perf report -i "$TMP/perf.data" --stdio --no-children --sort symbol --percent-limit 0.5 -g none 2>/dev/null \
+      | grep -v '^#' | grep -v '^$' | sed 's/[ -]*$//' | head -70
+    echo
+    perf report -i "$TMP/perf.data" --stdio --no-children --sort dso --percent-limit 0.5 -g none 2>/dev/null \
+      | grep -v '^#' | grep -v '^$' | sed 's/[ -]*$//' | head -20
+    echo
+    perf report -i "$TMP/perf.data" --stdio --children --sort symbol --percent-limit 3 -g none 2>/dev/null \
+      | grep -v '^#' | grep -v '^$' | sed 's/[ -]*$//' | head -70
+  } >"$HERE/perf-edge-h2-hot_playlist.txt" || true
+  log "wrote loadtest/perf-edge-h2-hot_playlist.txt"
+}
+
+log "placement: h2load on CPU $LOAD_CPUS, edge and nginx on CPU $PROXY_CPUS, origin on CPU $ORIGIN_CPUS"
+for round in $(seq 1 "$RUNS"); do
+  start_edge
+  start_nginx
+  for cell in $CELLS; do
+    run_cell "$round" edge "$EDGE_PID" "$cell"
+    [[ $cell == *:token ]] || run_cell "$round" nginx "$NGINX_PID" "$cell"
+  done
+  if [ "$round" = "$RUNS" ] && [ "${PERF:-0}" = 1 ]; then profile_edge; fi
+  stop_servers
+done
+
+# ---------------------------------------------------------------- report
+ELAPSED=$(($(date +%s) - T0))
+{
+  echo
+  echo "## HTTPS and HTTP/2 hot hits (compare_tls.sh)"
+  echo
+  echo "- date: $(date -u '+%F %T UTC')"
+  echo "- command: \`$COMMAND\` (from the repository root; took ${ELAPSED} s)"
+  echo "- machine: $NPROC CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')), kernel $(uname -r); h2load on CPU $LOAD_CPUS, both servers on CPU $PROXY_CPUS, origin on CPU $ORIGIN_CPUS (PIN=$PIN)"
+  echo "- edge: $EDGE_DESC; threads=${EDGE_THREADS:-2}, fast_hits=${EDGE_FAST_HITS:-true}; nginx: $(nginx -v 2>&1 | sed 's/^nginx version: //'), $NGINX_WORKERS workers, proxy_cache, sendfile; same certificate (edge certs: ECDSA P-256 leaf + dev CA)"
+  echo "- load: $(h2load --version | head -1); ${DURATION} s per cell; h2: -c $H2_CONNS -m $H2_STREAMS (1 MiB: -m $SEG_STREAMS); h1tls and h1: --h1 -c $H1_CONNS; one h2load thread"
+  echo
+  python3 - "$ROWS" "$CLK_TCK" <<'PY'
+import statistics, sys
+rows = [l.rstrip("\n").split("\t") for l in open(sys.argv[1]) if l.strip()]
+hz = float(sys.argv[2])
+names = {"h2": "HTTP/2 over TLS", "h1tls": "HTTP/1.1 over TLS", "h1": "HTTP/1.1 (plain)"}
+objs = {"pl": "1 KiB playlist", "seg": "1 MiB segment"}
+def label(cell):
+    p = cell.split(":")
+    return f"{names[p[0]]}, {objs[p[1]]}" + (", query token" if len(p) > 2 else "")
+r = {}
+print("| round | cell | server | requests ok | req/s | failed / non-2xx | server CPU s | req per CPU-s | machine busy CPU s | RSS MiB |")
+print("|---:|---|---|---:|---:|---:|---:|---:|---:|---:|")
+for rnd, server, cell, ok, rps, failed, non2xx, cpu, busy, ms, rss in rows:
+    cpu_s = int(cpu) / hz
+    per = int(ok) / cpu_s if cpu_s > 0 else 0.0
+    r[(rnd, server, cell)] = per
+    print(f"| {rnd} | {label(cell)} | {server} | {ok} | {float(rps):.0f} | {failed} / {non2xx} | {cpu_s:.2f} | {per:.0f} | {int(busy) / hz:.2f} | {int(rss) / 1024:.0f} |")
+print()
+rounds = sorted({k[0] for k in r}, key=int)
+cells = []
+for k in r:
+    if k[2] not in cells:
+        cells.append(k[2])
+print("Edge / nginx, requests per server CPU-second (every round, then the median of the rounds' ratios):")
+print()
+print("| cell | edge req/CPU-s (median) | nginx req/CPU-s (median) | edge/nginx by round | median edge/nginx |")
+print("|---|---:|---:|---|---:|")
+for c in cells:
+    if c.endswith(":token"):
+        continue
+    e = [r[(x, "edge", c)] for x in rounds if (x, "edge", c) in r]
+    n = [r[(x, "nginx", c)] for x in rounds if (x, "nginx", c) in r]
+    ratios = [r[(x, "edge", c)] / r[(x, "nginx", c)] for x in rounds
+              if (x, "edge", c) in r and (x, "nginx", c) in r and r[(x, "nginx", c)] > 0]
+    if e and n and ratios:
+        print(f"| {label(c)} | {statistics.median(e):.0f} | {statistics.median(n):.0f} | "
+              f"{', '.join(f'{x:.2f}' for x in ratios)} | **{statistics.median(ratios):.2f}x** |")
+print()
+print("Query token verified on every request vs the same hit without a token (edge only):")
+print()
+print("| cell | with token req/CPU-s (median) | without (median) | with/without by round | median |")
+print("|---|---:|---:|---|---:|")
+for c in cells:
+    if not c.endswith(":token"):
+        continue
+    base = c[: -len(":token")]
+    ratios = [r[(x, "edge", c)] / r[(x, "edge", base)] for x in rounds
+              if (x, "edge", c) in r and (x, "edge", base) in r and r[(x, "edge", base)] > 0]
+    w = [r[(x, "edge", c)] for x in rounds if (x, "edge", c) in r]
+    wo = [r[(x, "edge", base)] for x in rounds if (x, "edge", base) in r]
+    if ratios:
+        print(f"| {label(c)} | {statistics.median(w):.0f} | {statistics.median(wo):.0f} | "
+              f"{', '.join(f'{x:.2f}' for x in ratios)} | **{statistics.median(ratios):.2f}** |")
+PY
+  echo
+  echo "\"machine busy CPU s\" is the whole machine's busy time over the run (h2load, origin and anything else included): it cannot exceed 2 x the wall time on 2 cores; near that bound, other work competed with the servers and the ratios are rougher."
+} >"$TMP/section.md"
+cat "$TMP/section.md"
+cat "$TMP/section.md" >>"$RESULTS"
+cp "$ROWS" "$HERE/results-tls.tsv"
+log "appended to ${RESULTS#"$ROOT"/} (rows in loadtest/results-tls.tsv) in ${ELAPSED} s"
