@@ -506,6 +506,33 @@ pub struct NewProfile {
     pub maturity: Maturity,
 }
 
+impl User {
+    /// A newly registered account as a store answers it (every account starts on the basic
+    /// tier).
+    pub fn registered(id: i64, email: &str, created_at: i64) -> User {
+        User {
+            id,
+            email: email.to_string(),
+            tier: Tier::Basic,
+            created_at,
+        }
+    }
+}
+
+impl NewProfile {
+    /// This profile as a store answers it once stored under `id`.
+    pub fn stored(&self, id: i64, user_id: i64, created_at: i64) -> Profile {
+        Profile {
+            id,
+            user_id,
+            display_name: self.display_name.clone(),
+            language: self.language.clone(),
+            maturity: self.maturity,
+            created_at,
+        }
+    }
+}
+
 /// Body of `POST /profiles`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]

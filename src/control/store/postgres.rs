@@ -205,6 +205,31 @@ fn search_texts(t: &Title) -> (String, String, String) {
 }
 
 /// Applies pending migrations; returns the resulting version.
+/// Insert `p` as a profile of `user_id` in `tx`: the statement a registration and a new
+/// profile both run.
+async fn insert_profile(
+    tx: &deadpool_postgres::Transaction<'_>,
+    user_id: i64,
+    p: &NewProfile,
+    now: i64,
+) -> Result<Profile, StoreError> {
+    let st = tx
+        .prepare_cached(
+            "INSERT INTO profiles (user_id, display_name, language, maturity, created_at)
+             VALUES ($1, $2, $3, $4, $5) RETURNING id",
+        )
+        .await?;
+    let maturity = p.maturity.as_str();
+    let id: i64 = tx
+        .query_one(
+            &st,
+            &[&user_id, &p.display_name, &p.language, &maturity, &now],
+        )
+        .await?
+        .try_get(0)?;
+    Ok(p.stored(id, user_id, now))
+}
+
 async fn migrate(pool: &Pool, now: i64) -> Result<u32, StoreError> {
     let latest = MIGRATIONS.last().map(|m| m.version).unwrap_or(0);
     let mut c = pool.get().await?;
@@ -360,42 +385,9 @@ impl Store for PgStore {
             r => r?.try_get(0)?,
         };
         let p = &reg.first_profile;
-        let st = tx
-            .prepare_cached(
-                "INSERT INTO profiles (user_id, display_name, language, maturity, created_at)
-                 VALUES ($1, $2, $3, $4, $5) RETURNING id",
-            )
-            .await?;
-        let profile_id: i64 = tx
-            .query_one(
-                &st,
-                &[
-                    &user_id,
-                    &p.display_name,
-                    &p.language,
-                    &p.maturity.as_str(),
-                    &now,
-                ],
-            )
-            .await?
-            .try_get(0)?;
+        let profile = insert_profile(&tx, user_id, p, now).await?;
         tx.commit().await?;
-        Ok((
-            User {
-                id: user_id,
-                email: reg.email.clone(),
-                tier: Tier::Basic,
-                created_at: now,
-            },
-            Profile {
-                id: profile_id,
-                user_id,
-                display_name: p.display_name.clone(),
-                language: p.language.clone(),
-                maturity: p.maturity,
-                created_at: now,
-            },
-        ))
+        Ok((User::registered(user_id, &reg.email, now), profile))
     }
 
     async fn credentials(&self, email: &str) -> Result<Option<Credentials>, StoreError> {
@@ -528,34 +520,9 @@ impl Store for PgStore {
         if to_u64(n) >= u64::from(max) {
             return Err(StoreError::LimitReached("profiles"));
         }
-        let st = tx
-            .prepare_cached(
-                "INSERT INTO profiles (user_id, display_name, language, maturity, created_at)
-                 VALUES ($1, $2, $3, $4, $5) RETURNING id",
-            )
-            .await?;
-        let id: i64 = tx
-            .query_one(
-                &st,
-                &[
-                    &user_id,
-                    &p.display_name,
-                    &p.language,
-                    &p.maturity.as_str(),
-                    &now,
-                ],
-            )
-            .await?
-            .try_get(0)?;
+        let profile = insert_profile(&tx, user_id, p, now).await?;
         tx.commit().await?;
-        Ok(Profile {
-            id,
-            user_id,
-            display_name: p.display_name.clone(),
-            language: p.language.clone(),
-            maturity: p.maturity,
-            created_at: now,
-        })
+        Ok(profile)
     }
 
     async fn profiles(&self, user_id: i64) -> Result<Vec<Profile>, StoreError> {

@@ -388,20 +388,8 @@ impl Store for SqliteStore {
             let profile_id = tx.last_insert_rowid();
             tx.commit()?;
             Ok((
-                User {
-                    id: user_id,
-                    email: reg.email.clone(),
-                    tier: Tier::Basic,
-                    created_at: now,
-                },
-                Profile {
-                    id: profile_id,
-                    user_id,
-                    display_name: p.display_name.clone(),
-                    language: p.language.clone(),
-                    maturity: p.maturity,
-                    created_at: now,
-                },
+                User::registered(user_id, &reg.email, now),
+                p.stored(profile_id, user_id, now),
             ))
         })
         .await
@@ -538,14 +526,7 @@ impl Store for SqliteStore {
             };
             let id = tx.last_insert_rowid();
             tx.commit()?;
-            Ok(Profile {
-                id,
-                user_id,
-                display_name: p.display_name,
-                language: p.language,
-                maturity: p.maturity,
-                created_at: now,
-            })
+            Ok(p.stored(id, user_id, now))
         })
         .await
     }
