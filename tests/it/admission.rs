@@ -2,9 +2,7 @@
 //! object memory evicts before its second request goes to disk (one origin fetch, like
 //! first-hit); once the disk is full, one-hit wonders stay off it (like second-hit).
 
-use std::time::Duration;
-
-use crate::support::{bytes_of, client, Edge, Origin, Route};
+use crate::support::{bytes_of, Edge, Origin, Route};
 
 const KIB: usize = 1024;
 
@@ -13,28 +11,6 @@ fn pool(origin: &Origin) -> String {
         "[[origins]]\nname = \"test\"\nnodes = [{{ addr = \"{}\" }}]\nread_timeout = \"10s\"\n",
         origin.addr
     )
-}
-
-async fn get(edge: &Edge, path: &str) -> (String, Vec<u8>) {
-    let r = client().get(edge.url(path)).send().await.unwrap();
-    assert_eq!(r.status(), 200, "{path}");
-    let x = r.headers()["x-cache"].to_str().unwrap().to_string();
-    (x, r.bytes().await.unwrap().to_vec())
-}
-
-/// Wait (at most 10 s) until foyer has written at least `bytes` to disk and writes no more
-/// for 300 ms.
-async fn disk_writes_settle(edge: &Edge, bytes: f64) -> f64 {
-    let mut last = f64::NAN;
-    for _ in 0..33 {
-        let now = edge.metric("edge_cache_disk_write_bytes_total").await;
-        if now >= bytes && now == last {
-            return now;
-        }
-        last = now;
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
-    last
 }
 
 /// Origin fetches of an object requested once, pushed out of a 4 MiB memory tier by 40 other
@@ -54,12 +30,12 @@ async fn refetches(admission: Option<&str>) -> (usize, String) {
         cache.push_str(&format!("disk_admission = \"{a}\"\n"));
     }
     let edge = Edge::start_full(&pool(&origin), "", &cache).await;
-    assert_eq!(get(&edge, "/v/first.ts").await.0, "MISS");
+    assert_eq!(edge.get_cached("/v/first.ts").await.0, "MISS");
     for i in 0..40 {
-        get(&edge, &format!("/v/other/{i}.ts")).await;
+        edge.get_cached(&format!("/v/other/{i}.ts")).await;
     }
-    disk_writes_settle(&edge, 0.0).await;
-    let (x, got) = get(&edge, "/v/first.ts").await;
+    edge.disk_writes_settle(0.0).await;
+    let (x, got) = edge.get_cached("/v/first.ts").await;
     assert!(got == body, "the origin's bytes");
     (origin.hits("/v/first.ts"), x)
 }
@@ -92,17 +68,17 @@ async fn written_once_full(admission: &str, fill: usize, count: usize) -> f64 {
     );
     let edge = Edge::start_full(&pool(&origin), "", &cache).await;
     for i in 0..fill {
-        get(&edge, &format!("/v/{i}.ts")).await;
+        edge.get_cached(&format!("/v/{i}.ts")).await;
     }
-    let before = disk_writes_settle(&edge, (8 << 20) as f64).await;
+    let before = edge.disk_writes_settle((8 << 20) as f64).await;
     assert!(
         before >= (8 << 20) as f64,
         "filling the disk wrote {before}"
     );
     for i in fill..fill + count {
-        get(&edge, &format!("/v/{i}.ts")).await;
+        edge.get_cached(&format!("/v/{i}.ts")).await;
     }
-    let after = disk_writes_settle(&edge, before).await;
+    let after = edge.disk_writes_settle(before).await;
     assert_eq!(origin.total_hits(), fill + count, "every object once");
     after - before
 }

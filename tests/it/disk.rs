@@ -1,20 +1,13 @@
 //! The disk tier: large objects reach it, one-hit wonders do not churn it, damaged entries
 //! are misses.
 
-use crate::support::{bytes_of, client, Edge, Origin, Route};
+use crate::support::{bytes_of, Edge, Origin, Route};
 
 fn pool(origin: &Origin) -> String {
     format!(
         "[[origins]]\nname = \"test\"\nnodes = [{{ addr = \"{}\" }}]\nread_timeout = \"10s\"\n",
         origin.addr
     )
-}
-
-async fn get(edge: &Edge, path: &str) -> (String, Vec<u8>) {
-    let r = client().get(edge.url(path)).send().await.unwrap();
-    assert_eq!(r.status(), 200);
-    let x = r.headers()["x-cache"].to_str().unwrap().to_string();
-    (x, r.bytes().await.unwrap().to_vec())
 }
 
 /// Wait (bounded) until foyer's flushers have written at least `bytes` to disk.
@@ -41,14 +34,14 @@ async fn a_20_mib_object_reaches_the_disk_tier_and_is_served_from_it() {
         "memory = \"32 MiB\"\nmax_object = \"24 MiB\"\ndisk = \"256 MiB\"\n",
     )
     .await;
-    let (x, got) = get(&edge, "/v/big.mp4").await;
+    let (x, got) = edge.get_cached("/v/big.mp4").await;
     assert_eq!(x, "MISS");
     assert!(got == body);
     // A graceful restart flushes the memory tier; the object must come back from disk.
     edge.restart().await;
     let written = edge.metric("edge_cache_disk_write_bytes_total").await;
     assert_eq!(written, 0.0, "a fresh process has written nothing yet");
-    let (x, got) = get(&edge, "/v/big.mp4").await;
+    let (x, got) = edge.get_cached("/v/big.mp4").await;
     assert_eq!(x, "HIT");
     assert!(got == body, "the disk copy is byte-identical");
     assert_eq!(
@@ -77,7 +70,7 @@ async fn one_hit_disk_bytes(admission: &str) -> f64 {
     let cache = format!("memory = \"4 MiB\"\ndisk_admission = \"{admission}\"\n");
     let edge = Edge::start_full(&pool(&origin), "", &cache).await;
     for i in 0..40 {
-        get(&edge, &format!("/v/once/{i}.ts")).await;
+        edge.get_cached(&format!("/v/once/{i}.ts")).await;
     }
     // Let the flushers write what memory evicted.
     let written = disk_written_at_least(&edge, 20.0 * 256.0 * 1024.0).await;
@@ -111,7 +104,7 @@ async fn damaged_disk_entries_are_misses_never_bad_bytes() {
     }
     let mut edge = Edge::start_full(&pool(&origin), "", "").await;
     for i in 0..bodies.len() {
-        get(&edge, &format!("/v/c/{i}.ts")).await;
+        edge.get_cached(&format!("/v/c/{i}.ts")).await;
     }
     // Graceful stop flushes everything to disk; then damage every data file past its header.
     edge.terminate();
@@ -138,7 +131,7 @@ async fn damaged_disk_entries_are_misses_never_bad_bytes() {
     assert!(damaged >= 1, "found data files to damage");
     edge.restart_after_stop().await;
     for (i, b) in bodies.iter().enumerate() {
-        let (_, got) = get(&edge, &format!("/v/c/{i}.ts")).await;
+        let (_, got) = edge.get_cached(&format!("/v/c/{i}.ts")).await;
         assert!(
             got == *b,
             "object {i}: correct bytes, from the origin if the disk copy was damaged"

@@ -9,21 +9,14 @@
 use std::time::Duration;
 
 use crate::support::fuse::EioFs;
-use crate::support::{bytes_of, client, Edge, Origin, Route};
+use crate::support::{bytes_of, Edge, Origin, Route};
 
 const KIB: usize = 1024;
 const OBJECTS: usize = 60;
 
-async fn get(edge: &Edge, path: &str) -> (String, Vec<u8>) {
-    let r = client().get(edge.url(path)).send().await.unwrap();
-    assert_eq!(r.status(), 200, "{path}:\n{}", edge.log());
-    let x = r.headers()["x-cache"].to_str().unwrap().to_string();
-    (x, r.bytes().await.unwrap().to_vec())
-}
-
 /// Object `i` through the edge: asserts it has the origin's bytes; its `x-cache`.
 async fn fetch(edge: &Edge, bodies: &[Vec<u8>], i: usize) -> String {
-    let (x, got) = get(edge, &format!("/v/{i}.ts")).await;
+    let (x, got) = edge.get_cached(&format!("/v/{i}.ts")).await;
     assert!(got == bodies[i], "object {i}: the origin's bytes");
     x
 }
@@ -51,21 +44,6 @@ async fn metric_until(
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     now
-}
-
-/// Wait (at most 10 s) until foyer has written at least `bytes` to disk and writes no more for
-/// 300 ms (an entry is indexed a moment after its bytes are counted).
-async fn disk_writes_settle(edge: &Edge, bytes: f64) -> f64 {
-    let mut last = f64::NAN;
-    for _ in 0..33 {
-        let now = edge.metric("edge_cache_disk_write_bytes_total").await;
-        if now >= bytes && now == last {
-            return now;
-        }
-        last = now;
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
-    last
 }
 
 #[tokio::test]
@@ -99,7 +77,7 @@ async fn a_disk_failing_with_eio_degrades_the_tier_which_reopens_when_it_works_a
     for i in 0..20 {
         assert_eq!(fetch(&edge, &bodies, i).await, "MISS", "object {i}");
     }
-    let written = disk_writes_settle(&edge, (4 << 20) as f64).await;
+    let written = edge.disk_writes_settle((4 << 20) as f64).await;
     assert!(written >= (4 << 20) as f64, "written {written}");
     assert_eq!(edge.metric("edge_disk_tier_degraded").await, 0.0);
 
@@ -107,7 +85,7 @@ async fn a_disk_failing_with_eio_degrades_the_tier_which_reopens_when_it_works_a
     // (its reads fail): every answer is still 200 with the origin's bytes.
     fs.fail(true);
     for i in (20..40).chain(0..5) {
-        let (_, got) = get(&edge, &path(i)).await;
+        let (_, got) = edge.get_cached(&path(i)).await;
         assert!(
             got == bodies[i],
             "object {i}: the origin's bytes while the disk fails"
@@ -143,7 +121,7 @@ async fn a_disk_failing_with_eio_degrades_the_tier_which_reopens_when_it_works_a
     );
     // A memory hit is still served: the object last fetched, without the origin.
     let fetched = origin.hits(&path(4));
-    let (x, got) = get(&edge, &path(4)).await;
+    let (x, got) = edge.get_cached(&path(4)).await;
     assert_eq!(x, "HIT");
     assert!(got == bodies[4]);
     assert_eq!(origin.hits(&path(4)), fetched);
@@ -185,7 +163,7 @@ async fn a_disk_failing_with_eio_degrades_the_tier_which_reopens_when_it_works_a
     assert!(edge.log().contains("disk tier reopened"), "{}", edge.log());
 
     // The memory tier was kept: the object served from memory before is still a hit.
-    let (x, got) = get(&edge, &path(4)).await;
+    let (x, got) = edge.get_cached(&path(4)).await;
     assert_eq!(x, "HIT", "object 4 kept in memory across the reopen");
     assert!(got == bodies[4]);
     assert_eq!(origin.hits(&path(4)), fetched);
@@ -220,7 +198,7 @@ async fn a_disk_failing_with_eio_degrades_the_tier_which_reopens_when_it_works_a
     for i in 40..OBJECTS {
         fetch(&edge, &bodies, i).await;
     }
-    let now_written = disk_writes_settle(&edge, written + (3 << 20) as f64).await;
+    let now_written = edge.disk_writes_settle(written + (3 << 20) as f64).await;
     assert!(
         now_written >= written + (3 << 20) as f64,
         "the reopened tier writes: {written} -> {now_written}\n{}",
@@ -230,7 +208,7 @@ async fn a_disk_failing_with_eio_degrades_the_tier_which_reopens_when_it_works_a
         .metric(r#"edge_cache_lookups_total{result="disk"}"#)
         .await;
     let before = origin.hits(&path(40));
-    let (x, got) = get(&edge, &path(40)).await;
+    let (x, got) = edge.get_cached(&path(40)).await;
     assert_eq!(
         x, "HIT",
         "object 40, written after the reopen, from the disk"

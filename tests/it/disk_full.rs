@@ -7,32 +7,9 @@
 use std::time::Duration;
 
 use crate::support::tmpfs::Tmpfs;
-use crate::support::{bytes_of, client, free_port, Edge, Origin, Route};
+use crate::support::{bytes_of, free_port, Edge, Origin, Route};
 
 const KIB: usize = 1024;
-
-async fn get(edge: &Edge, path: &str) -> (String, Vec<u8>) {
-    let r = client().get(edge.url(path)).send().await.unwrap();
-    assert_eq!(r.status(), 200, "{path}");
-    let x = r.headers()["x-cache"].to_str().unwrap().to_string();
-    (x, r.bytes().await.unwrap().to_vec())
-}
-
-/// Wait (at most 10 s) until foyer has written at least `bytes` to disk and writes no more for
-/// 300 ms: an entry is indexed (found on disk) a moment after its bytes are counted, and a
-/// lookup in between finds it in foyer's write queue instead.
-async fn disk_writes_settle(edge: &Edge, bytes: f64) -> f64 {
-    let mut last = f64::NAN;
-    for _ in 0..33 {
-        let now = edge.metric("edge_cache_disk_write_bytes_total").await;
-        if now >= bytes && now == last {
-            return now;
-        }
-        last = now;
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
-    last
-}
 
 /// Bytes allocated to the tier's files in `dir` (they are sparse until reserved).
 fn held(dir: &std::path::Path) -> u64 {
@@ -179,7 +156,7 @@ async fn space_taken_between_two_checks_cannot_fail_a_write_of_the_reserved_tier
     );
 
     for (i, b) in bodies.iter().enumerate().take(10) {
-        let (_, got) = get(&edge, &format!("/v/{i}.ts")).await;
+        let (_, got) = edge.get_cached(&format!("/v/{i}.ts")).await;
         assert!(got == *b, "object {i}: the origin's bytes");
     }
     // The filesystem fills to the last byte, and objects are evicted to disk at once.
@@ -187,11 +164,11 @@ async fn space_taken_between_two_checks_cannot_fail_a_write_of_the_reserved_tier
     assert_eq!(fs.available(), 0);
     let written = edge.metric("edge_cache_disk_write_bytes_total").await;
     for (i, b) in bodies.iter().enumerate().skip(10) {
-        let (_, got) = get(&edge, &format!("/v/{i}.ts")).await;
+        let (_, got) = edge.get_cached(&format!("/v/{i}.ts")).await;
         assert!(got == *b, "object {i}: the origin's bytes");
     }
     // 10 MiB more through the 4 MiB memory tier: at least 5 MiB of it reaches the disk.
-    let now_written = disk_writes_settle(&edge, written + (5 << 20) as f64).await;
+    let now_written = edge.disk_writes_settle(written + (5 << 20) as f64).await;
     assert!(
         now_written >= written + (5 << 20) as f64,
         "the tier writes on a full filesystem: {written} -> {now_written}"
@@ -225,7 +202,7 @@ async fn space_taken_between_two_checks_cannot_fail_a_write_of_the_reserved_tier
     );
     // Served bytes stay right, from memory or disk.
     for (i, b) in bodies.iter().enumerate() {
-        let (_, got) = get(&edge, &format!("/v/{i}.ts")).await;
+        let (_, got) = edge.get_cached(&format!("/v/{i}.ts")).await;
         assert!(got == *b, "object {i}: the origin's bytes");
     }
     let fetched: Vec<usize> = (0..bodies.len())
@@ -246,7 +223,7 @@ async fn space_taken_between_two_checks_cannot_fail_a_write_of_the_reserved_tier
         .metric(r#"edge_cache_lookups_total{result="disk"}"#)
         .await;
     for i in 26..30 {
-        let (x, got) = get(&edge, &format!("/v/{i}.ts")).await;
+        let (x, got) = edge.get_cached(&format!("/v/{i}.ts")).await;
         assert_eq!(x, "HIT", "object {i}");
         assert!(
             got == bodies[i],

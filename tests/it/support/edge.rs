@@ -336,6 +336,30 @@ impl Edge {
         panic!("{sample} did not reach {at_least} within 5 s");
     }
 
+    /// GET `path`, which must answer 200: its `x-cache` and its body.
+    pub async fn get_cached(&self, path: &str) -> (String, Vec<u8>) {
+        let r = super::client().get(self.url(path)).send().await.unwrap();
+        assert_eq!(r.status(), 200, "{path}:\n{}", self.log());
+        let x = r.headers()["x-cache"].to_str().unwrap().to_string();
+        (x, r.bytes().await.unwrap().to_vec())
+    }
+
+    /// Wait (at most 10 s) until foyer has written at least `bytes` to disk and writes no more
+    /// for 300 ms: an entry is indexed (found on disk) a moment after its bytes are counted,
+    /// and a lookup in between finds it in foyer's write queue instead. The bytes written.
+    pub async fn disk_writes_settle(&self, bytes: f64) -> f64 {
+        let mut last = f64::NAN;
+        for _ in 0..33 {
+            let now = self.metric("edge_cache_disk_write_bytes_total").await;
+            if now >= bytes && now == last {
+                return now;
+            }
+            last = now;
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        last
+    }
+
     pub async fn metrics(&self) -> String {
         reqwest::get(self.admin_url("/metrics"))
             .await
