@@ -134,7 +134,13 @@ try {
 
   // --- the players ------------------------------------------------------------------------
   const pages = http.createServer((req, res) => {
-    const files = { '/page.html': ['page.html', 'text/html'], '/hls.min.js': ['node_modules/hls.js/dist/hls.min.js', 'text/javascript'] };
+    // Every script page.html loads (hls.js, and dash.js for play.mjs's DASH check): a 404 is
+    // a failed request, which fails the run.
+    const files = {
+      '/page.html': ['page.html', 'text/html'],
+      '/hls.min.js': ['node_modules/hls.js/dist/hls.min.js', 'text/javascript'],
+      '/dash.all.min.js': ['node_modules/dashjs/dist/modern/umd/dash.all.min.js', 'text/javascript'],
+    };
     const f = files[new URL(req.url, 'http://x').pathname];
     if (!f) { res.writeHead(404).end(); return; }
     res.writeHead(200, { 'content-type': f[1] }).end(fs.readFileSync(path.join(here, f[0])));
