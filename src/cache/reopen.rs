@@ -147,10 +147,10 @@ type Failure = String;
 impl Reopener {
     /// Watch the tier on the current tokio runtime (the cache's) for as long as it runs.
     pub fn spawn(self) {
-        tokio::spawn(self.run());
+        tokio::spawn(Arc::new(self).run());
     }
 
-    async fn run(self) {
+    async fn run(self: Arc<Self>) {
         let mut tries = 0u32;
         let mut healthy_since: Option<Instant> = None;
         // A close of an old engine that did not finish within a try.
@@ -174,7 +174,23 @@ impl Reopener {
             healthy_since = None;
             tokio::time::sleep(wait_before(tries)).await;
             tries = tries.saturating_add(1);
-            match self.try_once(&mut closing).await {
+            // Each try in a task of its own: a panic anywhere in it (foyer's broken engine
+            // panics on the locks its failure poisoned) fails that try, never this loop.
+            let me = self.clone();
+            let mut pending = closing.take();
+            let attempt = tokio::spawn(async move {
+                let result = me.try_once(&mut pending).await;
+                (result, pending)
+            })
+            .await;
+            let result = match attempt {
+                Ok((result, pending)) => {
+                    closing = pending;
+                    result
+                }
+                Err(e) => Err(format!("the try panicked: {e}")),
+            };
+            match result {
                 Ok(kept) => {
                     tracing::warn!(
                         objects_in_memory = kept,
