@@ -335,4 +335,56 @@ async fn ownership_and_maturity(b: Backend) {
     );
 }
 
-on_both_stores!(store_contract, add_list_page_remove, ownership_and_maturity);
+/// Parallel adds of one title: one is the add (201), the others find it listed (200) with the
+/// same time; parallel adds of different titles all land, each once.
+async fn parallel_adds(b: Backend) {
+    let s = TestServer::start(b).await;
+    for i in 0..8 {
+        s.create_title(title_json(&format!("p{i}"), "Parallel", "G", &[360]))
+            .await;
+    }
+    let (_, pid, tok) = s.user("parallel@example.com").await;
+    // Each PUT on its own task, all started before any is awaited.
+    let put = |title: String| {
+        let rb = s
+            .client
+            .put(s.url(&format!("/profiles/{pid}/watchlist/{title}")))
+            .bearer_auth(&tok);
+        tokio::spawn(async move { Resp::from(rb.send().await.expect("send")).await })
+    };
+    let join = |tasks: Vec<tokio::task::JoinHandle<Resp>>| async move {
+        let mut out = Vec::new();
+        for t in tasks {
+            out.push(t.await.expect("join"));
+        }
+        out
+    };
+    let same = join((0..8).map(|_| put("p0".into())).collect()).await;
+    let created = same
+        .iter()
+        .filter(|r| r.status == StatusCode::CREATED)
+        .count();
+    assert_eq!(created, 1, "{b:?}: {same:?}");
+    assert!(same
+        .iter()
+        .all(|r| r.status.is_success() && r.body["added_at"] == same[0].body["added_at"]));
+    let others = join((1..8).map(|i| put(format!("p{i}"))).collect()).await;
+    assert!(others.iter().all(|r| r.status == StatusCode::CREATED));
+    let all = s
+        .get(
+            &format!("/profiles/{pid}/watchlist?per_page=100"),
+            Some(&tok),
+        )
+        .await;
+    assert_eq!(all.body["total"], 8, "{}", all.text);
+    let ids: BTreeSet<String> = item_ids(&all.body).into_iter().collect();
+    assert_eq!(ids.len(), 8);
+    assert_eq!(item_ids(&all.body).last().map(String::as_str), Some("p0"));
+}
+
+on_both_stores!(
+    store_contract,
+    add_list_page_remove,
+    ownership_and_maturity,
+    parallel_adds
+);
