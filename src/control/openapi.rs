@@ -361,7 +361,15 @@ fn components() -> Value {
                     "updated_at": ts
                 }
             },
-    "WatchlistItem": {
+            "ContinueWatchingPage": {
+                "type": "object", "required": ["items", "page", "per_page", "total"],
+                "properties": {
+                    "items": { "type": "array", "items": schema_ref("ContinueItem") },
+                    "page": { "type": "integer" }, "per_page": { "type": "integer" },
+                    "total": { "type": "integer" }
+                }
+            },
+            "WatchlistItem": {
                 "type": "object", "required": ["title_id", "added_at", "title"],
                 "properties": {
                     "title_id": { "type": "string" },
@@ -373,14 +381,6 @@ fn components() -> Value {
                 "type": "object", "required": ["items", "page", "per_page", "total"],
                 "properties": {
                     "items": { "type": "array", "items": schema_ref("WatchlistItem") },
-                    "page": { "type": "integer" }, "per_page": { "type": "integer" },
-                    "total": { "type": "integer" }
-                }
-            },
-                        "ContinueWatchingPage": {
-                "type": "object", "required": ["items", "page", "per_page", "total"],
-                "properties": {
-                    "items": { "type": "array", "items": schema_ref("ContinueItem") },
                     "page": { "type": "integer" }, "per_page": { "type": "integer" },
                     "total": { "type": "integer" }
                 }
@@ -408,8 +408,9 @@ pub fn document() -> Value {
             "title": "edge control plane",
             "version": "1",
             "description": format!(
-                "Accounts, catalog, playback authorisation, watch progress and watchlists. Every error is \
-                 JSON `{{\"code\", \"message\"}}` (validation errors add `fields`). Codes:\n{}",
+                "Accounts, catalog, playback authorisation, watch progress and watchlists. \
+                 Every error is JSON `{{\"code\", \"message\"}}` (validation errors add \
+                 `fields`). Codes:\n{}",
                 codes.join("\n")
             )
         },
