@@ -50,7 +50,8 @@ pub const ERROR_CODES: &[(&str, u16, &str)] = &[
     (
         "profile_not_found",
         404,
-        "The X-Profile-Id profile does not belong to the account.",
+        "The profile (X-Profile-Id, or the profile id in the path) does not belong to the \
+         account.",
     ),
     (
         "method_not_allowed",

@@ -1,6 +1,7 @@
 //! The embedded control plane: an HTTP API under `/api/v1` for accounts and profiles, the
-//! catalog, playback authorisation (signed manifest URLs) and watch progress, on an embedded
-//! SQLite database or on a PostgreSQL server shared by several edges ([`Database`]).
+//! catalog, playback authorisation (signed manifest URLs), watch progress and per-profile
+//! watchlists, on an embedded SQLite database or on a PostgreSQL server shared by several edges
+//! ([`Database`]).
 //!
 //! The edge forwards `/api/v1/*` unchanged to [`serve_state`]'s loopback listener, adding
 //! `X-Edge-Client-IP` (client address, used for the attempt limits), `X-Edge-Country`

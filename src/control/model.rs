@@ -727,6 +727,23 @@ pub struct Page<T> {
     pub total: u64,
 }
 
+/// One entry of a profile's watchlist: the title and when it was added.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WatchlistEntry {
+    pub title: Title,
+    /// Unix seconds of the add.
+    pub added_at: i64,
+}
+
+/// What adding a title to a watchlist did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WatchlistAdd {
+    /// Unix seconds of the add (an entry that was listed already keeps its time).
+    pub added_at: i64,
+    /// Whether this call added it (`false`: it was listed already).
+    pub created: bool,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -43,6 +43,11 @@ fn query_param(name: &str) -> Value {
     }
 }
 
+/// Whether a path parameter is a numeric id (a user's or a profile's) rather than a title id.
+fn is_integer_param(path: &str, param: &str) -> bool {
+    path.starts_with("/admin/users/") || (path.starts_with("/profiles/") && param == "id")
+}
+
 fn status_of(code: &str) -> u16 {
     ERROR_CODES
         .iter()
@@ -55,7 +60,7 @@ fn operation(spec: &RouteSpec) -> Value {
     let mut params: Vec<Value> = path_params(spec.path)
         .into_iter()
         .map(|p| {
-            let schema = if spec.path.starts_with("/admin/users/") {
+            let schema = if is_integer_param(spec.path, p) {
                 json!({ "type": "integer", "minimum": 1 })
             } else {
                 json!({ "type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$" })
@@ -111,6 +116,13 @@ fn operation(spec: &RouteSpec) -> Value {
         responses.insert(
             "201".into(),
             json!({ "description": "Created", "content": json_content(schema_ref("AdminTitle")) }),
+        );
+    }
+    if spec.op == super::routes::Op::AddToWatchlist {
+        responses.insert(
+            "200".into(),
+            json!({ "description": "Listed already (its time and place are kept)",
+                    "content": json_content(schema_ref("WatchlistItem")) }),
         );
     }
     let mut by_status: std::collections::BTreeMap<u16, Vec<&str>> = Default::default();
@@ -356,6 +368,22 @@ fn components() -> Value {
                     "page": { "type": "integer" }, "per_page": { "type": "integer" },
                     "total": { "type": "integer" }
                 }
+            },
+            "WatchlistItem": {
+                "type": "object", "required": ["title_id", "added_at", "title"],
+                "properties": {
+                    "title_id": { "type": "string" },
+                    "added_at": ts,
+                    "title": schema_ref("Title")
+                }
+            },
+            "WatchlistPage": {
+                "type": "object", "required": ["items", "page", "per_page", "total"],
+                "properties": {
+                    "items": { "type": "array", "items": schema_ref("WatchlistItem") },
+                    "page": { "type": "integer" }, "per_page": { "type": "integer" },
+                    "total": { "type": "integer" }
+                }
             }
         }
     })
@@ -380,8 +408,9 @@ pub fn document() -> Value {
             "title": "edge control plane",
             "version": "1",
             "description": format!(
-                "Accounts, catalog, playback authorisation and watch progress. Every error is \
-                 JSON `{{\"code\", \"message\"}}` (validation errors add `fields`). Codes:\n{}",
+                "Accounts, catalog, playback authorisation, watch progress and watchlists. \
+                 Every error is JSON `{{\"code\", \"message\"}}` (validation errors add \
+                 `fields`). Codes:\n{}",
                 codes.join("\n")
             )
         },

@@ -11,7 +11,7 @@ use axum::routing::{on, MethodFilter, MethodRouter};
 use axum::Router;
 use bytes::Bytes;
 
-use super::api::{account, catalog, playback, AppState};
+use super::api::{account, catalog, playback, watchlist, AppState};
 use super::edge_secret::EDGE_SECRET_HEADER;
 use super::error::ApiError;
 use super::routes::{Method, Op, MAX_BODY_BYTES, NO_ROUTE_MESSAGE, ROUTES};
@@ -40,6 +40,9 @@ fn handler(op: Op, f: MethodFilter, openapi: &Bytes) -> MethodRouter<AppState> {
         Op::Playback => on(f, playback::playback),
         Op::PutProgress => on(f, playback::put_progress),
         Op::ContinueWatching => on(f, playback::continue_watching),
+        Op::ListWatchlist => on(f, watchlist::list),
+        Op::AddToWatchlist => on(f, watchlist::add),
+        Op::RemoveFromWatchlist => on(f, watchlist::remove),
         Op::AdminCreateTitle => on(f, catalog::admin_create),
         Op::AdminPutTitle => on(f, catalog::admin_put),
         Op::AdminDeleteTitle => on(f, catalog::admin_delete),

@@ -1,8 +1,8 @@
 //! The control plane end to end through the edge, on real sockets: register, login, search,
-//! playback (the returned URL plays through the edge), progress, continue-watching; refusals
-//! for tier, maturity, country and expired sessions; acknowledged writes survive a kill; attempt
-//! limits reserved before hashing, registration limits, the loopback port's edge secret and
-//! the database's file modes.
+//! playback (the returned URL plays through the edge), progress, continue-watching, the
+//! watchlist; refusals for tier, maturity, country and expired sessions; acknowledged writes
+//! survive a kill; attempt limits reserved before hashing, registration limits, the loopback
+//! port's edge secret and the database's file modes.
 
 use std::time::Duration;
 
@@ -650,4 +650,43 @@ async fn the_control_database_is_private() {
             & 0o777;
         assert_eq!(mode, 0o600, "{name}: {mode:o}");
     }
+}
+
+/// The watchlist through the edge: add, list (the catalog's title view), remove, with every
+/// answer fresh from the control plane (the GET after a DELETE is not an old copy), and another
+/// account refused its profile.
+#[tokio::test]
+async fn watchlist_through_the_edge() {
+    let (edge, _s) = control_edge("7d").await;
+    let api = login(&edge, "saver@example.com").await;
+    let (s, v) = api.call(reqwest::Method::GET, "/profiles", None).await;
+    assert_eq!(s, 200, "{v}");
+    let pid = v["items"][0]["id"].as_i64().unwrap();
+    let list = format!("/profiles/{pid}/watchlist");
+    let entry = format!("/profiles/{pid}/watchlist/demo");
+
+    let (s, v) = api.call(reqwest::Method::PUT, &entry, None).await;
+    assert_eq!(s, 201, "{v}");
+    assert_eq!(v["title"]["id"], "demo", "{v}");
+    let (s, v) = api.call(reqwest::Method::PUT, &entry, None).await;
+    assert_eq!(s, 200, "listed already: {v}");
+    let (s, v) = api.call(reqwest::Method::GET, &list, None).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["total"], 1, "{v}");
+    assert_eq!(v["items"][0]["title_id"], "demo", "{v}");
+    assert!(v["items"][0]["title"]["name"].is_string(), "{v}");
+
+    let other = login(&edge, "snoop@example.com").await;
+    let (s, v) = other.call(reqwest::Method::GET, &list, None).await;
+    assert_eq!(s, 404, "{v}");
+    assert_eq!(v["code"], "profile_not_found", "{v}");
+
+    let (s, v) = api.call(reqwest::Method::DELETE, &entry, None).await;
+    assert_eq!(s, 204, "{v}");
+    let (s, v) = api.call(reqwest::Method::GET, &list, None).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["total"], 0, "{v}");
+    let (s, v) = api.call(reqwest::Method::DELETE, &entry, None).await;
+    assert_eq!(s, 404, "{v}");
+    assert_eq!(v["code"], "not_found", "{v}");
 }

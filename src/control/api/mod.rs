@@ -6,6 +6,7 @@
 pub mod account;
 pub mod catalog;
 pub mod playback;
+pub mod watchlist;
 
 use std::sync::Arc;
 
@@ -536,6 +537,16 @@ impl FromRequestParts<AppState> for Session {
     }
 }
 
+/// The refusal of a profile id that is not one of the account's profiles (another account's
+/// or none), whether it comes from `X-Profile-Id` or from the path.
+pub(crate) fn profile_not_found() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "profile_not_found",
+        "no such profile on this account",
+    )
+}
+
 /// A logged-in account and the profile picked by `X-Profile-Id` (default: the first).
 #[derive(Debug, Clone)]
 pub struct Viewer {
@@ -566,13 +577,7 @@ impl FromRequestParts<AppState> for Viewer {
             .store
             .profile(session.user.id, id)
             .await?
-            .ok_or_else(|| {
-                ApiError::new(
-                    StatusCode::NOT_FOUND,
-                    "profile_not_found",
-                    "no such profile on this account",
-                )
-            })?;
+            .ok_or_else(profile_not_found)?;
         Ok(Viewer {
             user: session.user,
             profile,

@@ -12,7 +12,7 @@ use serde::Serialize;
 use super::catalog::load_title;
 use super::{ApiJson, ApiPath, ApiQuery, AppState, ClientMeta, PageBody, PageParams, Viewer};
 use crate::control::error::{ApiError, ApiResult};
-use crate::control::model::{ContinueItem, Progress, ProgressInput, Rendition, Title};
+use crate::control::model::{ContinueItem, Profile, Progress, ProgressInput, Rendition, Title};
 use crate::control::{CdnHealth, CdnHost};
 use crate::token::url::{signed_url, Style};
 use crate::token::Claims;
@@ -51,6 +51,18 @@ fn refuse(status: StatusCode, code: &'static str, msg: &str) -> ApiError {
     ApiError::new(status, code, msg)
 }
 
+/// Refuses (403 `maturity`) a title rated above what the profile may watch.
+pub fn check_maturity(title: &Title, profile: &Profile) -> ApiResult<()> {
+    if profile.maturity < title.rating.maturity() {
+        return Err(refuse(
+            StatusCode::FORBIDDEN,
+            "maturity",
+            "the profile's maturity level does not allow this title",
+        ));
+    }
+    Ok(())
+}
+
 /// Checks availability, country, maturity and tier; returns the allowed renditions and the
 /// height limit (`None` = unlimited).
 pub fn authorize(
@@ -76,13 +88,7 @@ pub fn authorize(
             "the title is not available in your country",
         ));
     }
-    if viewer.profile.maturity < title.rating.maturity() {
-        return Err(refuse(
-            StatusCode::FORBIDDEN,
-            "maturity",
-            "the profile's maturity level does not allow this title",
-        ));
-    }
+    check_maturity(title, &viewer.profile)?;
     let max = tiers.max_height(viewer.user.tier);
     let allowed: Vec<Rendition> = title
         .renditions

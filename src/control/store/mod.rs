@@ -13,6 +13,7 @@ use async_trait::async_trait;
 
 use super::model::{
     ContinueItem, NewProfile, Page, Profile, Progress, Registration, Tier, Title, User,
+    WatchlistAdd, WatchlistEntry,
 };
 
 /// Why a store call failed.
@@ -116,7 +117,7 @@ pub trait Store: Send + Sync + 'static {
 
     async fn put_title(&self, t: &Title, mode: PutMode, now: i64)
         -> Result<PutOutcome, StoreError>;
-    /// Whether a title was deleted (its watch progress goes with it).
+    /// Whether a title was deleted (its watch progress and watchlist entries go with it).
     async fn delete_title(&self, id: &str) -> Result<bool, StoreError>;
     async fn title(&self, id: &str) -> Result<Option<Title>, StoreError>;
     /// Titles ordered by name then id.
@@ -146,4 +147,27 @@ pub trait Store: Send + Sync + 'static {
         offset: u64,
         limit: u64,
     ) -> Result<Page<ContinueItem>, StoreError>;
+
+    /// Adds `title_id` to the watchlist of `profile_id` as its newest entry; a title already
+    /// listed keeps its time and place (`created` is false). `NotFound("title")` when the
+    /// title does not exist.
+    async fn add_to_watchlist(
+        &self,
+        profile_id: i64,
+        title_id: &str,
+        now: i64,
+    ) -> Result<WatchlistAdd, StoreError>;
+    /// Whether the title was on the profile's watchlist (and is no longer).
+    async fn remove_from_watchlist(
+        &self,
+        profile_id: i64,
+        title_id: &str,
+    ) -> Result<bool, StoreError>;
+    /// The profile's watchlist, most recently added first.
+    async fn watchlist(
+        &self,
+        profile_id: i64,
+        offset: u64,
+        limit: u64,
+    ) -> Result<Page<WatchlistEntry>, StoreError>;
 }

@@ -31,7 +31,7 @@ use super::sqlite::Migration;
 use super::{Credentials, PutMode, PutOutcome, SessionLookup, Store, StoreError};
 use crate::control::model::{
     ContinueItem, Maturity, NewProfile, Page, Profile, Progress, Rating, Registration, Rendition,
-    Tier, Title, User,
+    Tier, Title, User, WatchlistAdd, WatchlistEntry,
 };
 
 /// Every migration, in order: the same versions and names as [`super::sqlite::MIGRATIONS`].
@@ -45,6 +45,11 @@ pub const MIGRATIONS: &[Migration] = &[
         version: 2,
         name: "0002_title_search",
         sql: include_str!("../migrations/postgres/0002_title_search.sql"),
+    },
+    Migration {
+        version: 3,
+        name: "0003_watchlist",
+        sql: include_str!("../migrations/postgres/0003_watchlist.sql"),
     },
 ];
 
@@ -793,6 +798,112 @@ impl Store for PgStore {
                     duration_seconds: u32_col(r, 2, "duration")?,
                     position_seconds: u32_col(r, 3, "position")?,
                     updated_at: r.try_get(4)?,
+                })
+            })
+            .collect::<Result<_, StoreError>>()?;
+        Ok(Page {
+            items,
+            total: to_u64(total),
+        })
+    }
+
+    async fn add_to_watchlist(
+        &self,
+        profile_id: i64,
+        title_id: &str,
+        now: i64,
+    ) -> Result<WatchlistAdd, StoreError> {
+        let c = self.pool.get().await?;
+        let insert = c
+            .prepare_cached(
+                "INSERT INTO watchlist (profile_id, title_id, added_at, seq)
+                 VALUES ($1, $2, $3, nextval('watchlist_seq'))
+                 ON CONFLICT (profile_id, title_id) DO NOTHING
+                 RETURNING added_at",
+            )
+            .await?;
+        let listed = c
+            .prepare_cached(
+                "SELECT added_at FROM watchlist WHERE profile_id = $1 AND title_id = $2",
+            )
+            .await?;
+        // Insert, or read the entry that is there. An entry removed by another writer between
+        // the two statements makes the insert succeed on the next round.
+        for _ in 0..3 {
+            match c.query_opt(&insert, &[&profile_id, &title_id, &now]).await {
+                Err(e) if is_state(&e, &SqlState::FOREIGN_KEY_VIOLATION) => {
+                    return Err(StoreError::NotFound("title"))
+                }
+                Ok(Some(r)) => {
+                    return Ok(WatchlistAdd {
+                        added_at: r.try_get(0)?,
+                        created: true,
+                    })
+                }
+                r => {
+                    r?;
+                }
+            }
+            if let Some(r) = c.query_opt(&listed, &[&profile_id, &title_id]).await? {
+                return Ok(WatchlistAdd {
+                    added_at: r.try_get(0)?,
+                    created: false,
+                });
+            }
+        }
+        Err(StoreError::Backend(
+            "watchlist entry added and removed concurrently three times".into(),
+        ))
+    }
+
+    async fn remove_from_watchlist(
+        &self,
+        profile_id: i64,
+        title_id: &str,
+    ) -> Result<bool, StoreError> {
+        let c = self.pool.get().await?;
+        let st = c
+            .prepare_cached("DELETE FROM watchlist WHERE profile_id = $1 AND title_id = $2")
+            .await?;
+        Ok(c.execute(&st, &[&profile_id, &title_id]).await? > 0)
+    }
+
+    async fn watchlist(
+        &self,
+        profile_id: i64,
+        offset: u64,
+        limit: u64,
+    ) -> Result<Page<WatchlistEntry>, StoreError> {
+        let mut c = self.pool.get().await?;
+        // One snapshot for the count and the page.
+        let tx = c
+            .build_transaction()
+            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+            .read_only(true)
+            .start()
+            .await?;
+        let st = tx
+            .prepare_cached("SELECT COUNT(*) FROM watchlist WHERE profile_id = $1")
+            .await?;
+        let total: i64 = tx.query_one(&st, &[&profile_id]).await?.try_get(0)?;
+        let st = tx
+            .prepare_cached(&format!(
+                "SELECT {TITLE_COLS}, w.added_at FROM watchlist w JOIN titles t ON t.id = w.title_id
+                 WHERE w.profile_id = $1
+                 ORDER BY w.seq DESC
+                 LIMIT $2 OFFSET $3"
+            ))
+            .await?;
+        let rows = tx
+            .query(&st, &[&profile_id, &to_i64(limit), &to_i64(offset)])
+            .await?;
+        tx.commit().await?;
+        let items = rows
+            .iter()
+            .map(|r| {
+                Ok(WatchlistEntry {
+                    title: title_from(r)?,
+                    added_at: r.try_get(12)?,
                 })
             })
             .collect::<Result<_, StoreError>>()?;

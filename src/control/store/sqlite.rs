@@ -27,7 +27,7 @@ use rusqlite::{
 use super::{Credentials, PutMode, PutOutcome, SessionLookup, Store, StoreError};
 use crate::control::model::{
     ContinueItem, Maturity, NewProfile, Page, Profile, Progress, Rating, Registration, Rendition,
-    Tier, Title, User,
+    Tier, Title, User, WatchlistAdd, WatchlistEntry,
 };
 
 /// One schema migration.
@@ -50,6 +50,11 @@ pub const MIGRATIONS: &[Migration] = &[
         version: 2,
         name: "0002_title_search",
         sql: include_str!("../migrations/0002_title_search.sql"),
+    },
+    Migration {
+        version: 3,
+        name: "0003_watchlist",
+        sql: include_str!("../migrations/0003_watchlist.sql"),
     },
 ];
 
@@ -766,6 +771,90 @@ impl Store for SqliteStore {
                             duration_seconds: u32::try_from(d).map_err(|_| corrupt("duration"))?,
                             position_seconds: u32::try_from(p).map_err(|_| corrupt("position"))?,
                             updated_at: r.get(4)?,
+                        })
+                    })?;
+                rows.collect::<rusqlite::Result<Vec<_>>>()?
+            };
+            tx.commit()?;
+            Ok(Page { items, total })
+        })
+        .await
+    }
+
+    async fn add_to_watchlist(
+        &self,
+        profile_id: i64,
+        title_id: &str,
+        now: i64,
+    ) -> Result<WatchlistAdd, StoreError> {
+        let title_id = title_id.to_string();
+        self.write(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let r = tx
+                .prepare_cached(
+                    "INSERT INTO watchlist (profile_id, title_id, added_at, seq)
+                 VALUES (?1, ?2, ?3,
+                         COALESCE((SELECT MAX(seq) FROM watchlist WHERE profile_id = ?1), 0) + 1)
+                 ON CONFLICT (profile_id, title_id) DO NOTHING",
+                )?
+                .execute(params![profile_id, title_id, now]);
+            let created = match r {
+                Err(e) if is_fk_violation(&e) => return Err(StoreError::NotFound("title")),
+                r => r? == 1,
+            };
+            let added_at: i64 = tx
+                .prepare_cached(
+                    "SELECT added_at FROM watchlist WHERE profile_id = ?1 AND title_id = ?2",
+                )?
+                .query_row(params![profile_id, title_id], |r| r.get(0))?;
+            tx.commit()?;
+            Ok(WatchlistAdd { added_at, created })
+        })
+        .await
+    }
+
+    async fn remove_from_watchlist(
+        &self,
+        profile_id: i64,
+        title_id: &str,
+    ) -> Result<bool, StoreError> {
+        let title_id = title_id.to_string();
+        self.write(move |c| {
+            Ok(
+                c.prepare_cached("DELETE FROM watchlist WHERE profile_id = ?1 AND title_id = ?2")?
+                    .execute(params![profile_id, title_id])?
+                    > 0,
+            )
+        })
+        .await
+    }
+
+    async fn watchlist(
+        &self,
+        profile_id: i64,
+        offset: u64,
+        limit: u64,
+    ) -> Result<Page<WatchlistEntry>, StoreError> {
+        self.read(move |c| {
+            let tx = c.transaction()?;
+            let total = count(
+                &tx,
+                "SELECT COUNT(*) FROM watchlist WHERE profile_id = ?1",
+                [profile_id],
+            )?;
+            let sql = format!(
+                "SELECT {TITLE_COLS}, w.added_at FROM watchlist w JOIN titles t ON t.id = w.title_id
+                 WHERE w.profile_id = ?1
+                 ORDER BY w.seq DESC
+                 LIMIT ?2 OFFSET ?3"
+            );
+            let items = {
+                let mut st = tx.prepare_cached(&sql)?;
+                let rows =
+                    st.query_map(params![profile_id, to_i64(limit), to_i64(offset)], |r| {
+                        Ok(WatchlistEntry {
+                            title: title_from(r)?,
+                            added_at: r.get(12)?,
                         })
                     })?;
                 rows.collect::<rusqlite::Result<Vec<_>>>()?

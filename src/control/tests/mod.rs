@@ -9,3 +9,4 @@ mod pg_outage;
 mod pg_server;
 mod store;
 mod support;
+mod watchlist;

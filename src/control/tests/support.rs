@@ -82,6 +82,9 @@ pub fn raw_sql(db: &Database, sqlite: &str, postgres: &str) -> String {
     match db {
         Database::Sqlite(path) => {
             let c = rusqlite::Connection::open(path).expect("open");
+            // As the store's connections do, so deletes cascade on both backends.
+            c.pragma_update(None, "foreign_keys", "ON")
+                .expect("foreign keys");
             let mut st = c.prepare(sqlite).expect("prepare");
             let n = st.column_count();
             let rows = st
