@@ -9,7 +9,9 @@
 //! - a refusal of a future msn is one origin request, kept briefly;
 //! - delta updates (`_HLS_skip`) are their own answer;
 //! - a part still being produced streams to every waiter from one origin request, open-ended
-//!   ranges included.
+//!   ranges included;
+//! - a part (listed by a live playlist the edge stored, or its preload hint) is kept three
+//!   target durations whatever its `max-age`, a segment its own lifetime.
 
 use std::time::{Duration, Instant};
 
@@ -387,4 +389,77 @@ async fn a_part_being_produced_streams_to_every_waiter_from_one_origin_request()
         );
     }
     assert_eq!(ll.path_hits(&path), 1, "{:?}", ll.requests());
+}
+
+#[tokio::test]
+async fn parts_are_kept_a_few_target_durations_and_segments_their_own_lifetime() {
+    // 250 ms parts, 1 s segments (TARGETDURATION 1): a part lives 3 s at the edge, though the
+    // origin says `max-age=60` for parts and segments alike.
+    let ll = LlOrigin::start(LlShape::default()).await;
+    let edge = Edge::start(ll.addr, "").await;
+    let parts = ll.shape().parts;
+    produced(&ll, 2 * parts + 1).await;
+    // The edge learns the parts from the playlist it stores: a listed part, the preload hint.
+    let playlist = client()
+        .get(edge.url("/ll/p.m3u8"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let hinted = playlist
+        .lines()
+        .find_map(|l| l.strip_prefix("#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\""))
+        .and_then(|l| l.strip_suffix('"'))
+        .expect("a preload hint")
+        .to_string();
+    let msn = media_sequence(&playlist).unwrap() + 1;
+    let part = format!("/ll/s{msn}.0.mp4");
+    let hint = format!("/ll/{hinted}");
+    let segment = format!("/ll/s{msn}.mp4");
+    assert!(
+        playlist.contains(&format!("URI=\"s{msn}.0.mp4\"")),
+        "{playlist}"
+    );
+    let get = |path: String| {
+        let url = edge.url(&path);
+        async move {
+            let r = client().get(url).send().await.unwrap();
+            assert_eq!(r.status(), 200, "{path}");
+            r.bytes().await.unwrap().to_vec()
+        }
+    };
+    for _ in 0..2 {
+        assert!(get(part.clone()).await == ll.part_bytes(msn, 0), "{part}");
+        get(hint.clone()).await;
+        get(segment.clone()).await;
+    }
+    for p in [&part, &hint, &segment] {
+        assert_eq!(ll.path_hits(p), 1, "{p}: {:?}", ll.requests());
+    }
+    // Past the part lifetime (3 s), parts are asked for again; the segment is still fresh.
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    for p in [&part, &hint, &segment] {
+        get(p.clone()).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while (ll.path_hits(&part) < 2 || ll.path_hits(&hint) < 2) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        ll.path_hits(&part),
+        2,
+        "a listed part outlived its part lifetime"
+    );
+    assert_eq!(
+        ll.path_hits(&hint),
+        2,
+        "a hinted part outlived its part lifetime"
+    );
+    assert_eq!(
+        ll.path_hits(&segment),
+        1,
+        "the segment lives its own lifetime"
+    );
 }
