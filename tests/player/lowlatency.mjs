@@ -24,7 +24,9 @@
 //
 //   EDGE_BIN=target/debug/edge node tests/player/lowlatency.mjs
 //
-// Env: EDGE_BIN (required), CHROMIUM (default /usr/bin/chromium), LL_SECONDS (default 60).
+// Env: EDGE_BIN (required), CHROMIUM (default /usr/bin/chromium), LL_SECONDS (default 60),
+//      LL_START_BUFFER (seconds buffered before hls.js starts playing, default 1: starting at
+//      the first frame, two parts deep, every player stalled at its first segment boundary).
 import http from 'node:http';
 import fs from 'node:fs';
 import os from 'node:os';
