@@ -91,7 +91,8 @@ function param(query, name) {
 
 // Start the origin: `seconds` of media (past the preroll), one listener per name in `ports`.
 // Returns { urls: {name: base URL}, requests: {name: [target]} (as they arrive), answers:
-// {name: [{url, status, ms, complete}]} (as they end), partsProduced(), close(), ... }.
+// {name: [{url, method, range, at (ms since the stream's start), status, ms, complete}]}
+// (as they end), partsProduced(), close(), ... }.
 export async function startLlOrigin({ seconds, ports = ['direct'], preroll = 4 }) {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'edge-llorigin-'));
   let media;
@@ -198,7 +199,8 @@ export async function startLlOrigin({ seconds, ports = ['direct'], preroll = 4 }
     const server = http.createServer((req, res) => {
       requests[name].push(req.url);
       const t0 = Date.now();
-      res.on('close', () => answers[name].push({ url: req.url, status: res.statusCode, ms: Date.now() - t0, complete: res.writableFinished }));
+      res.on('close', () => answers[name].push({ url: req.url, method: req.method, range: req.headers.range,
+        at: t0 - start, status: res.statusCode, ms: Date.now() - t0, complete: res.writableFinished }));
       answer(req, res).catch(() => res.destroy());
     });
     server.keepAliveTimeout = 30_000;
