@@ -83,6 +83,9 @@ shutdown_timeout = "2s"
 dir = "${dir}/cache"
 disk = "64 MiB"
 max_object = "8 MiB"
+[log]
+access = "${dir}/access.log"
+format = "json"
 [[origins]]
 name = "ll"
 nodes = [{ addr = "${new URL(originUrl).host}" }]
@@ -93,7 +96,7 @@ keys = [{ id = "demo", secret_file = "${root}/certs/demo-token.TEST-KEY.hex" }]
 `);
   const edge = spawn(EDGE_BIN, ['serve', '--config', config], { stdio: ['ignore', 'ignore', 'pipe'] });
   children.push(edge);
-  const e = { name, config, httpPort, adminPort, log: '' };
+  const e = { name, config, httpPort, adminPort, log: '', access: path.join(dir, 'access.log') };
   edge.stderr.on('data', (d) => { e.log = (e.log + d).slice(-4000); });
   for (let i = 0; ; i++) {
     if (i > 150) throw new Error(`edge ${name} not ready after 15 s: ${e.log}`);
@@ -299,6 +302,12 @@ try {
     const rep = repeated(origin.answers[e]);
     console.log(JSON.stringify({ originRequests: e, total: origin.requests[e].length, distinct: rep.distinct,
       parts: rep.parts, blockingSteps: rep.blocking, expiredRefetches: rep.expired, repeated: rep.repeated.slice(0, 3) }));
+    // What the edge's access log says of the requests for a repeated target.
+    for (const [t] of rep.repeated.slice(0, 2)) {
+      const lines = fs.existsSync(edges[e].access) ? fs.readFileSync(edges[e].access, 'utf8').split('\n') : [];
+      const p = t.split('?')[0];
+      say(`edge ${e}'s access log for ${p}:\n${lines.filter((l) => l.includes(`"${p}`) || l.includes(`${p}?`)).slice(0, 30).join('\n')}`);
+    }
     if (rep.repeated.length) reasons.push(`edge ${e} asked the origin again for what it should still hold: ${rep.repeated.slice(0, 3).map(([t]) => t).join(', ')}`);
     if (rep.parts < (SECONDS / PART) / 2) reasons.push(`edge ${e} fetched only ${rep.parts} parts in ${SECONDS} s`);
   }
