@@ -9,7 +9,7 @@
 # binary (cargo decides if anything is stale), starts the edge on free loopback ports with a
 # temp config, runs play.mjs against both master playlists, and stops everything on exit.
 # Env: EDGE_BIN=path   use this edge binary, skip the cargo build
-#      PLAYER_TIMEOUT  whole-run bound in seconds (default 360; the cargo build has its own,
+#      PLAYER_TIMEOUT  whole-run bound in seconds (default 300; the cargo build has its own,
 #                      BUILD_TIMEOUT, default 1800, as a cold release build can take minutes)
 #      PLAY_SCREENSHOT_DIR=dir  save a PNG of the page per URL
 set -euo pipefail
@@ -51,7 +51,7 @@ fi
 # (re-enter under timeout; timeout signals its whole process group: node, the edge, us)
 if [ -z "${_PLAYER_BOUNDED:-}" ]; then
   export _PLAYER_BOUNDED=1 EDGE_BIN
-  exec timeout -k 10 "${PLAYER_TIMEOUT:-360}" bash "${BASH_SOURCE[0]}" "$@"
+  exec timeout -k 10 "${PLAYER_TIMEOUT:-300}" bash "${BASH_SOURCE[0]}" "$@"
 fi
 
 TMP="$(mktemp -d "${TMPDIR:-/tmp}/edge-player.XXXXXX")"
