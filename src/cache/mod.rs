@@ -9,7 +9,8 @@
 //! - [`object`]: the stored form of one object (meta + body) and its disk encoding.
 //! - [`key`]: the cache key (host + normalised path + query).
 //! - [`policy`]: which responses are stored and for how long (read from
-//!   [`crate::config::CacheConfig`] as it is).
+//!   [`crate::config::CacheConfig`] as it is); [`parts`]: the LL-HLS part paths the stored
+//!   live playlists list, which it keeps briefly.
 //! - [`freshness`]: the RFC 9111 / RFC 9213 rules the policy applies (lifetimes, ages,
 //!   stale windows, 304 updates, targeted fields).
 //! - [`disk`]: the disk tier's health (degraded while its writes may fail, halted after a
@@ -25,6 +26,7 @@ pub mod freshness;
 pub mod handoff;
 pub mod key;
 pub mod object;
+pub mod parts;
 pub mod policy;
 pub mod purge;
 pub mod reopen;

@@ -27,6 +27,12 @@
 //! enough to answer a herd of players with one origin request, short enough not to deny the
 //! part once it exists.
 //!
+//! A Low-Latency HLS part (a path a stored live playlist lists as `#EXT-X-PART` or part
+//! `#EXT-X-PRELOAD-HINT`, [`super::parts`]) is kept at most its part lifetime (a few target
+//! durations), whatever its own lifetime says, unless an `override_origin` rule sets one: it
+//! is asked for only while its playlist lists it. To learn them, every stored playlist
+//! carries [`ListsParts`] to the storage, which reads its parts when its body is complete.
+//!
 //! The policy is the `[cache]` section itself ([`CacheConfig`]): no copy of its fields.
 //! Every lifetime is capped at `max_ttl`, and the response's age on arrival (its upstream's
 //! `Age`/`Date`, RFC 9111 §4.2.3) is taken off it. `stale-while-revalidate`/`stale-if-error`
@@ -62,6 +68,11 @@ pub struct PlaylistRefine {
     pub live_cap: Duration,
 }
 
+/// Attached to the cache meta of every stored playlist: its path, against which the storage
+/// resolves the parts its body lists ([`super::parts`]).
+#[derive(Debug, Clone)]
+pub struct ListsParts(pub std::sync::Arc<str>);
+
 /// Statuses an edge may store.
 pub fn cacheable_status(status: u16) -> bool {
     matches!(status, 200 | 203 | 204 | 300 | 301 | 308 | 404 | 410)
@@ -92,6 +103,9 @@ pub struct Exchange {
     pub authorization: bool,
     /// The request was an LL-HLS blocking playlist reload (`_HLS_msn`).
     pub blocking: bool,
+    /// The path is an LL-HLS part a live playlist listed lately: the longest it may be kept
+    /// ([`super::parts::PartPaths::lifetime`]).
+    pub part: Option<Duration>,
 }
 
 impl Exchange {
@@ -102,6 +116,7 @@ impl Exchange {
             response_delay: Duration::ZERO,
             authorization: false,
             blocking: false,
+            part: None,
         }
     }
 }
@@ -190,6 +205,11 @@ pub fn decide(
             (ttl, true)
         }
     };
+    let lifetime = match (ex.part, rule) {
+        (Some(_), Some(r)) if r.override_origin => lifetime,
+        (Some(part), _) => lifetime.min(part),
+        (None, _) => lifetime,
+    };
     let lifetime = lifetime.min(policy.max_ttl);
     let remaining = if aged {
         lifetime.saturating_sub(age)
@@ -233,6 +253,9 @@ pub fn decide(
     );
     if let Some(r) = refine {
         meta.extensions_mut().insert(r);
+    }
+    if status == 200 && is_playlist(resp, path) {
+        meta.extensions_mut().insert(ListsParts(path.into()));
     }
     RespCacheable::Cacheable(meta)
 }
@@ -521,6 +544,7 @@ mod tests {
             response_delay: Duration::from_secs(1),
             authorization: false,
             blocking: false,
+            part: None,
         };
         let r = resp(200, &[("cache-control", "max-age=60"), ("age", "20")]);
         assert_eq!(decide_with(&r, "/v/x.ts", ex).map(|t| t.0), Some(39));
@@ -775,5 +799,59 @@ mod tests {
             Duration::from_secs(5)
         );
         assert!(meta(&resp(503, &[]), blocking).is_none());
+    }
+
+    #[test]
+    fn parts_are_kept_their_part_lifetime_and_playlists_name_theirs() {
+        let part = Exchange {
+            part: Some(Duration::from_secs(3)),
+            ..Exchange::at(SystemTime::now())
+        };
+        let secs = |headers: &[(&str, &str)], path: &str, ex: Exchange| {
+            decide_with(&resp(200, headers), path, ex).map(|t| t.0)
+        };
+        // Whatever the origin or the defaults say, at most the part lifetime...
+        assert_eq!(
+            secs(&[("cache-control", "max-age=60")], "/ll/s1.0.m4s", part),
+            Some(3)
+        );
+        assert_eq!(secs(&[], "/ll/s1.0.m4s", part), Some(3));
+        assert_eq!(
+            secs(&[("cache-control", "max-age=1")], "/ll/s1.0.m4s", part),
+            Some(1)
+        );
+        // ... and a segment (not a known part) keeps its own.
+        let plain = Exchange::at(SystemTime::now());
+        assert_eq!(
+            secs(&[("cache-control", "max-age=60")], "/ll/s1.m4s", plain),
+            Some(60)
+        );
+        // An operator's override still decides.
+        let short = Exchange {
+            part: Some(Duration::from_millis(500)),
+            ..plain
+        };
+        assert_eq!(
+            secs(
+                &[("cache-control", "max-age=60")],
+                "/live/sports/s1.0.m4s",
+                short
+            ),
+            Some(1)
+        );
+        // A stored playlist carries its path to the storage; other objects do not.
+        let lists = |r: &ResponseHeader, path: &str| match decide(r, path, &policy(), plain) {
+            RespCacheable::Cacheable(m) => {
+                m.extensions().get::<ListsParts>().map(|l| l.0.to_string())
+            }
+            RespCacheable::Uncacheable(_) => None,
+        };
+        let playlist = resp(200, &[("cache-control", "max-age=1")]);
+        assert_eq!(
+            lists(&playlist, "/ll/p.m3u8").as_deref(),
+            Some("/ll/p.m3u8")
+        );
+        assert_eq!(lists(&playlist, "/ll/s1.0.m4s"), None);
+        assert_eq!(lists(&resp(404, &[]), "/ll/p.m3u8"), None);
     }
 }

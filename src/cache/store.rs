@@ -30,7 +30,8 @@ use tokio::sync::watch;
 use super::admission::DiskAdmitter;
 use super::budget::FillBudget;
 use super::object::StoredObject;
-use super::policy::{playlist_freshness, PlaylistRefine};
+use super::parts::PartPaths;
+use super::policy::{playlist_freshness, ListsParts, PlaylistRefine};
 use super::reopen::Tiers;
 use super::CacheStats;
 use crate::config::DiskAdmission;
@@ -47,6 +48,8 @@ pub struct EdgeStorage {
     admitter: DiskAdmitter,
     /// Memory the fills in flight reserved, against `[cache] fill_memory`.
     budget: FillBudget,
+    /// The LL-HLS parts the live playlists stored lately list.
+    parts: PartPaths,
 }
 
 /// Where a fill is: chunks published so far, and whether it ended.
@@ -123,7 +126,13 @@ impl EdgeStorage {
             stats,
             admitter: DiskAdmitter::new(admission, disk_room),
             budget,
+            parts: PartPaths::default(),
         }
+    }
+
+    /// The LL-HLS part paths learnt from the playlists stored ([`super::parts`]).
+    pub fn parts(&self) -> &PartPaths {
+        &self.parts
     }
 
     /// The fill memory budget: whether a cacheable response of `len` bytes may be filled.
@@ -397,6 +406,7 @@ impl Storage for EdgeStorage {
         self.budget.take(reserved);
         Ok(Box::new(EdgeMiss {
             refine: meta.extensions().get::<PlaylistRefine>().copied(),
+            lists_parts: meta.extensions().get::<ListsParts>().cloned(),
             storage: self,
             key: hash,
             fill,
@@ -630,6 +640,8 @@ struct EdgeMiss {
     finished: bool,
     /// Set for playlists stored with the default TTL: decide live vs VOD from the body.
     refine: Option<PlaylistRefine>,
+    /// Set for playlists: record the parts the body lists.
+    lists_parts: Option<ListsParts>,
 }
 
 #[async_trait]
@@ -687,6 +699,13 @@ impl HandleMiss for EdgeMiss {
             }
         };
         let size = body.len();
+        if let Some(playlist) = &self.lists_parts {
+            if let Some(listed) = crate::hls::parts::listed(&playlist.0, &body) {
+                self.storage
+                    .parts
+                    .record(&listed, std::time::Instant::now());
+            }
+        }
         let (meta_internal, meta_header) = match &self.refine {
             None => (
                 self.fill.meta_internal.clone(),

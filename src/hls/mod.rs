@@ -11,12 +11,14 @@
 //!   bounded decoder; [`Transform`]: the whole way of one playlist to one viewer (decode,
 //!   filter, rewrite), sent as identity.
 //! - [`delivery`]: the Low-Latency HLS delivery directives (`_HLS_msn`, `_HLS_part`,
-//!   `_HLS_skip`) a player adds to a playlist request.
+//!   `_HLS_skip`) a player adds to a playlist request; [`parts`]: the partial segments a live
+//!   LL-HLS playlist lists (the edge keeps them briefly).
 
 mod attr;
 pub mod delivery;
 pub mod encoding;
 mod filter;
+pub mod parts;
 mod rewrite;
 mod transform;
 

@@ -1064,6 +1064,12 @@ impl ProxyHttp for EdgeProxy {
             response_delay: ctx.upstream_started.map_or(Duration::ZERO, |t| t.elapsed()),
             authorization: policy::has_authorization(session.req_header()),
             blocking: ctx.content.as_ref().is_some_and(|c| c.blocking),
+            part: self
+                .state
+                .cache
+                .storage
+                .parts()
+                .lifetime(ctx.path(), std::time::Instant::now()),
         };
         if let Fill::Slice(part) = ctx.fill {
             return Ok(self.slice_cacheable(resp, part, ctx, ex, revalidated));

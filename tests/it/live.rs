@@ -9,7 +9,11 @@
 //! - a refusal of a future msn is one origin request, kept briefly;
 //! - delta updates (`_HLS_skip`) are their own answer;
 //! - a part still being produced streams to every waiter from one origin request, open-ended
-//!   ranges included.
+//!   ranges included;
+//! - a part (listed by a live playlist the edge stored, or its preload hint) is kept three
+//!   target durations whatever its `max-age`, a segment its own lifetime;
+//! - players on two edges following the blocking reloads know the same part (a median of
+//!   one apart, never more than two), each edge asking the origin once per step.
 
 use std::time::{Duration, Instant};
 
@@ -387,4 +391,168 @@ async fn a_part_being_produced_streams_to_every_waiter_from_one_origin_request()
         );
     }
     assert_eq!(ll.path_hits(&path), 1, "{:?}", ll.requests());
+}
+
+#[tokio::test]
+async fn parts_are_kept_a_few_target_durations_and_segments_their_own_lifetime() {
+    // 250 ms parts, 1 s segments (TARGETDURATION 1): a part lives 3 s at the edge, though the
+    // origin says `max-age=60` for parts and segments alike.
+    let ll = LlOrigin::start(LlShape::default()).await;
+    let edge = Edge::start(ll.addr, "").await;
+    let parts = ll.shape().parts;
+    produced(&ll, 2 * parts + 1).await;
+    // The edge learns the parts from the playlist it stores: a listed part, the preload hint.
+    let playlist = client()
+        .get(edge.url("/ll/p.m3u8"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let hinted = playlist
+        .lines()
+        .find_map(|l| l.strip_prefix("#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\""))
+        .and_then(|l| l.strip_suffix('"'))
+        .expect("a preload hint")
+        .to_string();
+    let msn = media_sequence(&playlist).unwrap() + 1;
+    let part = format!("/ll/s{msn}.0.mp4");
+    let hint = format!("/ll/{hinted}");
+    let segment = format!("/ll/s{msn}.mp4");
+    assert!(
+        playlist.contains(&format!("URI=\"s{msn}.0.mp4\"")),
+        "{playlist}"
+    );
+    let get = |path: String| {
+        let url = edge.url(&path);
+        async move {
+            let r = client().get(url).send().await.unwrap();
+            assert_eq!(r.status(), 200, "{path}");
+            r.bytes().await.unwrap().to_vec()
+        }
+    };
+    for _ in 0..2 {
+        assert!(get(part.clone()).await == ll.part_bytes(msn, 0), "{part}");
+        get(hint.clone()).await;
+        get(segment.clone()).await;
+    }
+    for p in [&part, &hint, &segment] {
+        assert_eq!(ll.path_hits(p), 1, "{p}: {:?}", ll.requests());
+    }
+    // Past the part lifetime (3 s), parts are asked for again; the segment is still fresh.
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    for p in [&part, &hint, &segment] {
+        get(p.clone()).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while (ll.path_hits(&part) < 2 || ll.path_hits(&hint) < 2) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        ll.path_hits(&part),
+        2,
+        "a listed part outlived its part lifetime"
+    );
+    assert_eq!(
+        ll.path_hits(&hint),
+        2,
+        "a hinted part outlived its part lifetime"
+    );
+    assert_eq!(
+        ll.path_hits(&segment),
+        1,
+        "the segment lives its own lifetime"
+    );
+}
+
+/// The newest part a playlist of the `LlOrigin` lists, counted from the start.
+fn newest_part(playlist: &str, parts: u64) -> Option<u64> {
+    let uri = playlist
+        .lines()
+        .rfind(|l| l.starts_with("#EXT-X-PART:"))?
+        .split("URI=\"s")
+        .nth(1)?;
+    let (msn, part) = uri.split(".mp4").next()?.split_once('.')?;
+    Some(msn.parse::<u64>().ok()? * parts + part.parse::<u64>().ok()?)
+}
+
+#[tokio::test]
+async fn players_on_two_edges_converge_on_the_same_part() {
+    // Four players on each of two edges follow the stream by blocking reloads for 3 s; every
+    // 250 ms the newest part each one knows is sampled.
+    let ll = LlOrigin::start(LlShape::default()).await;
+    let parts = ll.shape().parts;
+    let edges = [
+        Edge::start(ll.addr, "").await,
+        Edge::start(ll.addr, "").await,
+    ];
+    produced(&ll, 2 * parts).await;
+    let newest: std::sync::Arc<Vec<std::sync::atomic::AtomicU64>> = std::sync::Arc::new(
+        (0..8)
+            .map(|_| std::sync::atomic::AtomicU64::new(0))
+            .collect(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(3);
+    let mut set = tokio::task::JoinSet::new();
+    for i in 0..8 {
+        let base = edges[i % 2].url("/ll/p.m3u8");
+        let newest = newest.clone();
+        set.spawn(async move {
+            let c = client();
+            let mut url = base.clone();
+            let mut steps = 0;
+            while Instant::now() < deadline {
+                let r = c.get(&url).send().await.unwrap();
+                assert_eq!(r.status(), 200, "{url}");
+                let g = newest_part(&r.text().await.unwrap(), parts).expect("a part");
+                newest[i].store(g, std::sync::atomic::Ordering::Relaxed);
+                let next = g + 1;
+                url = format!(
+                    "{base}?_HLS_msn={}&_HLS_part={}",
+                    next / parts,
+                    next % parts
+                );
+                steps += 1;
+            }
+            steps
+        });
+    }
+    let mut spreads = Vec::new();
+    while Instant::now() + Duration::from_millis(300) < deadline {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let now: Vec<u64> = newest
+            .iter()
+            .map(|n| n.load(std::sync::atomic::Ordering::Relaxed))
+            .collect();
+        spreads.push(now.iter().max().unwrap() - now.iter().min().unwrap());
+    }
+    let steps = set.join_all().await;
+    assert!(
+        steps.iter().all(|&s| s >= 8),
+        "every player followed the stream part by part: {steps:?} steps"
+    );
+    // Mid-step a player may not have the part another just got yet: one part apart, two at
+    // most on a loaded machine (an answer 250 ms late), never more.
+    let mut sorted = spreads.clone();
+    sorted.sort();
+    assert!(
+        !sorted.is_empty() && sorted[sorted.len() / 2] <= 1 && sorted[sorted.len() - 1] <= 2,
+        "the players on the two edges drifted apart: {spreads:?} parts"
+    );
+    let live = ll.produced();
+    for (i, n) in newest.iter().enumerate() {
+        let n = n.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(n + 2 >= live, "player {i} is behind: part {n}, live {live}");
+    }
+    // Each blocking step cost each edge one origin request: two at most.
+    let mut targets = ll.requests();
+    targets.retain(|t| t.contains("_HLS_msn"));
+    targets.sort();
+    let mut counts = targets.clone();
+    counts.dedup();
+    for t in &counts {
+        let n = targets.iter().filter(|x| *x == t).count();
+        assert!(n <= 2, "{t} asked {n} times of the origin by two edges");
+    }
 }

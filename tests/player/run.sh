@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Real-player check, one command: hls.js in headless Chromium plays the edge's demo title
 # (TS and fMP4, with CMCD) and dash.js its DASH version, through a freshly started edge, then a
-# live stream (live.mjs).
+# live stream (live.mjs) and a Low-Latency HLS one on two edges (lowlatency.mjs).
 #
 #   bash tests/player/run.sh            # from any directory
 #
@@ -178,4 +178,10 @@ code="$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$HTTP_PORT/demo
 # edge and from the origin side by side, no stall allowed; latency behind live of both printed.
 say "live: hls.js plays a live stream through the edge for ${LIVE_SECONDS:-20} s (LIVE_SECONDS)"
 LIVE_SECONDS="${LIVE_SECONDS:-20}" EDGE_BIN="$EDGE_BIN" node "$HERE/live.mjs"
-say "ok: hls.js played the signed demo (path and query tokens, TS and fMP4; CMCD twice, all hits the second time, CMCD metrics moved); dash.js played its DASH version (path token; a 240p tier got 240p only); hls.js played a live stream through the edge with no stall"
+# Low latency: an LL-HLS origin (decodable fMP4 parts on the wall clock) behind two edges;
+# hls.js in lowLatencyMode plays through each edge and from the origin, 17 light LL-HLS
+# clients block on every part: latency under 5 s and within 0.5 s of the origin's, no stall,
+# one origin request per part and blocking step per edge, the two edges' players converge.
+say "low latency: hls.js (lowLatencyMode) plays LL-HLS through two edges for ${LL_SECONDS:-20} s (LL_SECONDS)"
+LL_SECONDS="${LL_SECONDS:-20}" EDGE_BIN="$EDGE_BIN" node "$HERE/lowlatency.mjs"
+say "ok: hls.js played the signed demo (path and query tokens, TS and fMP4; CMCD twice, all hits the second time, CMCD metrics moved); dash.js played its DASH version (path token; a 240p tier got 240p only); hls.js played a live stream through the edge with no stall, and LL-HLS in lowLatencyMode through two edges"
