@@ -23,6 +23,7 @@ mod disk_eio;
 mod disk_full;
 mod encoded;
 mod fills;
+mod fleet;
 mod forwarding;
 mod front;
 mod geo;
