@@ -91,6 +91,9 @@ fn pin_restart_only(running: &Config, new: &mut Config) -> Vec<&'static str> {
     // The front's per-address connection caps read the client address with these.
     pin!("geo.trusted_proxies", geo.trusted_proxies);
     pin!("control", control);
+    // The fleet's follower and connection start once.
+    pin!("purge.fleet", purge.fleet);
+    pin!("purge.fleet_poll", purge.fleet_poll);
     pin!("demo", demo);
     if running.control.is_some() {
         pin!("tokens", tokens);

@@ -63,6 +63,9 @@ pub struct EdgeState {
     /// `/api/v1` request it forwards), when it runs.
     #[cfg(feature = "control")]
     pub control_secret: Option<crate::control::EdgeSecret>,
+    /// This edge's membership of a purge fleet ([`crate::fleet`]), when it joined one.
+    #[cfg(feature = "fleet")]
+    pub fleet: Option<&'static crate::fleet::Fleet>,
     /// The access log's sending end ([`crate::access_log`]).
     pub access_log: crate::access_log::AccessLog,
     /// Request and span ids (`crate::proxy::request_id`).

@@ -10,6 +10,7 @@ pub mod live;
 pub mod nginx;
 pub mod origin;
 pub mod postgres;
+pub mod purge_fleet;
 pub mod raw;
 pub mod stalled;
 pub mod tmpfs;
