@@ -226,7 +226,7 @@ impl AdminApp {
             Ok(p) => p,
             Err(e) => return json(StatusCode::BAD_REQUEST, serde_json::json!({"error": e})),
         };
-        match crate::fleet::purge(self.state, purge).await {
+        match self.state.purge(purge).await {
             Ok((ban, sent)) => purged(&ban, &sent),
             Err(e) => {
                 tracing::error!(error = %e, "purge could not be recorded");

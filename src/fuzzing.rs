@@ -177,7 +177,6 @@ pub fn state(root: &Path) -> &'static EdgeState {
         geo,
         #[cfg(feature = "control")]
         control_secret: None,
-        #[cfg(feature = "fleet")]
         fleet: None,
         ready: AtomicBool::new(true),
         draining: AtomicBool::new(false),

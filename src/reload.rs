@@ -266,6 +266,22 @@ mod tests {
     }
 
     #[test]
+    fn the_fleet_needs_a_restart_but_the_purge_acl_is_live() {
+        let running = config("", "", "[purge]\nfleet = \"postgres://edge@db-a/edge\"");
+        let new = config(
+            "",
+            "",
+            "[purge]\nallow = [\"10.0.0.0/8\"]\nfleet = \"postgres://edge@db-b/edge\"\nfleet_poll = \"2s\"",
+        );
+        let (next, o) = plan(&running, new);
+        assert_eq!(o.needs_restart, vec!["purge.fleet", "purge.fleet_poll"]);
+        assert_eq!(o.applied, vec!["purge"]);
+        assert_eq!(next.purge.fleet, running.purge.fleet);
+        assert_eq!(next.purge.fleet_poll, running.purge.fleet_poll);
+        assert_eq!(next.purge.allow.len(), 1);
+    }
+
+    #[test]
     fn restart_only_settings_keep_their_running_values() {
         let running = config("", "", "");
         let new = config(

@@ -420,6 +420,8 @@ pub fn run(
 
     #[cfg(feature = "fleet")]
     let fleet = start_fleet(&config, cache, &metrics.registry)?;
+    #[cfg(not(feature = "fleet"))]
+    let fleet = None;
     let access_log = crate::access_log::AccessLog::start(&config.log, &metrics.registry)?;
     let state: &'static EdgeState = Box::leak(Box::new(EdgeState {
         access_log,
@@ -437,7 +439,6 @@ pub fn run(
         control: None,
         #[cfg(feature = "control")]
         control_secret: control.as_ref().map(|c| c.secret.clone()),
-        #[cfg(feature = "fleet")]
         fleet,
         ready: AtomicBool::new(false),
         draining: AtomicBool::new(false),

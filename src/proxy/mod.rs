@@ -302,7 +302,7 @@ impl EdgeProxy {
         purge: crate::cache::purge::Purge,
         ctx: &RequestCtx,
     ) -> Result<u16> {
-        let (status, body) = match crate::fleet::purge(self.state, purge).await {
+        let (status, body) = match self.state.purge(purge).await {
             Ok((_, crate::fleet::Sent::Unavailable(_))) => (
                 202,
                 "purged on this edge only: the fleet database is unavailable\n",
