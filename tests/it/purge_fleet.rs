@@ -278,3 +278,36 @@ async fn propagation_across_200_purges() {
     assert!(p(0.99) < BOUND);
     assert!(p99_edge <= 1.0, "p99 within the poll interval: {p99_edge}");
 }
+
+/// The poll is the truth: a row that commits without a notification (as on an engine without
+/// LISTEN/NOTIFY) is applied within `fleet_poll` (1 s) all the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ban_without_a_notification_is_found_by_the_poll() {
+    let pg = crate::support::postgres::shared();
+    let url = pg.create_database();
+    let db = url.rsplit('/').next().unwrap().to_string();
+    let origin = origin_with(&["/v/p/a.ts", "/v/q/b.ts"]).await;
+    let edges = fleet(&origin, &url, 1).await;
+    warm(&edges, &["/v/p/a.ts", "/v/q/b.ts"]).await;
+    // Wait for the follower's first poll (the table exists once it has connected).
+    let deadline = Instant::now() + BOUND;
+    while pg.psql(&db, "SELECT 1 FROM edge_bans").is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "the edge never created edge_bans"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    pg.psql(
+        &db,
+        "INSERT INTO edge_bans (host, path, exact, soft, at_ms, edge, created_ms) VALUES \
+         (NULL, '/v/p/', false, false, (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT, \
+          0, (EXTRACT(EPOCH FROM clock_timestamp()) * 1000)::BIGINT)",
+    )
+    .unwrap();
+    let took = await_applied(&edges[0], 1.0, Duration::from_secs(3)).await;
+    eprintln!("a row without NOTIFY was applied after {took:?}");
+    assert_eq!(get(&edges[0], "/v/p/a.ts").await.1, "MISS");
+    assert_eq!(get(&edges[0], "/v/q/b.ts").await.1, "HIT");
+    assert_eq!(origin.hits("/v/p/a.ts"), 2);
+}
