@@ -78,32 +78,27 @@ impl Fleet {
     pub async fn publish(&'static self, ban: &Ban) -> Sent {
         let ban = ban.clone();
         let job = self.rt.spawn(async move {
-            let mut writer = self.writer.lock().await;
-            let attempt = tokio::time::timeout(PUBLISH_TIMEOUT, async {
-                if writer.as_ref().is_none_or(Client::is_closed) {
-                    let mut c = link::connect(&self.cfg, None).await?;
-                    schema::migrate(&mut c).await?;
-                    *writer = Some(c);
-                }
-                match writer.as_mut() {
-                    Some(c) => schema::insert(c, &ban, self.edge).await.map(Some),
-                    None => Ok(None),
-                }
+            // The whole attempt is bounded, waiting for the writer included: purges queued
+            // behind one that hangs answer in time too.
+            tokio::time::timeout(PUBLISH_TIMEOUT, async {
+                let mut writer = self.writer.lock().await;
+                // Out of the slot while in use: an attempt that fails or is cut short drops
+                // it (its commit may or may not have happened) and the next one connects anew.
+                let mut c = match writer.take().filter(|c| !c.is_closed()) {
+                    Some(c) => c,
+                    None => {
+                        let mut c = link::connect(&self.cfg, None).await?;
+                        schema::migrate(&mut c).await?;
+                        c
+                    }
+                };
+                let id = schema::insert(&mut c, &ban, self.edge).await?;
+                *writer = Some(c);
+                Ok::<i64, tokio_postgres::Error>(id)
             })
-            .await;
-            match attempt {
-                Ok(Ok(Some(id))) => Ok(id),
-                Ok(Ok(None)) => Err("no connection".to_string()),
-                Ok(Err(e)) => {
-                    *writer = None;
-                    Err(e.to_string())
-                }
-                Err(_) => {
-                    // The commit may or may not have happened: start on a new connection.
-                    *writer = None;
-                    Err(format!("no answer within {PUBLISH_TIMEOUT:?}"))
-                }
-            }
+            .await
+            .map_err(|_| format!("no answer within {PUBLISH_TIMEOUT:?}"))?
+            .map_err(|e| e.to_string())
         });
         match job.await {
             Ok(Ok(id)) => Sent::Sent(id),
