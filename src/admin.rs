@@ -6,7 +6,7 @@
 //! | GET    | `/readyz`  | 503 `starting`, then 200 `ready` once the player listener accepts connections, then 503 `draining` after SIGTERM/SIGQUIT or `POST /admin/drain` |
 //! | GET    | `/metrics` | Prometheus text: edge metrics and foyer's, one registry |
 //! | GET    | `/admin/origins` | JSON health summary of every origin pool and node |
-//! | POST   | `/admin/purge` | JSON `{"url": ...}` or `{"prefix": ..., "host"?: ...}`, `"soft"?: bool` (see [`crate::cache::purge`]) |
+//! | POST   | `/admin/purge` | JSON `{"url": ...}` or `{"prefix": ..., "host"?: ...}`, `"soft"?: bool` (see [`crate::cache::purge`]): 200 `{"purged": ban, "fleet": "off" \| "sent", "fleet_id"?}`, or 202 with `"fleet": "unavailable"` when it holds on this edge only ([`crate::fleet`]) |
 //! | POST   | `/admin/reload` | re-read `edge.toml` ([`crate::reload`]): 200 `{"applied": [...], "needs_restart": [...]}`, or 400 `{"error": "<file>: <key>: <reason>"}` and the running config stays (409 when running on the built-in config) |
 //! | POST   | `/admin/drain` | `/readyz` turns 503 `draining` for good; requests are still served. 200 `{"draining": true}` |
 //! | GET    | `/admin/bans` | JSON `{"count", "keep_for_s", "bans": [...]}`: the live bans, newest first, at most `?limit=N` (default 1000, at most 100000) |
@@ -226,8 +226,8 @@ impl AdminApp {
             Ok(p) => p,
             Err(e) => return json(StatusCode::BAD_REQUEST, serde_json::json!({"error": e})),
         };
-        match crate::cache::purge::apply(self.state.cache, purge).await {
-            Ok(ban) => json(StatusCode::OK, serde_json::json!({"purged": ban})),
+        match self.state.purge(purge).await {
+            Ok((ban, sent)) => purged(&ban, &sent),
             Err(e) => {
                 tracing::error!(error = %e, "purge could not be recorded");
                 json(
@@ -237,6 +237,27 @@ impl AdminApp {
             }
         }
     }
+}
+
+/// The answer to an applied purge: 200 when this edge is alone or the fleet got it, 202 when
+/// it holds here but the fleet database could not be reached ([`crate::fleet`]).
+fn purged(ban: &crate::cache::bans::Ban, sent: &crate::fleet::Sent) -> Response<Vec<u8>> {
+    use crate::fleet::Sent;
+    let mut body = serde_json::json!({"purged": ban, "fleet": sent.label()});
+    match sent {
+        Sent::Sent(id) => body["fleet_id"] = serde_json::json!(id),
+        Sent::Unavailable(_) => {
+            body["error"] = serde_json::json!(
+                "applied on this edge only: the fleet database is unavailable; purge again to reach the fleet"
+            );
+        }
+        Sent::Off => {}
+    }
+    let status = match sent {
+        Sent::Unavailable(_) => StatusCode::ACCEPTED,
+        Sent::Off | Sent::Sent(_) => StatusCode::OK,
+    };
+    json(status, body)
 }
 
 /// `GET /admin/bans`: the live bans, newest first (see [`crate::cache::bans::Bans::list`]).

@@ -177,6 +177,7 @@ pub fn state(root: &Path) -> &'static EdgeState {
         geo,
         #[cfg(feature = "control")]
         control_secret: None,
+        fleet: None,
         ready: AtomicBool::new(true),
         draining: AtomicBool::new(false),
     }))

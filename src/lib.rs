@@ -28,10 +28,12 @@
 //! - [`origin`]: origin pools, consistent hashing, health.
 //! - [`control`]: the embedded control plane (`/api/v1`: users, catalog, playback, progress;
 //!   cargo feature `control`).
+//! - [`fleet`]: purge fan-out: a purge accepted by one edge reaches every edge of the fleet
+//!   through a shared PostgreSQL database (cargo feature `fleet`, part of `control`).
 //! - [`tls`]: certificates (SNI resolver with reload, dev CA with cargo feature `dev-certs`),
 //!   [`geo`]: GeoIP and country rules.
 //!
-//! Cargo features (all default): `control`, `demo`, `dev-certs`. Without them the binary is a
+//! Cargo features (all default): `control`, `demo`, `dev-certs`, `fleet`. Without them the binary is a
 //! proxy only; a config that enables one is refused naming the key ([`config::features`]).
 //! - [`limits`]: player connection limits (whole-head and send timeouts, connection caps),
 //!   applied where [`proxy::front`] accepts a connection.
@@ -53,6 +55,7 @@ pub mod cors;
 pub mod dash;
 #[cfg(feature = "demo")]
 pub mod demo;
+pub mod fleet;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod geo;

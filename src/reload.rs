@@ -91,6 +91,9 @@ fn pin_restart_only(running: &Config, new: &mut Config) -> Vec<&'static str> {
     // The front's per-address connection caps read the client address with these.
     pin!("geo.trusted_proxies", geo.trusted_proxies);
     pin!("control", control);
+    // The fleet's follower and connection start once.
+    pin!("purge.fleet", purge.fleet);
+    pin!("purge.fleet_poll", purge.fleet_poll);
     pin!("demo", demo);
     if running.control.is_some() {
         pin!("tokens", tokens);
@@ -260,6 +263,22 @@ mod tests {
         assert_eq!(o.needs_restart, vec!["log.buffer"]);
         assert_eq!(next.log.buffer, running.log.buffer);
         assert_eq!(next.log.hit_sample, 0.5);
+    }
+
+    #[test]
+    fn the_fleet_needs_a_restart_but_the_purge_acl_is_live() {
+        let running = config("", "", "[purge]\nfleet = \"postgres://edge@db-a/edge\"");
+        let new = config(
+            "",
+            "",
+            "[purge]\nallow = [\"10.0.0.0/8\"]\nfleet = \"postgres://edge@db-b/edge\"\nfleet_poll = \"2s\"",
+        );
+        let (next, o) = plan(&running, new);
+        assert_eq!(o.needs_restart, vec!["purge.fleet", "purge.fleet_poll"]);
+        assert_eq!(o.applied, vec!["purge"]);
+        assert_eq!(next.purge.fleet, running.purge.fleet);
+        assert_eq!(next.purge.fleet_poll, running.purge.fleet_poll);
+        assert_eq!(next.purge.allow.len(), 1);
     }
 
     #[test]

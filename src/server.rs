@@ -45,6 +45,8 @@ pub enum StartError {
     Geo(#[from] crate::geo::GeoError),
     #[error("control: {0}")]
     Control(String),
+    #[error("purge.fleet: {0}")]
+    Fleet(String),
     #[error("{0}")]
     Upgrade(#[from] crate::upgrade::UpgradeError),
     #[error("log: {0}")]
@@ -124,6 +126,28 @@ fn side_runtime(name: &str) -> Result<tokio::runtime::Runtime, StartError> {
         .enable_all()
         .build()
         .map_err(StartError::Runtime)
+}
+
+/// Join the purge fleet `[purge] fleet` names (or the control plane's PostgreSQL database).
+#[cfg(feature = "fleet")]
+fn start_fleet(
+    cfg: &Config,
+    cache: &'static Cache,
+    registry: &prometheus::Registry,
+) -> Result<Option<&'static crate::fleet::Fleet>, StartError> {
+    let Some(url) = cfg.purge.fleet.url() else {
+        return Ok(None);
+    };
+    let fleet = crate::fleet::Fleet::start(
+        url,
+        cfg.purge.fleet_poll,
+        cache,
+        cfg.cache.dir.clone(),
+        registry,
+    )
+    .map_err(StartError::Fleet)?;
+    tracing::info!("fleet: purges fan out through the fleet database");
+    Ok(Some(fleet))
 }
 
 #[cfg(feature = "control")]
@@ -394,6 +418,10 @@ pub fn run(
     let lock: &'static CacheKeyLockImpl =
         crate::cache::handoff::HandoffLock::leak(config.cache.lock_timeout);
 
+    #[cfg(feature = "fleet")]
+    let fleet = start_fleet(&config, cache, &metrics.registry)?;
+    #[cfg(not(feature = "fleet"))]
+    let fleet = None;
     let access_log = crate::access_log::AccessLog::start(&config.log, &metrics.registry)?;
     let state: &'static EdgeState = Box::leak(Box::new(EdgeState {
         access_log,
@@ -411,6 +439,7 @@ pub fn run(
         control: None,
         #[cfg(feature = "control")]
         control_secret: control.as_ref().map(|c| c.secret.clone()),
+        fleet,
         ready: AtomicBool::new(false),
         draining: AtomicBool::new(false),
     }));

@@ -63,6 +63,8 @@ pub struct EdgeState {
     /// `/api/v1` request it forwards), when it runs.
     #[cfg(feature = "control")]
     pub control_secret: Option<crate::control::EdgeSecret>,
+    /// This edge's membership of a purge fleet ([`crate::fleet`]), when it joined one.
+    pub fleet: Option<&'static crate::fleet::Fleet>,
     /// The access log's sending end ([`crate::access_log`]).
     pub access_log: crate::access_log::AccessLog,
     /// Request and span ids (`crate::proxy::request_id`).
@@ -75,6 +77,14 @@ pub struct EdgeState {
 }
 
 impl EdgeState {
+    /// Apply a purge on this edge and hand it to the fleet, if any ([`crate::fleet::purge`]).
+    pub async fn purge(
+        &self,
+        p: crate::cache::purge::Purge,
+    ) -> std::io::Result<(crate::cache::bans::Ban, crate::fleet::Sent)> {
+        crate::fleet::purge(self.cache, self.fleet, p).await
+    }
+
     /// The current settings, for the span of one request phase (an `ArcSwap` load: no lock,
     /// no reference count). Hold it briefly; [`EdgeState::live_full`] to keep it.
     pub fn live(&self) -> arc_swap::Guard<Arc<Live>> {

@@ -1,12 +1,13 @@
 //! `edge purge [--prefix] [--soft] URL...`: purge through the admin API (`POST /admin/purge`,
 //! see [`crate::cache::purge`]) of a running edge, one request per URL over a few keep-alive
-//! connections, and print one line per URL: `purged URL` or `refused URL: reason`.
+//! connections, and print one line per URL: `purged URL`, `purged URL on this edge only: ...`
+//! (the edge's fleet database was unavailable, [`crate::fleet`]) or `refused URL: reason`.
 //!
 //! Without `--prefix` each URL must be absolute (`http://host/path`): that path on that host.
 //! With `--prefix`, `http://host/v/title/` purges everything under `/v/title/` on that host and
 //! `/v/title/` everything under it on every host. A URL `-` reads more URLs from standard
-//! input, one a line. Exit status: 0 when every purge was applied, 1 when one was refused or
-//! failed, 69 when the admin listener cannot be reached at all.
+//! input, one a line. Exit status: 0 when every purge was applied (and reached the fleet, if
+//! any), 1 when one was refused, failed or reached this edge only, 69 when the admin listener cannot be reached at all.
 //!
 //! The client is plain HTTP/1.1 on a `TcpStream` (the admin listener is HTTP on loopback or a
 //! management network), its answers read with `httparse`: no HTTP client crate for one POST.
@@ -170,6 +171,11 @@ fn read_answer(conn: &mut std::io::BufReader<TcpStream>) -> std::io::Result<Answ
 fn outcome(url: &str, answer: std::io::Result<Answer>) -> (String, bool) {
     match answer {
         Ok(a) if a.status == 200 => (format!("purged {url}"), true),
+        // Applied on that edge, not sent to its fleet: a failure, so a script purges again.
+        Ok(a) if a.status == 202 => (
+            format!("purged {url} on this edge only: the fleet database is unavailable"),
+            false,
+        ),
         Ok(a) => {
             let reason = serde_json::from_str::<serde_json::Value>(&a.body)
                 .ok()

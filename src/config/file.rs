@@ -128,6 +128,10 @@ pub struct LogSection {
 #[serde(deny_unknown_fields)]
 pub struct PurgeSection {
     pub allow: Option<Vec<String>>,
+    /// The fleet's PostgreSQL URL, or `"off"` (src/fleet/).
+    pub fleet: Option<String>,
+    /// How often the fleet's bans table is polled (a duration).
+    pub fleet_poll: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -156,6 +156,13 @@ impl Config<Parsed> {
             }
             c
         });
+        #[cfg(feature = "control")]
+        let purge = purge::join_control_database(
+            purge,
+            control
+                .as_ref()
+                .map(|c: &stage::PendingControl| &c.plane.database),
+        );
         let origins = origins::build(raw.origins, base, demo.as_ref())?;
         let log = LogConfig::build(raw.log, base)?;
         let cmcd = CmcdConfig::build(raw.cmcd)?;

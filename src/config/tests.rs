@@ -247,6 +247,10 @@ fn bad_configs_name_the_key_and_reason() {
         ("[[cache.slices]]\nprefix = \"/vod/\"\n", "cache.slices[0]", "missing field `size`"),
         ("[[cache.slices]]\nprefix = \"/vod/\"\nsize = \"1 MiB\"\n[[cache.slices]]\nprefix = \"/vod/\"\nsize = \"2 MiB\"\n", "cache.slices[1].prefix", "already sliced"),
         ("[purge]\nallow = [\"localhost\"]\n", "purge.allow[0]", "not an IP address or network"),
+        ("[purge]\nfleet = \"mysql://db/edge\"\n", "purge.fleet", "mysql:// scheme is not supported"),
+        ("[purge]\nfleet = \"db.internal\"\n", "purge.fleet", "postgres://"),
+        ("[purge]\nfleet_poll = \"10ms\"\n", "purge.fleet_poll", "must be from 50ms to 1m"),
+        ("[purge]\nfleet_poll = \"often\"\n", "purge.fleet_poll", "invalid duration"),
         ("[server]\nhttps = \"127.0.0.1:8443\"\n", "server.https", "needs a [tls] section"),
         ("[tls]\ncerts = [{ cert = \"a.pem\", key = \"a-key.pem\" }]\n", "tls", "set [server] https"),
         ("[server]\nhttps = \"127.0.0.1:8443\"\n[tls]\ncerts = []\n", "tls.certs", "at least one"),
@@ -382,6 +386,44 @@ fn resolving_reads_keys_and_configures_the_control_plane_once() {
         crate::control::Database::Postgres("postgres://edge@127.0.0.1:5432/edge".into()),
         "a postgres:// URL is a PostgreSQL database, not a SQLite file in a folder named postgres:"
     );
+    // Edges sharing a PostgreSQL control plane share their purges, unless told otherwise.
+    assert_eq!(
+        pg.purge.fleet,
+        super::purge::Fleet::Postgres("postgres://edge@127.0.0.1:5432/edge".into())
+    );
+    assert_eq!(
+        c.purge.fleet.url(),
+        None,
+        "a SQLite control plane: no fleet"
+    );
+    let off = Config::load_str(
+        &format!(
+            "{}[purge]\nfleet = \"off\"\n",
+            text.replace(
+                "[control]\n",
+                "[control]\ndatabase = \"postgres://edge@127.0.0.1:5432/edge\"\n",
+            )
+        ),
+        dir.path(),
+    )
+    .unwrap();
+    assert_eq!(off.purge.fleet, super::purge::Fleet::Off);
+    let own = Config::load_str(
+        &format!(
+            "{}[purge]\nfleet = \"postgresql://edge@10.0.0.9/bans\"\nfleet_poll = \"250ms\"\n",
+            text.replace(
+                "[control]\n",
+                "[control]\ndatabase = \"postgres://edge@127.0.0.1:5432/edge\"\n",
+            )
+        ),
+        dir.path(),
+    )
+    .unwrap();
+    assert_eq!(
+        own.purge.fleet.url(),
+        Some("postgresql://edge@10.0.0.9/bans")
+    );
+    assert_eq!(own.purge.fleet_poll, Duration::from_millis(250));
     assert_eq!(plane.cdn_hosts[0].base_url, c.server.public_url);
     assert!(
         plane.seed.is_some(),

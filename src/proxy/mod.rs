@@ -294,14 +294,19 @@ impl EdgeProxy {
         });
     }
 
-    /// An allowed `PURGE`: ban that path on this host; `Soft-Purge: 1` marks it stale.
+    /// An allowed `PURGE`: ban that path on this host; `Soft-Purge: 1` marks it stale. 202
+    /// when it holds here but the fleet did not get it ([`crate::fleet`]).
     async fn purge(
         &self,
         session: &mut Session,
         purge: crate::cache::purge::Purge,
         ctx: &RequestCtx,
     ) -> Result<u16> {
-        let (status, body) = match crate::cache::purge::apply(self.state.cache, purge).await {
+        let (status, body) = match self.state.purge(purge).await {
+            Ok((_, crate::fleet::Sent::Unavailable(_))) => (
+                202,
+                "purged on this edge only: the fleet database is unavailable\n",
+            ),
             Ok(_) => (200, "purged\n"),
             Err(e) => {
                 tracing::error!(error = %e, "purge could not be recorded");

@@ -38,6 +38,7 @@ mod origins;
 mod pipelining;
 mod purge;
 mod purge_cli;
+mod purge_fleet;
 mod ranges;
 mod reload;
 mod reuse;

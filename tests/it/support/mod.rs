@@ -1,7 +1,8 @@
 //! Test support: a real origin ([`origin::Origin`]), a real edge process ([`edge::Edge`]),
 //! a real nginx ([`nginx::Nginx`]), a real HTTP client, a small tmpfs ([`tmpfs::Tmpfs`]), a
-//! throwaway PostgreSQL ([`postgres::PgServer`]) and live HLS sources ([`live`]: ffmpeg
-//! encoding live, a Low-Latency HLS origin).
+//! throwaway PostgreSQL ([`postgres::PgServer`]), edges joined to a purge fleet on it
+//! ([`purge_fleet`]) and live HLS sources ([`live`]: ffmpeg encoding live, a Low-Latency HLS
+//! origin).
 
 pub mod cloudfront;
 pub mod edge;
@@ -10,6 +11,7 @@ pub mod live;
 pub mod nginx;
 pub mod origin;
 pub mod postgres;
+pub mod purge_fleet;
 pub mod raw;
 pub mod stalled;
 pub mod tmpfs;

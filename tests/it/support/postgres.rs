@@ -4,4 +4,4 @@
 #[path = "../../../src/control/tests/pg_server.rs"]
 mod pg_server;
 
-pub use pg_server::PgServer;
+pub use pg_server::{shared, PgServer};
