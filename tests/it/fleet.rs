@@ -16,6 +16,9 @@
 //! 5. The database is stopped for ~10 s while the loops replay the whole catalog: 0 media errors,
 //!    `/api/v1` answers 503 with `Retry-After` on every edge; after the restart every edge's API
 //!    answers again and the progress written before is there.
+//! 6. A purge at one edge (admin API) reaches every edge and both shields through the database
+//!    (`[purge] fleet`; the edges join through their control database): every edge's next
+//!    request is a miss and the object reaches the origin once more, fleet-wide.
 //!
 //! Each edge runs two player loops: with a third distinct cold key in flight at one edge, the
 //! bounded-load rule (1.25 × the mean) may send it to the other shield, which then fetches it
@@ -332,9 +335,12 @@ async fn six_edges_two_shields_one_origin_one_database() {
     let origin = Origin::start().await;
     origin.serve_dir(Path::new(MEDIA));
     origin.route("/healthz", Route::ok("ok"));
+    // The shields join the purge fleet explicitly (`[purge] fleet`); the edges join through
+    // their control plane's PostgreSQL database.
     let shield_pool = format!(
-        "[[origins]]\nname = \"origin\"\nnodes = [{{ addr = \"{}\" }}]\nconnect_timeout = \"2s\"\nread_timeout = \"10s\"\n",
-        origin.addr
+        "[[origins]]\nname = \"origin\"\nnodes = [{{ addr = \"{}\" }}]\nconnect_timeout = \"2s\"\nread_timeout = \"10s\"\n{}",
+        origin.addr,
+        crate::support::purge_fleet::join(&database)
     );
     let mut shields = start_all(
         ["a", "b"]
@@ -590,8 +596,79 @@ async fn six_edges_two_shields_one_origin_one_database() {
         origin_before,
         "the outage's media came from the edges' caches"
     );
+
+    // 6. A purge at one edge reaches the whole fleet through the database: every edge and
+    //    both shields apply it, every edge's next request is a miss, and the object reaches
+    //    the origin once more (the shield that owns it refetches it; the other edges then get
+    //    the new copy from that shield).
+    let target = "/demo/ts/240p/seg_001.ts";
+    let want = std::fs::read(format!("{MEDIA}{target}")).unwrap();
+    let fetch = |e: &Edge| {
+        let url = e.url(&format!("{prefix}{target}"));
+        async move {
+            let r = client()
+                .get(url)
+                .header("host", "cdn.test")
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            let x = r
+                .headers()
+                .get("x-cache")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_string();
+            (status, x, r.bytes().await.unwrap())
+        }
+    };
+    for e in &edges {
+        let (_, _, _) = fetch(e).await;
+        let (status, x, body) = fetch(e).await;
+        assert_eq!(
+            (status, x.as_str()),
+            (200, "HIT"),
+            "{} before the purge",
+            e.http
+        );
+        assert_eq!(body[..], want[..]);
+    }
+    let origin_before = origin.hits(target);
+    let purged_at = Instant::now();
+    let r = client()
+        .post(edges[0].admin_url("/admin/purge"))
+        .header("content-type", "application/json")
+        .body(format!(r#"{{"url": "http://cdn.test{target}"}}"#))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["fleet"], "sent", "{v}");
+    let mut slowest = Duration::ZERO;
+    for member in edges[1..].iter().chain(shields.iter()) {
+        let took =
+            crate::support::purge_fleet::await_applied(member, 1.0, Duration::from_secs(5)).await;
+        slowest = slowest.max(took);
+    }
+    let propagated = purged_at.elapsed();
+    for e in &edges {
+        let (status, x, body) = fetch(e).await;
+        assert_eq!(status, 200);
+        assert_ne!(x, "HIT", "{} after the purge", e.http);
+        assert_eq!(body[..], want[..]);
+    }
+    assert_eq!(
+        origin.hits(target),
+        origin_before + 1,
+        "one origin refetch fleet-wide after the purge"
+    );
+    for e in &edges {
+        let (_, x, _) = fetch(e).await;
+        assert_eq!(x, "HIT", "{} caches the refetched copy", e.http);
+    }
     eprintln!(
-        "fleet: started 8 processes in {started:?}; outage: {refusals} API refusals, {} media requests; whole test {:?}",
+        "fleet: started 8 processes in {started:?}; outage: {refusals} API refusals, {} media requests; purge applied by 5 edges and 2 shields within {propagated:?} (slowest wait {slowest:?}); whole test {:?}",
         outage.requests.load(Ordering::Relaxed),
         t0.elapsed()
     );
