@@ -26,6 +26,8 @@
 //!   CTA-5004 data, read for the QoE metrics and the access log (pure); [`dash`]: MPEG-DASH
 //!   manifests (TTL, `mh` filter; pure).
 //! - [`origin`]: origin pools, consistent hashing, health.
+//! - [`prefetch`]: next-segment prefetch's book (`[[prefetch]]`: which segment follows which,
+//!   the bounds, the metrics); the background requests are [`proxy::prefetch`]'s.
 //! - [`control`]: the embedded control plane (`/api/v1`: users, catalog, playback, progress;
 //!   cargo feature `control`).
 //! - [`tls`]: certificates (SNI resolver with reload, dev CA with cargo feature `dev-certs`),
@@ -63,6 +65,7 @@ pub mod metrics;
 pub mod net;
 pub mod origin;
 pub mod path;
+pub mod prefetch;
 pub mod proxy;
 pub mod reload;
 pub mod server;

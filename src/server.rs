@@ -395,6 +395,7 @@ pub fn run(
         crate::cache::handoff::HandoffLock::leak(config.cache.lock_timeout);
 
     let access_log = crate::access_log::AccessLog::start(&config.log, &metrics.registry)?;
+    let prefetch = crate::prefetch::Prefetcher::new(&metrics.registry)?;
     let state: &'static EdgeState = Box::leak(Box::new(EdgeState {
         access_log,
         ids: crate::access_log::ids::IdSource::new(),
@@ -411,6 +412,7 @@ pub fn run(
         control: None,
         #[cfg(feature = "control")]
         control_secret: control.as_ref().map(|c| c.secret.clone()),
+        prefetch,
         ready: AtomicBool::new(false),
         draining: AtomicBool::new(false),
     }));

@@ -35,6 +35,7 @@ mod live;
 mod metrics;
 mod origins;
 mod pipelining;
+mod prefetch;
 mod purge;
 mod purge_cli;
 mod ranges;
