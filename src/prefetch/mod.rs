@@ -239,3 +239,64 @@ impl Drop for Ticket {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn book() -> &'static Prefetcher {
+        Box::leak(Box::new(Prefetcher::new(&Registry::new()).unwrap()))
+    }
+
+    fn rule(segments: usize, concurrency: usize, max_bytes: u64) -> PrefetchRule {
+        PrefetchRule {
+            prefix: "/v/".into(),
+            segments,
+            concurrency,
+            max_bytes,
+            pause: Duration::from_secs(10),
+        }
+    }
+
+    const PLAYLIST: &[u8] = b"#EXTM3U\n#EXTINF:2,\n0.ts\n#EXTINF:2,\n1.ts\n#EXTINF:2,\n2.ts\n#EXTINF:2,\n3.ts\n#EXTINF:2,\n4.ts\n";
+
+    fn count(b: &Prefetcher, r: &str) -> u64 {
+        b.metrics.total.with_label_values(&[r]).get()
+    }
+
+    #[test]
+    fn concurrency_and_bytes_bound_what_starts() {
+        let b = book();
+        b.record_playlist("h", "/v/i.m3u8", PLAYLIST);
+        let r = rule(3, 2, 100);
+        let next = b.next(&r, "h", "/v/0.ts");
+        assert_eq!(next.len(), 3);
+        let mut t1 = b.start(&r, &next[0], 1).unwrap();
+        t1.hold(150);
+        assert!(b.start(&r, &next[1], 2).is_none(), "over max_bytes");
+        t1.finish(Outcome::NotStored);
+        let t2 = b.start(&r, &next[1], 2).unwrap();
+        let t3 = b.start(&r, &next[2], 3).unwrap();
+        let more = b.next(&r, "h", "/v/3.ts");
+        assert!(b.start(&r, &more[0], 4).is_none(), "two in flight");
+        assert_eq!(count(b, "busy"), 2);
+        t2.finish(Outcome::Stored);
+        t3.finish(Outcome::NotStored);
+        assert_eq!(count(b, "stored"), 1);
+        b.requested(2);
+        b.requested(2);
+        b.requested(3);
+        assert_eq!(count(b, "used"), 1, "a stored prefetch, used once");
+    }
+
+    #[test]
+    fn an_error_pauses_the_rendition() {
+        let b = book();
+        b.record_playlist("h", "/v/i.m3u8", PLAYLIST);
+        let r = rule(1, 4, 1 << 20);
+        let next = b.next(&r, "h", "/v/0.ts");
+        drop(b.start(&r, &next[0], 1).unwrap());
+        assert!(b.next(&r, "h", "/v/1.ts").is_empty(), "paused");
+        assert_eq!(count(b, "cancelled"), 1, "dropped without an outcome");
+    }
+}

@@ -289,3 +289,69 @@ async fn live_playlist() {
     stored(&edge, 2.0).await;
     assert_eq!(origin.hits("/vod/live/102.ts"), 1);
 }
+
+/// With query tokens, a prefetch is admitted as the player's next request: it carries the
+/// player's token (so it has the key the player's request will have, and the origin is
+/// asked without the token), and a token that does not cover the next segment prefetches
+/// nothing.
+#[tokio::test]
+async fn a_prefetch_is_admitted_with_the_players_token() {
+    use edge::token::{self, Claims, Keyring};
+    const KEY: [u8; 32] = [0x42; 32];
+    let origin = Origin::start().await;
+    vod(&origin, 6, segment);
+    let keys = tempfile::tempdir().unwrap();
+    let hex: String = KEY.iter().map(|b| format!("{b:02x}")).collect();
+    std::fs::write(keys.path().join("k.key"), hex).unwrap();
+    let cfg = format!(
+        "{}[tokens]\nrequired = true\ncurrent = \"k\"\nmax_ttl = \"1h\"\nkeys = [{{ id = \"k\", secret_file = \"{}/k.key\" }}]\n{}",
+        origins(origin.addr),
+        keys.path().display(),
+        rule("segments = 1")
+    );
+    let edge = Edge::start_with_config(&cfg, "").await;
+    let ring = Keyring::new([("k", KEY)], "k").unwrap();
+    let exp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 600;
+    let grant = |acl: &str| token::sign(&ring, &Claims::new(acl, exp)).unwrap();
+    let title = grant("/vod/t/");
+    let (_, playlist) = edge
+        .get_cached(&format!("/vod/t/index.m3u8?token={title}"))
+        .await;
+    assert!(String::from_utf8(playlist)
+        .unwrap()
+        .contains(&format!("seg_1.ts?token={title}")));
+    edge.get_cached(&format!("{}?token={title}", seg_path(1)))
+        .await;
+    stored(&edge, 1.0).await;
+    let asked = origin.requests();
+    let seg2 = asked
+        .iter()
+        .find(|r| r.target.starts_with(&seg_path(2)))
+        .expect("segment 2 prefetched");
+    assert_eq!(
+        seg2.target,
+        seg_path(2),
+        "the origin is asked without the token"
+    );
+    let (x, body) = edge
+        .get_cached(&format!("{}?token={title}", seg_path(2)))
+        .await;
+    assert_eq!((x.as_str(), body), ("HIT", segment_body(2).to_vec()));
+    // Without a token the prefetched segment is refused like any other object.
+    let r = client().get(edge.url(&seg_path(3))).send().await.unwrap();
+    assert_eq!(r.status(), 403);
+    // A token for segment 4 alone: 5 is not prefetched.
+    let one = grant(&seg_path(4));
+    edge.get_cached(&format!("{}?token={one}", seg_path(4)))
+        .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        origin.hits(&seg_path(5)),
+        0,
+        "the gate refused the prefetch"
+    );
+}
