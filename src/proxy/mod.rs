@@ -741,7 +741,9 @@ impl ProxyHttp for EdgeProxy {
         let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
         let view = gate::RequestView::of(session.req_header(), peer, tls);
         let decision = gate::admit(&view, self.state, &ctx.live, unix_now());
-        if let Admission::Content(content) = &decision.admission {
+        // A player's request (Pingora's own background revalidations are subrequests).
+        if let (Admission::Content(content), None) = (&decision.admission, &session.subrequest_ctx)
+        {
             prefetch::on_request(self.state, &ctx.live, &view, content);
         }
         ctx.client = decision.client;
