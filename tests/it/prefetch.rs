@@ -356,3 +356,53 @@ async fn a_prefetch_is_admitted_with_the_players_token() {
         "the gate refused the prefetch"
     );
 }
+
+/// Over HTTP/2 (TLS), where every request runs the pipeline, a segment request prefetches the
+/// next one too, and its request then is a hit.
+#[tokio::test]
+async fn over_http2() {
+    let origin = Origin::start().await;
+    vod(&origin, 4, segment);
+    let dir = tempfile::tempdir().unwrap();
+    edge::tls::certs::generate_dev(dir.path(), &["a.test".into()]).unwrap();
+    let https: std::net::SocketAddr = format!("127.0.0.1:{}", crate::support::free_port())
+        .parse()
+        .unwrap();
+    let d = dir.path().display();
+    let cfg = format!(
+        "[tls]\ncerts = [{{ cert = \"{d}/edge.pem\", key = \"{d}/edge-key.pem\" }}]\n{}{}",
+        origins(origin.addr),
+        rule("segments = 1")
+    );
+    let edge = Edge::start_with_config(&cfg, &format!("https = \"{https}\"\n")).await;
+    let ca =
+        reqwest::Certificate::from_pem(&std::fs::read(dir.path().join("edge-dev-ca.pem")).unwrap())
+            .unwrap();
+    let h2 = reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .tls_built_in_root_certs(false)
+        .add_root_certificate(ca)
+        .resolve("a.test", https)
+        .build()
+        .unwrap();
+    let get = |path: String| {
+        let h2 = h2.clone();
+        async move {
+            let r = h2
+                .get(format!("https://a.test:{}{path}", https.port()))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+            assert_eq!(r.version(), reqwest::Version::HTTP_2);
+            let x = r.headers()["x-cache"].to_str().unwrap().to_string();
+            (x, r.bytes().await.unwrap().to_vec())
+        }
+    };
+    get("/vod/t/index.m3u8".to_string()).await;
+    get(seg_path(1)).await;
+    stored(&edge, 1.0).await;
+    let (x, body) = get(seg_path(2)).await;
+    assert_eq!((x.as_str(), body), ("HIT", segment_body(2).to_vec()));
+    assert_eq!(origin.hits(&seg_path(2)), 1);
+}
