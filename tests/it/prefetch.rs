@@ -109,6 +109,14 @@ async fn the_next_segments_are_fetched_once_and_hit() {
                 .await,
             0.0
         );
+        // Prefetched objects were stored memory-only: the disk tier has room, so every
+        // other object went to disk at once, and only the two prefetched objects a player
+        // asked for were promoted to disk by that request (4 and 5 were not).
+        assert_eq!(
+            edge.metric("edge_cache_promoted_total").await,
+            2.0,
+            "{server_extra}"
+        );
     }
 }
 
