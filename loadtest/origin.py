@@ -12,6 +12,9 @@ Paths (the query string parameterises the response; it is not part of the counte
   /vod/<r>/index.m3u8             ... their media playlists (VOD_SEGMENTS segments of 4 s) ...
   /vod/<r>/seg_<k>.ts             ... and their segments (size per rendition, see VOD_RENDITIONS)
 
+  VOD segments are delayed by VOD_SEG_TTFB_MS (environment, default 0): a far origin
+  (loadtest/prefetch.sh), as their URIs in the playlist carry no ttfb= of their own
+
   any response may be delayed:  ttfb=MS   wait MS before sending the status line
                                 pace=MS   spread the body evenly over MS (chunks every ~10 ms)
 
@@ -54,6 +57,7 @@ VOD_RENDITIONS = [
 ]
 VOD_SEGMENTS = int(os.environ.get("VOD_SEGMENTS", "30"))
 VOD_SEG_SECONDS = 4
+VOD_SEG_TTFB_MS = int(os.environ.get("VOD_SEG_TTFB_MS", "0"))
 
 CONTENT_TYPES = {
     ".m3u8": "application/vnd.apple.mpegurl",
@@ -210,6 +214,8 @@ async def respond(writer, method, target):
     try:
         q = parse_qs(url.query)
         ttfb = int(q.get("ttfb", ["0"])[0] or 0)
+        if path.startswith("/vod/") and path.endswith(".ts"):
+            ttfb = max(ttfb, VOD_SEG_TTFB_MS)
         pace = int(q.get("pace", ["0"])[0] or 0)
         status, ctype, body = body_for(path, url.query)
         reason = {200: "OK", 404: "Not Found"}[status]

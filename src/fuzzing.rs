@@ -161,6 +161,8 @@ pub fn state(root: &Path) -> &'static EdgeState {
         });
     let access_log = crate::access_log::AccessLog::start(&config.log, &metrics.registry)
         .unwrap_or_else(|e| panic!("{e}"));
+    let prefetch =
+        crate::prefetch::Prefetcher::new(&metrics.registry).unwrap_or_else(|e| panic!("{e}"));
     Box::leak(Box::new(EdgeState {
         access_log,
         ids: crate::access_log::ids::IdSource::new(),
@@ -178,6 +180,7 @@ pub fn state(root: &Path) -> &'static EdgeState {
         #[cfg(feature = "control")]
         control_secret: None,
         fleet: None,
+        prefetch,
         ready: AtomicBool::new(true),
         draining: AtomicBool::new(false),
     }))

@@ -26,6 +26,8 @@
 //!   CTA-5004 data, read for the QoE metrics and the access log (pure); [`dash`]: MPEG-DASH
 //!   manifests (TTL, `mh` filter; pure).
 //! - [`origin`]: origin pools, consistent hashing, health.
+//! - [`prefetch`]: next-segment prefetch's book (`[[prefetch]]`: which segment follows which,
+//!   the bounds, the metrics); the background requests are [`proxy::prefetch`]'s.
 //! - [`control`]: the embedded control plane (`/api/v1`: users, catalog, playback, progress;
 //!   cargo feature `control`).
 //! - [`fleet`]: purge fan-out: a purge accepted by one edge reaches every edge of the fleet
@@ -66,6 +68,7 @@ pub mod metrics;
 pub mod net;
 pub mod origin;
 pub mod path;
+pub mod prefetch;
 pub mod proxy;
 pub mod reload;
 pub mod server;

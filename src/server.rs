@@ -423,6 +423,7 @@ pub fn run(
     #[cfg(not(feature = "fleet"))]
     let fleet = None;
     let access_log = crate::access_log::AccessLog::start(&config.log, &metrics.registry)?;
+    let prefetch = crate::prefetch::Prefetcher::new(&metrics.registry)?;
     let state: &'static EdgeState = Box::leak(Box::new(EdgeState {
         access_log,
         ids: crate::access_log::ids::IdSource::new(),
@@ -440,6 +441,7 @@ pub fn run(
         #[cfg(feature = "control")]
         control_secret: control.as_ref().map(|c| c.secret.clone()),
         fleet,
+        prefetch,
         ready: AtomicBool::new(false),
         draining: AtomicBool::new(false),
     }));

@@ -69,6 +69,8 @@ pub struct EdgeState {
     pub access_log: crate::access_log::AccessLog,
     /// Request and span ids (`crate::proxy::request_id`).
     pub ids: crate::access_log::ids::IdSource,
+    /// Next-segment prefetch's book ([`crate::prefetch`]).
+    pub prefetch: crate::prefetch::Prefetcher,
     /// Set once the player listener accepts connections.
     pub ready: AtomicBool,
     /// Set when shutdown starts or on `POST /admin/drain`: `/readyz` turns 503 so load

@@ -37,6 +37,9 @@ pub struct DiskAdmitter {
     doorkeeper: Mutex<HashSet<u128>>,
     /// Bytes of the disk tier no admitted object has claimed yet.
     room: AtomicU64,
+    /// Under first-hit: keys [`Self::hold`] put in the doorkeeper (about; a reset of the
+    /// doorkeeper forgets keys this still counts), so a hit looks there only when some wait.
+    held: AtomicU64,
 }
 
 impl DiskAdmitter {
@@ -46,6 +49,7 @@ impl DiskAdmitter {
             mode,
             doorkeeper: Mutex::new(HashSet::new()),
             room: AtomicU64::new(room),
+            held: AtomicU64::new(0),
         }
     }
 
@@ -72,8 +76,19 @@ impl DiskAdmitter {
     /// A memory hit on `key`: whether it was a memory-only object waiting for its second
     /// request, which now may go to disk (the caller stores it again without the mark).
     pub fn on_memory_hit(&self, key: u128, weight: u64) -> bool {
-        if self.mode == DiskAdmission::FirstHit || !lock(&self.doorkeeper).remove(&key) {
+        // Under first-hit only held keys wait in the doorkeeper: none, mostly.
+        if self.mode == DiskAdmission::FirstHit && self.held.load(Ordering::Relaxed) == 0 {
             return false;
+        }
+        if !lock(&self.doorkeeper).remove(&key) {
+            return false;
+        }
+        if self.mode == DiskAdmission::FirstHit {
+            let _ = self
+                .held
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                    Some(n.saturating_sub(1))
+                });
         }
         self.claim(weight);
         true
@@ -95,6 +110,15 @@ impl DiskAdmitter {
             insert_bounded(&mut door, key);
         }
         false
+    }
+
+    /// A prefetched object ([`super::store::Prefetched`]): stored memory-only whatever the
+    /// mode, it waits in the doorkeeper for its first request, which admits it to disk.
+    pub fn hold(&self, key: u128) {
+        if self.mode == DiskAdmission::FirstHit {
+            self.held.fetch_add(1, Ordering::Relaxed);
+        }
+        self.remember(key);
     }
 
     fn remember(&self, key: u128) {
@@ -133,6 +157,23 @@ mod tests {
     use super::*;
 
     const OBJ: u64 = 256 * 1024;
+
+    #[test]
+    fn a_held_object_waits_for_its_first_request_in_every_mode() {
+        for mode in [
+            DiskAdmission::FirstHit,
+            DiskAdmission::SecondHit,
+            DiskAdmission::SecondHitWhenFull,
+        ] {
+            let a = DiskAdmitter::new(mode, 1 << 30);
+            a.hold(7);
+            assert!(
+                a.on_memory_hit(7, OBJ),
+                "{mode:?}: the first request admits it"
+            );
+            assert!(!a.on_memory_hit(7, OBJ), "{mode:?}: once");
+        }
+    }
 
     #[test]
     fn first_hit_admits_every_object() {

@@ -98,6 +98,12 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// On the cache key of a prefetch ([`crate::prefetch`]): its fill is stored memory-only and
+/// waits for a request, as a first fill does under `second-hit`, whatever the disk
+/// admission mode; the first memory hit admits it to disk ([`EdgeStorage::promote`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Prefetched;
+
 /// An object's weight in the memory tier (the cache's weighter) and its claim on the disk.
 pub fn weight(obj: &StoredObject) -> u64 {
     16 + obj.weight() as u64
@@ -155,8 +161,14 @@ impl EdgeStorage {
     /// evicts (foyer's write-on-eviction) and on a graceful shutdown's flush. An object the
     /// disk admission policy ([`super::admission`]) does not admit yet is marked memory-only,
     /// so evicting it costs no disk write; a second request ([`Self::promote`]) clears the mark.
-    fn admit(&self, key: u128, obj: StoredObject) {
-        if self.admitter.on_store(key, weight(&obj)) {
+    fn admit(&self, key: u128, obj: StoredObject, prefetched: bool) {
+        let to_disk = if prefetched {
+            self.admitter.hold(key);
+            false
+        } else {
+            self.admitter.on_store(key, weight(&obj))
+        };
+        if to_disk {
             self.objects.load().insert(key, obj);
         } else {
             self.objects.load().insert_with_properties(
@@ -407,6 +419,7 @@ impl Storage for EdgeStorage {
         Ok(Box::new(EdgeMiss {
             refine: meta.extensions().get::<PlaylistRefine>().copied(),
             lists_parts: meta.extensions().get::<ListsParts>().cloned(),
+            prefetched: key.extensions.get::<Prefetched>().is_some(),
             storage: self,
             key: hash,
             fill,
@@ -642,6 +655,8 @@ struct EdgeMiss {
     refine: Option<PlaylistRefine>,
     /// Set for playlists: record the parts the body lists.
     lists_parts: Option<ListsParts>,
+    /// A prefetch's fill ([`Prefetched`]).
+    prefetched: bool,
 }
 
 #[async_trait]
@@ -730,7 +745,7 @@ impl HandleMiss for EdgeMiss {
         let weight = obj.weight();
         // Insert before the fill leaves the map, so a lookup that checks the fills and then
         // memory never falls between the two (`EdgeStorage::after_search`).
-        self.storage.admit(self.key, obj);
+        self.storage.admit(self.key, obj, self.prefetched);
         self.storage
             .stats
             .bytes_admitted

@@ -28,6 +28,19 @@ pub struct FileConfig {
     pub log: LogSection,
     #[serde(default)]
     pub cmcd: CmcdSection,
+    #[serde(default)]
+    pub prefetch: Vec<PrefetchSection>,
+}
+
+/// `[[prefetch]]`: next-segment prefetch under a path prefix (`super::prefetch`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PrefetchSection {
+    pub prefix: String,
+    pub segments: Option<i64>,
+    pub concurrency: Option<i64>,
+    pub max_bytes: Option<String>,
+    pub pause: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -25,6 +25,7 @@ pub mod file;
 pub mod geo;
 pub mod log;
 pub mod origins;
+pub mod prefetch;
 pub mod purge;
 pub mod server;
 pub mod stage;
@@ -43,6 +44,7 @@ pub use error::ConfigError;
 pub use geo::GeoConfig;
 pub use log::{LogConfig, LogFormat, LogTarget};
 pub use origins::{HealthCheck, OriginNode, OriginPool, PassiveHealth};
+pub use prefetch::PrefetchRule;
 pub use purge::PurgeConfig;
 pub use server::{ConnectionLimits, Role, ServerConfig};
 pub use stage::{Loaded, Parsed, Stage};
@@ -75,6 +77,8 @@ pub struct Config<S: Stage = Loaded> {
     pub log: LogConfig,
     /// `[cmcd]`: the CMCD metrics' content prefixes.
     pub cmcd: CmcdConfig,
+    /// `[[prefetch]]`: next-segment prefetch rules (none: off).
+    pub prefetch: Vec<PrefetchRule>,
 }
 
 impl Config {
@@ -166,6 +170,7 @@ impl Config<Parsed> {
         let origins = origins::build(raw.origins, base, demo.as_ref())?;
         let log = LogConfig::build(raw.log, base)?;
         let cmcd = CmcdConfig::build(raw.cmcd)?;
+        let prefetch = prefetch::build(raw.prefetch)?;
         Ok(Config {
             server,
             cache,
@@ -179,6 +184,7 @@ impl Config<Parsed> {
             demo,
             log,
             cmcd,
+            prefetch,
         })
     }
 
@@ -208,6 +214,7 @@ impl Config<Parsed> {
             demo: self.demo,
             log: self.log,
             cmcd: self.cmcd,
+            prefetch: self.prefetch,
         })
     }
 }

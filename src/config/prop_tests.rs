@@ -24,6 +24,7 @@ fn config_like() -> impl Strategy<Value = String> {
         "[demo]",
         "[log]",
         "[cmcd]",
+        "[[prefetch]]",
     ]);
     let key = prop::sample::select(vec![
         "http",
@@ -65,6 +66,10 @@ fn config_like() -> impl Strategy<Value = String> {
         "buffer",
         "keys",
         "public_key_file",
+        "segments",
+        "concurrency",
+        "max_bytes",
+        "pause",
     ]);
     let value = prop::sample::select(vec![
         "\"1s\"",

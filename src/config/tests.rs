@@ -16,6 +16,10 @@ fn shipped_config_loads_whole() {
     assert_eq!(c.server.admin, "127.0.0.1:9090".parse().unwrap());
     assert_eq!(c.server.threads, 2);
     assert!(c.server.fast_hits, "the player front is on by default");
+    assert!(
+        c.prefetch.is_empty(),
+        "next-segment prefetch is off by default"
+    );
     let limits = c.server.limits;
     assert_eq!(limits.header_timeout, Duration::from_secs(20));
     assert_eq!(limits.send_timeout, Duration::from_secs(60));
@@ -94,6 +98,30 @@ fn shipped_config_loads_whole() {
     assert_eq!(c.origins.len(), 1);
     assert_eq!(c.origins[0].name, "demo");
     assert_eq!(c.origins[0].nodes[0].addr, demo.listen);
+}
+
+#[test]
+fn the_shipped_prefetch_example_parses_with_its_defaults() {
+    let example: String = EMBEDDED_DEFAULT
+        .lines()
+        .skip_while(|l| *l != "# [[prefetch]]")
+        .take_while(|l| !l.is_empty())
+        .map(|l| format!("{}\n", l.trim_start_matches("# ")))
+        .collect();
+    assert!(example.starts_with("[[prefetch]]"), "{example}");
+    let text =
+        format!("[[origins]]\nname = \"o\"\nnodes = [{{ addr = \"127.0.0.1:9\" }}]\n{example}");
+    let c = parse(&text).expect("the commented [[prefetch]] example parses");
+    assert_eq!(
+        c.prefetch,
+        vec![PrefetchRule {
+            prefix: "/vod/".into(),
+            segments: 2,
+            concurrency: 4,
+            max_bytes: 64 << 20,
+            pause: Duration::from_secs(10),
+        }]
+    );
 }
 
 #[test]

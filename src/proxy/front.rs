@@ -233,6 +233,12 @@ impl Front {
             start.config.geo.trusted_proxies.clone(),
         );
         let proxy = Arc::new(proxy);
+        // Prefetches run as subrequests of this proxy, whichever path starts them.
+        let app: Arc<dyn pingora_proxy::Subrequest + Send + Sync> = proxy.clone();
+        let _ = state
+            .prefetch
+            .spawner
+            .set(pingora_proxy::SubrequestSpawner::new(app));
         Front {
             h2: Arc::new(H2 {
                 options: h2_options(&proxy),
@@ -360,6 +366,13 @@ impl Front {
             plain.head_only,
             &edge_headers,
             &ids.request_id,
+        );
+        // The hit the front answers starts prefetches as the pipeline's would.
+        super::prefetch::on_request(
+            state,
+            &live,
+            &view_of(req, req.headers, &plain, peer, tls),
+            &content,
         );
         reply.cmcd = content.cmcd;
         if crate::access_log::wanted(&live.config.log, "HIT") {
@@ -639,17 +652,7 @@ pub(crate) fn plain_content<'a>(
     now: u64,
 ) -> Option<(Plain<'a>, Admitted)> {
     let plain = Plain::of(req)?;
-    let view = RequestView {
-        method: if plain.head_only { "HEAD" } else { "GET" },
-        version: http::Version::HTTP_11,
-        path: plain.path,
-        query: plain.query,
-        authority: None,
-        headers: Headers::H1(req.headers),
-        peer,
-        tls,
-        line_len: gate::line_len(req.method.unwrap_or(""), plain.target_len),
-    };
+    let view = view_of(req, req.headers, &plain, peer, tls);
     let gate::Decision {
         cors_origin,
         client,
@@ -672,6 +675,27 @@ pub(crate) fn plain_content<'a>(
             content,
         },
     ))
+}
+
+/// The gate's view of a plain request.
+fn view_of<'a>(
+    req: &httparse::Request<'_, '_>,
+    headers: &'a [httparse::Header<'a>],
+    plain: &Plain<'a>,
+    peer: IpAddr,
+    tls: bool,
+) -> RequestView<'a> {
+    RequestView {
+        method: if plain.head_only { "HEAD" } else { "GET" },
+        version: http::Version::HTTP_11,
+        path: plain.path,
+        query: plain.query,
+        authority: None,
+        headers: Headers::H1(headers),
+        peer,
+        tls,
+        line_len: gate::line_len(req.method.unwrap_or(""), plain.target_len),
+    }
 }
 
 /// A request the front could answer itself: `GET` or `HEAD` on HTTP/1.1, an origin-form

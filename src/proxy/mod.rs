@@ -32,6 +32,7 @@ pub mod fill_pace;
 pub mod front;
 pub mod gate;
 pub mod playlist;
+pub mod prefetch;
 pub mod range;
 pub mod record;
 pub mod request_id;
@@ -107,6 +108,8 @@ pub struct RequestCtx {
     fill: Fill,
     /// The cache result of an answer assembled from slices ([`slices::serve`]).
     slice_cache: Option<&'static str>,
+    /// A media playlist being fetched under a `[[prefetch]]` prefix, recorded at its end.
+    playlist: Option<prefetch::Capture>,
 }
 
 /// A request's part in a fill handed over ([`fill_pace::delegate`]).
@@ -121,6 +124,8 @@ enum Fill {
     Stopped,
     /// A slice subrequest ([`slices`]): asks the origin for this part of the object.
     Slice(slices::Part),
+    /// A prefetch subrequest ([`prefetch`]): fills the cache ahead of a player.
+    Prefetch,
 }
 
 impl RequestCtx {
@@ -477,6 +482,23 @@ impl EdgeProxy {
         }
     }
 
+    /// Feed a media playlist being fetched under a prefetch prefix to its capture, and
+    /// record it at its end ([`prefetch::Capture`]).
+    fn capture_playlist(&self, body: Option<&[u8]>, end: bool, ctx: &mut RequestCtx) {
+        let Some(capture) = ctx.playlist.as_mut() else {
+            return;
+        };
+        if body.is_some_and(|b| !capture.push(b)) {
+            ctx.playlist = None;
+            return;
+        }
+        if end {
+            if let Some(c) = ctx.playlist.take() {
+                c.finish(&self.state.prefetch);
+            }
+        }
+    }
+
     /// Count a refusal the gate made, by reason.
     fn count_refusal(&self, refusal: &gate::Refusal) {
         let m = &self.state.metrics;
@@ -676,6 +698,7 @@ impl ProxyHttp for EdgeProxy {
             not_modified: None,
             fill: Fill::Own,
             slice_cache: None,
+            playlist: None,
             ids: None,
             reason: None,
             ttfb: None,
@@ -699,6 +722,14 @@ impl ProxyHttp for EdgeProxy {
             ctx.fill = Fill::Filler;
             return Ok(false);
         }
+        if let Some(order) = prefetch::order(session) {
+            ctx.live = order.live;
+            ctx.route_key = order.content.route_key();
+            ctx.content = Some(order.content);
+            ctx.ids = order.ids;
+            ctx.fill = Fill::Prefetch;
+            return Ok(false);
+        }
         if let Some(order) = slices::slice_order(session) {
             ctx.live = order.live;
             ctx.route_key = order.content.route_key();
@@ -713,12 +744,13 @@ impl ProxyHttp for EdgeProxy {
             .map(|a| a.ip())
             .unwrap_or(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
         let tls = session.digest().is_some_and(|d| d.ssl_digest.is_some());
-        let decision = gate::admit(
-            &gate::RequestView::of(session.req_header(), peer, tls),
-            self.state,
-            &ctx.live,
-            unix_now(),
-        );
+        let view = gate::RequestView::of(session.req_header(), peer, tls);
+        let decision = gate::admit(&view, self.state, &ctx.live, unix_now());
+        // A player's request (Pingora's own background revalidations are subrequests).
+        if let (Admission::Content(content), None) = (&decision.admission, &session.subrequest_ctx)
+        {
+            prefetch::on_request(self.state, &ctx.live, &view, content);
+        }
         ctx.client = decision.client;
         ctx.cors_origin = decision.cors_origin;
         ctx.ids = Some(decision.ids);
@@ -997,6 +1029,9 @@ impl ProxyHttp for EdgeProxy {
         if !session.req_header().method.is_safe() && (200..400).contains(&status) {
             self.invalidate_after_unsafe(resp, ctx).await;
         }
+        if let Some(c) = &ctx.content {
+            ctx.playlist = prefetch::Capture::of(resp, c, &ctx.live);
+        }
         if status == 304 && session.cache.phase() == CachePhase::Stale {
             // A revalidation: `response_cache_filter` updates the stored headers from it.
             ctx.not_modified = Some(Box::new(resp.clone()));
@@ -1079,6 +1114,12 @@ impl ProxyHttp for EdgeProxy {
         if let Fill::Slice(part) = ctx.fill {
             return Ok(self.slice_cacheable(resp, part, ctx, ex, revalidated));
         }
+        // A prefetch never stores an error: the player's own request asks again.
+        if matches!(ctx.fill, Fill::Prefetch) && resp.status.as_u16() >= 400 {
+            return Ok(RespCacheable::Uncacheable(
+                pingora_cache::NoCacheReason::Custom("prefetch_error"),
+            ));
+        }
         Ok(
             match policy::decide(resp, ctx.path(), &ctx.live.config.cache, ex) {
                 // A 304 updates the stored headers: no body is filled.
@@ -1121,6 +1162,10 @@ impl ProxyHttp for EdgeProxy {
         }
         if matches!(ctx.fill, Fill::Slice(_)) {
             return slices::mark(resp, cache_label(session.cache.phase()));
+        }
+        if matches!(ctx.fill, Fill::Prefetch) {
+            let fills = !fill_pace::filler_stops(session.cache.phase(), session.cache.enabled());
+            return prefetch::mark(resp, fills);
         }
         if let Some(out) = self.playlist_out(resp, ctx) {
             out.edit_header(resp, session.req_header().version)?;
@@ -1170,12 +1215,13 @@ impl ProxyHttp for EdgeProxy {
         &self,
         _session: &mut Session,
         body: &mut Option<Bytes>,
-        _end_of_stream: bool,
+        end_of_stream: bool,
         ctx: &mut RequestCtx,
     ) -> Result<Option<Duration>> {
         if let (Some(a), Some(b)) = (&ctx.node_attempt, body.as_ref()) {
             a.body(b.len());
         }
+        self.capture_playlist(body.as_deref(), end_of_stream, ctx);
         Ok(None)
     }
 
@@ -1227,7 +1273,10 @@ impl ProxyHttp for EdgeProxy {
 
     async fn logging(&self, session: &mut Session, e: Option<&Error>, ctx: &mut RequestCtx) {
         // A filler is not a client's request: its origin request is counted upstream.
-        if matches!(ctx.fill, Fill::Filler | Fill::Stopped | Fill::Slice(_)) {
+        if matches!(
+            ctx.fill,
+            Fill::Filler | Fill::Stopped | Fill::Slice(_) | Fill::Prefetch
+        ) {
             return;
         }
         let status = session

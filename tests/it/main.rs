@@ -36,6 +36,7 @@ mod live;
 mod metrics;
 mod origins;
 mod pipelining;
+mod prefetch;
 mod purge;
 mod purge_cli;
 mod purge_fleet;
