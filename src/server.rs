@@ -415,8 +415,14 @@ pub fn run(
         cache_wait,
     ))?;
     let cache: &'static Cache = Box::leak(Box::new(cache));
+    let present: &'static crate::cache::handoff::Present =
+        Box::leak(Box::new(move |k: &pingora_cache::CacheKey| {
+            cache
+                .storage
+                .cached_or_filling(crate::cache::store::key_of(k))
+        }));
     let lock: &'static CacheKeyLockImpl =
-        crate::cache::handoff::HandoffLock::leak(config.cache.lock_timeout);
+        crate::cache::handoff::HandoffLock::leak_with(config.cache.lock_timeout, present);
 
     #[cfg(feature = "fleet")]
     let fleet = start_fleet(&config, cache, &metrics.registry)?;

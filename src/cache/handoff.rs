@@ -14,7 +14,17 @@
 //! A permit that never reaches its filler is released as a transient error when dropped, so
 //! the readers elect a writer again (the delegating request among them, which then fills
 //! itself as it would have without a delegate).
+//!
+//! It also closes a gap between pingora-cache's lookup and its lock: a request whose lookup
+//! missed asks for the lock only afterwards, and if the writer of that key finished and
+//! released the lock in between, the request is elected writer of an object the cache now
+//! holds — a second origin fetch (seen with a herd of LL-HLS players on a part that takes
+//! 12 ms to fetch). A request carrying [`Recheck`] on its key (the pipeline's content
+//! requests) and elected for a key the cache now holds or fills waits on its own released
+//! lock instead, which sends it back to the lookup: once per request, so a stored object the
+//! request cannot use (a forced miss) still gets its writer on the second try.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use pingora_cache::lock::{CacheKeyLock, CacheLock, LockStatus, Locked, WritePermit};
@@ -24,6 +34,23 @@ use pingora_cache::CacheKey;
 /// storage, as pingora-cache wants a `'static` lock.
 pub struct HandoffLock {
     inner: &'static CacheLock,
+    /// Whether the cache holds or fills a key now (a lookup would not miss).
+    present: Option<&'static Present>,
+}
+
+/// See [`HandoffLock::leak_with`].
+pub type Present = dyn Fn(&CacheKey) -> bool + Send + Sync;
+
+/// On the cache key of a request whose election as writer is checked once against the cache
+/// (see the module's last paragraph).
+#[derive(Clone, Default)]
+pub struct Recheck(Arc<AtomicBool>);
+
+impl Recheck {
+    /// True the first time only.
+    fn first(&self) -> bool {
+        !self.0.swap(true, Ordering::AcqRel)
+    }
 }
 
 type Start = Box<dyn FnOnce(HandedPermit) + Send>;
@@ -89,7 +116,33 @@ impl HandoffLock {
     /// A lock whose writers hold it at most `age_timeout`, leaked for the life of the process.
     pub fn leak(age_timeout: std::time::Duration) -> &'static HandoffLock {
         let inner: &'static CacheLock = Box::leak(CacheLock::new_boxed(age_timeout));
-        Box::leak(Box::new(HandoffLock { inner }))
+        Box::leak(Box::new(HandoffLock {
+            inner,
+            present: None,
+        }))
+    }
+
+    /// [`Self::leak`], with `present` telling whether the cache holds or fills a key now,
+    /// checked once for a request carrying [`Recheck`] when it is elected writer.
+    pub fn leak_with(
+        age_timeout: std::time::Duration,
+        present: &'static Present,
+    ) -> &'static HandoffLock {
+        let inner: &'static CacheLock = Box::leak(CacheLock::new_boxed(age_timeout));
+        Box::leak(Box::new(HandoffLock {
+            inner,
+            present: Some(present),
+        }))
+    }
+
+    /// A write permit taken for a key the cache holds or fills already (its writer finished
+    /// between this request's lookup and its lock): released at once as done, and this
+    /// request waits on it like a reader, so it looks the key up again.
+    fn already_there(&self, key: &CacheKey, stale_writer: bool) -> bool {
+        !stale_writer
+            && self.present.is_some_and(|present| {
+                key.extensions.get::<Recheck>().is_some_and(Recheck::first) && present(key)
+            })
     }
 }
 
@@ -102,6 +155,12 @@ impl CacheKeyLock for HandoffLock {
         let Locked::Write(permit) = locked else {
             return locked;
         };
+        if self.already_there(key, stale_writer) {
+            // The permit is in the table: this is a read lock on it, released at once.
+            let read = self.inner.lock(key, false);
+            self.inner.release(key, permit, LockStatus::Done);
+            return read;
+        }
         let start = match key.extensions.get::<Delegate>() {
             Some(d) if !stale_writer => d.take(),
             _ => None,
@@ -200,6 +259,33 @@ mod tests {
             elected(locks, &k, locks.lock(&k, false)),
             "the retry is elected"
         );
+    }
+
+    #[tokio::test]
+    async fn an_elected_request_for_a_key_the_cache_now_holds_looks_it_up_again_once() {
+        // The cache holds "/held" (its writer finished after this request's lookup missed).
+        let present: &'static Present = Box::leak(Box::new(|k: &CacheKey| {
+            k.primary_key_str() == Some("/held")
+        }));
+        let locks = HandoffLock::leak_with(Duration::from_secs(5), present);
+        let k = with("/held", Recheck::default());
+        let Locked::Read(read) = locks.lock(&k, false) else {
+            panic!("not elected: the key is there");
+        };
+        tokio::time::timeout(Duration::from_secs(1), read.wait())
+            .await
+            .expect("released at once");
+        assert_eq!(read.lock_status(), LockStatus::Done, "back to the lookup");
+        // Its second election stands (a stored object it could not use: a forced miss).
+        assert!(elected(locks, &k, locks.lock(&k, false)));
+        // A key the cache does not hold, a revalidation, and a key without the marker are
+        // elected as usual.
+        let cold = with("/cold", Recheck::default());
+        assert!(elected(locks, &cold, locks.lock(&cold, false)));
+        let stale = with("/held", Recheck::default());
+        assert!(elected(locks, &stale, locks.lock(&stale, true)));
+        let bare = key("/held");
+        assert!(elected(locks, &bare, locks.lock(&bare, false)));
     }
 
     #[test]

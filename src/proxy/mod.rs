@@ -833,7 +833,12 @@ impl ProxyHttp for EdgeProxy {
                 "cache key without a content request",
             )
         })?;
-        Ok(c.key.clone())
+        // Checked once against the cache if the lock elects it writer after its lookup
+        // missed (`cache::handoff`: a writer may have finished in between).
+        let mut key = c.key.clone();
+        key.extensions
+            .insert(crate::cache::handoff::Recheck::default());
+        Ok(key)
     }
 
     async fn cache_hit_filter(
