@@ -507,55 +507,10 @@ impl EdgeProxy {
             return None;
         }
         let c = ctx.content.as_ref()?;
-        let g = c.token.as_ref()?;
-        let tc = ctx.live.config.tokens.as_ref()?;
-        const VALUE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
-            .remove(b'-')
-            .remove(b'.')
-            .remove(b'_')
-            .remove(b'~');
-        let encode = |v: &str| percent_encoding::utf8_percent_encode(v, VALUE).to_string();
-        let append = match g.placement {
-            tokens::Placement::Query => Some(format!("{}={}", tc.param, encode(&g.token))),
-            tokens::Placement::EdgeAuthQuery => tc
-                .edgeauth
-                .as_ref()
-                .map(|ea| format!("{}={}", ea.param, encode(&g.token))),
-            // The parameters as they came, already encoded.
-            tokens::Placement::CloudFrontQuery => Some(g.token.clone()),
-            tokens::Placement::Path
-            | tokens::Placement::Cookie
-            | tokens::Placement::CloudFrontCookie => None,
-        };
-        let codings = resp.headers.get_all(http::header::CONTENT_ENCODING);
-        let content_type = resp
-            .headers
-            .get(http::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok());
-        // An MPD is only filtered by `mh` (its URIs are not rewritten: DASH plays with path
-        // or cookie tokens, README "DASH").
-        let mpd = !crate::hls::is_playlist(content_type, &c.path)
-            && crate::dash::is_mpd(content_type, &c.path);
-        let rewriter = append
-            .filter(|_| !mpd)
-            .map(|a| crate::hls::PlaylistRewriter::new(a).with_own_host(c.host.clone()));
-        let max_height = g.claims.as_ref().and_then(|c| c.mh);
-        Some(
-            match crate::hls::encoding::Coding::from_header(codings.iter().map(|v| v.as_bytes())) {
-                Ok(coding) => PlaylistOut::rewrite(
-                    {
-                        let t = crate::hls::Transform::new(coding, rewriter, max_height);
-                        if mpd {
-                            t.mpd()
-                        } else {
-                            t
-                        }
-                    },
-                    &c.path,
-                ),
-                Err(e) => PlaylistOut::refused(&self.state.metrics, &e, &c.path),
-            },
-        )
+        Some(match playlist::transform(&ctx.live, c, resp)? {
+            Ok(t) => PlaylistOut::rewrite(t, &c.path),
+            Err(e) => PlaylistOut::refused(&self.state.metrics, &e, &c.path),
+        })
     }
 }
 

@@ -18,6 +18,9 @@ const KEY: [u8; 32] = [0x42; 32];
 const DB: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/geoip/edge-test.mmdb");
 /// A GB and a US address in the test GeoIP database (sent as X-Forwarded-For from loopback).
 const MPD: &str = r#"<MPD type="static"><Period><AdaptationSet><Representation id="240p" height="240"/><Representation id="480p" height="480"/></AdaptationSet></Period></MPD>"#;
+/// A media playlist and a master, rewritten for viewers with query tokens.
+const MEDIA: &str = "#EXTM3U\n#EXT-X-TARGETDURATION:4\n#EXT-X-KEY:METHOD=AES-128,URI=\"key.bin\"\n#EXTINF:4,\nseg_001.ts\n#EXTINF:4,\nhttp://edge.test/v/a/seg_002.ts?x=1\n#EXTINF:4,\nseg_003.ts";
+const MASTER: &str = "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1,RESOLUTION=426x240\n240p/i.m3u8\n#EXT-X-STREAM-INF:BANDWIDTH=2,RESOLUTION=854x480\n480p/i.m3u8\n";
 const GB: &str = "192.0.2.7";
 const US: &str = "198.51.100.7";
 
@@ -26,6 +29,13 @@ fn now() -> u64 {
         .duration_since(UNIX_EPOCH)
         .unwrap()
         .as_secs()
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    e.write_all(bytes).unwrap();
+    e.finish().unwrap()
 }
 
 fn sign(claims: &Claims) -> String {
@@ -139,6 +149,21 @@ async fn front_and_pipeline_agree_on_every_admission_outcome() {
         )
         .header("content-type", "application/vnd.apple.mpegurl"),
     );
+    for (p, body) in [("/v/a/index.m3u8", MEDIA), ("/v/a/master.m3u8", MASTER)] {
+        origin.route(
+            p,
+            Route::ok(body)
+                .header("content-type", "application/vnd.apple.mpegurl")
+                .header("cache-control", "max-age=600"),
+        );
+    }
+    origin.route(
+        "/v/a/gz.m3u8",
+        Route::ok(MEDIA)
+            .header("content-type", "application/vnd.apple.mpegurl")
+            .header("cache-control", "max-age=600")
+            .encoded("gzip", gzip(MEDIA.as_bytes())),
+    );
     let cf = CfSigner::new("K2DIFF");
     let (fast, slow, _keys) = edges(&origin, &cf).await;
     let cf_canned = cf.canned_query("http://edge.test/v/a/seg.ts", now() + 600);
@@ -162,6 +187,9 @@ async fn front_and_pipeline_agree_on_every_admission_outcome() {
     ));
 
     let ok = sign(&Claims::new("/v/a/", now() + 600));
+    // Another viewer: the same stored playlist, rewritten with this token.
+    let other_viewer = sign(&Claims::new("/v/", now() + 500));
+    let cf_playlist = cf.canned_query("http://edge.test/v/a/index.m3u8", now() + 600);
     let mut expired = Claims::new("/v/", now() - 600);
     expired.nbf = Some(now() - 1000);
     let mut early = Claims::new("/v/", now() + 600);
@@ -198,6 +226,12 @@ async fn front_and_pipeline_agree_on_every_admission_outcome() {
         get(&format!("/v/a/240p/seg.ts?token={tier}"), ""),
         get(&format!("/v/a/manifest.mpd?token={tier}"), ""),
         get("/pub/ll/p.m3u8?_HLS_msn=5&_HLS_part=1", ""),
+        get(&format!("/v/a/index.m3u8?token={ok}"), ""),
+        get(&format!("/v/a/master.m3u8?token={tier}"), ""),
+        get(
+            &format!("/v/a/gz.m3u8?token={ok}"),
+            "Accept-Encoding: gzip\r\n",
+        ),
     ];
 
     let rows = vec![
@@ -243,7 +277,7 @@ async fn front_and_pipeline_agree_on_every_admission_outcome() {
         row("query token", get(&format!("/v/a/seg.ts?token={ok}"), ""), 200, true),
         row("rendition within the token's mh", get(&format!("/v/a/240p/seg.ts?token={tier}"), ""), 200, true),
         row("rendition above the token's mh", get(&format!("/v/a/480p/seg.ts?token={tier}"), ""), 403, false),
-        row("an MPD filtered by the token's mh", get(&format!("/v/a/manifest.mpd?token={tier}"), ""), 200, false),
+        row("an MPD filtered by the token's mh", get(&format!("/v/a/manifest.mpd?token={tier}"), ""), 200, true),
         row("a DASH segment above the token's mh", get(&format!("/t/{tier}/v/a/480p/seg_001.m4s"), ""), 403, false),
         row("POST with a viewer token", format!("POST /v/a/seg.ts?token={ok} HTTP/1.1\r\nHost: edge.test\r\nContent-Length: 0\r\n\r\n"), 405, false),
         row("TRACE", "TRACE /pub/seg.ts HTTP/1.1\r\nHost: edge.test\r\n\r\n".into(), 405, false),
@@ -279,6 +313,16 @@ async fn front_and_pipeline_agree_on_every_admission_outcome() {
         row("LL-HLS directives count under query none, in any order", get("/pub/ll/p.m3u8?x=1&_HLS_part=1&_HLS_msn=5", ""), 200, true),
         row("LL-HLS: another msn is another answer", get("/pub/ll/p.m3u8?_HLS_msn=6&_HLS_part=1", ""), 200, false),
         row("empty Host", "GET /pub/seg.ts HTTP/1.1\r\nHost: \r\n\r\n".into(), 400, false),
+        // Playlists rewritten for their viewer's query token (or `mh`): the front runs the
+        // pipeline's rewrite over the stored body.
+        row("playlist: a query token on every URI", get(&format!("/v/a/index.m3u8?token={ok}"), ""), 200, true),
+        row("playlist: another viewer's token", get(&format!("/v/a/index.m3u8?token={other_viewer}"), "Origin: https://player.example\r\n"), 200, true),
+        row("playlist: HEAD with a query token", format!("HEAD /v/a/index.m3u8?token={ok} HTTP/1.1\r\nHost: edge.test\r\n\r\n"), 200, true),
+        row("playlist: a Range is ignored on a rewritten one", get(&format!("/v/a/index.m3u8?token={ok}"), "Range: bytes=0-9\r\n"), 200, true),
+        row("playlist: a CloudFront canned URL", get(&format!("/v/a/index.m3u8?{cf_playlist}"), ""), 200, true),
+        row("playlist: a master filtered by the token's mh", get(&format!("/v/a/master.m3u8?token={tier}"), ""), 200, true),
+        row("playlist: stored gzip, sent decoded", get(&format!("/v/a/gz.m3u8?token={ok}"), "Accept-Encoding: gzip\r\n"), 200, true),
+        row("playlist: a path token is not rewritten", get(&format!("/t/{ok}/v/a/index.m3u8"), ""), 200, true),
     ];
 
     let mut answers: Vec<Vec<Resp>> = Vec::new();
@@ -374,6 +418,7 @@ async fn front_and_pipeline_agree_on_every_admission_outcome() {
             || r.what.starts_with("Vary")
             || mpd
             || r.what.starts_with("LL-HLS")
+            || r.what.starts_with("playlist")
             || ["healthz", "readyz"].contains(&r.what);
         if r.status == 200 && !other_body {
             assert!(f.body == seg, "{}: the object's bytes", r.what);
@@ -494,6 +539,45 @@ async fn front_and_pipeline_agree_on_every_admission_outcome() {
     assert_eq!(
         f[by("a space in the target")].header("x-edge-reason"),
         Some("bad_request_line")
+    );
+    let rewritten = MEDIA
+        .replace("key.bin", &format!("key.bin?token={ok}"))
+        .replace("seg_001.ts", &format!("seg_001.ts?token={ok}"))
+        .replace("seg_002.ts?x=1", &format!("seg_002.ts?x=1&token={ok}"))
+        .replace("seg_003.ts", &format!("seg_003.ts?token={ok}"));
+    for what in [
+        "playlist: a query token on every URI",
+        "playlist: a Range is ignored on a rewritten one",
+        "playlist: stored gzip, sent decoded",
+    ] {
+        assert_eq!(
+            String::from_utf8_lossy(&f[by(what)].body),
+            rewritten,
+            "{what}"
+        );
+        assert_eq!(
+            f[by(what)].header("cache-control"),
+            Some("private, no-store"),
+            "{what}"
+        );
+    }
+    assert!(
+        String::from_utf8_lossy(&f[by("playlist: another viewer's token")].body)
+            .contains(&format!("seg_001.ts?token={other_viewer}\n"))
+    );
+    assert!(
+        String::from_utf8_lossy(&f[by("playlist: a CloudFront canned URL")].body)
+            .contains(&format!("seg_001.ts?{cf_playlist}\n"))
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&f[by("playlist: a master filtered by the token's mh")].body),
+        format!(
+            "#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1,RESOLUTION=426x240\n240p/i.m3u8?token={tier}\n"
+        )
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&f[by("playlist: a path token is not rewritten")].body),
+        MEDIA
     );
     // Each object reached the origin once per edge, plus the refetch after the purge.
     assert_eq!(
