@@ -894,7 +894,7 @@ pub(crate) fn single_range(value: &str, len: usize) -> Option<std::ops::Range<us
 }
 
 /// Request headers whose handling needs the full pipeline.
-const PIPELINE_HEADERS: [&str; 10] = [
+pub(crate) const PIPELINE_HEADERS: [&str; 10] = [
     // RFC 9111 §3.5: the pipeline decides whether a stored response may answer it.
     "authorization",
     "content-length",

@@ -7,6 +7,8 @@
 //!    phase carries the verdict out: a local answer, a purge, the control plane, or content.
 //!    A GET under a `[[cache.slices]]` prefix is answered here from slice subrequests
 //!    ([`slices`]), each of which runs these phases under its slice's key.
+//!    An HTTP/2 fresh memory hit is answered here too ([`hot`]), by the pipeline's own
+//!    header routines, without the cache machinery of step 2.
 //! 2. `request_cache_filter` / `cache_key_callback`: GET and HEAD are cached under the key the
 //!    gate computed; the cache lock coalesces a herd into one fetch; `cache_vary_filter`
 //!    picks the variant ([`vary`]). `cache_hit_filter`: a request with `Authorization` is
@@ -31,6 +33,7 @@ pub mod compose;
 pub mod fill_pace;
 pub mod front;
 pub mod gate;
+pub mod hot;
 pub mod playlist;
 pub mod range;
 pub mod record;
@@ -105,8 +108,9 @@ pub struct RequestCtx {
     /// This request's hand-over of its fill ([`fill_pace`]): the delegate it prepared, or
     /// that it is the filler itself.
     fill: Fill,
-    /// The cache result of an answer assembled from slices ([`slices::serve`]).
-    slice_cache: Option<&'static str>,
+    /// The cache result of an answer the cache machinery did not make: assembled from slices
+    /// ([`slices::serve`]), or an HTTP/2 hot hit ([`hot`]).
+    answered_cache: Option<&'static str>,
 }
 
 /// A request's part in a fill handed over ([`fill_pace::delegate`]).
@@ -377,6 +381,28 @@ impl EdgeProxy {
         }
     }
 
+    /// Write an HTTP/2 hot hit ([`hot`]) and account it as the front does.
+    async fn serve_hot(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        hot: hot::Hot,
+    ) -> Result<()> {
+        // Counted before the write, so a client that has its answer sees it counted.
+        self.state.metrics.front_hits.inc();
+        ctx.local_status = Some(hot.header.status.as_u16());
+        ctx.answered_cache = Some("HIT");
+        ctx.ttfb = Some(ctx.start.elapsed());
+        let head_only = hot.body.is_none();
+        session
+            .write_response_header(Box::new(hot.header), head_only)
+            .await?;
+        if let Some(body) = hot.body {
+            session.write_response_body(Some(body), true).await?;
+        }
+        Ok(())
+    }
+
     /// For an HTTP/2 GET that may miss, the filler its fill would be handed to
     /// ([`fill_pace::delegate`]).
     async fn prepare_filler(&self, session: &Session, ctx: &mut RequestCtx) {
@@ -403,7 +429,7 @@ impl EdgeProxy {
     /// The cache result a client is told: a request that handed its fill over read it as a
     /// waiter, but it was the miss.
     fn cache_result(session: &Session, ctx: &RequestCtx) -> &'static str {
-        if let Some(c) = ctx.slice_cache {
+        if let Some(c) = ctx.answered_cache {
             c
         } else if ctx.handed_over() {
             "MISS"
@@ -625,7 +651,7 @@ impl ProxyHttp for EdgeProxy {
             local_status: None,
             not_modified: None,
             fill: Fill::Own,
-            slice_cache: None,
+            answered_cache: None,
             ids: None,
             reason: None,
             ttfb: None,
@@ -715,7 +741,16 @@ impl ProxyHttp for EdgeProxy {
                     ctx.content = Some(content);
                     let (status, cache) = slices::serve(self.state, session, ctx).await?;
                     ctx.local_status = Some(status);
-                    ctx.slice_cache = Some(cache);
+                    ctx.answered_cache = Some(cache);
+                    return Ok(true);
+                }
+                let request_id = ctx.ids.as_ref().map_or("", |i| i.request_id.as_str());
+                let cors = ctx.cors_origin.as_deref();
+                if let Some(hot) =
+                    hot::answer(self.state, &ctx.live, session, &content, cors, request_id)
+                {
+                    ctx.content = Some(content);
+                    self.serve_hot(session, ctx, hot).await?;
                     return Ok(true);
                 }
                 ctx.content = Some(content);

@@ -64,14 +64,14 @@ fn row(what: &'static str, request: String, status: u16, front: bool) -> Row {
     }
 }
 
-async fn edges(origin: &Origin, cf: &CfSigner) -> (Edge, Edge, tempfile::TempDir) {
-    let keys = tempfile::tempdir().unwrap();
+/// The settings both edges of a differential run share (`keys`: where the token key goes).
+fn config(origin: &Origin, cf: &CfSigner, keys: &tempfile::TempDir) -> String {
     std::fs::write(
         keys.path().join("k1.key"),
         KEY.iter().map(|b| format!("{b:02x}")).collect::<String>(),
     )
     .unwrap();
-    let cfg = format!(
+    format!(
         "[[origins]]\nname = \"o\"\nnodes = [{{ addr = \"{addr}\" }}]\n\
          [cors]\nallow_origins = [\"https://player.example\"]\n\
          [tokens]\nrequired = true\ncurrent = \"k1\"\nmax_ttl = \"1h\"\npublic = [\"/pub/\"]\n\
@@ -82,7 +82,12 @@ async fn edges(origin: &Origin, cf: &CfSigner) -> (Edge, Edge, tempfile::TempDir
         addr = origin.addr,
         d = keys.path().display(),
         cf = cf.config(&[]),
-    );
+    )
+}
+
+async fn edges(origin: &Origin, cf: &CfSigner) -> (Edge, Edge, tempfile::TempDir) {
+    let keys = tempfile::tempdir().unwrap();
+    let cfg = config(origin, cf, &keys);
     // One node name for both, so `Via` and `Cache-Status` read the same.
     let sliced = "[[cache.slices]]\nprefix = \"/pub/big/\"\nsize = \"64 KiB\"\n";
     let fast = Edge::start_full(&cfg, "name = \"edge-diff\"", sliced).await;
@@ -591,4 +596,382 @@ async fn front_and_pipeline_agree_on_every_admission_outcome() {
         "one fill per variant per edge"
     );
     assert_eq!(origin.hits("/pub/purged.ts"), 4);
+}
+
+/// The differential over TLS: HTTP/2 (whose fresh memory hits are answered right after the
+/// gate, src/proxy/hot.rs) and HTTP/1.1 over TLS (the front), each against an edge with
+/// `fast_hits = false`, through the same client. Both give the same status, headers (but
+/// `Date`/`Age`) and bytes; the rows marked `hot` are answered without the pipeline's cache
+/// machinery on the first edge.
+#[tokio::test]
+async fn fast_hits_and_pipeline_agree_over_http2_and_tls() {
+    use crate::support::stalled::{TlsEdge, Transport};
+    let origin = Origin::start().await;
+    let seg: Vec<u8> = (0..100_000u32).map(|i| (i % 251) as u8).collect();
+    for p in ["/pub/seg.ts", "/v/a/seg.ts", "/pub/uk/seg.ts"] {
+        origin.route(
+            p,
+            Route::ok(seg.clone())
+                .header("content-type", "video/mp2t")
+                .header("cache-control", "max-age=600"),
+        );
+    }
+    origin.route(
+        "/pub/vary.ts",
+        Route::ok(seg.clone())
+            .header("content-type", "video/mp2t")
+            .header("cache-control", "max-age=600")
+            .encoded("gzip", "gzip-bytes"),
+    );
+    for (p, body) in [("/v/a/index.m3u8", MEDIA), ("/v/a/master.m3u8", MASTER)] {
+        origin.route(
+            p,
+            Route::ok(body)
+                .header("content-type", "application/vnd.apple.mpegurl")
+                .header("cache-control", "max-age=600"),
+        );
+    }
+    origin.route(
+        "/v/a/gz.m3u8",
+        Route::ok(MEDIA)
+            .header("content-type", "application/vnd.apple.mpegurl")
+            .header("cache-control", "max-age=600")
+            .encoded("gzip", gzip(MEDIA.as_bytes())),
+    );
+    let cf = CfSigner::new("K2DIFF");
+    let keys = tempfile::tempdir().unwrap();
+    let cfg = config(&origin, &cf, &keys);
+    let server = "name = \"edge-diff\"\n";
+    let fast = TlsEdge::start_full(&cfg, server, "").await;
+    let slow = TlsEdge::start_full(&cfg, &format!("{server}fast_hits = false\n"), "").await;
+
+    let ok = sign(&Claims::new("/v/a/", now() + 600));
+    let other_viewer = sign(&Claims::new("/v/", now() + 500));
+    let mut tier = Claims::new("/v/a/", now() + 600);
+    tier.mh = Some(240);
+    let tier = sign(&tier);
+
+    type Req = (&'static str, String, Vec<(&'static str, String)>);
+    let get = |path: String, headers: &[(&'static str, &str)]| -> Req {
+        (
+            "GET",
+            path,
+            headers.iter().map(|(k, v)| (*k, v.to_string())).collect(),
+        )
+    };
+    let fills: Vec<Req> = vec![
+        get("/pub/seg.ts".into(), &[]),
+        get(format!("/v/a/seg.ts?token={ok}"), &[]),
+        get("/pub/uk/seg.ts".into(), &[("x-forwarded-for", GB)]),
+        get("/pub/vary.ts".into(), &[("accept-encoding", "gzip")]),
+        get("/pub/vary.ts".into(), &[]),
+        get(format!("/v/a/index.m3u8?token={ok}"), &[]),
+        get(format!("/v/a/master.m3u8?token={tier}"), &[]),
+        get(
+            format!("/v/a/gz.m3u8?token={ok}"),
+            &[("accept-encoding", "gzip")],
+        ),
+    ];
+    // (what, request, status, answered without the pipeline's cache machinery)
+    let rows: Vec<(&str, Req, u16, bool)> = vec![
+        ("plain hit", get("/pub/seg.ts".into(), &[]), 200, true),
+        (
+            "HEAD hit",
+            ("HEAD", "/pub/seg.ts".into(), vec![]),
+            200,
+            true,
+        ),
+        (
+            "a client's request id",
+            get("/pub/seg.ts".into(), &[("x-request-id", "rid-h2-1")]),
+            200,
+            true,
+        ),
+        (
+            "CORS allowed",
+            get(
+                "/pub/seg.ts".into(),
+                &[("origin", "https://player.example")],
+            ),
+            200,
+            true,
+        ),
+        (
+            "single range",
+            get("/pub/seg.ts".into(), &[("range", "bytes=10-19")]),
+            206,
+            true,
+        ),
+        (
+            "suffix range",
+            get("/pub/seg.ts".into(), &[("range", "bytes=-100")]),
+            206,
+            true,
+        ),
+        (
+            "range past the end, clamped",
+            get("/pub/seg.ts".into(), &[("range", "bytes=99990-200000")]),
+            206,
+            true,
+        ),
+        (
+            "multipart range",
+            get("/pub/seg.ts".into(), &[("range", "bytes=0-1,5-6")]),
+            206,
+            false,
+        ),
+        (
+            "unsatisfiable range",
+            get("/pub/seg.ts".into(), &[("range", "bytes=200000-")]),
+            416,
+            false,
+        ),
+        (
+            "conditional",
+            get("/pub/seg.ts".into(), &[("if-none-match", "\"x\"")]),
+            200,
+            false,
+        ),
+        (
+            "Authorization",
+            get("/pub/seg.ts".into(), &[("authorization", "Basic eDp5")]),
+            200,
+            false,
+        ),
+        (
+            "query token",
+            get(format!("/v/a/seg.ts?token={ok}"), &[]),
+            200,
+            true,
+        ),
+        (
+            "path token",
+            get(format!("/t/{ok}/v/a/seg.ts"), &[]),
+            200,
+            true,
+        ),
+        ("token missing", get("/v/a/seg.ts".into(), &[]), 403, false),
+        (
+            "country allowed",
+            get("/pub/uk/seg.ts".into(), &[("x-forwarded-for", GB)]),
+            200,
+            true,
+        ),
+        (
+            "country refused",
+            get("/pub/uk/seg.ts".into(), &[("x-forwarded-for", US)]),
+            451,
+            false,
+        ),
+        (
+            "Vary: the gzip variant",
+            get("/pub/vary.ts".into(), &[("accept-encoding", "gzip")]),
+            200,
+            true,
+        ),
+        (
+            "Vary: the identity variant",
+            get("/pub/vary.ts".into(), &[]),
+            200,
+            true,
+        ),
+        ("healthz", get("/healthz".into(), &[]), 200, false),
+        (
+            "playlist: a query token on every URI",
+            get(format!("/v/a/index.m3u8?token={ok}"), &[]),
+            200,
+            true,
+        ),
+        (
+            "playlist: another viewer's token",
+            get(format!("/v/a/index.m3u8?token={other_viewer}"), &[]),
+            200,
+            true,
+        ),
+        (
+            "playlist: HEAD",
+            ("HEAD", format!("/v/a/index.m3u8?token={ok}"), vec![]),
+            200,
+            true,
+        ),
+        (
+            "playlist: a Range is ignored",
+            get(
+                format!("/v/a/index.m3u8?token={ok}"),
+                &[("range", "bytes=0-9")],
+            ),
+            200,
+            true,
+        ),
+        (
+            "playlist: a master filtered by mh",
+            get(format!("/v/a/master.m3u8?token={tier}"), &[]),
+            200,
+            true,
+        ),
+        (
+            "playlist: stored gzip, sent decoded",
+            get(
+                format!("/v/a/gz.m3u8?token={ok}"),
+                &[("accept-encoding", "gzip")],
+            ),
+            200,
+            true,
+        ),
+        (
+            "playlist: a path token is not rewritten",
+            get(format!("/t/{ok}/v/a/index.m3u8"), &[]),
+            200,
+            true,
+        ),
+    ];
+
+    async fn send(
+        edge: &TlsEdge,
+        t: Transport,
+        c: &reqwest::Client,
+        r: &Req,
+    ) -> (u16, BTreeMap<String, String>, Vec<u8>) {
+        let mut b = c.request(r.0.parse().unwrap(), edge.url(t, &r.1));
+        for (k, v) in &r.2 {
+            b = b.header(*k, v);
+        }
+        let resp = b.send().await.unwrap();
+        assert_eq!(
+            resp.version(),
+            if t == Transport::TlsH2 {
+                reqwest::Version::HTTP_2
+            } else {
+                reqwest::Version::HTTP_11
+            },
+            "{} over {t:?}",
+            r.1
+        );
+        let status = resp.status().as_u16();
+        let mut headers = BTreeMap::new();
+        for (k, v) in resp.headers() {
+            headers
+                .entry(k.as_str().to_string())
+                .and_modify(|s: &mut String| {
+                    s.push_str(", ");
+                    s.push_str(v.to_str().unwrap());
+                })
+                .or_insert_with(|| v.to_str().unwrap().to_string());
+        }
+        (status, headers, resp.bytes().await.unwrap().to_vec())
+    }
+    let strip = |h: &BTreeMap<String, String>| {
+        let mut h = h.clone();
+        h.remove("date");
+        h.remove("age");
+        if h.get("x-request-id")
+            .is_some_and(|id| id.len() == 32 && id.bytes().all(|b| b.is_ascii_hexdigit()))
+        {
+            h.insert("x-request-id".into(), "generated".into());
+        }
+        if let Some(ct) = h.get_mut("content-type") {
+            if ct.starts_with("multipart/byteranges") {
+                *ct = "multipart/byteranges".into();
+            }
+        }
+        h
+    };
+
+    for edge in [&fast, &slow] {
+        let c = edge.client(Transport::TlsH1);
+        for f in &fills {
+            let admitted = edge.edge.metric("edge_cache_admitted_bytes_total").await;
+            let (_, h, _) = send(edge, Transport::TlsH1, &c, f).await;
+            assert_eq!(
+                h.get("x-cache").map(String::as_str),
+                Some("MISS"),
+                "fill {}",
+                f.1
+            );
+            edge.edge.await_admitted(admitted).await;
+        }
+    }
+    for t in [Transport::TlsH2, Transport::TlsH1] {
+        let mut answers = Vec::new();
+        let mut counts = Vec::new();
+        for edge in [&fast, &slow] {
+            let c = edge.client(t);
+            let mut got = Vec::new();
+            let mut n = Vec::new();
+            for (_, r, _, _) in &rows {
+                let before = edge.edge.metric("edge_front_hits_total").await;
+                got.push(send(edge, t, &c, r).await);
+                n.push(edge.edge.metric("edge_front_hits_total").await - before);
+            }
+            answers.push(got);
+            counts.push(n);
+        }
+        for (i, (what, _, status, hot)) in rows.iter().enumerate() {
+            let (f, s) = (&answers[0][i], &answers[1][i]);
+            assert_eq!(f.0, *status, "{what} over {t:?}: status, fast edge");
+            assert_eq!(s.0, *status, "{what} over {t:?}: status, pipeline edge");
+            assert_eq!(strip(&f.1), strip(&s.1), "{what} over {t:?}: same headers");
+            if !f
+                .1
+                .get("content-type")
+                .is_some_and(|c| c.starts_with("multipart/"))
+            {
+                assert!(f.2 == s.2, "{what} over {t:?}: same body");
+            }
+            assert_eq!(
+                counts[0][i],
+                if *hot { 1.0 } else { 0.0 },
+                "{what} over {t:?}: answered fast"
+            );
+            assert_eq!(counts[1][i], 0.0, "{what} over {t:?}: the pipeline edge");
+            if *hot {
+                assert_eq!(
+                    f.1.get("x-cache").map(String::as_str),
+                    Some("HIT"),
+                    "{what} over {t:?}"
+                );
+            }
+        }
+        let by = |what: &str| rows.iter().position(|r| r.0 == what).unwrap();
+        let f = &answers[0];
+        assert!(
+            f[by("plain hit")].2 == seg,
+            "over {t:?}: the object's bytes"
+        );
+        assert_eq!(&f[by("single range")].2[..], &seg[10..20], "over {t:?}");
+        assert_eq!(
+            f[by("single range")]
+                .1
+                .get("content-range")
+                .map(String::as_str),
+            Some("bytes 10-19/100000")
+        );
+        assert_eq!(
+            f[by("a client's request id")]
+                .1
+                .get("x-request-id")
+                .map(String::as_str),
+            Some("rid-h2-1")
+        );
+        let body =
+            String::from_utf8_lossy(&f[by("playlist: a query token on every URI")].2).into_owned();
+        assert!(
+            body.contains(&format!("seg_001.ts?token={ok}\n")),
+            "over {t:?}: {body}"
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&f[by("playlist: a master filtered by mh")].2),
+            format!("#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1,RESOLUTION=426x240\n240p/i.m3u8?token={tier}\n")
+        );
+        assert_eq!(
+            f[by("playlist: stored gzip, sent decoded")].2,
+            f[by("playlist: a query token on every URI")].2
+        );
+    }
+    // Every object reached the origin once per edge (its fill), the segment also for the
+    // Authorization row on each transport.
+    for p in ["/v/a/index.m3u8", "/v/a/gz.m3u8"] {
+        assert_eq!(origin.hits(p), 2, "{p}");
+    }
+    assert_eq!(origin.hits("/pub/seg.ts"), 6);
 }
