@@ -47,16 +47,12 @@ NGINX_HTTPS=$((PORT_BASE + 5))
 # h1 (plain HTTP/1.1); object pl (1 KiB playlist) or seg (1 MiB segment); token cells: edge only.
 CELLS=${CELLS:-"h2:pl h1tls:pl h1:pl h2:seg h1tls:seg h1:seg h2:pl:token h1tls:pl:token h1:pl:token h2:seg:token"}
 
-log() { printf '[compare_tls %s] %s\n' "$(date +%T)" "$*" >&2; }
-die() { log "error: $*"; exit 1; }
+LOG_TAG=compare_tls
+TRACKED_PIDS="EDGE_PID NGINX_PID"
+# shellcheck source=loadtest/lib.sh
+. "$HERE/lib.sh"
 
 # ---------------------------------------------------------------- install what is missing
-SUDO=""
-[ "$(id -u)" = 0 ] || SUDO="sudo"
-apt_install() {
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "$@" >/dev/null
-}
 command -v nginx >/dev/null || PATH=$PATH:/usr/sbin
 command -v h2load >/dev/null || { log "installing h2load (nghttp2-client)"; apt_install nghttp2-client; }
 command -v nginx >/dev/null || { log "installing nginx"; apt_install nginx; }
@@ -65,40 +61,12 @@ command -v taskset >/dev/null || apt_install util-linux
 if [ "${PERF:-0}" = 1 ] && ! command -v perf >/dev/null; then apt_install linux-perf; fi
 
 TMP=$(mktemp -d /tmp/edge-tls.XXXXXX)
-PIDS=()
 EDGE_PID=""
 NGINX_PID=""
-cleanup() {
-  local rc=$?
-  set +e
-  for p in "${PIDS[@]}" $EDGE_PID $NGINX_PID; do kill -TERM "$p" 2>/dev/null; done
-  for _ in $(seq 1 50); do
-    local alive=0
-    for p in "${PIDS[@]}" $EDGE_PID $NGINX_PID; do kill -0 "$p" 2>/dev/null && alive=1; done
-    [ $alive = 0 ] && break
-    sleep 0.2
-  done
-  for p in "${PIDS[@]}" $EDGE_PID $NGINX_PID; do kill -KILL "$p" 2>/dev/null; done
-  if [ "${KEEP_TMP:-0}" = 1 ]; then log "kept $TMP"; else rm -rf "$TMP"; fi
-  exit $rc
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-NPROC=$(nproc)
-if [ "$PIN" = 1 ] && [ "$NPROC" -ge 2 ]; then
-  LOAD_CPUS=${LOAD_CPUS:-0}; PROXY_CPUS=${PROXY_CPUS:-1}; ORIGIN_CPUS=${ORIGIN_CPUS:-0}
-else
-  LOAD_CPUS=${LOAD_CPUS:-0-$((NPROC - 1))}; PROXY_CPUS=${PROXY_CPUS:-0-$((NPROC - 1))}; ORIGIN_CPUS=${ORIGIN_CPUS:-0-$((NPROC - 1))}
-fi
-port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+place_cpus
 for port in $ORIGIN_PORT $EDGE_HTTP $EDGE_ADMIN $EDGE_HTTPS $NGINX_HTTP $NGINX_HTTPS; do
   port_free "$port" || die "127.0.0.1:$port is in use; set PORT_BASE to a free range"
 done
-wait_http() { # wait_http URL SECONDS
-  for _ in $(seq 1 $(($2 * 10))); do curl -sk -o /dev/null --max-time 1 "$1" && return 0; sleep 0.1; done
-  return 1
-}
 
 # ---------------------------------------------------------------- edge binary, certificate, token
 EDGE_GIVEN="${EDGE_BIN:-}"
@@ -223,25 +191,6 @@ stop_servers() {
   done
   EDGE_PID=""; NGINX_PID=""
 }
-
-proc_tree() { echo "$1"; local c; for c in $(pgrep -P "$1" 2>/dev/null); do proc_tree "$c"; done; }
-tree_ticks() { # utime+stime of a process tree, in clock ticks
-  local p t=0
-  for p in $(proc_tree "$1"); do
-    [ -r "/proc/$p/stat" ] && t=$((t + $(sed 's/^.*) //' "/proc/$p/stat" | awk '{print $12 + $13}')))
-  done
-  echo "$t"
-}
-tree_rss_kib() { # resident memory of a process tree (sum of VmRSS), KiB
-  local p t=0 r
-  for p in $(proc_tree "$1"); do
-    r=$(awk '/^VmRSS:/{print $2}' "/proc/$p/status" 2>/dev/null || echo 0)
-    t=$((t + ${r:-0}))
-  done
-  echo "$t"
-}
-busy_ticks() { awk '/^cpu /{print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat; }
-CLK_TCK=$(getconf CLK_TCK)
 
 # url SERVER PROTO OBJECT TOKEN
 url() {
