@@ -57,29 +57,12 @@ EDGE_ADMIN=$((PORT_BASE + 2))
 NGINX_PORT=$((PORT_BASE + 3))
 VARNISH_PORT=$((PORT_BASE + 4))
 
-log() { printf '[compare %s] %s\n' "$(date +%T)" "$*" >&2; }
-die() { log "error: $*"; exit 1; }
+LOG_TAG=compare
+TRACKED_PIDS="K6_PID PROXY_PID"
+# shellcheck source=loadtest/lib.sh
+. "$HERE/lib.sh"
 
 # ---------------------------------------------------------------- install what is missing
-SUDO=""
-[ "$(id -u)" = 0 ] || SUDO="sudo"
-APT_UPDATED=0
-apt_install() { # apt_install PKG... ; then stop any service apt auto-started for them
-  if [ "$APT_UPDATED" = 0 ]; then $SUDO apt-get update -qq; APT_UPDATED=1; fi
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "$@" >/dev/null
-  for svc in "$@"; do
-    # Installed just now by us: the distro's default instance (nginx on :80, varnish on :6081)
-    # is not wanted; we run our own instances on our own ports.
-    if command -v systemctl >/dev/null && systemctl is-active --quiet "$svc" 2>/dev/null; then
-      log "stopping the $svc service that apt started (we run our own instance)"
-      $SUDO systemctl stop "$svc" || true
-      $SUDO systemctl disable "$svc" >/dev/null 2>&1 || true
-    elif command -v service >/dev/null && [ -x "/etc/init.d/$svc" ] && $SUDO service "$svc" status >/dev/null 2>&1; then
-      log "stopping the $svc service that apt started (we run our own instance)"
-      $SUDO service "$svc" stop >/dev/null 2>&1 || true
-    fi
-  done
-}
 command -v curl >/dev/null || apt_install curl
 command -v python3 >/dev/null || apt_install python3
 command -v taskset >/dev/null || apt_install util-linux
@@ -99,53 +82,20 @@ for p in $PROXIES; do
 done
 if [ "${PERF:-0}" = 1 ] && ! command -v perf >/dev/null; then apt_install linux-perf; fi
 
-# ---------------------------------------------------------------- temp dir, cleanup
+# ---------------------------------------------------------------- temp dir (lib.sh cleans up)
 TMP=$(mktemp -d /tmp/edge-loadtest.XXXXXX)
-PIDS=()
 PROXY_PID=""
 K6_PID=""
-cleanup() {
-  local rc=$?
-  set +e
-  for p in "${PIDS[@]}" $K6_PID $PROXY_PID; do kill -TERM "$p" 2>/dev/null; done
-  for _ in $(seq 1 50); do
-    local alive=0
-    for p in "${PIDS[@]}" $K6_PID $PROXY_PID; do kill -0 "$p" 2>/dev/null && alive=1; done
-    [ $alive = 0 ] && break
-    sleep 0.2
-  done
-  for p in "${PIDS[@]}" $K6_PID $PROXY_PID; do kill -KILL "$p" 2>/dev/null; done
-  if [ "${KEEP_TMP:-0}" = 1 ]; then log "kept $TMP"; else rm -rf "$TMP"; fi
-  exit $rc
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
 
 # ---------------------------------------------------------------- CPU placement
-NPROC=$(nproc)
-if [ "$PIN" = 1 ] && [ "$NPROC" -ge 2 ]; then
-  K6_CPUS=${K6_CPUS:-0}
-  PROXY_CPUS=${PROXY_CPUS:-1}
-  ORIGIN_CPUS=${ORIGIN_CPUS:-0}
-else
-  K6_CPUS=${K6_CPUS:-0-$((NPROC - 1))}
-  PROXY_CPUS=${PROXY_CPUS:-0-$((NPROC - 1))}
-  ORIGIN_CPUS=${ORIGIN_CPUS:-0-$((NPROC - 1))}
-fi
+LOAD_CPUS=${K6_CPUS:-}
+place_cpus
+K6_CPUS=$LOAD_CPUS
 log "CPU placement: k6 on $K6_CPUS, proxy on $PROXY_CPUS, origin on $ORIGIN_CPUS (PIN=$PIN)"
 
-port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 for port in $ORIGIN_PORT $EDGE_PORT $EDGE_ADMIN $NGINX_PORT $VARNISH_PORT; do
   port_free "$port" || die "127.0.0.1:$port is in use; set PORT_BASE to a free range"
 done
-wait_http() { # wait_http URL SECONDS: until it answers (any HTTP status)
-  local n=$(($2 * 10))
-  for _ in $(seq 1 "$n"); do
-    curl -s -o /dev/null --max-time 1 "$1" && return 0
-    sleep 0.1
-  done
-  return 1
-}
 
 # ---------------------------------------------------------------- edge binary
 EDGE_GIVEN="${EDGE_BIN:-}"
@@ -336,10 +286,6 @@ stop_proxy() {
   PROXY_PID=""
 }
 
-# Whole-machine busy ticks (user+nice+system+irq+softirq+steal), to show how much CPU went to
-# processes outside the benchmark (e.g. a compiler) during a run.
-busy_ticks() { awk '/^cpu /{print $2 + $3 + $4 + $7 + $8 + $9}' /proc/stat; }
-pid_ticks() { [ -r "/proc/$1/stat" ] && sed 's/^.*) //' "/proc/$1/stat" | awk '{print $12 + $13}' || echo 0; }
 children_ticks() { # CHILD_TICKS = CPU of this shell's finished children (bash `times`), in clock ticks
   # Called directly, never in $(...) or a pipeline: a subshell would report its own children.
   times >"$TMP/times"
@@ -361,17 +307,7 @@ wait_quiet() {
   done
 }
 
-proc_tree() { echo "$1"; local c; for c in $(pgrep -P "$1" 2>/dev/null); do proc_tree "$c"; done; }
-cpu_snapshot() { # lines "pid utime+stime" for the proxy's process tree
-  local p
-  for p in $(proc_tree "$PROXY_PID"); do
-    [ -r "/proc/$p/stat" ] && echo "$p $(sed 's/^.*) //' "/proc/$p/stat" | awk '{print $12 + $13}')"
-  done
-  return 0
-}
-
 # ---------------------------------------------------------------- scenarios
-CLK_TCK=$(getconf CLK_TCK)
 ROWS=$TMP/rows.jsonl
 : >"$ROWS"
 K6="taskset -c $K6_CPUS k6 run --quiet --no-usage-report --no-color --no-thresholds"
@@ -410,7 +346,7 @@ run_scenario() { # run_scenario SCENARIO PROXY
   esac
   log "$sc via $px ($PROXY_URL)"
   local busy0 k60 org0 busy1 k61 org1
-  cpu_snapshot >"$out/cpu0"
+  tree_cpu "$PROXY_PID" >"$out/cpu0"
   busy0=$(busy_ticks); children_ticks; k60=$CHILD_TICKS; org0=$(pid_ticks "$ORIGIN_PID"); local w0; w0=$(date +%s%N)
   # In the background + wait, so that a signal to this script is handled at once (trap EXIT).
   $K6 -e BASE="$PROXY_URL" -e SUMMARY="$out/k6.json" "${extra[@]}" "$HERE/$sc.js" >"$out/k6.out" 2>"$out/k6.err" &
@@ -418,12 +354,9 @@ run_scenario() { # run_scenario SCENARIO PROXY
   wait "$K6_PID" || { log "k6 exited non-zero for $sc via $px (see below)"; tail -5 "$out/k6.err" >&2; }
   K6_PID=""
   busy1=$(busy_ticks); children_ticks; k61=$CHILD_TICKS; org1=$(pid_ticks "$ORIGIN_PID"); local w1; w1=$(date +%s%N)
-  cpu_snapshot >"$out/cpu1"
-  local rss_kib=0 p r
-  for p in $(proc_tree "$PROXY_PID"); do
-    r=$(awk '/^VmRSS:/{print $2}' "/proc/$p/status" 2>/dev/null || echo 0)
-    rss_kib=$((rss_kib + ${r:-0}))
-  done
+  tree_cpu "$PROXY_PID" >"$out/cpu1"
+  local rss_kib
+  rss_kib=$(tree_rss_kib "$PROXY_PID")
   cat "$out/k6.out" >&2
   [ -s "$out/k6.json" ] || die "no k6 summary for $sc via $px: $(tail -3 "$out/k6.err")"
   curl -s "$ORIGIN/stats?prefix=$prefix" >"$out/origin.json"

@@ -155,7 +155,7 @@ impl Metrics {
         registry.register(Box::new(cache_fills_over_budget.clone()))?;
         let front_hits = IntCounter::new(
             "edge_front_hits_total",
-            "Fresh memory hits answered by the player front without the full proxy pipeline (also counted in edge_requests_total)",
+            "Fresh memory hits answered without the full proxy pipeline: by the HTTP/1 player front, or on HTTP/2 right after the gate (also counted in edge_requests_total)",
         )?;
         let cache_disk_write_bytes = IntCounter::new(
             "edge_cache_disk_write_bytes_total",

@@ -46,6 +46,9 @@ pub struct DecodedMeta {
     /// One rendering of the headers that a delivery path derives once per object and keeps
     /// with it; opaque to the cache.
     pub memo: OnceLock<Bytes>,
+    /// The same for an answer whose body a delivery path rewrites (a playlist carrying a
+    /// viewer's token); opaque to the cache.
+    pub rewrite_memo: OnceLock<Bytes>,
 }
 
 impl StoredObject {
@@ -86,6 +89,7 @@ impl StoredObject {
             header: meta.response_header().clone(),
             variance: meta.variance(),
             memo: OnceLock::new(),
+            rewrite_memo: OnceLock::new(),
         }));
         Ok(meta)
     }

@@ -13,8 +13,9 @@
 //! adds "can I answer this myself": a plain `GET`/`HEAD` (whole, or one plain byte range)
 //! that the gate admitted as content, for an object that [`crate::cache::Cache::fresh_memory_hit`]
 //! offers (complete, fresh, unpurged, of the request's variance) as a 200 with a matching
-//! `Content-Length`, and that needs no per-viewer playlist rewrite. The response headers come
-//! from [`super::compose`], as on the pipeline. Everything else — local answers and refusals,
+//! `Content-Length`. The response headers come from [`super::compose`], as on the pipeline.
+//! A playlist the pipeline rewrites for its viewer (query token, `mh`) is rewritten here by the
+//! pipeline's own transform and sent as the pipeline sends it ([`rewrite`]). Everything else — local answers and refusals,
 //! multipart or unsatisfiable ranges, conditionals, `Authorization`, bodies, `Upgrade`,
 //! stale or missing objects, shutdown — and every HTTP/2 connection goes to the Pingora
 //! proxy unchanged; the bytes already read are handed over as the start of the next
@@ -38,6 +39,7 @@
 
 mod framing;
 mod handover;
+mod rewrite;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -345,28 +347,39 @@ impl Front {
             .headers
             .get(http::header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok());
-        if super::rewrites_playlist(
+        let edge_headers = compose::edge_headers(&live, "HIT", cors_origin.as_deref());
+        let mut reply = if super::rewrites_playlist(
             content.token.as_ref(),
             http::StatusCode::OK,
             content_type,
             &content.path,
         ) {
-            return None;
-        }
-        let (status, part) = match plain.range {
-            None => (200, 0..len),
-            Some(r) => (206, single_range(r, len)?),
+            // Sent whole (the pipeline ignores `Range` on it too), rewritten for its viewer.
+            let transform = super::playlist::transform(&live, &content, header)?.ok()?;
+            let body = super::playlist::rewrite_whole(transform, &hit.body)?;
+            rewrite::reply(
+                &hit,
+                now,
+                body,
+                plain.head_only,
+                &edge_headers,
+                &ids.request_id,
+            )
+        } else {
+            let (status, part) = match plain.range {
+                None => (200, 0..len),
+                Some(r) => (206, single_range(r, len)?),
+            };
+            reply(
+                &hit,
+                now,
+                status,
+                part,
+                plain.head_only,
+                &edge_headers,
+                &ids.request_id,
+            )
         };
-        let edge_headers = compose::edge_headers(&live, "HIT", cors_origin.as_deref());
-        let mut reply = reply(
-            &hit,
-            now,
-            status,
-            part,
-            plain.head_only,
-            &edge_headers,
-            &ids.request_id,
-        );
         // The hit the front answers starts prefetches as the pipeline's would.
         super::prefetch::on_request(
             state,
@@ -773,7 +786,6 @@ fn reply(
         .meta
         .memo
         .get_or_init(|| compose::memo_of(&hit.meta.header));
-    let date = pingora_core::protocols::http::date::get_cached_date();
     let sent = if head_only { 0 } else { part.len() };
     let coalesce = sent <= COALESCE_MAX;
     let mut head = BytesMut::with_capacity(300 + memo.len() + if coalesce { sent } else { 0 });
@@ -796,20 +808,7 @@ fn reply(
             .as_bytes(),
         );
     }
-    head.extend_from_slice(b"Date: ");
-    head.extend_from_slice(date.as_bytes());
-    head.extend_from_slice(b"\r\nAge: ");
-    head.extend_from_slice(hit.age(now).to_string().as_bytes());
-    head.extend_from_slice(b"\r\n");
-    for (name, value) in edge_headers {
-        head.extend_from_slice(name.as_bytes());
-        head.extend_from_slice(b": ");
-        head.extend_from_slice(value.as_bytes());
-        head.extend_from_slice(b"\r\n");
-    }
-    head.extend_from_slice(b"x-request-id: ");
-    head.extend_from_slice(request_id.as_bytes());
-    head.extend_from_slice(b"\r\nConnection: keep-alive\r\n\r\n");
+    end_of_head(&mut head, hit, now, edge_headers, request_id);
     let body = if head_only {
         None
     } else if coalesce {
@@ -827,6 +826,31 @@ fn reply(
         log: None,
         cmcd: None,
     }
+}
+
+/// The rest of a hit's head after its framing: `Date`, `Age`, the edge's headers, the
+/// request id, and `Connection`.
+fn end_of_head(
+    head: &mut BytesMut,
+    hit: &crate::cache::FreshHit,
+    now: SystemTime,
+    edge_headers: &[(&'static str, String)],
+    request_id: &str,
+) {
+    head.extend_from_slice(b"Date: ");
+    head.extend_from_slice(pingora_core::protocols::http::date::get_cached_date().as_bytes());
+    head.extend_from_slice(b"\r\nAge: ");
+    head.extend_from_slice(hit.age(now).to_string().as_bytes());
+    head.extend_from_slice(b"\r\n");
+    for (name, value) in edge_headers {
+        head.extend_from_slice(name.as_bytes());
+        head.extend_from_slice(b": ");
+        head.extend_from_slice(value.as_bytes());
+        head.extend_from_slice(b"\r\n");
+    }
+    head.extend_from_slice(b"x-request-id: ");
+    head.extend_from_slice(request_id.as_bytes());
+    head.extend_from_slice(b"\r\nConnection: keep-alive\r\n\r\n");
 }
 
 /// Where a head in `buf` ends (just past the line end of its last field), if it does.
@@ -894,7 +918,7 @@ pub(crate) fn single_range(value: &str, len: usize) -> Option<std::ops::Range<us
 }
 
 /// Request headers whose handling needs the full pipeline.
-const PIPELINE_HEADERS: [&str; 10] = [
+pub(crate) const PIPELINE_HEADERS: [&str; 10] = [
     // RFC 9111 §3.5: the pipeline decides whether a stored response may answer it.
     "authorization",
     "content-length",

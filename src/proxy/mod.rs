@@ -7,6 +7,8 @@
 //!    phase carries the verdict out: a local answer, a purge, the control plane, or content.
 //!    A GET under a `[[cache.slices]]` prefix is answered here from slice subrequests
 //!    ([`slices`]), each of which runs these phases under its slice's key.
+//!    An HTTP/2 fresh memory hit is answered here too ([`hot`]), by the pipeline's own
+//!    header routines, without the cache machinery of step 2.
 //! 2. `request_cache_filter` / `cache_key_callback`: GET and HEAD are cached under the key the
 //!    gate computed; the cache lock coalesces a herd into one fetch; `cache_vary_filter`
 //!    picks the variant ([`vary`]). `cache_hit_filter`: a request with `Authorization` is
@@ -31,6 +33,7 @@ pub mod compose;
 pub mod fill_pace;
 pub mod front;
 pub mod gate;
+pub mod hot;
 pub mod playlist;
 pub mod prefetch;
 pub mod range;
@@ -106,8 +109,9 @@ pub struct RequestCtx {
     /// This request's hand-over of its fill ([`fill_pace`]): the delegate it prepared, or
     /// that it is the filler itself.
     fill: Fill,
-    /// The cache result of an answer assembled from slices ([`slices::serve`]).
-    slice_cache: Option<&'static str>,
+    /// The cache result of an answer the cache machinery did not make: assembled from slices
+    /// ([`slices::serve`]), or an HTTP/2 hot hit ([`hot`]).
+    answered_cache: Option<&'static str>,
     /// A media playlist being fetched under a `[[prefetch]]` prefix, recorded at its end.
     playlist: Option<prefetch::Capture>,
 }
@@ -387,6 +391,28 @@ impl EdgeProxy {
         }
     }
 
+    /// Write an HTTP/2 hot hit ([`hot`]) and account it as the front does.
+    async fn serve_hot(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestCtx,
+        hot: hot::Hot,
+    ) -> Result<()> {
+        // Counted before the write, so a client that has its answer sees it counted.
+        self.state.metrics.front_hits.inc();
+        ctx.local_status = Some(hot.header.status.as_u16());
+        ctx.answered_cache = Some("HIT");
+        ctx.ttfb = Some(ctx.start.elapsed());
+        let head_only = hot.body.is_none();
+        session
+            .write_response_header(Box::new(hot.header), head_only)
+            .await?;
+        if let Some(body) = hot.body {
+            session.write_response_body(Some(body), true).await?;
+        }
+        Ok(())
+    }
+
     /// For an HTTP/2 GET that may miss, the filler its fill would be handed to
     /// ([`fill_pace::delegate`]).
     async fn prepare_filler(&self, session: &Session, ctx: &mut RequestCtx) {
@@ -413,7 +439,7 @@ impl EdgeProxy {
     /// The cache result a client is told: a request that handed its fill over read it as a
     /// waiter, but it was the miss.
     fn cache_result(session: &Session, ctx: &RequestCtx) -> &'static str {
-        if let Some(c) = ctx.slice_cache {
+        if let Some(c) = ctx.answered_cache {
             c
         } else if ctx.handed_over() {
             "MISS"
@@ -534,55 +560,10 @@ impl EdgeProxy {
             return None;
         }
         let c = ctx.content.as_ref()?;
-        let g = c.token.as_ref()?;
-        let tc = ctx.live.config.tokens.as_ref()?;
-        const VALUE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
-            .remove(b'-')
-            .remove(b'.')
-            .remove(b'_')
-            .remove(b'~');
-        let encode = |v: &str| percent_encoding::utf8_percent_encode(v, VALUE).to_string();
-        let append = match g.placement {
-            tokens::Placement::Query => Some(format!("{}={}", tc.param, encode(&g.token))),
-            tokens::Placement::EdgeAuthQuery => tc
-                .edgeauth
-                .as_ref()
-                .map(|ea| format!("{}={}", ea.param, encode(&g.token))),
-            // The parameters as they came, already encoded.
-            tokens::Placement::CloudFrontQuery => Some(g.token.clone()),
-            tokens::Placement::Path
-            | tokens::Placement::Cookie
-            | tokens::Placement::CloudFrontCookie => None,
-        };
-        let codings = resp.headers.get_all(http::header::CONTENT_ENCODING);
-        let content_type = resp
-            .headers
-            .get(http::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok());
-        // An MPD is only filtered by `mh` (its URIs are not rewritten: DASH plays with path
-        // or cookie tokens, README "DASH").
-        let mpd = !crate::hls::is_playlist(content_type, &c.path)
-            && crate::dash::is_mpd(content_type, &c.path);
-        let rewriter = append
-            .filter(|_| !mpd)
-            .map(|a| crate::hls::PlaylistRewriter::new(a).with_own_host(c.host.clone()));
-        let max_height = g.claims.as_ref().and_then(|c| c.mh);
-        Some(
-            match crate::hls::encoding::Coding::from_header(codings.iter().map(|v| v.as_bytes())) {
-                Ok(coding) => PlaylistOut::rewrite(
-                    {
-                        let t = crate::hls::Transform::new(coding, rewriter, max_height);
-                        if mpd {
-                            t.mpd()
-                        } else {
-                            t
-                        }
-                    },
-                    &c.path,
-                ),
-                Err(e) => PlaylistOut::refused(&self.state.metrics, &e, &c.path),
-            },
-        )
+        Some(match playlist::transform(&ctx.live, c, resp)? {
+            Ok(t) => PlaylistOut::rewrite(t, &c.path),
+            Err(e) => PlaylistOut::refused(&self.state.metrics, &e, &c.path),
+        })
     }
 }
 
@@ -697,7 +678,7 @@ impl ProxyHttp for EdgeProxy {
             local_status: None,
             not_modified: None,
             fill: Fill::Own,
-            slice_cache: None,
+            answered_cache: None,
             playlist: None,
             ids: None,
             reason: None,
@@ -797,7 +778,16 @@ impl ProxyHttp for EdgeProxy {
                     ctx.content = Some(content);
                     let (status, cache) = slices::serve(self.state, session, ctx).await?;
                     ctx.local_status = Some(status);
-                    ctx.slice_cache = Some(cache);
+                    ctx.answered_cache = Some(cache);
+                    return Ok(true);
+                }
+                let request_id = ctx.ids.as_ref().map_or("", |i| i.request_id.as_str());
+                let cors = ctx.cors_origin.as_deref();
+                if let Some(hot) =
+                    hot::answer(self.state, &ctx.live, session, &content, cors, request_id)
+                {
+                    ctx.content = Some(content);
+                    self.serve_hot(session, ctx, hot).await?;
                     return Ok(true);
                 }
                 ctx.content = Some(content);

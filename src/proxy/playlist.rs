@@ -10,6 +10,9 @@
 //! and a last line without a newline are sent from there. The proxy's `response_filter` decides
 //! and hands the module a [`PlaylistOut`] ([`PlaylistModule::deliver`]); every other response
 //! passes through untouched.
+//!
+//! The HTTP/1 front answers a fresh memory hit of such a playlist itself, with the same
+//! [`transform`] run over the whole stored body and the same header edit ([`rewritten_header`]).
 
 use std::any::Any;
 
@@ -21,6 +24,10 @@ use pingora_http::ResponseHeader;
 
 use crate::hls::encoding::DecodeError;
 use crate::metrics::Metrics;
+use crate::state::Live;
+
+use super::gate::ContentRequest;
+use super::tokens;
 
 /// `x-edge-reason` (and body) of a playlist that cannot be rewritten for the viewer.
 pub const PLAYLIST_UNDECODABLE: &str = "playlist_undecodable";
@@ -62,15 +69,10 @@ impl PlaylistOut {
     pub fn edit_header(&self, resp: &mut ResponseHeader, version: http::Version) -> Result<()> {
         match &self.delivery {
             Delivery::Rewrite(_) => {
-                // The body changes length and goes out decoded (the cache keeps the origin's
-                // coding); and it now carries a viewer's token, so no shared cache downstream
-                // may keep it.
-                resp.remove_header(&http::header::CONTENT_LENGTH);
-                resp.remove_header(&http::header::CONTENT_ENCODING);
+                rewritten_header(resp)?;
                 if version == http::Version::HTTP_11 {
                     resp.insert_header(http::header::TRANSFER_ENCODING, "chunked")?;
                 }
-                resp.insert_header(http::header::CACHE_CONTROL, "private, no-store")?;
             }
             Delivery::Refused(body) => {
                 // With a query token the playlist must carry it; sending the origin's bytes
@@ -108,6 +110,87 @@ impl PlaylistOut {
             Delivery::Refused(body) => Ok(body.take().unwrap_or_default()),
         }
     }
+}
+
+/// The transformation of the playlist (or MPD) `resp` for the viewer of `content`: its URIs
+/// carrying the viewer's query token, its variants above the token's `mh` removed, decoded
+/// from its content coding; an error when that coding cannot be decoded. `None` without a
+/// token (or token settings). Whether a response needs one at all is
+/// [`super::rewrites_playlist`].
+pub fn transform(
+    live: &Live,
+    content: &ContentRequest,
+    resp: &ResponseHeader,
+) -> Option<std::result::Result<crate::hls::Transform, DecodeError>> {
+    let g = content.token.as_ref()?;
+    let tc = live.config.tokens.as_ref()?;
+    const VALUE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'_')
+        .remove(b'~');
+    let encode = |v: &str| percent_encoding::utf8_percent_encode(v, VALUE).to_string();
+    let append = match g.placement {
+        tokens::Placement::Query => Some(format!("{}={}", tc.param, encode(&g.token))),
+        tokens::Placement::EdgeAuthQuery => tc
+            .edgeauth
+            .as_ref()
+            .map(|ea| format!("{}={}", ea.param, encode(&g.token))),
+        // The parameters as they came, already encoded.
+        tokens::Placement::CloudFrontQuery => Some(g.token.clone()),
+        tokens::Placement::Path
+        | tokens::Placement::Cookie
+        | tokens::Placement::CloudFrontCookie => None,
+    };
+    let codings = resp.headers.get_all(http::header::CONTENT_ENCODING);
+    let content_type = resp
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    // An MPD is only filtered by `mh` (its URIs are not rewritten: DASH plays with path
+    // or cookie tokens, README "DASH").
+    let mpd = !crate::hls::is_playlist(content_type, &content.path)
+        && crate::dash::is_mpd(content_type, &content.path);
+    let rewriter = append
+        .filter(|_| !mpd)
+        .map(|a| crate::hls::PlaylistRewriter::new(a).with_own_host(content.host.clone()));
+    let max_height = g.claims.as_ref().and_then(|c| c.mh);
+    let coding = crate::hls::encoding::Coding::from_header(codings.iter().map(|v| v.as_bytes()));
+    Some(coding.map(|coding| {
+        let t = crate::hls::Transform::new(coding, rewriter, max_height);
+        if mpd {
+            t.mpd()
+        } else {
+            t
+        }
+    }))
+}
+
+/// The header edit of a rewritten playlist, but its framing (`Transfer-Encoding` on HTTP/1.1):
+/// the body changes length and goes out decoded (the cache keeps the origin's coding); and it
+/// now carries a viewer's token, so no shared cache downstream may keep it.
+pub fn rewritten_header(resp: &mut ResponseHeader) -> Result<()> {
+    resp.remove_header(&http::header::CONTENT_LENGTH);
+    resp.remove_header(&http::header::CONTENT_ENCODING);
+    resp.insert_header(http::header::CACHE_CONTROL, "private, no-store")?;
+    Ok(())
+}
+
+/// The whole rewritten body of a stored playlist, in one go (`None` when it cannot be
+/// decoded: the pipeline then refuses it, and counts that).
+pub fn rewrite_whole(mut t: crate::hls::Transform, body: &[u8]) -> Option<Bytes> {
+    let out = t.push(body).ok()?;
+    if t.is_finished() {
+        return Some(out);
+    }
+    let tail = t.finish().ok()?;
+    if out.is_empty() {
+        return Some(tail);
+    }
+    let mut all = Vec::with_capacity(out.len() + tail.len());
+    all.extend_from_slice(&out);
+    all.extend_from_slice(&tail);
+    Some(Bytes::from(all))
 }
 
 /// Count and log a playlist that cannot be rewritten for its viewer.

@@ -489,7 +489,8 @@ async fn tokens_are_checked_before_a_front_hit() {
         let r = c.response(false).await;
         assert_eq!((r.status, r.header("x-edge-reason")), (403, Some(reason)));
     }
-    // A playlist with a query token: the pipeline rewrites it, on hits too.
+    // A playlist with a query token is rewritten for it: by the pipeline on the miss, by the
+    // front (with the pipeline's transform) on the hit.
     for expect in ["MISS", "HIT"] {
         c.send(&get(&format!("/v/a/index.m3u8?token={good}"), ""))
             .await;
@@ -500,8 +501,8 @@ async fn tokens_are_checked_before_a_front_hit() {
     }
     assert_eq!(
         front_hits(&edge).await,
-        3.0,
-        "refusals and rewritten playlists are not front hits"
+        4.0,
+        "refusals are not front hits; the rewritten playlist's hit is"
     );
     assert_eq!(
         edge.metric(r#"edge_token_rejections_total{reason="acl_mismatch"}"#)

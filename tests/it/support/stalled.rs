@@ -38,12 +38,18 @@ pub struct TlsEdge {
 impl TlsEdge {
     /// `cache_extra`: lines added to `[cache]`.
     pub async fn start(origin_cfg: &str, cache_extra: &str) -> TlsEdge {
+        TlsEdge::start_full(origin_cfg, "", cache_extra).await
+    }
+
+    /// As [`TlsEdge::start`], with `server_extra` lines added to `[server]`.
+    pub async fn start_full(origin_cfg: &str, server_extra: &str, cache_extra: &str) -> TlsEdge {
         let ca_dir = tempfile::tempdir().unwrap();
         edge::tls::certs::generate_dev(ca_dir.path(), &[HOST.into()]).unwrap();
         let https: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
         let d = ca_dir.path().display();
         let cfg = format!("[tls]\ncerts = [{{ cert = \"{d}/edge.pem\", key = \"{d}/edge-key.pem\" }}]\n{origin_cfg}");
-        let edge = Edge::start_full(&cfg, &format!("https = \"{https}\"\n"), cache_extra).await;
+        let server = format!("https = \"{https}\"\n{server_extra}");
+        let edge = Edge::start_full(&cfg, &server, cache_extra).await;
         TlsEdge {
             edge,
             https,
