@@ -326,34 +326,12 @@ impl Front {
         } = admitted;
         let now = SystemTime::now();
         let headers = Headers::H1(req.headers);
-        let hit =
-            state
-                .cache
-                .fresh_memory_hit(&content.key, &content.host, &content.path, now, |h| {
-                    super::vary::variance(h, headers)
-                })?;
+        let fast = super::fast_hit::find(state, &content, headers, now)?;
+        let hit = fast.hit;
         let header = &hit.meta.header;
         let len = hit.body.len();
-        let length_matches = header
-            .headers
-            .get(http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<usize>().ok())
-            == Some(len);
-        if header.status != http::StatusCode::OK || !length_matches {
-            return None;
-        }
-        let content_type = header
-            .headers
-            .get(http::header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok());
         let edge_headers = compose::edge_headers(&live, "HIT", cors_origin.as_deref());
-        let mut reply = if super::rewrites_playlist(
-            content.token.as_ref(),
-            http::StatusCode::OK,
-            content_type,
-            &content.path,
-        ) {
+        let mut reply = if fast.rewrites {
             // Sent whole (the pipeline ignores `Range` on it too), rewritten for its viewer.
             let transform = super::playlist::transform(&live, &content, header)?.ok()?;
             let body = super::playlist::rewrite_whole(transform, &hit.body)?;

@@ -56,36 +56,13 @@ pub fn answer(
     {
         return None;
     }
-    let headers = gate::Headers::Map(&req.headers);
     let now = std::time::SystemTime::now();
-    let hit =
-        state
-            .cache
-            .fresh_memory_hit(&content.key, &content.host, &content.path, now, |h| {
-                super::vary::variance(h, headers)
-            })?;
+    let fast = super::fast_hit::find(state, content, gate::Headers::Map(&req.headers), now)?;
+    let hit = fast.hit;
     let stored = &hit.meta.header;
     let len = hit.body.len();
-    let length_matches = stored
-        .headers
-        .get(http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<usize>().ok())
-        == Some(len);
-    if stored.status != http::StatusCode::OK || !length_matches {
-        return None;
-    }
-    let content_type = stored
-        .headers
-        .get(http::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok());
     let mut header = stored.clone();
-    let body = if super::rewrites_playlist(
-        content.token.as_ref(),
-        http::StatusCode::OK,
-        content_type,
-        &content.path,
-    ) {
+    let body = if fast.rewrites {
         // Sent whole (the pipeline ignores `Range` on it too), rewritten for its viewer.
         let transform = super::playlist::transform(live, content, stored)?.ok()?;
         let body = super::playlist::rewrite_whole(transform, &hit.body)?;

@@ -30,6 +30,7 @@
 //! 6. `logging`: one [`record::RequestRecord`] for the metrics and the access log.
 
 pub mod compose;
+pub mod fast_hit;
 pub mod fill_pace;
 pub mod front;
 pub mod gate;
