@@ -367,6 +367,18 @@ impl PgStore {
     }
 }
 
+/// A read-only transaction on one snapshot (repeatable read): a count and the page it
+/// counts read the same rows.
+async fn snapshot(
+    c: &mut deadpool_postgres::Object,
+) -> Result<deadpool_postgres::Transaction<'_>, tokio_postgres::Error> {
+    c.build_transaction()
+        .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await
+}
+
 #[async_trait]
 impl Store for PgStore {
     async fn create_user(
@@ -656,13 +668,7 @@ impl Store for PgStore {
 
     async fn list_titles(&self, offset: u64, limit: u64) -> Result<Page<Title>, StoreError> {
         let mut c = self.pool.get().await?;
-        // One snapshot for the count and the page.
-        let tx = c
-            .build_transaction()
-            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-            .read_only(true)
-            .start()
-            .await?;
+        let tx = snapshot(&mut c).await?;
         let st = tx.prepare_cached("SELECT COUNT(*) FROM titles").await?;
         let total: i64 = tx.query_one(&st, &[]).await?.try_get(0)?;
         let st = tx
@@ -692,12 +698,7 @@ impl Store for PgStore {
             });
         };
         let mut c = self.pool.get().await?;
-        let tx = c
-            .build_transaction()
-            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-            .read_only(true)
-            .start()
-            .await?;
+        let tx = snapshot(&mut c).await?;
         let st = tx
             .prepare_cached(
                 "SELECT COUNT(*) FROM titles WHERE search @@ to_tsquery('simple'::regconfig, $1)",
@@ -766,12 +767,7 @@ impl Store for PgStore {
         limit: u64,
     ) -> Result<Page<ContinueItem>, StoreError> {
         let mut c = self.pool.get().await?;
-        let tx = c
-            .build_transaction()
-            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-            .read_only(true)
-            .start()
-            .await?;
+        let tx = snapshot(&mut c).await?;
         let st = tx
             .prepare_cached("SELECT COUNT(*) FROM progress WHERE profile_id = $1")
             .await?;
@@ -875,13 +871,7 @@ impl Store for PgStore {
         limit: u64,
     ) -> Result<Page<WatchlistEntry>, StoreError> {
         let mut c = self.pool.get().await?;
-        // One snapshot for the count and the page.
-        let tx = c
-            .build_transaction()
-            .isolation_level(tokio_postgres::IsolationLevel::RepeatableRead)
-            .read_only(true)
-            .start()
-            .await?;
+        let tx = snapshot(&mut c).await?;
         let st = tx
             .prepare_cached("SELECT COUNT(*) FROM watchlist WHERE profile_id = $1")
             .await?;
