@@ -301,6 +301,28 @@ fn now_unix() -> i64 {
 }
 
 impl PgStore {
+    /// One page of a profile's rows (`page`: `$1` the profile, `$2` limit, `$3` offset) and
+    /// their count (`count`: `$1` the profile), read on one snapshot.
+    async fn profile_page(
+        &self,
+        count: &str,
+        page: &str,
+        profile_id: i64,
+        offset: u64,
+        limit: u64,
+    ) -> Result<(i64, Vec<Row>), StoreError> {
+        let mut c = self.pool.get().await?;
+        let tx = snapshot(&mut c).await?;
+        let st = tx.prepare_cached(count).await?;
+        let total: i64 = tx.query_one(&st, &[&profile_id]).await?.try_get(0)?;
+        let st = tx.prepare_cached(page).await?;
+        let rows = tx
+            .query(&st, &[&profile_id, &to_i64(limit), &to_i64(offset)])
+            .await?;
+        tx.commit().await?;
+        Ok((total, rows))
+    }
+
     /// Connects to `url` (a `postgres://` URL or libpq key=value string), migrates the
     /// database and indexes titles that have no search column yet.
     pub async fn open(url: &str) -> Result<PgStore, StoreError> {
@@ -766,25 +788,19 @@ impl Store for PgStore {
         offset: u64,
         limit: u64,
     ) -> Result<Page<ContinueItem>, StoreError> {
-        let mut c = self.pool.get().await?;
-        let tx = snapshot(&mut c).await?;
-        let st = tx
-            .prepare_cached("SELECT COUNT(*) FROM progress WHERE profile_id = $1")
-            .await?;
-        let total: i64 = tx.query_one(&st, &[&profile_id]).await?.try_get(0)?;
-        let st = tx
-            .prepare_cached(
+        let (total, rows) = self
+            .profile_page(
+                "SELECT COUNT(*) FROM progress WHERE profile_id = $1",
                 "SELECT p.title_id, t.name, t.duration_seconds, p.position_seconds, p.updated_at
                  FROM progress p JOIN titles t ON t.id = p.title_id
                  WHERE p.profile_id = $1
                  ORDER BY p.seq DESC
                  LIMIT $2 OFFSET $3",
+                profile_id,
+                offset,
+                limit,
             )
             .await?;
-        let rows = tx
-            .query(&st, &[&profile_id, &to_i64(limit), &to_i64(offset)])
-            .await?;
-        tx.commit().await?;
         let items = rows
             .iter()
             .map(|r| {
@@ -870,24 +886,20 @@ impl Store for PgStore {
         offset: u64,
         limit: u64,
     ) -> Result<Page<WatchlistEntry>, StoreError> {
-        let mut c = self.pool.get().await?;
-        let tx = snapshot(&mut c).await?;
-        let st = tx
-            .prepare_cached("SELECT COUNT(*) FROM watchlist WHERE profile_id = $1")
+        let (total, rows) = self
+            .profile_page(
+                "SELECT COUNT(*) FROM watchlist WHERE profile_id = $1",
+                &format!(
+                    "SELECT {TITLE_COLS}, w.added_at FROM watchlist w JOIN titles t ON t.id = w.title_id
+                     WHERE w.profile_id = $1
+                     ORDER BY w.seq DESC
+                     LIMIT $2 OFFSET $3"
+                ),
+                profile_id,
+                offset,
+                limit,
+            )
             .await?;
-        let total: i64 = tx.query_one(&st, &[&profile_id]).await?.try_get(0)?;
-        let st = tx
-            .prepare_cached(&format!(
-                "SELECT {TITLE_COLS}, w.added_at FROM watchlist w JOIN titles t ON t.id = w.title_id
-                 WHERE w.profile_id = $1
-                 ORDER BY w.seq DESC
-                 LIMIT $2 OFFSET $3"
-            ))
-            .await?;
-        let rows = tx
-            .query(&st, &[&profile_id, &to_i64(limit), &to_i64(offset)])
-            .await?;
-        tx.commit().await?;
         let items = rows
             .iter()
             .map(|r| {
