@@ -166,7 +166,17 @@ pub fn decide(
         return RespCacheable::Uncacheable(NoCacheReason::OriginNotCache);
     }
     let explicit = freshness::explicit_lifetime(&governing, &resp.headers, now);
-    let age = freshness::corrected_initial_age(&resp.headers, now, ex.response_delay);
+    // The wait before a blocking reload's answer is the origin holding it until the part
+    // exists (RFC 8216bis §6.2.5.2): the playlist is made when it is sent, so that wait is
+    // no age. Counted, a 1 s hold would make the answer a second old on arrival, which
+    // hls.js's "CDN tune-in" reads from `Age` as a second behind live and asks for a part a
+    // second ahead — a request held that long times out in hls.js (after 3 part targets).
+    let delay = if ex.blocking {
+        Duration::ZERO
+    } else {
+        ex.response_delay
+    };
+    let age = freshness::corrected_initial_age(&resp.headers, now, delay);
     let rule = policy.rule_for(path);
     let mut refine = None;
     // An operator's override is this edge's lifetime from arrival; the origin's lifetime
@@ -799,6 +809,27 @@ mod tests {
             Duration::from_secs(5)
         );
         assert!(meta(&resp(503, &[]), blocking).is_none());
+        // The origin's hold before a blocking answer is no age; another request's wait is.
+        let six = resp(200, &[("cache-control", "max-age=6")]);
+        let held = |blocking| Exchange {
+            blocking,
+            response_delay: Duration::from_secs(2),
+            ..Exchange::at(SystemTime::now())
+        };
+        let left = |ex: Exchange| {
+            let m = meta(&six, ex).unwrap();
+            m.fresh_until().duration_since(ex.now).unwrap()
+        };
+        assert_eq!(
+            left(held(true)),
+            Duration::from_secs(6),
+            "held 2 s, still 6 s"
+        );
+        assert_eq!(
+            left(held(false)),
+            Duration::from_secs(4),
+            "took 2 s: 4 s left"
+        );
     }
 
     #[test]

@@ -154,6 +154,11 @@ async function lightClient(signed, until, st) {
     text = await r.text();
     if (r.status !== 200) { st.errors.push(`blocking reload ${next}: ${r.status}`); await sleep(200); continue; }
     st.steps++;
+    // A blocking answer is made when its part is: `Age` 1 or more on it would tell a player
+    // (hls.js's CDN tune-in) it is a second behind live.
+    if (Number(r.headers.get('age') || 0) >= 1) st.aged = (st.aged || 0) + 1;
+    st.ages = st.ages || {};
+    st.ages[r.headers.get('age')] = (st.ages[r.headers.get('age')] || 0) + 1;
     // How long after the part was complete its playlist arrived.
     st.delays.push(Date.now() - origin.completeAt(next[0], Math.min(next[1], PARTS - 1)));
   }
@@ -219,12 +224,13 @@ try {
     args: ['--no-sandbox', '--disable-gpu', '--autoplay-policy=no-user-gesture-required',
       '--proxy-server=http://127.0.0.1:9', '--proxy-bypass-list=localhost;127.0.0.1;127.*'],
   });
+  const t0 = Date.now();
   const players = [['edge-a', edges.a.signed], ['edge-b', edges.b.signed], ['origin', `${origin.urls.direct}/ll/p.m3u8`]];
   const runs = await Promise.all(players.map(async ([name, url]) => {
     const page = await browser.newPage();
     const failed = [];
     page.on('response', (rs) => { if (rs.status() >= 400) failed.push(`${rs.status()} ${rs.url()}`); });
-    page.on('requestfailed', (rq) => failed.push(`failed ${rq.url()}`));
+    page.on('requestfailed', (rq) => failed.push(`failed (${rq.failure()?.errorText}, ${((Date.now() - t0) / 1000).toFixed(2)} s into the run) ${rq.url()}`));
     await page.goto(pageUrl, { waitUntil: 'load' });
     await page.evaluate(([u, b]) => window.edgePlay(u, { live: true, lowLatency: true, startBuffer: b }), [url, START_BUFFER]);
     return { name, url, page, failed };
@@ -270,6 +276,13 @@ try {
     if (live.stalls || live.bufferStalls) reasons.push(`${r.name}: ${live.stalls} stall(s), ${live.bufferStalls} buffer stall error(s)`);
     if (out.fatal.length) reasons.push(`${r.name}: fatal hls.js error`);
     if (r.failed.length) reasons.push(`${r.name}: ${r.failed.length} failed request(s)`);
+    // What the edge's access log says of a playlist request that failed or timed out.
+    const edge = { 'edge-a': edges.a, 'edge-b': edges.b }[r.name];
+    const late = [...r.failed, ...out.errorList].map((f) => /_HLS_msn=\d+&_HLS_part=\d+/.exec(f)).filter(Boolean);
+    if (edge && late.length && fs.existsSync(edge.access)) {
+      const lines = fs.readFileSync(edge.access, 'utf8').split('\n');
+      for (const m of late.slice(0, 2)) say(`${r.name}'s access log for ${m[0]}:\n${lines.filter((l) => l.includes(m[0])).slice(0, 20).join('\n')}`);
+    }
     if (!out.wallLatency) reasons.push(`${r.name}: no latency sample`);
   }
   const o = results.origin.wallLatency;
@@ -288,8 +301,12 @@ try {
   const spread = sorted.length ? sorted[sorted.length >> 1] : null;
   if (spread === null || spread > PARTS) reasons.push(`the light clients' newest parts were a median ${spread} parts apart, want <= ${PARTS}`);
   for (const c of clients) if (c.errors.length) reasons.push(`a light client on edge ${c.edge}: ${c.errors.slice(0, 3).join('; ')}`);
+  // Blocking answers with `Age` >= 1 (a player that asked late may get a cached one; not many).
+  const aged = clients.reduce((a, c) => a + (c.aged || 0), 0);
+  const stepsTotal = clients.reduce((a, c) => a + c.steps, 0);
+  if (aged > stepsTotal / 100) reasons.push(`${aged} of ${stepsTotal} blocking answers carried Age >= 1, want <= 1 %`);
   const lightSummary = {
-    clients: clients.length, parts: clients.reduce((a, c) => a + c.parts, 0), steps: clients.reduce((a, c) => a + c.steps, 0),
+    clients: clients.length, parts: clients.reduce((a, c) => a + c.parts, 0), steps: stepsTotal, agedAnswers: aged, ages: clients.reduce((a, c) => { for (const [k, v] of Object.entries(c.ages || {})) a[k] = (a[k] || 0) + v; return a; }, {}),
     newestSpreadParts: { median: spread, max: sorted[sorted.length - 1] }, hlsjsApartS: apart && +apart.toFixed(2),
   };
   console.log(JSON.stringify({ light: lightSummary }));
