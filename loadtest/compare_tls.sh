@@ -21,12 +21,14 @@
 # NGINX_WORKERS=2, PIN=1, LOAD_CPUS=0, PROXY_CPUS=1, ORIGIN_CPUS=0, PORT_BASE=18180,
 # EDGE_BIN (default: a private copy of target/release/edge), RESULTS (default
 # loadtest/results.md: the section is appended), PERF=1 (profile the edge during one more
-# h2 1 KiB run: loadtest/perf-edge-h2-hot_playlist.txt), MEM_CONNS=500 (0: skip), KEEP_TMP=1.
+# h2 1 KiB run: loadtest/perf-edge-h2-hot_playlist.txt), MEM_CONNS=500 (0: skip), KEEP_TMP=1,
+# SYSCALLS=1 (count each server's system calls per request with perf's tracepoints; logged,
+# and appended to the report).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(dirname "$HERE")
-COMMAND="$(for v in MEM_CONNS RUNS DURATION CELLS H2_CONNS H2_STREAMS H1_CONNS SEG_STREAMS EDGE_THREADS EDGE_FAST_HITS NGINX_WORKERS PIN LOAD_CPUS PROXY_CPUS ORIGIN_CPUS PORT_BASE EDGE_BIN RESULTS PERF; do [ -n "${!v:-}" ] && printf '%s=%q ' "$v" "${!v}"; done; true)bash loadtest/compare_tls.sh"
+COMMAND="$(for v in SYSCALLS MEM_CONNS RUNS DURATION CELLS H2_CONNS H2_STREAMS H1_CONNS SEG_STREAMS EDGE_THREADS EDGE_FAST_HITS NGINX_WORKERS PIN LOAD_CPUS PROXY_CPUS ORIGIN_CPUS PORT_BASE EDGE_BIN RESULTS PERF; do [ -n "${!v:-}" ] && printf '%s=%q ' "$v" "${!v}"; done; true)bash loadtest/compare_tls.sh"
 T0=$(date +%s)
 
 RUNS=${RUNS:-3}
@@ -60,7 +62,7 @@ command -v h2load >/dev/null || { log "installing h2load (nghttp2-client)"; apt_
 command -v nginx >/dev/null || { log "installing nginx"; apt_install nginx; }
 command -v curl >/dev/null || apt_install curl
 command -v taskset >/dev/null || apt_install util-linux
-if [ "${PERF:-0}" = 1 ] && ! command -v perf >/dev/null; then apt_install linux-perf; fi
+if { [ "${PERF:-0}" = 1 ] || [ "${SYSCALLS:-0}" = 1 ]; } && ! command -v perf >/dev/null; then apt_install linux-perf; fi
 
 TMP=$(mktemp -d /tmp/edge-tls.XXXXXX)
 EDGE_PID=""
@@ -241,6 +243,13 @@ run_cell() { # run_cell ROUND SERVER PID CELL
   local xc; xc=$(curl -sk -o /dev/null -D - "$u" | tr -d '\r' | awk -F': ' 'tolower($1)=="x-cache"{print $2}')
   case $server:$xc in base:*|*:HIT*) ;; *) log "warning: $server $cell: warm-up answered X-Cache: ${xc:-none}" ;; esac
   out=$TMP/$round-$server-${cell//:/-}.txt
+  local stat_pid=""
+  if [ "${SYSCALLS:-0}" = 1 ]; then
+    # System calls of the server's whole process tree during the cell (perf's tracepoints).
+    perf stat -x, -e "$SYSCALL_EVENTS" -p "$(proc_tree "$pid" | paste -sd,)" -o "$out.syscalls" \
+      -- sleep "$DURATION" >/dev/null 2>&1 &
+    stat_pid=$!
+  fi
   c0=$(tree_ticks "$pid"); b0=$(busy_ticks); w0=$(date +%s%N)
   load "$proto" "$obj" "$u" "$out"
   c1=$(tree_ticks "$pid"); b1=$(busy_ticks); w1=$(date +%s%N)
@@ -254,7 +263,15 @@ run_cell() { # run_cell ROUND SERVER PID CELL
   printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$server" "$cell" "$done_" "${rps:-0}" \
     "$failed" "${non2xx:-0}" $((c1 - c0)) $((b1 - b0)) $(((w1 - w0) / 1000000)) "$rss" >>"$ROWS"
   log "round $round $server $cell: $done_ ok, ${rps:-0} req/s, $(awk -v t=$((c1 - c0)) -v hz="$CLK_TCK" 'BEGIN{printf "%.2f", t/hz}') CPU s, failed $failed, non-2xx ${non2xx:-0}"
+  if [ -n "$stat_pid" ]; then
+    wait "$stat_pid" 2>/dev/null || true
+    # Per request (h2load's count over perf's window of the same length: roughly).
+    awk -F, -v n="${done_:-0}" -v who="$server $cell" '
+      $3 ~ /^syscalls:sys_enter_/ { sub("syscalls:sys_enter_", "", $3); if ($1 + 0 > 0 && n > 0) line = line sprintf(" %s %.2f", $3, $1 / n) }
+      END { print "syscalls per request, " who ":" line }' "$out.syscalls" | tee -a "$TMP/syscalls.txt" >&2
+  fi
 }
+SYSCALL_EVENTS=syscalls:sys_enter_sendto,syscalls:sys_enter_sendmsg,syscalls:sys_enter_write,syscalls:sys_enter_writev,syscalls:sys_enter_recvfrom,syscalls:sys_enter_read,syscalls:sys_enter_readv,syscalls:sys_enter_epoll_wait,syscalls:sys_enter_futex
 
 # Memory per open connection: MEM_CONNS idle keep-alive HTTP/1.1-over-TLS connections, each
 # having fetched the hot playlist once, held open while the server's RSS is read; the
@@ -433,6 +450,12 @@ for c in cells:
         print(f"| {label(c)} | {statistics.median(w):.0f} | {statistics.median(wo):.0f} | "
               f"{', '.join(f'{x:.2f}' for x in ratios)} | **{statistics.median(ratios):.2f}** |")
 PY
+  if [ -s "$TMP/syscalls.txt" ]; then
+    echo
+    echo "System calls per request (SYSCALLS=1; perf stat on each server's process tree):"
+    echo
+    sed 's/^/    /' "$TMP/syscalls.txt"
+  fi
   echo
   echo "\"machine busy CPU s\" is the whole machine's busy time over the run (h2load, origin and anything else included): it cannot exceed 2 x the wall time on 2 cores; near that bound, other work competed with the servers and the ratios are rougher."
 } >"$TMP/section.md"

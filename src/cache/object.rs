@@ -49,6 +49,9 @@ pub struct DecodedMeta {
     /// The same for an answer whose body a delivery path rewrites (a playlist carrying a
     /// viewer's token); opaque to the cache.
     pub rewrite_memo: OnceLock<Bytes>,
+    /// What a delivery path made of the body once for every answer (a playlist's rewrite
+    /// plan, [`crate::proxy::playlist::rewrite_hit`]); opaque to the cache.
+    pub body_memo: OnceLock<std::sync::Arc<dyn std::any::Any + Send + Sync>>,
 }
 
 impl StoredObject {
@@ -90,6 +93,7 @@ impl StoredObject {
             variance: meta.variance(),
             memo: OnceLock::new(),
             rewrite_memo: OnceLock::new(),
+            body_memo: OnceLock::new(),
         }));
         Ok(meta)
     }

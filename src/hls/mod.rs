@@ -13,12 +13,15 @@
 //! - [`delivery`]: the Low-Latency HLS delivery directives (`_HLS_msn`, `_HLS_part`,
 //!   `_HLS_skip`) a player adds to a playlist request; [`parts`]: the partial segments a live
 //!   LL-HLS playlist lists (the edge keeps them briefly).
+//! - [`TokenPlan`]: a stored playlist's rewrite for a query token made once and cut where the
+//!   token goes, so a viewer's copy is a concatenation (the fast paths' hits).
 
 mod attr;
 pub mod delivery;
 pub mod encoding;
 mod filter;
 pub mod parts;
+mod plan;
 mod rewrite;
 mod transform;
 
@@ -26,6 +29,7 @@ mod transform;
 mod tests;
 
 pub use filter::filter_variants;
+pub use plan::TokenPlan;
 pub use rewrite::{PlaylistRewriter, MAX_LINE, URI_TAGS};
 pub use transform::Transform;
 

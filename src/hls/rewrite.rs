@@ -365,7 +365,7 @@ fn strip_default_port(authority: &[u8]) -> &[u8] {
 }
 
 /// Percent-encodes bytes that must not appear raw in a playlist URI.
-fn sanitize(s: &[u8]) -> Vec<u8> {
+pub(super) fn sanitize(s: &[u8]) -> Vec<u8> {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
     let mut out = Vec::with_capacity(s.len());
     for &c in s {

@@ -328,13 +328,11 @@ impl Front {
         let headers = Headers::H1(req.headers);
         let fast = super::fast_hit::find(state, &content, headers, now)?;
         let hit = fast.hit;
-        let header = &hit.meta.header;
         let len = hit.body.len();
         let edge_headers = compose::edge_headers(&live, "HIT", cors_origin.as_deref());
         let mut reply = if fast.rewrites {
             // Sent whole (the pipeline ignores `Range` on it too), rewritten for its viewer.
-            let transform = super::playlist::transform(&live, &content, header)?.ok()?;
-            let body = super::playlist::rewrite_whole(transform, &hit.body)?;
+            let body = super::playlist::rewrite_hit(&live, &content, &hit)?;
             rewrite::reply(
                 &hit,
                 now,

@@ -64,8 +64,7 @@ pub fn answer(
     let mut header = stored.clone();
     let body = if fast.rewrites {
         // Sent whole (the pipeline ignores `Range` on it too), rewritten for its viewer.
-        let transform = super::playlist::transform(live, content, stored)?.ok()?;
-        let body = super::playlist::rewrite_whole(transform, &hit.body)?;
+        let body = super::playlist::rewrite_hit(live, content, &hit)?;
         super::playlist::rewritten_header(&mut header).ok()?;
         body
     } else {

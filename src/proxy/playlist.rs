@@ -124,23 +124,10 @@ pub fn transform(
 ) -> Option<std::result::Result<crate::hls::Transform, DecodeError>> {
     let g = content.token.as_ref()?;
     let tc = live.config.tokens.as_ref()?;
-    const VALUE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
-        .remove(b'-')
-        .remove(b'.')
-        .remove(b'_')
-        .remove(b'~');
-    let encode = |v: &str| percent_encoding::utf8_percent_encode(v, VALUE).to_string();
     let append = match g.placement {
-        tokens::Placement::Query => Some(format!("{}={}", tc.param, encode(&g.token))),
-        tokens::Placement::EdgeAuthQuery => tc
-            .edgeauth
-            .as_ref()
-            .map(|ea| format!("{}={}", ea.param, encode(&g.token))),
         // The parameters as they came, already encoded.
         tokens::Placement::CloudFrontQuery => Some(g.token.clone()),
-        tokens::Placement::Path
-        | tokens::Placement::Cookie
-        | tokens::Placement::CloudFrontCookie => None,
+        _ => query_param(g, tc).map(|(name, value)| format!("{name}={value}")),
     };
     let codings = resp.headers.get_all(http::header::CONTENT_ENCODING);
     let content_type = resp
@@ -166,6 +153,85 @@ pub fn transform(
     }))
 }
 
+/// The query parameter (name, percent-encoded value) a playlist's URIs get for a viewer whose
+/// token came as one query parameter; `None` for the other placements (a CloudFront query is
+/// several parameters; path and cookie tokens reach the segments by themselves).
+fn query_param<'a>(
+    g: &tokens::Granted,
+    tc: &'a crate::config::tokens::TokensConfig,
+) -> Option<(&'a str, String)> {
+    const VALUE: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+        .remove(b'-')
+        .remove(b'.')
+        .remove(b'_')
+        .remove(b'~');
+    let encode = |v: &str| percent_encoding::utf8_percent_encode(v, VALUE).to_string();
+    match g.placement {
+        tokens::Placement::Query => Some((tc.param.as_str(), encode(&g.token))),
+        tokens::Placement::EdgeAuthQuery => tc
+            .edgeauth
+            .as_ref()
+            .map(|ea| (ea.param.as_str(), encode(&g.token))),
+        tokens::Placement::CloudFrontQuery
+        | tokens::Placement::Path
+        | tokens::Placement::Cookie
+        | tokens::Placement::CloudFrontCookie => None,
+    }
+}
+
+/// The body of a fresh memory hit of a playlist for the viewer of `content`, as the
+/// pipeline would send it (the fast paths' answer; `None` when it cannot be decoded, which
+/// the pipeline then refuses and counts).
+///
+/// The common case — an identity playlist, one query token, no `mh` filter — comes from the
+/// object's [`TokenPlan`](crate::hls::TokenPlan), made at its first such hit and kept with it:
+/// one copy of the body per viewer instead of a rewrite. Everything else is [`transform`]ed.
+pub fn rewrite_hit(
+    live: &Live,
+    content: &ContentRequest,
+    hit: &crate::cache::FreshHit,
+) -> Option<Bytes> {
+    if let Some(body) = planned(live, content, hit) {
+        return Some(body);
+    }
+    let t = transform(live, content, &hit.meta.header)?.ok()?;
+    rewrite_whole(t, &hit.body)
+}
+
+/// [`rewrite_hit`] from the object's plan, when it applies.
+fn planned(live: &Live, content: &ContentRequest, hit: &crate::cache::FreshHit) -> Option<Bytes> {
+    let g = content.token.as_ref()?;
+    if g.claims.as_ref().is_some_and(|c| c.mh.is_some()) {
+        return None;
+    }
+    let tc = live.config.tokens.as_ref()?;
+    let (name, value) = query_param(g, tc)?;
+    let header = &hit.meta.header;
+    let content_type = header
+        .headers
+        .get(http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    if !crate::hls::is_playlist(content_type, &content.path) {
+        return None;
+    }
+    let codings = header.headers.get_all(http::header::CONTENT_ENCODING);
+    let coding = crate::hls::encoding::Coding::from_header(codings.iter().map(|v| v.as_bytes()));
+    if !matches!(coding, Ok(crate::hls::encoding::Coding::Identity)) {
+        return None;
+    }
+    let memo = hit.meta.body_memo.get_or_init(|| {
+        let plan = crate::hls::TokenPlan::new(&hit.body, name, &content.host);
+        std::sync::Arc::new(plan)
+    });
+    let plan = memo
+        .downcast_ref::<Option<crate::hls::TokenPlan>>()?
+        .as_ref()?;
+    if !plan.fits(name, &content.host) {
+        return None;
+    }
+    plan.apply(&value)
+}
+
 /// The header edit of a rewritten playlist, but its framing (`Transfer-Encoding` on HTTP/1.1):
 /// the body changes length and goes out decoded (the cache keeps the origin's coding); and it
 /// now carries a viewer's token, so no shared cache downstream may keep it.
@@ -178,7 +244,7 @@ pub fn rewritten_header(resp: &mut ResponseHeader) -> Result<()> {
 
 /// The whole rewritten body of a stored playlist, in one go (`None` when it cannot be
 /// decoded: the pipeline then refuses it, and counts that).
-pub fn rewrite_whole(mut t: crate::hls::Transform, body: &[u8]) -> Option<Bytes> {
+fn rewrite_whole(mut t: crate::hls::Transform, body: &[u8]) -> Option<Bytes> {
     let out = t.push(body).ok()?;
     if t.is_finished() {
         return Some(out);
