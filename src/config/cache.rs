@@ -127,7 +127,7 @@ impl CacheConfig {
             ));
         }
         let block = block_size_for(max_object) as u64;
-        if disk > 0 && disk < 4 * block {
+        if disk < 4 * block {
             return Err(ConfigError::new(
                 "cache.disk",
                 format!(

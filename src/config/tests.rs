@@ -245,6 +245,8 @@ fn bad_configs_name_the_key_and_reason() {
         ("[cache]\nmemory = \"lots\"\n", "cache.memory", "invalid size \"lots\""),
         ("[cache]\nmemory = \"1 KiB\"\n", "cache.memory", "at least 1 MiB"),
         ("[cache]\nmax_object = \"0\"\n", "cache.max_object", "greater than 0"),
+        // No memory-only mode: foyer's block engine divides by the tier's block count.
+        ("[cache]\ndisk = \"0 MiB\"\n", "cache.disk", "at least 4 blocks"),
         ("[cache]\ndisk = \"8 MiB\"\n", "cache.disk", "too small for cache.max_object"),
         ("[cache]\ndir = \"\"\n", "cache.dir", "must not be empty"),
         ("[cache]\nttl = \"1h\"\n", "cache.ttl", "unknown field `ttl`"),
