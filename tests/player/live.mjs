@@ -18,47 +18,22 @@
 //      LIVE_FMP4=1 (CMAF segments instead of MPEG-TS).
 import http from 'node:http';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
-import net from 'node:net';
-import { spawn, execFileSync } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
+import { Harness, sleep, startEdge, startBrowser, openPlayer, stat } from './harness.mjs';
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-const root = path.resolve(here, '../..');
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const EDGE_BIN = process.env.EDGE_BIN;
 const SECONDS = Number(process.env.LIVE_SECONDS || 60);
 const FMP4 = process.env.LIVE_FMP4 === '1';
 if (!EDGE_BIN) { console.error('live: EDGE_BIN is required'); process.exit(2); }
 
-const say = (m) => console.error(`live: ${m}`);
-const sleep = (ms) => new Promise((ok) => setTimeout(ok, ms));
-const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'edge-live-'));
+const h = new Harness('live');
+const say = (m) => h.say(m);
+const tmp = h.tmp;
 const media = path.join(tmp, 'media', 'live');
 fs.mkdirSync(media, { recursive: true });
-const children = [];
-let browser;
-async function cleanup() {
-  if (browser) await browser.close().catch(() => {});
-  for (const c of children) { try { c.kill('SIGTERM'); } catch {} }
-  await sleep(300);
-  for (const c of children) { try { c.kill('SIGKILL'); } catch {} }
-  fs.rmSync(tmp, { recursive: true, force: true });
-}
-process.on('SIGTERM', async () => { await cleanup(); process.exit(143); });
-
-async function freePort() {
-  const s = net.createServer();
-  await new Promise((ok) => s.listen(0, '127.0.0.1', ok));
-  const p = s.address().port;
-  await new Promise((ok) => s.close(ok));
-  return p;
-}
 
 // --- the live source --------------------------------------------------------------------
-const ff = spawn('ffmpeg', [
+h.spawn('ffmpeg', [
   '-hide_banner', '-loglevel', 'error', '-re',
   '-f', 'lavfi', '-i', 'testsrc=size=640x360:rate=25',
   '-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=48000',
@@ -70,7 +45,6 @@ const ff = spawn('ffmpeg', [
   ...(FMP4 ? ['-hls_segment_type', 'fmp4'] : []),
   path.join(media, 'live.m3u8'),
 ], { stdio: ['ignore', 'ignore', 'inherit'] });
-children.push(ff);
 
 // --- the origin: the encoder's folder, no caching headers (the edge's live rule applies) --
 const TYPES = { '.m3u8': 'application/vnd.apple.mpegurl', '.ts': 'video/mp2t', '.mp4': 'video/mp4', '.m4s': 'video/mp4' };
@@ -86,82 +60,29 @@ const origin = http.createServer((req, res) => {
   });
 });
 await new Promise((ok) => origin.listen(0, '127.0.0.1', ok));
+h.servers.push(origin);
 const originUrl = `http://127.0.0.1:${origin.address().port}`;
 
-// --- the edge -----------------------------------------------------------------------------
-const [httpPort, adminPort] = [await freePort(), await freePort()];
-const config = path.join(tmp, 'edge.toml');
-fs.writeFileSync(config, `[server]
-http = "127.0.0.1:${httpPort}"
-admin = "127.0.0.1:${adminPort}"
-grace_period = "1s"
-shutdown_timeout = "2s"
-[cache]
-dir = "${tmp}/cache"
-disk = "64 MiB"
-max_object = "8 MiB"
-[[origins]]
-name = "live"
-nodes = [{ addr = "127.0.0.1:${origin.address().port}" }]
-[tokens]
-required = true
-current = "demo"
-keys = [{ id = "demo", secret_file = "${root}/certs/demo-token.TEST-KEY.hex" }]
-`);
-const edge = spawn(EDGE_BIN, ['serve', '--config', config], { stdio: ['ignore', 'ignore', 'pipe'] });
-children.push(edge);
-let edgeLog = '';
-edge.stderr.on('data', (d) => { edgeLog = (edgeLog + d).slice(-4000); });
-
 let exitCode = 1;
+let edge;
 try {
-  for (let i = 0; ; i++) {
-    if (i > 150) throw new Error('edge not ready after 15 s');
-    const ok = await fetch(`http://127.0.0.1:${adminPort}/readyz`).then((r) => r.ok, () => false);
-    if (ok) break;
-    await sleep(100);
-  }
+  edge = await startEdge(h, EDGE_BIN, {
+    dir: 'edge', originHost: `127.0.0.1:${origin.address().port}`, acl: '/live/', path: '/live/live.m3u8', pool: 'live',
+  });
   for (let i = 0; ; i++) {
     if (i > 200) throw new Error('ffmpeg wrote no playlist with 3 segments in 20 s');
     const text = fs.existsSync(path.join(media, 'live.m3u8')) ? fs.readFileSync(path.join(media, 'live.m3u8'), 'utf8') : '';
     if ((text.match(/#EXTINF/g) || []).length >= 3) break;
     await sleep(100);
   }
-  const signed = execFileSync(EDGE_BIN, ['sign', '--config', config, '--acl', '/live/', '--ttl', '2h',
-    '--style', 'query', `http://127.0.0.1:${httpPort}/live/live.m3u8`]).toString().trim();
-  const unsigned = await fetch(`http://127.0.0.1:${httpPort}/live/live.m3u8`).then((r) => r.status);
+  const signed = edge.signed;
+  const unsigned = await fetch(`http://127.0.0.1:${edge.httpPort}/live/live.m3u8`).then((r) => r.status);
   if (unsigned !== 403) throw new Error(`an unsigned request was answered ${unsigned}, want 403`);
 
   // --- the players ------------------------------------------------------------------------
-  const pages = http.createServer((req, res) => {
-    // Every script page.html loads (hls.js, and dash.js for play.mjs's DASH check): a 404 is
-    // a failed request, which fails the run.
-    const files = {
-      '/page.html': ['page.html', 'text/html'],
-      '/hls.min.js': ['node_modules/hls.js/dist/hls.min.js', 'text/javascript'],
-      '/dash.all.min.js': ['node_modules/dashjs/dist/modern/umd/dash.all.min.js', 'text/javascript'],
-    };
-    const f = files[new URL(req.url, 'http://x').pathname];
-    if (!f) { res.writeHead(404).end(); return; }
-    res.writeHead(200, { 'content-type': f[1] }).end(fs.readFileSync(path.join(here, f[0])));
-  });
-  await new Promise((ok) => pages.listen(0, '127.0.0.1', ok));
-  const pageUrl = `http://127.0.0.1:${pages.address().port}/page.html`;
-  browser = await chromium.launch({
-    executablePath: CHROMIUM, headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--autoplay-policy=no-user-gesture-required',
-      '--proxy-server=http://127.0.0.1:9', '--proxy-bypass-list=localhost;127.0.0.1;127.*'],
-  });
+  const pageUrl = await startBrowser(h);
   const players = [['edge', signed], ['origin', `${originUrl}/live/live.m3u8`]];
-  const runs = await Promise.all(players.map(async ([name, url]) => {
-    const page = await browser.newPage();
-    const failed = [];
-    page.on('response', (rs) => { if (rs.status() >= 400) failed.push(`${rs.status()} ${rs.url()}`); });
-    page.on('requestfailed', (rq) => failed.push(`failed ${rq.url()}`));
-    await page.goto(pageUrl, { waitUntil: 'load' });
-    await page.evaluate((u) => window.edgePlay(u, { live: true }), url);
-    return { name, url, page, failed };
-  }));
+  const runs = await Promise.all(players.map(([name, url]) => openPlayer(h, pageUrl, name, url, { live: true })));
   const samples = Object.fromEntries(runs.map((r) => [r.name, []]));
   const started = Date.now();
   while (Date.now() - started < SECONDS * 1000) {
@@ -177,10 +98,6 @@ try {
     const live = await r.page.evaluate(() => window.edgeLive());
     const lat = samples[r.name].map((x) => x.latency).filter((x) => x != null);
     const wall = samples[r.name].map((x) => x.wallLatency).filter((x) => x != null);
-    const stat = (xs) => xs.length ? {
-      mean: +(xs.reduce((a, b) => a + b, 0) / xs.length).toFixed(2),
-      max: +Math.max(...xs).toFixed(2), min: +Math.min(...xs).toFixed(2),
-    } : null;
     const out = {
       player: r.name, seconds: SECONDS, played: Math.round((s.currentTime - (live.startPosition || 0)) * 100) / 100,
       ttffMs: s.ttffMs, fragments: s.fragments, stalls: live.stalls, bufferStalls: live.bufferStalls,
@@ -203,11 +120,9 @@ try {
       `origin ${o.wallLatency.mean} s (max ${o.wallLatency.max}); hls.js latency edge ${e.latency && e.latency.mean} s, origin ${o.latency && o.latency.mean} s`);
   }
   exitCode = results.every((r) => r.ok) ? 0 : 1;
-  pages.close();
 } catch (err) {
   say(`error: ${err && err.message || err}`);
-  say(`edge log: ${edgeLog}`);
+  if (edge) say(`edge log: ${edge.log}`);
 }
-origin.close();
-await cleanup();
+await h.cleanup();
 process.exit(exitCode);

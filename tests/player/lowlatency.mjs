@@ -28,85 +28,20 @@
 // Env: EDGE_BIN (required), CHROMIUM (default /usr/bin/chromium), LL_SECONDS (default 60),
 //      LL_START_BUFFER (seconds buffered before hls.js starts playing, default 1: starting at
 //      the first frame, two parts deep, every player stalled at its first segment boundary).
-import http from 'node:http';
 import fs from 'node:fs';
 import os from 'node:os';
-import path from 'node:path';
-import net from 'node:net';
-import { spawn, execFileSync } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
+import { Harness, sleep, startEdge, startBrowser, openPlayer, stat } from './harness.mjs';
 import { startLlOrigin, PARTS, PART, TARGET } from './llorigin.mjs';
 
-const here = path.dirname(fileURLToPath(import.meta.url));
-const root = path.resolve(here, '../..');
-const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
 const EDGE_BIN = process.env.EDGE_BIN;
 const SECONDS = Number(process.env.LL_SECONDS || 60);
 const START_BUFFER = Number(process.env.LL_START_BUFFER || 1);
 const LIGHT = { a: 9, b: 8, direct: 1 };
 if (!EDGE_BIN) { console.error('lowlatency: EDGE_BIN is required'); process.exit(2); }
 
-const say = (m) => console.error(`lowlatency: ${m}`);
-const sleep = (ms) => new Promise((ok) => setTimeout(ok, ms));
-const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'edge-ll-'));
-const children = [];
-let browser, origin;
-async function cleanup() {
-  if (browser) await browser.close().catch(() => {});
-  for (const c of children) { try { c.kill('SIGTERM'); } catch {} }
-  await sleep(300);
-  for (const c of children) { try { c.kill('SIGKILL'); } catch {} }
-  if (origin) origin.close();
-  fs.rmSync(tmp, { recursive: true, force: true });
-}
-process.on('SIGTERM', async () => { await cleanup(); process.exit(143); });
-
-async function freePorts(n) {
-  const s = Array.from({ length: n }, () => net.createServer());
-  await Promise.all(s.map((x) => new Promise((ok) => x.listen(0, '127.0.0.1', ok))));
-  const ports = s.map((x) => x.address().port);
-  await Promise.all(s.map((x) => new Promise((ok) => x.close(ok))));
-  return ports;
-}
-
-async function startEdge(name, originUrl, httpPort, adminPort) {
-  const dir = path.join(tmp, name);
-  fs.mkdirSync(dir);
-  const config = path.join(dir, 'edge.toml');
-  fs.writeFileSync(config, `[server]
-http = "127.0.0.1:${httpPort}"
-admin = "127.0.0.1:${adminPort}"
-grace_period = "1s"
-shutdown_timeout = "2s"
-[cache]
-dir = "${dir}/cache"
-disk = "64 MiB"
-max_object = "8 MiB"
-[log]
-access = "${dir}/access.log"
-format = "json"
-[[origins]]
-name = "ll"
-nodes = [{ addr = "${new URL(originUrl).host}" }]
-[tokens]
-required = true
-current = "demo"
-keys = [{ id = "demo", secret_file = "${root}/certs/demo-token.TEST-KEY.hex" }]
-`);
-  const edge = spawn(EDGE_BIN, ['serve', '--config', config], { stdio: ['ignore', 'ignore', 'pipe'] });
-  children.push(edge);
-  const e = { name, config, httpPort, adminPort, log: '', access: path.join(dir, 'access.log') };
-  edge.stderr.on('data', (d) => { e.log = (e.log + d).slice(-4000); });
-  for (let i = 0; ; i++) {
-    if (i > 150) throw new Error(`edge ${name} not ready after 15 s: ${e.log}`);
-    if (await fetch(`http://127.0.0.1:${adminPort}/readyz`).then((r) => r.ok, () => false)) break;
-    await sleep(100);
-  }
-  e.signed = execFileSync(EDGE_BIN, ['sign', '--config', config, '--acl', '/ll/', '--ttl', '2h',
-    '--style', 'query', `http://127.0.0.1:${httpPort}/ll/p.m3u8`]).toString().trim();
-  return e;
-}
+const h = new Harness('lowlatency');
+const say = (m) => h.say(m);
+let origin;
 
 // The last part a playlist lists: [msn, part], or null.
 function lastPart(text) {
@@ -202,39 +137,17 @@ function repeated(answers) {
 let exitCode = 1;
 try {
   origin = await startLlOrigin({ seconds: SECONDS + 20, ports: ['a', 'b', 'direct'] });
-  const [ha, aa, hb, ab] = await freePorts(4);
-  const edges = { a: await startEdge('a', origin.urls.a, ha, aa), b: await startEdge('b', origin.urls.b, hb, ab) };
-  const unsigned = await fetch(`http://127.0.0.1:${ha}/ll/p.m3u8`).then((r) => r.status);
+  const launch = (dir) => startEdge(h, EDGE_BIN, {
+    dir, originHost: new URL(origin.urls[dir]).host, acl: '/ll/', path: '/ll/p.m3u8', pool: 'll',
+  });
+  const edges = { a: await launch('a'), b: await launch('b') };
+  const unsigned = await fetch(`http://127.0.0.1:${edges.a.httpPort}/ll/p.m3u8`).then((r) => r.status);
   if (unsigned !== 403) throw new Error(`an unsigned request was answered ${unsigned}, want 403`);
-
-  const pages = http.createServer((req, res) => {
-    const files = {
-      '/page.html': ['page.html', 'text/html'],
-      '/hls.min.js': ['node_modules/hls.js/dist/hls.min.js', 'text/javascript'],
-      '/dash.all.min.js': ['node_modules/dashjs/dist/modern/umd/dash.all.min.js', 'text/javascript'],
-    };
-    const f = files[new URL(req.url, 'http://x').pathname];
-    if (!f) { res.writeHead(404).end(); return; }
-    res.writeHead(200, { 'content-type': f[1] }).end(fs.readFileSync(path.join(here, f[0])));
-  });
-  await new Promise((ok) => pages.listen(0, '127.0.0.1', ok));
-  const pageUrl = `http://127.0.0.1:${pages.address().port}/page.html`;
-  browser = await chromium.launch({
-    executablePath: CHROMIUM, headless: true,
-    args: ['--no-sandbox', '--disable-gpu', '--autoplay-policy=no-user-gesture-required',
-      '--proxy-server=http://127.0.0.1:9', '--proxy-bypass-list=localhost;127.0.0.1;127.*'],
-  });
+  const pageUrl = await startBrowser(h);
   const t0 = Date.now();
   const players = [['edge-a', edges.a.signed], ['edge-b', edges.b.signed], ['origin', `${origin.urls.direct}/ll/p.m3u8`]];
-  const runs = await Promise.all(players.map(async ([name, url]) => {
-    const page = await browser.newPage();
-    const failed = [];
-    page.on('response', (rs) => { if (rs.status() >= 400) failed.push(`${rs.status()} ${rs.url()}`); });
-    page.on('requestfailed', (rq) => failed.push(`failed (${rq.failure()?.errorText}, ${((Date.now() - t0) / 1000).toFixed(2)} s into the run) ${rq.url()}`));
-    await page.goto(pageUrl, { waitUntil: 'load' });
-    await page.evaluate(([u, b]) => window.edgePlay(u, { live: true, lowLatency: true, startBuffer: b }), [url, START_BUFFER]);
-    return { name, url, page, failed };
-  }));
+  const runs = await Promise.all(players.map(([name, url]) =>
+    openPlayer(h, pageUrl, name, url, { live: true, lowLatency: true, startBuffer: START_BUFFER }, t0)));
   const started = Date.now();
   const until = started + SECONDS * 1000;
   const clients = Object.entries(LIGHT).flatMap(([e, n]) => Array.from({ length: n }, () => ({ edge: e })));
@@ -253,10 +166,6 @@ try {
     if (newest.length) spreads.push(Math.max(...newest) - Math.min(...newest));
   }
   await light;
-  const stat = (xs) => xs.length ? {
-    mean: +(xs.reduce((a, b) => a + b, 0) / xs.length).toFixed(2),
-    max: +Math.max(...xs).toFixed(2), min: +Math.min(...xs).toFixed(2),
-  } : null;
   const reasons = [];
   const results = {};
   for (const r of runs) {
@@ -336,9 +245,9 @@ try {
   say(`load average during the run: ${os.loadavg().map((x) => x.toFixed(1)).join(' ')} on ${os.cpus().length} cores`);
   if (reasons.length) say(`FAILED: ${reasons.join('; ')}`);
   exitCode = reasons.length ? 1 : 0;
-  pages.close();
 } catch (err) {
   say(`error: ${err && err.stack || err}`);
 }
-await cleanup();
+if (origin) origin.close();
+await h.cleanup();
 process.exit(exitCode);

@@ -17,6 +17,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
+import { CHROME_ARGS, PAGE_FILES as FILES } from './harness.mjs';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const CHROMIUM = process.env.CHROMIUM || '/usr/bin/chromium';
@@ -32,25 +33,9 @@ if (urls.length === 0) {
   process.exit(2);
 }
 
-// Chromium must reach nothing but loopback: every other host fails to resolve, and any proxied
-// request goes to a dead proxy (port 9, discard).
-const CHROME_ARGS = [
-  '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync',
-  '--proxy-server=http://127.0.0.1:9',
-  '--proxy-bypass-list=localhost;127.0.0.1;[::1];127.*',
-  '--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.*, EXCLUDE [::1]',
-  '--autoplay-policy=no-user-gesture-required',
-];
-
-// Static server for the page and hls.js, on its own loopback port (a different origin than the
-// edge, so the edge's CORS headers are exercised).
-const FILES = {
-  '/': ['page.html', 'text/html; charset=utf-8'],
-  '/page.html': ['page.html', 'text/html; charset=utf-8'],
-  '/hls.min.js': ['node_modules/hls.js/dist/hls.min.js', 'text/javascript; charset=utf-8'],
-  '/dash.all.min.js': ['node_modules/dashjs/dist/modern/umd/dash.all.min.js', 'text/javascript; charset=utf-8'],
-};
+// Chromium reaches nothing but loopback (CHROME_ARGS); the page and the players' scripts come
+// from a static server on its own loopback port (a different origin than the edge, so the
+// edge's CORS headers are exercised).
 const server = http.createServer((req, res) => {
   const f = FILES[new URL(req.url, 'http://x').pathname];
   if (!f) { res.writeHead(404).end('not found'); return; }
