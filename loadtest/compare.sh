@@ -13,12 +13,14 @@
 # before it starts, preloaded into its bans.log; e.g. PROXIES="edge edge_bans edge edge_bans"
 # SCENARIOS=hot_playlist for paired runs with and without bans),
 # EDGE_LOG=json|text (the proxy `edge_log`: the edge with its access log on, written to a file
-# in its temp folder, every hit; e.g. PROXIES="edge edge_log edge edge_log").
+# in its temp folder, every hit; e.g. PROXIES="edge edge_log edge edge_log"),
+# EDGE_MAX_OBJECT_MIB=64 (the edge's max_object: its disk tier needs 4 blocks of about that, so
+# a smaller one lets DISK_MIB go near 0 to compare the memory tier alone with Varnish's LRU).
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(dirname "$HERE")
-COMMAND="$(for v in EDGE_BANS EDGE_LOG QUICK PROXIES SCENARIOS DURATION EDGE_THREADS EDGE_FAST_HITS HOT_VUS SEG_VUS ZIPF_VUS VOD_PLAYERS VOD_SPEED HERD_CLIENTS HERD_WAVES HERD_PERIOD_MS HERD_SIZE HERD_TTFB_MS HERD_PACE_MS ZIPF_N ZIPF_SIZE ZIPF_S MEMORY_MIB DISK_MIB EDGE_DISK_ADMISSION PIN K6_CPUS PROXY_CPUS ORIGIN_CPUS PORT_BASE EDGE_BIN QUIET_MAX_WAIT OTHER_MAX_PCT ATTEMPTS RESULTS PERF; do [ -n "${!v:-}" ] && printf '%s=%q ' "$v" "${!v}"; done; true)bash loadtest/compare.sh"
+COMMAND="$(for v in EDGE_BANS EDGE_LOG QUICK PROXIES SCENARIOS DURATION EDGE_THREADS EDGE_FAST_HITS HOT_VUS SEG_VUS ZIPF_VUS VOD_PLAYERS VOD_SPEED HERD_CLIENTS HERD_WAVES HERD_PERIOD_MS HERD_SIZE HERD_TTFB_MS HERD_PACE_MS ZIPF_N ZIPF_SIZE ZIPF_S MEMORY_MIB DISK_MIB EDGE_MAX_OBJECT_MIB EDGE_DISK_ADMISSION PIN K6_CPUS PROXY_CPUS ORIGIN_CPUS PORT_BASE EDGE_BIN QUIET_MAX_WAIT OTHER_MAX_PCT ATTEMPTS RESULTS PERF; do [ -n "${!v:-}" ] && printf '%s=%q ' "$v" "${!v}"; done; true)bash loadtest/compare.sh"
 T0=$(date +%s)
 
 QUICK=${QUICK:-0}
@@ -149,7 +151,7 @@ shutdown_timeout = "2s"
 memory = "$MEMORY_MIB MiB"
 dir = "$d/cache"
 disk = "$DISK_MIB MiB"
-max_object = "64 MiB"
+max_object = "${EDGE_MAX_OBJECT_MIB:-64} MiB"
 lock_timeout = "30s"
 default_ttl = "1h"
 ${EDGE_DISK_ADMISSION:+disk_admission = \"$EDGE_DISK_ADMISSION\"}
@@ -441,7 +443,7 @@ ELAPSED=$(($(date +%s) - T0))
   echo "- placement: k6 on CPU $K6_CPUS, proxy on CPU $PROXY_CPUS, origin on CPU $ORIGIN_CPUS (PIN=$PIN)"
   [[ " $PROXIES " == *" edge_bans "* ]] && echo "- edge_bans: the edge with ${EDGE_BANS:-100000} bans preloaded"
   [[ " $PROXIES " == *" edge_log "* ]] && echo "- edge_log: the edge with its ${EDGE_LOG:-json} access log on, to a file"
-  echo "- edge: $EDGE_DESC; threads=${EDGE_THREADS:-2}, fast_hits=${EDGE_FAST_HITS:-true}, memory ${MEMORY_MIB} MiB, disk ${DISK_MIB} MiB, disk_admission ${EDGE_DISK_ADMISSION:-(edge default)}"
+  echo "- edge: $EDGE_DESC; threads=${EDGE_THREADS:-2}, fast_hits=${EDGE_FAST_HITS:-true}, memory ${MEMORY_MIB} MiB, disk ${DISK_MIB} MiB, max_object ${EDGE_MAX_OBJECT_MIB:-64} MiB, disk_admission ${EDGE_DISK_ADMISSION:-(edge default)}"
   command -v nginx >/dev/null && echo "- nginx: $(nginx -v 2>&1 | sed 's/^nginx version: //'); 2 workers, proxy_cache on disk max_size=${DISK_MIB}m (+ OS page cache), proxy_cache_lock on"
   command -v varnishd >/dev/null && echo "- varnish: $(varnishd -V 2>&1 | head -1 | sed 's/^varnishd (//; s/ revision.*//'); -s malloc,${MEMORY_MIB}m, default coalescing"
   echo "- load: k6 $(k6 version 2>/dev/null | awk '{print $2}'); duration $DURATION per run; hot_playlist $HOT_VUS VUs, hot_segment $SEG_VUS VUs, zipf $ZIPF_VUS VUs over $ZIPF_N x $ZIPF_SIZE B (s=$ZIPF_S), cold_herd $HERD_CLIENTS clients x $HERD_WAVES waves of a ${HERD_SIZE}-byte object (origin TTFB ${HERD_TTFB_MS} ms + ${HERD_PACE_MS} ms pacing)"

@@ -28,6 +28,12 @@ async fn miss_then_hit_with_one_origin_request() {
     assert_eq!(r2.bytes().await.unwrap(), body);
 
     assert_eq!(origin.hits("/v/a/seg1.ts"), 1);
+    // Counted when the request's logging phase runs, a moment after the client has the body.
+    edge.await_metric(
+        r#"edge_requests_total{kind="content",status="200",cache="HIT"}"#,
+        1.0,
+    )
+    .await;
     assert_eq!(
         edge.metric(r#"edge_requests_total{kind="content",status="200",cache="HIT"}"#)
             .await,

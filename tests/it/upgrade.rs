@@ -478,7 +478,7 @@ async fn an_upgrade_needs_a_running_edge() {
     std::fs::write(
         &config,
         format!(
-            "[server]\nhttp = \"127.0.0.1:{}\"\nadmin = \"127.0.0.1:{}\"\n[cache]\ndir = \"cache\"\nmemory = \"8 MiB\"\ndisk = \"0\"\n[[origins]]\nname = \"o\"\nnodes = [{{ addr = \"127.0.0.1:1\" }}]\n",
+            "[server]\nhttp = \"127.0.0.1:{}\"\nadmin = \"127.0.0.1:{}\"\n[cache]\ndir = \"cache\"\nmemory = \"8 MiB\"\ndisk = \"16 MiB\"\nmax_object = \"1 MiB\"\n[[origins]]\nname = \"o\"\nnodes = [{{ addr = \"127.0.0.1:1\" }}]\n",
             crate::support::free_port(),
             crate::support::free_port()
         ),
