@@ -269,33 +269,30 @@ pub fn age_value(headers: &HeaderMap) -> Duration {
     Duration::from_secs(secs)
 }
 
-/// How old the response was when it arrived (§4.2.3): the larger of the apparent age
-/// (`response_time − Date`) and the upstream's `Age` plus the time the request took.
+/// How old the response was when it arrived (§4.2.3): the larger of the apparent age (from
+/// `Date`) and the upstream's `Age` plus the time the request took.
 ///
-/// `Date` has whole seconds, so the response time is read at that resolution too: a message
-/// dated 12:00:00 and received at 12:00:00.99 was generated in that same second, and §4.2.3's
-/// formula would make it 0.99 s old. Every response from an origin with a correct clock
-/// would lose up to a second of its lifetime on arrival (half a second on average) — the
-/// whole of a live playlist's (a fraction of a 1 s target duration), so it would be stale when
-/// stored and fetched again by the next player, and answers would carry `Age: 1` at once,
-/// which hls.js's low-latency "CDN tune-in" reads as a second behind live.
+/// `Date` has whole seconds: a message dated 12:00:00 was generated at some time in
+/// [12:00:00, 12:00:01), so all it proves is an age of `response_time − Date − 1 s`, and that
+/// is the apparent age taken here. §4.2.3 takes `response_time − Date`, the most it could be:
+/// a response generated at 12:00:00.99 and received at 12:00:01.01 would be a second old on
+/// arrival. An origin with a correct clock then loses up to a second of every lifetime (all
+/// of a live playlist's at a fraction of a 1 s target duration: stale when stored, fetched
+/// again by the next player), and answers carry `Age: 1` at once, which hls.js's low-latency
+/// "CDN tune-in" reads as a second behind live (it then asks for a part a second ahead).
 pub fn corrected_initial_age(
     headers: &HeaderMap,
     response_time: SystemTime,
     response_delay: Duration,
 ) -> Duration {
     let apparent = date(headers)
-        .and_then(|d| whole_seconds(response_time).duration_since(d).ok())
+        .and_then(|d| {
+            response_time
+                .duration_since(d + Duration::from_secs(1))
+                .ok()
+        })
         .unwrap_or(Duration::ZERO);
     apparent.max(age_value(headers).saturating_add(response_delay))
-}
-
-/// `t` truncated to `Date`'s resolution (whole seconds since the epoch).
-fn whole_seconds(t: SystemTime) -> SystemTime {
-    let since = t
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or(Duration::ZERO);
-    SystemTime::UNIX_EPOCH + Duration::from_secs(since.as_secs())
 }
 
 /// The stale windows (stale-while-revalidate, stale-if-error) of a response whose explicit
@@ -713,12 +710,12 @@ mod tests {
         );
         assert_eq!(
             age(&[("date", &http_date_of(T0 - 50))], 0),
-            50,
-            "apparent age"
+            49,
+            "apparent age: what Date (whole seconds) proves"
         );
         assert_eq!(
             age(&[("date", &http_date_of(T0 - 50)), ("age", "10")], 0),
-            50,
+            49,
             "the larger one"
         );
         assert_eq!(
@@ -726,14 +723,19 @@ mod tests {
             10,
             "a fast origin clock is no negative age"
         );
-        let sub = |ms: u64| {
+        let within = |ms: u64| {
             let received = at(T0) + Duration::from_millis(ms);
             let list = [("date", http_date_of(T0))];
             let list: Vec<(&str, &str)> = list.iter().map(|(k, v)| (*k, v.as_str())).collect();
             corrected_initial_age(&headers(&list), received, Duration::ZERO)
         };
-        assert_eq!(sub(990), Duration::ZERO, "Date's own second is no age");
-        assert_eq!(sub(1_990), Duration::from_secs(1), "a whole second is");
+        assert_eq!(within(990), Duration::ZERO, "Date's own second is no age");
+        assert_eq!(
+            within(1_010),
+            Duration::from_millis(10),
+            "generated at .99 and received at 1.01: not a second old"
+        );
+        assert_eq!(within(2_500), Duration::from_millis(1_500));
         assert_eq!(age(&[("age", "-5")], 0), 0, "invalid Age ignored");
         assert_eq!(age(&[("age", "abc")], 1), 1);
         assert_eq!(

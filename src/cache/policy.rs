@@ -212,7 +212,11 @@ pub fn decide(
             if ttl.is_zero() {
                 return RespCacheable::Uncacheable(NoCacheReason::OriginNotCache);
             }
-            (ttl, true)
+            // A playlist's heuristic lifetime counts from the arrival of its body (see
+            // [`playlist_freshness`]), so the provisional one until then is not aged either:
+            // aged, an answer a second old (a shield's `Age: 1`) would be stored stale and
+            // every request until the body is in would go to the origin.
+            (ttl, refine.is_none())
         }
     };
     let lifetime = match (ex.part, rule) {
@@ -829,6 +833,20 @@ mod tests {
             left(held(false)),
             Duration::from_secs(4),
             "took 2 s: 4 s left"
+        );
+        // A playlist's provisional lifetime (until its body says live or VOD) is not aged.
+        let aged = resp(
+            200,
+            &[
+                ("content-type", "application/vnd.apple.mpegurl"),
+                ("age", "5"),
+            ],
+        );
+        let now = SystemTime::now();
+        let m = meta(&aged, Exchange::at(now)).unwrap();
+        assert_eq!(
+            m.fresh_until().duration_since(now).unwrap(),
+            PLAYLIST_PROVISIONAL_TTL
         );
     }
 

@@ -93,7 +93,12 @@ function param(query, name) {
 // Returns { urls: {name: base URL}, requests: {name: [target]} (as they arrive), answers:
 // {name: [{url, method, range, at (ms since the stream's start), status, ms, complete}]}
 // (as they end), partsProduced(), close(), ... }.
-export async function startLlOrigin({ seconds, ports = ['direct'], preroll = 4 }) {
+// `edgeOfSecond`: place the stream on the wall clock so that the second part of every segment
+// completes 5 ms before a whole second, so its blocking answer arrives (through an edge) in
+// the second after its `Date`. An edge that takes `Date`'s whole seconds for age then sends
+// `Age: 1` on that answer at once (issue #16's intermittent failure; see README "Live and low
+// latency"). Off: wherever the start falls.
+export async function startLlOrigin({ seconds, ports = ['direct'], preroll = 4, edgeOfSecond = false }) {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'edge-llorigin-'));
   let media;
   try {
@@ -103,7 +108,12 @@ export async function startLlOrigin({ seconds, ports = ['direct'], preroll = 4 }
   }
   const totalParts = Math.floor(media.frames.length / PART_FRAMES);
   const totalSegments = Math.floor(totalParts / PARTS);
-  const start = Date.now() - preroll * SEGMENT * 1000;
+  let start = Date.now() - preroll * SEGMENT * 1000;
+  if (edgeOfSecond) {
+    // Part 1 of segment n completes at start + n s + 2 × PART: at 995 ms into a second.
+    const want = (995 - 2 * PART * 1000 + 1000) % 1000;
+    start -= ((start - want) % 1000 + 1000) % 1000;
+  }
   const frameAt = (f) => start + (f + 1) * 1000 / FPS; // when frame f is "captured" (complete)
   const partAt = (g) => frameAt((g + 1) * PART_FRAMES - 1);
   const produced = () => Math.min(totalParts,

@@ -2,7 +2,8 @@
 // Low-latency check (issue #16, must-hold 5 and 2): Low-Latency HLS played by hls.js
 // (`lowLatencyMode`) through two edges and straight from the origin, for LL_SECONDS.
 //
-// The origin (llorigin.mjs) releases decodable fMP4 parts (333 ms) on the wall clock, with
+// The origin (llorigin.mjs) releases decodable fMP4 parts (333 ms) on the wall clock (placed
+// so that a blocking answer crosses a whole second every segment: `edgeOfSecond`), with
 // blocking playlist reloads and preload hints; it has one listener per edge and one for the
 // direct player, and counts what each is asked. Two edges (tokens required) sit in front of
 // it. 20 players: three hls.js players in headless Chromium (one on each edge with a signed
@@ -136,7 +137,7 @@ function repeated(answers) {
 
 let exitCode = 1;
 try {
-  origin = await startLlOrigin({ seconds: SECONDS + 20, ports: ['a', 'b', 'direct'] });
+  origin = await startLlOrigin({ seconds: SECONDS + 20, ports: ['a', 'b', 'direct'], edgeOfSecond: true });
   const launch = (dir) => startEdge(h, EDGE_BIN, {
     dir, originHost: new URL(origin.urls[dir]).host, acl: '/ll/', path: '/ll/p.m3u8', pool: 'll',
   });
