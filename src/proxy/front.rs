@@ -74,6 +74,10 @@ const HEAD_MAX: usize = 8 * 1024;
 pub(crate) const MAX_HEADERS: usize = 32;
 /// How long an idle keep-alive connection waits for its next request (Pingora's default).
 const IDLE: Duration = Duration::from_secs(60);
+
+/// How long after its accept a connection that has answered nothing may still send its first
+/// request once the edge shuts down (a request already on its way when the signal came).
+const FIRST_REQUEST_GRACE: Duration = Duration::from_secs(1);
 /// Bodies up to this size are copied next to the head so the answer leaves in one write.
 const COALESCE_MAX: usize = 64 * 1024;
 /// `PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n` (RFC 9113 §3.4).
@@ -514,6 +518,8 @@ impl Front {
         );
         // A prefix of `buf` inspected before and found to hold no end of head.
         let mut checked = 0;
+        // Whether a request has been answered on this connection (see the shutdown branch).
+        let mut answered = false;
         loop {
             // Take the next request head, or give the connection to the pipeline.
             let mut to_pipeline = *watch.borrow();
@@ -527,6 +533,7 @@ impl Front {
                         }
                         buf.advance(n);
                         checked = 0;
+                        answered = true;
                         clock.next_request(!buf.is_empty(), Instant::now());
                         to_pipeline = *watch.borrow();
                         continue;
@@ -554,6 +561,21 @@ impl Front {
                             _ = watch.changed() => {
                                 // Shutting down: an idle connection closes, a started request
                                 // is finished by the pipeline (which answers it with close).
+                                // A connection accepted a moment ago that has answered nothing
+                                // may have its first request on the way: closing it would leave
+                                // its client with no answer and nothing to retry on (RFC 9112
+                                // §9.3.1 lets clients retry on reused connections only), so it
+                                // gets FIRST_REQUEST_GRACE to send one.
+                                if buf.is_empty() && !answered {
+                                    let left = FIRST_REQUEST_GRACE.saturating_sub(accepted.elapsed());
+                                    let first = pingora_timeout::fast_timeout::fast_timeout(
+                                        left,
+                                        stream.read_buf(&mut buf),
+                                    );
+                                    if !matches!(first.await, Ok(Ok(n)) if n > 0) {
+                                        return None;
+                                    }
+                                }
                                 if buf.is_empty() {
                                     return None;
                                 }
@@ -579,6 +601,7 @@ impl Front {
             stream = s;
             buf = rest;
             checked = 0;
+            answered = true;
             clock.next_request(!buf.is_empty(), Instant::now());
         }
     }

@@ -96,6 +96,42 @@ async fn shutdown_lets_in_flight_requests_finish_within_the_grace_period() {
     assert!(took < Duration::from_secs(4), "exit took {took:?}");
 }
 
+/// A connection accepted just before SIGTERM whose first request arrives just after it gets
+/// its answer (with `Connection: close`), not a close with nothing: its client has nothing it
+/// could retry on (seen in the upgrade test under load).
+#[tokio::test]
+async fn a_request_on_its_way_when_the_signal_comes_is_answered() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let origin = Origin::start().await;
+    let body = bytes_of(10_000, 31);
+    origin.route("/v/first.ts", Route::ok(body.clone()));
+    let mut edge = Edge::start(origin.addr, "").await;
+    // Cached first, so the answer does not depend on the origin during the shutdown.
+    let c = client();
+    c.get(edge.url("/v/first.ts")).send().await.unwrap();
+    let mut conn = tokio::net::TcpStream::connect(edge.http).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    edge.terminate();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    conn.write_all(b"GET /v/first.ts HTTP/1.1\r\nHost: edge.test\r\n\r\n")
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), conn.read_to_end(&mut got))
+        .await
+        .expect("answered and closed within 5 s")
+        .unwrap();
+    let text = String::from_utf8_lossy(&got);
+    assert!(text.starts_with("HTTP/1.1 200"), "answered: {text:.200}");
+    assert!(
+        text.to_ascii_lowercase().contains("connection: close"),
+        "and told the connection closes: {text:.400}"
+    );
+    assert!(got.ends_with(&body), "the whole body");
+    let (status, _) = edge.wait_exit(Duration::from_secs(10)).await;
+    assert!(status.success(), "clean exit: {status}");
+}
+
 #[tokio::test]
 async fn a_busy_port_is_a_clear_start_error() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
