@@ -286,11 +286,8 @@ pub fn corrected_initial_age(
     response_delay: Duration,
 ) -> Duration {
     let apparent = date(headers)
-        .and_then(|d| {
-            response_time
-                .duration_since(d + Duration::from_secs(1))
-                .ok()
-        })
+        .and_then(|d| d.checked_add(Duration::from_secs(1)))
+        .and_then(|d| response_time.duration_since(d).ok())
         .unwrap_or(Duration::ZERO);
     apparent.max(age_value(headers).saturating_add(response_delay))
 }
