@@ -127,7 +127,7 @@ impl CacheConfig {
             ));
         }
         let block = block_size_for(max_object) as u64;
-        if disk < 4 * block {
+        if disk < block.saturating_mul(4) {
             return Err(ConfigError::new(
                 "cache.disk",
                 format!(

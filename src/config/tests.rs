@@ -247,6 +247,12 @@ fn bad_configs_name_the_key_and_reason() {
         ("[cache]\nmax_object = \"0\"\n", "cache.max_object", "greater than 0"),
         // No memory-only mode: foyer's block engine divides by the tier's block count.
         ("[cache]\ndisk = \"0 MiB\"\n", "cache.disk", "at least 4 blocks"),
+        // A max_object near u64::MAX once overflowed the 4-block check (found by fuzz/config).
+        (
+            "[cache]\nmax_object = \"1111111111111111111111111111111111111164 MiB\"\n",
+            "cache.disk",
+            "at least 4 blocks of 16.0 EiB",
+        ),
         ("[cache]\ndisk = \"8 MiB\"\n", "cache.disk", "too small for cache.max_object"),
         ("[cache]\ndir = \"\"\n", "cache.dir", "must not be empty"),
         ("[cache]\nttl = \"1h\"\n", "cache.ttl", "unknown field `ttl`"),
