@@ -91,6 +91,23 @@ impl Transform {
         Ok(Bytes::new())
     }
 
+    /// The last chunk of the body (`chunk` may be empty): what [`push`](Self::push) returns for
+    /// it followed by [`finish`](Self::finish)'s rest, in one piece.
+    pub fn push_last(&mut self, chunk: &[u8]) -> Result<Bytes, DecodeError> {
+        let out = self.push(chunk)?;
+        if self.finished {
+            return Ok(out);
+        }
+        let tail = self.finish()?;
+        if out.is_empty() {
+            return Ok(tail);
+        }
+        let mut all = Vec::with_capacity(out.len() + tail.len());
+        all.extend_from_slice(&out);
+        all.extend_from_slice(&tail);
+        Ok(Bytes::from(all))
+    }
+
     /// Whether the whole playlist has been returned.
     pub fn is_finished(&self) -> bool {
         self.finished

@@ -93,20 +93,8 @@ impl PlaylistOut {
 
     fn push(&mut self, chunk: &[u8], end: bool) -> std::result::Result<Bytes, DecodeError> {
         match &mut self.delivery {
-            Delivery::Rewrite(t) => {
-                let out = t.push(chunk)?;
-                if !end || t.is_finished() {
-                    return Ok(out);
-                }
-                let tail = t.finish()?;
-                if out.is_empty() {
-                    return Ok(tail);
-                }
-                let mut all = Vec::with_capacity(out.len() + tail.len());
-                all.extend_from_slice(&out);
-                all.extend_from_slice(&tail);
-                Ok(Bytes::from(all))
-            }
+            Delivery::Rewrite(t) if end => t.push_last(chunk),
+            Delivery::Rewrite(t) => t.push(chunk),
             Delivery::Refused(body) => Ok(body.take().unwrap_or_default()),
         }
     }
@@ -245,18 +233,7 @@ pub fn rewritten_header(resp: &mut ResponseHeader) -> Result<()> {
 /// The whole rewritten body of a stored playlist, in one go (`None` when it cannot be
 /// decoded: the pipeline then refuses it, and counts that).
 fn rewrite_whole(mut t: crate::hls::Transform, body: &[u8]) -> Option<Bytes> {
-    let out = t.push(body).ok()?;
-    if t.is_finished() {
-        return Some(out);
-    }
-    let tail = t.finish().ok()?;
-    if out.is_empty() {
-        return Some(tail);
-    }
-    let mut all = Vec::with_capacity(out.len() + tail.len());
-    all.extend_from_slice(&out);
-    all.extend_from_slice(&tail);
-    Some(Bytes::from(all))
+    t.push_last(body).ok()
 }
 
 /// Count and log a playlist that cannot be rewritten for its viewer.
