@@ -963,11 +963,13 @@ impl ServerApp for Front {
         let guard = SendGuard::new(stream, limits.send_timeout, self.send_timeouts.clone());
         if h2 {
             // The connection preface is HTTP/2's first head: it gets `header_timeout` too.
-            let guard = guard.first_bytes_within(
-                H2_PREFACE_LEN,
-                limits.header_timeout,
-                self.counter(Limit::HeaderTimeout),
-            );
+            let guard = guard
+                .first_bytes_within(
+                    H2_PREFACE_LEN,
+                    limits.header_timeout,
+                    self.counter(Limit::HeaderTimeout),
+                )
+                .batching_writes();
             return ServerApp::process_new(&self.h2, Box::new(guard), shutdown).await;
         }
         self.serve_h1(Box::new(guard), client, accepted, shutdown)
