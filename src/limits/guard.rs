@@ -109,7 +109,8 @@ impl SendGuard {
                 return Poll::Ready(Ok(()));
             };
             if batch.sent == batch.held.len() {
-                batch.held.clear();
+                // Released, not kept: an idle HTTP/2 connection holds no batch buffer.
+                batch.held = Vec::new();
                 batch.sent = 0;
                 return Poll::Ready(Ok(()));
             }

@@ -102,6 +102,65 @@ async fn h2_is_negotiated_and_caching_and_ranges_work_over_it() {
     );
 }
 
+/// Many streams answered together on one HTTP/2 connection share writes (the connection holds
+/// small writes until the codec flushes, large ones go straight through after them): every
+/// answer still arrives whole and in its own stream — small hits, 100 KB hits and ranges mixed,
+/// 60 at once.
+#[tokio::test]
+async fn many_streams_at_once_on_one_h2_connection_each_get_their_own_bytes() {
+    let s = setup().await;
+    s.origin.route(
+        "/v/small.m3u8",
+        Route::ok(bytes_of(700, 3)).header("content-type", "application/vnd.apple.mpegurl"),
+    );
+    let c = https_client(&[ca(s.a.path())], s.https, false);
+    // Stored first, so that every request below is a hit.
+    for path in ["/v/small.m3u8", "/v/seg.ts"] {
+        let r = c.get(format!("https://a.test{path}")).send().await.unwrap();
+        assert_eq!(r.version(), reqwest::Version::HTTP_2);
+        r.bytes().await.unwrap();
+    }
+    let small = bytes_of(700, 3);
+    let seg = bytes_of(100_000, 70);
+    let mut asks = Vec::new();
+    for i in 0..60usize {
+        let c = c.clone();
+        asks.push(tokio::spawn(async move {
+            let (path, range) = match i % 4 {
+                0 | 1 => ("/v/small.m3u8", None),
+                2 => ("/v/seg.ts", None),
+                _ => (
+                    "/v/seg.ts",
+                    Some(format!("bytes={}-{}", i * 100, i * 100 + 99)),
+                ),
+            };
+            let mut req = c.get(format!("https://a.test{path}"));
+            if let Some(r) = &range {
+                req = req.header("range", r);
+            }
+            let r = req.send().await.unwrap();
+            let version = r.version();
+            let cache = r.headers()["x-cache"].to_str().unwrap().to_string();
+            (i, range.is_some(), version, cache, r.bytes().await.unwrap())
+        }));
+    }
+    for ask in asks {
+        let (i, ranged, version, cache, body) = ask.await.unwrap();
+        assert_eq!(version, reqwest::Version::HTTP_2, "request {i}");
+        assert_eq!(cache, "HIT", "request {i}");
+        match i % 4 {
+            0 | 1 => assert_eq!(body, small, "request {i}"),
+            2 => assert_eq!(body, seg, "request {i}"),
+            _ => {
+                assert!(ranged);
+                assert_eq!(body, &seg[i * 100..i * 100 + 100], "request {i}");
+            }
+        }
+    }
+    assert_eq!(s.origin.hits("/v/small.m3u8"), 1);
+    assert_eq!(s.origin.hits("/v/seg.ts"), 1);
+}
+
 #[tokio::test]
 async fn the_certificate_is_chosen_by_sni() {
     let s = setup().await;
