@@ -10,7 +10,8 @@
 //      PLAY_TARGET_S (default 3), PLAY_SCREENSHOT_DIR (if set, a PNG per URL lands there),
 //      PLAY_CMCD=1 (hls.js sends CMCD in the query, lowest rendition; each JSON line then
 //      counts the player's requests and those that carried CMCD),
-//      PLAY_DASH=1 (the URLs are MPDs, played in dash.js instead).
+//      PLAY_DASH=1 (the URLs are MPDs, played in dash.js instead),
+//      PLAY_INSECURE_TLS=1 (accept the edge's development certificate on https URLs).
 import http from 'node:http';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -26,6 +27,7 @@ const TARGET_S = Number(process.env.PLAY_TARGET_S || 3);
 const SHOTS = process.env.PLAY_SCREENSHOT_DIR || '';
 const CMCD = process.env.PLAY_CMCD === '1';
 const DASH = process.env.PLAY_DASH === '1';
+const INSECURE_TLS = process.env.PLAY_INSECURE_TLS === '1';
 
 const urls = process.argv.slice(2);
 if (urls.length === 0) {
@@ -58,6 +60,8 @@ async function playOne(url) {
     ctx = await chromium.launchPersistentContext(profile, {
       executablePath: CHROMIUM, headless: true, args: CHROME_ARGS,
       viewport: { width: 800, height: 450 },
+      // The player check's HTTPS listener has a development certificate.
+      ignoreHTTPSErrors: INSECURE_TLS,
     });
     const page = ctx.pages()[0] || (await ctx.newPage());
     page.on('requestfailed', (rq) => {

@@ -75,15 +75,16 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 143' TERM INT HUP
 
-# Three distinct free loopback ports (held open together so they differ).
-read -r HTTP_PORT ADMIN_PORT DEMO_PORT < <(node -e '
-  const net = require("net"); const s = [0,1,2].map(() => net.createServer());
+# Four distinct free loopback ports (held open together so they differ).
+read -r HTTP_PORT ADMIN_PORT DEMO_PORT HTTPS_PORT < <(node -e '
+  const net = require("net"); const s = [0,1,2,3].map(() => net.createServer());
   Promise.all(s.map((x) => new Promise((ok) => x.listen(0, "127.0.0.1", ok)))).then(() => {
     console.log(s.map((x) => x.address().port).join(" ")); s.forEach((x) => x.close()); });')
 
 cat > "$TMP/edge.toml" <<TOML
 [server]
 http = "127.0.0.1:$HTTP_PORT"
+https = "127.0.0.1:$HTTPS_PORT"
 admin = "127.0.0.1:$ADMIN_PORT"
 grace_period = "1s"     # the edge drains for the whole grace period on SIGTERM; keep exit quick
 shutdown_timeout = "2s"
@@ -100,6 +101,12 @@ current = "demo"
 keys = [{ id = "demo", secret_file = "$ROOT/certs/demo-token.TEST-KEY.hex" }]   # public TEST key
 [cmcd]
 prefixes = ["/demo/"]
+[tls]
+certs = [{ cert = "$TMP/certs/edge.pem", key = "$TMP/certs/edge-key.pem" }]
+dev_names = ["127.0.0.1"]      # a development certificate, made at start
+[log]
+access = "$TMP/access.log"
+format = "json"
 TOML
 
 say "starting edge on 127.0.0.1:$HTTP_PORT (admin $ADMIN_PORT, demo origin $DEMO_PORT)"
@@ -117,6 +124,17 @@ PATH_URL="$(sed -n 's/^edge: play \(http[^ ]*\)$/\1/p' "$TMP/edge.log" | head -n
 QUERY_URL="$(sed -n 's/^edge: play (query token) \(http[^ ]*\)$/\1/p' "$TMP/edge.log" | head -n 1)"
 [ -n "$PATH_URL" ] && [ -n "$QUERY_URL" ] || { say "the edge printed no signed demo URLs"; exit 1; }
 node "$HERE/play.mjs" "$PATH_URL" "$QUERY_URL" "${PATH_URL/\/ts\//\/fmp4\/}" "${QUERY_URL/\/ts\//\/fmp4\/}"
+# HTTP/2 over TLS, as browsers fetch from a CDN: the same two signed URLs on the HTTPS
+# listener (the development certificate, which Chromium is told to accept here). The edge's
+# access log must show the player's requests there as HTTP/2 (many streams per connection,
+# answered together: the batched writes of src/limits/guard.rs).
+h2_before="$(grep -c '"proto":"HTTP/2"' "$TMP/access.log" || true)"
+PLAY_INSECURE_TLS=1 node "$HERE/play.mjs" "${PATH_URL/http:\/\/127.0.0.1:$HTTP_PORT/https://127.0.0.1:$HTTPS_PORT}" \
+  "${QUERY_URL/http:\/\/127.0.0.1:$HTTP_PORT/https://127.0.0.1:$HTTPS_PORT}"
+sleep 1   # the access log's writer flushes in the background
+h2_lines="$(( $(grep -c '"proto":"HTTP/2"' "$TMP/access.log" || true) - h2_before ))"
+say "HTTP/2 over TLS: $h2_lines player requests over HTTP/2 in the access log"
+[ "$h2_lines" -ge 10 ] || { say "the HTTPS plays made $h2_lines HTTP/2 requests, want at least 10"; exit 1; }
 # CMCD (CTA-5004): hls.js puts different player data in the query of every request. Played
 # twice, the second play must be all cache hits: CMCD never splits the cache.
 content() {  # sum of edge_requests_total{kind="content"} samples, optionally of one cache result
@@ -196,4 +214,4 @@ if [ "$LL_SECONDS" -gt 0 ]; then
 else
   say "low latency: skipped (LL_SECONDS=0)"
 fi
-say "ok: hls.js played the signed demo (path and query tokens, TS and fMP4; CMCD twice, all hits the second time, CMCD metrics moved); dash.js played its DASH version (path token; a 240p tier got 240p only); hls.js played a live stream through the edge with no stall$LL_DONE"
+say "ok: hls.js played the signed demo (path and query tokens, TS and fMP4, and over HTTP/2 with TLS; CMCD twice, all hits the second time, CMCD metrics moved); dash.js played its DASH version (path token; a 240p tier got 240p only); hls.js played a live stream through the edge with no stall$LL_DONE"
