@@ -52,7 +52,7 @@ pub fn answer(
         || content.upgrade
         || super::front::PIPELINE_HEADERS
             .iter()
-            .any(|h| req.headers.contains_key(*h))
+            .any(|h| gate::Headers::Map(&req.headers).has(h))
     {
         return None;
     }
