@@ -94,12 +94,12 @@ impl<'a> Headers<'a> {
                 None,
                 None,
             ),
-            // The map's names are lower-case, as `name` is.
+            // Case-insensitive, as `get_all` is (the map's names are lower-case).
             Headers::Map(m) if m.len() <= SCAN_MAX => (
                 None,
                 Some(
                     m.iter()
-                        .filter(move |(k, _)| k.as_str() == name)
+                        .filter(move |(k, _)| k.as_str().eq_ignore_ascii_case(name))
                         .map(|(_, v)| v.as_bytes()),
                 ),
                 None,
@@ -885,7 +885,10 @@ mod tests {
             for i in 0..n {
                 map.append(names[i % names.len()], format!("v{i}").parse().unwrap());
             }
-            for name in names.iter().chain(&["if-range", "authorization"]) {
+            for name in names
+                .iter()
+                .chain(&["if-range", "authorization", "Cookie", "X-A"])
+            {
                 let want: Vec<&[u8]> = map.get_all(*name).iter().map(|v| v.as_bytes()).collect();
                 let got: Vec<&[u8]> = Headers::Map(&map).all(name).collect();
                 assert_eq!(got, want, "{name} in a map of {n}");
