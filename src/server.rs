@@ -579,13 +579,21 @@ fn add_services(server: &mut Server, state: &'static EdgeState) -> Result<(), St
             state,
         ),
     );
-    proxy.add_tcp(&cfg.server.http.to_string());
+    // Player connections without Pingora's 64 KiB read buffer: the front reads each HTTP/1
+    // head into its own 4 KiB buffer (and hands the bytes over), rustls and `h2` keep their
+    // own, so that buffer was a copy of every read and 64 KiB zeroed per connection — most of
+    // an idle keep-alive connection's memory. Writes keep Pingora's small write buffer.
+    let player = |addr: String| {
+        pingora_core::listeners::ListenerConfig::tcp(addr)
+            .l4_buffer(pingora_core::listeners::L4BufferSettings::default().read(0))
+    };
+    proxy.add_listener(player(cfg.server.http.to_string()));
     if let (Some(https), Some(resolver)) = (cfg.server.https, &state.tls) {
         let mut settings = pingora_core::listeners::tls::TlsSettings::intermediate("", "")
             .map_err(|e| StartError::Tls(crate::tls::TlsError::Config(e.to_string())))?;
         settings.set_cert_resolver(resolver.clone());
         settings.enable_h2();
-        proxy.add_tls_with_settings(&https.to_string(), None, settings);
+        proxy.add_listener(player(https.to_string()).tls(settings));
     }
     server.add_service(proxy);
 
