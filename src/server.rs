@@ -581,8 +581,9 @@ fn add_services(server: &mut Server, state: &'static EdgeState) -> Result<(), St
     );
     // Player connections without Pingora's 64 KiB read buffer: the front reads each HTTP/1
     // head into its own 4 KiB buffer (and hands the bytes over), rustls and `h2` keep their
-    // own, so that buffer was a copy of every read and 64 KiB zeroed per connection — most of
-    // an idle keep-alive connection's memory. Writes keep Pingora's small write buffer.
+    // own, so that buffer was a copy of every read and 64 KiB zeroed per connection (an idle
+    // keep-alive connection measured 27.9 -> 22.0 KiB plain, 40.7 -> 33.6 KiB over TLS
+    // without it; README, Performance). Writes keep Pingora's small write buffer.
     let player = |addr: String| {
         pingora_core::listeners::ListenerConfig::tcp(addr)
             .l4_buffer(pingora_core::listeners::L4BufferSettings::default().read(0))
